@@ -1,0 +1,69 @@
+// Per-device memory accounting: every byte of a device's tensors is charged against a budget.
+// Not a caching allocator: it accounts and aligns; buffer reuse is the memory planner's job.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace hp {
+
+enum class Tier : uint8_t { kDevice, kHost, kDisk };
+const char* tier_name(Tier t);
+
+// Thread-safe. Budget 0 means unlimited. Allocations are 64-byte aligned.
+class Allocator : public std::enable_shared_from_this<Allocator> {
+ public:
+  Allocator(std::string name, size_t budget_bytes, Tier tier = Tier::kDevice);
+  ~Allocator();
+  Allocator(const Allocator&) = delete;
+  Allocator& operator=(const Allocator&) = delete;
+
+  // Throws hp::OutOfMemory naming the allocator, the request, the live bytes and the budget.
+  void* allocate(size_t bytes);
+  void deallocate(void* p, size_t bytes);
+  // Charges bytes without memory (for simulated tensors and plans); throws like allocate.
+  void charge(size_t bytes);
+  void release(size_t bytes);
+
+  size_t live_bytes() const { return live_.load(); }
+  size_t peak_bytes() const { return peak_.load(); }
+  size_t budget() const { return budget_; }
+  void set_budget(size_t b) { budget_ = b; }
+  void reset_peak() { peak_.store(live_.load()); }
+  const std::string& name() const { return name_; }
+  Tier tier() const { return tier_; }
+
+ private:
+  std::string name_;
+  size_t budget_;
+  Tier tier_;
+  std::atomic<size_t> live_{0};
+  std::atomic<size_t> peak_{0};
+  std::mutex mu_;
+};
+
+// Allocator with no budget used for tensors created outside any device context (tests, I/O).
+std::shared_ptr<Allocator> default_allocator();
+
+// A block of bytes owned by an allocator; freed (and uncharged) when the last handle goes.
+class Storage {
+ public:
+  Storage(std::shared_ptr<Allocator> alloc, size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Allocator& allocator() { return *alloc_; }
+
+ private:
+  std::shared_ptr<Allocator> alloc_;
+  void* data_;
+  size_t bytes_;
+};
+
+}  // namespace hp

@@ -1,0 +1,31 @@
+// Fused causal self-attention (flash-attention style): forward and backward never materialise a
+// T x T matrix per head; they tile queries and keys and keep an online softmax.
+// Not a general attention: causal, no dropout, no padding mask. Grouped-query heads supported.
+#pragma once
+#include <cstdint>
+
+#include "hp/cpu/context.hpp"
+
+namespace hp::cpu {
+
+struct AttentionShape {
+  int64_t batch = 1;     // B
+  int64_t seq = 1;       // T
+  int64_t heads = 1;     // H (query heads)
+  int64_t kv_heads = 1;  // Hkv; H % Hkv == 0; query head h reads kv head h / (H / Hkv)
+  int64_t head_dim = 1;  // Dh
+  float scale = 1.0f;    // usually 1/sqrt(Dh)
+};
+
+// q, out: [B, T, H, Dh]; k, v: [B, T, Hkv, Dh] (all contiguous); lse: [B, H, T] log-sum-exp of
+// the scaled scores of each query row (saved for the backward).
+void attention_fwd(const Context& ctx, const AttentionShape& s, const float* q, const float* k,
+                   const float* v, float* out, float* lse);
+
+// Given dout [B, T, H, Dh] and the forward's q, k, v, out, lse: writes (overwrites) dq
+// [B, T, H, Dh], dk and dv [B, T, Hkv, Dh].
+void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, const float* k,
+                   const float* v, const float* out, const float* lse, const float* dout,
+                   float* dq, float* dk, float* dv);
+
+}  // namespace hp::cpu

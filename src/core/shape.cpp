@@ -1,0 +1,37 @@
+// Shape helpers.
+#include "hp/shape.hpp"
+
+#include "hp/error.hpp"
+
+namespace hp {
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::vector<int64_t> contiguous_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size());
+  int64_t acc = 1;
+  for (size_t i = s.size(); i-- > 0;) {
+    st[i] = acc;
+    acc *= s[i];
+  }
+  return st;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+int64_t norm_axis(int64_t axis, size_t rank, const char* who) {
+  int64_t r = int64_t(rank);
+  int64_t a = axis < 0 ? axis + r : axis;
+  HP_CHECK(a >= 0 && a < r, "[", who, "] axis ", axis, " out of range for rank ", r);
+  return a;
+}
+
+}  // namespace hp

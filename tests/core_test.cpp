@@ -1,0 +1,64 @@
+// Core: dtypes, shapes, tensors and the budgeted allocator.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "hp/tensor.hpp"
+
+namespace hp {
+namespace {
+
+TEST(DType, SizesAndNames) {
+  EXPECT_EQ(dtype_size(DType::kBF16), 2u);
+  EXPECT_EQ(dtype_from_name("BF16"), DType::kBF16);
+  EXPECT_EQ(dtype_from_name("float32"), DType::kF32);
+  EXPECT_THROW(dtype_from_name("f8"), Error);
+}
+
+TEST(DType, HalfConversionsRoundTrip) {
+  for (float f : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 3.0517578e-05f, 0.333251953f}) {
+    EXPECT_EQ(f16_to_f32(f32_to_f16(f)), f) << f;
+  }
+  EXPECT_TRUE(std::isinf(f16_to_f32(f32_to_f16(1e6f))));
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);  // ties round to even
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(-3.0f)), -3.0f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::nanf("")))));
+}
+
+TEST(Shape, StridesAndAxes) {
+  EXPECT_EQ(contiguous_strides({2, 3, 4}), (std::vector<int64_t>{12, 4, 1}));
+  EXPECT_EQ(numel({}), 1);
+  EXPECT_EQ(norm_axis(-1, 3, "t"), 2);
+  EXPECT_THROW(norm_axis(3, 3, "t"), Error);
+}
+
+TEST(Tensor, ConvertAndReshape) {
+  Tensor t = Tensor::from_f32({2, 3}, {1, 2, 3, 4, 5, 6});
+  Tensor b = t.to(DType::kBF16);
+  EXPECT_EQ(b.to_f32_vector(), t.to_f32_vector());
+  EXPECT_EQ(t.reshape({3, 2}).dim(0), 3);
+  EXPECT_THROW(t.reshape({4, 2}), Error);
+  EXPECT_THROW(t.i64(), Error);
+}
+
+TEST(Allocator, BudgetPeakAndClearError) {
+  auto a = std::make_shared<Allocator>("dev0", 1000);
+  {
+    Tensor x({100}, DType::kF32, a);  // 400 bytes
+    EXPECT_EQ(a->live_bytes(), 400u);
+    Tensor y({100}, DType::kF32, a);
+    EXPECT_EQ(a->peak_bytes(), 800u);
+    try {
+      Tensor z({100}, DType::kF32, a);
+      FAIL() << "expected OutOfMemory";
+    } catch (const OutOfMemory& e) {
+      EXPECT_NE(std::string(e.what()).find("dev0"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("1000 bytes"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(a->live_bytes(), 0u);
+  EXPECT_EQ(a->peak_bytes(), 800u);
+}
+
+}  // namespace
+}  // namespace hp
