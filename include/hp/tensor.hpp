@@ -17,6 +17,8 @@ class Tensor {
   Tensor() = default;
   // Uninitialised contiguous tensor charged to `alloc` (default_allocator() when null).
   Tensor(Shape shape, DType dtype, std::shared_ptr<Allocator> alloc = nullptr);
+  // A view of `bytes_offset` into existing storage (offset must be a multiple of the element size).
+  Tensor(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape, DType dtype);
   static Tensor zeros(Shape shape, DType dtype = DType::kF32,
                       std::shared_ptr<Allocator> alloc = nullptr);
   // Contiguous f32 tensor holding `values` (size must equal numel(shape)).

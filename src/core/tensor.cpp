@@ -13,6 +13,15 @@ Tensor::Tensor(Shape shape, DType dtype, std::shared_ptr<Allocator> alloc)
   storage_ = std::make_shared<Storage>(std::move(alloc), nbytes());
 }
 
+Tensor::Tensor(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape, DType dtype)
+    : dtype_(dtype), shape_(std::move(shape)), storage_(std::move(storage)) {
+  strides_ = contiguous_strides(shape_);
+  HP_CHECK(byte_offset % dtype_size(dtype_) == 0, "[tensor] misaligned view offset ", byte_offset);
+  HP_CHECK(byte_offset + nbytes() <= storage_->bytes(), "[tensor] view of ", nbytes(),
+           " bytes at offset ", byte_offset, " exceeds storage of ", storage_->bytes());
+  offset_ = int64_t(byte_offset / dtype_size(dtype_));
+}
+
 Tensor Tensor::zeros(Shape shape, DType dtype, std::shared_ptr<Allocator> alloc) {
   Tensor t(std::move(shape), dtype, std::move(alloc));
   std::memset(t.raw(), 0, t.nbytes());

@@ -1,0 +1,50 @@
+// Model builders: trace a GPT-2 or Llama training step (forward + loss) from a ModelConfig, with
+// Hugging Face parameter names and layouts, so HF safetensors checkpoints load unchanged.
+// Not a module system: a model is a function that appends nodes to a Graph.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hp/io/model_config.hpp"
+#include "hp/io/safetensors.hpp"
+#include "hp/ir/graph.hpp"
+
+namespace hp::nn {
+
+struct ParamInfo {
+  std::string name;  // HF name, e.g. "h.0.attn.c_attn.weight"
+  Shape shape;
+  double init_std;   // 0: constant init_value
+  double init_value;
+  bool decay;        // weight decay applies (2 or more dims)
+};
+
+// The parameters of a model, in a stable order.
+std::vector<ParamInfo> param_infos(const io::ModelConfig& cfg);
+
+// A traced step: graph, its token inputs, the loss, and the parameter values.
+struct Traced {
+  std::unique_ptr<ir::Graph> graph;
+  ir::Var tokens;   // i64 [B, T]
+  ir::Var targets;  // i64 [B, T] (train) or undefined (forward only)
+  ir::Var loss;     // f32 [] (train)
+  ir::Var logits;   // f32 [B, T, V]
+  std::vector<ir::Var> params;  // same order as param_infos()
+};
+
+// Forward (and, when `with_loss`, mean cross-entropy against targets) for a [batch, seq] batch.
+// Throws when seq exceeds the model's max positions.
+Traced trace(const io::ModelConfig& cfg, int64_t batch, int64_t seq, bool with_loss = true);
+
+// Fresh parameters (GPT-2 / Llama initialisation: normal(0, 0.02), residual projections scaled
+// by 1/sqrt(2 * n_layer), norms 1, biases 0), a pure function of (seed, name, index).
+io::TensorMap init_params(const io::ModelConfig& cfg, uint64_t seed);
+
+// Checks a loaded checkpoint against the model: every parameter present with the right shape
+// (HF "transformer." prefixes and a tied "lm_head.weight" are accepted); converts to f32.
+// Throws naming the missing or mis-shaped tensor.
+io::TensorMap adopt_params(const io::ModelConfig& cfg, io::TensorMap loaded,
+                           const std::string& where);
+
+}  // namespace hp::nn

@@ -1,0 +1,47 @@
+// Program: one rank's explicit instruction list (compute, alloc, free) made from a Graph, with a
+// static memory plan (an offset in one arena for every intermediate value).
+// Not an executor (executor.hpp runs it) and not a scheduler: instruction order is graph order.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "hp/ir/graph.hpp"
+
+namespace hp::runtime {
+
+enum class InstrKind : uint8_t {
+  kCompute,  // run node `node`
+  kAlloc,    // `value` becomes live (its arena slot is reserved from here)
+  kFree,     // `value` is dead after this point
+};
+
+struct Instr {
+  InstrKind kind;
+  ir::NodeId node = -1;
+  ir::ValueId value = -1;
+};
+
+struct Program {
+  const ir::Graph* graph = nullptr;
+  std::vector<Instr> instrs;
+  std::vector<ir::ValueId> outputs;  // kept after the step in buffers of their own
+  std::vector<ir::ValueId> sources;  // read from outside: bind before running
+  // Per value id: byte offset in the arena, -1 when it has no slot (source, output, view).
+  std::vector<int64_t> offset;
+  // Per value id: the value whose buffer it aliases (views), else itself.
+  std::vector<ir::ValueId> root;
+  size_t arena_bytes = 0;        // the planned peak of intermediate values
+  size_t output_bytes = 0;       // bytes of the outputs' own buffers
+  size_t naive_bytes = 0;        // what the intermediates would take without reuse
+  double flops = 0;              // total of the computed nodes' costs
+
+  // One line per instruction plus the memory summary.
+  std::string str() const;
+};
+
+// Compiles the nodes that `outputs` depend on (dead code is dropped) into a Program with
+// liveness-based buffer reuse. Values are 64-byte aligned in the arena.
+Program compile(const ir::Graph& g, const std::vector<ir::ValueId>& outputs);
+
+}  // namespace hp::runtime

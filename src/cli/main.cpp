@@ -1,0 +1,41 @@
+// The `hp` tool: one binary, subcommands train, check, generate, bench.
+// Not a library entry point: options are parsed here into typed structs, once.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/args.hpp"
+#include "hp/error.hpp"
+
+namespace {
+const char* kUsage =
+    "usage: hp <command> [options]\n"
+    "  train     train a GPT-2 or Llama model (hp train --help)\n"
+    "  check     replay a reference case and compare against expected values\n"
+    "  generate  sample text from a checkpoint\n"
+    "  bench     micro-benchmarks: comm, step\n";
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  try {
+    if (cmd == "train") return hp::cli::cmd_train(args);
+    if (cmd == "check") return hp::cli::cmd_check(args);
+    if (cmd == "generate") return hp::cli::cmd_generate(args);
+    if (cmd == "bench") return hp::cli::cmd_bench(args);
+    std::fprintf(stderr, "hp: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const hp::Error& e) {
+    std::fprintf(stderr, "hp %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hp %s: unexpected error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}

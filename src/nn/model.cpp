@@ -1,0 +1,191 @@
+// GPT-2 and Llama as traced graphs with Hugging Face names and weight layouts:
+// GPT-2 uses Conv1D weights [in, out] (x @ W), Llama nn.Linear weights [out, in] (x @ W^T).
+#include "hp/nn/model.hpp"
+
+#include <cmath>
+#include <map>
+
+#include "hp/ops.hpp"
+#include "hp/rng.hpp"
+
+namespace hp::nn {
+
+using io::Architecture;
+using io::ModelConfig;
+
+namespace {
+
+std::string layer(const ModelConfig& c, int64_t i) {
+  return (c.arch == Architecture::kGpt2 ? "h." : "model.layers.") + std::to_string(i) + ".";
+}
+
+void add(std::vector<ParamInfo>& v, std::string name, Shape s, double std_, double value = 0) {
+  bool decay = s.size() >= 2;
+  v.push_back({std::move(name), std::move(s), std_, value, decay});
+}
+
+}  // namespace
+
+std::vector<ParamInfo> param_infos(const ModelConfig& c) {
+  std::vector<ParamInfo> p;
+  const int64_t D = c.d_model, F = c.d_ff, V = c.vocab;
+  const double s = 0.02, sres = 0.02 / std::sqrt(2.0 * double(c.n_layer));
+  if (c.arch == Architecture::kGpt2) {
+    add(p, "wte.weight", {V, D}, s);
+    add(p, "wpe.weight", {c.max_seq, D}, 0.01);
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+      std::string l = layer(c, i);
+      add(p, l + "ln_1.weight", {D}, 0, 1);
+      add(p, l + "ln_1.bias", {D}, 0);
+      add(p, l + "attn.c_attn.weight", {D, 3 * D}, s);
+      add(p, l + "attn.c_attn.bias", {3 * D}, 0);
+      add(p, l + "attn.c_proj.weight", {D, D}, sres);
+      add(p, l + "attn.c_proj.bias", {D}, 0);
+      add(p, l + "ln_2.weight", {D}, 0, 1);
+      add(p, l + "ln_2.bias", {D}, 0);
+      add(p, l + "mlp.c_fc.weight", {D, F}, s);
+      add(p, l + "mlp.c_fc.bias", {F}, 0);
+      add(p, l + "mlp.c_proj.weight", {F, D}, sres);
+      add(p, l + "mlp.c_proj.bias", {D}, 0);
+    }
+    add(p, "ln_f.weight", {D}, 0, 1);
+    add(p, "ln_f.bias", {D}, 0);
+    if (!c.tied_embeddings) add(p, "lm_head.weight", {V, D}, s);
+  } else {
+    const int64_t Q = c.n_head * c.head_dim, KV = c.n_kv_head * c.head_dim;
+    add(p, "model.embed_tokens.weight", {V, D}, s);
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+      std::string l = layer(c, i);
+      add(p, l + "input_layernorm.weight", {D}, 0, 1);
+      add(p, l + "self_attn.q_proj.weight", {Q, D}, s);
+      add(p, l + "self_attn.k_proj.weight", {KV, D}, s);
+      add(p, l + "self_attn.v_proj.weight", {KV, D}, s);
+      add(p, l + "self_attn.o_proj.weight", {D, Q}, sres);
+      add(p, l + "post_attention_layernorm.weight", {D}, 0, 1);
+      add(p, l + "mlp.gate_proj.weight", {F, D}, s);
+      add(p, l + "mlp.up_proj.weight", {F, D}, s);
+      add(p, l + "mlp.down_proj.weight", {D, F}, sres);
+    }
+    add(p, "model.norm.weight", {D}, 0, 1);
+    if (!c.tied_embeddings) add(p, "lm_head.weight", {V, D}, s);
+  }
+  return p;
+}
+
+namespace {
+
+Var gpt2_block(ir::Graph& g, const ModelConfig& c, std::map<std::string, Var>& P, int64_t i,
+               Var x) {
+  const std::string l = layer(c, i);
+  g.set_scope("h." + std::to_string(i) + ".attn");
+  const int64_t B = x.dim(0), T = x.dim(1), D = c.d_model, H = c.n_head, Dh = c.head_dim;
+  Var h = layer_norm(x, P[l + "ln_1.weight"], P[l + "ln_1.bias"], c.norm_eps);
+  Var qkv = matmul(h, P[l + "attn.c_attn.weight"]) + P[l + "attn.c_attn.bias"];
+  auto parts = split(qkv, 2, {D, D, D});
+  Var q = reshape(parts[0], {B, T, H, Dh});
+  Var k = reshape(parts[1], {B, T, H, Dh});
+  Var v = reshape(parts[2], {B, T, H, Dh});
+  Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, D});
+  x = x + (matmul(y, P[l + "attn.c_proj.weight"]) + P[l + "attn.c_proj.bias"]);
+  g.set_scope("h." + std::to_string(i) + ".mlp");
+  h = layer_norm(x, P[l + "ln_2.weight"], P[l + "ln_2.bias"], c.norm_eps);
+  Var f = bias_gelu(matmul(h, P[l + "mlp.c_fc.weight"]), P[l + "mlp.c_fc.bias"]);
+  return x + (matmul(f, P[l + "mlp.c_proj.weight"]) + P[l + "mlp.c_proj.bias"]);
+}
+
+Var llama_block(ir::Graph& g, const ModelConfig& c, std::map<std::string, Var>& P, int64_t i,
+                Var x) {
+  const std::string l = layer(c, i);
+  g.set_scope("layers." + std::to_string(i) + ".attn");
+  const int64_t B = x.dim(0), T = x.dim(1), H = c.n_head, KV = c.n_kv_head, Dh = c.head_dim;
+  Var h = rms_norm(x, P[l + "input_layernorm.weight"], c.norm_eps);
+  Var q = reshape(matmul(h, P[l + "self_attn.q_proj.weight"], false, true), {B, T, H, Dh});
+  Var k = reshape(matmul(h, P[l + "self_attn.k_proj.weight"], false, true), {B, T, KV, Dh});
+  Var v = reshape(matmul(h, P[l + "self_attn.v_proj.weight"], false, true), {B, T, KV, Dh});
+  q = rope(q, c.rope_theta);
+  k = rope(k, c.rope_theta);
+  Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, H * Dh});
+  x = x + matmul(y, P[l + "self_attn.o_proj.weight"], false, true);
+  g.set_scope("layers." + std::to_string(i) + ".mlp");
+  h = rms_norm(x, P[l + "post_attention_layernorm.weight"], c.norm_eps);
+  Var gate = silu(matmul(h, P[l + "mlp.gate_proj.weight"], false, true));
+  Var up = matmul(h, P[l + "mlp.up_proj.weight"], false, true);
+  return x + matmul(gate * up, P[l + "mlp.down_proj.weight"], false, true);
+}
+
+}  // namespace
+
+Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss) {
+  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
+           seq);
+  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ",
+           c.max_seq, " positions");
+  Traced t;
+  t.graph = std::make_unique<ir::Graph>();
+  ir::Graph& g = *t.graph;
+  std::map<std::string, Var> P;
+  for (const auto& pi : param_infos(c)) {
+    t.params.push_back(g.param(pi.name, pi.shape));
+    P[pi.name] = t.params.back();
+  }
+  t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
+  g.set_scope("embed");
+  Var x;
+  std::string head;
+  if (c.arch == Architecture::kGpt2) {
+    Var wpe = P["wpe.weight"];
+    if (seq < c.max_seq) wpe = slice(wpe, 0, 0, seq);
+    x = embedding(P["wte.weight"], t.tokens) + wpe;
+    for (int64_t i = 0; i < c.n_layer; ++i) x = gpt2_block(g, c, P, i, x);
+    g.set_scope("head");
+    x = layer_norm(x, P["ln_f.weight"], P["ln_f.bias"], c.norm_eps);
+    head = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
+  } else {
+    x = embedding(P["model.embed_tokens.weight"], t.tokens);
+    for (int64_t i = 0; i < c.n_layer; ++i) x = llama_block(g, c, P, i, x);
+    g.set_scope("head");
+    x = rms_norm(x, P["model.norm.weight"], c.norm_eps);
+    head = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  }
+  t.logits = matmul(x, P[head], false, true);
+  g.set_name(t.logits.id, "logits");
+  if (with_loss) {
+    t.targets = g.input("targets", {{batch, seq}, DType::kI64});
+    g.set_scope("loss");
+    t.loss = cross_entropy(t.logits, t.targets);
+    g.set_name(t.loss.id, "loss");
+  }
+  g.set_scope("");
+  return t;
+}
+
+io::TensorMap init_params(const ModelConfig& c, uint64_t seed) {
+  io::TensorMap out;
+  for (const auto& pi : param_infos(c)) {
+    Tensor t(pi.shape, DType::kF32);
+    float* p = t.f32();
+    const uint64_t stream = rng::stream_of(pi.name.c_str());
+    for (int64_t i = 0; i < t.numel(); ++i)
+      p[i] = pi.init_std > 0 ? float(pi.init_std * rng::normal(seed, stream, uint64_t(i)))
+                             : float(pi.init_value);
+    out.emplace(pi.name, std::move(t));
+  }
+  return out;
+}
+
+io::TensorMap adopt_params(const ModelConfig& c, io::TensorMap loaded, const std::string& where) {
+  io::TensorMap out;
+  for (const auto& pi : param_infos(c)) {
+    auto it = loaded.find(pi.name);
+    if (it == loaded.end()) it = loaded.find("transformer." + pi.name);
+    HP_CHECK(it != loaded.end(), "[model] ", where, ": missing parameter '", pi.name, "'");
+    HP_CHECK(it->second.shape() == pi.shape, "[model] ", where, ": parameter '", pi.name,
+             "' has shape ", shape_str(it->second.shape()), ", the config needs ",
+             shape_str(pi.shape));
+    out.emplace(pi.name, it->second.dtype() == DType::kF32 ? it->second
+                                                           : it->second.to(DType::kF32));
+  }
+  return out;
+}
+
+}  // namespace hp::nn

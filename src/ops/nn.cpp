@@ -1,0 +1,351 @@
+// Neural-network ops: softmax, layer/RMS norm, embedding, fused cross-entropy, rotary embedding
+// and fused causal attention, each with its backward op (used by the VJPs).
+// Not composites: each is one kernel call, saving what its backward needs as extra outputs.
+#include <cmath>
+
+#include "hp/cpu/attention.hpp"
+#include "hp/cpu/kernels.hpp"
+#include "hp/ops.hpp"
+#include "ops/common.hpp"
+
+namespace hp::ops {
+
+namespace {
+
+int64_t rows_of(const Shape& s) { return s.empty() ? 1 : numel(s) / s.back(); }
+
+TensorType rows_type(const Shape& s) {
+  return {Shape(s.begin(), s.end() - 1), DType::kF32};
+}
+
+void add_softmax(Table& t) {
+  OpDef d;
+  d.name = "softmax";
+  d.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 1);
+    expect_float(in[0], "x");
+    expect_rank_at_least(in[0], 1, "x");
+    return Types{in[0]};
+  };
+  d.cost = [](const Types& in, const Types& out, const Attrs&) { return elementwise_cost(in, out, 14); };
+  d.vjp = [](VjpArgs& a) -> std::vector<Var> {
+    return {a.g.apply1("softmax_bwd", {a.out[0], a.dout[0]})};
+  };
+  d.sharding = "...n->...n";
+  d.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::softmax_fwd(k.ctx, k.in[0]->f32(), k.out[0]->f32(), rows_of(s), s.back());
+  };
+  t.push_back(std::move(d));
+
+  OpDef b;
+  b.name = "softmax_bwd";  // (y, dy) -> dx
+  b.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 2);
+    return Types{in[0]};
+  };
+  b.sharding = "...n,...n->...n";
+  b.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::softmax_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), rows_of(s), s.back());
+  };
+  t.push_back(std::move(b));
+}
+
+void add_norms(Table& t) {
+  OpDef ln;
+  ln.name = "layer_norm";  // (x, gamma, beta) -> (y, mean, rstd); attrs: eps
+  ln.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 3);
+    expect_float(in[0], "x");
+    expect_rank_at_least(in[0], 1, "x");
+    int64_t d = in[0].shape.back();
+    for (int i = 1; i < 3; ++i)
+      HP_CHECK(in[size_t(i)].shape == Shape{d}, i == 1 ? "gamma" : "beta", " must be [", d,
+               "], got ", shape_str(in[size_t(i)].shape));
+    return Types{in[0], rows_type(in[0].shape), rows_type(in[0].shape)};
+  };
+  ln.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 8);
+  };
+  ln.vjp = [](VjpArgs& a) {
+    auto g = a.g.apply("layer_norm_bwd", {a.dout[0], a.in[0], a.in[1], a.out[1], a.out[2]});
+    return std::vector<Var>{g[0], g[1], g[2]};
+  };
+  ln.sharding = "...n,n,n->...n,...,...";
+  ln.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
+                        k.out[1]->f32(), k.out[2]->f32(), rows_of(s), s.back(),
+                        float(k.node.attrs.f("eps")));
+  };
+  t.push_back(std::move(ln));
+
+  OpDef lb;
+  lb.name = "layer_norm_bwd";  // (dy, x, gamma, mean, rstd) -> (dx, dgamma, dbeta)
+  lb.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 5);
+    return Types{in[1], in[2], in[2]};
+  };
+  lb.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 12);
+  };
+  lb.sharding = "...n,...n,n,...,...->...n,n,n";
+  lb.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[1]->shape();
+    cpu::layer_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
+                        k.in[4]->f32(), k.out[0]->f32(), k.out[1]->f32(), k.out[2]->f32(),
+                        rows_of(s), s.back());
+  };
+  t.push_back(std::move(lb));
+
+  OpDef rn;
+  rn.name = "rms_norm";  // (x, gamma) -> (y, rstd); attrs: eps
+  rn.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 2);
+    expect_float(in[0], "x");
+    expect_rank_at_least(in[0], 1, "x");
+    int64_t d = in[0].shape.back();
+    HP_CHECK(in[1].shape == Shape{d}, "gamma must be [", d, "], got ", shape_str(in[1].shape));
+    return Types{in[0], rows_type(in[0].shape)};
+  };
+  rn.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 5);
+  };
+  rn.vjp = [](VjpArgs& a) {
+    auto g = a.g.apply("rms_norm_bwd", {a.dout[0], a.in[0], a.in[1], a.out[1]});
+    return std::vector<Var>{g[0], g[1]};
+  };
+  rn.sharding = "...n,n->...n,...";
+  rn.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::rms_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), k.out[1]->f32(),
+                      rows_of(s), s.back(), float(k.node.attrs.f("eps")));
+  };
+  t.push_back(std::move(rn));
+
+  OpDef rb;
+  rb.name = "rms_norm_bwd";  // (dy, x, gamma, rstd) -> (dx, dgamma)
+  rb.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 4);
+    return Types{in[1], in[2]};
+  };
+  rb.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 8);
+  };
+  rb.sharding = "...n,...n,n,...->...n,n";
+  rb.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[1]->shape();
+    cpu::rms_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
+                      k.out[0]->f32(), k.out[1]->f32(), rows_of(s), s.back());
+  };
+  t.push_back(std::move(rb));
+}
+
+void add_embedding_and_loss(Table& t) {
+  OpDef e;
+  e.name = "embedding";  // (table [V, D], ids i64 [...]) -> [..., D]
+  e.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 2);
+    expect_float(in[0], "table");
+    HP_CHECK(in[0].shape.size() == 2, "table must be [V, D], got ", shape_str(in[0].shape));
+    HP_CHECK(in[1].dtype == DType::kI64, "ids must be i64, got ", dtype_name(in[1].dtype));
+    Shape out = in[1].shape;
+    out.push_back(in[0].shape[1]);
+    return Types{{out, in[0].dtype}};
+  };
+  e.vjp = [](VjpArgs& a) -> std::vector<Var> {
+    return {a.g.apply1("embedding_bwd", {a.dout[0], a.in[1]}, {{"vocab", a.in[0].dim(0)}}), Var{}};
+  };
+  e.sharding = "vd,...->...d";
+  e.cpu = [](KernelArgs& k) {
+    const Shape& ts = k.in[0]->shape();
+    cpu::embedding_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
+                       ts[0], ts[1]);
+  };
+  t.push_back(std::move(e));
+
+  OpDef eb;
+  eb.name = "embedding_bwd";  // (dout [..., D], ids) -> dtable [V, D]; attrs: vocab
+  eb.infer = [](const Types& in, const Attrs& at) {
+    expect_arity(in, 2);
+    return Types{{{at.i("vocab"), in[0].shape.back()}, in[0].dtype}};
+  };
+  eb.sharding = "...d,...->vd";
+  eb.cpu = [](KernelArgs& k) {
+    const Shape& ts = k.out[0]->shape();
+    cpu::embedding_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
+                       ts[0], ts[1]);
+  };
+  t.push_back(std::move(eb));
+
+  OpDef c;
+  c.name = "cross_entropy";  // (logits [..., V], targets i64 [...]) -> (loss [], lse [...])
+  c.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 2);
+    expect_float(in[0], "logits");
+    expect_rank_at_least(in[0], 1, "logits");
+    HP_CHECK(in[1].dtype == DType::kI64, "targets must be i64, got ", dtype_name(in[1].dtype));
+    HP_CHECK(Shape(in[0].shape.begin(), in[0].shape.end() - 1) == in[1].shape, "targets ",
+             shape_str(in[1].shape), " do not match logits ", shape_str(in[0].shape));
+    return Types{{{}, DType::kF32}, rows_type(in[0].shape)};
+  };
+  c.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return Cost{6.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
+  };
+  c.vjp = [](VjpArgs& a) -> std::vector<Var> {
+    return {a.g.apply1("cross_entropy_bwd", {a.in[0], a.in[1], a.out[1], a.dout[0]}, a.node.attrs),
+            Var{}};
+  };
+  c.sharding = "...v,...->,...";
+  c.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    k.out[0]->f32()[0] = cpu::cross_entropy_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(),
+                                                k.out[1]->f32(), rows_of(s), s.back(),
+                                                k.node.attrs.i("ignore_index", -100));
+  };
+  t.push_back(std::move(c));
+
+  OpDef cb;
+  cb.name = "cross_entropy_bwd";  // (logits, targets, lse, dloss []) -> dlogits
+  cb.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 4);
+    return Types{in[0]};
+  };
+  cb.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return Cost{5.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
+  };
+  cb.sharding = "...v,...,...,->...v";
+  cb.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::cross_entropy_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.in[2]->f32(),
+                           k.in[3]->f32()[0], k.out[0]->f32(), rows_of(s), s.back(),
+                           k.node.attrs.i("ignore_index", -100));
+  };
+  t.push_back(std::move(cb));
+}
+
+void add_positional_and_attention(Table& t) {
+  OpDef r;
+  r.name = "rope";  // x [B, T, H, Dh]; attrs: theta, offset, inverse
+  r.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 1);
+    expect_float(in[0], "x");
+    HP_CHECK(in[0].shape.size() == 4, "x must be [B, T, H, Dh], got ", shape_str(in[0].shape));
+    HP_CHECK(in[0].shape[3] % 2 == 0, "head dim must be even, got ", in[0].shape[3]);
+    return Types{in[0]};
+  };
+  r.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 3);
+  };
+  r.vjp = [](VjpArgs& a) -> std::vector<Var> {
+    Attrs at = a.node.attrs;
+    at.set("inverse", int64_t(!at.i("inverse", 0)));
+    return {a.g.apply1("rope", {a.dout[0]}, at)};
+  };
+  r.sharding = "bthd->bthd";
+  r.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::rope(k.ctx, k.in[0]->f32(), k.out[0]->f32(), s[0], s[1], s[2], s[3],
+              float(k.node.attrs.f("theta")), k.node.attrs.i("offset", 0),
+              k.node.attrs.i("inverse", 0) != 0);
+  };
+  t.push_back(std::move(r));
+
+  auto shape_of = [](const Shape& q, const Shape& kv, double scale) {
+    cpu::AttentionShape s;
+    s.batch = q[0];
+    s.seq = q[1];
+    s.heads = q[2];
+    s.head_dim = q[3];
+    s.kv_heads = kv[2];
+    s.scale = float(scale);
+    return s;
+  };
+  auto attn_flops = [](const Shape& q) {  // causal: half of the QK^T and PV products
+    return 2.0 * double(q[0] * q[2]) * double(q[1]) * double(q[1]) * double(q[3]);
+  };
+
+  OpDef a;
+  a.name = "attention";  // (q, k, v) -> (out, lse [B, H, T]); attrs: scale
+  a.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 3);
+    for (auto& x : in) {
+      expect_float(x, "q, k and v");
+      HP_CHECK(x.shape.size() == 4, "q, k, v must be [B, T, heads, Dh], got ", shape_str(x.shape));
+    }
+    const Shape &q = in[0].shape, &k = in[1].shape;
+    HP_CHECK(in[1].shape == in[2].shape, "k ", shape_str(k), " and v ", shape_str(in[2].shape),
+             " differ");
+    HP_CHECK(q[0] == k[0] && q[1] == k[1] && q[3] == k[3], "q ", shape_str(q),
+             " does not match k ", shape_str(k));
+    HP_CHECK(q[2] % k[2] == 0, "query heads ", q[2], " not a multiple of kv heads ", k[2]);
+    return Types{in[0], {{q[0], q[2], q[1]}, DType::kF32}};
+  };
+  a.cost = [attn_flops](const Types& in, const Types& out, const Attrs&) {
+    return Cost{attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
+  };
+  a.vjp = [](VjpArgs& v) {
+    auto g = v.g.apply("attention_bwd",
+                       {v.in[0], v.in[1], v.in[2], v.out[0], v.out[1], v.dout[0]}, v.node.attrs);
+    return std::vector<Var>{g[0], g[1], g[2]};
+  };
+  a.sharding = "bthd,btkd,btkd->bthd,bht";
+  a.cpu = [shape_of](KernelArgs& k) {
+    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs.f("scale"));
+    cpu::attention_fwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
+                       k.out[1]->f32());
+  };
+  t.push_back(std::move(a));
+
+  OpDef ab;
+  ab.name = "attention_bwd";  // (q, k, v, out, lse, dout) -> (dq, dk, dv)
+  ab.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 6);
+    return Types{in[0], in[1], in[2]};
+  };
+  ab.cost = [attn_flops](const Types& in, const Types& out, const Attrs&) {
+    return Cost{2.5 * attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
+  };
+  ab.sharding = "bthd,btkd,btkd,bthd,bht,bthd->bthd,btkd,btkd";
+  ab.cpu = [shape_of](KernelArgs& k) {
+    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs.f("scale"));
+    cpu::attention_bwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
+                       k.in[4]->f32(), k.in[5]->f32(), k.out[0]->f32(), k.out[1]->f32(),
+                       k.out[2]->f32());
+  };
+  t.push_back(std::move(ab));
+}
+
+}  // namespace
+
+void register_nn(Table& t) {
+  add_softmax(t);
+  add_norms(t);
+  add_embedding_and_loss(t);
+  add_positional_and_attention(t);
+}
+
+}  // namespace hp::ops
+
+namespace hp {
+
+Var softmax(Var x) { return x.g->apply1("softmax", {x}); }
+Var layer_norm(Var x, Var gamma, Var beta, double eps) {
+  return x.g->apply("layer_norm", {x, gamma, beta}, {{"eps", eps}})[0];
+}
+Var rms_norm(Var x, Var gamma, double eps) {
+  return x.g->apply("rms_norm", {x, gamma}, {{"eps", eps}})[0];
+}
+Var embedding(Var table, Var ids) { return table.g->apply1("embedding", {table, ids}); }
+Var cross_entropy(Var logits, Var targets, int64_t ignore_index) {
+  return logits.g->apply("cross_entropy", {logits, targets}, {{"ignore_index", ignore_index}})[0];
+}
+Var rope(Var x, double theta, int64_t pos_offset) {
+  return x.g->apply1("rope", {x}, {{"theta", theta}, {"offset", pos_offset}, {"inverse", int64_t(0)}});
+}
+Var attention(Var q, Var k, Var v, double scale) {
+  return q.g->apply("attention", {q, k, v}, {{"scale", scale}})[0];
+}
+
+}  // namespace hp

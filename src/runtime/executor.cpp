@@ -1,0 +1,87 @@
+// Executor: wraps arena slots and output buffers as tensors once, then runs kernels in order.
+#include "hp/runtime/executor.hpp"
+
+#include <chrono>
+
+#include "hp/ir/op_def.hpp"
+
+namespace hp::runtime {
+
+using ir::ValueId;
+
+Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, cpu::Context ctx)
+    : program_(program), device_(std::move(device)), ctx_(ctx) {
+  HP_CHECK(ctx_.threads >= 1, "[executor] threads must be >= 1, got ", ctx_.threads);
+  const ir::Graph& g = *program_.graph;
+  tensors_.resize(g.values().size());
+  if (program_.arena_bytes > 0) arena_ = std::make_shared<Storage>(device_, program_.arena_bytes);
+  std::vector<bool> is_output(g.values().size(), false);
+  for (ValueId o : program_.outputs) is_output[size_t(program_.root[size_t(o)])] = true;
+  for (size_t v = 0; v < g.values().size(); ++v) {
+    const auto& t = g.value(ValueId(v)).type;
+    if (program_.offset[v] >= 0) {
+      tensors_[v] = Tensor(arena_, size_t(program_.offset[v]), t.shape, t.dtype);
+    } else if (is_output[v] && program_.root[v] == ValueId(v) &&
+               g.value(ValueId(v)).kind == ir::ValueKind::kNode) {
+      tensors_[v] = Tensor::zeros(t.shape, t.dtype, device_);
+    }
+  }
+}
+
+void Executor::bind(ValueId v, Tensor t) {
+  const ir::Graph& g = *program_.graph;
+  const ir::Value& val = g.value(v);
+  HP_CHECK(val.kind != ir::ValueKind::kNode, "[executor] %", v, " is not a source");
+  HP_CHECK(t.shape() == val.type.shape && t.dtype() == val.type.dtype, "[executor] binding '",
+           val.name, "': expected ", ir::type_str(val.type), ", got ", dtype_name(t.dtype()),
+           shape_str(t.shape()));
+  HP_CHECK(t.is_contiguous(), "[executor] binding '", val.name, "': tensor is not contiguous");
+  tensors_[size_t(v)] = std::move(t);
+}
+
+const Tensor& Executor::get(ValueId v) const {
+  const Tensor& t = tensors_.at(size_t(v));
+  HP_CHECK(t.defined(), "[executor] %", v, " has no buffer (not an output or source)");
+  return t;
+}
+Tensor& Executor::get_mut(ValueId v) {
+  Tensor& t = tensors_.at(size_t(v));
+  HP_CHECK(t.defined(), "[executor] %", v, " has no buffer (not an output or source)");
+  return t;
+}
+
+void Executor::run() {
+  const ir::Graph& g = *program_.graph;
+  for (ValueId s : program_.sources)
+    HP_CHECK(tensors_[size_t(s)].defined(), "[executor] source '", g.value(s).name,
+             "' is not bound");
+  std::vector<const Tensor*> in;
+  std::vector<Tensor*> out;
+  for (const Instr& ins : program_.instrs) {
+    if (ins.kind != InstrKind::kCompute) continue;
+    const ir::Node& n = g.node(ins.node);
+    if (n.def->view) {  // alias: same buffer, new shape
+      const auto& t = g.value(n.outputs[0]).type;
+      tensors_[size_t(n.outputs[0])] = tensors_[size_t(n.inputs[0])].reshape(t.shape);
+      continue;
+    }
+    in.clear();
+    out.clear();
+    for (ValueId v : n.inputs) in.push_back(&tensors_[size_t(v)]);
+    for (ValueId v : n.outputs) out.push_back(&tensors_[size_t(v)]);
+    ir::KernelArgs args{ctx_, n, in, out};
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      n.def->cpu(args);
+    } catch (const Error& e) {
+      throw Error(detail::cat("[executor] node ", ins.node, " (", n.def->name,
+                              n.scope.empty() ? "" : " in " + n.scope, "): ", e.what()));
+    }
+    if (profile_) {
+      prof_[n.def->name] +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+}
+
+}  // namespace hp::runtime
