@@ -35,7 +35,7 @@ const std::string& Attrs::s(const std::string& k) const {
   throw Error("attribute '" + k + "' is not a string");
 }
 
-const TensorType& Var::type() const {
+TensorType Var::type() const {
   HP_CHECK(defined(), "[trace] use of an undefined value");
   return g->value(id).type;
 }

@@ -73,7 +73,7 @@ void add_reduce(Table& t) {
     return Cost{double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
   };
   d.vjp = [](VjpArgs& a) -> std::vector<Var> {
-    const Shape& xs = a.in[0].shape();
+    const Shape xs = a.in[0].shape();  // a copy: the ops below grow the graph
     auto m = reduce_mask(xs, a.node.attrs.ints("axes"));
     Var dy = reshape(a.dout[0], keep_shape(xs, m));
     const std::string& op = a.node.attrs.s("op");

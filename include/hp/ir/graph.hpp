@@ -75,8 +75,9 @@ struct Var {
   Graph* g = nullptr;
   ValueId id = -1;
   bool defined() const { return g != nullptr && id >= 0; }
-  const TensorType& type() const;
-  const Shape& shape() const { return type().shape; }
+  // By value: a reference into the graph would dangle once the graph grows.
+  TensorType type() const;
+  Shape shape() const { return type().shape; }
   DType dtype() const { return type().dtype; }
   int64_t dim(int64_t i) const;
   size_t rank() const { return shape().size(); }

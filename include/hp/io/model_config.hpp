@@ -1,0 +1,42 @@
+// ModelConfig: the normalised shape of a GPT-2 or Llama model, parsed from a Hugging Face
+// config.json and written back in the same form.
+// Not a model builder (nn/ does that) and not every HF option: unsupported ones are errors.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "hp/io/json.hpp"
+
+namespace hp::io {
+
+enum class Architecture { kGpt2, kLlama };
+// "gpt2" / "llama" (the HF model_type).
+const char* architecture_name(Architecture a);
+
+struct ModelConfig {
+  Architecture arch = Architecture::kGpt2;
+  int64_t n_layer = 0;
+  int64_t d_model = 0;
+  int64_t n_head = 0;
+  int64_t n_kv_head = 0;  // == n_head for GPT-2
+  int64_t head_dim = 0;
+  int64_t d_ff = 0;
+  int64_t max_seq = 0;
+  int64_t vocab = 0;
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;  // Llama only
+  bool tied_embeddings = true;
+  std::string activation = "gelu_new";  // GPT-2: gelu_new / gelu_pytorch_tanh / gelu; Llama: silu
+
+  // From a parsed config.json; `where` names it in errors. Validates.
+  static ModelConfig from_json(const Json& j, const std::string& where = "config.json");
+  // From a config.json file, or a directory holding one.
+  static ModelConfig load(const std::filesystem::path& path);
+  // Throws "[config] <where>: ..." naming the offending key when sizes are inconsistent.
+  void validate(const std::string& where = "config") const;
+  // The HF form (model_type plus that architecture's keys).
+  Json to_json() const;
+};
+
+}  // namespace hp::io

@@ -1,0 +1,70 @@
+// Reading and writing .safetensors files (8-byte LE header length, JSON header, raw LE data).
+// Not lazy device loading or resharding: tensors are copied out of an mmap into host Tensors.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hp/io/file.hpp"
+#include "hp/tensor.hpp"
+
+namespace hp::io {
+
+// Name -> tensor, sorted by name (the order safetensors are written in).
+using TensorMap = std::map<std::string, Tensor>;
+// The optional "__metadata__" object: string -> string.
+using Metadata = std::map<std::string, std::string>;
+
+// One header entry. `file_dtype` is the safetensors spelling ("F64"); `dtype` what it loads as.
+struct TensorInfo {
+  std::string name;
+  std::string file_dtype;
+  DType dtype = DType::kF32;
+  Shape shape;
+  uint64_t begin = 0;  // data_offsets, relative to the start of the data section
+  uint64_t end = 0;
+};
+
+// An open, fully validated .safetensors file. Keeps the mmap; loads tensors one at a time.
+// Validation: size >= 8, header length within the file, JSON object, known dtypes, offsets inside
+// the data section, end - begin == numel * element size, no overlaps, no holes, no trailing bytes.
+class SafetensorsReader {
+ public:
+  explicit SafetensorsReader(const std::filesystem::path& path);
+
+  // Entries in file order (increasing data offset).
+  const std::vector<TensorInfo>& tensors() const { return infos_; }
+  const Metadata& metadata() const { return metadata_; }
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  // Throws naming the file and the tensor when absent.
+  const TensorInfo& info(const std::string& name) const;
+  // Copies one tensor out (F64 -> f32; U8/I8/U16/I16/BOOL -> i32; U32 -> i64).
+  Tensor load(const std::string& name, std::shared_ptr<Allocator> alloc = nullptr) const;
+  // Every tensor.
+  TensorMap load_all(std::shared_ptr<Allocator> alloc = nullptr) const;
+  const std::filesystem::path& path() const { return file_.path(); }
+
+ private:
+  MappedFile file_;
+  uint64_t data_start_ = 0;
+  std::vector<TensorInfo> infos_;
+  std::map<std::string, size_t> index_;
+  Metadata metadata_;
+};
+
+// Loads every tensor of `path`; fills `metadata` when given.
+TensorMap read_safetensors(const std::filesystem::path& path, Metadata* metadata = nullptr);
+
+// Writes tensors in sorted name order, header padded with spaces to a multiple of 8 bytes.
+// Atomic: written to `path.tmp.<pid>`, fsynced, renamed over `path`, directory fsynced.
+void write_safetensors(const std::filesystem::path& path, const TensorMap& tensors,
+                       const Metadata& metadata = {});
+// Streams the same bytes into an open file (the caller syncs / renames).
+void write_safetensors(OutFile& out, const TensorMap& tensors, const Metadata& metadata = {});
+
+// The safetensors spelling of a dtype: "F32", "BF16", "F16", "I32", "I64".
+const char* safetensors_dtype_name(DType t);
+
+}  // namespace hp::io

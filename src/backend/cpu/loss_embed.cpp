@@ -1,0 +1,170 @@
+// Cross-entropy over logits, embedding lookup and its scatter-add backward, and rotary position
+// embedding (Hugging Face rotate_half convention).
+// Not label smoothing, not sampled softmax: exactly the mean NLL of the full vocabulary.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/vec_math.hpp"
+#include "hp/cpu/kernels.hpp"
+#include "hp/error.hpp"
+
+namespace hp::cpu {
+namespace {
+
+// Rows whose target is not ignore_index; throws for a target outside [0, vocab). Checked here,
+// on the calling thread, because an exception must not leave an OpenMP region.
+int64_t counted_rows(const int64_t* targets, int64_t rows, int64_t vocab, int64_t ignore_index,
+                     const char* who) {
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = targets[r];
+    if (t == ignore_index) continue;
+    HP_CHECK(t >= 0 && t < vocab, "[", who, "] target ", t, " at row ", r,
+             " outside the vocabulary of ", vocab);
+    ++count;
+  }
+  return count;
+}
+
+void check_ids(const int64_t* ids, int64_t n, int64_t vocab, const char* who) {
+  for (int64_t i = 0; i < n; ++i) {
+    HP_CHECK(ids[i] >= 0 && ids[i] < vocab, "[", who, "] id ", ids[i], " at position ", i,
+             " outside the vocabulary of ", vocab);
+  }
+}
+
+}  // namespace
+
+// With every row ignored the mean is over nothing; 0 (not NaN) keeps a fully padded
+// micro-batch from poisoning a summed loss, and its gradient is 0 as well.
+float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* targets, float* lse,
+                        int64_t rows, int64_t vocab, int64_t ignore_index) {
+  const int64_t count = counted_rows(targets, rows, vocab, ignore_index, "cross_entropy");
+  const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    if (targets[r] == ignore_index) {
+      lse[r] = 0.0f;
+      continue;
+    }
+    const float* xr = logits + r * vocab;
+    const float m = detail::row_max(xr, vocab);
+    lse[r] = m + std::log(detail::exp_shift_sum(xr, m, nullptr, vocab));
+  }
+  if (count == 0) return 0.0f;
+  // Summed serially in row order, in double: the same loss for any thread count.
+  double sum = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (targets[r] == ignore_index) continue;
+    sum += static_cast<double>(lse[r]) - static_cast<double>(logits[r * vocab + targets[r]]);
+  }
+  return static_cast<float>(sum / static_cast<double>(count));
+}
+
+void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* targets,
+                       const float* lse, float dloss, float* dlogits, int64_t rows, int64_t vocab,
+                       int64_t ignore_index) {
+  const int64_t count = counted_rows(targets, rows, vocab, ignore_index, "cross_entropy_bwd");
+  const float s = count == 0 ? 0.0f : dloss / static_cast<float>(count);
+  const __m256 sv = _mm256_set1_ps(s);
+  const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dr = dlogits + r * vocab;
+    if (targets[r] == ignore_index || count == 0) {
+      std::memset(dr, 0, sizeof(float) * vocab);
+      continue;
+    }
+    const float* xr = logits + r * vocab;
+    const __m256 lv = _mm256_set1_ps(lse[r]);
+    detail::row_for(vocab, [&](int64_t i, int64_t k) {
+      const __m256 p = detail::vexp(_mm256_sub_ps(detail::ld(xr + i, k), lv));
+      detail::st(dr + i, k, _mm256_mul_ps(p, sv));
+    });
+    dr[targets[r]] -= s;
+  }
+}
+
+void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, float* out,
+                   int64_t n, int64_t vocab, int64_t dim) {
+  check_ids(ids, n, vocab, "embedding");
+  const int team = detail::team_size(ctx, n * dim);
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(out + i * dim, table + ids[i] * dim, sizeof(float) * dim);
+  }
+}
+
+void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, float* dtable,
+                   int64_t n, int64_t vocab, int64_t dim) {
+  check_ids(ids, n, vocab, "embedding_bwd");
+  detail::parallel_range(ctx, vocab * dim, detail::kMinParallel, [&](int64_t b, int64_t e) {
+    std::memset(dtable + b, 0, sizeof(float) * (e - b));
+  });
+  // Each thread owns a band of columns and walks every id in order: no races on repeated ids,
+  // and the summation order is fixed.
+  const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(ctx.threads, dim / 64));
+  const int team = bands > 1 ? detail::team_size(ctx, n * dim) : 1;
+  const int64_t per = ((dim + bands - 1) / bands + 15) / 16 * 16;
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t band = 0; band < bands; ++band) {
+    const int64_t c0 = std::min(dim, band * per), c1 = std::min(dim, c0 + per);
+    for (int64_t i = 0; i < n; ++i) {
+      float* t = dtable + ids[i] * dim;
+      const float* g = dout + i * dim;
+      for (int64_t c = c0; c < c1; ++c) t[c] += g[c];
+    }
+  }
+}
+
+void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq, int64_t heads,
+          int64_t head_dim, float theta, int64_t pos_offset, bool inverse) {
+  const int64_t half = head_dim / 2;
+  if (half == 0 || batch * seq * heads == 0) {
+    if (x != y) std::memcpy(y, x, sizeof(float) * batch * seq * heads * head_dim);
+    return;
+  }
+  // As Hugging Face computes them, all in f32: inv_freq = 1 / theta^((2i)/Dh), angle = pos *
+  // inv_freq, then cos and sin of the rounded angle.
+  std::vector<float> inv_freq(half);
+  for (int64_t i = 0; i < half; ++i) {
+    const float expo = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv_freq[i] = 1.0f / std::pow(theta, expo);
+  }
+  std::vector<float> cs(static_cast<size_t>(seq * half)), sn(cs.size());
+  const int team_t = detail::team_size(ctx, seq * half * 16);
+#pragma omp parallel for num_threads(team_t) schedule(static)
+  for (int64_t t = 0; t < seq; ++t) {
+    const float pos = static_cast<float>(pos_offset + t);
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = pos * inv_freq[i];
+      cs[t * half + i] = std::cos(a);
+      sn[t * half + i] = inverse ? -std::sin(a) : std::sin(a);
+    }
+  }
+  // y1 = x1 cos - x2 sin, y2 = x2 cos + x1 sin over pairs (i, i + Dh/2).
+  const int64_t vecs = batch * seq * heads;
+  const int team = detail::team_size(ctx, vecs * head_dim);
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t v = 0; v < vecs; ++v) {
+    const int64_t t = (v / heads) % seq;
+    const float* c = cs.data() + t * half;
+    const float* s = sn.data() + t * half;
+    const float* x1 = x + v * head_dim;
+    const float* x2 = x1 + half;
+    float* y1 = y + v * head_dim;
+    float* y2 = y1 + half;
+    detail::row_for(half, [&](int64_t i, int64_t k) {
+      const __m256 a = detail::ld(x1 + i, k), b = detail::ld(x2 + i, k);
+      const __m256 cv = detail::ld(c + i, k), sv = detail::ld(s + i, k);
+      const __m256 r1 = _mm256_sub_ps(_mm256_mul_ps(a, cv), _mm256_mul_ps(b, sv));
+      const __m256 r2 = _mm256_add_ps(_mm256_mul_ps(b, cv), _mm256_mul_ps(a, sv));
+      detail::st(y1 + i, k, r1);
+      detail::st(y2 + i, k, r2);
+    });
+    if (head_dim % 2) y1[head_dim - 1] = x1[head_dim - 1];  // an odd last lane has no partner
+  }
+}
+
+}  // namespace hp::cpu

@@ -1,0 +1,104 @@
+// Built-in models, the default job, the sgemm probe and formatting.
+#include "cli/common.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <vector>
+
+#include "hp/cpu/gemm.hpp"
+#include "hp/error.hpp"
+
+namespace hp::cli {
+
+namespace {
+// Built-in configs in Hugging Face form.
+const std::map<std::string, const char*>& builtins() {
+  static const std::map<std::string, const char*> m = {
+      {"gpt2-kjv",
+       R"({"model_type": "gpt2", "n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 128,
+           "vocab_size": 256, "layer_norm_epsilon": 1e-5})"},
+      {"gpt2-tiny",
+       R"({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 32,
+           "vocab_size": 256, "layer_norm_epsilon": 1e-5})"},
+      {"gpt2-124m",
+       R"({"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024,
+           "vocab_size": 50304, "layer_norm_epsilon": 1e-5})"},
+      {"llama-kjv",
+       R"({"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256,
+           "intermediate_size": 688, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "max_position_embeddings": 128, "vocab_size": 256, "rms_norm_eps": 1e-6,
+           "rope_theta": 10000.0, "tie_word_embeddings": false})"},
+  };
+  return m;
+}
+}  // namespace
+
+io::ModelConfig resolve_model(const std::string& s) {
+  auto it = builtins().find(s);
+  if (it != builtins().end()) return io::ModelConfig::from_json(io::parse_json(it->second, s), s);
+  HP_CHECK(std::filesystem::exists(s), "model '", s, "' is neither a built-in (", builtin_models(),
+           ") nor an existing config.json or directory");
+  return io::ModelConfig::load(s);
+}
+
+std::string builtin_models() {
+  std::string out;
+  for (auto& [k, v] : builtins()) out += (out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+const char* kDefaultTrainYaml = R"(# The default job: a small GPT-2 on the King James Bible, a few minutes on 2 cores.
+model: gpt2-kjv
+data: kjv
+batch: 8
+seq: 128
+steps: 600
+lr: 1.0e-3
+warmup: 50
+weight-decay: 0.1
+clip: 1.0
+seed: 1
+val-every: 100
+val-batches: 4
+ckpt-dir: runs/kjv
+ckpt-every: 100
+resume: auto
+sample-tokens: 200
+)";
+
+double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double seconds) {
+  std::vector<float> a(size_t(m * k), 0.5f), b(size_t(k * n), 0.25f), c(size_t(m * n));
+  cpu::Context ctx{threads};
+  cpu::gemm(ctx, false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  double best = 0, spent = 0;
+  while (spent < seconds) {
+    auto t0 = std::chrono::steady_clock::now();
+    cpu::gemm(ctx, false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spent += dt;
+    best = std::max(best, 2.0 * double(m) * double(n) * double(k) / dt / 1e9);
+  }
+  return best;
+}
+
+std::string human_bytes(double b) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (b >= 1024 && i < 4) b /= 1024, ++i;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, i == 0 ? "%.0f %s" : "%.1f %s", b, u[i]);
+  return buf;
+}
+
+std::string human_seconds(double s) {
+  char buf[32];
+  long t = long(std::lround(std::max(0.0, s)));
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else if (t >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", t);
+  return buf;
+}
+
+}  // namespace hp::cli

@@ -1,0 +1,245 @@
+// `hp train`: trains a GPT-2 or Llama model from a YAML config (flags override it) with a live
+// progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C.
+// Not distributed yet: one device (see docs/cli.md for the options).
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "cli/args.hpp"
+#include "cli/common.hpp"
+#include "cli/generate.hpp"
+#include "hp/data/corpus.hpp"
+#include "hp/data/loader.hpp"
+#include "hp/io/checkpoint.hpp"
+#include "hp/io/yaml.hpp"
+#include "hp/train/trainer.hpp"
+
+namespace hp::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_sigint(int) { g_stop = 1; }
+
+const std::set<std::string> kValued = {
+    "config",   "model",       "init",         "data",        "data-format", "batch",
+    "seq",      "steps",       "threads",      "lr",          "warmup",      "min-lr-ratio",
+    "weight-decay", "beta1",   "beta2",        "eps",         "clip",        "grad-accum",
+    "seed",     "val-every",   "val-batches",  "val-fraction", "ckpt-dir",   "ckpt-every",
+    "keep",     "log-every",   "sample-tokens", "device-memory", "resume-mode"};
+const std::set<std::string> kFlags = {"json", "resume", "no-resume", "help"};
+
+const char* kHelp =
+    "usage: hp train [--config FILE.yaml] [--model NAME|CONFIG.json|DIR] [--init W.safetensors]\n"
+    "                [--data kjv|random|PATH] [--data-format text|u16|u32] [--batch B] [--seq T]\n"
+    "                [--steps N] [--threads K] [--json] [--resume|--no-resume] ...\n"
+    "With no --config and no --model, runs the embedded default job (a small GPT-2 on the KJV\n"
+    "text). Every option can be a key of the YAML config; flags given here override it.\n"
+    "Optimizer: --lr --warmup --min-lr-ratio --weight-decay --beta1 --beta2 --eps --clip\n"
+    "           --grad-accum M (micro-batches per step)\n"
+    "Data:      --seed --val-fraction F --val-every N --val-batches K\n"
+    "Output:    --log-every N --ckpt-dir DIR --ckpt-every N --keep K --sample-tokens N\n"
+    "Memory:    --device-memory SIZE (hard budget, e.g. 512MiB)\n";
+
+// YAML keys become defaults for the same-named options.
+void apply_yaml(Args& a, const io::YamlNode& y) {
+  std::vector<std::string> allowed(kValued.begin(), kValued.end());
+  allowed.push_back("resume");
+  y.check_keys(allowed);
+  for (auto& [k, v] : y.entries()) {
+    if (k == "resume") a.set_default("resume-mode", v.as_string());
+    else a.set_default(k, v.as_string());
+  }
+}
+
+std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const std::string& fmt,
+                                               const io::ModelConfig& cfg,
+                                               data::LoaderOptions lo, double val_fraction,
+                                               std::unique_ptr<data::BatchSource>* val) {
+  if (spec == "random") {
+    if (val) *val = std::make_unique<data::RandomTokenSource>(cfg.vocab, data::LoaderOptions{
+                                                                            lo.batch, lo.seq, lo.seed + 1});
+    return std::make_unique<data::RandomTokenSource>(cfg.vocab, lo);
+  }
+  data::TokenDataset ds;
+  if (spec == "kjv") ds = data::TokenDataset::from_text_file(data::default_corpus_path());
+  else if (fmt == "text") ds = data::TokenDataset::from_text_file(spec);
+  else ds = data::TokenDataset::from_token_file(spec, data::parse_token_width(fmt), cfg.vocab);
+  HP_CHECK(ds.vocab() <= cfg.vocab, "data '", spec, "' has vocabulary ", ds.vocab(),
+           " but the model's is ", cfg.vocab);
+  auto split = ds.split(val_fraction);
+  if (val) {
+    data::LoaderOptions vo = lo;
+    vo.seed = lo.seed + 1;
+    *val = std::make_unique<data::BatchLoader>(split.val.size() > lo.seq ? split.val : split.train,
+                                               vo);
+  }
+  return std::make_unique<data::BatchLoader>(split.train, lo);
+}
+
+}  // namespace
+
+int cmd_train(const std::vector<std::string>& argv) {
+  Args a(argv, kValued, kFlags);
+  if (a.flag("help")) {
+    std::fputs(kHelp, stdout);
+    return 0;
+  }
+  if (a.has("config")) apply_yaml(a, io::YamlNode::load_file(a.str("config")));
+  else if (!a.has("model")) apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"));
+  const bool json = a.flag("json");
+  FILE* human = json ? stderr : stdout;
+
+  io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-kjv"));
+  train::TrainOptions opt;
+  opt.batch = a.i64("batch", 8);
+  opt.seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
+  opt.threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
+  opt.adam.lr = a.f64("lr", 3e-4);
+  opt.adam.beta1 = a.f64("beta1", 0.9);
+  opt.adam.beta2 = a.f64("beta2", 0.95);
+  opt.adam.eps = a.f64("eps", 1e-8);
+  opt.adam.weight_decay = a.f64("weight-decay", 0.1);
+  opt.clip = a.f64("clip", 1.0);
+  const int64_t steps = a.i64("steps", 100);
+  opt.schedule.warmup = a.i64("warmup", 0);
+  opt.schedule.total = steps;
+  opt.schedule.min_ratio = a.f64("min-lr-ratio", 0.1);
+  if (a.has("device-memory")) opt.device_budget = parse_bytes(a.str("device-memory"), "--device-memory");
+  const int64_t accum = a.i64("grad-accum", 1);
+  const uint64_t seed = uint64_t(a.i64("seed", 1));
+  HP_CHECK(opt.batch > 0 && opt.seq > 0 && steps >= 0 && accum >= 1 && opt.threads >= 1,
+           "batch, seq, threads and grad-accum must be positive");
+
+  std::unique_ptr<data::BatchSource> val;
+  auto src = make_source(a.str("data", "kjv"), a.str("data-format", "text"), cfg,
+                         {opt.batch, opt.seq, seed}, a.f64("val-fraction", 0.05), &val);
+
+  io::TensorMap params = a.has("init")
+                             ? nn::adopt_params(cfg, io::read_safetensors(a.str("init")), a.str("init"))
+                             : nn::init_params(cfg, seed);
+  train::Trainer tr(cfg, params, opt);
+
+  const std::string ckpt_dir = a.str("ckpt-dir", "");
+  const std::string resume_mode =
+      a.flag("no-resume") ? "false" : a.flag("resume") ? "true" : a.str("resume-mode", "false");
+  int64_t start = 0;
+  if (!ckpt_dir.empty() && resume_mode != "false") {
+    auto ck = io::load_latest(ckpt_dir);
+    HP_CHECK(ck || resume_mode == "auto", "--resume: no checkpoint in ", ckpt_dir);
+    if (ck) {
+      for (auto& [name, t] : tr.params()) {
+        HP_CHECK(ck->model.count(name), "checkpoint lacks parameter '", name, "'");
+        const_cast<Tensor&>(t).copy_from(ck->model.at(name));
+      }
+      tr.optimizer().load_state(ck->optimizer, ck->step);
+      src->set_position(data::LoaderPosition::from_json(ck->data));
+      start = ck->step;
+      std::fprintf(human, "resumed from %s/step-%lld\n", ckpt_dir.c_str(), (long long)start);
+    }
+  }
+  auto save = [&](int64_t done) {
+    if (ckpt_dir.empty()) return;
+    io::Checkpoint ck;
+    ck.step = done;
+    ck.model = tr.params();
+    ck.optimizer = tr.optimizer().state();
+    ck.data = src->position().to_json();
+    ck.extra = {{"config", cfg.to_json()}, {"seed", seed}};
+    io::save_checkpoint(ckpt_dir, ck, {int(a.i64("keep", 3))});
+  };
+
+  const int64_t D = cfg.d_model;
+  const double peak = sgemm_peak_gflops(opt.threads, opt.batch * opt.seq, 4 * D, D);
+  const double tokens_per_step = double(opt.batch * opt.seq * accum);
+  std::fprintf(human,
+               "model %s: %lld layers, d=%lld, %lld heads, vocab %lld | batch %lld x %lld x %lld "
+               "micro | %d threads | sgemm peak %.1f GFLOP/s\n",
+               io::architecture_name(cfg.arch), (long long)cfg.n_layer, (long long)D,
+               (long long)cfg.n_head, (long long)cfg.vocab, (long long)opt.batch,
+               (long long)opt.seq, (long long)accum, opt.threads, peak);
+  std::fflush(human);
+
+  g_stop = 0;
+  auto old = std::signal(SIGINT, on_sigint);
+  const int64_t log_every = std::max<int64_t>(1, a.i64("log-every", 10));
+  const int64_t val_every = a.i64("val-every", 0), ckpt_every = a.i64("ckpt-every", 0);
+  const bool tty = !json && isatty(fileno(stdout));
+  double spent = 0;
+  int64_t done = start, timed = 0;
+  for (int64_t s = start; s < steps && !g_stop; ++s) {
+    std::vector<std::pair<Tensor, Tensor>> micro;
+    for (int64_t m = 0; m < accum; ++m) {
+      data::Batch b = src->next();
+      micro.push_back({b.input, b.target});
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    train::StepResult r = tr.step(micro);
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    done = s + 1;
+    if (s > start) spent += dt, ++timed;  // the first step warms caches up
+    const double tps = tokens_per_step / dt;
+    const double gflops = tr.flops_per_micro_batch() * double(accum) / dt / 1e9;
+    const double eta = (timed ? spent / double(timed) : dt) * double(steps - done);
+    const size_t peak_bytes = tr.device().peak_bytes();
+    if (json) {
+      std::printf("{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
+                  "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_share\": %.4f, "
+                  "\"peak_bytes\": %zu, \"step_s\": %.4f}\n",
+                  (long long)s, r.loss, r.lr, r.grad_norm, tps, gflops, gflops / peak,
+                  peak_bytes, dt);
+      std::fflush(stdout);
+    }
+    if (!json || s % log_every == 0 || done == steps) {
+      bool line = done % log_every == 0 || done == steps || s == start;
+      if (tty || line) {
+        std::fprintf(human,
+                     "%sstep %lld/%lld | loss %.4f | %.0f tok/s | %.1f GFLOP/s (%.0f%% of sgemm) | "
+                     "peak %s | ETA %s%s",
+                     tty ? "\r" : "", (long long)done, (long long)steps, r.loss, tps, gflops,
+                     100.0 * gflops / peak, human_bytes(double(peak_bytes)).c_str(),
+                     human_seconds(eta).c_str(), tty && !line ? "   " : "\n");
+        std::fflush(human);
+      }
+    }
+    if (val_every > 0 && (done % val_every == 0 || done == steps)) {
+      val->set_position({});
+      double vl = 0;
+      const int64_t nb = std::max<int64_t>(1, a.i64("val-batches", 4));
+      for (int64_t k = 0; k < nb; ++k) {
+        data::Batch b = val->next();
+        vl += tr.eval(b.input, b.target) / double(nb);
+      }
+      if (json) std::printf("{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s, vl);
+      std::fprintf(human, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)done, vl);
+      std::fflush(stdout);
+    }
+    if (ckpt_every > 0 && done % ckpt_every == 0) save(done);
+  }
+  std::signal(SIGINT, old);
+  if (done > start) save(done);
+  if (g_stop) {
+    std::fprintf(human, "\ninterrupted after step %lld%s\n", (long long)done,
+                 ckpt_dir.empty() ? "" : ("; checkpoint saved in " + ckpt_dir + ", run again to resume").c_str());
+    return 130;
+  }
+  if (timed > 0)
+    std::fprintf(human, "done: %lld steps, %.0f tok/s average, peak memory %s\n", (long long)done,
+                 tokens_per_step * double(timed) / spent,
+                 human_bytes(double(tr.device().peak_bytes())).c_str());
+  if (int64_t n = a.i64("sample-tokens", 0); n > 0) {
+    SampleOptions so;
+    so.tokens = n;
+    so.threads = opt.threads;
+    so.seed = seed;
+    std::fprintf(human, "sample:\nAnd God said%s\n",
+                 sample_text(cfg, tr.params(), "And God said", so).c_str());
+  }
+  return 0;
+}
+
+}  // namespace hp::cli

@@ -1,0 +1,242 @@
+// `hp bench comm`: nccl-tests style table (size, count, time, algbw, busbw) per collective and
+// message size. threads: busbw also as a share of this machine's memcpy bandwidth, measured in
+// the same run. mpi: the same collective called directly through MPI, and our overhead in %.
+// Not a correctness test: buffers hold constants; tests/comm_test.cpp checks values.
+#include "hp/comm/bench.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hp/comm/communicator.hpp"
+#include "hp/comm/threads.hpp"
+#ifdef HP_HAVE_MPI
+#include <mpi.h>
+
+#include "hp/comm/mpi.hpp"
+#endif
+
+namespace hp::comm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchOptions {
+  std::string backend = "threads";
+  int ranks = 4;
+  size_t min_bytes = 1 << 10;
+  size_t max_bytes = 64 << 20;
+  int iters = 20;
+  int warmup = 3;
+};
+
+size_t parse_bytes(const std::string& s) {
+  HP_CHECK(!s.empty(), "[bench] empty size");
+  size_t pos = 0;
+  double v = std::stod(s, &pos);
+  std::string suffix = s.substr(pos);
+  double mult = 1;
+  if (suffix == "K" || suffix == "k" || suffix == "KiB")
+    mult = 1024.0;
+  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
+    mult = 1024.0 * 1024;
+  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
+    mult = 1024.0 * 1024 * 1024;
+  else
+    HP_CHECK(suffix.empty(), "[bench] bad size '", s, "' (use e.g. 4096, 64K, 16M)");
+  return size_t(v * mult);
+}
+
+BenchOptions parse(const std::vector<std::string>& args) {
+  BenchOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      HP_CHECK(i + 1 < args.size(), "[bench] ", a, " needs a value");
+      return args[++i];
+    };
+    if (a == "--backend")
+      o.backend = value();
+    else if (a == "--ranks")
+      o.ranks = std::stoi(value());
+    else if (a == "--min-bytes")
+      o.min_bytes = parse_bytes(value());
+    else if (a == "--max-bytes")
+      o.max_bytes = parse_bytes(value());
+    else if (a == "--iters")
+      o.iters = std::stoi(value());
+    else if (a == "--warmup")
+      o.warmup = std::stoi(value());
+    else if (a == "-h" || a == "--help") {
+      o.backend = "help";
+    } else {
+      throw Error(detail::cat("[bench] unknown argument '", a, "'"));
+    }
+  }
+  HP_CHECK(o.ranks >= 1 && o.iters >= 1 && o.min_bytes >= 4 && o.min_bytes <= o.max_bytes,
+           "[bench] need --ranks >= 1, --iters >= 1, 4 <= --min-bytes <= --max-bytes");
+  return o;
+}
+
+enum class Coll { kAllReduce, kAllGather, kReduceScatter };
+const char* coll_name(Coll c) {
+  return c == Coll::kAllReduce   ? "all_reduce"
+         : c == Coll::kAllGather ? "all_gather"
+                                 : "reduce_scatter";
+}
+// nccl-tests bus bandwidth factors.
+double bus_factor(Coll c, int n) {
+  if (n <= 1) return 1.0;
+  return c == Coll::kAllReduce ? 2.0 * (n - 1) / n : double(n - 1) / n;
+}
+
+// Sizes are the whole buffer (nccl-tests convention): all-reduce buffer, all-gather output,
+// reduce-scatter input. Rounded to a multiple of ranks * 4 bytes.
+std::vector<size_t> sizes(const BenchOptions& o, int n) {
+  std::vector<size_t> out;
+  size_t unit = size_t(n) * 4;
+  for (size_t b = o.min_bytes; b <= o.max_bytes; b *= 2)
+    out.push_back(std::max(unit, b / unit * unit));
+  return out;
+}
+
+// Best-of-5 single-thread memcpy of `bytes` (bandwidth counts bytes copied, like algbw).
+double memcpy_gbps(size_t bytes) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = Clock::now();
+    std::memcpy(b.data(), a.data(), bytes);
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    std::swap(a, b);
+  }
+  return double(bytes) / best / 1e9;
+}
+
+Work issue(Communicator& c, Coll k, const float* in, float* out, size_t total) {
+  size_t n = size_t(c.size());
+  switch (k) {
+    case Coll::kAllReduce:
+      return c.all_reduce(in, out, total, DType::kF32, ReduceOp::kSum);
+    case Coll::kAllGather:
+      return c.all_gather(in, out, total / n, DType::kF32);
+    case Coll::kReduceScatter:
+      return c.reduce_scatter(in, out, total / n, DType::kF32, ReduceOp::kSum);
+  }
+  return {};
+}
+
+// Seconds per call of fn, averaged over iters after warmup; the same on every rank (max).
+double time_it(Communicator& c, const BenchOptions& o, const std::function<void()>& fn) {
+  for (int i = 0; i < o.warmup; ++i) fn();
+  c.barrier().wait(std::chrono::minutes(5));
+  auto t0 = Clock::now();
+  for (int i = 0; i < o.iters; ++i) fn();
+  double t = std::chrono::duration<double>(Clock::now() - t0).count() / o.iters;
+  // Agree on the slowest rank's time (a collective of its own, not timed).
+  double all = t;
+  c.all_reduce(&t, &all, 1, DType::kI64, ReduceOp::kMax).wait(std::chrono::minutes(1));
+  return all;
+}
+
+void print_header(const char* extra) {
+  std::printf("%-15s %12s %12s %10s %10s %10s %s\n", "collective", "size(B)", "count(f32)",
+              "time(us)", "algbw(GB/s)", "busbw(GB/s)", extra);
+}
+
+int bench_threads(const BenchOptions& o) {
+  double mem = memcpy_gbps(o.max_bytes);
+  std::printf("# hp bench comm: backend threads, %d ranks, %d iters (+%d warmup), f32 sum\n",
+              o.ranks, o.iters, o.warmup);
+  std::printf("# memcpy bandwidth (1 thread, %zu B): %.2f GB/s\n", o.max_bytes, mem);
+  print_header("busbw/memcpy");
+  ThreadWorld world(o.ranks);
+  std::vector<std::string> lines[3];
+  world.run([&](Communicator& c) {
+    std::vector<float> in(o.max_bytes / 4 + 64, 1.0f), out(o.max_bytes / 4 + 64, 0.0f);
+    for (Coll k : {Coll::kAllReduce, Coll::kAllGather, Coll::kReduceScatter}) {
+      for (size_t bytes : sizes(o, c.size())) {
+        size_t total = bytes / 4;
+        double t = time_it(
+            c, o, [&] { issue(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5)); });
+        if (c.rank() != 0) continue;
+        double alg = double(bytes) / t / 1e9, bus = alg * bus_factor(k, c.size());
+        std::printf("%-15s %12zu %12zu %10.1f %10.2f %10.2f %9.1f%%\n", coll_name(k), bytes, total,
+                    t * 1e6, alg, bus, 100.0 * bus / mem);
+        std::fflush(stdout);
+      }
+    }
+  });
+  return 0;
+}
+
+#ifdef HP_HAVE_MPI
+int bench_mpi(const BenchOptions& o) {
+  MpiWorld world;
+  auto comm = world.communicator();
+  Communicator& c = *comm;
+  MPI_Comm direct;
+  MPI_Comm_dup(MPI_COMM_WORLD, &direct);
+  double mem = memcpy_gbps(o.max_bytes);
+  if (c.rank() == 0) {
+    std::printf("# hp bench comm: backend mpi, %d ranks, %d iters (+%d warmup), f32 sum\n",
+                c.size(), o.iters, o.warmup);
+    std::printf("# memcpy bandwidth (1 thread, %zu B): %.2f GB/s\n", o.max_bytes, mem);
+    print_header("  mpi-direct(us)  overhead");
+  }
+  std::vector<float> in(o.max_bytes / 4 + 64, 1.0f), out(o.max_bytes / 4 + 64, 0.0f);
+  for (Coll k : {Coll::kAllReduce, Coll::kAllGather, Coll::kReduceScatter}) {
+    for (size_t bytes : sizes(o, c.size())) {
+      size_t total = bytes / 4;
+      int per = int(total / size_t(c.size()));
+      double t = time_it(
+          c, o, [&] { issue(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5)); });
+      std::vector<int> counts(size_t(c.size()), per);
+      double td = time_it(c, o, [&] {
+        if (k == Coll::kAllReduce)
+          MPI_Allreduce(in.data(), out.data(), int(total), MPI_FLOAT, MPI_SUM, direct);
+        else if (k == Coll::kAllGather)
+          MPI_Allgather(in.data(), per, MPI_FLOAT, out.data(), per, MPI_FLOAT, direct);
+        else
+          MPI_Reduce_scatter(in.data(), out.data(), counts.data(), MPI_FLOAT, MPI_SUM, direct);
+      });
+      if (c.rank() != 0) continue;
+      double alg = double(bytes) / t / 1e9, bus = alg * bus_factor(k, c.size());
+      std::printf("%-15s %12zu %12zu %10.1f %10.2f %10.2f %14.1f %8.1f%%\n", coll_name(k), bytes,
+                  total, t * 1e6, alg, bus, td * 1e6, 100.0 * (t - td) / td);
+      std::fflush(stdout);
+    }
+  }
+  MPI_Comm_free(&direct);
+  return 0;
+}
+#endif
+
+}  // namespace
+
+int bench_main(const std::vector<std::string>& args) {
+  BenchOptions o = parse(args);
+  if (o.backend == "help") {
+    std::printf(
+        "usage: hp bench comm --backend threads|mpi [--ranks N] [--min-bytes B] [--max-bytes B]\n"
+        "                     [--iters K] [--warmup W]\n"
+        "  threads: N ranks as threads of this process (default 4)\n"
+        "  mpi:     run under mpirun, one rank per process (--ranks is ignored)\n");
+    return 0;
+  }
+  if (o.backend == "threads") return bench_threads(o);
+  if (o.backend == "mpi") {
+#ifdef HP_HAVE_MPI
+    return bench_mpi(o);
+#else
+    throw Error("[bench] this build has no MPI backend");
+#endif
+  }
+  throw Error(detail::cat("[bench] unknown backend '", o.backend, "' (threads or mpi)"));
+}
+
+}  // namespace hp::comm

@@ -1,0 +1,169 @@
+// Parsing and validation of HF config.json for GPT-2 and Llama into ModelConfig.
+// Not a general HF config loader: keys that change the math and are not implemented are errors.
+#include "hp/io/model_config.hpp"
+
+#include "hp/error.hpp"
+
+namespace hp::io {
+
+const char* architecture_name(Architecture a) {
+  return a == Architecture::kGpt2 ? "gpt2" : "llama";
+}
+
+namespace {
+
+void check_positive(int64_t v, const char* key, const std::string& where) {
+  HP_CHECK(v > 0, "[config] ", where, ": '", key, "' must be positive, got ", v);
+}
+
+ModelConfig parse_gpt2(const Json& j, const std::string& w) {
+  ModelConfig c;
+  c.arch = Architecture::kGpt2;
+  c.n_layer = json_int(j, "n_layer", w);
+  c.d_model = json_int(j, "n_embd", w);
+  c.n_head = json_int(j, "n_head", w);
+  c.n_kv_head = c.n_head;
+  if (json_has(j, "n_positions")) {
+    c.max_seq = json_int(j, "n_positions", w);
+  } else {
+    HP_CHECK(json_has(j, "n_ctx"), "[config] ", w, ": missing key 'n_positions' (or 'n_ctx')");
+    c.max_seq = json_int(j, "n_ctx", w);
+  }
+  c.vocab = json_int(j, "vocab_size", w);
+  c.norm_eps = json_double(j, "layer_norm_epsilon", 1e-5, w);
+  c.d_ff = json_int(j, "n_inner", 4 * c.d_model, w);
+  c.activation = json_string(j, "activation_function", "gelu_new", w);
+  HP_CHECK(
+      c.activation == "gelu_new" || c.activation == "gelu_pytorch_tanh" || c.activation == "gelu",
+      "[config] ", w, ": activation_function '", c.activation,
+      "' is not supported (use gelu_new, gelu_pytorch_tanh or gelu)");
+  c.tied_embeddings = json_bool(j, "tie_word_embeddings", true, w);
+  HP_CHECK(json_bool(j, "scale_attn_weights", true, w), "[config] ", w,
+           ": scale_attn_weights=false is not supported");
+  HP_CHECK(!json_bool(j, "scale_attn_by_inverse_layer_idx", false, w), "[config] ", w,
+           ": scale_attn_by_inverse_layer_idx=true is not supported");
+  if (c.n_head > 0) c.head_dim = c.d_model / c.n_head;
+  return c;
+}
+
+ModelConfig parse_llama(const Json& j, const std::string& w) {
+  ModelConfig c;
+  c.arch = Architecture::kLlama;
+  c.n_layer = json_int(j, "num_hidden_layers", w);
+  c.d_model = json_int(j, "hidden_size", w);
+  c.d_ff = json_int(j, "intermediate_size", w);
+  c.n_head = json_int(j, "num_attention_heads", w);
+  c.n_kv_head = json_int(j, "num_key_value_heads", c.n_head, w);
+  c.max_seq = json_int(j, "max_position_embeddings", w);
+  c.vocab = json_int(j, "vocab_size", w);
+  c.norm_eps = json_double(j, "rms_norm_eps", 1e-6, w);
+  c.rope_theta = json_double(j, "rope_theta", 10000.0, w);
+  c.tied_embeddings = json_bool(j, "tie_word_embeddings", false, w);
+  if (json_has(j, "head_dim")) {
+    c.head_dim = json_int(j, "head_dim", w);
+  } else {
+    HP_CHECK(c.n_head > 0, "[config] ", w, ": 'num_attention_heads' must be positive, got ",
+             c.n_head);
+    HP_CHECK(c.d_model % c.n_head == 0, "[config] ", w, ": 'hidden_size' (", c.d_model,
+             ") is not divisible by 'num_attention_heads' (", c.n_head, ")");
+    c.head_dim = c.d_model / c.n_head;
+  }
+  c.activation = json_string(j, "hidden_act", "silu", w);
+  HP_CHECK(c.activation == "silu", "[config] ", w, ": hidden_act '", c.activation,
+           "' is not supported (only silu)");
+  HP_CHECK(!json_has(j, "rope_scaling"), "[config] ", w, ": rope_scaling ",
+           j.contains("rope_scaling") ? j["rope_scaling"].dump() : "",
+           " is not supported (must be null)");
+  HP_CHECK(!json_bool(j, "attention_bias", false, w), "[config] ", w,
+           ": attention_bias=true is not supported");
+  HP_CHECK(!json_bool(j, "mlp_bias", false, w), "[config] ", w, ": mlp_bias=true is not supported");
+  return c;
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const Json& j, const std::string& where) {
+  HP_CHECK(j.is_object(), "[config] ", where, ": expected a JSON object, got ", j.type_name());
+  const std::string type = json_string(j, "model_type", where);
+  ModelConfig c;
+  if (type == "gpt2") {
+    c = parse_gpt2(j, where);
+  } else if (type == "llama") {
+    c = parse_llama(j, where);
+  } else {
+    throw Error("[config] " + where + ": model_type '" + type +
+                "' is not supported (use gpt2 or llama)");
+  }
+  c.validate(where);
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::filesystem::path& path) {
+  std::filesystem::path p = path;
+  if (std::filesystem::is_directory(p)) p /= "config.json";
+  HP_CHECK(std::filesystem::exists(p), "[config] ", p.string(), " does not exist");
+  return from_json(read_json(p), p.string());
+}
+
+void ModelConfig::validate(const std::string& where) const {
+  const bool gpt2 = arch == Architecture::kGpt2;
+  check_positive(n_layer, gpt2 ? "n_layer" : "num_hidden_layers", where);
+  check_positive(d_model, gpt2 ? "n_embd" : "hidden_size", where);
+  check_positive(n_head, gpt2 ? "n_head" : "num_attention_heads", where);
+  check_positive(n_kv_head, "num_key_value_heads", where);
+  check_positive(d_ff, gpt2 ? "n_inner" : "intermediate_size", where);
+  check_positive(max_seq, gpt2 ? "n_positions" : "max_position_embeddings", where);
+  check_positive(vocab, "vocab_size", where);
+  HP_CHECK(norm_eps > 0, "[config] ", where, ": '", gpt2 ? "layer_norm_epsilon" : "rms_norm_eps",
+           "' must be positive, got ", norm_eps);
+  if (gpt2) {
+    HP_CHECK(d_model % n_head == 0, "[config] ", where, ": 'n_embd' (", d_model,
+             ") is not divisible by 'n_head' (", n_head, ")");
+    HP_CHECK(head_dim * n_head == d_model, "[config] ", where, ": head_dim ", head_dim,
+             " * n_head ", n_head, " != n_embd ", d_model);
+    HP_CHECK(n_kv_head == n_head, "[config] ", where, ": GPT-2 has no grouped-query attention");
+  } else {
+    HP_CHECK(n_head % n_kv_head == 0, "[config] ", where, ": 'num_attention_heads' (", n_head,
+             ") is not divisible by 'num_key_value_heads' (", n_kv_head, ")");
+    check_positive(head_dim, "head_dim", where);
+    HP_CHECK(head_dim % 2 == 0, "[config] ", where, ": 'head_dim' must be even for RoPE, got ",
+             head_dim);
+    HP_CHECK(rope_theta > 0, "[config] ", where, ": 'rope_theta' must be positive, got ",
+             rope_theta);
+  }
+  check_positive(head_dim, "head_dim", where);
+}
+
+Json ModelConfig::to_json() const {
+  Json j;
+  j["model_type"] = architecture_name(arch);
+  j["vocab_size"] = vocab;
+  j["tie_word_embeddings"] = tied_embeddings;
+  if (arch == Architecture::kGpt2) {
+    j["architectures"] = {"GPT2LMHeadModel"};
+    j["n_layer"] = n_layer;
+    j["n_embd"] = d_model;
+    j["n_head"] = n_head;
+    j["n_positions"] = max_seq;
+    j["n_ctx"] = max_seq;
+    j["n_inner"] = d_ff;
+    j["layer_norm_epsilon"] = norm_eps;
+    j["activation_function"] = activation;
+  } else {
+    j["architectures"] = {"LlamaForCausalLM"};
+    j["num_hidden_layers"] = n_layer;
+    j["hidden_size"] = d_model;
+    j["intermediate_size"] = d_ff;
+    j["num_attention_heads"] = n_head;
+    j["num_key_value_heads"] = n_kv_head;
+    j["head_dim"] = head_dim;
+    j["max_position_embeddings"] = max_seq;
+    j["rms_norm_eps"] = norm_eps;
+    j["rope_theta"] = rope_theta;
+    j["rope_scaling"] = nullptr;
+    j["hidden_act"] = activation;
+  }
+  return j;
+}
+
+}  // namespace hp::io
