@@ -49,25 +49,6 @@ std::string builtin_models() {
   return out;
 }
 
-const char* kDefaultTrainYaml = R"(# The default job: a small GPT-2 on the King James Bible, a few minutes on 2 cores.
-model: gpt2-kjv
-data: kjv
-batch: 8
-seq: 128
-steps: 600
-lr: 1.0e-3
-warmup: 50
-weight-decay: 0.1
-clip: 1.0
-seed: 1
-val-every: 100
-val-batches: 4
-ckpt-dir: runs/kjv
-ckpt-every: 100
-resume: auto
-sample-tokens: 200
-)";
-
 double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double seconds) {
   std::vector<float> a(size_t(m * k), 0.5f), b(size_t(k * n), 0.25f), c(size_t(m * n));
   cpu::Context ctx{threads};

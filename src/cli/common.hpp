@@ -14,7 +14,7 @@ io::ModelConfig resolve_model(const std::string& name_or_path);
 // Names of the built-in models, comma-separated.
 std::string builtin_models();
 
-// The embedded default job of `hp train` (the same text as examples/train_kjv.yaml).
+// The embedded default job of `hp train`: examples/train_kjv.yaml, compiled in.
 extern const char* kDefaultTrainYaml;
 
 // Achieved sgemm GFLOP/s at [m, k] x [k, n] with `threads`, measured for about `seconds`.

@@ -1,0 +1,15 @@
+# End-to-end tests of the hp tool (label e2e): reference cases, training, resume, errors.
+set(HP_SHARED ${PROJECT_SOURCE_DIR}/../shared)
+foreach(case gpt2-tiny llama-tiny)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    add_test(NAME e2e_check_${case} COMMAND $<TARGET_FILE:hp> check ${HP_SHARED}/reference/${case})
+    add_test(NAME e2e_check_${case}_2threads
+             COMMAND $<TARGET_FILE:hp> check ${HP_SHARED}/reference/${case} --threads 2)
+    set_tests_properties(e2e_check_${case} e2e_check_${case}_2threads PROPERTIES LABELS e2e)
+  endif()
+endforeach()
+foreach(t train_resume train_cli generate)
+  add_test(NAME e2e_${t} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/${t}.sh $<TARGET_FILE:hp>
+                                 ${PROJECT_SOURCE_DIR})
+  set_tests_properties(e2e_${t} PROPERTIES LABELS e2e)
+endforeach()
