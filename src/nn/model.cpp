@@ -74,46 +74,49 @@ std::vector<ParamInfo> param_infos(const ModelConfig& c) {
 
 namespace {
 
-Var gpt2_block(ir::Graph& g, const ModelConfig& c, std::map<std::string, Var>& P, int64_t i,
-               Var x) {
+Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x) {
   const std::string l = layer(c, i);
   g.set_scope("h." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), D = c.d_model, H = c.n_head, Dh = c.head_dim;
-  Var h = layer_norm(x, P[l + "ln_1.weight"], P[l + "ln_1.bias"], c.norm_eps);
-  Var qkv = matmul(h, P[l + "attn.c_attn.weight"]) + P[l + "attn.c_attn.bias"];
+  Var h = layer_norm(x, P.at(l + "ln_1.weight"), P.at(l + "ln_1.bias"), c.norm_eps);
+  Var qkv = matmul(h, P.at(l + "attn.c_attn.weight")) + P.at(l + "attn.c_attn.bias");
   auto parts = split(qkv, 2, {D, D, D});
   Var q = reshape(parts[0], {B, T, H, Dh});
   Var k = reshape(parts[1], {B, T, H, Dh});
   Var v = reshape(parts[2], {B, T, H, Dh});
   Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, D});
-  x = x + (matmul(y, P[l + "attn.c_proj.weight"]) + P[l + "attn.c_proj.bias"]);
+  x = x + (matmul(y, P.at(l + "attn.c_proj.weight")) + P.at(l + "attn.c_proj.bias"));
   g.set_scope("h." + std::to_string(i) + ".mlp");
-  h = layer_norm(x, P[l + "ln_2.weight"], P[l + "ln_2.bias"], c.norm_eps);
-  Var f = bias_gelu(matmul(h, P[l + "mlp.c_fc.weight"]), P[l + "mlp.c_fc.bias"]);
-  return x + (matmul(f, P[l + "mlp.c_proj.weight"]) + P[l + "mlp.c_proj.bias"]);
+  h = layer_norm(x, P.at(l + "ln_2.weight"), P.at(l + "ln_2.bias"), c.norm_eps);
+  Var f = bias_gelu(matmul(h, P.at(l + "mlp.c_fc.weight")), P.at(l + "mlp.c_fc.bias"));
+  return x + (matmul(f, P.at(l + "mlp.c_proj.weight")) + P.at(l + "mlp.c_proj.bias"));
 }
 
-Var llama_block(ir::Graph& g, const ModelConfig& c, std::map<std::string, Var>& P, int64_t i,
-                Var x) {
+Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x) {
   const std::string l = layer(c, i);
   g.set_scope("layers." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), H = c.n_head, KV = c.n_kv_head, Dh = c.head_dim;
-  Var h = rms_norm(x, P[l + "input_layernorm.weight"], c.norm_eps);
-  Var q = reshape(matmul(h, P[l + "self_attn.q_proj.weight"], false, true), {B, T, H, Dh});
-  Var k = reshape(matmul(h, P[l + "self_attn.k_proj.weight"], false, true), {B, T, KV, Dh});
-  Var v = reshape(matmul(h, P[l + "self_attn.v_proj.weight"], false, true), {B, T, KV, Dh});
+  Var h = rms_norm(x, P.at(l + "input_layernorm.weight"), c.norm_eps);
+  Var q = reshape(matmul(h, P.at(l + "self_attn.q_proj.weight"), false, true), {B, T, H, Dh});
+  Var k = reshape(matmul(h, P.at(l + "self_attn.k_proj.weight"), false, true), {B, T, KV, Dh});
+  Var v = reshape(matmul(h, P.at(l + "self_attn.v_proj.weight"), false, true), {B, T, KV, Dh});
   q = rope(q, c.rope_theta);
   k = rope(k, c.rope_theta);
   Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, H * Dh});
-  x = x + matmul(y, P[l + "self_attn.o_proj.weight"], false, true);
+  x = x + matmul(y, P.at(l + "self_attn.o_proj.weight"), false, true);
   g.set_scope("layers." + std::to_string(i) + ".mlp");
-  h = rms_norm(x, P[l + "post_attention_layernorm.weight"], c.norm_eps);
-  Var gate = silu(matmul(h, P[l + "mlp.gate_proj.weight"], false, true));
-  Var up = matmul(h, P[l + "mlp.up_proj.weight"], false, true);
-  return x + matmul(gate * up, P[l + "mlp.down_proj.weight"], false, true);
+  h = rms_norm(x, P.at(l + "post_attention_layernorm.weight"), c.norm_eps);
+  Var gate = silu(matmul(h, P.at(l + "mlp.gate_proj.weight"), false, true));
+  Var up = matmul(h, P.at(l + "mlp.up_proj.weight"), false, true);
+  return x + matmul(gate * up, P.at(l + "mlp.down_proj.weight"), false, true);
 }
 
 }  // namespace
+
+Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x) {
+  return c.arch == Architecture::kGpt2 ? gpt2_block(*x.g, c, P, layer, x)
+                                       : llama_block(*x.g, c, P, layer, x);
+}
 
 Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss) {
   HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
@@ -123,7 +126,7 @@ Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss) {
   Traced t;
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
-  std::map<std::string, Var> P;
+  ParamVars P;
   for (const auto& pi : param_infos(c)) {
     t.params.push_back(g.param(pi.name, pi.shape));
     P[pi.name] = t.params.back();
@@ -133,21 +136,21 @@ Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss) {
   Var x;
   std::string head;
   if (c.arch == Architecture::kGpt2) {
-    Var wpe = P["wpe.weight"];
+    Var wpe = P.at("wpe.weight");
     if (seq < c.max_seq) wpe = slice(wpe, 0, 0, seq);
-    x = embedding(P["wte.weight"], t.tokens) + wpe;
-    for (int64_t i = 0; i < c.n_layer; ++i) x = gpt2_block(g, c, P, i, x);
+    x = embedding(P.at("wte.weight"), t.tokens) + wpe;
+    for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x);
     g.set_scope("head");
-    x = layer_norm(x, P["ln_f.weight"], P["ln_f.bias"], c.norm_eps);
+    x = layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps);
     head = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
   } else {
-    x = embedding(P["model.embed_tokens.weight"], t.tokens);
-    for (int64_t i = 0; i < c.n_layer; ++i) x = llama_block(g, c, P, i, x);
+    x = embedding(P.at("model.embed_tokens.weight"), t.tokens);
+    for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x);
     g.set_scope("head");
-    x = rms_norm(x, P["model.norm.weight"], c.norm_eps);
+    x = rms_norm(x, P.at("model.norm.weight"), c.norm_eps);
     head = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   }
-  t.logits = matmul(x, P[head], false, true);
+  t.logits = matmul(x, P.at(head), false, true);
   g.set_name(t.logits.id, "logits");
   if (with_loss) {
     t.targets = g.input("targets", {{batch, seq}, DType::kI64});

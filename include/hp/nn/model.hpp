@@ -2,6 +2,7 @@
 // Hugging Face parameter names and layouts, so HF safetensors checkpoints load unchanged.
 // Not a module system: a model is a function that appends nodes to a Graph.
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,11 @@ struct Traced {
   ir::Var logits;   // f32 [B, T, V]
   std::vector<ir::Var> params;  // same order as param_infos()
 };
+
+using ParamVars = std::map<std::string, ir::Var>;  // HF name -> parameter value
+
+// One transformer block `layer` of the model on x [B, T, D], reading its parameters from P.
+ir::Var block(const io::ModelConfig& cfg, const ParamVars& P, int64_t layer, ir::Var x);
 
 // Forward (and, when `with_loss`, mean cross-entropy against targets) for a [batch, seq] batch.
 // Throws when seq exceeds the model's max positions.
