@@ -325,7 +325,12 @@ void register_layout(Table& t) {
 namespace hp {
 
 Var reshape(Var x, Shape shape) {
-  Shape to = ops::resolve_reshape(x.shape(), shape);
+  Shape to;
+  try {  // resolved here, before any node exists: name the op as Graph::apply would
+    to = ops::resolve_reshape(x.shape(), shape);
+  } catch (const Error& e) {
+    throw Error(std::string("[reshape] ") + e.what() + " (inputs: " + ir::type_str(x.type()) + ")");
+  }
   if (to == x.shape()) return x;
   return x.g->apply1("reshape", {x}, {{"shape", to}});
 }
