@@ -104,6 +104,14 @@ TEST(CpuGemm, LargeMultiThreaded) {
   run_gemm_case(2, false, true, 300, 257, 129, 1.0f, 1.0f);
 }
 
+// Tall A^T B products take the transposed-result path (M >= 2N, >= 4M multiply-adds).
+TEST(CpuGemm, TallTransposedProductTakesTheTransposedPath) {
+  for (int threads : {1, 2}) {
+    run_gemm_case(threads, true, false, 517, 67, 129, 1.0f, 0.0f);
+    run_gemm_case(threads, true, false, 1024, 256, 64, -0.5f, 0.0f);
+  }
+}
+
 TEST(CpuGemm, RejectsBadLeadingDimension) {
   std::vector<float> a(64), b(64), c(64);
   EXPECT_THROW(hp::cpu::gemm(Context{1}, false, false, 4, 4, 4, 1.0f, a.data(), 3, b.data(), 4,
