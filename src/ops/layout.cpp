@@ -270,6 +270,49 @@ void add_shape_ops(Table& t) {
   };
   t.push_back(std::move(sb));
 
+  OpDef sp;
+  sp.name = "split";  // x -> pieces along `axis` with `sizes` (its VJP is one concat)
+  sp.infer = [](const Types& in, const Attrs& at) {
+    expect_arity(in, 1);
+    const Shape& s = in[0].shape;
+    int64_t ax = norm_axis(at.i("axis"), s.size(), "split"), total = 0;
+    Types out;
+    for (int64_t n : at.ints("sizes")) {
+      HP_CHECK(n > 0, "piece sizes must be positive, got ", shape_str(at.ints("sizes")));
+      Shape p = s;
+      p[size_t(ax)] = n;
+      out.push_back({p, in[0].dtype});
+      total += n;
+    }
+    HP_CHECK(total == s[size_t(ax)], "sizes ", shape_str(at.ints("sizes")), " sum to ", total,
+             " but dim ", ax, " is ", s[size_t(ax)]);
+    return out;
+  };
+  sp.cost = move_cost;
+  sp.vjp = [](VjpArgs& a) -> std::vector<Var> {
+    std::vector<Var> parts;
+    for (size_t k = 0; k < a.out.size(); ++k) {
+      Var d = a.dout[k];
+      if (!d.defined()) {
+        d = a.g.apply1("full", {}, {{"shape", a.out[k].shape()}, {"value", 0.0},
+                                    {"dtype", int64_t(a.out[k].dtype())}});
+      }
+      parts.push_back(d);
+    }
+    return {concat(parts, a.node.attrs.i("axis"))};
+  };
+  sp.sharding = "split";
+  sp.cpu = [](KernelArgs& k) {
+    const Shape& xs = k.in[0]->shape();
+    const size_t ax = size_t(norm_axis(k.node.attrs.i("axis"), xs.size(), "split"));
+    Shape start(xs.size(), 0);
+    for (Tensor* o : k.out) {
+      cpu::slice(k.ctx, k.in[0]->f32(), xs, start, o->f32(), o->shape());
+      start[ax] += o->shape()[ax];
+    }
+  };
+  t.push_back(std::move(sp));
+
   OpDef c;
   c.name = "concat";  // attrs: axis
   c.infer = [](const Types& in, const Attrs& at) {
@@ -352,15 +395,7 @@ Var concat(const std::vector<Var>& xs, int64_t axis) {
   return xs[0].g->apply1("concat", xs, {{"axis", axis}});
 }
 std::vector<Var> split(Var x, int64_t axis, const std::vector<int64_t>& sizes) {
-  int64_t ax = norm_axis(axis, x.rank(), "split"), off = 0, total = 0;
-  for (int64_t s : sizes) total += s;
-  HP_CHECK(total == x.dim(ax), "[split] sizes sum to ", total, " but dim ", ax, " is ", x.dim(ax));
-  std::vector<Var> out;
-  for (int64_t s : sizes) {
-    out.push_back(slice(x, ax, off, off + s));
-    off += s;
-  }
-  return out;
+  return x.g->apply("split", {x}, {{"axis", axis}, {"sizes", sizes}});
 }
 static Var reduce(Var x, const char* op, std::vector<int64_t> axes, bool keepdim) {
   return x.g->apply1("reduce", {x},
