@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "cli/args.hpp"
+#include "cli/devices.hpp"
 #include "hp/io/json.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/train/trainer.hpp"
@@ -56,17 +57,19 @@ struct Worst {
 
 bool report(const char* what, const Worst& w, double tol) {
   bool ok = w.err <= tol;
-  std::printf("{\"check\": \"%s\", \"worst\": \"%s\", \"max_rel_err\": %.3e, \"tol\": %.0e, "
-              "\"ok\": %s}\n",
-              what, w.name.c_str(), w.err, tol, ok ? "true" : "false");
+  std::printf(
+      "{\"check\": \"%s\", \"worst\": \"%s\", \"max_rel_err\": %.3e, \"tol\": %.0e, "
+      "\"ok\": %s}\n",
+      what, w.name.c_str(), w.err, tol, ok ? "true" : "false");
   return ok;
 }
 
 }  // namespace
 
 int cmd_check(const std::vector<std::string>& argv) {
-  Args a(argv, {"threads", "steps"}, {});
-  HP_CHECK(a.positional().size() == 1, "usage: hp check DIR [--threads K] [--steps N]");
+  Args a(argv, {"threads", "steps", "devices", "strategy"}, {});
+  HP_CHECK(a.positional().size() == 1,
+           "usage: hp check DIR [--threads K] [--steps N] [--devices threads:N --strategy S]");
   fs::path dir = a.positional()[0];
   io::Json c = io::read_json(dir / "case.json");
   const std::string where = (dir / "case.json").string();
@@ -95,16 +98,43 @@ int cmd_check(const std::vector<std::string>& argv) {
   opt.adam.eps = io::json_double(o, "eps", 1e-8, where);
   opt.adam.weight_decay = io::json_double(o, "weight_decay", 0.0, where);
 
-  train::Trainer tr(cfg, params, opt);
   std::vector<double> losses;
-  io::TensorMap grads0;
-  for (int64_t s = 0; s < steps; ++s) {
-    auto r = tr.step({{x, y}});
-    if (s == 0)
-      for (auto& [k, g] : tr.grads()) grads0.emplace(k, g.clone());
-    losses.push_back(r.loss);
-    std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
-    std::fflush(stdout);
+  io::TensorMap grads0, final_params;
+  if (a.has("devices") || a.has("strategy")) {  // the same steps on a mesh of devices
+    Devices dev = parse_devices(a.str("devices", "threads:1"));
+    auto plan =
+        plan_for(cfg, a.str("strategy", "dp" + std::to_string(dev.count)), dev, opt.batch, opt.seq);
+    opt.threads = int(a.i64("threads", 1));
+    auto res = run_distributed(
+        *plan, dev, params, opt, std::vector<std::pair<Tensor, Tensor>>(size_t(steps), {x, y}),
+        [](int64_t s, const train::StepResult& r) {
+          std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
+          std::fflush(stdout);
+        });
+    losses = res.losses;
+    size_t single = 0, planned = 0, measured = 0;  // parameters + gradients + AdamW moments
+    for (const auto& pi : plan->infos) single += 4 * sizeof(float) * size_t(numel(pi.shape));
+    for (int r = 0; r < dev.count; ++r) {
+      planned = std::max(planned, train::planned_state_bytes(*plan, r));
+      measured = std::max(measured, res.state_bytes[size_t(r)]);
+    }
+    std::printf(
+        "{\"memory\": \"state\", \"single_device\": %zu, \"planned_max\": %zu, "
+        "\"measured_max\": %zu}\n",
+        single, planned, measured);
+    grads0 = std::move(res.grads0);
+    final_params = std::move(res.final_params);
+  } else {
+    train::Trainer tr(cfg, params, opt);
+    for (int64_t s = 0; s < steps; ++s) {
+      auto r = tr.step({{x, y}});
+      if (s == 0)
+        for (auto& [k, g] : tr.grads()) grads0.emplace(k, g.clone());
+      losses.push_back(r.loss);
+      std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
+      std::fflush(stdout);
+    }
+    final_params = tr.params();
   }
 
   fs::path exp = dir / io::json_string(c, "expected", "expected.safetensors", where);
@@ -122,7 +152,7 @@ int cmd_check(const std::vector<std::string>& argv) {
     if (e.count("grad/" + k)) wg.see(k, rel_err(g, e.at("grad/" + k)));
   if (!wg.name.empty()) ok &= report("grad", wg, kGradTol);
   if (steps == io::json_int(c, "steps", where)) {
-    for (auto& [k, p] : tr.params())
+    for (auto& [k, p] : final_params)
       if (e.count("final/" + k)) ww.see(k, rel_err(p, e.at("final/" + k)));
     if (!ww.name.empty()) ok &= report("final", ww, kWeightTol);
   }

@@ -43,7 +43,7 @@ int64_t Var::dim(int64_t i) const { return shape()[size_t(norm_axis(i, rank(), "
 
 Var Graph::input(const std::string& name, TensorType type, ValueKind kind) {
   HP_CHECK(kind != ValueKind::kNode, "[graph] input '", name, "' cannot be a node value");
-  for (int64_t d : type.shape) HP_CHECK(d > 0, "[graph] input '", name, "' has shape ", shape_str(type.shape));
+  for (int64_t d : type.shape) HP_CHECK(d >= 0, "[graph] input '", name, "' has shape ", shape_str(type.shape));
   Value v;
   v.type = std::move(type);
   v.name = name;

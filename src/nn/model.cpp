@@ -19,9 +19,10 @@ std::string layer(const ModelConfig& c, int64_t i) {
   return (c.arch == Architecture::kGpt2 ? "h." : "model.layers.") + std::to_string(i) + ".";
 }
 
-void add(std::vector<ParamInfo>& v, std::string name, Shape s, double std_, double value = 0) {
+void add(std::vector<ParamInfo>& v, std::string name, Shape s, double std_, double value = 0,
+         Shape logical = {}) {
   bool decay = s.size() >= 2;
-  v.push_back({std::move(name), std::move(s), std_, value, decay});
+  v.push_back({std::move(name), std::move(s), std_, value, decay, std::move(logical)});
 }
 
 }  // namespace
@@ -37,8 +38,8 @@ std::vector<ParamInfo> param_infos(const ModelConfig& c) {
       std::string l = layer(c, i);
       add(p, l + "ln_1.weight", {D}, 0, 1);
       add(p, l + "ln_1.bias", {D}, 0);
-      add(p, l + "attn.c_attn.weight", {D, 3 * D}, s);
-      add(p, l + "attn.c_attn.bias", {3 * D}, 0);
+      add(p, l + "attn.c_attn.weight", {D, 3 * D}, s, 0, {D, 3, D});
+      add(p, l + "attn.c_attn.bias", {3 * D}, 0, 0, {3, D});
       add(p, l + "attn.c_proj.weight", {D, D}, sres);
       add(p, l + "attn.c_proj.bias", {D}, 0);
       add(p, l + "ln_2.weight", {D}, 0, 1);
@@ -79,8 +80,16 @@ Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i
   g.set_scope("h." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), D = c.d_model, H = c.n_head, Dh = c.head_dim;
   Var h = layer_norm(x, P.at(l + "ln_1.weight"), P.at(l + "ln_1.bias"), c.norm_eps);
-  Var qkv = matmul(h, P.at(l + "attn.c_attn.weight")) + P.at(l + "attn.c_attn.bias");
-  auto parts = split(qkv, 2, {D, D, D});
+  Var w = P.at(l + "attn.c_attn.weight"), b = P.at(l + "attn.c_attn.bias");
+  std::vector<Var> parts;
+  if (w.rank() == 3) {  // logical [D, 3, D]: one product per q, k, v
+    for (int64_t j = 0; j < 3; ++j)
+      parts.push_back(matmul(h, reshape(slice(w, 1, j, j + 1), {D, D})) +
+                      reshape(slice(b, 0, j, j + 1), {D}));
+  } else {
+    Var qkv = matmul(h, w) + b;
+    parts = split(qkv, 2, {D, D, D});
+  }
   Var q = reshape(parts[0], {B, T, H, Dh});
   Var k = reshape(parts[1], {B, T, H, Dh});
   Var v = reshape(parts[2], {B, T, H, Dh});
@@ -118,7 +127,8 @@ Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x) {
                                        : llama_block(*x.g, c, P, layer, x);
 }
 
-Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss) {
+Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
+             TraceOptions options) {
   HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
            seq);
   HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ",
@@ -128,7 +138,8 @@ Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss) {
   ir::Graph& g = *t.graph;
   ParamVars P;
   for (const auto& pi : param_infos(c)) {
-    t.params.push_back(g.param(pi.name, pi.shape));
+    const bool logical = options.logical_qkv && !pi.logical.empty();
+    t.params.push_back(g.param(pi.name, logical ? pi.logical : pi.shape));
     P[pi.name] = t.params.back();
   }
   t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});

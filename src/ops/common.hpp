@@ -34,5 +34,6 @@ void register_elementwise(Table& t);
 void register_matmul(Table& t);
 void register_layout(Table& t);
 void register_nn(Table& t);
+void register_comm(Table& t);
 
 }  // namespace hp::ops

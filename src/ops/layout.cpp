@@ -24,7 +24,7 @@ Shape resolve_reshape(const Shape& from, const Shape& to) {
       HP_CHECK(infer_at < 0, "at most one -1 in ", shape_str(to));
       infer_at = int64_t(i);
     } else {
-      HP_CHECK(out[i] > 0, "bad target dim in ", shape_str(to));
+      HP_CHECK(out[i] >= 0, "bad target dim in ", shape_str(to));  // 0: an empty shard
       known *= out[i];
     }
   }

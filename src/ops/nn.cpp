@@ -31,7 +31,7 @@ void add_softmax(Table& t) {
   d.vjp = [](VjpArgs& a) -> std::vector<Var> {
     return {a.g.apply1("softmax_bwd", {a.out[0], a.dout[0]})};
   };
-  d.sharding = "...n->...n";
+  d.sharding = "...N->...N";
   d.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
     cpu::softmax_fwd(k.ctx, k.in[0]->f32(), k.out[0]->f32(), rows_of(s), s.back());
@@ -44,7 +44,7 @@ void add_softmax(Table& t) {
     expect_arity(in, 2);
     return Types{in[0]};
   };
-  b.sharding = "...n,...n->...n";
+  b.sharding = "...N,...N->...N";
   b.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
     cpu::softmax_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), rows_of(s), s.back());
@@ -72,7 +72,7 @@ void add_norms(Table& t) {
     auto g = a.g.apply("layer_norm_bwd", {a.dout[0], a.in[0], a.in[1], a.out[1], a.out[2]});
     return std::vector<Var>{g[0], g[1], g[2]};
   };
-  ln.sharding = "...n,n,n->...n,...,...";
+  ln.sharding = "...N,N,N->...N,...,...";
   ln.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
     cpu::layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
@@ -90,7 +90,7 @@ void add_norms(Table& t) {
   lb.cost = [](const Types& in, const Types& out, const Attrs&) {
     return elementwise_cost(in, out, 12);
   };
-  lb.sharding = "...n,...n,n,...,...->...n,n,n";
+  lb.sharding = "...N,...N,N,...,...->...N,N,N";
   lb.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[1]->shape();
     cpu::layer_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
@@ -116,7 +116,7 @@ void add_norms(Table& t) {
     auto g = a.g.apply("rms_norm_bwd", {a.dout[0], a.in[0], a.in[1], a.out[1]});
     return std::vector<Var>{g[0], g[1]};
   };
-  rn.sharding = "...n,n->...n,...";
+  rn.sharding = "...N,N->...N,...";
   rn.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
     cpu::rms_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), k.out[1]->f32(),
@@ -133,7 +133,7 @@ void add_norms(Table& t) {
   rb.cost = [](const Types& in, const Types& out, const Attrs&) {
     return elementwise_cost(in, out, 8);
   };
-  rb.sharding = "...n,...n,n,...->...n,n";
+  rb.sharding = "...N,...N,N,...->...N,N";
   rb.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[1]->shape();
     cpu::rms_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
@@ -157,7 +157,7 @@ void add_embedding_and_loss(Table& t) {
   e.vjp = [](VjpArgs& a) -> std::vector<Var> {
     return {a.g.apply1("embedding_bwd", {a.dout[0], a.in[1]}, {{"vocab", a.in[0].dim(0)}}), Var{}};
   };
-  e.sharding = "vd,...->...d";
+  e.sharding = "Vd,...->...d";
   e.cpu = [](KernelArgs& k) {
     const Shape& ts = k.in[0]->shape();
     cpu::embedding_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
@@ -171,7 +171,7 @@ void add_embedding_and_loss(Table& t) {
     expect_arity(in, 2);
     return Types{{{at.i("vocab"), in[0].shape.back()}, in[0].dtype}};
   };
-  eb.sharding = "...d,...->vd";
+  eb.sharding = "...d,...->Vd";
   eb.cpu = [](KernelArgs& k) {
     const Shape& ts = k.out[0]->shape();
     cpu::embedding_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
@@ -197,12 +197,18 @@ void add_embedding_and_loss(Table& t) {
     return {a.g.apply1("cross_entropy_bwd", {a.in[0], a.in[1], a.out[1], a.dout[0]}, a.node.attrs),
             Var{}};
   };
-  c.sharding = "...v,...->,...";
+  c.sharding = "...V,...->,...";
+  // attrs: ignore_index, scale (default 1; a rank's share of a mean split over ranks)
   c.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
-    k.out[0]->f32()[0] = cpu::cross_entropy_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(),
-                                                k.out[1]->f32(), rows_of(s), s.back(),
-                                                k.node.attrs.i("ignore_index", -100));
+    const double sc = k.node.attrs.f("scale", 1.0);
+    if (rows_of(s) == 0 || sc == 0.0) {  // an empty shard contributes nothing
+      k.out[0]->f32()[0] = 0.0f;
+      return;
+    }
+    k.out[0]->f32()[0] = float(sc * cpu::cross_entropy_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(),
+                                                           k.out[1]->f32(), rows_of(s), s.back(),
+                                                           k.node.attrs.i("ignore_index", -100)));
   };
   t.push_back(std::move(c));
 
@@ -215,11 +221,13 @@ void add_embedding_and_loss(Table& t) {
   cb.cost = [](const Types& in, const Types& out, const Attrs&) {
     return Cost{5.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
   };
-  cb.sharding = "...v,...,...,->...v";
+  cb.sharding = "...V,...,...,->...V";
   cb.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
+    if (rows_of(s) == 0) return;
+    const double sc = k.node.attrs.f("scale", 1.0);
     cpu::cross_entropy_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.in[2]->f32(),
-                           k.in[3]->f32()[0], k.out[0]->f32(), rows_of(s), s.back(),
+                           float(sc * k.in[3]->f32()[0]), k.out[0]->f32(), rows_of(s), s.back(),
                            k.node.attrs.i("ignore_index", -100));
   };
   t.push_back(std::move(cb));
@@ -243,7 +251,7 @@ void add_positional_and_attention(Table& t) {
     at.set("inverse", int64_t(!at.i("inverse", 0)));
     return {a.g.apply1("rope", {a.dout[0]}, at)};
   };
-  r.sharding = "bthd->bthd";
+  r.sharding = "bThD->bThD";
   r.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
     cpu::rope(k.ctx, k.in[0]->f32(), k.out[0]->f32(), s[0], s[1], s[2], s[3],
@@ -290,7 +298,7 @@ void add_positional_and_attention(Table& t) {
                        {v.in[0], v.in[1], v.in[2], v.out[0], v.out[1], v.dout[0]}, v.node.attrs);
     return std::vector<Var>{g[0], g[1], g[2]};
   };
-  a.sharding = "bthd,btkd,btkd->bthd,bht";
+  a.sharding = "bThD,bTkD,bTkD->bThD,bhT";
   a.cpu = [shape_of](KernelArgs& k) {
     auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs.f("scale"));
     cpu::attention_fwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
@@ -307,7 +315,7 @@ void add_positional_and_attention(Table& t) {
   ab.cost = [attn_flops](const Types& in, const Types& out, const Attrs&) {
     return Cost{2.5 * attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
   };
-  ab.sharding = "bthd,btkd,btkd,bthd,bht,bthd->bthd,btkd,btkd";
+  ab.sharding = "bThD,bTkD,bTkD,bThD,bhT,bThD->bThD,bTkD,bTkD";
   ab.cpu = [shape_of](KernelArgs& k) {
     auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs.f("scale"));
     cpu::attention_bwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),

@@ -14,6 +14,7 @@ const std::map<std::string, OpDef>& table() {
     ops::register_matmul(v);
     ops::register_layout(v);
     ops::register_nn(v);
+    ops::register_comm(v);
     std::map<std::string, OpDef> m;
     for (auto& d : v) {
       HP_CHECK(!m.count(d.name), "[ops] op '", d.name, "' registered twice");
@@ -72,7 +73,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   for (size_t i = 0; i < r; ++i) {
     HP_CHECK(aa[i] == bb[i] || aa[i] == 1 || bb[i] == 1, "shapes ", shape_str(a), " and ",
              shape_str(b), " do not broadcast");
-    out[i] = std::max(aa[i], bb[i]);
+    out[i] = aa[i] == 1 ? bb[i] : aa[i];  // numpy: 1 broadcasts, even against 0
   }
   return out;
 }

@@ -17,7 +17,7 @@ Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, cp
   if (program_.arena_bytes > 0) arena_ = std::make_shared<Storage>(device_, program_.arena_bytes);
   std::vector<bool> is_output(g.values().size(), false);
   for (ValueId o : program_.outputs) is_output[size_t(program_.root[size_t(o)])] = true;
-  for (size_t v = 0; v < g.values().size(); ++v) {
+  for (size_t v = 0; v < g.values().size() && !program_.placed_at_run_time; ++v) {
     const auto& t = g.value(ValueId(v)).type;
     if (program_.offset[v] >= 0) {
       tensors_[v] = Tensor(arena_, size_t(program_.offset[v]), t.shape, t.dtype);
@@ -52,14 +52,29 @@ Tensor& Executor::get_mut(ValueId v) {
 
 void Executor::run() {
   const ir::Graph& g = *program_.graph;
+  const bool placed = program_.placed_at_run_time;
+  HP_CHECK(!placed || mover_, "[executor] an offload plan needs a MoveHandler");
   for (ValueId s : program_.sources)
-    HP_CHECK(tensors_[size_t(s)].defined(), "[executor] source '", g.value(s).name,
+    HP_CHECK(placed || tensors_[size_t(s)].defined(), "[executor] source '", g.value(s).name,
              "' is not bound");
   std::vector<const Tensor*> in;
   std::vector<Tensor*> out;
   for (const Instr& ins : program_.instrs) {
-    if (ins.kind != InstrKind::kCompute) continue;
+    if (ins.kind != InstrKind::kCompute) {
+      if (mover_) {
+        mover_->move(ins, *this);
+      } else {
+        HP_CHECK(ins.kind == InstrKind::kAlloc || ins.kind == InstrKind::kFree,
+                 "[executor] a transfer instruction needs a MoveHandler");
+      }
+      continue;
+    }
     const ir::Node& n = g.node(ins.node);
+    if (placed) {  // a plan bug must not reach a kernel as a null buffer
+      for (ValueId v : n.inputs)
+        HP_CHECK(tensors_[size_t(v)].defined(), "[executor] node ", ins.node, " (", n.def->name,
+                 "): input %", v, " is not on the device");
+    }
     if (n.def->view) {  // alias: same buffer, new shape
       const auto& t = g.value(n.outputs[0]).type;
       tensors_[size_t(n.outputs[0])] = tensors_[size_t(n.inputs[0])].reshape(t.shape);
@@ -69,7 +84,7 @@ void Executor::run() {
     out.clear();
     for (ValueId v : n.inputs) in.push_back(&tensors_[size_t(v)]);
     for (ValueId v : n.outputs) out.push_back(&tensors_[size_t(v)]);
-    ir::KernelArgs args{ctx_, n, in, out};
+    ir::KernelArgs args{ctx_, n, in, out, comm_};
     auto t0 = std::chrono::steady_clock::now();
     try {
       n.def->cpu(args);

@@ -133,6 +133,9 @@ std::string Program::str() const {
            << ir::type_str(graph->value(in.value).type) << "\n";
         break;
       case InstrKind::kFree: os << "  free  %" << in.value << "\n"; break;
+      case InstrKind::kPrefetch: os << "  prefetch %" << in.value << "\n"; break;
+      case InstrKind::kEvict: os << "  evict %" << in.value << "\n"; break;
+      case InstrKind::kWait: os << "  wait  %" << in.value << "\n"; break;
       case InstrKind::kCompute: {
         const auto& n = graph->node(in.node);
         os << "  " << n.def->name << "(";

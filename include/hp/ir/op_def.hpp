@@ -24,11 +24,22 @@ struct VjpArgs {
   std::vector<Var> in, out, dout;
 };
 
+struct KernelArgs;
+
+// Carries out communication nodes (op "redistribute") for one rank of an SPMD program; set on the
+// Executor (Executor::set_comm_runner) and implemented by hp::shard over the rank's communicator.
+class CommRunner {
+ public:
+  virtual ~CommRunner() = default;
+  virtual void run(KernelArgs& k) = 0;
+};
+
 struct KernelArgs {
   const cpu::Context& ctx;
   const Node& node;
   std::vector<const Tensor*> in;
   std::vector<Tensor*> out;
+  CommRunner* comm = nullptr;  // null outside SPMD programs
 };
 
 using InferFn = std::function<std::vector<TensorType>(const std::vector<TensorType>&, const Attrs&)>;
@@ -43,7 +54,9 @@ struct OpDef {
   VjpFn vjp;        // empty: not differentiable (its inputs get no gradient)
   CostFn cost;      // empty: bytes of inputs+outputs, no flops
   // Sharding rule, einsum-like over the op's dims, e.g. "...mk,kn->...mn" for matmul; factors
-  // that appear on inputs but not outputs are contractions (outputs become partial sums).
+  // that appear on inputs but not outputs are contractions (outputs become partial sums); an
+  // upper-case factor must stay whole (normalised or causal dims). Keywords ("broadcast",
+  // "reshape", "slice", ...) name the rules hp/shard/rule.hpp builds from the node's attributes.
   std::string sharding;
   KernelFn cpu;     // the CPU kernel
   bool view = false;  // output 0 aliases input 0's buffer (reshape): no copy, no allocation

@@ -19,6 +19,9 @@ struct ParamInfo {
   double init_std;   // 0: constant init_value
   double init_value;
   bool decay;        // weight decay applies (2 or more dims)
+  // The shape traced with TraceOptions::logical_qkv when it differs from `shape` (same row-major
+  // bytes): GPT-2's c_attn weight [D, 3, D] and bias [3, D]. Empty: same as `shape`.
+  Shape logical;
 };
 
 // The parameters of a model, in a stable order.
@@ -39,9 +42,17 @@ using ParamVars = std::map<std::string, ir::Var>;  // HF name -> parameter value
 // One transformer block `layer` of the model on x [B, T, D], reading its parameters from P.
 ir::Var block(const io::ModelConfig& cfg, const ParamVars& P, int64_t layer, ir::Var x);
 
+struct TraceOptions {
+  // Trace parameters in their logical shapes (ParamInfo::logical): GPT-2's fused c_attn becomes
+  // [D, 3, D] and q, k, v are sliced on the size-3 dim, so splitting the last dim over devices
+  // splits each of q, k and v (head-parallel) instead of the fused [q | k | v] columns.
+  bool logical_qkv = false;
+};
+
 // Forward (and, when `with_loss`, mean cross-entropy against targets) for a [batch, seq] batch.
 // Throws when seq exceeds the model's max positions.
-Traced trace(const io::ModelConfig& cfg, int64_t batch, int64_t seq, bool with_loss = true);
+Traced trace(const io::ModelConfig& cfg, int64_t batch, int64_t seq, bool with_loss = true,
+             TraceOptions options = {});
 
 // Fresh parameters (GPT-2 / Llama initialisation: normal(0, 0.02), residual projections scaled
 // by 1/sqrt(2 * n_layer), norms 1, biases 0), a pure function of (seed, name, index).

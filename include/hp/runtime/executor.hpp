@@ -9,10 +9,21 @@
 
 #include "hp/allocator.hpp"
 #include "hp/cpu/context.hpp"
+#include "hp/ir/op_def.hpp"
 #include "hp/runtime/program.hpp"
 #include "hp/tensor.hpp"
 
 namespace hp::runtime {
+
+class Executor;
+
+// Carries out the instructions of an offload plan that place or move memory (kAlloc and kFree of
+// programs placed at run time, kPrefetch, kEvict, kWait); implemented by hp::memory.
+class MoveHandler {
+ public:
+  virtual ~MoveHandler() = default;
+  virtual void move(const Instr& ins, Executor& ex) = 0;
+};
 
 class Executor {
  public:
@@ -28,6 +39,15 @@ class Executor {
   const Tensor& get(ir::ValueId v) const;
   Tensor& get_mut(ir::ValueId v);
 
+  // Routes every non-compute instruction to `h` (required by programs placed at run time);
+  // not owned, must outlive run().
+  void set_move_handler(MoveHandler* h) { mover_ = h; }
+  // Points value `v` at `t` (a MoveHandler placing a buffer); an undefined tensor unplaces it.
+  void place(ir::ValueId v, Tensor t) { tensors_.at(size_t(v)) = std::move(t); }
+
+  // Runs the communication nodes of SPMD programs (not owned, must outlive run()).
+  void set_comm_runner(ir::CommRunner* c) { comm_ = c; }
+
   // Per-op accumulated seconds over runs when profiling is on.
   void set_profile(bool on) { profile_ = on; }
   const std::map<std::string, double>& profile() const { return prof_; }
@@ -40,6 +60,8 @@ class Executor {
   cpu::Context ctx_;
   std::shared_ptr<Storage> arena_;
   std::vector<Tensor> tensors_;  // per value id
+  MoveHandler* mover_ = nullptr;
+  ir::CommRunner* comm_ = nullptr;
   bool profile_ = false;
   std::map<std::string, double> prof_;
 };

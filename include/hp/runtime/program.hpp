@@ -14,6 +14,10 @@ enum class InstrKind : uint8_t {
   kCompute,  // run node `node`
   kAlloc,    // `value` becomes live (its arena slot is reserved from here)
   kFree,     // `value` is dead after this point
+  // Offload plans (hp/memory/planner.hpp) only; a MoveHandler carries them out:
+  kPrefetch,  // start copying `value` from its home tier into a new device buffer
+  kEvict,     // start writing `value` back to its home tier (dropped at once when clean)
+  kWait,      // block, with a timeout, until the transfer of `value` has finished
 };
 
 struct Instr {
@@ -35,6 +39,9 @@ struct Program {
   size_t output_bytes = 0;       // bytes of the outputs' own buffers
   size_t naive_bytes = 0;        // what the intermediates would take without reuse
   double flops = 0;              // total of the computed nodes' costs
+  // Offload plans: no arena and no output buffers; the Executor's MoveHandler places every
+  // buffer at run time (kAlloc, kPrefetch) and a node may be computed twice (recomputation).
+  bool placed_at_run_time = false;
 
   // One line per instruction plus the memory summary.
   std::string str() const;

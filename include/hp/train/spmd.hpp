@@ -1,0 +1,86 @@
+// Distributed training step: the global step (trace + autodiff) propagated over a strategy's mesh,
+// lowered to one local Program per rank, each rank running its Program, clipping by the global
+// gradient norm and updating its own parameter shards with AdamW. Same losses as one device.
+// Not a launcher of processes: callers give each rank its communicator (threads or mpi).
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "hp/comm/communicator.hpp"
+#include "hp/shard/comm.hpp"
+#include "hp/shard/lower.hpp"
+#include "hp/train/trainer.hpp"
+
+namespace hp::train {
+
+// What every rank shares: the traced global step with gradients and its layouts.
+struct SpmdPlan {
+  io::ModelConfig cfg;
+  shard::Strategy strategy;
+  int64_t batch = 0, seq = 0;
+  nn::Traced traced;  // logical shapes (TraceOptions::logical_qkv)
+  std::vector<nn::ParamInfo> infos;
+  std::vector<ir::Var> grads;                // one per parameter
+  std::vector<shard::Layout> param_layouts;  // logical, per parameter
+  shard::Propagation prop;
+};
+
+// Traces, differentiates and propagates a global [batch, seq] step. Throws on strategy errors
+// (strict mode: implicit communication, naming the op).
+std::unique_ptr<SpmdPlan> plan_spmd(const io::ModelConfig& cfg, const shard::Strategy& strategy,
+                                    int64_t batch, int64_t seq, const shard::Topology& topo);
+
+// A rule's layout written for a parameter's stored (HF) shape, on its logical shape: a stored dim
+// that the logical shape splits in several ([3D] -> [3, D]) puts its axes on the innermost part.
+shard::Layout logical_layout(const shard::Layout& stored, const Shape& stored_shape,
+                             const Shape& logical_shape);
+
+// Bytes one rank holds for parameters, gradients and AdamW state, from the layouts.
+size_t planned_state_bytes(const SpmdPlan& plan, int rank);
+
+// One rank of a distributed run.
+class SpmdTrainer {
+ public:
+  // `params`: global parameters (HF names and shapes); this rank keeps its shards.
+  SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world, const io::TensorMap& params,
+              TrainOptions opt);
+  // One optimizer step on a global batch (tokens, targets i64 [batch, seq]); every rank passes
+  // the same batch and cuts its own piece.
+  StepResult step(const Tensor& tokens, const Tensor& targets);
+  // Global parameters / last gradients (collective: every rank must call), HF shapes.
+  io::TensorMap params();
+  io::TensorMap grads();
+  Allocator& device() { return *device_; }
+  // Parameters + gradients + optimizer state on this rank, as charged to its allocator.
+  size_t state_bytes() const { return state_bytes_; }
+  const shard::Lowered& lowered() const { return lowered_; }
+  const runtime::Program& program() const { return prog_; }
+
+ private:
+  const SpmdPlan& plan_;
+  TrainOptions opt_;
+  std::shared_ptr<Allocator> device_;
+  shard::RankComm rc_;
+  shard::Lowered lowered_;
+  runtime::Program prog_;
+  std::unique_ptr<runtime::Executor> exec_;
+  std::vector<Tensor> params_;  // local shards, logical shapes
+  std::unique_ptr<optim::AdamW> adam_;
+  size_t state_bytes_ = 0;
+};
+
+struct SpmdRunResult {
+  std::vector<double> losses;
+  io::TensorMap grads0;                         // gradients of the first step, global
+  io::TensorMap final_params;                   // global
+  std::vector<size_t> state_bytes, peak_bytes;  // per rank
+};
+
+// Runs `batches.size()` steps on `world` threads (one rank each); `on_step` is called on rank 0
+// after each step.
+SpmdRunResult run_spmd_threads(const SpmdPlan& plan, int world, const io::TensorMap& params,
+                               const TrainOptions& opt,
+                               const std::vector<std::pair<Tensor, Tensor>>& batches,
+                               const std::function<void(int64_t, const StepResult&)>& on_step = {});
+
+}  // namespace hp::train

@@ -1,0 +1,197 @@
+// OffloadRunner: device buffers per residency, host homes, batched prefetches, timed waits.
+#include "hp/memory/runner.hpp"
+
+#include <cstring>
+
+#include "hp/error.hpp"
+
+namespace hp::memory {
+
+using ir::ValueId;
+using runtime::InstrKind;
+
+namespace {
+size_t exact_bytes(const ir::Graph& g, ValueId v) {
+  const auto& t = g.value(v).type;
+  return size_t(numel(t.shape)) * dtype_size(t.dtype);
+}
+}  // namespace
+
+OffloadRunner::OffloadRunner(const OffloadPlan& plan, TieredPool& pool, TransferEngine& engine,
+                             std::chrono::milliseconds timeout)
+    : plan_(plan), pool_(pool), engine_(engine), timeout_(timeout) {
+  const runtime::Program& p = plan_.program;
+  HP_CHECK(p.placed_at_run_time, "[offload] the runner needs a plan from plan_offload");
+  const size_t nv = p.graph->values().size();
+  slots_.resize(nv);
+  views_.resize(nv);
+  is_source_.assign(nv, false);
+  is_output_.assign(nv, false);
+  for (size_t v = 0; v < nv; ++v) views_[size_t(p.root[v])].push_back(ValueId(v));
+  for (ValueId s : p.sources) is_source_[size_t(s)] = true;
+  for (ValueId o : p.outputs) is_output_[size_t(p.root[size_t(o)])] = true;
+}
+
+OffloadRunner::~OffloadRunner() {
+  for (auto& s : slots_) {
+    try {
+      s.pending.wait(timeout_);
+    } catch (const std::exception&) {
+      // Already reported by run(); a destructor only makes sure no copy outlives its buffers.
+    }
+  }
+}
+
+void OffloadRunner::bind(ValueId v, Tensor home) {
+  const ir::Value& val = plan_.program.graph->value(v);
+  HP_CHECK(size_t(v) < is_source_.size() && is_source_[size_t(v)], "[offload] %", v, " ('",
+           val.name, "') is not a source of the plan");
+  HP_CHECK(home.shape() == val.type.shape && home.dtype() == val.type.dtype && home.is_contiguous(),
+           "[offload] binding '", val.name, "': expected contiguous ", ir::type_str(val.type));
+  slots_[size_t(v)].home = std::move(home);
+  slots_[size_t(v)].home_valid = true;
+}
+
+void OffloadRunner::place(runtime::Executor& ex, ValueId r, const std::shared_ptr<Storage>& s) {
+  const ir::Graph& g = *plan_.program.graph;
+  for (ValueId v : views_[size_t(r)]) {
+    const auto& t = g.value(v).type;
+    ex.place(v, s ? Tensor(s, 0, t.shape, t.dtype) : Tensor());
+  }
+}
+
+void OffloadRunner::wait_pending(Slot& s) {
+  if (s.pending.done()) {
+    s.pending.wait(timeout_);  // rethrows a failure
+  } else {
+    auto t0 = std::chrono::steady_clock::now();
+    s.pending.wait(timeout_);
+    stall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  s.pending = Transfer();
+}
+
+void OffloadRunner::flush(runtime::Executor&) {
+  if (batch_.empty()) return;
+  // One job per group of prefetches: fewer, larger submissions keep the link streaming.
+  std::vector<std::pair<std::shared_ptr<Storage>, Tensor>> copies;
+  size_t bytes = 0;
+  for (ValueId r : batch_) {
+    copies.emplace_back(slots_[size_t(r)].device, slots_[size_t(r)].home);
+    bytes += slots_[size_t(r)].device->bytes();
+  }
+  Transfer t =
+      engine_.submit(hp::detail::cat("prefetch of ", batch_.size(), " values starting with ",
+                                     plan_.value_name(batch_[0])),
+                     bytes, [copies = std::move(copies)] {
+                       for (auto& [dst, src] : copies)
+                         std::memcpy(dst->data(), src.raw(), dst->bytes());
+                     });
+  for (ValueId r : batch_) slots_[size_t(r)].pending = t;
+  batch_.clear();
+}
+
+void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
+  const ir::Graph& g = *plan_.program.graph;
+  const ValueId r = ins.value;
+  Slot& s = slots_.at(size_t(r));
+  const size_t bytes = exact_bytes(g, r);
+  switch (ins.kind) {
+    case InstrKind::kAlloc:
+      HP_CHECK(!s.device, "[offload] %", r, " allocated twice");
+      s.device = std::make_shared<Storage>(pool_.device(), bytes);
+      // Outputs start zeroed, as the plain Executor gives them.
+      if (is_output_[size_t(r)]) std::memset(s.device->data(), 0, bytes);
+      s.home_valid = false;
+      place(ex, r, s.device);
+      break;
+    case InstrKind::kFree:
+      s.device.reset();
+      place(ex, r, nullptr);
+      if (!is_source_[size_t(r)] && !is_output_[size_t(r)]) {
+        s.home = Tensor();
+        s.home_valid = false;
+      }
+      break;
+    case InstrKind::kPrefetch: {
+      HP_CHECK(s.home_valid && s.home.defined(), "[offload] prefetch of ", plan_.value_name(r),
+               ": no copy off the device (is the source bound?)");
+      HP_CHECK(!s.device, "[offload] prefetch of ", plan_.value_name(r), ": already on device");
+      HP_CHECK(s.pending.done(), "[offload] prefetch of ", plan_.value_name(r),
+               " while its write-back is in flight");
+      s.device = std::make_shared<Storage>(pool_.device(), bytes);
+      place(ex, r, s.device);
+      batch_.push_back(r);
+      break;
+    }
+    case InstrKind::kEvict:
+      place(ex, r, nullptr);
+      if (s.home_valid) {  // clean: the home copy is current
+        s.device.reset();
+        break;
+      }
+      if (!s.home.defined()) {
+        const auto& t = g.value(r).type;
+        s.home = pool_.alloc(Tier::kHost, t.shape, t.dtype);
+      }
+      // The job owns the device buffer: it returns to the budget when the copy lands.
+      s.pending = engine_.submit("write-back of " + plan_.value_name(r), bytes,
+                                 [dev = std::move(s.device), home = s.home]() mutable {
+                                   std::memcpy(home.raw(), dev->data(), dev->bytes());
+                                   dev.reset();
+                                 });
+      s.device.reset();
+      s.home_valid = true;
+      break;
+    case InstrKind::kWait:
+      wait_pending(s);
+      break;
+    case InstrKind::kCompute:
+      break;
+  }
+  if (ins.kind == InstrKind::kPrefetch) {
+    // Submit the group when the next instruction is not another prefetch.
+    const auto& list = plan_.program.instrs;
+    size_t k = size_t(&ins - list.data());
+    if (k + 1 >= list.size() || list[k + 1].kind != InstrKind::kPrefetch) flush(ex);
+  }
+}
+
+void OffloadRunner::run(runtime::Executor& ex) {
+  HP_CHECK(&ex.program() == &plan_.program, "[offload] the executor runs another program");
+  for (ValueId v : plan_.program.sources)
+    HP_CHECK(slots_[size_t(v)].home.defined(), "[offload] source '",
+             plan_.program.graph->value(v).name, "' is not bound");
+  stall_s_ = 0;
+  batch_.clear();
+  for (size_t v = 0; v < slots_.size(); ++v) {
+    Slot& s = slots_[v];
+    s.device.reset();
+    if (!is_source_[v]) {
+      s.home = is_output_[v] ? s.home : Tensor();
+      s.home_valid = false;
+    }
+  }
+  ex.set_move_handler(this);
+  try {
+    ex.run();
+  } catch (...) {
+    ex.set_move_handler(nullptr);
+    throw;
+  }
+  ex.set_move_handler(nullptr);
+  for (auto& s : slots_) wait_pending(s);
+}
+
+Tensor OffloadRunner::result(ValueId v) const {
+  const runtime::Program& p = plan_.program;
+  const ValueId r = p.root.at(size_t(v));
+  const Slot& s = slots_.at(size_t(r));
+  const auto& t = p.graph->value(v).type;
+  if (s.device) return Tensor(s.device, 0, t.shape, t.dtype);
+  HP_CHECK(s.home_valid && s.home.defined(), "[offload] ", plan_.value_name(v),
+           " has no result (not an output?)");
+  return Tensor(s.home.storage(), 0, t.shape, t.dtype);
+}
+
+}  // namespace hp::memory

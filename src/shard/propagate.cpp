@@ -1,0 +1,379 @@
+// Layout propagation over a whole graph in node order: source layouts from the strategy, then per
+// node the partial sums it can pass through, a cost-based choice of mesh axes for each factor of
+// its rule, the layouts its inputs must be redistributed to, and its outputs' layouts.
+#include "hp/shard/propagate.hpp"
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "hp/ir/op_def.hpp"
+#include "hp/shard/rule.hpp"
+
+namespace hp::shard {
+
+namespace {
+
+using ir::NodeId;
+using ir::ValueId;
+using Axes = std::vector<std::string>;
+
+int64_t value_bytes(const ir::Graph& g, ValueId v) {
+  const auto& t = g.value(v).type;
+  return numel(t.shape) * int64_t(dtype_size(t.dtype));
+}
+
+int64_t axes_size(const Mesh& m, const Axes& axes) {
+  int64_t n = 1;
+  for (const auto& a : axes) n *= m.axis_size(a);
+  return n;
+}
+
+bool is_prefix(const Axes& a, const Axes& c) {
+  return a.size() <= c.size() && std::equal(a.begin(), a.end(), c.begin());
+}
+
+// `l` without `axes` (on dims and in the partial set).
+Layout strip(Layout l, const Axes& axes) {
+  auto drop = [&](Axes& v) {
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const std::string& a) {
+                             return std::find(axes.begin(), axes.end(), a) != axes.end();
+                           }),
+            v.end());
+  };
+  for (auto& d : l.dims) drop(d);
+  drop(l.partial);
+  l.normalize();
+  return l;
+}
+
+struct Propagator {
+  const ir::Graph& g;
+  const Strategy& s;
+  const Topology& topo;
+  Propagation& p;
+
+  std::string where(NodeId ni) const {
+    if (ni < 0) return "output";
+    const auto& n = g.node(ni);
+    return n.def->name + " (node " + std::to_string(ni) + (n.scope.empty() ? "" : ", " + n.scope) +
+           ")";
+  }
+
+  void need(NodeId ni, int input, ValueId v, const Layout& from, const Layout& to) {
+    if (from == to) return;
+    Redistribution r;
+    r.node = ni;
+    r.input = input;
+    r.value = v;
+    const auto& t = g.value(v).type;
+    // Named collectives first; the general permutation only when they cannot reach `to`.
+    const int64_t eb = int64_t(dtype_size(t.dtype));
+    try {
+      PlanOptions named;
+      named.allow_send_recv = false;
+      r.plan = plan_redistribution(t.shape, eb, from, to, p.mesh, topo, named);
+    } catch (const Error&) {
+      r.plan = plan_redistribution(t.shape, eb, from, to, p.mesh, topo);
+    }
+    // Reducing partial sums is implied by the layouts that made them; moving split data is not,
+    // except gathering a parameter over a data axis (fsdp).
+    const bool param = g.value(v).kind == ir::ValueKind::kParam;
+    for (const auto& a : p.mesh.axis_names()) {
+      const int64_t d = from.dim_of(a);
+      if (d < 0 || to.dim_of(a) == d) continue;
+      const bool data = std::find(p.data_axes.begin(), p.data_axes.end(), a) != p.data_axes.end();
+      if (!(param && data)) r.implicit = true;
+    }
+    r.where = where(ni);
+    if (r.implicit) {
+      std::string name = g.value(v).name.empty() ? "%" + std::to_string(v) : g.value(v).name;
+      std::string msg = "[shard] " + r.where + ": " + name + " " + type_str(t) + " must move " +
+                        from.str() + " -> " + to.str() + " (" + std::to_string(r.plan.bytes) +
+                        " bytes), which the strategy does not imply";
+      if (s.mode == StrategyMode::kStrict)
+        throw Error(msg + "; give the value a layout in the strategy or use mode warn");
+      if (s.mode == StrategyMode::kWarn) p.warnings.push_back(msg);
+    }
+    p.redistributions.push_back(std::move(r));
+  }
+
+  // The layout a node sees an input in before redistribution: parameters are gathered over the
+  // data axes (fsdp) before use.
+  Layout current(ValueId v) const {
+    HP_CHECK(p.has_layout[size_t(v)], "[shard] %", v, " has no layout");
+    const Layout& l = p.layout[size_t(v)];
+    return g.value(v).kind == ir::ValueKind::kParam ? strip(l, p.data_axes) : l;
+  }
+
+  void reshape_node(NodeId ni, const std::vector<Layout>& cur, std::vector<Layout>& tgt,
+                    std::vector<Layout>& out) {
+    const auto& n = g.node(ni);
+    const Shape& is = g.value(n.inputs[0]).type.shape;
+    const Shape& os = g.value(n.outputs[0]).type.shape;
+    Layout in = cur[0], o;
+    o.dims.resize(os.size());
+    o.partial = in.partial;
+    o.reduce = in.reduce;
+    size_t i = 0, j = 0;
+    while (i < is.size() || j < os.size()) {
+      if (i < is.size() && is[i] == 1) {
+        in.dims[i++].clear();
+        continue;
+      }
+      if (j < os.size() && os[j] == 1) {
+        ++j;
+        continue;
+      }
+      const size_t a = i, c = j;
+      int64_t pi = is[i++], pj = os[j++];
+      while (pi != pj) {
+        if (pi < pj)
+          pi *= is[i++];
+        else
+          pj *= os[j++];
+      }
+      // Only the group's first input dim may be split, evenly into both first dims.
+      bool ok = !in.dims[a].empty();
+      for (size_t k = a + 1; k < i; ++k) ok = ok && in.dims[k].empty();
+      const int64_t nsz = axes_size(p.mesh, in.dims[a]);
+      ok = ok && is[a] % nsz == 0 && os[c] % nsz == 0;
+      if (ok) {
+        o.dims[c] = in.dims[a];
+      } else {
+        for (size_t k = a; k < i; ++k) in.dims[k].clear();
+      }
+    }
+    in.normalize();
+    o.normalize();
+    tgt[0] = in;
+    out[0] = o;
+  }
+
+  void node(NodeId ni) {
+    const auto& n = g.node(ni);
+    const NodeRule r = node_rule(g, n);
+    const size_t nin = n.inputs.size();
+    std::vector<Layout> cur(nin), tgt(nin), out(n.outputs.size());
+    for (size_t i = 0; i < nin; ++i) cur[i] = current(n.inputs[i]);
+    auto flt = [&](size_t i) { return is_float(g.value(n.inputs[i]).type.dtype); };
+    auto bytes = [&](size_t i) { return value_bytes(g, n.inputs[i]); };
+
+    if (r.reshape) {
+      reshape_node(ni, cur, tgt, out);
+    } else {
+      // Partial sums that may flow through unreduced.
+      Axes P;
+      int keep = -1;
+      if (r.linearity == Linearity::kJoint) {
+        for (size_t i = 0; i < nin && P.empty(); ++i)
+          if (flt(i) && !cur[i].partial.empty() && cur[i].reduce == ReduceOp::kSum)
+            P = cur[i].partial;
+        for (size_t i = 0; i < nin && !P.empty(); ++i) {
+          if (!flt(i) || cur[i].partial == P) continue;
+          bool clash = !cur[i].partial.empty();
+          for (const auto& a : P) clash = clash || cur[i].dim_of(a) >= 0;
+          if (clash) P.clear();
+        }
+      } else if (r.linearity == Linearity::kSingle) {
+        for (size_t i = 0; i < nin; ++i) {
+          if (!flt(i) || !r.linear_in[i] || cur[i].partial.empty() ||
+              cur[i].reduce != ReduceOp::kSum)
+            continue;
+          if (keep < 0 || bytes(i) > bytes(size_t(keep))) keep = int(i);
+        }
+        if (keep >= 0) P = cur[size_t(keep)].partial;
+      }
+      // Mesh axes per factor, biggest operands first; each candidate costs the bytes of the
+      // operands it would make move (slicing an operand further is free).
+      const int nf = r.num_factors();
+      const size_t nfs = size_t(nf);
+      std::vector<Axes> assign(nfs);
+      std::set<std::string> used(P.begin(), P.end());
+      std::vector<int64_t> weight(nfs, 0);
+      for (size_t i = 0; i < nin; ++i)
+        for (size_t d = 0; d < r.in[i].size(); ++d)
+          if (int f = r.in[i][d]; f >= 0 && !cur[i].dims[d].empty())
+            weight[size_t(f)] = std::max(weight[size_t(f)], bytes(i));
+      std::vector<int> order(nfs);
+      for (int f = 0; f < nf; ++f) order[size_t(f)] = f;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int a, int b) { return weight[size_t(a)] > weight[size_t(b)]; });
+      for (int f : order) {
+        if (r.whole[size_t(f)]) continue;
+        std::vector<Axes> cands{{}};
+        for (size_t i = 0; i < nin; ++i)
+          for (size_t d = 0; d < r.in[i].size(); ++d)
+            if (r.in[i][d] == f &&
+                std::find(cands.begin(), cands.end(), cur[i].dims[d]) == cands.end())
+              cands.push_back(cur[i].dims[d]);
+        int64_t best_cost = -1;
+        Axes best;
+        for (const Axes& c : cands) {
+          bool free_axes = true;
+          for (const auto& a : c) free_axes = free_axes && !used.count(a);
+          if (!free_axes) continue;
+          int64_t cost = 0;
+          for (size_t i = 0; i < nin; ++i)
+            for (size_t d = 0; d < r.in[i].size(); ++d) {
+              if (r.in[i][d] != f || cur[i].dims[d] == c) continue;
+              bool sliced = is_prefix(cur[i].dims[d], c);
+              for (size_t k = cur[i].dims[d].size(); sliced && k < c.size(); ++k)
+                sliced = cur[i].is_unused(c[k]);
+              if (!sliced) cost += bytes(i);
+            }
+          if (best_cost < 0 || cost < best_cost || (cost == best_cost && c.size() > best.size())) {
+            best_cost = cost;
+            best = c;
+          }
+        }
+        assign[size_t(f)] = best;
+        used.insert(best.begin(), best.end());
+      }
+      if (n.def->name == "attention" || n.def->name == "attention_bwd") {
+        // Query heads and kv heads split together, evenly, so each rank keeps whole groups.
+        const int fh = r.in[0][2], fk = r.in[1][2];
+        if (fh >= 0 && fk >= 0) {
+          Axes A = assign[size_t(fh)];
+          const int64_t nsz = axes_size(p.mesh, A);
+          if (!A.empty() && r.size[size_t(fh)] % nsz == 0 && r.size[size_t(fk)] % nsz == 0) {
+            assign[size_t(fk)] = A;
+          } else {
+            assign[size_t(fh)].clear();
+            assign[size_t(fk)].clear();
+          }
+        }
+      }
+      for (size_t i = 0; i < nin; ++i) {
+        Layout l;
+        l.dims.resize(r.in[i].size());
+        for (size_t d = 0; d < r.in[i].size(); ++d)
+          if (r.in[i][d] >= 0) l.dims[d] = assign[size_t(r.in[i][d])];
+        if (flt(i) && !P.empty() && (r.linearity == Linearity::kJoint || int(i) == keep))
+          l.partial = P;
+        l.normalize();
+        tgt[i] = l;
+      }
+      std::set<int> in_factors;
+      for (const auto& fs : r.in)
+        for (int f : fs)
+          if (f >= 0 && !assign[size_t(f)].empty()) in_factors.insert(f);
+      for (size_t o = 0; o < n.outputs.size(); ++o) {
+        Layout l;
+        l.dims.resize(r.out[o].size());
+        std::set<int> present;
+        for (size_t d = 0; d < r.out[o].size(); ++d)
+          if (int f = r.out[o][d]; f >= 0) {
+            l.dims[d] = assign[size_t(f)];
+            present.insert(f);
+          }
+        l.partial = P;
+        std::set<std::string> on_dims;  // attention's q and kv heads share their axes
+        for (const auto& d : l.dims) on_dims.insert(d.begin(), d.end());
+        for (int f : in_factors)  // contractions: the output is a partial sum over their axes
+          if (!present.count(f))
+            for (const auto& a : assign[size_t(f)])
+              if (!on_dims.count(a) &&
+                  std::find(l.partial.begin(), l.partial.end(), a) == l.partial.end())
+                l.partial.push_back(a);
+        l.normalize();
+        HP_CHECK(l.partial.empty() || is_float(g.value(n.outputs[o]).type.dtype), "[shard] ",
+                 where(ni), ": integer output would be partial");
+        out[o] = l;
+      }
+    }
+    for (size_t i = 0; i < nin; ++i)
+      need(ni, int(i), n.inputs[i], p.layout[size_t(n.inputs[i])], tgt[i]);
+    p.in[size_t(ni)] = tgt;
+    for (size_t o = 0; o < n.outputs.size(); ++o) {
+      const ValueId v = n.outputs[o];
+      p.layout[size_t(v)] = out[o];
+      p.has_layout[size_t(v)] = true;
+      const std::string& name = g.value(v).name;
+      if (!name.empty() && s.rule_for(name)) {  // a named value the strategy places
+        Layout want = s.layout_for(name, g.value(v).type.shape.size());
+        want.check(p.mesh);
+        need(-1, -1, v, out[o], want);
+        p.layout[size_t(v)] = want;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+Propagation propagate(const ir::Graph& g, const std::vector<ValueId>& outputs,
+                      const std::vector<Layout>& output_layouts, const Strategy& strategy,
+                      const Topology& topo, const std::map<ValueId, Layout>& source_layouts) {
+  HP_CHECK(outputs.size() == output_layouts.size(), "[shard] ", outputs.size(), " outputs but ",
+           output_layouts.size(), " output layouts");
+  Propagation p;
+  p.mesh = strategy.mesh;
+  const size_t nv = g.values().size(), nn = g.nodes().size();
+  p.layout.resize(nv);
+  p.has_layout.assign(nv, false);
+  p.in.resize(nn);
+  p.live.assign(nn, false);
+  p.outputs = outputs;
+  p.output_layout = output_layouts;
+  std::vector<bool> need(nv, false);
+  for (ValueId o : outputs) need[size_t(o)] = true;
+  for (size_t ni = nn; ni-- > 0;) {
+    const auto& n = g.node(NodeId(ni));
+    bool live = false;
+    for (ValueId o : n.outputs) live = live || need[size_t(o)];
+    if (!live) continue;
+    p.live[ni] = true;
+    for (ValueId v : n.inputs) need[size_t(v)] = true;
+  }
+  for (ValueId v : g.sources()) {
+    const auto& val = g.value(v);
+    auto over = source_layouts.find(v);
+    Layout l = over != source_layouts.end() ? over->second
+                                            : strategy.layout_for(val.name, val.type.shape.size());
+    l.check(p.mesh);
+    p.layout[size_t(v)] = l;
+    p.has_layout[size_t(v)] = true;
+    if (val.kind == ir::ValueKind::kInput)
+      for (const auto& d : l.dims)
+        for (const auto& a : d)
+          if (std::find(p.data_axes.begin(), p.data_axes.end(), a) == p.data_axes.end())
+            p.data_axes.push_back(a);
+  }
+  Propagator pr{g, strategy, topo, p};
+  for (size_t ni = 0; ni < nn; ++ni)
+    if (p.live[ni]) pr.node(NodeId(ni));
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    output_layouts[k].check(p.mesh);
+    pr.need(-1, int(k), outputs[k], p.layout[size_t(outputs[k])], output_layouts[k]);
+  }
+  return p;
+}
+
+std::string Propagation::str(const ir::Graph& g) const {
+  std::ostringstream os;
+  os << "mesh " << mesh.str() << "\nlayouts:\n";
+  for (size_t v = 0; v < layout.size(); ++v) {
+    if (!has_layout[v]) continue;
+    const auto& val = g.value(ir::ValueId(v));
+    os << "  %" << v << (val.name.empty() ? "" : " " + val.name) << " " << type_str(val.type) << " "
+       << layout[v].str() << "\n";
+  }
+  os << "redistributions:\n";
+  for (const auto& r : redistributions) {
+    const auto& val = g.value(r.value);
+    os << "  "
+       << (r.node >= 0    ? r.where
+           : r.input >= 0 ? "output"
+                          : "rule")
+       << ": %" << r.value << (val.name.empty() ? "" : " " + val.name) << " " << r.plan.from.str()
+       << " -> " << r.plan.to.str();
+    for (const auto& st : r.plan.steps)
+      os << " | " << step_kind_name(st.kind) << "(" << st.axis << ")";
+    os << " | " << r.plan.bytes << " bytes" << (r.implicit ? " (implicit)" : "") << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace hp::shard

@@ -1,0 +1,207 @@
+// SPMD training: plan (trace, grad, propagate) once, then per rank lower, compile, bind shards,
+// run, clip by the global norm (replicas counted once) and step AdamW on the local shards.
+#include "hp/train/spmd.hpp"
+
+#include <cmath>
+#include <mutex>
+
+#include "hp/autodiff.hpp"
+#include "hp/comm/threads.hpp"
+#include "hp/cpu/kernels.hpp"
+
+namespace hp::train {
+
+using shard::Layout;
+
+Layout logical_layout(const Layout& stored, const Shape& ss, const Shape& ls) {
+  if (ss == ls) return stored;
+  Layout out;
+  out.dims.resize(ls.size());
+  out.partial = stored.partial;
+  out.reduce = stored.reduce;
+  size_t i = 0, j = 0;
+  while (i < ss.size() && j < ls.size()) {
+    const size_t a = i, c = j;
+    int64_t pi = ss[i++], pj = ls[j++];
+    while (pi != pj) {
+      if (pi < pj)
+        pi *= ss[i++];
+      else
+        pj *= ls[j++];
+    }
+    size_t last = c;  // innermost logical dim of the group with extent > 1
+    for (size_t k = c; k < j; ++k)
+      if (ls[k] > 1) last = k;
+    for (size_t k = a; k < i; ++k)
+      out.dims[last].insert(out.dims[last].end(), stored.dims[k].begin(), stored.dims[k].end());
+  }
+  out.normalize();
+  return out;
+}
+
+std::unique_ptr<SpmdPlan> plan_spmd(const io::ModelConfig& cfg, const shard::Strategy& strategy,
+                                    int64_t batch, int64_t seq, const shard::Topology& topo) {
+  auto P = std::make_unique<SpmdPlan>();
+  P->cfg = cfg;
+  P->strategy = strategy;
+  P->batch = batch;
+  P->seq = seq;
+  nn::TraceOptions to;
+  to.logical_qkv = true;
+  P->traced = nn::trace(cfg, batch, seq, true, to);
+  P->infos = nn::param_infos(cfg);
+  P->grads = autodiff::grad(P->traced.loss, P->traced.params);
+  ir::Graph& g = *P->traced.graph;
+  std::vector<ir::ValueId> outs{P->traced.loss.id};
+  std::vector<Layout> out_layouts{Layout::replicated(0)};
+  std::map<ir::ValueId, Layout> sources;
+  for (size_t i = 0; i < P->infos.size(); ++i) {
+    const auto& pi = P->infos[i];
+    g.set_name(P->grads[i].id, "grad/" + pi.name);
+    Layout stored = strategy.layout_for(pi.name, pi.shape.size());
+    Layout l = logical_layout(stored, pi.shape, P->traced.params[i].shape());
+    l.check(strategy.mesh);
+    P->param_layouts.push_back(l);
+    sources[P->traced.params[i].id] = l;
+    outs.push_back(P->grads[i].id);
+    out_layouts.push_back(l);
+  }
+  P->prop = shard::propagate(g, outs, out_layouts, strategy, topo, sources);
+  return P;
+}
+
+size_t planned_state_bytes(const SpmdPlan& plan, int rank) {
+  size_t b = 0;
+  for (size_t i = 0; i < plan.infos.size(); ++i)  // parameter, gradient, two AdamW moments
+    b += 4 * sizeof(float) *
+         size_t(numel(shard::local_shape(plan.traced.params[i].shape(), plan.param_layouts[i],
+                                         plan.strategy.mesh, rank)));
+  return b;
+}
+
+SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
+                         const io::TensorMap& params, TrainOptions opt)
+    : plan_(plan),
+      opt_(opt),
+      device_(
+          std::make_shared<Allocator>("device" + std::to_string(world.rank()), opt.device_budget)),
+      rc_(plan.strategy.mesh, world) {
+  const int rank = world.rank();
+  lowered_ = shard::lower(*plan_.traced.graph, plan_.prop, rank);
+  prog_ = runtime::compile(*lowered_.graph, lowered_.outputs);
+  std::vector<optim::ParamRef> refs;
+  for (size_t i = 0; i < plan_.infos.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    auto it = params.find(pi.name);
+    HP_CHECK(it != params.end(), "[spmd] missing parameter '", pi.name, "'");
+    Tensor full = it->second.to(DType::kF32).reshape(plan_.traced.params[i].shape());
+    params_.push_back(shard::local_piece(full, plan_.param_layouts[i], plan_.strategy.mesh, rank)
+                          .to(DType::kF32, device_));
+    refs.push_back({pi.name, params_.back(), pi.decay});
+  }
+  adam_ = std::make_unique<optim::AdamW>(opt_.adam, refs, device_);
+  exec_ = std::make_unique<runtime::Executor>(prog_, device_, cpu::Context{opt_.threads});
+  // Gradient buffers: what the executor charged beyond its arena.
+  state_bytes_ = device_->live_bytes() - prog_.arena_bytes;
+  exec_->set_comm_runner(&rc_);
+  for (size_t i = 0; i < params_.size(); ++i)
+    exec_->bind(lowered_.map[size_t(plan_.traced.params[i].id)], params_[i]);
+}
+
+StepResult SpmdTrainer::step(const Tensor& tokens, const Tensor& targets) {
+  const auto& P = plan_.prop;
+  const shard::Mesh& mesh = plan_.strategy.mesh;
+  const int rank = rc_.rank();
+  const ir::Var tv[2] = {plan_.traced.tokens, plan_.traced.targets};
+  const Tensor* tt[2] = {&tokens, &targets};
+  for (int k = 0; k < 2; ++k) {
+    Tensor t = tt[k]->dtype() == DType::kI64 ? *tt[k] : tt[k]->to(DType::kI64);
+    HP_CHECK(t.shape() == tv[k].shape(), "[spmd] batch ", shape_str(t.shape()), ", the plan needs ",
+             shape_str(tv[k].shape()));
+    exec_->bind(lowered_.map[size_t(tv[k].id)],
+                shard::local_piece(t, P.layout[size_t(tv[k].id)], mesh, rank));
+  }
+  exec_->run();
+  StepResult r;
+  r.loss = exec_->get(lowered_.outputs[0]).f32()[0];
+  HP_CHECK(std::isfinite(r.loss), "[spmd] loss is not finite (", r.loss, ") at optimizer step ",
+           adam_->steps_done());
+  const cpu::Context ctx{opt_.threads};
+  std::vector<Tensor*> grads;
+  float ss = 0;
+  const auto coords = mesh.coords(rank);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    grads.push_back(&exec_->get_mut(lowered_.outputs[1 + i]));
+    bool owner = true;  // one replica of each piece counts towards the norm
+    for (size_t a = 0; a < mesh.ndim(); ++a)
+      if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]) && coords[a] != 0) owner = false;
+    if (owner) ss += float(cpu::sum_squares(ctx, grads.back()->f32(), grads.back()->numel()));
+  }
+  rc_.world().all_reduce(&ss, &ss, 1, DType::kF32, comm::ReduceOp::kSum).wait(rc_.timeout());
+  r.grad_norm = std::sqrt(double(ss));
+  HP_CHECK(std::isfinite(r.grad_norm), "[clip] gradient norm is not finite (", r.grad_norm, ")");
+  if (opt_.clip > 0 && r.grad_norm > opt_.clip) {
+    const float s = float(opt_.clip / (r.grad_norm + 1e-6));
+    for (Tensor* g : grads) cpu::scale(ctx, g->f32(), g->numel(), s);
+  }
+  r.lr = opt_.adam.lr * opt_.schedule.factor(adam_->steps_done());
+  std::vector<const Tensor*> cg(grads.begin(), grads.end());
+  adam_->step(ctx, cg, r.lr);
+  return r;
+}
+
+io::TensorMap SpmdTrainer::params() {
+  io::TensorMap m;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    m.emplace(pi.name,
+              rc_.gather(params_[i], plan_.traced.params[i].shape(), plan_.param_layouts[i])
+                  .reshape(pi.shape));
+  }
+  return m;
+}
+
+io::TensorMap SpmdTrainer::grads() {
+  io::TensorMap m;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    m.emplace(pi.name, rc_.gather(exec_->get(lowered_.outputs[1 + i]),
+                                  plan_.traced.params[i].shape(), plan_.param_layouts[i])
+                           .reshape(pi.shape));
+  }
+  return m;
+}
+
+SpmdRunResult run_spmd_threads(const SpmdPlan& plan, int world, const io::TensorMap& params,
+                               const TrainOptions& opt,
+                               const std::vector<std::pair<Tensor, Tensor>>& batches,
+                               const std::function<void(int64_t, const StepResult&)>& on_step) {
+  SpmdRunResult res;
+  res.state_bytes.assign(size_t(world), 0);
+  res.peak_bytes.assign(size_t(world), 0);
+  std::mutex mu;
+  comm::ThreadWorld tw(world);
+  tw.run([&](comm::Communicator& c) {
+    SpmdTrainer tr(plan, c, params, opt);
+    const bool lead = c.rank() == 0;
+    for (size_t s = 0; s < batches.size(); ++s) {
+      StepResult r = tr.step(batches[s].first, batches[s].second);
+      if (s == 0) {
+        io::TensorMap g = tr.grads();
+        if (lead) res.grads0 = std::move(g);
+      }
+      if (lead) {
+        res.losses.push_back(r.loss);
+        if (on_step) on_step(int64_t(s), r);
+      }
+    }
+    io::TensorMap fp = tr.params();
+    std::lock_guard<std::mutex> lock(mu);
+    if (lead) res.final_params = std::move(fp);
+    res.state_bytes[size_t(c.rank())] = tr.state_bytes();
+    res.peak_bytes[size_t(c.rank())] = tr.device().peak_bytes();
+  });
+  return res;
+}
+
+}  // namespace hp::train

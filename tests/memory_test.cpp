@@ -1,0 +1,389 @@
+// HyperOffload: disk tier, transfer engine, options, planner and simulator on a synthetic program,
+// infeasible budgets, and GPT-2 training under a 25% device budget with optimizer state on disk,
+// bitwise against the unconstrained train::Trainer.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "hp/memory/options.hpp"
+#include "hp/memory/planner.hpp"
+#include "hp/memory/runner.hpp"
+#include "hp/memory/tiers.hpp"
+#include "hp/memory/trainer.hpp"
+#include "hp/memory/transfer.hpp"
+#include "hp/train/trainer.hpp"
+
+namespace hp::memory {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::filesystem::path temp_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() /
+           ("hp_memory_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+std::vector<char> pattern(size_t n, int seed) {
+  std::vector<char> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = char((i * 131 + size_t(seed) * 7) & 0xff);
+  return v;
+}
+
+TEST(DiskTier, RoundTripDirectAndBuffered) {
+  for (bool direct : {true, false}) {
+    auto dir = temp_dir(direct ? "direct" : "buffered");
+    {
+      DiskOptions o;
+      o.staging_bytes = 16384;  // several staging chunks per extent
+      o.staging_buffers = 2;
+      o.allow_direct = direct;
+      DiskTier disk(dir, o);
+      if (!direct) {
+        EXPECT_FALSE(disk.direct());
+      }
+      for (size_t n : {size_t(1), size_t(4096), size_t(50000), size_t(70001)}) {
+        auto src = pattern(n, int(n));
+        disk.write("t/" + std::to_string(n), src.data(), n);
+        std::vector<char> dst(n, 0);
+        disk.read("t/" + std::to_string(n), dst.data(), n);
+        EXPECT_EQ(src, dst) << "n=" << n << " direct=" << disk.direct();
+      }
+      // Rewrite with other contents and a shorter length.
+      auto src = pattern(5000, 9);
+      disk.write("t/50000", src.data(), src.size());
+      std::vector<char> dst(5000);
+      disk.read("t/50000", dst.data(), dst.size());
+      EXPECT_EQ(src, dst);
+      EXPECT_THROW(disk.read("t/50000", dst.data(), 6000), Error);
+      EXPECT_THROW(disk.read("missing", dst.data(), 1), Error);
+      EXPECT_TRUE(disk.contains("t/1"));
+    }
+    // Files go with the tier.
+    EXPECT_TRUE(std::filesystem::is_empty(dir) || !std::filesystem::exists(dir / "t" / "1"));
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST(TransferEngine, OverlapsWithCompute) {
+  TransferEngine engine(2);
+  auto t0 = std::chrono::steady_clock::now();
+  Transfer a = engine.submit("slow a", 1, [] { std::this_thread::sleep_for(200ms); });
+  Transfer b = engine.submit("slow b", 1, [] { std::this_thread::sleep_for(200ms); });
+  // "Compute" on this thread meanwhile.
+  std::this_thread::sleep_for(200ms);
+  a.wait(5000ms);
+  b.wait(5000ms);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 0.45) << "transfers did not overlap with compute or with each other";
+  EXPECT_TRUE(a.done());
+
+  // Large copies are exact.
+  std::vector<char> src = pattern(size_t(20) << 20, 3), dst(src.size());
+  engine.copy(dst.data(), src.data(), src.size()).wait(10000ms);
+  EXPECT_EQ(src, dst);
+  EXPECT_GE(engine.bytes_moved(), src.size());
+}
+
+TEST(TransferEngine, FailuresAndTimeouts) {
+  TransferEngine engine(1);
+  Transfer bad = engine.submit("bad", 8, [] { throw Error("[disk] device on fire"); });
+  try {
+    bad.wait(5000ms);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("device on fire"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'bad'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(bad.wait(10ms), Error);  // every waiter sees it
+
+  Transfer slow = engine.submit("slow", 1, [] { std::this_thread::sleep_for(300ms); });
+  EXPECT_THROW(slow.wait(10ms), Timeout);
+  slow.wait(5000ms);
+
+  // A missing extent and an unusable offload directory fail loudly through the handle.
+  auto dir = temp_dir("fail");
+  {
+    TieredPool pool(std::make_shared<Allocator>("dev", 0), 0, dir);
+    char buf[16];
+    EXPECT_THROW(pool.read_async(engine, "never/written", buf, 16).wait(5000ms), Error);
+    TieredPool no_dir(std::make_shared<Allocator>("dev", 0), 0);
+    EXPECT_THROW(no_dir.disk(), Error);
+    TieredPool bad_dir(std::make_shared<Allocator>("dev", 0), 0, "/proc/hp_no_such/offload");
+    EXPECT_THROW(bad_dir.disk(), Error);
+  }
+  std::filesystem::remove_all(dir);
+  // drain() reports failures not yet drained once, then the engine is clean again.
+  EXPECT_THROW(engine.drain(5000ms), Error);
+  EXPECT_NO_THROW(engine.drain(5000ms));
+}
+
+TEST(Options, ParsesSizesFractionsAndYaml) {
+  EXPECT_EQ(parse_bytes("64MiB"), size_t(64) << 20);
+  EXPECT_EQ(parse_bytes("2GB"), size_t(2000000000));
+  EXPECT_EQ(parse_bytes("1.5KiB"), size_t(1536));
+  EXPECT_EQ(parse_bytes("4096"), size_t(4096));
+  EXPECT_THROW(parse_bytes("64 parsecs"), Error);
+  EXPECT_THROW(parse_bytes("lots"), Error);
+  Budget b = parse_budget("25%");
+  EXPECT_DOUBLE_EQ(b.fraction, 0.25);
+  EXPECT_EQ(b.resolve(1000), size_t(250));
+  EXPECT_THROW(parse_budget("150%"), Error);
+  EXPECT_TRUE(parse_budget("none").unlimited());
+
+  auto y = io::YamlNode::parse(
+      "offload:\n  device_budget: 25%\n  host_budget: 2GiB\n  optimizer_state: disk\n"
+      "  offload_dir: /tmp/x\n  offload: [params, activations]\n  recompute: false\n",
+      "cfg.yaml");
+  OffloadOptions o = parse_offload(y["offload"]);
+  EXPECT_DOUBLE_EQ(o.device_budget.fraction, 0.25);
+  EXPECT_EQ(o.host_budget, size_t(2) << 30);
+  EXPECT_EQ(o.optimizer_state, Tier::kDisk);
+  EXPECT_EQ(o.offload_dir, "/tmp/x");
+  EXPECT_TRUE(o.params && o.activations && !o.grads && !o.recompute);
+  EXPECT_TRUE(o.enabled());
+
+  auto typo = io::YamlNode::parse("offload:\n  device_budgte: 1GiB\n", "t.yaml");
+  EXPECT_THROW(parse_offload(typo["offload"]), Error);
+  auto badv = io::YamlNode::parse("offload:\n  optimizer_state: moon\n", "t.yaml");
+  try {
+    parse_offload(badv["offload"]);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("t.yaml:2"), std::string::npos) << e.what();
+  }
+  OffloadOptions c = parse_offload_args({"device_budget=64MiB", "optimizer_state=host"});
+  EXPECT_EQ(c.device_budget.bytes, size_t(64) << 20);
+  EXPECT_EQ(c.optimizer_state, Tier::kHost);
+  EXPECT_THROW(parse_offload_args({"device_budget"}), Error);
+}
+
+// A residual MLP stack whose early activations are read again at the very end (long gaps).
+struct Synthetic {
+  ir::Graph g;
+  std::vector<ir::ValueId> outs;
+  std::vector<std::pair<ir::ValueId, Tensor>> feeds;
+  Synthetic(int layers, int64_t n) {
+    ir::Var x = g.input("x", {{n, n}, DType::kF32});
+    feeds.push_back({x.id, Tensor::zeros({n, n})});
+    ir::Var h = x;
+    std::vector<ir::Var> keep, pre;
+    for (int l = 0; l < layers; ++l) {
+      g.set_scope("layer" + std::to_string(l));
+      ir::Var w = g.param("w" + std::to_string(l), {n, n});
+      feeds.push_back({w.id, Tensor::zeros({n, n})});
+      ir::Var a = g.apply1("matmul", {h, w});
+      ir::Var b = g.apply1("gelu", {a});
+      keep.push_back(b);
+      pre.push_back(a);
+      h = g.apply1("add", {b, h});
+    }
+    g.set_scope("tail");
+    // gelu outputs read again with their inputs: recomputing them needs nothing extra.
+    for (size_t k = 0; k < keep.size(); ++k)
+      h = g.apply1("add", {h, g.apply1("mul", {keep[k], pre[k]})});
+    outs = {h.id, keep[0].id};
+    uint64_t s = 7;
+    for (auto& [id, t] : feeds) {
+      float* p = t.f32();
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = float(int64_t(s >> 40) % 2001 - 1000) / 20000.0f;
+      }
+    }
+  }
+};
+
+TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
+  Synthetic s(6, 64);
+  runtime::Program prog = runtime::compile(s.g, s.outs);
+  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), cpu::Context{1});
+  for (auto& [id, t] : s.feeds) ref.bind(id, t);
+  ref.run();
+
+  const size_t peak = unconstrained_peak(prog, 0);
+  PlanRequest probe;
+  const size_t min = plan_offload(prog, probe).min_budget;
+  ASSERT_LT(min, peak);
+  // The last case uses a slow link, so gelu outputs are recomputed instead of moved.
+  for (auto [budget, link] : {std::pair{peak, 2e9}, std::pair{(peak + min) / 2, 2e9},
+                              std::pair{min, 2e9}, std::pair{min, 1e8}}) {
+    PlanRequest req;
+    req.device_budget = budget;
+    req.cost.gflops = 5;
+    req.cost.link_bytes_per_s = link;
+    OffloadPlan plan = plan_offload(prog, req);
+    EXPECT_LE(plan.peak_device, budget);
+    for (size_t b : plan.device_bytes) ASSERT_LE(b, budget);
+    if (link < 1e9) {
+      EXPECT_GT(plan.recomputed, 0);
+    }
+    if (budget == min) {
+      EXPECT_FALSE(plan.transfers.empty());
+      EXPECT_GT(plan.bytes_to_host, 0u);  // activations were written back
+    }
+    SimResult sim = simulate(plan, req.cost);
+    EXPECT_GE(sim.stall_s, 0);
+    EXPECT_GE(sim.step_s, sim.compute_s);
+    std::string text = explain(plan, sim, 10);
+    EXPECT_NE(text.find("prefetch"), std::string::npos);
+
+    auto device = std::make_shared<Allocator>("dev", budget);
+    TieredPool pool(device, 0);
+    TransferEngine engine(2);
+    runtime::Executor ex(plan.program, device, cpu::Context{1});
+    OffloadRunner runner(plan, pool, engine, 5000ms);
+    for (auto& [id, t] : s.feeds) runner.bind(id, t);
+    for (int rep = 0; rep < 2; ++rep) {
+      runner.run(ex);
+      for (ir::ValueId o : s.outs) {
+        Tensor a = runner.result(o);
+        const Tensor& b = ref.get(o);
+        ASSERT_EQ(0, std::memcmp(a.raw(), b.raw(), b.nbytes())) << "budget " << budget;
+      }
+    }
+    EXPECT_LE(device->peak_bytes(), budget);
+  }
+}
+
+TEST(Planner, RecomputesCheapProducersUnderPressure) {
+  Synthetic s(6, 64);
+  runtime::Program prog = runtime::compile(s.g, s.outs);
+  PlanRequest req;
+  req.device_budget = plan_offload(prog, PlanRequest{}).min_budget;
+  req.cost.link_bytes_per_s = 1e8;  // a slow link makes recomputing gelu cheaper
+  OffloadPlan plan = plan_offload(prog, req);
+  EXPECT_GT(plan.recomputed, 0);
+  req.recompute = false;
+  EXPECT_EQ(plan_offload(prog, req).recomputed, 0);
+}
+
+TEST(Planner, InfeasibleBudgetNamesTheMinimum) {
+  Synthetic s(4, 64);
+  runtime::Program prog = runtime::compile(s.g, s.outs);
+  const size_t min = plan_offload(prog, PlanRequest{}).min_budget;
+  PlanRequest req;
+  req.device_budget = min - 1;
+  try {
+    plan_offload(prog, req);
+    FAIL() << "budget below the minimum was accepted";
+  } catch (const OutOfMemory& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(min) + " bytes"), std::string::npos)
+        << e.what();
+  }
+  req.device_budget = min;
+  EXPECT_NO_THROW(plan_offload(prog, req));
+  // Optimizer state kept on the device raises the minimum by exactly its size.
+  req.resident_bytes = 4096;
+  EXPECT_THROW(plan_offload(prog, req), OutOfMemory);
+  req.device_budget = min + 4096;
+  EXPECT_NO_THROW(plan_offload(prog, req));
+}
+
+io::ModelConfig tiny_gpt2() {
+  return io::ModelConfig::from_json(io::Json{{"model_type", "gpt2"},
+                                             {"n_layer", 2},
+                                             {"n_embd", 64},
+                                             {"n_head", 4},
+                                             {"n_positions", 32},
+                                             {"vocab_size", 256}},
+                                    "tiny");
+}
+
+Tensor tokens(int64_t b, int64_t t, uint64_t seed) {
+  std::vector<int64_t> v(size_t(b * t));
+  for (auto& e : v) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    e = int64_t((seed >> 33) % 256);
+  }
+  return Tensor::from_i64({b, t}, v);
+}
+
+void expect_bitwise(const io::TensorMap& a, const io::TensorMap& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (auto& [name, t] : a) {
+    auto it = b.find(name);
+    ASSERT_NE(it, b.end()) << name;
+    ASSERT_EQ(t.nbytes(), it->second.nbytes()) << name;
+    EXPECT_EQ(0, std::memcmp(t.raw(), it->second.raw(), t.nbytes())) << what << ": " << name;
+  }
+}
+
+TEST(OffloadTraining, Gpt2At25PercentWithStateOnDiskIsBitwiseIdentical) {
+  const io::ModelConfig cfg = tiny_gpt2();
+  const io::TensorMap init = nn::init_params(cfg, 42);
+  const int64_t B = 4, T = 32;
+  std::vector<std::pair<Tensor, Tensor>> batches;
+  for (int s = 0; s < 3; ++s) batches.push_back({tokens(B, T, 10 + s), tokens(B, T, 20 + s)});
+
+  train::TrainOptions to;
+  to.batch = B;
+  to.seq = T;
+  to.threads = 2;
+  to.adam.lr = 1e-3;
+  to.schedule.warmup = 2;
+  train::Trainer ref(cfg, init, to);
+  std::vector<double> ref_loss;
+  for (auto& mb : batches) ref_loss.push_back(ref.step({mb}).loss);
+  const size_t ref_peak = ref.device().peak_bytes();
+
+  struct Case {
+    const char* budget;
+    const char* state;
+  };
+  for (Case c :
+       {Case{"25%", "disk"}, Case{"25%", "host"}, Case{"none", "disk"}, Case{"50%", "device"}}) {
+    SCOPED_TRACE(std::string("budget ") + c.budget + ", optimizer state on " + c.state);
+    OffloadTrainConfig oc;
+    oc.batch = B;
+    oc.seq = T;
+    oc.threads = 2;
+    oc.adam = to.adam;
+    oc.schedule = to.schedule;
+    oc.offload.offload_dir = temp_dir("gpt2");
+    set_option(oc.offload, "optimizer_state", c.state);
+    if (std::string(c.budget) == "25%") {
+      oc.offload.device_budget.bytes = ref_peak / 4;  // of the measured unconstrained peak
+    } else {
+      set_option(oc.offload, "device_budget", c.budget);
+    }
+    OffloadTrainer tr(cfg, init, oc);
+    ASSERT_TRUE(tr.offloaded());
+    for (size_t s = 0; s < batches.size(); ++s) {
+      OffloadStep st = tr.step(batches[s].first, batches[s].second);
+      EXPECT_EQ(st.loss, ref_loss[s]) << "step " << s;
+    }
+    expect_bitwise(tr.params(), ref.params(), "weights");
+    expect_bitwise(tr.optimizer_state(), ref.optimizer().state(), "optimizer state");
+    if (tr.device_budget() != 0) {
+      EXPECT_LE(tr.device().peak_bytes(), tr.device_budget());
+    }
+    if (std::string(c.budget) == "25%") {
+      EXPECT_LE(tr.device().peak_bytes(), ref_peak / 4);
+    }
+    std::filesystem::remove_all(oc.offload.offload_dir);
+  }
+}
+
+TEST(OffloadTraining, BudgetBelowMinimumIsRejectedBeforeRunning) {
+  OffloadTrainConfig oc;
+  oc.batch = 2;
+  oc.seq = 16;
+  oc.offload.device_budget.bytes = 1024;
+  oc.offload.optimizer_state = Tier::kHost;
+  const io::ModelConfig cfg = tiny_gpt2();
+  try {
+    OffloadTrainer tr(cfg, nn::init_params(cfg, 1), oc);
+    FAIL() << "accepted a 1 KiB budget";
+  } catch (const OutOfMemory& e) {
+    EXPECT_NE(std::string(e.what()).find("smallest feasible budget is"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace hp::memory
