@@ -28,7 +28,8 @@ double now() {
 
 Tensor random_tensor(const Shape& s, uint64_t stream, double std_) {
   Tensor t(s, DType::kF32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = float(std_ * rng::normal(7, stream, uint64_t(i)));
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.f32()[i] = float(std_ * rng::normal(7, stream, uint64_t(i)));
   return t;
 }
 
@@ -86,10 +87,13 @@ int main(int argc, char** argv) {
   };
   measure_peak();
 
-  io::ModelConfig cfg = io::ModelConfig::from_json(
-      {{"model_type", "gpt2"}, {"n_layer", 1}, {"n_embd", D}, {"n_head", H}, {"n_positions", T},
-       {"vocab_size", 256}},
-      "bench");
+  io::ModelConfig cfg = io::ModelConfig::from_json({{"model_type", "gpt2"},
+                                                    {"n_layer", 1},
+                                                    {"n_embd", D},
+                                                    {"n_head", H},
+                                                    {"n_positions", T},
+                                                    {"vocab_size", 256}},
+                                                   "bench");
   ir::Graph g;
   nn::ParamVars P;
   std::vector<ir::Var> wrt;
@@ -133,10 +137,11 @@ int main(int argc, char** argv) {
                 s.tb ? " B^T" : "", best_of[i]);
   }
   const double gf = prog.flops / best / 1e9;
-  std::printf("GPT-2 block fwd+bwd, B=%lld T=%lld D=%lld H=%lld, %d threads: %.2f ms, %.2f GFLOP "
-              "-> %.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f GFLOP/s)\n",
-              (long long)B, (long long)T, (long long)D, (long long)H, threads, best * 1e3,
-              prog.flops / 1e9, gf, 100.0 * gf / peak, peak);
+  std::printf(
+      "GPT-2 block fwd+bwd, B=%lld T=%lld D=%lld H=%lld, %d threads: %.2f ms, %.2f GFLOP "
+      "-> %.1f GFLOP/s = %.0f%% of the sgemm peak (%.1f GFLOP/s)\n",
+      (long long)B, (long long)T, (long long)D, (long long)H, threads, best * 1e3, prog.flops / 1e9,
+      gf, 100.0 * gf / peak, peak);
   std::vector<std::pair<double, std::string>> ops;
   for (auto& [k, v] : ex.profile()) ops.push_back({v, k});
   std::sort(ops.rbegin(), ops.rend());

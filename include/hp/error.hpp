@@ -43,7 +43,7 @@ std::string cat(const Args&... args) {
 }  // namespace hp
 
 // HP_CHECK(cond, "[op] ", a, " vs ", b): throws hp::Error with the concatenated message.
-#define HP_CHECK(cond, ...) \
-  do {                      \
+#define HP_CHECK(cond, ...)                                         \
+  do {                                                              \
     if (!(cond)) throw ::hp::Error(::hp::detail::cat(__VA_ARGS__)); \
   } while (0)

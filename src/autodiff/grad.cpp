@@ -22,8 +22,8 @@ Var zeros(Graph& g, const ir::TensorType& t) {
 std::vector<Var> grad(Var loss, const std::vector<Var>& wrt) {
   HP_CHECK(loss.defined(), "[autodiff] loss is undefined");
   Graph& g = *loss.g;
-  HP_CHECK(loss.shape().empty() && is_float(loss.dtype()), "[autodiff] loss must be a float scalar, got ",
-           ir::type_str(loss.type()));
+  HP_CHECK(loss.shape().empty() && is_float(loss.dtype()),
+           "[autodiff] loss must be a float scalar, got ", ir::type_str(loss.type()));
   const size_t n_nodes = g.nodes().size();
   const size_t n_values = g.values().size();
 
@@ -54,11 +54,14 @@ std::vector<Var> grad(Var loss, const std::vector<Var>& wrt) {
   std::map<ValueId, Var> grads;
   auto accumulate = [&](ValueId v, Var d) {
     auto it = grads.find(v);
-    if (it == grads.end()) grads.emplace(v, d);
-    else it->second = add(it->second, d);
+    if (it == grads.end())
+      grads.emplace(v, d);
+    else
+      it->second = add(it->second, d);
   };
-  grads.emplace(loss.id, g.apply1("full", {}, {{"shape", Shape{}}, {"value", 1.0},
-                                               {"dtype", int64_t(loss.dtype())}}));
+  grads.emplace(
+      loss.id,
+      g.apply1("full", {}, {{"shape", Shape{}}, {"value", 1.0}, {"dtype", int64_t(loss.dtype())}}));
 
   for (size_t ni = n_nodes; ni-- > 0;) {
     ir::Node node = g.node(NodeId(ni));  // copy: g grows below

@@ -78,7 +78,7 @@ uint64_t parse_bytes(const std::string& s, const std::string& what) {
     throw Error(what + ": cannot read size '" + s + "' (e.g. 64MiB, 2GB, 1048576)");
   }
   std::string unit = s.substr(used);
-  double mul = unit.empty() || unit == "B"   ? 1
+  double mul = unit.empty() || unit == "B"    ? 1
                : unit == "KiB" || unit == "K" ? 1024.0
                : unit == "MiB" || unit == "M" ? 1024.0 * 1024
                : unit == "GiB" || unit == "G" ? 1024.0 * 1024 * 1024

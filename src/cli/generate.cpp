@@ -74,8 +74,10 @@ int cmd_generate(const std::vector<std::string>& argv) {
   }
   std::filesystem::path dir = a.str("ckpt");
   std::optional<io::Checkpoint> ck;
-  if (std::filesystem::exists(dir / "state.json")) ck = io::load_checkpoint(dir);
-  else ck = io::load_latest(dir);
+  if (std::filesystem::exists(dir / "state.json"))
+    ck = io::load_checkpoint(dir);
+  else
+    ck = io::load_latest(dir);
   HP_CHECK(ck.has_value(), "no checkpoint in ", dir.string());
   HP_CHECK(ck->extra.contains("config"), "checkpoint in ", dir.string(), " has no model config");
   io::ModelConfig cfg = io::ModelConfig::from_json(ck->extra["config"], dir.string());

@@ -10,9 +10,12 @@ namespace hp {
 
 const char* tier_name(Tier t) {
   switch (t) {
-    case Tier::kDevice: return "device";
-    case Tier::kHost: return "host";
-    case Tier::kDisk: return "disk";
+    case Tier::kDevice:
+      return "device";
+    case Tier::kHost:
+      return "host";
+    case Tier::kDisk:
+      return "disk";
   }
   return "?";
 }
@@ -41,7 +44,9 @@ void Allocator::charge(size_t bytes) {
   }
 }
 
-void Allocator::release(size_t bytes) { live_.fetch_sub(bytes); }
+void Allocator::release(size_t bytes) {
+  live_.fetch_sub(bytes);
+}
 
 void* Allocator::allocate(size_t bytes) {
   charge(bytes);
@@ -49,8 +54,8 @@ void* Allocator::allocate(size_t bytes) {
   void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
   if (!p) {
     release(bytes);
-    throw OutOfMemory(detail::cat("[allocator ", name_, "] system allocation of ", mib(bytes),
-                                  " failed"));
+    throw OutOfMemory(
+        detail::cat("[allocator ", name_, "] system allocation of ", mib(bytes), " failed"));
   }
   return p;
 }
@@ -68,6 +73,8 @@ std::shared_ptr<Allocator> default_allocator() {
 Storage::Storage(std::shared_ptr<Allocator> alloc, size_t bytes)
     : alloc_(std::move(alloc)), data_(alloc_->allocate(bytes)), bytes_(bytes) {}
 
-Storage::~Storage() { alloc_->deallocate(data_, bytes_); }
+Storage::~Storage() {
+  alloc_->deallocate(data_, bytes_);
+}
 
 }  // namespace hp

@@ -44,7 +44,9 @@ Tensor Tensor::from_i64(Shape shape, const std::vector<int64_t>& values) {
   return t;
 }
 
-bool Tensor::is_contiguous() const { return strides_ == contiguous_strides(shape_); }
+bool Tensor::is_contiguous() const {
+  return strides_ == contiguous_strides(shape_);
+}
 
 #define HP_TYPED(NAME, T, DT)                                                              \
   T* Tensor::NAME() {                                                                      \
@@ -73,21 +75,36 @@ Tensor Tensor::reshape(Shape s) const {
 namespace {
 double load(const void* p, DType t, int64_t i) {
   switch (t) {
-    case DType::kF32: return static_cast<const float*>(p)[i];
-    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::kI32: return static_cast<const int32_t*>(p)[i];
-    case DType::kI64: return double(static_cast<const int64_t*>(p)[i]);
+    case DType::kF32:
+      return static_cast<const float*>(p)[i];
+    case DType::kBF16:
+      return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kF16:
+      return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kI32:
+      return static_cast<const int32_t*>(p)[i];
+    case DType::kI64:
+      return double(static_cast<const int64_t*>(p)[i]);
   }
   return 0;
 }
 void store(void* p, DType t, int64_t i, double v) {
   switch (t) {
-    case DType::kF32: static_cast<float*>(p)[i] = float(v); break;
-    case DType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(float(v)); break;
-    case DType::kF16: static_cast<uint16_t*>(p)[i] = f32_to_f16(float(v)); break;
-    case DType::kI32: static_cast<int32_t*>(p)[i] = int32_t(v); break;
-    case DType::kI64: static_cast<int64_t*>(p)[i] = int64_t(v); break;
+    case DType::kF32:
+      static_cast<float*>(p)[i] = float(v);
+      break;
+    case DType::kBF16:
+      static_cast<uint16_t*>(p)[i] = f32_to_bf16(float(v));
+      break;
+    case DType::kF16:
+      static_cast<uint16_t*>(p)[i] = f32_to_f16(float(v));
+      break;
+    case DType::kI32:
+      static_cast<int32_t*>(p)[i] = int32_t(v);
+      break;
+    case DType::kI64:
+      static_cast<int64_t*>(p)[i] = int64_t(v);
+      break;
   }
 }
 }  // namespace

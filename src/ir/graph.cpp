@@ -7,7 +7,9 @@
 
 namespace hp::ir {
 
-std::string type_str(const TensorType& t) { return dtype_name(t.dtype) + shape_str(t.shape); }
+std::string type_str(const TensorType& t) {
+  return dtype_name(t.dtype) + shape_str(t.shape);
+}
 
 int64_t Attrs::i(const std::string& k) const {
   auto it = m_.find(k);
@@ -39,11 +41,14 @@ TensorType Var::type() const {
   HP_CHECK(defined(), "[trace] use of an undefined value");
   return g->value(id).type;
 }
-int64_t Var::dim(int64_t i) const { return shape()[size_t(norm_axis(i, rank(), "dim"))]; }
+int64_t Var::dim(int64_t i) const {
+  return shape()[size_t(norm_axis(i, rank(), "dim"))];
+}
 
 Var Graph::input(const std::string& name, TensorType type, ValueKind kind) {
   HP_CHECK(kind != ValueKind::kNode, "[graph] input '", name, "' cannot be a node value");
-  for (int64_t d : type.shape) HP_CHECK(d >= 0, "[graph] input '", name, "' has shape ", shape_str(type.shape));
+  for (int64_t d : type.shape)
+    HP_CHECK(d >= 0, "[graph] input '", name, "' has shape ", shape_str(type.shape));
   Value v;
   v.type = std::move(type);
   v.name = name;

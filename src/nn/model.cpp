@@ -131,8 +131,8 @@ Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
              TraceOptions options) {
   HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
            seq);
-  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ",
-           c.max_seq, " positions");
+  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ", c.max_seq,
+           " positions");
   Traced t;
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
@@ -196,8 +196,8 @@ io::TensorMap adopt_params(const ModelConfig& c, io::TensorMap loaded, const std
     HP_CHECK(it->second.shape() == pi.shape, "[model] ", where, ": parameter '", pi.name,
              "' has shape ", shape_str(it->second.shape()), ", the config needs ",
              shape_str(pi.shape));
-    out.emplace(pi.name, it->second.dtype() == DType::kF32 ? it->second
-                                                           : it->second.to(DType::kF32));
+    out.emplace(pi.name,
+                it->second.dtype() == DType::kF32 ? it->second : it->second.to(DType::kF32));
   }
   return out;
 }

@@ -14,11 +14,11 @@ struct UnaryInfo {
   double flops;
 };
 const UnaryInfo kUnary[] = {
-    {"neg", cpu::Unary::kNeg, 1},   {"exp", cpu::Unary::kExp, 10},
-    {"log", cpu::Unary::kLog, 10},  {"sqrt", cpu::Unary::kSqrt, 4},
+    {"neg", cpu::Unary::kNeg, 1},     {"exp", cpu::Unary::kExp, 10},
+    {"log", cpu::Unary::kLog, 10},    {"sqrt", cpu::Unary::kSqrt, 4},
     {"rsqrt", cpu::Unary::kRsqrt, 5}, {"tanh", cpu::Unary::kTanh, 12},
-    {"gelu", cpu::Unary::kGelu, 16}, {"silu", cpu::Unary::kSilu, 12},
-    {"relu", cpu::Unary::kRelu, 1}, {"square", cpu::Unary::kSquare, 1},
+    {"gelu", cpu::Unary::kGelu, 16},  {"silu", cpu::Unary::kSilu, 12},
+    {"relu", cpu::Unary::kRelu, 1},   {"square", cpu::Unary::kSquare, 1},
 };
 
 cpu::Unary unary_of(const std::string& name) {
@@ -142,8 +142,8 @@ void register_elementwise(Table& t) {
       expect_arity(in, 2);
       expect_float(in[0], "x");
       expect_rank_at_least(in[0], 1, "x");
-      HP_CHECK(in[1].shape.size() == 1 && in[1].shape[0] == in[0].shape.back(),
-               "bias must be [", in[0].shape.back(), "], got ", shape_str(in[1].shape));
+      HP_CHECK(in[1].shape.size() == 1 && in[1].shape[0] == in[0].shape.back(), "bias must be [",
+               in[0].shape.back(), "], got ", shape_str(in[1].shape));
       return Types{in[0]};
     };
     d.cost = [](const Types& in, const Types& out, const Attrs&) {
@@ -200,29 +200,77 @@ void register_elementwise(Table& t) {
 
 namespace hp {
 
-Var add(Var a, Var b) { return a.g->apply1("add", {a, b}); }
-Var sub(Var a, Var b) { return a.g->apply1("sub", {a, b}); }
-Var mul(Var a, Var b) { return a.g->apply1("mul", {a, b}); }
-Var div(Var a, Var b) { return a.g->apply1("div", {a, b}); }
-Var operator+(Var a, Var b) { return add(a, b); }
-Var operator-(Var a, Var b) { return sub(a, b); }
-Var operator*(Var a, Var b) { return mul(a, b); }
-Var operator/(Var a, Var b) { return div(a, b); }
-Var operator-(Var a) { return neg(a); }
-Var operator*(Var a, double s) { return scale(a, s); }
-Var operator*(double s, Var a) { return scale(a, s); }
-Var scale(Var a, double s) { return a.g->apply1("scale", {a}, {{"s", s}}); }
-Var neg(Var x) { return x.g->apply1("neg", {x}); }
-Var exp(Var x) { return x.g->apply1("exp", {x}); }
-Var log(Var x) { return x.g->apply1("log", {x}); }
-Var sqrt(Var x) { return x.g->apply1("sqrt", {x}); }
-Var rsqrt(Var x) { return x.g->apply1("rsqrt", {x}); }
-Var tanh(Var x) { return x.g->apply1("tanh", {x}); }
-Var gelu(Var x) { return x.g->apply1("gelu", {x}); }
-Var silu(Var x) { return x.g->apply1("silu", {x}); }
-Var relu(Var x) { return x.g->apply1("relu", {x}); }
-Var square(Var x) { return x.g->apply1("square", {x}); }
-Var bias_gelu(Var x, Var bias) { return x.g->apply1("bias_gelu", {x, bias}); }
-Var cast(Var x, DType to) { return x.g->apply1("cast", {x}, {{"to", int64_t(to)}}); }
+Var add(Var a, Var b) {
+  return a.g->apply1("add", {a, b});
+}
+Var sub(Var a, Var b) {
+  return a.g->apply1("sub", {a, b});
+}
+Var mul(Var a, Var b) {
+  return a.g->apply1("mul", {a, b});
+}
+Var div(Var a, Var b) {
+  return a.g->apply1("div", {a, b});
+}
+Var operator+(Var a, Var b) {
+  return add(a, b);
+}
+Var operator-(Var a, Var b) {
+  return sub(a, b);
+}
+Var operator*(Var a, Var b) {
+  return mul(a, b);
+}
+Var operator/(Var a, Var b) {
+  return div(a, b);
+}
+Var operator-(Var a) {
+  return neg(a);
+}
+Var operator*(Var a, double s) {
+  return scale(a, s);
+}
+Var operator*(double s, Var a) {
+  return scale(a, s);
+}
+Var scale(Var a, double s) {
+  return a.g->apply1("scale", {a}, {{"s", s}});
+}
+Var neg(Var x) {
+  return x.g->apply1("neg", {x});
+}
+Var exp(Var x) {
+  return x.g->apply1("exp", {x});
+}
+Var log(Var x) {
+  return x.g->apply1("log", {x});
+}
+Var sqrt(Var x) {
+  return x.g->apply1("sqrt", {x});
+}
+Var rsqrt(Var x) {
+  return x.g->apply1("rsqrt", {x});
+}
+Var tanh(Var x) {
+  return x.g->apply1("tanh", {x});
+}
+Var gelu(Var x) {
+  return x.g->apply1("gelu", {x});
+}
+Var silu(Var x) {
+  return x.g->apply1("silu", {x});
+}
+Var relu(Var x) {
+  return x.g->apply1("relu", {x});
+}
+Var square(Var x) {
+  return x.g->apply1("square", {x});
+}
+Var bias_gelu(Var x, Var bias) {
+  return x.g->apply1("bias_gelu", {x, bias});
+}
+Var cast(Var x, DType to) {
+  return x.g->apply1("cast", {x}, {{"to", int64_t(to)}});
+}
 
 }  // namespace hp

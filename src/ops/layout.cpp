@@ -48,8 +48,10 @@ std::vector<bool> reduce_mask(const Shape& s, const std::vector<int64_t>& axes) 
 Shape reduced_shape(const Shape& s, const std::vector<bool>& mask, bool keepdim) {
   Shape out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (!mask[i]) out.push_back(s[i]);
-    else if (keepdim) out.push_back(1);
+    if (!mask[i])
+      out.push_back(s[i]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -89,7 +91,7 @@ void add_reduce(Table& t) {
   d.cpu = [](KernelArgs& k) {
     const std::string& op = k.node.attrs.s("op");
     auto m = reduce_mask(k.in[0]->shape(), k.node.attrs.ints("axes"));
-    cpu::Reduce r = op == "sum" ? cpu::Reduce::kSum
+    cpu::Reduce r = op == "sum"    ? cpu::Reduce::kSum
                     : op == "mean" ? cpu::Reduce::kMean
                                    : cpu::Reduce::kMax;
     cpu::reduce(k.ctx, r, k.in[0]->f32(), k.in[0]->shape(), m, k.out[0]->f32());
@@ -173,7 +175,8 @@ void add_shape_ops(Table& t) {
     Tensor one = Tensor::from_f32({1}, {float(k.node.attrs.f("value"))}).to(k.out[0]->dtype());
     const size_t w = dtype_size(one.dtype());
     char* p = static_cast<char*>(k.out[0]->raw());
-    for (int64_t i = 0, n = k.out[0]->numel(); i < n; ++i) std::memcpy(p + size_t(i) * w, one.raw(), w);
+    for (int64_t i = 0, n = k.out[0]->numel(); i < n; ++i)
+      std::memcpy(p + size_t(i) * w, one.raw(), w);
   };
   t.push_back(std::move(f));
 
@@ -188,7 +191,8 @@ void add_shape_ops(Table& t) {
   r.sharding = "reshape";
   r.view = true;
   r.cpu = [](KernelArgs& k) {
-    if (k.out[0]->raw() != k.in[0]->raw()) std::memcpy(k.out[0]->raw(), k.in[0]->raw(), k.out[0]->nbytes());
+    if (k.out[0]->raw() != k.in[0]->raw())
+      std::memcpy(k.out[0]->raw(), k.in[0]->raw(), k.out[0]->nbytes());
   };
   t.push_back(std::move(r));
 
@@ -294,8 +298,9 @@ void add_shape_ops(Table& t) {
     for (size_t k = 0; k < a.out.size(); ++k) {
       Var d = a.dout[k];
       if (!d.defined()) {
-        d = a.g.apply1("full", {}, {{"shape", a.out[k].shape()}, {"value", 0.0},
-                                    {"dtype", int64_t(a.out[k].dtype())}});
+        d = a.g.apply1(
+            "full", {},
+            {{"shape", a.out[k].shape()}, {"value", 0.0}, {"dtype", int64_t(a.out[k].dtype())}});
       }
       parts.push_back(d);
     }
@@ -321,7 +326,8 @@ void add_shape_ops(Table& t) {
     int64_t ax = norm_axis(at.i("axis"), out.size(), "concat");
     out[size_t(ax)] = 0;
     for (auto& t : in) {
-      HP_CHECK(t.shape.size() == out.size() && t.dtype == in[0].dtype, "inputs differ in rank or dtype");
+      HP_CHECK(t.shape.size() == out.size() && t.dtype == in[0].dtype,
+               "inputs differ in rank or dtype");
       for (size_t i = 0; i < out.size(); ++i)
         HP_CHECK(int64_t(i) == ax || t.shape[i] == in[0].shape[i], "inputs differ off axis ", ax,
                  ": ", shape_str(t.shape), " vs ", shape_str(in[0].shape));
@@ -398,12 +404,19 @@ std::vector<Var> split(Var x, int64_t axis, const std::vector<int64_t>& sizes) {
   return x.g->apply("split", {x}, {{"axis", axis}, {"sizes", sizes}});
 }
 static Var reduce(Var x, const char* op, std::vector<int64_t> axes, bool keepdim) {
-  return x.g->apply1("reduce", {x},
-                     {{"op", std::string(op)}, {"axes", std::move(axes)}, {"keepdim", int64_t(keepdim)}});
+  return x.g->apply1(
+      "reduce", {x},
+      {{"op", std::string(op)}, {"axes", std::move(axes)}, {"keepdim", int64_t(keepdim)}});
 }
-Var sum(Var x, std::vector<int64_t> axes, bool keepdim) { return reduce(x, "sum", axes, keepdim); }
-Var mean(Var x, std::vector<int64_t> axes, bool keepdim) { return reduce(x, "mean", axes, keepdim); }
-Var max(Var x, std::vector<int64_t> axes, bool keepdim) { return reduce(x, "max", axes, keepdim); }
+Var sum(Var x, std::vector<int64_t> axes, bool keepdim) {
+  return reduce(x, "sum", axes, keepdim);
+}
+Var mean(Var x, std::vector<int64_t> axes, bool keepdim) {
+  return reduce(x, "mean", axes, keepdim);
+}
+Var max(Var x, std::vector<int64_t> axes, bool keepdim) {
+  return reduce(x, "max", axes, keepdim);
+}
 Var sum_to(Var x, Shape shape) {
   if (x.shape() == shape) return x;
   return x.g->apply1("sum_to", {x}, {{"shape", std::move(shape)}});

@@ -83,12 +83,11 @@ void register_matmul(Table& t) {
     const float* B = k.in[1]->f32();
     float* C = k.out[0]->f32();
     if (md.shared_b && !ta) {  // one big GEMM over all rows
-      cpu::gemm(k.ctx, false, tb, md.batch * md.m, md.n, md.k, 1.0f, A, lda, B, ldb, 0.0f, C,
-                md.n);
+      cpu::gemm(k.ctx, false, tb, md.batch * md.m, md.n, md.k, 1.0f, A, lda, B, ldb, 0.0f, C, md.n);
       return;
     }
-    cpu::gemm_batched(k.ctx, md.batch, ta, tb, md.m, md.n, md.k, 1.0f, A, lda, md.m * md.k, B,
-                      ldb, md.shared_b ? 0 : md.k * md.n, 0.0f, C, md.n, md.m * md.n);
+    cpu::gemm_batched(k.ctx, md.batch, ta, tb, md.m, md.n, md.k, 1.0f, A, lda, md.m * md.k, B, ldb,
+                      md.shared_b ? 0 : md.k * md.n, 0.0f, C, md.n, md.m * md.n);
   };
   t.push_back(std::move(d));
 }

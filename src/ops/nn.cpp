@@ -12,7 +12,9 @@ namespace hp::ops {
 
 namespace {
 
-int64_t rows_of(const Shape& s) { return s.empty() ? 1 : numel(s) / s.back(); }
+int64_t rows_of(const Shape& s) {
+  return s.empty() ? 1 : numel(s) / s.back();
+}
 
 TensorType rows_type(const Shape& s) {
   return {Shape(s.begin(), s.end() - 1), DType::kF32};
@@ -27,7 +29,9 @@ void add_softmax(Table& t) {
     expect_rank_at_least(in[0], 1, "x");
     return Types{in[0]};
   };
-  d.cost = [](const Types& in, const Types& out, const Attrs&) { return elementwise_cost(in, out, 14); };
+  d.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 14);
+  };
   d.vjp = [](VjpArgs& a) -> std::vector<Var> {
     return {a.g.apply1("softmax_bwd", {a.out[0], a.dout[0]})};
   };
@@ -285,8 +289,8 @@ void add_positional_and_attention(Table& t) {
     const Shape &q = in[0].shape, &k = in[1].shape;
     HP_CHECK(in[1].shape == in[2].shape, "k ", shape_str(k), " and v ", shape_str(in[2].shape),
              " differ");
-    HP_CHECK(q[0] == k[0] && q[1] == k[1] && q[3] == k[3], "q ", shape_str(q),
-             " does not match k ", shape_str(k));
+    HP_CHECK(q[0] == k[0] && q[1] == k[1] && q[3] == k[3], "q ", shape_str(q), " does not match k ",
+             shape_str(k));
     HP_CHECK(q[2] % k[2] == 0, "query heads ", q[2], " not a multiple of kv heads ", k[2]);
     return Types{in[0], {{q[0], q[2], q[1]}, DType::kF32}};
   };
@@ -294,8 +298,8 @@ void add_positional_and_attention(Table& t) {
     return Cost{attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
   };
   a.vjp = [](VjpArgs& v) {
-    auto g = v.g.apply("attention_bwd",
-                       {v.in[0], v.in[1], v.in[2], v.out[0], v.out[1], v.dout[0]}, v.node.attrs);
+    auto g = v.g.apply("attention_bwd", {v.in[0], v.in[1], v.in[2], v.out[0], v.out[1], v.dout[0]},
+                       v.node.attrs);
     return std::vector<Var>{g[0], g[1], g[2]};
   };
   a.sharding = "bThD,bTkD,bTkD->bThD,bhT";
@@ -338,19 +342,24 @@ void register_nn(Table& t) {
 
 namespace hp {
 
-Var softmax(Var x) { return x.g->apply1("softmax", {x}); }
+Var softmax(Var x) {
+  return x.g->apply1("softmax", {x});
+}
 Var layer_norm(Var x, Var gamma, Var beta, double eps) {
   return x.g->apply("layer_norm", {x, gamma, beta}, {{"eps", eps}})[0];
 }
 Var rms_norm(Var x, Var gamma, double eps) {
   return x.g->apply("rms_norm", {x, gamma}, {{"eps", eps}})[0];
 }
-Var embedding(Var table, Var ids) { return table.g->apply1("embedding", {table, ids}); }
+Var embedding(Var table, Var ids) {
+  return table.g->apply1("embedding", {table, ids});
+}
 Var cross_entropy(Var logits, Var targets, int64_t ignore_index) {
   return logits.g->apply("cross_entropy", {logits, targets}, {{"ignore_index", ignore_index}})[0];
 }
 Var rope(Var x, double theta, int64_t pos_offset) {
-  return x.g->apply1("rope", {x}, {{"theta", theta}, {"offset", pos_offset}, {"inverse", int64_t(0)}});
+  return x.g->apply1("rope", {x},
+                     {{"theta", theta}, {"offset", pos_offset}, {"inverse", int64_t(0)}});
 }
 Var attention(Var q, Var k, Var v, double scale) {
   return q.g->apply("attention", {q, k, v}, {{"scale", scale}})[0];

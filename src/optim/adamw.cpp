@@ -16,8 +16,8 @@ double Schedule::factor(int64_t step) const {
 
 AdamW::AdamW(AdamWConfig cfg, std::vector<ParamRef> params, std::shared_ptr<Allocator> alloc)
     : cfg_(cfg), params_(std::move(params)) {
-  HP_CHECK(cfg_.lr >= 0 && cfg_.eps > 0 && cfg_.beta1 >= 0 && cfg_.beta1 < 1 &&
-               cfg_.beta2 >= 0 && cfg_.beta2 < 1 && cfg_.weight_decay >= 0,
+  HP_CHECK(cfg_.lr >= 0 && cfg_.eps > 0 && cfg_.beta1 >= 0 && cfg_.beta1 < 1 && cfg_.beta2 >= 0 &&
+               cfg_.beta2 < 1 && cfg_.weight_decay >= 0,
            "[adamw] invalid hyper-parameters (lr ", cfg_.lr, ", betas ", cfg_.beta1, "/",
            cfg_.beta2, ", eps ", cfg_.eps, ", weight decay ", cfg_.weight_decay, ")");
   for (auto& p : params_) {
@@ -68,8 +68,7 @@ size_t AdamW::state_bytes() const {
   return b;
 }
 
-double clip_grad_norm(const cpu::Context& ctx, const std::vector<Tensor*>& grads,
-                      double max_norm) {
+double clip_grad_norm(const cpu::Context& ctx, const std::vector<Tensor*>& grads, double max_norm) {
   double ss = 0;
   for (Tensor* g : grads) ss += cpu::sum_squares(ctx, g->f32(), g->numel());
   double norm = std::sqrt(ss);

@@ -13,7 +13,9 @@ using ir::NodeId;
 using ir::ValueId;
 
 namespace {
-size_t align64(size_t b) { return (b + 63) / 64 * 64; }
+size_t align64(size_t b) {
+  return (b + 63) / 64 * 64;
+}
 size_t value_bytes(const ir::Graph& g, ValueId v) {
   const auto& t = g.value(v).type;
   return size_t(numel(t.shape)) * dtype_size(t.dtype);
@@ -132,10 +134,18 @@ std::string Program::str() const {
         os << "  alloc %" << in.value << " @" << offset[size_t(in.value)] << " "
            << ir::type_str(graph->value(in.value).type) << "\n";
         break;
-      case InstrKind::kFree: os << "  free  %" << in.value << "\n"; break;
-      case InstrKind::kPrefetch: os << "  prefetch %" << in.value << "\n"; break;
-      case InstrKind::kEvict: os << "  evict %" << in.value << "\n"; break;
-      case InstrKind::kWait: os << "  wait  %" << in.value << "\n"; break;
+      case InstrKind::kFree:
+        os << "  free  %" << in.value << "\n";
+        break;
+      case InstrKind::kPrefetch:
+        os << "  prefetch %" << in.value << "\n";
+        break;
+      case InstrKind::kEvict:
+        os << "  evict %" << in.value << "\n";
+        break;
+      case InstrKind::kWait:
+        os << "  wait  %" << in.value << "\n";
+        break;
       case InstrKind::kCompute: {
         const auto& n = graph->node(in.node);
         os << "  " << n.def->name << "(";

@@ -29,8 +29,8 @@ Trainer::Trainer(const io::ModelConfig& cfg, const io::TensorMap& params, TrainO
     refs.push_back({infos_[i].name, params_.back(), infos_[i].decay});
   }
   adam_ = std::make_unique<optim::AdamW>(opt_.adam, refs, device_);
-  train_exec_ = std::make_unique<runtime::Executor>(train_prog_, device_,
-                                                    cpu::Context{opt_.threads});
+  train_exec_ =
+      std::make_unique<runtime::Executor>(train_prog_, device_, cpu::Context{opt_.threads});
   for (size_t i = 0; i < params_.size(); ++i) train_exec_->bind(traced_.params[i].id, params_[i]);
 }
 
@@ -73,8 +73,8 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
 double Trainer::eval(const Tensor& tokens, const Tensor& targets) {
   if (!eval_exec_) {
     eval_prog_ = runtime::compile(*traced_.graph, {traced_.loss.id});
-    eval_exec_ = std::make_unique<runtime::Executor>(*eval_prog_, device_,
-                                                     cpu::Context{opt_.threads});
+    eval_exec_ =
+        std::make_unique<runtime::Executor>(*eval_prog_, device_, cpu::Context{opt_.threads});
     for (size_t i = 0; i < params_.size(); ++i) eval_exec_->bind(traced_.params[i].id, params_[i]);
   }
   bind_batch(*eval_exec_, tokens, targets);

@@ -25,7 +25,7 @@ void attention_fwd(const Context& ctx, const AttentionShape& s, const float* q, 
 // Given dout [B, T, H, Dh] and the forward's q, k, v, out, lse: writes (overwrites) dq
 // [B, T, H, Dh], dk and dv [B, T, Hkv, Dh].
 void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, const float* k,
-                   const float* v, const float* out, const float* lse, const float* dout,
-                   float* dq, float* dk, float* dv);
+                   const float* v, const float* out, const float* lse, const float* dout, float* dq,
+                   float* dk, float* dv);
 
 }  // namespace hp::cpu

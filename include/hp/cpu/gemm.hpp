@@ -15,7 +15,7 @@ void gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 // `batch` independent GEMMs; operand i starts at base + i * stride (stride 0 broadcasts).
 void gemm_batched(const Context& ctx, int64_t batch, bool ta, bool tb, int64_t M, int64_t N,
                   int64_t K, float alpha, const float* A, int64_t lda, int64_t stride_a,
-                  const float* B, int64_t ldb, int64_t stride_b, float beta, float* C,
-                  int64_t ldc, int64_t stride_c);
+                  const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
+                  int64_t stride_c);
 
 }  // namespace hp::cpu

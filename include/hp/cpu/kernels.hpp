@@ -58,8 +58,8 @@ void layer_norm_fwd(const Context& ctx, const float* x, const float* gamma, cons
                     float* y, float* mean, float* rstd, int64_t rows, int64_t cols, float eps);
 // dgamma, dbeta: [cols], overwritten with sums over rows.
 void layer_norm_bwd(const Context& ctx, const float* dy, const float* x, const float* gamma,
-                    const float* mean, const float* rstd, float* dx, float* dgamma,
-                    float* dbeta, int64_t rows, int64_t cols);
+                    const float* mean, const float* rstd, float* dx, float* dgamma, float* dbeta,
+                    int64_t rows, int64_t cols);
 // y = x * rstd * gamma, rstd = 1/sqrt(mean(x^2) + eps).
 void rms_norm_fwd(const Context& ctx, const float* x, const float* gamma, float* y, float* rstd,
                   int64_t rows, int64_t cols, float eps);
@@ -72,12 +72,12 @@ void softmax_bwd(const Context& ctx, const float* y, const float* dy, float* dx,
 // ---- losses, embeddings, positions ------------------------------------------------------
 // Mean cross-entropy of logits [rows, vocab] against targets [rows] (int64; `ignore_index`
 // rows are skipped and not counted). Writes lse [rows] and returns the mean loss.
-float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* targets,
-                        float* lse, int64_t rows, int64_t vocab, int64_t ignore_index);
+float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* targets, float* lse,
+                        int64_t rows, int64_t vocab, int64_t ignore_index);
 // dlogits = dloss * (softmax(logits) - onehot(target)) / count.
 void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* targets,
-                       const float* lse, float dloss, float* dlogits, int64_t rows,
-                       int64_t vocab, int64_t ignore_index);
+                       const float* lse, float dloss, float* dlogits, int64_t rows, int64_t vocab,
+                       int64_t ignore_index);
 // out[i, :] = table[ids[i], :]; throws hp::Error for an id outside [0, vocab).
 void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, float* out,
                    int64_t n, int64_t vocab, int64_t dim);
@@ -87,8 +87,8 @@ void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, fl
 // Rotary embedding, Hugging Face "rotate_half" convention: x [B, T, H, Dh], position of token t
 // is pos_offset + t, frequency i is theta^(-2i/Dh) for i < Dh/2, pairs (i, i + Dh/2).
 // inverse=true applies the opposite rotation (the backward).
-void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq,
-          int64_t heads, int64_t head_dim, float theta, int64_t pos_offset, bool inverse);
+void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq, int64_t heads,
+          int64_t head_dim, float theta, int64_t pos_offset, bool inverse);
 
 // ---- optimizer ---------------------------------------------------------------------------
 // One AdamW step in place (PyTorch semantics): p -= lr * wd * p; m,v moments; bias-corrected

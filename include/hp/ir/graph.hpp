@@ -46,10 +46,10 @@ class Attrs {
 };
 
 enum class ValueKind : uint8_t {
-  kInput,   // fed per step (token ids, targets)
-  kParam,   // trainable parameter, persistent
-  kState,   // persistent non-trainable buffer
-  kNode,    // produced by a node
+  kInput,  // fed per step (token ids, targets)
+  kParam,  // trainable parameter, persistent
+  kState,  // persistent non-trainable buffer
+  kNode,   // produced by a node
 };
 
 struct Value {

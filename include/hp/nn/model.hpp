@@ -16,9 +16,9 @@ namespace hp::nn {
 struct ParamInfo {
   std::string name;  // HF name, e.g. "h.0.attn.c_attn.weight"
   Shape shape;
-  double init_std;   // 0: constant init_value
+  double init_std;  // 0: constant init_value
   double init_value;
-  bool decay;        // weight decay applies (2 or more dims)
+  bool decay;  // weight decay applies (2 or more dims)
   // The shape traced with TraceOptions::logical_qkv when it differs from `shape` (same row-major
   // bytes): GPT-2's c_attn weight [D, 3, D] and bias [3, D]. Empty: same as `shape`.
   Shape logical;
@@ -30,10 +30,10 @@ std::vector<ParamInfo> param_infos(const io::ModelConfig& cfg);
 // A traced step: graph, its token inputs, the loss, and the parameter values.
 struct Traced {
   std::unique_ptr<ir::Graph> graph;
-  ir::Var tokens;   // i64 [B, T]
-  ir::Var targets;  // i64 [B, T] (train) or undefined (forward only)
-  ir::Var loss;     // f32 [] (train)
-  ir::Var logits;   // f32 [B, T, V]
+  ir::Var tokens;               // i64 [B, T]
+  ir::Var targets;              // i64 [B, T] (train) or undefined (forward only)
+  ir::Var loss;                 // f32 [] (train)
+  ir::Var logits;               // f32 [B, T, V]
   std::vector<ir::Var> params;  // same order as param_infos()
 };
 

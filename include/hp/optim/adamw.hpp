@@ -60,7 +60,6 @@ class AdamW {
 
 // Scales grads in place so their global L2 norm is at most max_norm (0: never). Returns the
 // norm before clipping.
-double clip_grad_norm(const cpu::Context& ctx, const std::vector<Tensor*>& grads,
-                      double max_norm);
+double clip_grad_norm(const cpu::Context& ctx, const std::vector<Tensor*>& grads, double max_norm);
 
 }  // namespace hp::optim

@@ -35,10 +35,10 @@ struct Program {
   std::vector<int64_t> offset;
   // Per value id: the value whose buffer it aliases (views), else itself.
   std::vector<ir::ValueId> root;
-  size_t arena_bytes = 0;        // the planned peak of intermediate values
-  size_t output_bytes = 0;       // bytes of the outputs' own buffers
-  size_t naive_bytes = 0;        // what the intermediates would take without reuse
-  double flops = 0;              // total of the computed nodes' costs
+  size_t arena_bytes = 0;   // the planned peak of intermediate values
+  size_t output_bytes = 0;  // bytes of the outputs' own buffers
+  size_t naive_bytes = 0;   // what the intermediates would take without reuse
+  double flops = 0;         // total of the computed nodes' costs
   // Offload plans: no arena and no output buffers; the Executor's MoveHandler places every
   // buffer at run time (kAlloc, kPrefetch) and a node may be computed twice (recomputation).
   bool placed_at_run_time = false;

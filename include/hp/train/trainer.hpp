@@ -14,7 +14,7 @@
 namespace hp::train {
 
 struct TrainOptions {
-  int64_t batch = 8;         // per micro-batch
+  int64_t batch = 8;  // per micro-batch
   int64_t seq = 128;
   int threads = 1;
   optim::AdamWConfig adam;
