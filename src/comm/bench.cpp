@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "hp/comm/communicator.hpp"
@@ -104,15 +105,20 @@ std::vector<size_t> sizes(const BenchOptions& o, int n) {
   return out;
 }
 
-// Best-of-5 single-thread memcpy of `bytes` (bandwidth counts bytes copied, like algbw).
-double memcpy_gbps(size_t bytes) {
-  std::vector<char> a(bytes, 1), b(bytes, 2);
+// Best-of-5 memcpy of `bytes` by each of `threads` threads at once, as GB/s per thread (bytes
+// copied, like algbw). With threads = ranks this is what the data movement allows each rank
+// when every rank copies through the same memory system at the same time.
+double memcpy_gbps(size_t bytes, int threads = 1) {
+  std::vector<std::vector<char>> a(size_t(threads), std::vector<char>(bytes, 1)),
+      b(size_t(threads), std::vector<char>(bytes, 2));
   double best = 1e30;
   for (int i = 0; i < 5; ++i) {
     auto t0 = Clock::now();
-    std::memcpy(b.data(), a.data(), bytes);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] { std::memcpy(b[size_t(t)].data(), a[size_t(t)].data(), bytes); });
+    for (auto& th : pool) th.join();
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-    std::swap(a, b);
   }
   return double(bytes) / best / 1e9;
 }
@@ -149,24 +155,39 @@ void print_header(const char* extra) {
 }
 
 int bench_threads(const BenchOptions& o) {
-  double mem = memcpy_gbps(o.max_bytes);
+  const double mem1 = memcpy_gbps(o.max_bytes);
+  const double mem = memcpy_gbps(o.max_bytes, o.ranks);
   std::printf("# hp bench comm: backend threads, %d ranks, %d iters (+%d warmup), f32 sum\n",
               o.ranks, o.iters, o.warmup);
-  std::printf("# memcpy bandwidth (1 thread, %zu B): %.2f GB/s\n", o.max_bytes, mem);
-  print_header("busbw/memcpy");
+  std::printf(
+      "# memcpy bandwidth (%zu B): %.2f GB/s on 1 thread; %.2f GB/s per thread with %d "
+      "threads copying at once (the reference below)\n",
+      o.max_bytes, mem1, mem, o.ranks);
+  std::printf("%-15s %12s %12s %10s %10s %10s %s\n", "collective", "size(B)", "count(f32)",
+              "time(us)", "algbw(GB/s)", "busbw(GB/s)",
+              "busbw/memcpy  in-place: time(us) busbw/memcpy");
   ThreadWorld world(o.ranks);
-  std::vector<std::string> lines[3];
   world.run([&](Communicator& c) {
     std::vector<float> in(o.max_bytes / 4 + 64, 1.0f), out(o.max_bytes / 4 + 64, 0.0f);
     for (Coll k : {Coll::kAllReduce, Coll::kAllGather, Coll::kReduceScatter}) {
       for (size_t bytes : sizes(o, c.size())) {
-        size_t total = bytes / 4;
+        const size_t total = bytes / 4, chunk = total / size_t(c.size());
         double t = time_it(
             c, o, [&] { issue(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5)); });
+        // In place, as nccl-tests also reports: all-gather's input is this rank's piece of the
+        // output, reduce-scatter's output is its piece of the input, all-reduce reads and
+        // writes one buffer.
+        const float* ip =
+            k == Coll::kAllGather ? out.data() + size_t(c.rank()) * chunk : out.data();
+        float* op = k == Coll::kReduceScatter ? out.data() + size_t(c.rank()) * chunk : out.data();
+        double ti =
+            time_it(c, o, [&] { issue(c, k, ip, op, total).wait(std::chrono::minutes(5)); });
         if (c.rank() != 0) continue;
         double alg = double(bytes) / t / 1e9, bus = alg * bus_factor(k, c.size());
-        std::printf("%-15s %12zu %12zu %10.1f %10.2f %10.2f %9.1f%%\n", coll_name(k), bytes, total,
-                    t * 1e6, alg, bus, 100.0 * bus / mem);
+        double bus_i = double(bytes) / ti / 1e9 * bus_factor(k, c.size());
+        std::printf("%-15s %12zu %12zu %10.1f %10.2f %10.2f %11.1f%%  %17.1f %11.1f%%\n",
+                    coll_name(k), bytes, total, t * 1e6, alg, bus, 100.0 * bus / mem, ti * 1e6,
+                    100.0 * bus_i / mem);
         std::fflush(stdout);
       }
     }
