@@ -2,6 +2,7 @@
 // `auto y = matmul(x, w) + b;`. Each call appends one node to the Vars' graph.
 // Not eager: nothing is computed here; shapes and dtypes are checked as the graph is built.
 #pragma once
+#include <utility>
 #include <vector>
 
 #include "hp/ir/graph.hpp"
@@ -45,6 +46,8 @@ Var cast(Var x, DType to);
 Var softmax(Var x);
 Var layer_norm(Var x, Var gamma, Var beta, double eps);
 Var rms_norm(Var x, Var gamma, double eps);
+// Residual add fused with the layer norm that reads it: returns (x + res, layer_norm(x + res)).
+std::pair<Var, Var> add_layer_norm(Var x, Var res, Var gamma, Var beta, double eps);
 
 // table [V, D], ids (i64) [...] -> [..., D].
 Var embedding(Var table, Var ids);

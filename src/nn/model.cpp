@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include "hp/ops.hpp"
 #include "hp/rng.hpp"
@@ -94,9 +95,10 @@ Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i
   Var k = reshape(parts[1], {B, T, H, Dh});
   Var v = reshape(parts[2], {B, T, H, Dh});
   Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, D});
-  x = x + (matmul(y, P.at(l + "attn.c_proj.weight")) + P.at(l + "attn.c_proj.bias"));
+  Var attn_out = matmul(y, P.at(l + "attn.c_proj.weight")) + P.at(l + "attn.c_proj.bias");
   g.set_scope("h." + std::to_string(i) + ".mlp");
-  h = layer_norm(x, P.at(l + "ln_2.weight"), P.at(l + "ln_2.bias"), c.norm_eps);
+  std::tie(x, h) = add_layer_norm(x, attn_out, P.at(l + "ln_2.weight"), P.at(l + "ln_2.bias"),
+                                  c.norm_eps);
   Var f = bias_gelu(matmul(h, P.at(l + "mlp.c_fc.weight")), P.at(l + "mlp.c_fc.bias"));
   return x + (matmul(f, P.at(l + "mlp.c_proj.weight")) + P.at(l + "mlp.c_proj.bias"));
 }

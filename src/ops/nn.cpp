@@ -85,6 +85,45 @@ void add_norms(Table& t) {
   };
   t.push_back(std::move(ln));
 
+  OpDef al;
+  al.name = "add_layer_norm";  // (x, res, gamma, beta) -> (x + res, y, mean, rstd); attrs: eps
+  al.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 4);
+    expect_float(in[0], "x");
+    expect_rank_at_least(in[0], 1, "x");
+    HP_CHECK(in[1] == in[0], "residual ", ir::type_str(in[1]), " differs from x ",
+             ir::type_str(in[0]));
+    int64_t d = in[0].shape.back();
+    for (int i = 2; i < 4; ++i)
+      HP_CHECK(in[size_t(i)].shape == Shape{d}, i == 2 ? "gamma" : "beta", " must be [", d,
+               "], got ", shape_str(in[size_t(i)].shape));
+    return Types{in[0], in[0], rows_type(in[0].shape), rows_type(in[0].shape)};
+  };
+  al.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return elementwise_cost(in, out, 9);
+  };
+  al.vjp = [](VjpArgs& a) {
+    // The sum feeds the norm and the residual stream: its gradient is the norm's plus the
+    // stream's, and x and res both receive it.
+    Var ds = a.dout[0];
+    Var dg, db;
+    if (a.dout[1].defined()) {
+      auto g = a.g.apply("layer_norm_bwd", {a.dout[1], a.out[0], a.in[2], a.out[2], a.out[3]});
+      ds = ds.defined() ? g[0] + ds : g[0];
+      dg = g[1];
+      db = g[2];
+    }
+    return std::vector<Var>{ds, ds, dg, db};
+  };
+  al.sharding = "...N,...N,N,N->...N,...N,...,...";
+  al.cpu = [](KernelArgs& k) {
+    const Shape& s = k.in[0]->shape();
+    cpu::add_layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(),
+                            k.in[2]->f32(), k.in[3]->f32(), k.out[1]->f32(), k.out[2]->f32(),
+                            k.out[3]->f32(), rows_of(s), s.back(), float(k.node.attrs.f("eps")));
+  };
+  t.push_back(std::move(al));
+
   OpDef lb;
   lb.name = "layer_norm_bwd";  // (dy, x, gamma, mean, rstd) -> (dx, dgamma, dbeta)
   lb.infer = [](const Types& in, const Attrs&) {
@@ -347,6 +386,10 @@ Var softmax(Var x) {
 }
 Var layer_norm(Var x, Var gamma, Var beta, double eps) {
   return x.g->apply("layer_norm", {x, gamma, beta}, {{"eps", eps}})[0];
+}
+std::pair<Var, Var> add_layer_norm(Var x, Var res, Var gamma, Var beta, double eps) {
+  auto o = x.g->apply("add_layer_norm", {x, res, gamma, beta}, {{"eps", eps}});
+  return {o[0], o[1]};
 }
 Var rms_norm(Var x, Var gamma, double eps) {
   return x.g->apply("rms_norm", {x, gamma}, {{"eps", eps}})[0];

@@ -56,6 +56,10 @@ void slice_bwd_acc(const Context& ctx, const float* x, const Dims& x_shape, cons
 // ---- normalisation and softmax (rows x cols, normalised over cols) -----------------------
 void layer_norm_fwd(const Context& ctx, const float* x, const float* gamma, const float* beta,
                     float* y, float* mean, float* rstd, int64_t rows, int64_t cols, float eps);
+// Residual + layer norm in one pass: sum = x + res, then y = layer_norm(sum).
+void add_layer_norm_fwd(const Context& ctx, const float* x, const float* res, float* sum,
+                        const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                        int64_t rows, int64_t cols, float eps);
 // dgamma, dbeta: [cols], overwritten with sums over rows.
 void layer_norm_bwd(const Context& ctx, const float* dy, const float* x, const float* gamma,
                     const float* mean, const float* rstd, float* dx, float* dgamma, float* dbeta,

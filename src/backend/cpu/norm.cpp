@@ -29,14 +29,26 @@ struct Partials {
 
 }  // namespace
 
-void layer_norm_fwd(const Context& ctx, const float* x, const float* gamma, const float* beta,
-                    float* y, float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
+namespace {
+// Layer norm of x, or of s = x + res (written to `sum`) when res is given: the residual add is
+// done row by row while the row is in cache.
+void layer_norm_rows(const Context& ctx, const float* x, const float* res, float* sum,
+                     const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                     int64_t rows, int64_t cols, float eps) {
   if (cols <= 0) return;
   const int team = detail::team_size(ctx, rows * cols);
   const float inv_n = 1.0f / static_cast<float>(cols);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
+    if (res) {
+      const float* rr = res + r * cols;
+      float* sr = sum + r * cols;
+      row_for(cols, [&](int64_t i, int64_t k) {
+        st(sr + i, k, _mm256_add_ps(ld(xr + i, k), ld(rr + i, k)));
+      });
+      xr = sr;
+    }
     float* yr = y + r * cols;
     // Two passes: the mean, then squared deviations from it (no E[x^2] - E[x]^2 cancellation).
     const float mu = row_reduce(cols, [&](int64_t i, int64_t k) { return ld(xr + i, k); }) * inv_n;
@@ -56,6 +68,18 @@ void layer_norm_fwd(const Context& ctx, const float* x, const float* gamma, cons
     mean[r] = mu;
     rstd[r] = rs;
   }
+}
+}  // namespace
+
+void layer_norm_fwd(const Context& ctx, const float* x, const float* gamma, const float* beta,
+                    float* y, float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
+  layer_norm_rows(ctx, x, nullptr, nullptr, gamma, beta, y, mean, rstd, rows, cols, eps);
+}
+
+void add_layer_norm_fwd(const Context& ctx, const float* x, const float* res, float* sum,
+                        const float* gamma, const float* beta, float* y, float* mean, float* rstd,
+                        int64_t rows, int64_t cols, float eps) {
+  layer_norm_rows(ctx, x, res, sum, gamma, beta, y, mean, rstd, rows, cols, eps);
 }
 
 void layer_norm_bwd(const Context& ctx, const float* dy, const float* x, const float* gamma,
