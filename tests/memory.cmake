@@ -1,5 +1,7 @@
 # memory_test compares offloaded training with train::Trainer, so it also links hp_train.
+# The offload benchmark is `hp bench offload` (hp::memory::bench_main); e2e/offload.sh drives
+# offload through hp check, hp train and hp plan.
 target_link_libraries(memory_test PRIVATE hp_train)
-# `memory_bench [options]`: the offload benchmark (hp::memory::bench_main) without the CLI.
-add_executable(memory_bench ${CMAKE_CURRENT_SOURCE_DIR}/memory_bench.cpp)
-target_link_libraries(memory_bench PRIVATE hp_memory)
+add_test(NAME e2e_offload COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/offload.sh
+                                  $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_offload PROPERTIES LABELS e2e)

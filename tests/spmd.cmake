@@ -1,4 +1,4 @@
-# SPMD end-to-end tests (label e2e): every preset and uneven meshes on both reference cases
+# SPMD end-to-end tests (labels e2e, mpi): every preset and uneven meshes on both reference cases
 # against the single-device run, fsdp memory, hp plan and strict mode (tests/e2e/spmd.sh).
 set(HP_SHARED_SPMD ${PROJECT_SOURCE_DIR}/../shared)
 foreach(case gpt2-tiny llama-tiny)
@@ -9,3 +9,17 @@ foreach(case gpt2-tiny llama-tiny)
     set_tests_properties(e2e_spmd_${case} PROPERTIES LABELS e2e TIMEOUT 120)
   endif()
 endforeach()
+
+# Multi-device hp train (label e2e): dp2/fsdp2 losses and validation vs one device, YAML keys,
+# resume across strategies (tests/e2e/train_spmd.sh).
+add_test(NAME e2e_spmd_train COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/train_spmd.sh
+                                     $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_spmd_train PROPERTIES LABELS e2e TIMEOUT 180)
+
+# The same step under mpirun, one rank per process (label mpi; runs as root in CI).
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE AND EXISTS ${HP_SHARED_SPMD}/reference/gpt2-tiny/case.json)
+  add_test(NAME mpi_spmd_gpt2-tiny
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/spmd_mpi.sh $<TARGET_FILE:hp>
+                   ${HP_SHARED_SPMD}/reference/gpt2-tiny ${MPIEXEC_EXECUTABLE})
+  set_tests_properties(mpi_spmd_gpt2-tiny PROPERTIES LABELS mpi TIMEOUT 300)
+endif()

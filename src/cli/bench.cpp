@@ -1,17 +1,22 @@
-// `hp bench`: dispatches to the micro-benchmarks of each module.
+// `hp bench`: dispatches to the benchmarks of each module (comm, offload) and `hp bench spmd`.
 #include <cstdio>
 
 #include "cli/args.hpp"
 #include "hp/error.hpp"
+#include "hp/memory/bench.hpp"
 #ifdef HP_HAVE_COMM
 #include "hp/comm/bench.hpp"
 #endif
 
 namespace hp::cli {
 
+int bench_spmd(const std::vector<std::string>& argv);  // bench_spmd.cpp
+
 int cmd_bench(const std::vector<std::string>& argv) {
-  HP_CHECK(!argv.empty(), "usage: hp bench comm [options]");
+  HP_CHECK(!argv.empty(), "usage: hp bench comm|spmd|offload [options]");
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  if (argv[0] == "spmd") return bench_spmd(rest);
+  if (argv[0] == "offload") return memory::bench_main(rest);
 #ifdef HP_HAVE_COMM
   if (argv[0] == "comm") return comm::bench_main(rest);
 #endif

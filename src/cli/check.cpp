@@ -7,6 +7,7 @@
 
 #include "cli/args.hpp"
 #include "cli/devices.hpp"
+#include "cli/offload.hpp"
 #include "hp/io/json.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/train/trainer.hpp"
@@ -67,9 +68,16 @@ bool report(const char* what, const Worst& w, double tol) {
 }  // namespace
 
 int cmd_check(const std::vector<std::string>& argv) {
-  Args a(argv, {"threads", "steps", "devices", "strategy"}, {});
+  Args a(argv, with_offload_options({"threads", "steps", "devices", "strategy"}), {});
   HP_CHECK(a.positional().size() == 1,
-           "usage: hp check DIR [--threads K] [--steps N] [--devices threads:N --strategy S]");
+           "usage: hp check DIR [--threads K] [--steps N] [--devices threads:N --strategy S] "
+           "[--device-memory SIZE|P% --host-memory SIZE --optimizer-state device|host|disk "
+           "--offload-dir DIR]");
+  // Offload (options, or a strategy file's offload: section) runs the single-device path.
+  const memory::OffloadOptions off =
+      offload_options(a, strategy_offload_section(a.str("strategy", "")));
+  HP_CHECK(!off.enabled() || parse_devices(a.str("devices", "threads:1")).count == 1,
+           "[check] offload runs on one device for now");
   fs::path dir = a.positional()[0];
   io::Json c = io::read_json(dir / "case.json");
   const std::string where = (dir / "case.json").string();
@@ -100,7 +108,7 @@ int cmd_check(const std::vector<std::string>& argv) {
 
   std::vector<double> losses;
   io::TensorMap grads0, final_params;
-  if (a.has("devices") || a.has("strategy")) {  // the same steps on a mesh of devices
+  if (!off.enabled() && (a.has("devices") || a.has("strategy"))) {  // on a mesh of devices
     Devices dev = parse_devices(a.str("devices", "threads:1"));
     auto plan =
         plan_for(cfg, a.str("strategy", "dp" + std::to_string(dev.count)), dev, opt.batch, opt.seq);
@@ -111,6 +119,7 @@ int cmd_check(const std::vector<std::string>& argv) {
           std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
           std::fflush(stdout);
         });
+    if (dev.rank != 0) return 0;  // under mpi, rank 0's process reports
     losses = res.losses;
     size_t single = 0, planned = 0, measured = 0;  // parameters + gradients + AdamW moments
     for (const auto& pi : plan->infos) single += 4 * sizeof(float) * size_t(numel(pi.shape));
@@ -125,16 +134,17 @@ int cmd_check(const std::vector<std::string>& argv) {
     grads0 = std::move(res.grads0);
     final_params = std::move(res.final_params);
   } else {
-    train::Trainer tr(cfg, params, opt);
+    auto tr = make_trainer(cfg, params, opt, off);  // train::Trainer, or the offload trainer
+    if (std::string s = tr->summary(); !s.empty()) std::fprintf(stderr, "%s\n", s.c_str());
     for (int64_t s = 0; s < steps; ++s) {
-      auto r = tr.step({{x, y}});
+      auto r = tr->step({{x, y}});
       if (s == 0)
-        for (auto& [k, g] : tr.grads()) grads0.emplace(k, g.clone());
+        for (auto& [k, g] : tr->grads()) grads0.emplace(k, g.clone());
       losses.push_back(r.loss);
       std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
       std::fflush(stdout);
     }
-    final_params = tr.params();
+    final_params = tr->params();
   }
 
   fs::path exp = dir / io::json_string(c, "expected", "expected.safetensors", where);

@@ -3,8 +3,13 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 
+#include "hp/comm/threads.hpp"
 #include "hp/error.hpp"
+#ifdef HP_HAVE_MPI
+#include "hp/comm/mpi.hpp"
+#endif
 
 namespace hp::cli {
 
@@ -19,9 +24,25 @@ Devices parse_devices(const std::string& spec) {
     HP_CHECK(d.count >= 1, "--devices: need at least one device, got '", spec, "'");
     return d;
   }
-  HP_CHECK(spec != "mpi",
-           "--devices mpi: running under mpirun is not supported yet; use threads:N");
-  throw Error("--devices: unknown world '" + spec + "' (expected threads:N)");
+  if (spec == "mpi") {
+#ifdef HP_HAVE_MPI
+    d.kind = "mpi";
+    d.mpi = std::make_shared<comm::MpiWorld>();
+    d.count = d.mpi->size();
+    d.rank = d.mpi->rank();
+    return d;
+#else
+    throw Error("--devices mpi: this hp was built without MPI");
+#endif
+  }
+  throw Error("--devices: unknown world '" + spec + "' (expected threads:N or mpi)");
+}
+
+void run_ranks(const Devices& dev, const std::function<void(comm::Communicator&)>& fn) {
+#ifdef HP_HAVE_MPI
+  if (dev.mpi) return dev.mpi->run(fn);
+#endif
+  comm::ThreadWorld(dev.count).run(fn);
 }
 
 shard::Strategy strategy_for(const std::string& spec, int64_t world) {
@@ -39,7 +60,8 @@ std::unique_ptr<train::SpmdPlan> plan_for(const io::ModelConfig& cfg, const std:
   HP_CHECK(s.mesh.size() == dev.count, "strategy ", s.file, " uses ", s.mesh.size(),
            " devices but --devices gives ", dev.count);
   auto plan = train::plan_spmd(cfg, s, batch, seq, planning_topology());
-  for (const auto& w : plan->prop.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (dev.rank == 0)
+    for (const auto& w : plan->prop.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   return plan;
 }
 
@@ -47,7 +69,39 @@ train::SpmdRunResult run_distributed(
     const train::SpmdPlan& plan, const Devices& dev, const io::TensorMap& params,
     const train::TrainOptions& opt, const std::vector<std::pair<Tensor, Tensor>>& batches,
     const std::function<void(int64_t, const train::StepResult&)>& on_step) {
-  return train::run_spmd_threads(plan, dev.count, params, opt, batches, on_step);
+  train::SpmdRunResult res;
+  const size_t n = size_t(dev.count);
+  std::mutex mu;
+  run_ranks(dev, [&](comm::Communicator& c) {
+    train::SpmdTrainer tr(plan, c, params, opt);
+    const bool lead = c.rank() == 0;
+    for (size_t s = 0; s < batches.size(); ++s) {
+      train::StepResult r = tr.step(batches[s].first, batches[s].second);
+      if (s == 0) {
+        io::TensorMap g = tr.grads();
+        if (lead) res.grads0 = std::move(g);
+      }
+      if (lead) {
+        res.losses.push_back(r.loss);
+        if (on_step) on_step(int64_t(s), r);
+      }
+    }
+    io::TensorMap fp = tr.params();
+    // Every rank's byte counts reach rank 0 (each process of mpi holds only its own).
+    std::vector<int64_t> bytes(2 * n, 0);
+    bytes[size_t(c.rank())] = int64_t(tr.state_bytes());
+    bytes[n + size_t(c.rank())] = int64_t(tr.device().peak_bytes());
+    c.all_reduce(bytes.data(), bytes.data(), bytes.size(), DType::kI64, comm::ReduceOp::kSum)
+        .wait(tr.rank_comm().timeout());
+    if (!lead) return;
+    std::lock_guard<std::mutex> lock(mu);
+    res.final_params = std::move(fp);
+    for (size_t r = 0; r < n; ++r) {
+      res.state_bytes.push_back(size_t(bytes[r]));
+      res.peak_bytes.push_back(size_t(bytes[n + r]));
+    }
+  });
+  return res;
 }
 
 }  // namespace hp::cli

@@ -6,17 +6,27 @@
 #include <memory>
 #include <string>
 
+#include "hp/comm/communicator.hpp"
 #include "hp/train/spmd.hpp"
+
+namespace hp::comm {
+class MpiWorld;
+}
 
 namespace hp::cli {
 
 struct Devices {
   std::string kind = "threads";  // "threads" or "mpi"
   int count = 1;
+  int rank = 0;  // this process's rank (mpi); 0 for threads, whose ranks share the process
+  std::shared_ptr<comm::MpiWorld> mpi;  // owns MPI for the process while any copy lives
 };
 
-// "threads:N" or "threads" (one), "mpi" (not yet supported: an error says so).
+// "threads:N" or "threads" (one), "mpi" (one rank per process of mpirun: initialises MPI).
 Devices parse_devices(const std::string& spec);
+// Runs fn once per rank with the rank's world communicator: N threads here, or this process's
+// rank under mpirun. A failure on one rank reaches every rank and is rethrown here.
+void run_ranks(const Devices& dev, const std::function<void(comm::Communicator&)>& fn);
 // A strategy file when `spec` names an existing file, else a preset expression ("dp2", ...).
 shard::Strategy strategy_for(const std::string& spec, int64_t world);
 // Propagates a [batch, seq] step of `cfg` under the strategy; warnings go to stderr once.
@@ -24,7 +34,8 @@ std::unique_ptr<train::SpmdPlan> plan_for(const io::ModelConfig& cfg, const std:
                                           const Devices& dev, int64_t batch, int64_t seq);
 // The alpha-beta costs used for planning (one level: threads share memory).
 shard::Topology planning_topology();
-// Runs the steps on the devices; `on_step` on rank 0.
+// Runs the steps on the devices; `on_step` on rank 0. Under mpi only rank 0's result is filled
+// (state_bytes and peak_bytes hold every rank's on rank 0).
 train::SpmdRunResult run_distributed(
     const train::SpmdPlan& plan, const Devices& dev, const io::TensorMap& params,
     const train::TrainOptions& opt, const std::vector<std::pair<Tensor, Tensor>>& batches,

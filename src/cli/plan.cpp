@@ -1,28 +1,73 @@
 // `hp plan`: propagates a strategy over a model's training step without running it and prints
 // the mesh, the collectives inserted (with bytes), per-device memory (parameters + gradients +
 // optimizer state, and the activations' planned peak) and, with --explain, every value's layout.
-// Not a search: the strategy is given (a file or a preset); see docs/strategy.md.
+// On one device with offload options, prints the offload plan instead: per-tier memory timeline
+// and every transfer with its bytes (memory::explain). Not a search: the strategy is given.
 #include <cstdio>
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
+#include "cli/offload.hpp"
+#include "hp/memory/trainer.hpp"
 #include "hp/runtime/program.hpp"
 
 namespace hp::cli {
 
+namespace {
+
+// One device under offload: the plan of a training step, simulated, without running it.
+int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
+                      const memory::OffloadOptions& off, bool explain) {
+  auto sp = memory::plan_step(cfg, batch, seq, off);
+  std::printf("model %s, batch %lld x %lld, one device, offload\n%s",
+              io::architecture_name(cfg.arch), (long long)batch, (long long)seq, off.str().c_str());
+  if (!sp->plan) {
+    std::printf("nothing to offload: device peak %s\n", memory::format_bytes(sp->peak).c_str());
+    return 0;
+  }
+  const memory::SimResult sim = memory::simulate(*sp->plan, sp->request.cost);
+  if (explain) {
+    std::fputs(memory::explain(*sp->plan, sim).c_str(), stdout);
+  } else {
+    const memory::OffloadPlan& p = *sp->plan;
+    std::printf(
+        "device peak %s of budget %s (unconstrained %s, smallest feasible %s); %zu "
+        "transfers, %s to device, %s to host; predicted stall %.1f ms of a %.1f ms step\n",
+        memory::format_bytes(p.peak_device).c_str(),
+        p.budget ? memory::format_bytes(p.budget).c_str() : "unlimited",
+        memory::format_bytes(p.unconstrained_peak).c_str(),
+        memory::format_bytes(p.min_budget).c_str(), p.transfers.size(),
+        memory::format_bytes(p.bytes_to_device).c_str(),
+        memory::format_bytes(p.bytes_to_host).c_str(), sim.stall_s * 1e3, sim.step_s * 1e3);
+  }
+  return 0;
+}
+
+}  // namespace
+
 int cmd_plan(const std::vector<std::string>& argv) {
-  Args a(argv, {"model", "batch", "seq", "devices", "strategy"}, {"explain", "help"});
-  if (a.flag("help") || !a.has("strategy")) {
+  Args a(argv, with_offload_options({"model", "batch", "seq", "devices", "strategy"}),
+         {"explain", "help"});
+  const memory::OffloadOptions off =
+      offload_options(a, strategy_offload_section(a.str("strategy", "")));
+  const bool one_device = parse_devices(a.str("devices", "threads:1")).count == 1;
+  if (a.flag("help") || (!a.has("strategy") && !off.enabled())) {
     std::fputs(
         "usage: hp plan --model NAME|CONFIG --batch B --seq T --devices threads:N "
-        "--strategy FILE|PRESET [--explain]\n",
+        "--strategy FILE|PRESET [--explain]\n"
+        "       hp plan --model NAME|CONFIG --batch B --seq T --device-memory SIZE|P% "
+        "[--host-memory SIZE --optimizer-state device|host|disk] [--explain]\n",
         a.flag("help") ? stdout : stderr);
     return a.flag("help") ? 0 : 2;
   }
   io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-tiny"));
-  Devices dev = parse_devices(a.str("devices", "threads:1"));
   const int64_t batch = a.i64("batch", 8), seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
+  if (off.enabled()) {
+    HP_CHECK(one_device, "[plan] offload plans one device for now (--devices threads:1)");
+    return plan_offload_step(cfg, batch, seq, off, a.flag("explain"));
+  }
+  Devices dev = parse_devices(a.str("devices", "threads:1"));
   auto plan = plan_for(cfg, a.str("strategy"), dev, batch, seq);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;

@@ -1,17 +1,21 @@
 // `hp train`: trains a GPT-2 or Llama model from a YAML config (flags override it) with a live
 // progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C.
-// Not distributed yet: one device (see docs/cli.md for the options).
+// One device here; --devices/--strategy hand the job to train_spmd.cpp (see docs/cli.md).
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
+#include "cli/devices.hpp"
 #include "cli/generate.hpp"
+#include "cli/offload.hpp"
+#include "cli/train_spmd.hpp"
 #include "hp/data/corpus.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/checkpoint.hpp"
@@ -30,7 +34,8 @@ const std::set<std::string> kValued = {
     "seq",      "steps",       "threads",      "lr",          "warmup",      "min-lr-ratio",
     "weight-decay", "beta1",   "beta2",        "eps",         "clip",        "grad-accum",
     "seed",     "val-every",   "val-batches",  "val-fraction", "ckpt-dir",   "ckpt-every",
-    "keep",     "log-every",   "sample-tokens", "device-memory", "resume-mode"};
+    "keep",     "log-every",   "sample-tokens", "device-memory", "resume-mode",
+    "devices",  "strategy"};
 const std::set<std::string> kFlags = {"json", "resume", "no-resume", "help"};
 
 const char* kHelp =
@@ -43,15 +48,21 @@ const char* kHelp =
     "           --grad-accum M (micro-batches per step)\n"
     "Data:      --seed --val-fraction F --val-every N --val-batches K\n"
     "Output:    --log-every N --ckpt-dir DIR --ckpt-every N --keep K --sample-tokens N\n"
-    "Memory:    --device-memory SIZE (hard budget, e.g. 512MiB)\n";
+    "Memory:    --device-memory SIZE (offload budget: 512MiB, or 25% of the unconstrained peak)\n"
+    "           --host-memory SIZE --optimizer-state device|host|disk --offload-dir DIR\n"
+    "           (or an offload: map in the YAML config; see docs/offload.md)\n"
+    "Devices:   --devices threads:N|mpi --strategy FILE.yaml|PRESET (dp2, fsdp4, tp2, ...)\n";
 
-// YAML keys become defaults for the same-named options.
-void apply_yaml(Args& a, const io::YamlNode& y) {
-  std::vector<std::string> allowed(kValued.begin(), kValued.end());
+// YAML keys become defaults for the same-named options; an `offload:` map goes to `offload`.
+void apply_yaml(Args& a, const io::YamlNode& y, std::optional<io::YamlNode>& offload) {
+  const std::set<std::string> valued = with_offload_options(kValued);
+  std::vector<std::string> allowed(valued.begin(), valued.end());
   allowed.push_back("resume");
+  allowed.push_back("offload");
   y.check_keys(allowed);
   for (auto& [k, v] : y.entries()) {
     if (k == "resume") a.set_default("resume-mode", v.as_string());
+    else if (k == "offload") offload = v;
     else a.set_default(k, v.as_string());
   }
 }
@@ -84,13 +95,15 @@ std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const st
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& argv) {
-  Args a(argv, kValued, kFlags);
+  Args a(argv, with_offload_options(kValued), kFlags);
   if (a.flag("help")) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  if (a.has("config")) apply_yaml(a, io::YamlNode::load_file(a.str("config")));
-  else if (!a.has("model")) apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"));
+  std::optional<io::YamlNode> offload_yaml;
+  if (a.has("config")) apply_yaml(a, io::YamlNode::load_file(a.str("config")), offload_yaml);
+  else if (!a.has("model"))
+    apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"), offload_yaml);
   const bool json = a.flag("json");
   FILE* human = json ? stderr : stdout;
 
@@ -109,7 +122,11 @@ int cmd_train(const std::vector<std::string>& argv) {
   opt.schedule.warmup = a.i64("warmup", 0);
   opt.schedule.total = steps;
   opt.schedule.min_ratio = a.f64("min-lr-ratio", 0.1);
-  if (a.has("device-memory")) opt.device_budget = parse_bytes(a.str("device-memory"), "--device-memory");
+  if (auto st = strategy_offload_section(a.str("strategy", ""))) {
+    HP_CHECK(!offload_yaml, "offload: given in both the config and the strategy; keep one");
+    offload_yaml = st;
+  }
+  const memory::OffloadOptions off = offload_options(a, offload_yaml);
   const int64_t accum = a.i64("grad-accum", 1);
   const uint64_t seed = uint64_t(a.i64("seed", 1));
   HP_CHECK(opt.batch > 0 && opt.seq > 0 && steps >= 0 && accum >= 1 && opt.threads >= 1,
@@ -122,7 +139,12 @@ int cmd_train(const std::vector<std::string>& argv) {
   io::TensorMap params = a.has("init")
                              ? nn::adopt_params(cfg, io::read_safetensors(a.str("init")), a.str("init"))
                              : nn::init_params(cfg, seed);
-  train::Trainer tr(cfg, params, opt);
+  if (off.enabled() && (a.has("devices") || a.has("strategy")))
+    HP_CHECK(parse_devices(a.str("devices", "threads:1")).count == 1,
+             "offload (--device-memory, --optimizer-state, offload:) runs on one device for now");
+  else if (a.has("devices") || a.has("strategy"))  // several devices: train_spmd.cpp
+    return train_spmd(a, cfg, opt, steps, seed, *src, val.get(), params);
+  auto tr = make_trainer(cfg, params, opt, off);  // train::Trainer, or the offload trainer
 
   const std::string ckpt_dir = a.str("ckpt-dir", "");
   const std::string resume_mode =
@@ -132,11 +154,11 @@ int cmd_train(const std::vector<std::string>& argv) {
     auto ck = io::load_latest(ckpt_dir);
     HP_CHECK(ck || resume_mode == "auto", "--resume: no checkpoint in ", ckpt_dir);
     if (ck) {
-      for (auto& [name, t] : tr.params()) {
+      for (auto& [name, t] : tr->params()) {
         HP_CHECK(ck->model.count(name), "checkpoint lacks parameter '", name, "'");
         const_cast<Tensor&>(t).copy_from(ck->model.at(name));
       }
-      tr.optimizer().load_state(ck->optimizer, ck->step);
+      tr->load_optimizer_state(ck->optimizer, ck->step);
       src->set_position(data::LoaderPosition::from_json(ck->data));
       start = ck->step;
       std::fprintf(human, "resumed from %s/step-%lld\n", ckpt_dir.c_str(), (long long)start);
@@ -146,8 +168,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (ckpt_dir.empty()) return;
     io::Checkpoint ck;
     ck.step = done;
-    ck.model = tr.params();
-    ck.optimizer = tr.optimizer().state();
+    ck.model = tr->params();
+    ck.optimizer = tr->optimizer_state();
     ck.data = src->position().to_json();
     ck.extra = {{"config", cfg.to_json()}, {"seed", seed}};
     io::save_checkpoint(ckpt_dir, ck, {int(a.i64("keep", 3))});
@@ -162,6 +184,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                io::architecture_name(cfg.arch), (long long)cfg.n_layer, (long long)D,
                (long long)cfg.n_head, (long long)cfg.vocab, (long long)opt.batch,
                (long long)opt.seq, (long long)accum, opt.threads, peak);
+  if (std::string s = tr->summary(); !s.empty()) std::fprintf(human, "%s\n", s.c_str());
   std::fflush(human);
 
   g_stop = 0;
@@ -178,14 +201,14 @@ int cmd_train(const std::vector<std::string>& argv) {
       micro.push_back({b.input, b.target});
     }
     auto t0 = std::chrono::steady_clock::now();
-    train::StepResult r = tr.step(micro);
+    train::StepResult r = tr->step(micro);
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     done = s + 1;
     if (s > start) spent += dt, ++timed;  // the first step warms caches up
     const double tps = tokens_per_step / dt;
-    const double gflops = tr.flops_per_micro_batch() * double(accum) / dt / 1e9;
+    const double gflops = tr->flops_per_micro_batch() * double(accum) / dt / 1e9;
     const double eta = (timed ? spent / double(timed) : dt) * double(steps - done);
-    const size_t peak_bytes = tr.device().peak_bytes();
+    const size_t peak_bytes = tr->peak_device_bytes();
     if (json) {
       std::printf("{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
                   "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_share\": %.4f, "
@@ -212,7 +235,7 @@ int cmd_train(const std::vector<std::string>& argv) {
       const int64_t nb = std::max<int64_t>(1, a.i64("val-batches", 4));
       for (int64_t k = 0; k < nb; ++k) {
         data::Batch b = val->next();
-        vl += tr.eval(b.input, b.target) / double(nb);
+        vl += tr->eval(b.input, b.target) / double(nb);
       }
       if (json) std::printf("{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s, vl);
       std::fprintf(human, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)done, vl);
@@ -230,14 +253,14 @@ int cmd_train(const std::vector<std::string>& argv) {
   if (timed > 0)
     std::fprintf(human, "done: %lld steps, %.0f tok/s average, peak memory %s\n", (long long)done,
                  tokens_per_step * double(timed) / spent,
-                 human_bytes(double(tr.device().peak_bytes())).c_str());
+                 human_bytes(double(tr->peak_device_bytes())).c_str());
   if (int64_t n = a.i64("sample-tokens", 0); n > 0) {
     SampleOptions so;
     so.tokens = n;
     so.threads = opt.threads;
     so.seed = seed;
     std::fprintf(human, "sample:\nAnd God said%s\n",
-                 sample_text(cfg, tr.params(), "And God said", so).c_str());
+                 sample_text(cfg, tr->params(), "And God said", so).c_str());
   }
   return 0;
 }

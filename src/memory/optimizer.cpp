@@ -137,6 +137,30 @@ io::TensorMap OffloadedAdamW::state() const {
   return s;
 }
 
+void OffloadedAdamW::load_state(const io::TensorMap& state, int64_t steps_done) {
+  if (inner_) {
+    inner_->load_state(state, steps_done);
+    return;
+  }
+  auto find = [&](const char* prefix, const optim::ParamRef& p) -> const Tensor& {
+    auto it = state.find(prefix + p.name);
+    HP_CHECK(it != state.end(), "[adamw] optimizer state lacks '", prefix, p.name, "'");
+    HP_CHECK(it->second.shape() == p.param.shape(), "[adamw] optimizer state '", prefix, p.name,
+             "' has shape ", shape_str(it->second.shape()));
+    return it->second;
+  };
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const Bucket& k = buckets_[b];
+    Tensor m = find("m/", params_[k.param]).to(DType::kF32);
+    Tensor v = find("v/", params_[k.param]).to(DType::kF32);
+    float* buf = staging_[0].f32();
+    std::memcpy(buf, m.f32() + k.begin, size_t(k.len) * sizeof(float));
+    std::memcpy(buf + k.len, v.f32() + k.begin, size_t(k.len) * sizeof(float));
+    pool_.write_async(engine_, key(b), buf, size_t(2 * k.len) * sizeof(float)).wait(timeout_);
+  }
+  t_ = steps_done;
+}
+
 size_t OffloadedAdamW::state_bytes() const {
   if (inner_) return inner_->state_bytes();
   size_t b = 0;

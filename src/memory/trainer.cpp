@@ -10,64 +10,73 @@
 
 namespace hp::memory {
 
+std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
+                                    const OffloadOptions& o) {
+  auto sp = std::make_unique<StepPlan>();
+  sp->traced = nn::trace(cfg, batch, seq, true);
+  sp->infos = nn::param_infos(cfg);
+  sp->grad_vars = autodiff::grad(sp->traced.loss, sp->traced.params);
+  for (size_t i = 0; i < sp->grad_vars.size(); ++i)
+    sp->traced.graph->set_name(sp->grad_vars[i].id, "grad/" + sp->infos[i].name);
+  std::vector<ir::ValueId> outs{sp->traced.loss.id};
+  for (auto& g : sp->grad_vars) outs.push_back(g.id);
+  sp->program = runtime::compile(*sp->traced.graph, outs);
+
+  for (auto& info : sp->infos) sp->param_bytes += size_t(numel(info.shape)) * sizeof(float);
+  sp->state_bytes = 2 * sp->param_bytes;
+  // Peak with nothing offloaded: the reference every fraction is taken of.
+  sp->peak = memory::unconstrained_peak(sp->program, sp->state_bytes);
+  sp->budget = o.device_budget.resolve(sp->peak);
+  bool plan = !o.device_budget.unlimited() || o.optimizer_state != Tier::kDevice;
+  if (o.auto_mode && sp->budget != 0) plan = sp->budget < sp->peak;
+
+  PlanRequest& req = sp->request;
+  req.device_budget = sp->budget;
+  req.resident_bytes = o.optimizer_state == Tier::kDevice ? sp->state_bytes : 0;
+  req.params = o.params;
+  req.grads = o.grads;
+  req.activations = o.activations;
+  req.recompute = o.recompute;
+  req.cost.gflops = o.gflops;
+  req.cost.link_bytes_per_s = o.link_gbps * 1e9;
+  if (plan) sp->plan = plan_offload(sp->program, req);
+  return sp;
+}
+
 OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& params,
                                OffloadTrainConfig c)
     : cfg_(cfg), c_(std::move(c)) {
   HP_CHECK(c_.threads >= 1, "[offload] threads must be >= 1");
   const OffloadOptions& o = c_.offload;
-  traced_ = nn::trace(cfg_, c_.batch, c_.seq, true);
-  infos_ = nn::param_infos(cfg_);
-  grad_vars_ = autodiff::grad(traced_.loss, traced_.params);
-  for (size_t i = 0; i < grad_vars_.size(); ++i)
-    traced_.graph->set_name(grad_vars_[i].id, "grad/" + infos_[i].name);
-  std::vector<ir::ValueId> outs{traced_.loss.id};
-  for (auto& g : grad_vars_) outs.push_back(g.id);
-  prog_ = runtime::compile(*traced_.graph, outs);
-
-  size_t param_bytes = 0;
-  for (auto& info : infos_) param_bytes += size_t(numel(info.shape)) * sizeof(float);
-  const size_t state_bytes = 2 * param_bytes;
-  const size_t state_on_device = o.optimizer_state == Tier::kDevice ? state_bytes : 0;
-  // Peak with nothing offloaded: the reference every fraction is taken of.
-  peak_ = memory::unconstrained_peak(prog_, state_bytes);
-  budget_ = o.device_budget.resolve(peak_);
-  bool plan = !o.device_budget.unlimited() || o.optimizer_state != Tier::kDevice;
-  if (o.auto_mode && budget_ != 0) plan = budget_ < peak_;
+  sp_ = plan_step(cfg_, c_.batch, c_.seq, o);
+  const bool plan = sp_->plan.has_value();
 
   engine_ = std::make_unique<TransferEngine>(o.transfer_threads);
   const bool needs_disk = o.optimizer_state == Tier::kDisk;
-  pool_ =
-      std::make_unique<TieredPool>(std::make_shared<Allocator>("device0", budget_), o.host_budget,
-                                   needs_disk ? o.offload_dir : std::filesystem::path());
+  pool_ = std::make_unique<TieredPool>(std::make_shared<Allocator>("device0", sp_->budget),
+                                       o.host_budget,
+                                       needs_disk ? o.offload_dir : std::filesystem::path());
   const auto timeout = std::chrono::milliseconds(o.timeout_ms);
 
   // Parameters live on the host tier under a plan, on the device otherwise.
   const auto& palloc = plan ? pool_->host() : pool_->device();
   std::vector<optim::ParamRef> refs;
-  for (size_t i = 0; i < infos_.size(); ++i) {
-    auto it = params.find(infos_[i].name);
-    HP_CHECK(it != params.end(), "[offload] missing parameter '", infos_[i].name, "'");
+  for (size_t i = 0; i < sp_->infos.size(); ++i) {
+    auto it = params.find(sp_->infos[i].name);
+    HP_CHECK(it != params.end(), "[offload] missing parameter '", sp_->infos[i].name, "'");
     params_.push_back(it->second.to(DType::kF32, palloc));
-    refs.push_back({infos_[i].name, params_.back(), infos_[i].decay});
+    refs.push_back({sp_->infos[i].name, params_.back(), sp_->infos[i].decay});
   }
+  const auto& params_ids = sp_->traced.params;
   if (plan) {
-    PlanRequest req;
-    req.device_budget = budget_;
-    req.resident_bytes = state_on_device;
-    req.params = o.params;
-    req.grads = o.grads;
-    req.activations = o.activations;
-    req.recompute = o.recompute;
-    req.cost.gflops = o.gflops;
-    req.cost.link_bytes_per_s = o.link_gbps * 1e9;
-    plan_ = plan_offload(prog_, req);
-    exec_ = std::make_unique<runtime::Executor>(plan_->program, pool_->device(),
+    exec_ = std::make_unique<runtime::Executor>(sp_->plan->program, pool_->device(),
                                                 cpu::Context{c_.threads});
-    runner_ = std::make_unique<OffloadRunner>(*plan_, *pool_, *engine_, timeout);
-    for (size_t i = 0; i < params_.size(); ++i) runner_->bind(traced_.params[i].id, params_[i]);
+    runner_ = std::make_unique<OffloadRunner>(*sp_->plan, *pool_, *engine_, timeout);
+    for (size_t i = 0; i < params_.size(); ++i) runner_->bind(params_ids[i].id, params_[i]);
   } else {
-    exec_ = std::make_unique<runtime::Executor>(prog_, pool_->device(), cpu::Context{c_.threads});
-    for (size_t i = 0; i < params_.size(); ++i) exec_->bind(traced_.params[i].id, params_[i]);
+    exec_ = std::make_unique<runtime::Executor>(sp_->program, pool_->device(),
+                                                cpu::Context{c_.threads});
+    for (size_t i = 0; i < params_.size(); ++i) exec_->bind(params_ids[i].id, params_[i]);
   }
   adam_ =
       std::make_unique<OffloadedAdamW>(c_.adam, refs, o.optimizer_state, *pool_, *engine_, timeout);
@@ -75,33 +84,55 @@ OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& 
 
 OffloadTrainer::~OffloadTrainer() = default;
 
-OffloadStep OffloadTrainer::step(const Tensor& tokens, const Tensor& targets) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const cpu::Context ctx{c_.threads};
+void OffloadTrainer::run(runtime::Executor& ex, OffloadRunner* runner, const Tensor& tokens,
+                         const Tensor& targets) {
   Tensor tok = tokens.dtype() == DType::kI64 ? tokens : tokens.to(DType::kI64);
   Tensor tgt = targets.dtype() == DType::kI64 ? targets : targets.to(DType::kI64);
-  OffloadStep r;
-  std::vector<Tensor> grads;
-  double loss = 0;
-  if (runner_) {
-    runner_->bind(traced_.tokens.id, tok.is_contiguous() ? tok : tok.clone());
-    runner_->bind(traced_.targets.id, tgt.is_contiguous() ? tgt : tgt.clone());
-    runner_->run(*exec_);
-    r.stall_seconds = runner_->stall_seconds();
-    loss = runner_->result(traced_.loss.id).f32()[0];
-    for (auto& g : grad_vars_) grads.push_back(runner_->result(g.id));
+  if (runner) {
+    runner->bind(sp_->traced.tokens.id, tok.is_contiguous() ? tok : tok.clone());
+    runner->bind(sp_->traced.targets.id, tgt.is_contiguous() ? tgt : tgt.clone());
+    runner->run(ex);
   } else {
-    exec_->bind(traced_.tokens.id, tok);
-    exec_->bind(traced_.targets.id, tgt);
-    exec_->run();
-    loss = exec_->get(traced_.loss.id).f32()[0];
-    for (auto& g : grad_vars_) grads.push_back(exec_->get(g.id));
+    ex.bind(sp_->traced.tokens.id, tok);
+    ex.bind(sp_->traced.targets.id, tgt);
+    ex.run();
   }
-  HP_CHECK(std::isfinite(loss), "[offload] loss is not finite (", loss, ") at optimizer step ",
-           adam_->steps_done());
-  r.loss = loss;
+}
+
+Tensor OffloadTrainer::get(runtime::Executor& ex, OffloadRunner* runner, ir::ValueId v) const {
+  return runner ? runner->result(v) : ex.get(v);
+}
+
+OffloadStep OffloadTrainer::step(const Tensor& tokens, const Tensor& targets) {
+  return step(std::vector<std::pair<Tensor, Tensor>>{{tokens, targets}});
+}
+
+OffloadStep OffloadTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
+  HP_CHECK(!micro.empty(), "[offload] step needs at least one micro-batch");
+  const auto t0 = std::chrono::steady_clock::now();
+  const cpu::Context ctx{c_.threads};
+  const size_t n = micro.size();
+  OffloadStep r;
+  for (size_t k = 0; k < n; ++k) {
+    grads_.clear();  // may hold device buffers: give them back before the plan runs again
+    run(*exec_, runner_.get(), micro[k].first, micro[k].second);
+    if (runner_) r.stall_seconds += runner_->stall_seconds();
+    const double loss = get(*exec_, runner_.get(), sp_->traced.loss.id).f32()[0];
+    HP_CHECK(std::isfinite(loss), "[offload] loss is not finite (", loss, ") at optimizer step ",
+             adam_->steps_done());
+    r.loss += loss / double(n);
+    for (auto& g : sp_->grad_vars) grads_.push_back(get(*exec_, runner_.get(), g.id));
+    if (n == 1) break;
+    // The same accumulation as train::Trainer: accum = (k ? accum : 0) + g / n, on the host.
+    if (accum_.empty())
+      for (auto& g : sp_->grad_vars)
+        accum_.push_back(Tensor::zeros(g.shape(), DType::kF32, pool_->host()));
+    for (size_t i = 0; i < grads_.size(); ++i)
+      cpu::axpby(ctx, grads_[i].numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n),
+                 grads_[i].f32(), accum_[i].f32());
+  }
   std::vector<Tensor*> gp;
-  for (auto& g : grads) gp.push_back(&g);
+  for (size_t i = 0; i < grads_.size(); ++i) gp.push_back(n == 1 ? &grads_[i] : &accum_[i]);
   r.grad_norm = optim::clip_grad_norm(ctx, gp, c_.clip);
   r.lr = c_.adam.lr * c_.schedule.factor(adam_->steps_done());
   std::vector<const Tensor*> cg(gp.begin(), gp.end());
@@ -110,9 +141,41 @@ OffloadStep OffloadTrainer::step(const Tensor& tokens, const Tensor& targets) {
   return r;
 }
 
+double OffloadTrainer::eval(const Tensor& tokens, const Tensor& targets) {
+  grads_.clear();
+  if (!eval_exec_) {
+    eval_prog_ = runtime::compile(*sp_->traced.graph, {sp_->traced.loss.id});
+    const auto& ids = sp_->traced.params;
+    if (sp_->plan) {
+      eval_plan_ = plan_offload(*eval_prog_, sp_->request);
+      eval_exec_ = std::make_unique<runtime::Executor>(eval_plan_->program, pool_->device(),
+                                                       cpu::Context{c_.threads});
+      eval_runner_ = std::make_unique<OffloadRunner>(
+          *eval_plan_, *pool_, *engine_, std::chrono::milliseconds(c_.offload.timeout_ms));
+      for (size_t i = 0; i < params_.size(); ++i) eval_runner_->bind(ids[i].id, params_[i]);
+    } else {
+      eval_exec_ = std::make_unique<runtime::Executor>(*eval_prog_, pool_->device(),
+                                                       cpu::Context{c_.threads});
+      for (size_t i = 0; i < params_.size(); ++i) eval_exec_->bind(ids[i].id, params_[i]);
+    }
+  }
+  run(*eval_exec_, eval_runner_.get(), tokens, targets);
+  return get(*eval_exec_, eval_runner_.get(), sp_->traced.loss.id).f32()[0];
+}
+
+io::TensorMap OffloadTrainer::grads() const {
+  io::TensorMap m;
+  for (size_t i = 0; i < grads_.size(); ++i) m.emplace(sp_->infos[i].name, grads_[i]);
+  return m;
+}
+
+void OffloadTrainer::load_optimizer_state(const io::TensorMap& state, int64_t steps_done) {
+  adam_->load_state(state, steps_done);
+}
+
 io::TensorMap OffloadTrainer::params() const {
   io::TensorMap m;
-  for (size_t i = 0; i < infos_.size(); ++i) m.emplace(infos_[i].name, params_[i]);
+  for (size_t i = 0; i < sp_->infos.size(); ++i) m.emplace(sp_->infos[i].name, params_[i]);
   return m;
 }
 

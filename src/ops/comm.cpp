@@ -1,5 +1,7 @@
 // Communication ops of SPMD programs: "redistribute" moves one tensor from one layout to another
-// (collectives along mesh axes). Its kernel runs through the rank's ir::CommRunner.
+// (collectives along mesh axes); "redistribute_start" issues a move and returns at once (a scalar
+// placeholder out), "redistribute_wait" blocks for it and yields the moved tensor, so compute
+// placed between the two overlaps the communication. Kernels run through the rank's CommRunner.
 // Not in model graphs: only the SPMD lowering (hp/shard/lower.hpp) inserts these nodes.
 #include "ops/common.hpp"
 
@@ -18,6 +20,31 @@ void register_comm(Table& t) {
     k.comm->run(k);
   };
   t.push_back(std::move(d));
+
+  OpDef st;
+  st.name = "redistribute_start";  // attrs: key; one input: global, from, to, steps; more: axis,
+                                   // reduce (a bucket of all-reduces)
+  st.infer = [](const Types& in, const Attrs&) {
+    HP_CHECK(!in.empty(), "[redistribute_start] needs at least one input");
+    return Types{{Shape{}, in[0].dtype}};
+  };
+  st.cpu = [](KernelArgs& k) {
+    HP_CHECK(k.comm, "a communication node needs a CommRunner (Executor::set_comm_runner)");
+    k.comm->start(k);
+  };
+  t.push_back(std::move(st));
+
+  OpDef wt;
+  wt.name = "redistribute_wait";  // attrs: key, index (piece of a bucket), shape (local output)
+  wt.infer = [](const Types& in, const Attrs& at) {
+    expect_arity(in, 1);
+    return Types{{at.ints("shape"), in[0].dtype}};
+  };
+  wt.cpu = [](KernelArgs& k) {
+    HP_CHECK(k.comm, "a communication node needs a CommRunner (Executor::set_comm_runner)");
+    k.comm->finish(k);
+  };
+  t.push_back(std::move(wt));
 }
 
 }  // namespace hp::ops

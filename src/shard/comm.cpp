@@ -5,6 +5,8 @@
 #include "hp/shard/comm.hpp"
 
 #include <cstring>
+#include <functional>
+#include <utility>
 
 #include "hp/shard/lower.hpp"
 
@@ -87,115 +89,164 @@ comm::Communicator& RankComm::group(const Axes& axes) {
   return *it->second;
 }
 
-Tensor RankComm::move(const Tensor& local, const Shape& global, const Layout& from,
-                      const Layout& to, const std::vector<Step>& steps) {
-  const size_t w = dtype_size(local.dtype());
-  const DType t = local.dtype();
-  Layout lay = from;
-  Box box = local_box(global, lay, mesh_, rank_);
-  HP_CHECK(box.extent == local.shape(), "[shard] redistribute: piece ", shape_str(local.shape()),
+// A redistribution in progress: the bytes of this rank's piece in layout `lay` (box `box`), the
+// steps still to run, and the collective in flight with what completes its step.
+struct RankComm::Move {
+  Shape global;
+  Layout lay, to;
+  Box box;
+  DType t = DType::kF32;
+  size_t w = 4;
+  Bytes buf;
+  std::vector<Step> steps;
+  size_t next = 0;
+  comm::Work work;
+  std::function<void()> after;  // runs once `work` has finished
+  std::vector<size_t> pieces;   // a bucket: element offsets of its inputs (plus the end)
+  int readers = 1;              // wait nodes still to read it
+};
+
+RankComm::~RankComm() = default;
+
+void RankComm::wait_work(comm::Work& w) {
+  const auto t0 = std::chrono::steady_clock::now();
+  w.wait(timeout_);
+  blocked_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  w = comm::Work();
+}
+
+std::unique_ptr<RankComm::Move> RankComm::begin_move(const Tensor& local, const Shape& global,
+                                                     const Layout& from, const Layout& to,
+                                                     const std::vector<Step>& steps) {
+  auto m = std::make_unique<Move>();
+  m->global = global;
+  m->lay = from;
+  m->to = to;
+  m->t = local.dtype();
+  m->w = dtype_size(local.dtype());
+  m->steps = steps;
+  m->box = local_box(global, from, mesh_, rank_);
+  HP_CHECK(m->box.extent == local.shape(), "[shard] redistribute: piece ", shape_str(local.shape()),
            " does not match ", from.str(), " of ", shape_str(global));
-  Bytes buf(local.nbytes());
-  if (!buf.empty()) std::memcpy(buf.data(), local.raw(), buf.size());
+  m->buf.resize(local.nbytes());
+  if (!m->buf.empty()) std::memcpy(m->buf.data(), local.raw(), m->buf.size());
+  return m;
+}
+
+void RankComm::advance(Move& m, bool async) {
+  const size_t w = m.w;
+  const DType t = m.t;
+  const Shape& global = m.global;
   auto boxes_of = [&](const Axes& axes, const Layout& l) {
     std::vector<Box> bs;
     for (int r : mesh_.group(rank_, axes)) bs.push_back(local_box(global, l, mesh_, r));
     return bs;
   };
-  auto gather_into = [&](const Axes& axes, const Layout& after) {
-    // Every member's piece (in `lay`) gathered, then this rank's box of `after` cut out.
-    std::vector<Box> bs = boxes_of(axes, lay);
-    std::vector<size_t> counts;
-    size_t total = 0;
-    for (const Box& b : bs) counts.push_back(size_t(b.numel())), total += size_t(b.numel());
-    Bytes all(total * w);
-    group(axes).all_gather(buf.data(), all.data(), counts, t).wait(timeout_);
+  auto local_step = [&](const Layout& after) {  // no communication: cut this rank's new box
     Box nb = local_box(global, after, mesh_, rank_);
     Bytes out(size_t(nb.numel()) * w);
-    size_t off = 0;
-    for (size_t j = 0; j < bs.size(); ++j) {
-      Box r = intersect(bs[j], nb);
-      copy_region(all.data() + off * w, bs[j], out.data(), nb, r, w);
-      off += counts[j];
-    }
-    buf.swap(out);
-    box = nb;
-    lay = after;
+    copy_region(m.buf.data(), m.box, out.data(), nb, nb, w);
+    m.buf.swap(out);
+    m.box = nb;
+    m.lay = after;
   };
-  for (const Step& s : steps) {
-    switch (s.kind) {
-      case StepKind::kSlice: {
-        Box nb = local_box(global, s.after, mesh_, rank_);
-        Bytes out(size_t(nb.numel()) * w);
-        copy_region(buf.data(), box, out.data(), nb, nb, w);
-        buf.swap(out);
-        box = nb;
-        lay = s.after;
-        break;
+  auto gather_into = [&](const Axes& axes, const Layout& after) {
+    // Every member's piece (in `lay`) gathered, then this rank's box of `after` cut out.
+    auto bs = std::make_shared<std::vector<Box>>(boxes_of(axes, m.lay));
+    auto counts = std::make_shared<std::vector<size_t>>();
+    size_t total = 0;
+    for (const Box& b : *bs) counts->push_back(size_t(b.numel())), total += size_t(b.numel());
+    auto all = std::make_shared<Bytes>(total * w);
+    m.work = group(axes).all_gather(m.buf.data(), all->data(), *counts, t);
+    m.after = [this, &m, bs, counts, all, after, w] {
+      Box nb = local_box(m.global, after, mesh_, rank_);
+      Bytes out(size_t(nb.numel()) * w);
+      size_t off = 0;
+      for (size_t j = 0; j < bs->size(); ++j) {
+        Box r = intersect((*bs)[j], nb);
+        copy_region(all->data() + off * w, (*bs)[j], out.data(), nb, r, w);
+        off += (*counts)[j];
       }
+      m.buf.swap(out);
+      m.box = nb;
+      m.lay = after;
+    };
+  };
+  while (true) {
+    if (m.work.valid()) {
+      if (async) return;
+      wait_work(m.work);
+      if (m.after) std::exchange(m.after, nullptr)();
+    }
+    if (m.next == m.steps.size()) break;
+    const Step& s = m.steps[m.next++];
+    switch (s.kind) {
+      case StepKind::kSlice:
+        local_step(s.after);
+        break;
       case StepKind::kMakePartial: {
         Box nb = local_box(global, s.after, mesh_, rank_);
         Bytes out(size_t(nb.numel()) * w, 0);
         const bool keep_all = s.after.reduce != ReduceOp::kSum;
-        HP_CHECK(!keep_all || lay.dim_of(s.axis) < 0,
+        HP_CHECK(!keep_all || m.lay.dim_of(s.axis) < 0,
                  "[shard] make_partial of a split dim needs a sum");
         const bool first = mesh_.coords(rank_)[mesh_.axis_index(s.axis)] == 0;
-        if (lay.dim_of(s.axis) >= 0 || first || keep_all)
-          copy_region(buf.data(), box, out.data(), nb, box, w);
-        buf.swap(out);
-        box = nb;
-        lay = s.after;
+        if (m.lay.dim_of(s.axis) >= 0 || first || keep_all)
+          copy_region(m.buf.data(), m.box, out.data(), nb, m.box, w);
+        m.buf.swap(out);
+        m.box = nb;
+        m.lay = s.after;
         break;
       }
       case StepKind::kAllGather:
         gather_into({s.axis}, s.after);
         break;
       case StepKind::kAllReduce:
-        group({s.axis})
-            .all_reduce(buf.data(), buf.data(), size_t(box.numel()), t, comm_op(lay.reduce))
-            .wait(timeout_);
-        lay = s.after;
+        m.work = group({s.axis}).all_reduce(m.buf.data(), m.buf.data(), size_t(m.box.numel()), t,
+                                            comm_op(m.lay.reduce));
+        m.after = [&m, after = s.after] { m.lay = after; };
         break;
       case StepKind::kReduceScatter: {
         std::vector<Box> bs = boxes_of({s.axis}, s.after);
         std::vector<size_t> counts;
-        Bytes send;
+        auto send = std::make_shared<Bytes>();
         for (const Box& b : bs) {
           counts.push_back(size_t(b.numel()));
           Bytes piece(size_t(b.numel()) * w);
-          copy_region(buf.data(), box, piece.data(), b, b, w);
-          send.insert(send.end(), piece.begin(), piece.end());
+          copy_region(m.buf.data(), m.box, piece.data(), b, b, w);
+          send->insert(send->end(), piece.begin(), piece.end());
         }
         Box nb = local_box(global, s.after, mesh_, rank_);
-        Bytes out(size_t(nb.numel()) * w);
-        group({s.axis})
-            .reduce_scatter(send.data(), out.data(), counts, t, comm_op(lay.reduce))
-            .wait(timeout_);
-        buf.swap(out);
-        box = nb;
-        lay = s.after;
+        m.buf.assign(size_t(nb.numel()) * w, 0);
+        m.work = group({s.axis}).reduce_scatter(send->data(), m.buf.data(), counts, t,
+                                                comm_op(m.lay.reduce));
+        m.after = [&m, send, nb, after = s.after] {
+          m.box = nb;
+          m.lay = after;
+        };
         break;
       }
       case StepKind::kAllToAll:
       case StepKind::kSendRecv: {
-        Axes axes = split_axes(mesh_, lay);
-        if (axes.empty()) {
-          Box nb = local_box(global, s.after, mesh_, rank_);
-          Bytes out(size_t(nb.numel()) * w);
-          copy_region(buf.data(), box, out.data(), nb, nb, w);
-          buf.swap(out);
-          box = nb;
-          lay = s.after;
-        } else {
+        Axes axes = split_axes(mesh_, m.lay);
+        if (axes.empty())
+          local_step(s.after);
+        else
           gather_into(axes, s.after);
-        }
         break;
       }
     }
+    if (m.work.valid()) ++issued_;
   }
-  HP_CHECK(lay == to, "[shard] redistribute ended in ", lay.str(), ", not ", to.str());
-  Tensor out(box.extent, t);
-  if (!buf.empty()) std::memcpy(out.raw(), buf.data(), buf.size());
+  HP_CHECK(m.lay == m.to, "[shard] redistribute ended in ", m.lay.str(), ", not ", m.to.str());
+}
+
+Tensor RankComm::move(const Tensor& local, const Shape& global, const Layout& from,
+                      const Layout& to, const std::vector<Step>& steps) {
+  auto m = begin_move(local, global, from, to, steps);
+  advance(*m, false);
+  Tensor out(m->box.extent, m->t);
+  if (!m->buf.empty()) std::memcpy(out.raw(), m->buf.data(), m->buf.size());
   return out;
 }
 
@@ -206,6 +257,64 @@ void RankComm::run(ir::KernelArgs& k) {
   HP_CHECK(r.shape() == k.out[0]->shape(), "[shard] redistribute produced ", shape_str(r.shape()),
            ", the node needs ", shape_str(k.out[0]->shape()));
   if (r.nbytes()) std::memcpy(k.out[0]->raw(), r.raw(), r.nbytes());
+}
+
+void RankComm::start(ir::KernelArgs& k) {
+  const ir::Attrs& at = k.node.attrs;
+  const int64_t key = at.i("key");
+  HP_CHECK(!pending_.count(key), "[shard] redistribution ", key, " started twice");
+  std::unique_ptr<Move> m;
+  if (k.in.size() == 1 && !at.has("axis")) {
+    m = begin_move(*k.in[0], at.ints("global"), Layout::parse(at.s("from")),
+                   Layout::parse(at.s("to")), decode_steps(at.s("steps")));
+    advance(*m, true);
+  } else {  // a bucket: every input all-reduced along one axis in one collective
+    m = std::make_unique<Move>();
+    m->t = k.in[0]->dtype();
+    m->w = dtype_size(m->t);
+    m->pieces.push_back(0);
+    for (const Tensor* x : k.in) {
+      HP_CHECK(x->dtype() == m->t, "[shard] a bucket mixes dtypes");
+      m->pieces.push_back(m->pieces.back() + size_t(x->numel()));
+    }
+    m->buf.resize(m->pieces.back() * m->w);
+    for (size_t i = 0; i < k.in.size(); ++i)
+      if (k.in[i]->nbytes())
+        std::memcpy(m->buf.data() + m->pieces[i] * m->w, k.in[i]->raw(), k.in[i]->nbytes());
+    const ReduceOp op = ReduceOp(at.i("reduce"));
+    m->work = group({at.s("axis")})
+                  .all_reduce(m->buf.data(), m->buf.data(), m->pieces.back(), m->t, comm_op(op));
+    ++issued_;
+    m->readers = int(k.in.size());
+  }
+  pending_[key] = std::move(m);
+  std::memset(k.out[0]->raw(), 0, k.out[0]->nbytes());
+}
+
+void RankComm::finish(ir::KernelArgs& k) {
+  const ir::Attrs& at = k.node.attrs;
+  auto it = pending_.find(at.i("key"));
+  HP_CHECK(it != pending_.end(), "[shard] redistribution ", at.i("key"), " was never started");
+  Move& m = *it->second;
+  const char* src = nullptr;
+  size_t bytes = 0;
+  if (m.pieces.empty()) {
+    advance(m, false);
+    src = m.buf.data();
+    bytes = m.buf.size();
+    HP_CHECK(m.box.extent == k.out[0]->shape(), "[shard] redistribute produced ",
+             shape_str(m.box.extent), ", the node needs ", shape_str(k.out[0]->shape()));
+  } else {
+    if (m.work.valid()) wait_work(m.work);
+    const size_t i = size_t(at.i("index"));
+    HP_CHECK(i + 1 < m.pieces.size(), "[shard] bucket piece ", i, " out of range");
+    src = m.buf.data() + m.pieces[i] * m.w;
+    bytes = (m.pieces[i + 1] - m.pieces[i]) * m.w;
+  }
+  HP_CHECK(bytes == k.out[0]->nbytes(), "[shard] redistribution ", at.i("key"), " gives ", bytes,
+           " bytes, the node needs ", k.out[0]->nbytes());
+  if (bytes) std::memcpy(k.out[0]->raw(), src, bytes);
+  if (--m.readers == 0) pending_.erase(it);
 }
 
 Tensor RankComm::gather(const Tensor& local, const Shape& global, const Layout& layout) {

@@ -1,7 +1,9 @@
 // Lowering a propagated global graph to one rank: sources with local shapes, each live node with
-// its redistributed inputs and local attributes, forced (named) layouts and output layouts.
+// its redistributed inputs and local attributes, forced (named) layouts and output layouts; with
+// overlap, communication split into start/wait nodes placed apart (see LowerOptions).
 #include "hp/shard/lower.hpp"
 
+#include <cctype>
 #include <map>
 #include <sstream>
 
@@ -16,6 +18,23 @@ using ir::ValueId;
 
 bool backward_scope(const std::string& s) {
   return s == "grad" || (s.size() >= 5 && s.compare(s.size() - 5, 5, ".grad") == 0);
+}
+
+// The layer a scope belongs to: "h.3.attn.grad" -> "h.3.grad", "embed" -> "embed".
+std::string layer_of(const std::string& scope) {
+  std::string s = scope;
+  const bool bwd = backward_scope(s);
+  if (bwd) s = s == "grad" ? "" : s.substr(0, s.size() - 5);
+  if (auto d = s.rfind('.'); d != std::string::npos && std::isalpha((unsigned char)s[d + 1]) &&
+                             d > 0 && std::isdigit((unsigned char)s[d - 1]))
+    s = s.substr(0, d);
+  return bwd ? s + ".grad" : s;
+}
+
+bool communicates(const Plan& plan) {
+  for (const Step& s : plan.steps)
+    if (s.kind != StepKind::kSlice && s.kind != StepKind::kMakePartial) return true;
+  return false;
 }
 
 int64_t rows(const Shape& s) {
@@ -64,7 +83,7 @@ std::vector<Step> decode_steps(const std::string& text) {
   return out;
 }
 
-Lowered lower(const ir::Graph& g, const Propagation& p, int rank) {
+Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt) {
   Lowered L;
   L.rank = rank;
   L.graph = std::make_unique<ir::Graph>();
@@ -95,6 +114,114 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank) {
     return lg.apply1("redistribute", {lg.var(local_v)}, at).id;
   };
 
+  // Split form: start nodes return a placeholder the matching wait node reads.
+  int64_t next_key = 0;
+  struct Started {
+    int64_t key;
+    ValueId token;
+    int64_t index;  // piece of a bucket
+    Shape shape;    // local result
+  };
+  auto emit_start = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> Started {
+    const auto& t = g.value(global_v).type;
+    ir::Attrs at;
+    at.set("key", next_key);
+    at.set("global", t.shape);
+    at.set("from", plan.from.str());
+    at.set("to", plan.to.str());
+    at.set("steps", encode_steps(plan));
+    ++L.collectives;
+    ValueId tok = lg.apply1("redistribute_start", {lg.var(local_v)}, at).id;
+    return {next_key++, tok, 0, local_shape(t.shape, plan.to, mesh, rank)};
+  };
+  auto emit_wait = [&](const Started& s) -> ValueId {
+    ir::Attrs at;
+    at.set("key", s.key);
+    at.set("index", s.index);
+    at.set("shape", s.shape);
+    return lg.apply1("redistribute_wait", {lg.var(s.token)}, at).id;
+  };
+  // Gradient buckets: single all-reduces along one axis, started together once full.
+  struct Bucket {
+    std::string axis;
+    ReduceOp reduce = ReduceOp::kSum;
+    DType dtype = DType::kF32;
+    std::vector<ValueId> locals;
+    std::vector<int> outs;  // output indices
+    std::vector<Shape> shapes;
+    size_t bytes = 0;
+  } bucket;
+  std::map<int, Started> out_started;  // output index -> its start
+  auto flush = [&] {
+    if (bucket.locals.empty()) return;
+    ir::Attrs at;
+    at.set("key", next_key);
+    at.set("axis", bucket.axis);
+    at.set("reduce", int64_t(bucket.reduce));
+    std::vector<ir::Var> ins;
+    for (ValueId v : bucket.locals) ins.push_back(lg.var(v));
+    ++L.collectives;
+    ValueId tok = lg.apply1("redistribute_start", ins, at).id;
+    for (size_t i = 0; i < bucket.outs.size(); ++i)
+      out_started[bucket.outs[i]] = {next_key, tok, int64_t(i), bucket.shapes[i]};
+    ++next_key;
+    bucket = Bucket{};
+  };
+  std::map<ValueId, std::vector<int>> output_index;  // produced value -> its output indices
+  for (size_t k = 0; k < p.outputs.size(); ++k) output_index[p.outputs[k]].push_back(int(k));
+  auto start_output = [&](ValueId v, ValueId lv) {  // right after v is produced
+    auto oi = output_index.find(v);
+    if (!opt.overlap || oi == output_index.end()) return;
+    for (int k : oi->second) {
+      auto it = at_output.find(k);
+      if (it == at_output.end() || !communicates(it->second->plan)) continue;
+      const Plan& plan = it->second->plan;
+      const auto& t = g.value(v).type;
+      if (plan.steps.size() == 1 && plan.steps[0].kind == StepKind::kAllReduce) {
+        const Step& s = plan.steps[0];
+        if (!bucket.locals.empty() &&
+            (bucket.axis != s.axis || bucket.reduce != plan.from.reduce || bucket.dtype != t.dtype))
+          flush();
+        bucket.axis = s.axis;
+        bucket.reduce = plan.from.reduce;
+        bucket.dtype = t.dtype;
+        bucket.locals.push_back(lv);
+        bucket.outs.push_back(k);
+        Shape ls = local_shape(t.shape, plan.to, mesh, rank);
+        bucket.bytes += size_t(numel(ls)) * dtype_size(t.dtype);
+        bucket.shapes.push_back(std::move(ls));
+        if (bucket.bytes >= opt.bucket_bytes) flush();
+      } else {
+        out_started[k] = emit_start(v, lv, plan);
+      }
+    }
+  };
+  // Parameter gathers started one layer ahead: the first use of each (value, layout, backward),
+  // and the runs of consecutive live nodes in one layer.
+  using Key = std::tuple<ValueId, std::string, bool>;
+  std::map<Key, Started> param_started;
+  std::map<size_t, std::vector<std::pair<Key, const Redistribution*>>> start_before;
+  if (opt.overlap) {
+    std::vector<size_t> run_first;  // first node of each run
+    std::string prev = "\x01";
+    std::map<Key, std::pair<size_t, const Redistribution*>> first_use;  // key -> (run, redist)
+    for (size_t ni = 0; ni < g.nodes().size(); ++ni) {
+      if (!p.live[ni]) continue;
+      const auto& n = g.node(NodeId(ni));
+      if (std::string l = layer_of(n.scope); l != prev) run_first.push_back(ni), prev = l;
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        auto it = at_input.find({NodeId(ni), int(i)});
+        if (it == at_input.end() || g.value(n.inputs[i]).kind != ir::ValueKind::kParam ||
+            !communicates(it->second->plan))
+          continue;
+        Key key{n.inputs[i], it->second->plan.to.str(), backward_scope(n.scope)};
+        first_use.emplace(key, std::make_pair(run_first.size() - 1, it->second));
+      }
+    }
+    for (auto& [key, use] : first_use)
+      start_before[run_first[use.first == 0 ? 0 : use.first - 1]].push_back({key, use.second});
+  }
+
   for (ValueId v : g.sources()) {
     const auto& val = g.value(v);
     L.map[size_t(v)] =
@@ -109,6 +236,9 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank) {
     const auto& n = g.node(NodeId(ni));
     lg.set_scope(n.scope);
     const bool bwd = backward_scope(n.scope);
+    if (auto sb = start_before.find(ni); sb != start_before.end())
+      for (auto& [key, r] : sb->second)
+        param_started[key] = emit_start(std::get<0>(key), L.map[size_t(std::get<0>(key))], r->plan);
     std::vector<ir::Var> ins;
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       const ValueId v = n.inputs[i];
@@ -119,7 +249,10 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank) {
         const bool param = g.value(v).kind == ir::ValueKind::kParam;
         auto key = std::make_tuple(v, it->second->plan.to.str(), param && bwd);
         auto m = moved.find(key);
-        lv = m != moved.end() ? m->second : (moved[key] = emit(v, lv, it->second->plan));
+        auto ps = param_started.find(key);
+        lv = m != moved.end()            ? m->second
+             : ps != param_started.end() ? (moved[key] = emit_wait(ps->second))
+                                         : (moved[key] = emit(v, lv, it->second->plan));
       }
       ins.push_back(lg.var(lv));
     }
@@ -158,13 +291,17 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank) {
       if (!g.value(v).name.empty()) lg.set_name(lv, g.value(v).name);
       if (auto f = forced.find(v); f != forced.end()) lv = emit(v, lv, f->second->plan);
       L.map[size_t(v)] = lv;
+      start_output(v, lv);
     }
   }
   lg.set_scope("");
+  flush();
   for (size_t k = 0; k < p.outputs.size(); ++k) {
     ValueId lv = L.map[size_t(p.outputs[k])];
     HP_CHECK(lv >= 0, "[shard] output %", p.outputs[k], " was not lowered");
-    if (auto it = at_output.find(int(k)); it != at_output.end())
+    if (auto st = out_started.find(int(k)); st != out_started.end())
+      lv = emit_wait(st->second);
+    else if (auto it = at_output.find(int(k)); it != at_output.end())
       lv = emit(p.outputs[k], lv, it->second->plan);
     L.outputs.push_back(lv);
   }

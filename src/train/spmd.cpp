@@ -87,7 +87,7 @@ SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
           std::make_shared<Allocator>("device" + std::to_string(world.rank()), opt.device_budget)),
       rc_(plan.strategy.mesh, world) {
   const int rank = world.rank();
-  lowered_ = shard::lower(*plan_.traced.graph, plan_.prop, rank);
+  lowered_ = shard::lower(*plan_.traced.graph, plan_.prop, rank, plan_.lower);
   prog_ = runtime::compile(*lowered_.graph, lowered_.outputs);
   std::vector<optim::ParamRef> refs;
   for (size_t i = 0; i < plan_.infos.size(); ++i) {
@@ -108,7 +108,7 @@ SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
     exec_->bind(lowered_.map[size_t(plan_.traced.params[i].id)], params_[i]);
 }
 
-StepResult SpmdTrainer::step(const Tensor& tokens, const Tensor& targets) {
+void SpmdTrainer::run_batch(const Tensor& tokens, const Tensor& targets) {
   const auto& P = plan_.prop;
   const shard::Mesh& mesh = plan_.strategy.mesh;
   const int rank = rc_.rank();
@@ -122,6 +122,17 @@ StepResult SpmdTrainer::step(const Tensor& tokens, const Tensor& targets) {
                 shard::local_piece(t, P.layout[size_t(tv[k].id)], mesh, rank));
   }
   exec_->run();
+}
+
+double SpmdTrainer::eval(const Tensor& tokens, const Tensor& targets) {
+  run_batch(tokens, targets);
+  return exec_->get(lowered_.outputs[0]).f32()[0];
+}
+
+StepResult SpmdTrainer::step(const Tensor& tokens, const Tensor& targets) {
+  const shard::Mesh& mesh = plan_.strategy.mesh;
+  const int rank = rc_.rank();
+  run_batch(tokens, targets);
   StepResult r;
   r.loss = exec_->get(lowered_.outputs[0]).f32()[0];
   HP_CHECK(std::isfinite(r.loss), "[spmd] loss is not finite (", r.loss, ") at optimizer step ",
@@ -170,6 +181,39 @@ io::TensorMap SpmdTrainer::grads() {
                            .reshape(pi.shape));
   }
   return m;
+}
+
+io::TensorMap SpmdTrainer::optimizer_state() {
+  io::TensorMap local = adam_->state(), m;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    for (const char* k : {"m/", "v/"}) {
+      const std::string name = k + pi.name;
+      auto it = local.find(name);
+      HP_CHECK(it != local.end(), "[spmd] optimizer state lacks '", name, "'");
+      m.emplace(name, rc_.gather(it->second, plan_.traced.params[i].shape(), plan_.param_layouts[i])
+                          .reshape(pi.shape));
+    }
+  }
+  return m;
+}
+
+void SpmdTrainer::load_optimizer_state(const io::TensorMap& state, int64_t steps_done) {
+  io::TensorMap local;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    for (const char* k : {"m/", "v/"}) {
+      const std::string name = k + pi.name;
+      auto it = state.find(name);
+      HP_CHECK(it != state.end(), "[spmd] optimizer state lacks '", name, "'");
+      HP_CHECK(numel(it->second.shape()) == numel(pi.shape), "[spmd] optimizer state '", name,
+               "' is ", shape_str(it->second.shape()), ", the parameter is ", shape_str(pi.shape));
+      Tensor full = it->second.to(DType::kF32).reshape(plan_.traced.params[i].shape());
+      local.emplace(
+          name, shard::local_piece(full, plan_.param_layouts[i], plan_.strategy.mesh, rc_.rank()));
+    }
+  }
+  adam_->load_state(local, steps_done);
 }
 
 SpmdRunResult run_spmd_threads(const SpmdPlan& plan, int world, const io::TensorMap& params,

@@ -24,7 +24,9 @@ expect_fail "unknown option --bogus" "$HP" train --bogus 1
 expect_fail "exceeds the model's 32 positions" "$HP" train --model gpt2-tiny --seq 64 --steps 1
 head -c 100 /dev/urandom > "$WORK/trunc.safetensors"
 expect_fail "trunc.safetensors" "$HP" train --model gpt2-tiny --init "$WORK/trunc.safetensors" --steps 1
-expect_fail "out of memory" "$HP" train --model gpt2-tiny --steps 1 --device-memory 64KiB
+# --device-memory is the offload budget: below the smallest feasible one it names that minimum.
+expect_fail "cannot be met: the smallest feasible budget is" "$HP" train --model gpt2-tiny --steps 1 \
+  --device-memory 64KiB
 # The example config of the main job parses and runs (shortened).
 "$HP" train --config "$ROOT/examples/train_kjv.yaml" --steps 2 --ckpt-dir "$WORK/kjv" \
   --sample-tokens 10 --val-every 0 > "$WORK/kjv.txt"

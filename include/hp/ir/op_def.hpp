@@ -32,6 +32,9 @@ class CommRunner {
  public:
   virtual ~CommRunner() = default;
   virtual void run(KernelArgs& k) = 0;
+  // The split form of "redistribute" (ops "redistribute_start" / "redistribute_wait").
+  virtual void start(KernelArgs& k) = 0;
+  virtual void finish(KernelArgs& k) = 0;
 };
 
 struct KernelArgs {
@@ -42,23 +45,24 @@ struct KernelArgs {
   CommRunner* comm = nullptr;  // null outside SPMD programs
 };
 
-using InferFn = std::function<std::vector<TensorType>(const std::vector<TensorType>&, const Attrs&)>;
+using InferFn =
+    std::function<std::vector<TensorType>(const std::vector<TensorType>&, const Attrs&)>;
 using VjpFn = std::function<std::vector<Var>(VjpArgs&)>;  // one Var per input (undefined: none)
-using CostFn =
-    std::function<Cost(const std::vector<TensorType>&, const std::vector<TensorType>&, const Attrs&)>;
+using CostFn = std::function<Cost(const std::vector<TensorType>&, const std::vector<TensorType>&,
+                                  const Attrs&)>;
 using KernelFn = std::function<void(KernelArgs&)>;
 
 struct OpDef {
   std::string name;
   InferFn infer;
-  VjpFn vjp;        // empty: not differentiable (its inputs get no gradient)
-  CostFn cost;      // empty: bytes of inputs+outputs, no flops
+  VjpFn vjp;    // empty: not differentiable (its inputs get no gradient)
+  CostFn cost;  // empty: bytes of inputs+outputs, no flops
   // Sharding rule, einsum-like over the op's dims, e.g. "...mk,kn->...mn" for matmul; factors
   // that appear on inputs but not outputs are contractions (outputs become partial sums); an
   // upper-case factor must stay whole (normalised or causal dims). Keywords ("broadcast",
   // "reshape", "slice", ...) name the rules hp/shard/rule.hpp builds from the node's attributes.
   std::string sharding;
-  KernelFn cpu;     // the CPU kernel
+  KernelFn cpu;       // the CPU kernel
   bool view = false;  // output 0 aliases input 0's buffer (reshape): no copy, no allocation
 };
 

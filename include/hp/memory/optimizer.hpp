@@ -28,6 +28,9 @@ class OffloadedAdamW {
   int64_t steps_done() const { return inner_ ? inner_->steps_done() : t_; }
   // "m/<name>", "v/<name>" (read back from disk when there).
   io::TensorMap state() const;
+  // Restores moments and the step count (written to disk when there); throws naming a missing
+  // or mis-shaped tensor.
+  void load_state(const io::TensorMap& state, int64_t steps_done);
   size_t state_bytes() const;
   Tier tier() const { return tier_; }
   int64_t buckets() const { return int64_t(buckets_.size()); }

@@ -2,7 +2,7 @@
 // plan — parameters on the host tier, gradients written back, activations evicted, prefetched or
 // recomputed — with AdamW on the host over host or disk state. With nothing to offload it runs
 // the plain Executor exactly like train::Trainer, and in every case computes the same bits.
-// Not the CLI trainer: one micro-batch per step, no data pipeline, no checkpoints.
+// Not the CLI's loop: no data pipeline and no checkpoint files (it exposes what they need).
 #pragma once
 #include <memory>
 #include <optional>
@@ -27,6 +27,27 @@ struct OffloadTrainConfig {
   OffloadOptions offload;
 };
 
+// The compiled training step of one device and, when the options ask for offload, its plan:
+// what OffloadTrainer runs and what `hp plan --explain` prints, without allocating anything.
+struct StepPlan {
+  nn::Traced traced;
+  std::vector<ir::Var> grad_vars;
+  std::vector<nn::ParamInfo> infos;
+  runtime::Program program;
+  size_t param_bytes = 0;
+  size_t state_bytes = 0;  // AdamW moments
+  size_t peak = 0;         // device bytes with no offload (optimizer state included)
+  size_t budget = 0;       // resolved device budget (0: unlimited)
+  PlanRequest request;     // what the plan was asked for (also the cost model)
+  std::optional<OffloadPlan> plan;  // absent when nothing is offloaded
+};
+
+// Traces, differentiates and compiles a [batch, seq] step and plans it under `o`. Throws
+// hp::OutOfMemory naming the smallest feasible budget. Not movable once planned (the plan shares
+// the program's graph), hence the pointer.
+std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
+                                    const OffloadOptions& o);
+
 struct OffloadStep {
   double loss = 0;
   double grad_norm = 0;
@@ -43,33 +64,49 @@ class OffloadTrainer {
 
   // One optimizer step on i64 [batch, seq] tokens and targets.
   OffloadStep step(const Tensor& tokens, const Tensor& targets);
+  // One optimizer step over micro-batches: gradients averaged as train::Trainer does (bitwise).
+  OffloadStep step(const std::vector<std::pair<Tensor, Tensor>>& micro_batches);
+  // Loss of one batch, no update: the forward program, planned under the same budget.
+  double eval(const Tensor& tokens, const Tensor& targets);
+  // Gradients of the last micro-batch by HF name (after step(); until the next step or eval).
+  io::TensorMap grads() const;
+  // Restores AdamW moments ("m/<name>", "v/<name>") and the step count (resume).
+  void load_optimizer_state(const io::TensorMap& state, int64_t steps_done);
+  int64_t steps_done() const { return adam_->steps_done(); }
 
   io::TensorMap params() const;  // by HF name (the live tensors)
   io::TensorMap optimizer_state() const;
-  bool offloaded() const { return plan_.has_value(); }
-  const OffloadPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
-  const runtime::Program& program() const { return prog_; }
-  size_t unconstrained_peak() const { return peak_; }  // device bytes with no offload
-  size_t device_budget() const { return budget_; }     // 0: unlimited
+  bool offloaded() const { return sp_->plan.has_value(); }
+  const OffloadPlan* plan() const { return sp_->plan ? &*sp_->plan : nullptr; }
+  const StepPlan& step_plan() const { return *sp_; }
+  const runtime::Program& program() const { return sp_->program; }
+  size_t unconstrained_peak() const { return sp_->peak; }  // device bytes with no offload
+  size_t device_budget() const { return sp_->budget; }     // 0: unlimited
   Allocator& device() { return *pool_->device(); }
   Allocator& host() { return *pool_->host(); }
-  double flops_per_step() const { return prog_.flops; }
+  double flops_per_step() const { return sp_->program.flops; }
 
  private:
+  // Runs `prog` (under `runner` when planned) on one batch.
+  void run(runtime::Executor& ex, OffloadRunner* runner, const Tensor& tokens,
+           const Tensor& targets);
+  Tensor get(runtime::Executor& ex, OffloadRunner* runner, ir::ValueId v) const;
+
   io::ModelConfig cfg_;
   OffloadTrainConfig c_;
-  nn::Traced traced_;
-  std::vector<ir::Var> grad_vars_;
-  std::vector<nn::ParamInfo> infos_;
-  runtime::Program prog_;
-  size_t peak_ = 0, budget_ = 0;
+  std::unique_ptr<StepPlan> sp_;
   std::unique_ptr<TieredPool> pool_;
   std::unique_ptr<TransferEngine> engine_;  // joined before the pool its jobs write to goes
   std::vector<Tensor> params_;
-  std::optional<OffloadPlan> plan_;
   std::unique_ptr<runtime::Executor> exec_;
   std::unique_ptr<OffloadRunner> runner_;
   std::unique_ptr<OffloadedAdamW> adam_;
+  std::vector<Tensor> grads_, accum_;  // last micro-batch's gradients; accumulators (M > 1)
+  // The forward-only program for eval(), planned on first use.
+  std::optional<runtime::Program> eval_prog_;
+  std::optional<OffloadPlan> eval_plan_;
+  std::unique_ptr<runtime::Executor> eval_exec_;
+  std::unique_ptr<OffloadRunner> eval_runner_;
 };
 
 }  // namespace hp::memory

@@ -1,6 +1,7 @@
 // RankComm: one rank's view of the mesh for running SPMD programs — a sub-communicator for every
-// set of mesh axes, the kernel of "redistribute" nodes (each plan step as a collective), and
-// helpers to cut a global tensor into this rank's piece and to gather pieces back.
+// set of mesh axes, the kernels of "redistribute" nodes (each plan step as a collective) and of
+// their split form "redistribute_start"/"redistribute_wait" (the move in flight in between, keyed
+// by the nodes' "key"), and helpers to cut a global tensor into this rank's piece and gather back.
 // Not a planner: it executes the steps lower.hpp encoded; it chooses nothing.
 #pragma once
 #include <chrono>
@@ -21,9 +22,20 @@ class RankComm : public ir::CommRunner {
   // sub-communicators (collective over every rank of the mesh).
   RankComm(const Mesh& mesh, comm::Communicator& world,
            std::chrono::milliseconds timeout = std::chrono::milliseconds(120000));
+  ~RankComm() override;
 
   // Kernel of "redistribute": out[0] = in[0] moved from attr "from" to attr "to" via "steps".
   void run(ir::KernelArgs& k) override;
+  // "redistribute_start": copies its inputs and issues the first collective of their move (one
+  // input: the plan in attr "steps"; several: one all-reduce over the packed inputs, a bucket).
+  void start(ir::KernelArgs& k) override;
+  // "redistribute_wait": waits for the move started under attr "key" and writes piece "index".
+  void finish(ir::KernelArgs& k) override;
+  // Seconds this rank spent blocked waiting for collectives of redistributions, and how many it
+  // issued, since construction or reset_stats().
+  double blocked_seconds() const { return blocked_s_; }
+  int64_t collectives_issued() const { return issued_; }
+  void reset_stats() { blocked_s_ = 0, issued_ = 0; }
 
   int rank() const { return rank_; }
   const Mesh& mesh() const { return mesh_; }
@@ -38,12 +50,23 @@ class RankComm : public ir::CommRunner {
   // The whole tensor from every rank's piece in a non-partial layout (collective).
   Tensor gather(const Tensor& local, const Shape& global, const Layout& layout);
 
+  struct Move;  // one redistribution, resumable at its collective steps
+
  private:
+  std::unique_ptr<Move> begin_move(const Tensor& local, const Shape& global, const Layout& from,
+                                   const Layout& to, const std::vector<Step>& steps);
+  // Runs steps until one collective is in flight (async) or all are done (blocking).
+  void advance(Move& m, bool async);
+  void wait_work(comm::Work& w);
+
   Mesh mesh_;
   comm::Communicator& world_;
   int rank_;
   std::chrono::milliseconds timeout_;
   std::map<std::vector<std::string>, std::unique_ptr<comm::Communicator>> groups_;
+  std::map<int64_t, std::unique_ptr<Move>> pending_;  // started, not yet finished, by key
+  double blocked_s_ = 0;
+  int64_t issued_ = 0;
 };
 
 // This rank's piece of `global` in a non-partial `layout` (a copy; no communication).

@@ -19,10 +19,19 @@ struct Lowered {
   int collectives = 0;               // redistribute nodes inserted
 };
 
+struct LowerOptions {
+  // Split communication into "redistribute_start" / "redistribute_wait" so it overlaps compute:
+  // a graph output's reduction (gradients) starts right after its producer and is waited for at
+  // the end, single all-reduces packed into buckets of about `bucket_bytes`; a parameter's
+  // gather starts one layer (run of nodes in one layer scope) ahead of its first use.
+  bool overlap = true;
+  size_t bucket_bytes = size_t(2) << 20;
+};
+
 // The local graph of `rank` (a rank of p.mesh). Parameters split over a data axis are gathered
 // once for the forward and once for the backward (scopes ending in ".grad"), so the gathered
 // copy need not live across the whole step. Throws when a local shape disagrees with its layout.
-Lowered lower(const ir::Graph& g, const Propagation& p, int rank);
+Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt = {});
 
 // Attribute text of a redistribution plan, as the "redistribute" op carries it, and back.
 std::string encode_steps(const Plan& plan);

@@ -23,6 +23,8 @@ struct SpmdPlan {
   std::vector<ir::Var> grads;                // one per parameter
   std::vector<shard::Layout> param_layouts;  // logical, per parameter
   shard::Propagation prop;
+  // Lowering: communication split into start/wait and overlapped with compute (LowerOptions).
+  shard::LowerOptions lower;
 };
 
 // Traces, differentiates and propagates a global [batch, seq] step. Throws on strategy errors
@@ -47,9 +49,18 @@ class SpmdTrainer {
   // One optimizer step on a global batch (tokens, targets i64 [batch, seq]); every rank passes
   // the same batch and cuts its own piece.
   StepResult step(const Tensor& tokens, const Tensor& targets);
+  // Loss of one global batch, no update (runs the training program: gradients are overwritten).
+  double eval(const Tensor& tokens, const Tensor& targets);
   // Global parameters / last gradients (collective: every rank must call), HF shapes.
   io::TensorMap params();
   io::TensorMap grads();
+  // AdamW moments "m/<name>", "v/<name>" gathered to HF shapes (collective), as one device's.
+  io::TensorMap optimizer_state();
+  // Restores the moments from global (HF-shaped) tensors, keeping this rank's pieces.
+  void load_optimizer_state(const io::TensorMap& state, int64_t steps_done);
+  int64_t steps_done() const { return adam_->steps_done(); }
+  comm::Communicator& world() { return rc_.world(); }
+  shard::RankComm& rank_comm() { return rc_; }
   Allocator& device() { return *device_; }
   // Parameters + gradients + optimizer state on this rank, as charged to its allocator.
   size_t state_bytes() const { return state_bytes_; }
@@ -62,6 +73,8 @@ class SpmdTrainer {
   std::shared_ptr<Allocator> device_;
   shard::RankComm rc_;
   shard::Lowered lowered_;
+  void run_batch(const Tensor& tokens, const Tensor& targets);
+
   runtime::Program prog_;
   std::unique_ptr<runtime::Executor> exec_;
   std::vector<Tensor> params_;  // local shards, logical shapes

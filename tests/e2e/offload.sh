@@ -1,0 +1,73 @@
+# Offload through the CLI: hp check under a device budget and with optimizer state on disk prints
+# losses identical to the run without offload; hp train offloads, checkpoints and resumes; hp plan
+# --explain lists the transfers; a budget below the smallest feasible one names that minimum.
+source "$(dirname "$0")/lib.sh"
+REF="$ROOT/../shared/reference"
+losses() { grep '"step"' "$1"; }
+
+for case in gpt2-tiny llama-tiny; do
+  if [[ ! -f "$REF/$case/case.json" ]]; then
+    echo "skip: no reference case $case in $REF"
+    continue
+  fi
+  "$HP" check "$REF/$case" > "$WORK/$case.plain" || fail "hp check $case"
+  "$HP" check "$REF/$case" --device-memory 25% > "$WORK/$case.budget" 2> "$WORK/$case.budget.err" \
+    || fail "hp check $case --device-memory 25%: $(cat "$WORK/$case.budget.err")"
+  grep -q "transfers" "$WORK/$case.budget.err" || fail "$case: no offload summary under a budget"
+  "$HP" check "$REF/$case" --optimizer-state disk --offload-dir "$WORK/disk-$case" \
+    > "$WORK/$case.disk" || fail "hp check $case --optimizer-state disk"
+  [[ -n "$(losses "$WORK/$case.plain")" ]] || fail "$case: no losses printed"
+  diff <(losses "$WORK/$case.plain") <(losses "$WORK/$case.budget") \
+    || fail "$case: losses under a 25% budget differ"
+  diff <(losses "$WORK/$case.plain") <(losses "$WORK/$case.disk") \
+    || fail "$case: losses with optimizer state on disk differ"
+  [[ -z "$(find "$WORK/disk-$case" -type f 2> /dev/null)" ]] \
+    || fail "$case: the disk tier left files behind"
+done
+
+# hp train with offload (a share of the peak and the disk tier, from the YAML config's offload:
+# section) computes the same losses as without it, and its checkpoints resume exactly as a
+# plain run's do (--steps sets the schedule, so each run is compared with its plain twin).
+write_job() {  # write_job FILE [offload lines...]
+  local f=$1; shift
+  printf 'model: gpt2-tiny\ndata: random\nbatch: 2\nseq: 16\nthreads: 1\nlr: 0.001\n' > "$f"
+  for line in "$@"; do echo "$line" >> "$f"; done
+}
+write_job "$WORK/plain.yaml"
+write_job "$WORK/job.yaml" "offload:" "  device_budget: 40%" "  optimizer_state: disk" \
+  "  offload_dir: $WORK/job-disk"
+train_losses() {  # train_losses OUT YAML args...: the JSON losses of a run
+  local out=$1 yaml=$2; shift 2
+  "$HP" train --config "$yaml" --json "$@" > "$out.json" 2> "$out.err" \
+    || fail "hp train --config $yaml $*: $(cat "$out.err")"
+  grep -o '"step": [0-9]*, "loss": [0-9.e+-]*' "$out.json" > "$out"
+}
+train_losses "$WORK/p4" "$WORK/plain.yaml" --steps 4
+train_losses "$WORK/o4" "$WORK/job.yaml" --steps 4 --ckpt-dir "$WORK/full"
+grep -q "offload: device budget" "$WORK/o4.err" || fail "hp train printed no offload summary"
+diff "$WORK/p4" "$WORK/o4" || fail "offloaded hp train computes other losses"
+train_losses "$WORK/p2" "$WORK/plain.yaml" --steps 2 --ckpt-dir "$WORK/plain-part"
+train_losses "$WORK/o2" "$WORK/job.yaml" --steps 2 --ckpt-dir "$WORK/part"
+train_losses "$WORK/pr" "$WORK/plain.yaml" --steps 4 --ckpt-dir "$WORK/plain-part" --resume
+train_losses "$WORK/or" "$WORK/job.yaml" --steps 4 --ckpt-dir "$WORK/part" --resume
+grep -q "resumed from" "$WORK/or.err" || fail "offloaded hp train did not resume"
+[[ $(wc -l < "$WORK/or") == 2 ]] || fail "resumed run did not run steps 2 and 3"
+diff "$WORK/pr" "$WORK/or" || fail "resumed offloaded run differs from the resumed plain run"
+# The command-line options override the YAML (optimizer state back on the host, bytes budget).
+"$HP" train --config "$WORK/job.yaml" --steps 1 --json --device-memory 2MiB --optimizer-state host \
+  2> "$WORK/cli.err" > /dev/null || fail "hp train with offload options: $(cat "$WORK/cli.err")"
+grep -q "optimizer state on host" "$WORK/cli.err" || fail "--optimizer-state did not override"
+
+# hp plan --explain: the per-tier timeline and the transfers, with bytes, without running.
+"$HP" plan --model gpt2-tiny --batch 2 --seq 16 --device-memory 30% --explain > "$WORK/plan.txt" \
+  || fail "hp plan --explain with offload"
+grep -q "transfers" "$WORK/plan.txt" || fail "hp plan --explain lists no transfers"
+grep -qi "prefetch\|write-back\|to device" "$WORK/plan.txt" || fail "hp plan shows no transfer"
+grep -q "KiB\|MiB" "$WORK/plan.txt" || fail "hp plan shows no bytes"
+
+# A budget below the smallest feasible one is rejected before anything runs, naming the minimum.
+expect_fail "the smallest feasible budget is" "$HP" train --model gpt2-tiny --steps 1 \
+  --device-memory 64KiB
+expect_fail "the smallest feasible budget is" "$HP" plan --model gpt2-tiny --device-memory 1KiB
+expect_fail "--optimizer-state" "$HP" train --model gpt2-tiny --steps 1 --optimizer-state gpu
+echo "offload e2e: ok"
