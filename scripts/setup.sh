@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev googletest libgtest-dev libbenchmark-dev
       nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin bible-kjv-text)
-if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy); fi
+# The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
+# reference BLAS, about 50x slower, which would flatter us).
+if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-pthread); fi
 
 missing=()
 for p in "${pkgs[@]}"; do
