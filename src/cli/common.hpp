@@ -2,6 +2,7 @@
 // job, the sgemm peak probe, and small formatting helpers.
 // Not library API: the library proper reads no configuration.
 #pragma once
+#include <cstdio>
 #include <string>
 
 #include "hp/io/model_config.hpp"
@@ -20,7 +21,21 @@ extern const char* kDefaultTrainYaml;
 // Achieved sgemm GFLOP/s at [m, k] x [k, n] with `threads`, measured for about `seconds`.
 double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double seconds = 0.3);
 
-std::string human_bytes(double b);     // "12.3 MiB"
+// One training step as hp train reports it.
+struct StepReport {
+  int64_t step = 0;   // 0-based index of the step just done
+  int64_t steps = 0;  // total steps of the run
+  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, gflops = 0, step_s = 0, eta_s = 0;
+  double peak_gflops = 1;  // the sgemm peak measured at start-up
+  size_t peak_bytes = 0;   // the device allocator's peak (per device)
+};
+
+// Prints the --json record (stdout) and/or the progress line (`human`): every step on a TTY,
+// else every `log_every` steps, the first step of the run (`first`) and the last.
+void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, int64_t first,
+                 FILE* human, const char* memory_unit);
+
+std::string human_bytes(double b);    // "12.3 MiB"
 std::string human_seconds(double s);  // "1h02m", "3m05s", "12s"
 
 }  // namespace hp::cli

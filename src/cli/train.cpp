@@ -27,15 +27,18 @@ namespace hp::cli {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_sigint(int) { g_stop = 1; }
+void on_sigint(int) {
+  g_stop = 1;
+}
 
 const std::set<std::string> kValued = {
-    "config",   "model",       "init",         "data",        "data-format", "batch",
-    "seq",      "steps",       "threads",      "lr",          "warmup",      "min-lr-ratio",
-    "weight-decay", "beta1",   "beta2",        "eps",         "clip",        "grad-accum",
-    "seed",     "val-every",   "val-batches",  "val-fraction", "ckpt-dir",   "ckpt-every",
-    "keep",     "log-every",   "sample-tokens", "device-memory", "resume-mode",
-    "devices",  "strategy"};
+    "config",      "model",         "init",          "data",        "data-format",
+    "batch",       "seq",           "steps",         "threads",     "lr",
+    "warmup",      "min-lr-ratio",  "weight-decay",  "beta1",       "beta2",
+    "eps",         "clip",          "grad-accum",    "seed",        "val-every",
+    "val-batches", "val-fraction",  "ckpt-dir",      "ckpt-every",  "keep",
+    "log-every",   "sample-tokens", "device-memory", "resume-mode", "devices",
+    "strategy"};
 const std::set<std::string> kFlags = {"json", "resume", "no-resume", "help"};
 
 const char* kHelp =
@@ -61,25 +64,32 @@ void apply_yaml(Args& a, const io::YamlNode& y, std::optional<io::YamlNode>& off
   allowed.push_back("offload");
   y.check_keys(allowed);
   for (auto& [k, v] : y.entries()) {
-    if (k == "resume") a.set_default("resume-mode", v.as_string());
-    else if (k == "offload") offload = v;
-    else a.set_default(k, v.as_string());
+    if (k == "resume")
+      a.set_default("resume-mode", v.as_string());
+    else if (k == "offload")
+      offload = v;
+    else
+      a.set_default(k, v.as_string());
   }
 }
 
 std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const std::string& fmt,
-                                               const io::ModelConfig& cfg,
-                                               data::LoaderOptions lo, double val_fraction,
+                                               const io::ModelConfig& cfg, data::LoaderOptions lo,
+                                               double val_fraction,
                                                std::unique_ptr<data::BatchSource>* val) {
   if (spec == "random") {
-    if (val) *val = std::make_unique<data::RandomTokenSource>(cfg.vocab, data::LoaderOptions{
-                                                                            lo.batch, lo.seq, lo.seed + 1});
+    if (val)
+      *val = std::make_unique<data::RandomTokenSource>(
+          cfg.vocab, data::LoaderOptions{lo.batch, lo.seq, lo.seed + 1});
     return std::make_unique<data::RandomTokenSource>(cfg.vocab, lo);
   }
   data::TokenDataset ds;
-  if (spec == "kjv") ds = data::TokenDataset::from_text_file(data::default_corpus_path());
-  else if (fmt == "text") ds = data::TokenDataset::from_text_file(spec);
-  else ds = data::TokenDataset::from_token_file(spec, data::parse_token_width(fmt), cfg.vocab);
+  if (spec == "kjv")
+    ds = data::TokenDataset::from_text_file(data::default_corpus_path());
+  else if (fmt == "text")
+    ds = data::TokenDataset::from_text_file(spec);
+  else
+    ds = data::TokenDataset::from_token_file(spec, data::parse_token_width(fmt), cfg.vocab);
   HP_CHECK(ds.vocab() <= cfg.vocab, "data '", spec, "' has vocabulary ", ds.vocab(),
            " but the model's is ", cfg.vocab);
   auto split = ds.split(val_fraction);
@@ -101,7 +111,8 @@ int cmd_train(const std::vector<std::string>& argv) {
     return 0;
   }
   std::optional<io::YamlNode> offload_yaml;
-  if (a.has("config")) apply_yaml(a, io::YamlNode::load_file(a.str("config")), offload_yaml);
+  if (a.has("config"))
+    apply_yaml(a, io::YamlNode::load_file(a.str("config")), offload_yaml);
   else if (!a.has("model"))
     apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"), offload_yaml);
   const bool json = a.flag("json");
@@ -136,9 +147,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   auto src = make_source(a.str("data", "kjv"), a.str("data-format", "text"), cfg,
                          {opt.batch, opt.seq, seed}, a.f64("val-fraction", 0.05), &val);
 
-  io::TensorMap params = a.has("init")
-                             ? nn::adopt_params(cfg, io::read_safetensors(a.str("init")), a.str("init"))
-                             : nn::init_params(cfg, seed);
+  io::TensorMap params =
+      a.has("init") ? nn::adopt_params(cfg, io::read_safetensors(a.str("init")), a.str("init"))
+                    : nn::init_params(cfg, seed);
   if (off.enabled() && (a.has("devices") || a.has("strategy")))
     HP_CHECK(parse_devices(a.str("devices", "threads:1")).count == 1,
              "offload (--device-memory, --optimizer-state, offload:) runs on one device for now");
@@ -147,8 +158,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   auto tr = make_trainer(cfg, params, opt, off);  // train::Trainer, or the offload trainer
 
   const std::string ckpt_dir = a.str("ckpt-dir", "");
-  const std::string resume_mode =
-      a.flag("no-resume") ? "false" : a.flag("resume") ? "true" : a.str("resume-mode", "false");
+  const std::string resume_mode = a.flag("no-resume") ? "false"
+                                  : a.flag("resume")  ? "true"
+                                                      : a.str("resume-mode", "false");
   int64_t start = 0;
   if (!ckpt_dir.empty() && resume_mode != "false") {
     auto ck = io::load_latest(ckpt_dir);
@@ -207,28 +219,19 @@ int cmd_train(const std::vector<std::string>& argv) {
     if (s > start) spent += dt, ++timed;  // the first step warms caches up
     const double tps = tokens_per_step / dt;
     const double gflops = tr->flops_per_micro_batch() * double(accum) / dt / 1e9;
-    const double eta = (timed ? spent / double(timed) : dt) * double(steps - done);
-    const size_t peak_bytes = tr->peak_device_bytes();
-    if (json) {
-      std::printf("{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
-                  "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_share\": %.4f, "
-                  "\"peak_bytes\": %zu, \"step_s\": %.4f}\n",
-                  (long long)s, r.loss, r.lr, r.grad_norm, tps, gflops, gflops / peak,
-                  peak_bytes, dt);
-      std::fflush(stdout);
-    }
-    if (!json || s % log_every == 0 || done == steps) {
-      bool line = done % log_every == 0 || done == steps || s == start;
-      if (tty || line) {
-        std::fprintf(human,
-                     "%sstep %lld/%lld | loss %.4f | %.0f tok/s | %.1f GFLOP/s (%.0f%% of sgemm) | "
-                     "peak %s | ETA %s%s",
-                     tty ? "\r" : "", (long long)done, (long long)steps, r.loss, tps, gflops,
-                     100.0 * gflops / peak, human_bytes(double(peak_bytes)).c_str(),
-                     human_seconds(eta).c_str(), tty && !line ? "   " : "\n");
-        std::fflush(human);
-      }
-    }
+    StepReport rep;
+    rep.step = s;
+    rep.steps = steps;
+    rep.loss = r.loss;
+    rep.lr = r.lr;
+    rep.grad_norm = r.grad_norm;
+    rep.tokens_per_s = tps;
+    rep.gflops = gflops;
+    rep.step_s = dt;
+    rep.eta_s = (timed ? spent / double(timed) : dt) * double(steps - done);
+    rep.peak_gflops = peak;
+    rep.peak_bytes = tr->peak_device_bytes();
+    report_step(rep, json, tty, log_every, start, human, "");
     if (val_every > 0 && (done % val_every == 0 || done == steps)) {
       val->set_position({});
       double vl = 0;
@@ -238,7 +241,8 @@ int cmd_train(const std::vector<std::string>& argv) {
         vl += tr->eval(b.input, b.target) / double(nb);
       }
       if (json) std::printf("{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s, vl);
-      std::fprintf(human, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)done, vl);
+      std::fprintf(human, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)done,
+                   vl);
       std::fflush(stdout);
     }
     if (ckpt_every > 0 && done % ckpt_every == 0) save(done);
@@ -247,7 +251,9 @@ int cmd_train(const std::vector<std::string>& argv) {
   if (done > start) save(done);
   if (g_stop) {
     std::fprintf(human, "\ninterrupted after step %lld%s\n", (long long)done,
-                 ckpt_dir.empty() ? "" : ("; checkpoint saved in " + ckpt_dir + ", run again to resume").c_str());
+                 ckpt_dir.empty()
+                     ? ""
+                     : ("; checkpoint saved in " + ckpt_dir + ", run again to resume").c_str());
     return 130;
   }
   if (timed > 0)

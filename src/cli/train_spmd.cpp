@@ -142,29 +142,19 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
         if (s > start) spent += dt, ++timed;  // the first step warms caches up
         if (lead) {
           const double tps = tokens_per_step / dt, gflops = flops / dt / 1e9;
-          const double eta = (timed ? spent / double(timed) : dt) * double(steps - done);
-          const size_t peak_bytes = tr.device().peak_bytes();
-          if (json) {
-            std::printf(
-                "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
-                "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_share\": %.4f, "
-                "\"peak_bytes\": %zu, \"step_s\": %.4f}\n",
-                (long long)s, r.loss, r.lr, r.grad_norm, tps, gflops, gflops / peak, peak_bytes,
-                dt);
-            std::fflush(stdout);
-          }
-          if (!json || s % log_every == 0 || done == steps) {
-            bool line = done % log_every == 0 || done == steps || s == start;
-            if (tty || line) {
-              std::fprintf(human,
-                           "%sstep %lld/%lld | loss %.4f | %.0f tok/s | %.1f GFLOP/s (%.0f%% of "
-                           "sgemm) | peak %s/device | ETA %s%s",
-                           tty ? "\r" : "", (long long)done, (long long)steps, r.loss, tps, gflops,
-                           100.0 * gflops / peak, human_bytes(double(peak_bytes)).c_str(),
-                           human_seconds(eta).c_str(), tty && !line ? "   " : "\n");
-              std::fflush(human);
-            }
-          }
+          StepReport rep;
+          rep.step = s;
+          rep.steps = steps;
+          rep.loss = r.loss;
+          rep.lr = r.lr;
+          rep.grad_norm = r.grad_norm;
+          rep.tokens_per_s = tps;
+          rep.gflops = gflops;
+          rep.step_s = dt;
+          rep.eta_s = (timed ? spent / double(timed) : dt) * double(steps - done);
+          rep.peak_gflops = peak;
+          rep.peak_bytes = tr.device().peak_bytes();
+          report_step(rep, json, tty, log_every, start, human, "/device");
         }
         if (val && val_every > 0 && (done % val_every == 0 || done == steps)) {
           if (lead) val->set_position({});
