@@ -392,7 +392,6 @@ class MpiComm final : public Communicator {
   // Progress thread: starts queued operations in order and polls the active ones.
   void loop() {
     std::list<Op> active;
-    int idle_polls = 0;
     while (true) {
       std::deque<Op> fresh;
       {
@@ -419,13 +418,10 @@ class MpiComm final : public Communicator {
           ++it;
         }
       }
-      if (active.empty() || progressed) {
-        idle_polls = 0;
-      } else if (++idle_polls < 2000) {
-        std::this_thread::yield();  // ranks may outnumber cores: never spin without yielding
-      } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-      }
+      // While a collective is in flight, Open MPI only advances its rounds inside MPI calls:
+      // poll without sleeping (a sleep of even 50 us per round cost 10-25% against MPI_Wait),
+      // but yield, since ranks may outnumber cores.
+      if (!active.empty() && !progressed) std::this_thread::yield();
     }
   }
 
