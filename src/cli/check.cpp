@@ -68,11 +68,16 @@ bool report(const char* what, const Worst& w, double tol) {
 }  // namespace
 
 int cmd_check(const std::vector<std::string>& argv) {
-  Args a(argv, with_offload_options({"threads", "steps", "devices", "strategy"}), {});
-  HP_CHECK(a.positional().size() == 1,
-           "usage: hp check DIR [--threads K] [--steps N] [--devices threads:N --strategy S] "
-           "[--device-memory SIZE|P% --host-memory SIZE --optimizer-state device|host|disk "
-           "--offload-dir DIR]");
+  const char* usage =
+      "usage: hp check DIR [--threads K] [--steps N] [--devices threads:N|mpi --strategy S] "
+      "[--device-memory SIZE|P% --host-memory SIZE --optimizer-state device|host|disk "
+      "--offload-dir DIR]";
+  Args a(argv, with_offload_options({"threads", "steps", "devices", "strategy"}), {"help"});
+  if (a.flag("help")) {
+    std::printf("%s\n", usage);
+    return 0;
+  }
+  HP_CHECK(a.positional().size() == 1, usage);
   // Offload (options, or a strategy file's offload: section) runs the single-device path.
   const memory::OffloadOptions off =
       offload_options(a, strategy_offload_section(a.str("strategy", "")));

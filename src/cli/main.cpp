@@ -14,7 +14,7 @@ const char* kUsage =
     "  check     replay a reference case and compare against expected values\n"
     "  generate  sample text from a checkpoint\n"
     "  plan      show layouts, collectives and per-device memory of a strategy\n"
-    "  bench     micro-benchmarks: comm, step, offload\n";
+    "  bench     micro-benchmarks: comm, spmd, offload\n";
 }
 
 int main(int argc, char** argv) {
