@@ -3,10 +3,8 @@
 #include "hp/train/spmd.hpp"
 
 #include <cmath>
-#include <mutex>
 
 #include "hp/autodiff.hpp"
-#include "hp/comm/threads.hpp"
 #include "hp/cpu/kernels.hpp"
 
 namespace hp::train {
@@ -214,38 +212,6 @@ void SpmdTrainer::load_optimizer_state(const io::TensorMap& state, int64_t steps
     }
   }
   adam_->load_state(local, steps_done);
-}
-
-SpmdRunResult run_spmd_threads(const SpmdPlan& plan, int world, const io::TensorMap& params,
-                               const TrainOptions& opt,
-                               const std::vector<std::pair<Tensor, Tensor>>& batches,
-                               const std::function<void(int64_t, const StepResult&)>& on_step) {
-  SpmdRunResult res;
-  res.state_bytes.assign(size_t(world), 0);
-  res.peak_bytes.assign(size_t(world), 0);
-  std::mutex mu;
-  comm::ThreadWorld tw(world);
-  tw.run([&](comm::Communicator& c) {
-    SpmdTrainer tr(plan, c, params, opt);
-    const bool lead = c.rank() == 0;
-    for (size_t s = 0; s < batches.size(); ++s) {
-      StepResult r = tr.step(batches[s].first, batches[s].second);
-      if (s == 0) {
-        io::TensorMap g = tr.grads();
-        if (lead) res.grads0 = std::move(g);
-      }
-      if (lead) {
-        res.losses.push_back(r.loss);
-        if (on_step) on_step(int64_t(s), r);
-      }
-    }
-    io::TensorMap fp = tr.params();
-    std::lock_guard<std::mutex> lock(mu);
-    if (lead) res.final_params = std::move(fp);
-    res.state_bytes[size_t(c.rank())] = tr.state_bytes();
-    res.peak_bytes[size_t(c.rank())] = tr.device().peak_bytes();
-  });
-  return res;
 }
 
 }  // namespace hp::train

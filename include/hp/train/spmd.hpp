@@ -3,7 +3,6 @@
 // gradient norm and updating its own parameter shards with AdamW. Same losses as one device.
 // Not a launcher of processes: callers give each rank its communicator (threads or mpi).
 #pragma once
-#include <functional>
 #include <memory>
 
 #include "hp/comm/communicator.hpp"
@@ -88,12 +87,5 @@ struct SpmdRunResult {
   io::TensorMap final_params;                   // global
   std::vector<size_t> state_bytes, peak_bytes;  // per rank
 };
-
-// Runs `batches.size()` steps on `world` threads (one rank each); `on_step` is called on rank 0
-// after each step.
-SpmdRunResult run_spmd_threads(const SpmdPlan& plan, int world, const io::TensorMap& params,
-                               const TrainOptions& opt,
-                               const std::vector<std::pair<Tensor, Tensor>>& batches,
-                               const std::function<void(int64_t, const StepResult&)>& on_step = {});
 
 }  // namespace hp::train
