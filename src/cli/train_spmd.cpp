@@ -2,7 +2,6 @@
 // step on its shards. Rank 0 reads the data and broadcasts every batch (and the Ctrl-C decision),
 // prints the progress line and JSON records, and writes checkpoints of gathered global tensors
 // that one device can resume from, and the other way round.
-// Not gradient accumulation: one global batch per optimizer step.
 #include "cli/train_spmd.hpp"
 
 #include <unistd.h>
@@ -50,7 +49,8 @@ bool broadcast_flag(comm::Communicator& c, bool v, std::chrono::milliseconds tim
 int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions opt, int64_t steps,
                uint64_t seed, data::BatchSource& src, data::BatchSource* val,
                const io::TensorMap& params) {
-  HP_CHECK(a.i64("grad-accum", 1) == 1, "--grad-accum > 1 is not supported with --devices");
+  const int64_t accum = a.i64("grad-accum", 1);
+  HP_CHECK(accum >= 1, "--grad-accum must be positive");
   Devices dev = parse_devices(a.str("devices", "threads:1"));
   if (!a.has("threads"))  // the machine's cores shared among the ranks of this process
     opt.threads = int(std::max<int64_t>(
@@ -80,7 +80,7 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
   const int64_t D = cfg.d_model;
   const double peak =
       lead_process ? sgemm_peak_gflops(opt.threads, opt.batch * opt.seq, 4 * D, D) * dev.count : 1;
-  const double tokens_per_step = double(opt.batch * opt.seq);
+  const double tokens_per_step = double(opt.batch * opt.seq * accum);
   if (lead_process) {
     std::fprintf(human,
                  "model %s: %lld layers, d=%lld, %lld heads, vocab %lld | batch %lld x %lld | "
@@ -131,17 +131,21 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
       bool stopped = false;
       for (int64_t s = start; s < steps; ++s) {
         if ((stopped = broadcast_flag(c, lead && g_stop, timeout))) break;
-        data::Batch b;
-        if (lead) b = src.next();
-        Tensor x = broadcast_i64(c, b.input, bshape, timeout);
-        Tensor y = broadcast_i64(c, b.target, bshape, timeout);
+        std::vector<std::pair<Tensor, Tensor>> micro;
+        for (int64_t m = 0; m < accum; ++m) {
+          data::Batch b;
+          if (lead) b = src.next();
+          Tensor x = broadcast_i64(c, b.input, bshape, timeout);
+          Tensor y = broadcast_i64(c, b.target, bshape, timeout);
+          micro.push_back({x, y});
+        }
         auto t0 = std::chrono::steady_clock::now();
-        train::StepResult r = tr.step(x, y);
+        train::StepResult r = tr.step(micro);
         double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         done = s + 1;
         if (s > start) spent += dt, ++timed;  // the first step warms caches up
         if (lead) {
-          const double tps = tokens_per_step / dt, gflops = flops / dt / 1e9;
+          const double tps = tokens_per_step / dt, gflops = flops * double(accum) / dt / 1e9;
           StepReport rep;
           rep.step = s;
           rep.steps = steps;

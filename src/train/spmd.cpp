@@ -127,20 +127,34 @@ double SpmdTrainer::eval(const Tensor& tokens, const Tensor& targets) {
   return exec_->get(lowered_.outputs[0]).f32()[0];
 }
 
-StepResult SpmdTrainer::step(const Tensor& tokens, const Tensor& targets) {
+StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
+  HP_CHECK(!micro.empty(), "[spmd] step needs at least one micro-batch");
   const shard::Mesh& mesh = plan_.strategy.mesh;
   const int rank = rc_.rank();
-  run_batch(tokens, targets);
-  StepResult r;
-  r.loss = exec_->get(lowered_.outputs[0]).f32()[0];
-  HP_CHECK(std::isfinite(r.loss), "[spmd] loss is not finite (", r.loss, ") at optimizer step ",
-           adam_->steps_done());
   const cpu::Context ctx{opt_.threads};
+  const size_t n = micro.size();
+  StepResult r;
+  for (size_t k = 0; k < n; ++k) {
+    run_batch(micro[k].first, micro[k].second);
+    const double loss = exec_->get(lowered_.outputs[0]).f32()[0];
+    HP_CHECK(std::isfinite(loss), "[spmd] loss is not finite (", loss, ") at optimizer step ",
+             adam_->steps_done());
+    r.loss += loss / double(n);
+    if (n == 1) break;
+    if (accum_.empty())
+      for (const Tensor& p : params_)
+        accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, device_));
+    for (size_t i = 0; i < params_.size(); ++i) {  // the same arithmetic as train::Trainer
+      const Tensor& g = exec_->get(lowered_.outputs[1 + i]);
+      cpu::axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n), g.f32(),
+                 accum_[i].f32());
+    }
+  }
   std::vector<Tensor*> grads;
   float ss = 0;
   const auto coords = mesh.coords(rank);
   for (size_t i = 0; i < params_.size(); ++i) {
-    grads.push_back(&exec_->get_mut(lowered_.outputs[1 + i]));
+    grads.push_back(n == 1 ? &exec_->get_mut(lowered_.outputs[1 + i]) : &accum_[i]);
     bool owner = true;  // one replica of each piece counts towards the norm
     for (size_t a = 0; a < mesh.ndim(); ++a)
       if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]) && coords[a] != 0) owner = false;

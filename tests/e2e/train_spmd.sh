@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-device hp train: dp2 and fsdp2 on threads:2 print the single-device losses and validation
 # losses (1e-5 relative); a YAML config can name devices and strategy; resume works across
-# strategies and device counts (fsdp2 to step 3, then dp2 and one device continue to step 6).
+# strategies and device counts (fsdp2 to step 3, then dp2 and one device continue to step 6);
+# gradient accumulation matches one device.
 # usage: train_spmd.sh HP ROOT
 source "$(dirname "$0")/lib.sh"
 common=(--model gpt2-tiny --data kjv --batch 4 --seq 32 --threads 1 --lr 3e-3 --warmup 2 --json
@@ -46,5 +47,9 @@ same loss "$WORK/one.json" "$WORK/r.json" "fsdp2 -> dp2 resume"
   fail "one-device resume from an fsdp2 checkpoint"
 cat "$WORK/r1.json" "$WORK/r3.json" > "$WORK/r.json"
 same loss "$WORK/one.json" "$WORK/r.json" "fsdp2 -> one device resume"
-expect_fail "grad-accum" "$HP" train "${common[@]}" --steps 1 --devices threads:2 --grad-accum 2
+# Gradient accumulation: two micro-batches per step, as on one device.
+"$HP" train "${common[@]}" --steps 4 --grad-accum 2 > "$WORK/acc1.json"
+"$HP" train "${common[@]}" --steps 4 --grad-accum 2 --devices threads:2 --strategy fsdp2 \
+  > "$WORK/acc2.json" || fail "fsdp2 with --grad-accum 2"
+same loss "$WORK/acc1.json" "$WORK/acc2.json" "fsdp2 grad-accum 2"
 echo "train_spmd: ok"

@@ -45,9 +45,11 @@ class SpmdTrainer {
   // `params`: global parameters (HF names and shapes); this rank keeps its shards.
   SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world, const io::TensorMap& params,
               TrainOptions opt);
-  // One optimizer step on a global batch (tokens, targets i64 [batch, seq]); every rank passes
-  // the same batch and cuts its own piece.
-  StepResult step(const Tensor& tokens, const Tensor& targets);
+  // One optimizer step over micro-batches, each a global batch (tokens, targets i64 [batch,
+  // seq]); every rank passes the same batches and cuts its own pieces. Gradients are averaged
+  // over the micro-batches, as on one device.
+  StepResult step(const std::vector<std::pair<Tensor, Tensor>>& micro_batches);
+  StepResult step(const Tensor& tokens, const Tensor& targets) { return step({{tokens, targets}}); }
   // Loss of one global batch, no update (runs the training program: gradients are overwritten).
   double eval(const Tensor& tokens, const Tensor& targets);
   // Global parameters / last gradients (collective: every rank must call), HF shapes.
@@ -77,6 +79,7 @@ class SpmdTrainer {
   runtime::Program prog_;
   std::unique_ptr<runtime::Executor> exec_;
   std::vector<Tensor> params_;  // local shards, logical shapes
+  std::vector<Tensor> accum_;   // gradient accumulators (more than one micro-batch)
   std::unique_ptr<optim::AdamW> adam_;
   size_t state_bytes_ = 0;
 };
