@@ -67,13 +67,16 @@ double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double se
 void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, int64_t first,
                  FILE* human, const char* memory_unit) {
   const int64_t done = r.step + 1;
+  const double tps = r.tokens / r.step_s, gflops = r.flops / r.step_s / 1e9;
+  const double eta = r.mean_step_s * double(r.steps - done);
+  const train::StepResult& res = r.result;
   if (json) {
     std::printf(
         "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
         "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_share\": %.4f, "
         "\"peak_bytes\": %zu, \"step_s\": %.4f}\n",
-        (long long)r.step, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.gflops,
-        r.gflops / r.peak_gflops, r.peak_bytes, r.step_s);
+        (long long)r.step, res.loss, res.lr, res.grad_norm, tps, gflops, gflops / r.peak_gflops,
+        r.peak_bytes, r.step_s);
     std::fflush(stdout);
   }
   if (json && r.step % log_every != 0 && done != r.steps) return;
@@ -82,10 +85,9 @@ void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, in
   std::fprintf(human,
                "%sstep %lld/%lld | loss %.4f | %.0f tok/s | %.1f GFLOP/s (%.0f%% of sgemm) | "
                "peak %s%s | ETA %s%s",
-               tty ? "\r" : "", (long long)done, (long long)r.steps, r.loss, r.tokens_per_s,
-               r.gflops, 100.0 * r.gflops / r.peak_gflops,
-               human_bytes(double(r.peak_bytes)).c_str(), memory_unit,
-               human_seconds(r.eta_s).c_str(), tty && !line ? "   " : "\n");
+               tty ? "\r" : "", (long long)done, (long long)r.steps, res.loss, tps, gflops,
+               100.0 * gflops / r.peak_gflops, human_bytes(double(r.peak_bytes)).c_str(),
+               memory_unit, human_seconds(eta).c_str(), tty && !line ? "   " : "\n");
   std::fflush(human);
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "hp/io/model_config.hpp"
+#include "hp/train/trainer.hpp"
 
 namespace hp::cli {
 
@@ -21,11 +22,15 @@ extern const char* kDefaultTrainYaml;
 // Achieved sgemm GFLOP/s at [m, k] x [k, n] with `threads`, measured for about `seconds`.
 double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double seconds = 0.3);
 
-// One training step as hp train reports it.
+// One training step as hp train reports it; rates and the ETA are derived from these.
 struct StepReport {
   int64_t step = 0;   // 0-based index of the step just done
   int64_t steps = 0;  // total steps of the run
-  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, gflops = 0, step_s = 0, eta_s = 0;
+  train::StepResult result;
+  double tokens = 0;       // tokens of the step (all micro-batches)
+  double flops = 0;        // FLOPs of the step
+  double step_s = 0;       // its wall time
+  double mean_step_s = 0;  // the run's mean step time so far (for the ETA)
   double peak_gflops = 1;  // the sgemm peak measured at start-up
   size_t peak_bytes = 0;   // the device allocator's peak (per device)
 };

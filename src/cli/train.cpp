@@ -217,21 +217,16 @@ int cmd_train(const std::vector<std::string>& argv) {
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     done = s + 1;
     if (s > start) spent += dt, ++timed;  // the first step warms caches up
-    const double tps = tokens_per_step / dt;
-    const double gflops = tr->flops_per_micro_batch() * double(accum) / dt / 1e9;
-    StepReport rep;
-    rep.step = s;
-    rep.steps = steps;
-    rep.loss = r.loss;
-    rep.lr = r.lr;
-    rep.grad_norm = r.grad_norm;
-    rep.tokens_per_s = tps;
-    rep.gflops = gflops;
-    rep.step_s = dt;
-    rep.eta_s = (timed ? spent / double(timed) : dt) * double(steps - done);
-    rep.peak_gflops = peak;
-    rep.peak_bytes = tr->peak_device_bytes();
-    report_step(rep, json, tty, log_every, start, human, "");
+    report_step({.step = s,
+                 .steps = steps,
+                 .result = r,
+                 .tokens = tokens_per_step,
+                 .flops = tr->flops_per_micro_batch() * double(accum),
+                 .step_s = dt,
+                 .mean_step_s = timed ? spent / double(timed) : dt,
+                 .peak_gflops = peak,
+                 .peak_bytes = tr->peak_device_bytes()},
+                json, tty, log_every, start, human, "");
     if (val_every > 0 && (done % val_every == 0 || done == steps)) {
       val->set_position({});
       double vl = 0;

@@ -145,20 +145,16 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
         done = s + 1;
         if (s > start) spent += dt, ++timed;  // the first step warms caches up
         if (lead) {
-          const double tps = tokens_per_step / dt, gflops = flops * double(accum) / dt / 1e9;
-          StepReport rep;
-          rep.step = s;
-          rep.steps = steps;
-          rep.loss = r.loss;
-          rep.lr = r.lr;
-          rep.grad_norm = r.grad_norm;
-          rep.tokens_per_s = tps;
-          rep.gflops = gflops;
-          rep.step_s = dt;
-          rep.eta_s = (timed ? spent / double(timed) : dt) * double(steps - done);
-          rep.peak_gflops = peak;
-          rep.peak_bytes = tr.device().peak_bytes();
-          report_step(rep, json, tty, log_every, start, human, "/device");
+          report_step({.step = s,
+                       .steps = steps,
+                       .result = r,
+                       .tokens = tokens_per_step,
+                       .flops = flops * double(accum),
+                       .step_s = dt,
+                       .mean_step_s = timed ? spent / double(timed) : dt,
+                       .peak_gflops = peak,
+                       .peak_bytes = tr.device().peak_bytes()},
+                      json, tty, log_every, start, human, "/device");
         }
         if (val && val_every > 0 && (done % val_every == 0 || done == steps)) {
           if (lead) val->set_position({});

@@ -17,8 +17,8 @@ namespace hp::cpu {
 namespace {
 
 using detail::exp8;
-using detail::hmax8;
-using detail::hsum8;
+using detail::hmax;
+using detail::hsum;
 using detail::lane_mask;
 using detail::tile_mm;
 using detail::TileLimits;
@@ -113,7 +113,7 @@ float softmax_row_update(float* srow, int cnt, int width, float scale, float& m_
     const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(srow + k), sv);
     mx = _mm256_max_ps(mx, _mm256_blendv_ps(_mm256_set1_ps(neg_inf), x, lane_mask(cnt - k)));
   }
-  const float m_new = std::max(m_run, hmax8(mx));
+  const float m_new = std::max(m_run, hmax(mx));
   const __m256 mv = _mm256_set1_ps(m_new);
   __m256 sum = _mm256_setzero_ps();
   int k = 0;
@@ -125,7 +125,7 @@ float softmax_row_update(float* srow, int cnt, int width, float scale, float& m_
   }
   for (; k < width; k += 8) _mm256_storeu_ps(srow + k, _mm256_setzero_ps());
   const float alpha = m_run == neg_inf ? 0.0f : std::exp(m_run - m_new);
-  l_run = l_run * alpha + hsum8(sum);
+  l_run = l_run * alpha + hsum(sum);
   m_run = m_new;
   return alpha;
 }
@@ -283,7 +283,7 @@ void bwd_task(const Dims& d, float scale, const float* q, const float* k, const 
       int c = 0;
       for (; c + 8 <= Dh; c += 8)
         acc8 = _mm256_fmadd_ps(_mm256_loadu_ps(o + c), _mm256_loadu_ps(g + c), acc8);
-      float acc = hsum8(acc8);
+      float acc = hsum(acc8);
       for (; c < Dh; ++c) acc += o[c] * g[c];
       w.dd[t] = acc;
       w.lse[t] = lse[(b * d.H + h) * T + t];
