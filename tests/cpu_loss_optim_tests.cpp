@@ -76,6 +76,48 @@ TEST(CrossEntropy, AllIgnoredAndBadTargets) {
   EXPECT_THROW(cross_entropy_fwd(Context{1}, x.data(), bad.data(), lse.data(), 2, 5, -1), Error);
 }
 
+// Vocabulary-parallel: two shards' parts combined give the whole loss and lse; each shard's
+// gradient (with the whole lse) is its slice of the whole gradient; a count summed over ranks
+// divides instead of this batch's own.
+TEST(CrossEntropy, VocabularyShardsMatchTheWholeVocabulary) {
+  const int64_t rows = 9, vocab = 37, cut = 16, kIgnore = -100;
+  const VecF x = random_vec(rows * vocab, -6, 6, 31);
+  std::vector<int64_t> t(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) t[r] = r == 4 ? kIgnore : (r * 11) % vocab;
+  const Context ctx{1};
+  VecF lse(rows), dl(x.size());
+  const float loss = cross_entropy_fwd(ctx, x.data(), t.data(), lse.data(), rows, vocab, kIgnore);
+  cross_entropy_bwd(ctx, x.data(), t.data(), lse.data(), 1.3f, dl.data(), rows, vocab, kIgnore);
+  const VocabShard shards[] = {{0, vocab}, {cut, vocab}};
+  const int64_t widths[] = {cut, vocab - cut};
+  VecF parts(rows * 4), lse2(rows);
+  for (int s = 0; s < 2; ++s) {
+    VecF piece(rows * widths[s]), part(rows * 2), dpiece(piece.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < widths[s]; ++c)
+        piece[r * widths[s] + c] = x[r * vocab + shards[s].offset + c];
+    cross_entropy_parts(ctx, piece.data(), t.data(), part.data(), rows, widths[s], kIgnore,
+                        shards[s]);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int k = 0; k < 2; ++k) parts[r * 4 + s * 2 + k] = part[r * 2 + k];
+    cross_entropy_bwd(ctx, piece.data(), t.data(), lse.data(), 1.3f, dpiece.data(), rows, widths[s],
+                      kIgnore, shards[s]);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < widths[s]; ++c)
+        EXPECT_NEAR(dpiece[r * widths[s] + c], dl[r * vocab + shards[s].offset + c], 1e-7)
+            << "shard " << s << " row " << r << " col " << c;
+  }
+  const float combined =
+      cross_entropy_combine(parts.data(), t.data(), lse2.data(), rows, 2, kIgnore, -1);
+  EXPECT_NEAR(combined, loss, 1e-6 * std::fabs(loss));
+  EXPECT_TRUE(close(lse2, to_d(lse), 1e-6, 1e-6));
+  const int64_t count = count_targets(t.data(), rows, vocab, kIgnore, "test");
+  EXPECT_EQ(count, rows - 1);
+  EXPECT_NEAR(
+      cross_entropy_combine(parts.data(), t.data(), lse2.data(), rows, 2, kIgnore, 4 * count),
+      loss / 4, 1e-6 * std::fabs(loss));
+}
+
 TEST(Embedding, LookupScatterAndBadIds) {
   for (auto [n, vocab, dim] :
        {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {13, 7, 37}, {300, 50, 130}}) {

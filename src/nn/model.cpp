@@ -76,11 +76,20 @@ std::vector<ParamInfo> param_infos(const ModelConfig& c) {
 
 namespace {
 
+// Names a norm's input "<module>.input" (the residual stream) and its output "<module>", the
+// values a strategy places to run the norm regions sequence-parallel. Returns the output.
+Var norm_named(ir::Graph& g, const std::string& module, Var in, Var out) {
+  if (g.value(in.id).name.empty()) g.set_name(in.id, module + ".input");
+  g.set_name(out.id, module);
+  return out;
+}
+
 Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x) {
   const std::string l = layer(c, i);
   g.set_scope("h." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), D = c.d_model, H = c.n_head, Dh = c.head_dim;
-  Var h = layer_norm(x, P.at(l + "ln_1.weight"), P.at(l + "ln_1.bias"), c.norm_eps);
+  Var h = norm_named(g, l + "ln_1", x,
+                     layer_norm(x, P.at(l + "ln_1.weight"), P.at(l + "ln_1.bias"), c.norm_eps));
   Var w = P.at(l + "attn.c_attn.weight"), b = P.at(l + "attn.c_attn.bias");
   std::vector<Var> parts;
   if (w.rank() == 3) {  // logical [D, 3, D]: one product per q, k, v
@@ -97,8 +106,9 @@ Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i
   Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, D});
   Var attn_out = matmul(y, P.at(l + "attn.c_proj.weight")) + P.at(l + "attn.c_proj.bias");
   g.set_scope("h." + std::to_string(i) + ".mlp");
-  std::tie(x, h) = add_layer_norm(x, attn_out, P.at(l + "ln_2.weight"), P.at(l + "ln_2.bias"),
-                                  c.norm_eps);
+  std::tie(x, h) =
+      add_layer_norm(x, attn_out, P.at(l + "ln_2.weight"), P.at(l + "ln_2.bias"), c.norm_eps);
+  norm_named(g, l + "ln_2", x, h);
   Var f = bias_gelu(matmul(h, P.at(l + "mlp.c_fc.weight")), P.at(l + "mlp.c_fc.bias"));
   return x + (matmul(f, P.at(l + "mlp.c_proj.weight")) + P.at(l + "mlp.c_proj.bias"));
 }
@@ -107,7 +117,8 @@ Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t 
   const std::string l = layer(c, i);
   g.set_scope("layers." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), H = c.n_head, KV = c.n_kv_head, Dh = c.head_dim;
-  Var h = rms_norm(x, P.at(l + "input_layernorm.weight"), c.norm_eps);
+  Var h = norm_named(g, l + "input_layernorm", x,
+                     rms_norm(x, P.at(l + "input_layernorm.weight"), c.norm_eps));
   Var q = reshape(matmul(h, P.at(l + "self_attn.q_proj.weight"), false, true), {B, T, H, Dh});
   Var k = reshape(matmul(h, P.at(l + "self_attn.k_proj.weight"), false, true), {B, T, KV, Dh});
   Var v = reshape(matmul(h, P.at(l + "self_attn.v_proj.weight"), false, true), {B, T, KV, Dh});
@@ -116,7 +127,8 @@ Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t 
   Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, H * Dh});
   x = x + matmul(y, P.at(l + "self_attn.o_proj.weight"), false, true);
   g.set_scope("layers." + std::to_string(i) + ".mlp");
-  h = rms_norm(x, P.at(l + "post_attention_layernorm.weight"), c.norm_eps);
+  h = norm_named(g, l + "post_attention_layernorm", x,
+                 rms_norm(x, P.at(l + "post_attention_layernorm.weight"), c.norm_eps));
   Var gate = silu(matmul(h, P.at(l + "mlp.gate_proj.weight"), false, true));
   Var up = matmul(h, P.at(l + "mlp.up_proj.weight"), false, true);
   return x + matmul(gate * up, P.at(l + "mlp.down_proj.weight"), false, true);
@@ -154,13 +166,13 @@ Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
     x = embedding(P.at("wte.weight"), t.tokens) + wpe;
     for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x);
     g.set_scope("head");
-    x = layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps);
+    x = norm_named(g, "ln_f", x, layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps));
     head = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
   } else {
     x = embedding(P.at("model.embed_tokens.weight"), t.tokens);
     for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x);
     g.set_scope("head");
-    x = rms_norm(x, P.at("model.norm.weight"), c.norm_eps);
+    x = norm_named(g, "model.norm", x, rms_norm(x, P.at("model.norm.weight"), c.norm_eps));
     head = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   }
   t.logits = matmul(x, P.at(head), false, true);

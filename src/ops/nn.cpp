@@ -1,5 +1,6 @@
-// Neural-network ops: softmax, layer/RMS norm, embedding, fused cross-entropy, rotary embedding
-// and fused causal attention, each with its backward op (used by the VJPs).
+// Neural-network ops: softmax, layer/RMS norm, embedding, fused cross-entropy (and the halves of
+// its vocabulary-parallel form), rotary embedding and fused causal attention, each with its
+// backward op (used by the VJPs).
 // Not composites: each is one kernel call, saving what its backward needs as extra outputs.
 #include <cmath>
 
@@ -118,9 +119,9 @@ void add_norms(Table& t) {
   al.sharding = "...N,...N,N,N->...N,...N,...,...";
   al.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
-    cpu::add_layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(),
-                            k.in[2]->f32(), k.in[3]->f32(), k.out[1]->f32(), k.out[2]->f32(),
-                            k.out[3]->f32(), rows_of(s), s.back(), float(k.node.attrs.f("eps")));
+    cpu::add_layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), k.in[2]->f32(),
+                            k.in[3]->f32(), k.out[1]->f32(), k.out[2]->f32(), k.out[3]->f32(),
+                            rows_of(s), s.back(), float(k.node.attrs.f("eps")));
   };
   t.push_back(std::move(al));
 
@@ -185,9 +186,33 @@ void add_norms(Table& t) {
   t.push_back(std::move(rb));
 }
 
+// The vocabulary shard a node works on (attrs vocab_offset, vocab_total; set by SPMD lowering).
+cpu::VocabShard shard_of(const Attrs& at) {
+  return {at.i("vocab_offset", 0), at.i("vocab_total", 0)};
+}
+
+// The optional `count` input of the losses: the targets counted over every rank's rows (f32 [],
+// summed across the batch axes), so that a batch split unevenly by ignored targets still gives
+// the mean over the whole batch. -1 when absent: the kernel counts the rows it has.
+int64_t count_input(const KernelArgs& k, size_t index) {
+  return k.in.size() > index ? int64_t(std::llround(k.in[index]->f32()[0])) : -1;
+}
+
+void expect_count(const Types& in, size_t index) {
+  if (in.size() <= index) return;
+  HP_CHECK(in[index].shape.empty() && in[index].dtype == DType::kF32,
+           "count must be an f32 scalar, got ", type_str(in[index]));
+}
+
+void expect_targets(const TensorType& logits, const TensorType& targets) {
+  HP_CHECK(targets.dtype == DType::kI64, "targets must be i64, got ", dtype_name(targets.dtype));
+  HP_CHECK(Shape(logits.shape.begin(), logits.shape.end() - 1) == targets.shape, "targets ",
+           shape_str(targets.shape), " do not match logits ", shape_str(logits.shape));
+}
+
 void add_embedding_and_loss(Table& t) {
   OpDef e;
-  e.name = "embedding";  // (table [V, D], ids i64 [...]) -> [..., D]
+  e.name = "embedding";  // (table [V, D], ids i64 [...]) -> [..., D]; attrs: vocab_offset/total
   e.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 2);
     expect_float(in[0], "table");
@@ -198,82 +223,147 @@ void add_embedding_and_loss(Table& t) {
     return Types{{out, in[0].dtype}};
   };
   e.vjp = [](VjpArgs& a) -> std::vector<Var> {
-    return {a.g.apply1("embedding_bwd", {a.dout[0], a.in[1]}, {{"vocab", a.in[0].dim(0)}}), Var{}};
+    Attrs at = a.node.attrs;  // the vocabulary shard, if any
+    at.set("vocab", a.in[0].dim(0));
+    return {a.g.apply1("embedding_bwd", {a.dout[0], a.in[1]}, at), Var{}};
   };
-  e.sharding = "Vd,...->...d";
+  // A vocabulary-split table gives a partial sum: each shard contributes the rows it holds.
+  e.sharding = "vd,...->...d";
   e.cpu = [](KernelArgs& k) {
     const Shape& ts = k.in[0]->shape();
     cpu::embedding_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
-                       ts[0], ts[1]);
+                       ts[0], ts[1], shard_of(k.node.attrs));
   };
   t.push_back(std::move(e));
 
   OpDef eb;
-  eb.name = "embedding_bwd";  // (dout [..., D], ids) -> dtable [V, D]; attrs: vocab
+  eb.name = "embedding_bwd";  // (dout [..., D], ids) -> dtable [V, D]; attrs: vocab, vocab_offset
   eb.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 2);
     return Types{{{at.i("vocab"), in[0].shape.back()}, in[0].dtype}};
   };
-  eb.sharding = "...d,...->Vd";
+  eb.sharding = "...d,...->vd";
   eb.cpu = [](KernelArgs& k) {
     const Shape& ts = k.out[0]->shape();
     cpu::embedding_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
-                       ts[0], ts[1]);
+                       ts[0], ts[1], shard_of(k.node.attrs));
   };
   t.push_back(std::move(eb));
 
   OpDef c;
-  c.name = "cross_entropy";  // (logits [..., V], targets i64 [...]) -> (loss [], lse [...])
+  c.name =
+      "cross_entropy";  // (logits [..., V], targets i64 [...][, count]) -> (loss [], lse [...])
   c.infer = [](const Types& in, const Attrs&) {
-    expect_arity(in, 2);
+    HP_CHECK(in.size() == 2 || in.size() == 3,
+             "expects logits, targets and an optional count, got ", in.size(), " inputs");
     expect_float(in[0], "logits");
     expect_rank_at_least(in[0], 1, "logits");
-    HP_CHECK(in[1].dtype == DType::kI64, "targets must be i64, got ", dtype_name(in[1].dtype));
-    HP_CHECK(Shape(in[0].shape.begin(), in[0].shape.end() - 1) == in[1].shape, "targets ",
-             shape_str(in[1].shape), " do not match logits ", shape_str(in[0].shape));
+    expect_targets(in[0], in[1]);
+    expect_count(in, 2);
     return Types{{{}, DType::kF32}, rows_type(in[0].shape)};
   };
   c.cost = [](const Types& in, const Types& out, const Attrs&) {
     return Cost{6.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
   };
   c.vjp = [](VjpArgs& a) -> std::vector<Var> {
-    return {a.g.apply1("cross_entropy_bwd", {a.in[0], a.in[1], a.out[1], a.dout[0]}, a.node.attrs),
-            Var{}};
+    std::vector<Var> ins{a.in[0], a.in[1], a.out[1], a.dout[0]};
+    if (a.in.size() > 2) ins.push_back(a.in[2]);
+    std::vector<Var> grads{a.g.apply1("cross_entropy_bwd", ins, a.node.attrs), Var{}};
+    if (a.in.size() > 2) grads.push_back(Var{});
+    return grads;
   };
-  c.sharding = "...V,...->,...";
-  // attrs: ignore_index, scale (default 1; a rank's share of a mean split over ranks)
-  c.cpu = [](KernelArgs& k) {
+  // A vocabulary-split V is lowered to cross_entropy_parts, an all-gather and
+  // cross_entropy_combine (shard/lower.cpp): the loss and lse come out whole, not partial.
+  c.sharding = "...v,...->,...";
+  c.cpu = [](KernelArgs& k) {  // attrs: ignore_index
     const Shape& s = k.in[0]->shape();
-    const double sc = k.node.attrs.f("scale", 1.0);
-    if (rows_of(s) == 0 || sc == 0.0) {  // an empty shard contributes nothing
-      k.out[0]->f32()[0] = 0.0f;
-      return;
-    }
-    k.out[0]->f32()[0] = float(sc * cpu::cross_entropy_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(),
-                                                           k.out[1]->f32(), rows_of(s), s.back(),
-                                                           k.node.attrs.i("ignore_index", -100)));
+    k.out[0]->f32()[0] =
+        cpu::cross_entropy_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[1]->f32(), rows_of(s),
+                               s.back(), k.node.attrs.i("ignore_index", -100), count_input(k, 2));
   };
   t.push_back(std::move(c));
 
   OpDef cb;
-  cb.name = "cross_entropy_bwd";  // (logits, targets, lse, dloss []) -> dlogits
+  cb.name = "cross_entropy_bwd";  // (logits, targets, lse, dloss [][, count]) -> dlogits
   cb.infer = [](const Types& in, const Attrs&) {
-    expect_arity(in, 4);
+    HP_CHECK(in.size() == 4 || in.size() == 5,
+             "expects logits, targets, lse, dloss and an optional count, got ", in.size(),
+             " inputs");
+    expect_count(in, 4);
     return Types{in[0]};
   };
   cb.cost = [](const Types& in, const Types& out, const Attrs&) {
     return Cost{5.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
   };
-  cb.sharding = "...V,...,...,->...V";
-  cb.cpu = [](KernelArgs& k) {
+  cb.sharding = "...v,...,...,->...v";
+  cb.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab_offset, vocab_total
     const Shape& s = k.in[0]->shape();
-    if (rows_of(s) == 0) return;
-    const double sc = k.node.attrs.f("scale", 1.0);
-    cpu::cross_entropy_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.in[2]->f32(),
-                           float(sc * k.in[3]->f32()[0]), k.out[0]->f32(), rows_of(s), s.back(),
-                           k.node.attrs.i("ignore_index", -100));
+    cpu::cross_entropy_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.in[2]->f32(), k.in[3]->f32()[0],
+                           k.out[0]->f32(), rows_of(s), s.back(),
+                           k.node.attrs.i("ignore_index", -100), shard_of(k.node.attrs),
+                           count_input(k, 4));
   };
   t.push_back(std::move(cb));
+
+  // Vocabulary-parallel cross-entropy, as SPMD lowering emits it for logits split on V; not
+  // differentiated (lowered graphs already hold their backward).
+  OpDef cp;
+  cp.name = "cross_entropy_parts";  // (logits [..., Vlocal], targets) -> parts [..., 2]
+  cp.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 2);
+    expect_float(in[0], "logits");
+    expect_rank_at_least(in[0], 1, "logits");
+    expect_targets(in[0], in[1]);
+    Shape out(in[0].shape.begin(), in[0].shape.end() - 1);
+    out.push_back(2);
+    return Types{{out, DType::kF32}};
+  };
+  cp.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return Cost{5.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
+  };
+  cp.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab_offset, vocab_total
+    const Shape& s = k.in[0]->shape();
+    cpu::cross_entropy_parts(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), rows_of(s),
+                             s.back(), k.node.attrs.i("ignore_index", -100),
+                             shard_of(k.node.attrs));
+  };
+  t.push_back(std::move(cp));
+
+  OpDef cc;
+  cc.name = "cross_entropy_combine";  // (parts [..., 2 * shards], targets[, count]) -> (loss, lse)
+  cc.infer = [](const Types& in, const Attrs&) {
+    HP_CHECK(in.size() == 2 || in.size() == 3, "expects parts, targets and an optional count, got ",
+             in.size(), " inputs");
+    expect_float(in[0], "parts");
+    expect_rank_at_least(in[0], 1, "parts");
+    HP_CHECK(in[0].shape.back() % 2 == 0, "parts must end in 2 x shards, got ",
+             shape_str(in[0].shape));
+    expect_targets(in[0], in[1]);
+    expect_count(in, 2);
+    return Types{{{}, DType::kF32}, rows_type(in[0].shape)};
+  };
+  cc.cpu = [](KernelArgs& k) {  // attrs: ignore_index
+    const Shape& s = k.in[0]->shape();
+    k.out[0]->f32()[0] = cpu::cross_entropy_combine(
+        k.in[0]->f32(), k.in[1]->i64(), k.out[1]->f32(), rows_of(s), s.back() / 2,
+        k.node.attrs.i("ignore_index", -100), count_input(k, 2));
+  };
+  t.push_back(std::move(cc));
+
+  OpDef ct;
+  ct.name = "count_targets";  // targets i64 [...] -> f32 [], those not ignore_index
+  ct.infer = [](const Types& in, const Attrs&) {
+    expect_arity(in, 1);
+    HP_CHECK(in[0].dtype == DType::kI64, "targets must be i64, got ", dtype_name(in[0].dtype));
+    return Types{{{}, DType::kF32}};
+  };
+  ct.sharding = "...->";
+  ct.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab (the range targets must lie in)
+    k.out[0]->f32()[0] =
+        float(cpu::count_targets(k.in[0]->i64(), k.in[0]->numel(), k.node.attrs.i("vocab"),
+                                 k.node.attrs.i("ignore_index", -100), "count_targets"));
+  };
+  t.push_back(std::move(ct));
 }
 
 void add_positional_and_attention(Table& t) {
@@ -303,14 +393,18 @@ void add_positional_and_attention(Table& t) {
   };
   t.push_back(std::move(r));
 
-  auto shape_of = [](const Shape& q, const Shape& kv, double scale) {
+  // attrs: scale; group and head_offset when this rank holds only some query heads of a group
+  // with their whole kv head (SPMD lowering sets them).
+  auto shape_of = [](const Shape& q, const Shape& kv, const Attrs& at) {
     cpu::AttentionShape s;
     s.batch = q[0];
     s.seq = q[1];
     s.heads = q[2];
     s.head_dim = q[3];
     s.kv_heads = kv[2];
-    s.scale = float(scale);
+    s.scale = float(at.f("scale"));
+    s.group = at.i("group", 0);
+    s.head_offset = at.i("head_offset", 0);
     return s;
   };
   auto attn_flops = [](const Shape& q) {  // causal: half of the QK^T and PV products
@@ -319,7 +413,7 @@ void add_positional_and_attention(Table& t) {
 
   OpDef a;
   a.name = "attention";  // (q, k, v) -> (out, lse [B, H, T]); attrs: scale
-  a.infer = [](const Types& in, const Attrs&) {
+  a.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 3);
     for (auto& x : in) {
       expect_float(x, "q, k and v");
@@ -330,7 +424,13 @@ void add_positional_and_attention(Table& t) {
              " differ");
     HP_CHECK(q[0] == k[0] && q[1] == k[1] && q[3] == k[3], "q ", shape_str(q), " does not match k ",
              shape_str(k));
-    HP_CHECK(q[2] % k[2] == 0, "query heads ", q[2], " not a multiple of kv heads ", k[2]);
+    if (const int64_t group = at.i("group", 0); group > 0) {
+      const int64_t off = at.i("head_offset", 0);
+      HP_CHECK(off >= 0 && (off + q[2] - 1) / group < k[2], "query heads [", off, ", ", off + q[2],
+               ") in groups of ", group, " need more than ", k[2], " kv heads");
+    } else {
+      HP_CHECK(q[2] % k[2] == 0, "query heads ", q[2], " not a multiple of kv heads ", k[2]);
+    }
     return Types{in[0], {{q[0], q[2], q[1]}, DType::kF32}};
   };
   a.cost = [attn_flops](const Types& in, const Types& out, const Attrs&) {
@@ -343,7 +443,7 @@ void add_positional_and_attention(Table& t) {
   };
   a.sharding = "bThD,bTkD,bTkD->bThD,bhT";
   a.cpu = [shape_of](KernelArgs& k) {
-    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs.f("scale"));
+    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs);
     cpu::attention_fwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
                        k.out[1]->f32());
   };
@@ -360,7 +460,7 @@ void add_positional_and_attention(Table& t) {
   };
   ab.sharding = "bThD,bTkD,bTkD,bThD,bhT,bThD->bThD,bTkD,bTkD";
   ab.cpu = [shape_of](KernelArgs& k) {
-    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs.f("scale"));
+    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs);
     cpu::attention_bwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
                        k.in[4]->f32(), k.in[5]->f32(), k.out[0]->f32(), k.out[1]->f32(),
                        k.out[2]->f32());

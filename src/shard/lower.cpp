@@ -1,6 +1,8 @@
 // Lowering a propagated global graph to one rank: sources with local shapes, each live node with
-// its redistributed inputs and local attributes, forced (named) layouts and output layouts; with
-// overlap, communication split into start/wait nodes placed apart (see LowerOptions).
+// its redistributed inputs and local attributes (vocabulary shards, head groups, the target count
+// of split losses; a vocabulary-split cross-entropy becomes parts, an all-gather and a combine),
+// forced (named) layouts and output layouts; with overlap, communication split into start/wait
+// nodes placed apart (see LowerOptions).
 #include "hp/shard/lower.hpp"
 
 #include <cctype>
@@ -37,8 +39,10 @@ bool communicates(const Plan& plan) {
   return false;
 }
 
-int64_t rows(const Shape& s) {
-  return s.empty() ? 1 : numel(Shape(s.begin(), s.end() - 1));
+int64_t axes_size(const Mesh& m, const std::vector<std::string>& axes) {
+  int64_t n = 1;
+  for (const auto& a : axes) n *= m.axis_size(a);
+  return n;
 }
 
 }  // namespace
@@ -102,8 +106,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     else
       at_output[r.input] = &r;
   }
-  auto emit = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> ValueId {
-    const auto& t = g.value(global_v).type;
+  auto emit_as = [&](const ir::TensorType& t, ValueId local_v, const Plan& plan) -> ValueId {
     ir::Attrs at;
     at.set("shape", local_shape(t.shape, plan.to, mesh, rank));
     at.set("global", t.shape);
@@ -112,6 +115,30 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     at.set("steps", encode_steps(plan));
     ++L.collectives;
     return lg.apply1("redistribute", {lg.var(local_v)}, at).id;
+  };
+  auto emit = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> ValueId {
+    return emit_as(g.value(global_v).type, local_v, plan);
+  };
+  // Collectives lowering adds inside an op (vocabulary-parallel loss, target counts): one
+  // collective each, planned alike on every rank.
+  const Topology flat = Topology::uniform(1e9, 1e-6);
+  auto moved_to = [&](const ir::TensorType& t, ValueId local_v, const Layout& from,
+                      const Layout& to) -> ValueId {
+    return emit_as(t, local_v, plan_redistribution(t.shape, 4, from, to, mesh, flat));
+  };
+  // Targets counted over every rank's rows (the losses' optional count input), once per value.
+  std::map<ValueId, ValueId> counts;
+  auto count_of = [&](ValueId targets, ValueId local, const Layout& layout, const ir::Attrs& at,
+                      int64_t vocab) -> ValueId {
+    if (auto it = counts.find(targets); it != counts.end()) return it->second;
+    ir::Attrs ca;
+    ca.set("ignore_index", at.i("ignore_index", -100));
+    ca.set("vocab", vocab);
+    const ValueId c = lg.apply1("count_targets", {lg.var(local)}, ca).id;
+    Layout from;  // a sum over the axes that split the rows
+    for (const auto& d : layout.dims) from.partial.insert(from.partial.end(), d.begin(), d.end());
+    from.normalize();
+    return counts[targets] = moved_to({{}, DType::kF32}, c, from, Layout());
   };
 
   // Split form: start nodes return a placeholder the matching wait node reads.
@@ -256,24 +283,69 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
       }
       ins.push_back(lg.var(lv));
     }
-    // Local attributes: shapes become local shapes; a split mean is weighted by its share.
+    // Local attributes: shapes become local shapes; vocabulary shards and head groups say
+    // where this rank's piece lies; a loss over split rows divides by the count of all ranks.
     ir::Attrs at = n.attrs;
     std::vector<Shape> want;
+    std::vector<Layout> produced;
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueId v = n.outputs[o];
       auto f = forced.find(v);
-      const Layout& produced = f != forced.end() ? f->second->plan.from : p.layout[size_t(v)];
-      want.push_back(local_shape(g.value(v).type.shape, produced, mesh, rank));
+      produced.push_back(f != forced.end() ? f->second->plan.from : p.layout[size_t(v)]);
+      want.push_back(local_shape(g.value(v).type.shape, produced.back(), mesh, rank));
     }
-    const std::string& op = n.def->name;
+    const std::vector<Layout>& in_layout = p.in[ni];
+    auto global_shape = [&](size_t i) -> const Shape& { return g.value(n.inputs[i]).type.shape; };
+    auto offset = [&](const Shape& shape, const Layout& l, size_t d) {
+      return local_box(shape, l, mesh, rank).offset[d];
+    };
+    std::string op = n.def->name;
     if (op == "reshape" || op == "slice_bwd" || op == "sum_to" || op == "broadcast_to" ||
         op == "full")
       at.set("shape", want[0]);
-    if (op == "embedding_bwd") at.set("vocab", want[0][0]);
+    if (op == "embedding" && !in_layout[0].dims[0].empty()) {
+      at.set("vocab_offset", offset(global_shape(0), in_layout[0], 0));
+      at.set("vocab_total", global_shape(0)[0]);
+    }
+    if (op == "embedding_bwd") {
+      at.set("vocab", want[0][0]);
+      const Shape& table = g.value(n.outputs[0]).type.shape;
+      if (!produced[0].dims[0].empty()) {
+        at.set("vocab_offset", offset(table, produced[0], 0));
+        at.set("vocab_total", table[0]);
+      }
+    }
+    if (op == "attention" || op == "attention_bwd") {
+      const Shape &q = global_shape(0), &kv = global_shape(1);
+      if (lg.value(ins[0].id).type.shape[2] != q[2]) {  // this rank holds some query heads
+        const int64_t group = q[2] / kv[2];
+        at.set("group", group);
+        at.set("head_offset", offset(q, in_layout[0], 2) - offset(kv, in_layout[1], 2) * group);
+      }
+    }
     if (op == "cross_entropy" || op == "cross_entropy_bwd") {
-      const int64_t global_rows = rows(g.value(n.inputs[0]).type.shape);
-      const int64_t local_rows = rows(lg.value(ins[0].id).type.shape);
-      at.set("scale", double(local_rows) / double(global_rows));
+      const Shape& logits = global_shape(0);
+      const Layout& vocab_split = in_layout[0];
+      bool rows_split = false;
+      for (const auto& d : in_layout[1].dims) rows_split = rows_split || !d.empty();
+      if (rows_split)
+        ins.push_back(lg.var(count_of(n.inputs[1], ins[1].id, in_layout[1], at, logits.back())));
+      if (!vocab_split.dims.back().empty()) {
+        at.set("vocab_offset", offset(logits, vocab_split, logits.size() - 1));
+        at.set("vocab_total", logits.back());
+      }
+      if (op == "cross_entropy" && !vocab_split.dims.back().empty()) {
+        // Each shard's log-sum-exp and target logit, gathered [rows..., 2 x shards], combined.
+        const ValueId parts = lg.apply1("cross_entropy_parts", {ins[0], ins[1]}, at).id;
+        Shape all(logits.begin(), logits.end() - 1);
+        all.push_back(2 * axes_size(mesh, vocab_split.dims.back()));
+        Layout whole_rows = vocab_split;
+        whole_rows.dims.back().clear();
+        ins[0] = lg.var(moved_to({all, DType::kF32}, parts, vocab_split, whole_rows));
+        at = ir::Attrs();
+        at.set("ignore_index", n.attrs.i("ignore_index", -100));
+        op = "cross_entropy_combine";
+      }
     }
     std::vector<ir::Var> outs;
     try {

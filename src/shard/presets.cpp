@@ -48,7 +48,8 @@ constexpr TpRule kTpRules[] = {
     {"lm_head.weight", 0, 2},
 };
 
-// Modules whose input and output activations sequence parallelism splits on the sequence dim.
+// Modules whose input and output activations sequence parallelism splits on the sequence dim
+// (the model names them "<module>.input" and "<module>").
 constexpr const char* kNormModules[] = {
     "h.*.ln_1",
     "h.*.ln_2",
@@ -89,8 +90,9 @@ std::vector<Rule> expand_presets(const std::vector<std::string>& presets, const 
     if ((a == "dp" && dp) || (a == "fsdp" && fsdp)) data.push_back(a);
   }
   std::vector<Rule> rules;
-  auto add = [&](std::string pattern, Layout l, const std::string& origin) {
+  auto add = [&](std::string pattern, Layout l, const std::string& origin, bool params = false) {
     Rule r;
+    r.params_only = params;
     r.pattern = std::move(pattern);
     l.normalize();
     r.layout = std::move(l);
@@ -110,7 +112,10 @@ std::vector<Rule> expand_presets(const std::vector<std::string>& presets, const 
         tp ? (data.empty() ? "tp" : data_origin + "+tp") : data_origin);
   }
   if (sp) {
-    for (const char* m : kNormModules) add(m, make({data, {"tp"}, {}}), "sp");
+    for (const char* m : kNormModules) {  // the norm's output and its input (the residual)
+      add(m, make({data, {"tp"}, {}}), "sp");
+      add(std::string(m) + ".input", make({data, {"tp"}, {}}), "sp");
+    }
   }
   // Parameters: tp splits the Megatron pairs; fsdp then splits dim 0 of every parameter again
   // (innermost, so that one all-gather over fsdp restores the tp shard before use).
@@ -119,14 +124,26 @@ std::vector<Rule> expand_presets(const std::vector<std::string>& presets, const 
       Dims dims(t.rank);
       dims[size_t(t.dim)].push_back("tp");
       if (fsdp) dims[0].push_back("fsdp");
-      add(t.pattern, make(dims), fsdp ? "tp+fsdp" : "tp");
+      add(t.pattern, make(dims), fsdp ? "tp+fsdp" : "tp", true);
     }
   }
   if (fsdp) {
-    add("*.weight", make({{"fsdp"}}), "fsdp");
-    add("*.bias", make({{"fsdp"}}), "fsdp");
+    add("*.weight", make({{"fsdp"}}), "fsdp", true);
+    add("*.bias", make({{"fsdp"}}), "fsdp", true);
   }
   return rules;
+}
+
+void fit_presets_to_kv_heads(Strategy& strategy, int64_t kv_heads) {
+  if (!strategy.mesh.has_axis("tp") || kv_heads % strategy.mesh.axis_size("tp") == 0) return;
+  for (Rule& r : strategy.rules) {
+    if (!r.from_preset || (!glob_match(r.pattern, "model.layers.0.self_attn.k_proj.weight") &&
+                           !glob_match(r.pattern, "model.layers.0.self_attn.v_proj.weight")))
+      continue;
+    for (auto& d : r.layout.dims) std::erase(d, std::string("tp"));
+    r.layout.normalize();
+    r.where += " (kv heads replicated on tp)";
+  }
 }
 
 Strategy preset_strategy(const std::string& expr, int64_t world_size) {

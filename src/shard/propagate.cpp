@@ -53,6 +53,10 @@ struct Propagator {
   const Strategy& s;
   const Topology& topo;
   Propagation& p;
+  // Per value: a parameter, or a view of one (slice, reshape, ...): its layout is the strategy's.
+  std::vector<bool> placed;
+  // (dim, axis) pairs the strategy's activation rules split, batch axes aside.
+  std::set<std::pair<int64_t, std::string>> activation_splits;
 
   std::string where(NodeId ni) const {
     if (ni < 0) return "output";
@@ -79,12 +83,15 @@ struct Propagator {
     }
     // Reducing partial sums is implied by the layouts that made them; moving split data is not,
     // except gathering a parameter over a data axis (fsdp).
+    // So is gathering an activation along a (dim, axis) pair that the strategy's activation
+    // rules split (sequence parallelism gathers the sequence before column-parallel layers).
     const bool param = g.value(v).kind == ir::ValueKind::kParam;
     for (const auto& a : p.mesh.axis_names()) {
       const int64_t d = from.dim_of(a);
       if (d < 0 || to.dim_of(a) == d) continue;
       const bool data = std::find(p.data_axes.begin(), p.data_axes.end(), a) != p.data_axes.end();
-      if (!(param && data)) r.implicit = true;
+      const bool declared = !param && activation_splits.count({d, a});
+      if (!(param && data) && !declared) r.implicit = true;
     }
     r.where = where(ni);
     if (r.implicit) {
@@ -134,11 +141,13 @@ struct Propagator {
         else
           pj *= os[j++];
       }
-      // Only the group's first input dim may be split, evenly into both first dims.
+      // Only the group's first input dim may be split, evenly into both first dims, or in any
+      // way when the group is that one dim, unchanged (an uneven batch).
       bool ok = !in.dims[a].empty();
       for (size_t k = a + 1; k < i; ++k) ok = ok && in.dims[k].empty();
       const int64_t nsz = axes_size(p.mesh, in.dims[a]);
-      ok = ok && is[a] % nsz == 0 && os[c] % nsz == 0;
+      const bool same_dim = i == a + 1 && j == c + 1;
+      ok = ok && (same_dim || (is[a] % nsz == 0 && os[c] % nsz == 0));
       if (ok) {
         o.dims[c] = in.dims[a];
       } else {
@@ -185,17 +194,22 @@ struct Propagator {
         }
         if (keep >= 0) P = cur[size_t(keep)].partial;
       }
-      // Mesh axes per factor, biggest operands first; each candidate costs the bytes of the
-      // operands it would make move (slicing an operand further is free).
+      // Mesh axes per factor: first those that split a parameter (the strategy placed it; the
+      // activations follow, as Megatron's sequence parallelism gathers activations, not
+      // weights), then biggest operands first; each candidate costs the bytes of the operands
+      // it would make move (slicing an operand further is free).
       const int nf = r.num_factors();
       const size_t nfs = size_t(nf);
       std::vector<Axes> assign(nfs);
       std::set<std::string> used(P.begin(), P.end());
-      std::vector<int64_t> weight(nfs, 0);
+      std::vector<std::pair<bool, int64_t>> weight(nfs, {false, 0});
       for (size_t i = 0; i < nin; ++i)
         for (size_t d = 0; d < r.in[i].size(); ++d)
-          if (int f = r.in[i][d]; f >= 0 && !cur[i].dims[d].empty())
-            weight[size_t(f)] = std::max(weight[size_t(f)], bytes(i));
+          if (int f = r.in[i][d]; f >= 0 && !cur[i].dims[d].empty()) {
+            auto& w = weight[size_t(f)];
+            w.first = w.first || placed[size_t(n.inputs[i])];
+            w.second = std::max(w.second, bytes(i));
+          }
       std::vector<int> order(nfs);
       for (int f = 0; f < nf; ++f) order[size_t(f)] = f;
       std::stable_sort(order.begin(), order.end(),
@@ -232,19 +246,28 @@ struct Propagator {
         used.insert(best.begin(), best.end());
       }
       if (n.def->name == "attention" || n.def->name == "attention_bwd") {
-        // Query heads and kv heads split together, evenly, so each rank keeps whole groups.
+        // Query heads split evenly. Kv heads split with them when they divide as evenly, so each
+        // rank keeps whole groups; otherwise every rank holds all kv heads and reads those of its
+        // query heads (Megatron's replication of kv heads when there are fewer than ranks).
         const int fh = r.in[0][2], fk = r.in[1][2];
         if (fh >= 0 && fk >= 0) {
           Axes A = assign[size_t(fh)];
           const int64_t nsz = axes_size(p.mesh, A);
-          if (!A.empty() && r.size[size_t(fh)] % nsz == 0 && r.size[size_t(fk)] % nsz == 0) {
-            assign[size_t(fk)] = A;
+          if (!A.empty() && r.size[size_t(fh)] % nsz == 0) {
+            if (r.size[size_t(fk)] % nsz == 0)
+              assign[size_t(fk)] = A;
+            else
+              assign[size_t(fk)].clear();
           } else {
             assign[size_t(fh)].clear();
             assign[size_t(fk)].clear();
           }
         }
       }
+      // Vocabulary-parallel cross-entropy reduces over its vocabulary shards inside the op (see
+      // lower.cpp): its loss and lse are whole, not partial over the axes that split V.
+      std::set<int> reduced_inside;
+      if (n.def->name == "cross_entropy") reduced_inside.insert(r.in[0].back());
       for (size_t i = 0; i < nin; ++i) {
         Layout l;
         l.dims.resize(r.in[i].size());
@@ -272,7 +295,7 @@ struct Propagator {
         std::set<std::string> on_dims;  // attention's q and kv heads share their axes
         for (const auto& d : l.dims) on_dims.insert(d.begin(), d.end());
         for (int f : in_factors)  // contractions: the output is a partial sum over their axes
-          if (!present.count(f))
+          if (!present.count(f) && !reduced_inside.count(f))
             for (const auto& a : assign[size_t(f)])
               if (!on_dims.count(a) &&
                   std::find(l.partial.begin(), l.partial.end(), a) == l.partial.end())
@@ -286,13 +309,16 @@ struct Propagator {
     for (size_t i = 0; i < nin; ++i)
       need(ni, int(i), n.inputs[i], p.layout[size_t(n.inputs[i])], tgt[i]);
     p.in[size_t(ni)] = tgt;
+    const bool view =
+        r.reshape || n.def->name == "slice" || n.def->name == "split" || n.def->name == "permute";
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueId v = n.outputs[o];
+      placed[size_t(v)] = view && placed[size_t(n.inputs[0])];
       p.layout[size_t(v)] = out[o];
       p.has_layout[size_t(v)] = true;
       const std::string& name = g.value(v).name;
-      if (!name.empty() && s.rule_for(name)) {  // a named value the strategy places
-        Layout want = s.layout_for(name, g.value(v).type.shape.size());
+      if (!name.empty() && s.rule_for(name, false)) {  // a named value the strategy places
+        Layout want = s.layout_for(name, g.value(v).type.shape.size(), false);
         want.check(p.mesh);
         need(-1, -1, v, out[o], want);
         p.layout[size_t(v)] = want;
@@ -341,7 +367,14 @@ Propagation propagate(const ir::Graph& g, const std::vector<ValueId>& outputs,
           if (std::find(p.data_axes.begin(), p.data_axes.end(), a) == p.data_axes.end())
             p.data_axes.push_back(a);
   }
-  Propagator pr{g, strategy, topo, p};
+  Propagator pr{g, strategy, topo, p, std::vector<bool>(nv, false), {}};
+  for (ValueId v : g.sources()) pr.placed[size_t(v)] = g.value(v).kind == ir::ValueKind::kParam;
+  for (const Rule& r : strategy.rules)
+    if (!r.params_only)
+      for (size_t d = 0; d < r.layout.dims.size(); ++d)
+        for (const auto& a : r.layout.dims[d])
+          if (std::find(p.data_axes.begin(), p.data_axes.end(), a) == p.data_axes.end())
+            pr.activation_splits.insert({int64_t(d), a});
   for (size_t ni = 0; ni < nn; ++ni)
     if (p.live[ni]) pr.node(NodeId(ni));
   for (size_t k = 0; k < outputs.size(); ++k) {

@@ -17,15 +17,13 @@ namespace {
 
 using ir::Node;
 
-const std::set<std::string> kJointLinear = {"add",     "sub",     "neg",          "scale",
-                                            "reshape", "permute", "slice",        "slice_bwd",
-                                            "concat",  "split",   "sum_to",       "broadcast_to", "cast"};
+const std::set<std::string> kJointLinear = {
+    "add",       "sub",    "neg",   "scale",  "reshape",      "permute", "slice",
+    "slice_bwd", "concat", "split", "sum_to", "broadcast_to", "cast"};
 const std::map<std::string, std::vector<bool>> kSingleLinear = {
-    {"matmul", {true, true}},
-    {"mul", {true, true}},
-    {"div", {true, false}},
-    {"embedding_bwd", {true, false}},
-    {"cross_entropy_bwd", {false, false, false, true}},
+    {"matmul", {true, true}},         {"mul", {true, true}},
+    {"div", {true, false}},           {"embedding", {true, false}},
+    {"embedding_bwd", {true, false}}, {"cross_entropy_bwd", {false, false, false, true}},
 };
 
 std::vector<std::string> split_on(const std::string& s, char c) {

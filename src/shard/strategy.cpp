@@ -44,15 +44,15 @@ bool glob_match(const std::string& pattern, const std::string& name) {
   return p == pattern.size();
 }
 
-const Rule* Strategy::rule_for(const std::string& name) const {
+const Rule* Strategy::rule_for(const std::string& name, bool param) const {
   for (const Rule& r : rules) {
-    if (glob_match(r.pattern, name)) return &r;
+    if ((param || !r.params_only) && glob_match(r.pattern, name)) return &r;
   }
   return nullptr;
 }
 
-Layout Strategy::layout_for(const std::string& name, size_t rank) const {
-  const Rule* r = rule_for(name);
+Layout Strategy::layout_for(const std::string& name, size_t rank, bool param) const {
+  const Rule* r = rule_for(name, param);
   if (!r) return Layout::replicated(rank);
   HP_CHECK(r->layout.rank() <= rank, "[strategy] ", r->where, ": layout ", r->layout.str(), " has ",
            r->layout.rank(), " entries but '", name, "' has rank ", rank);

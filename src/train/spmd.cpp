@@ -42,6 +42,7 @@ std::unique_ptr<SpmdPlan> plan_spmd(const io::ModelConfig& cfg, const shard::Str
   auto P = std::make_unique<SpmdPlan>();
   P->cfg = cfg;
   P->strategy = strategy;
+  shard::fit_presets_to_kv_heads(P->strategy, cfg.n_kv_head);
   P->batch = batch;
   P->seq = seq;
   nn::TraceOptions to;
@@ -56,15 +57,15 @@ std::unique_ptr<SpmdPlan> plan_spmd(const io::ModelConfig& cfg, const shard::Str
   for (size_t i = 0; i < P->infos.size(); ++i) {
     const auto& pi = P->infos[i];
     g.set_name(P->grads[i].id, "grad/" + pi.name);
-    Layout stored = strategy.layout_for(pi.name, pi.shape.size());
+    Layout stored = P->strategy.layout_for(pi.name, pi.shape.size());
     Layout l = logical_layout(stored, pi.shape, P->traced.params[i].shape());
-    l.check(strategy.mesh);
+    l.check(P->strategy.mesh);
     P->param_layouts.push_back(l);
     sources[P->traced.params[i].id] = l;
     outs.push_back(P->grads[i].id);
     out_layouts.push_back(l);
   }
-  P->prop = shard::propagate(g, outs, out_layouts, strategy, topo, sources);
+  P->prop = shard::propagate(g, outs, out_layouts, P->strategy, topo, sources);
   return P;
 }
 

@@ -2,7 +2,8 @@
 # SPMD end-to-end: `hp check CASE --devices threads:N --strategy S` for every preset and some
 # uneven meshes must pass the reference comparisons and match the single-device losses within
 # 1e-5 relative; fsdp4 must keep parameters + gradients + AdamW state <= 30% of one device (plan
-# and allocator); strict mode must name the op that needs unplanned communication.
+# and allocator); tp2+sp must plan sequence-parallel collectives; strict mode must accept tp2 and
+# tp4 (nothing gathered) and name the op that needs unplanned communication.
 # usage: spmd.sh HP CASE_DIR
 set -euo pipefail
 HP=$1
@@ -45,10 +46,29 @@ case $(basename "$CASE") in gpt2*) MODEL=gpt2-tiny ;; *) MODEL=llama-kjv ;; esac
 grep -q "layouts:" "$TMP/plan.txt" && grep -q "reduce_scatter(fsdp)" "$TMP/plan.txt" &&
   grep -q "rank 3:" "$TMP/plan.txt" || { cat "$TMP/plan.txt" >&2; fail "hp plan output"; }
 
-# strict mode: the vocabulary-parallel logits must be gathered for the loss: an error naming it.
-printf 'mesh: {tp: 2}\npresets: [tp]\nmode: strict\n' > "$TMP/strict.yaml"
+# plan with sp: reduce-scatter into and all-gather out of the sequence-split norm regions.
+"$HP" plan --model "$MODEL" --batch 2 --seq 32 --devices threads:2 --strategy tp2+sp --explain \
+  > "$TMP/plan_sp.txt" 2> /dev/null || fail "hp plan tp2+sp"
+grep -q "reduce_scatter(tp) [a-z0-9_.]*\.input .* -> \[-, tp, -\]" "$TMP/plan_sp.txt" &&
+  grep -q "all_gather(tp) .*\[-, tp, -\] -> \[-, -, -\]" "$TMP/plan_sp.txt" ||
+  { cat "$TMP/plan_sp.txt" >&2; fail "tp2+sp plan has no sequence-parallel collectives"; }
+
+# strict mode: tp needs no communication its layouts do not imply (vocabulary-parallel embedding
+# and loss; Llama's 2 kv heads replicated on tp4, not gathered) ...
+for n in 2 4; do
+  printf 'mesh: {tp: %s}\npresets: [tp]\nmode: strict\n' $n > "$TMP/strict.yaml"
+  "$HP" check "$CASE" --devices "threads:$n" --strategy "$TMP/strict.yaml" > /dev/null \
+    2> "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "strict tp$n needs unplanned communication"; }
+done
+# ... and a norm weight split on tp must be gathered: an error naming the op.
+case $(basename "$CASE") in
+  gpt2*) NORM=h.*.ln_1.weight ;;
+  *) NORM=model.layers.*.input_layernorm.weight ;;
+esac
+printf 'mesh: {tp: 2}\npresets: [tp]\nmode: strict\nrules:\n  - {match: "%s", layout: "[tp]"}\n' \
+  "$NORM" > "$TMP/strict.yaml"
 if "$HP" check "$CASE" --devices threads:2 --strategy "$TMP/strict.yaml" > /dev/null 2> "$TMP/err.txt"; then
   fail "strict mode accepted implicit communication"
 fi
-grep -q "cross_entropy\|embedding" "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "strict error names no op"; }
+grep -q "layer_norm\|rms_norm" "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "strict error names no op"; }
 echo PASS

@@ -12,9 +12,14 @@ struct AttentionShape {
   int64_t batch = 1;     // B
   int64_t seq = 1;       // T
   int64_t heads = 1;     // H (query heads)
-  int64_t kv_heads = 1;  // Hkv; H % Hkv == 0; query head h reads kv head h / (H / Hkv)
+  int64_t kv_heads = 1;  // Hkv; query head h reads kv head (head_offset + h) / group
   int64_t head_dim = 1;  // Dh
   float scale = 1.0f;    // usually 1/sqrt(Dh)
+  // Query heads per kv head (0: H / Hkv, and then H % Hkv == 0) and the index of the first query
+  // head within those groups: a rank holding some query heads of a group and its whole kv head
+  // (tensor parallelism with fewer kv heads than ranks) passes its offset and the global group.
+  int64_t group = 0;
+  int64_t head_offset = 0;
 };
 
 // q, out: [B, T, H, Dh]; k, v: [B, T, Hkv, Dh] (all contiguous); lse: [B, H, T] log-sum-exp of
@@ -23,7 +28,7 @@ void attention_fwd(const Context& ctx, const AttentionShape& s, const float* q, 
                    const float* v, float* out, float* lse);
 
 // Given dout [B, T, H, Dh] and the forward's q, k, v, out, lse: writes (overwrites) dq
-// [B, T, H, Dh], dk and dv [B, T, Hkv, Dh].
+// [B, T, H, Dh], dk and dv [B, T, Hkv, Dh] (zero for kv heads no query head here reads).
 void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, const float* k,
                    const float* v, const float* out, const float* lse, const float* dout, float* dq,
                    float* dk, float* dv);

@@ -74,20 +74,42 @@ void softmax_bwd(const Context& ctx, const float* y, const float* dy, float* dx,
                  int64_t cols);
 
 // ---- losses, embeddings, positions ------------------------------------------------------
+// A shard of a vocabulary: logits columns (or table rows) [offset, offset + n) of a vocabulary of
+// `total` entries, as vocabulary-parallel embeddings and losses hold it. total 0: not sharded.
+struct VocabShard {
+  int64_t offset = 0;
+  int64_t total = 0;
+};
+// Targets [rows] that are not ignore_index; throws hp::Error for a target outside [0, vocab).
+int64_t count_targets(const int64_t* targets, int64_t rows, int64_t vocab, int64_t ignore_index,
+                      const char* who);
 // Mean cross-entropy of logits [rows, vocab] against targets [rows] (int64; `ignore_index`
-// rows are skipped and not counted). Writes lse [rows] and returns the mean loss.
+// rows are skipped and not counted). Writes lse [rows] and returns the mean loss over `count`
+// targets (-1: those of these rows; a count summed over ranks when rows are split).
 float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* targets, float* lse,
-                        int64_t rows, int64_t vocab, int64_t ignore_index);
-// dlogits = dloss * (softmax(logits) - onehot(target)) / count.
+                        int64_t rows, int64_t vocab, int64_t ignore_index, int64_t count = -1);
+// dlogits = dloss * (softmax(logits) - onehot(target)) / count (count -1: as above). With a
+// shard, logits are its columns and lse the log-sum-exp of the whole row.
 void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* targets,
                        const float* lse, float dloss, float* dlogits, int64_t rows, int64_t vocab,
-                       int64_t ignore_index);
-// out[i, :] = table[ids[i], :]; throws hp::Error for an id outside [0, vocab).
+                       int64_t ignore_index, const VocabShard& shard = {}, int64_t count = -1);
+// Vocabulary-parallel forward, in two halves around an all-gather. Parts: per row, the
+// log-sum-exp of this shard's columns and the target's logit when the target falls in the shard
+// (else 0): parts [rows, 2].
+void cross_entropy_parts(const Context& ctx, const float* logits, const int64_t* targets,
+                         float* parts, int64_t rows, int64_t vocab, int64_t ignore_index,
+                         const VocabShard& shard);
+// Combine: the parts of every shard, [rows, shards, 2], give lse [rows] and the mean loss over
+// `count` targets (-1: those of these rows).
+float cross_entropy_combine(const float* parts, const int64_t* targets, float* lse, int64_t rows,
+                            int64_t shards, int64_t ignore_index, int64_t count);
+// out[i, :] = table[ids[i], :]; throws hp::Error for an id outside [0, vocab). With a shard the
+// table holds rows [offset, offset + vocab) of `total`; other ids give zero rows.
 void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, float* out,
-                   int64_t n, int64_t vocab, int64_t dim);
-// dtable (zeroed first) += scatter of dout rows by ids.
+                   int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard = {});
+// dtable (zeroed first) += scatter of dout rows by ids (with a shard: the ids it holds).
 void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, float* dtable,
-                   int64_t n, int64_t vocab, int64_t dim);
+                   int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard = {});
 // Rotary embedding, Hugging Face "rotate_half" convention: x [B, T, H, Dh], position of token t
 // is pos_offset + t, frequency i is theta^(-2i/Dh) for i < Dh/2, pairs (i, i + Dh/2).
 // inverse=true applies the opposite rotation (the backward).

@@ -28,6 +28,7 @@ struct Rule {
   Layout layout;             // may have fewer dims than the tensor: the rest are replicated
   std::string where;         // "file:line:col" of the rule, or "preset tp" for generated rules
   bool from_preset = false;  // generated rules may match nothing (they cover several models)
+  bool params_only = false;  // a preset's parameter rule: never places activations or gradients
 };
 
 struct Strategy {
@@ -38,11 +39,12 @@ struct Strategy {
   StrategyMode mode = StrategyMode::kWarn;
   YAML::Node offload;  // the raw `offload:` section (null when absent)
 
-  // The first rule matching `name`, if any.
-  const Rule* rule_for(const std::string& name) const;
+  // The first rule matching `name`, if any; for a value that is not a parameter (`param` false),
+  // the first that is not a parameters-only rule.
+  const Rule* rule_for(const std::string& name, bool param = true) const;
   // The layout of a tensor of rank `rank` named `name`: its rule's layout padded with replicated
   // dims, or replicated when no rule matches. Throws when the rule has more dims than `rank`.
-  Layout layout_for(const std::string& name, size_t rank) const;
+  Layout layout_for(const std::string& name, size_t rank, bool param = true) const;
 };
 
 // Shell-style match of the whole name: '*' matches any run of characters (dots included, so
@@ -66,6 +68,12 @@ Strategy preset_strategy(const std::string& expr, int64_t world_size);
 // after explicit rules by parse_strategy and preset_strategy. Throws on an unknown preset or a
 // preset whose axis the mesh lacks.
 std::vector<Rule> expand_presets(const std::vector<std::string>& presets, const Mesh& mesh);
+
+// Presets are written for any model; one choice depends on its shape. When the tp axis does not
+// divide the kv heads (Llama-style grouped-query attention with fewer kv heads than ranks),
+// k_proj and v_proj stay whole on tp: every rank computes all kv heads and attention reads those
+// of its own query heads, as Megatron replicates kv heads. Rules the user wrote are left alone.
+void fit_presets_to_kv_heads(Strategy& strategy, int64_t kv_heads);
 
 struct NamedTensor {
   std::string name;

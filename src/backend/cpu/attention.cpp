@@ -35,25 +35,37 @@ void check_shape(const char* where, const Context& ctx, const AttentionShape& s)
   HP_CHECK(s.batch >= 0 && s.seq >= 0 && s.heads >= 1 && s.kv_heads >= 1 && s.head_dim >= 1, "[",
            where, "] bad shape: B=", s.batch, " T=", s.seq, " H=", s.heads, " Hkv=", s.kv_heads,
            " Dh=", s.head_dim);
-  HP_CHECK(s.heads % s.kv_heads == 0, "[", where, "] heads ", s.heads,
-           " not a multiple of kv_heads ", s.kv_heads);
+  if (s.group == 0) {
+    HP_CHECK(s.heads % s.kv_heads == 0, "[", where, "] heads ", s.heads,
+             " not a multiple of kv_heads ", s.kv_heads);
+  } else {
+    HP_CHECK(
+        s.group >= 1 && s.head_offset >= 0 && (s.head_offset + s.heads - 1) / s.group < s.kv_heads,
+        "[", where, "] query heads [", s.head_offset, ", ", s.head_offset + s.heads,
+        ") in groups of ", s.group, " need more than the ", s.kv_heads, " kv heads given");
+  }
   HP_CHECK(s.seq <= (int64_t{1} << 24) && s.head_dim <= (int64_t{1} << 16), "[", where,
            "] T or Dh too large: T=", s.seq, " Dh=", s.head_dim);
 }
 
 // Sizes shared by the forward and backward tasks.
 struct Dims {
-  int64_t B, T, H, Hkv, Dh, group, Dhp, Tp, blocks;
+  int64_t B, T, H, Hkv, Dh, group, offset, Dhp, Tp, blocks;
   explicit Dims(const AttentionShape& s)
       : B(s.batch),
         T(s.seq),
         H(s.heads),
         Hkv(s.kv_heads),
         Dh(s.head_dim),
-        group(s.heads / s.kv_heads),
+        group(s.group ? s.group : s.heads / s.kv_heads),
+        offset(s.group ? s.head_offset : 0),
         Dhp(round8(s.head_dim)),
         Tp(round8(s.seq)),
         blocks((s.seq + kBlock - 1) / kBlock) {}
+  int64_t kv_of(int64_t h) const { return (offset + h) / group; }
+  // The local query heads [first, last) that read kv head kvh (empty when none does).
+  int64_t first(int64_t kvh) const { return std::clamp(kvh * group - offset, int64_t{0}, H); }
+  int64_t last(int64_t kvh) const { return std::clamp((kvh + 1) * group - offset, int64_t{0}, H); }
 };
 
 // dst[t, 0:Dhp] = src row t (row stride src_rs), zero-padded past Dh; rows [0, n).
@@ -135,7 +147,7 @@ float softmax_row_update(float* srow, int cnt, int width, float scale, float& m_
 void fwd_task(const Dims& d, float scale, const float* q, const float* k, const float* v,
               float* out, float* lse, int64_t b, int64_t h, int64_t qb0, int64_t qb1,
               FwdScratch& w) {
-  const int64_t kvh = h / d.group;
+  const int64_t kvh = d.kv_of(h);
   const int64_t rs_q = d.H * d.Dh, rs_kv = d.Hkv * d.Dh;
   const int64_t k_end = std::min(d.T, qb1 * kBlock);
   const float* kbase = k + (b * d.T * d.Hkv + kvh) * d.Dh;
@@ -375,14 +387,20 @@ void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, 
         const int64_t b = i / d.H, h = i % d.H;
         float* pk = partial.data() + i * d.T * d.Dh;
         float* pv = pk + d.B * d.H * d.T * d.Dh;
-        bwd_task(d, s.scale, q, k, v, out, lse, dout, dq, b, h / d.group, h, h + 1, pk, pv, d.Dh,
-                 w);
+        bwd_task(d, s.scale, q, k, v, out, lse, dout, dq, b, d.kv_of(h), h, h + 1, pk, pv, d.Dh, w);
       } else {
         const int64_t b = i / d.Hkv, kvh = i % d.Hkv;
         float* dk_dst = dk + (b * d.T * d.Hkv + kvh) * d.Dh;
         float* dv_dst = dv + (b * d.T * d.Hkv + kvh) * d.Dh;
-        bwd_task(d, s.scale, q, k, v, out, lse, dout, dq, b, kvh, kvh * d.group,
-                 (kvh + 1) * d.group, dk_dst, dv_dst, rs_kv, w);
+        if (d.first(kvh) < d.last(kvh)) {
+          bwd_task(d, s.scale, q, k, v, out, lse, dout, dq, b, kvh, d.first(kvh), d.last(kvh),
+                   dk_dst, dv_dst, rs_kv, w);
+        } else {
+          for (int64_t t = 0; t < d.T; ++t) {
+            std::fill_n(dk_dst + t * rs_kv, d.Dh, 0.0f);
+            std::fill_n(dv_dst + t * rs_kv, d.Dh, 0.0f);
+          }
+        }
       }
     }
     if (per_head) {
@@ -395,7 +413,7 @@ void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, 
           float* yk = dk + (bt * d.Hkv + kvh) * d.Dh;
           float* yv = dv + (bt * d.Hkv + kvh) * d.Dh;
           for (int64_t c = 0; c < d.Dh; ++c) yk[c] = yv[c] = 0.0f;
-          for (int64_t h = kvh * d.group; h < (kvh + 1) * d.group; ++h) {
+          for (int64_t h = d.first(kvh); h < d.last(kvh); ++h) {
             const int64_t off = ((b * d.H + h) * d.T + t) * d.Dh;
             for (int64_t c = 0; c < d.Dh; ++c) {
               yk[c] += pk_all[off + c];

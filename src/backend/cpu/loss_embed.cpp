@@ -1,8 +1,11 @@
-// Cross-entropy over logits, embedding lookup and its scatter-add backward, and rotary position
-// embedding (Hugging Face rotate_half convention).
+// Cross-entropy over logits (whole, or vocabulary-parallel in two halves around an all-gather),
+// embedding lookup and its scatter-add backward (optionally on a vocabulary shard), and rotary
+// position embedding (Hugging Face rotate_half convention).
 // Not label smoothing, not sampled softmax: exactly the mean NLL of the full vocabulary.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "backend/cpu/vec_math.hpp"
@@ -12,10 +15,37 @@
 namespace hp::cpu {
 namespace {
 
-// Rows whose target is not ignore_index; throws for a target outside [0, vocab). Checked here,
-// on the calling thread, because an exception must not leave an OpenMP region.
-int64_t counted_rows(const int64_t* targets, int64_t rows, int64_t vocab, int64_t ignore_index,
-                     const char* who) {
+int64_t whole(const VocabShard& s, int64_t vocab) {
+  return s.total > 0 ? s.total : vocab;
+}
+
+// Checked here, on the calling thread, because an exception must not leave an OpenMP region.
+void check_ids(const int64_t* ids, int64_t n, int64_t vocab, const char* who) {
+  for (int64_t i = 0; i < n; ++i) {
+    HP_CHECK(ids[i] >= 0 && ids[i] < vocab, "[", who, "] id ", ids[i], " at position ", i,
+             " outside the vocabulary of ", vocab);
+  }
+}
+
+// The mean over `count` of the per-row losses lse[r] - target logit, summed serially in row
+// order, in double: the same loss for any thread count. With every row ignored the mean is over
+// nothing; 0 (not NaN) keeps a fully padded micro-batch from poisoning a summed loss.
+template <class TargetLogit>
+float mean_loss(const int64_t* targets, const float* lse, int64_t rows, int64_t ignore_index,
+                int64_t count, TargetLogit target_logit) {
+  if (count == 0) return 0.0f;
+  double sum = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (targets[r] == ignore_index) continue;
+    sum += static_cast<double>(lse[r]) - static_cast<double>(target_logit(r));
+  }
+  return static_cast<float>(sum / static_cast<double>(count));
+}
+
+}  // namespace
+
+int64_t count_targets(const int64_t* targets, int64_t rows, int64_t vocab, int64_t ignore_index,
+                      const char* who) {
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = targets[r];
@@ -27,20 +57,9 @@ int64_t counted_rows(const int64_t* targets, int64_t rows, int64_t vocab, int64_
   return count;
 }
 
-void check_ids(const int64_t* ids, int64_t n, int64_t vocab, const char* who) {
-  for (int64_t i = 0; i < n; ++i) {
-    HP_CHECK(ids[i] >= 0 && ids[i] < vocab, "[", who, "] id ", ids[i], " at position ", i,
-             " outside the vocabulary of ", vocab);
-  }
-}
-
-}  // namespace
-
-// With every row ignored the mean is over nothing; 0 (not NaN) keeps a fully padded
-// micro-batch from poisoning a summed loss, and its gradient is 0 as well.
 float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* targets, float* lse,
-                        int64_t rows, int64_t vocab, int64_t ignore_index) {
-  const int64_t count = counted_rows(targets, rows, vocab, ignore_index, "cross_entropy");
+                        int64_t rows, int64_t vocab, int64_t ignore_index, int64_t count) {
+  const int64_t local = count_targets(targets, rows, vocab, ignore_index, "cross_entropy");
   const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -52,20 +71,16 @@ float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* 
     const float m = detail::row_max(xr, vocab);
     lse[r] = m + std::log(detail::exp_shift_sum(xr, m, nullptr, vocab));
   }
-  if (count == 0) return 0.0f;
-  // Summed serially in row order, in double: the same loss for any thread count.
-  double sum = 0.0;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (targets[r] == ignore_index) continue;
-    sum += static_cast<double>(lse[r]) - static_cast<double>(logits[r * vocab + targets[r]]);
-  }
-  return static_cast<float>(sum / static_cast<double>(count));
+  return mean_loss(targets, lse, rows, ignore_index, count < 0 ? local : count,
+                   [&](int64_t r) { return logits[r * vocab + targets[r]]; });
 }
 
 void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* targets,
                        const float* lse, float dloss, float* dlogits, int64_t rows, int64_t vocab,
-                       int64_t ignore_index) {
-  const int64_t count = counted_rows(targets, rows, vocab, ignore_index, "cross_entropy_bwd");
+                       int64_t ignore_index, const VocabShard& shard, int64_t count) {
+  const int64_t local =
+      count_targets(targets, rows, whole(shard, vocab), ignore_index, "cross_entropy_bwd");
+  if (count < 0) count = local;
   const float s = count == 0 ? 0.0f : dloss / static_cast<float>(count);
   const __m256 sv = _mm256_set1_ps(s);
   const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
@@ -82,23 +97,69 @@ void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* t
       const __m256 p = detail::vexp(_mm256_sub_ps(detail::ld(xr + i, k), lv));
       detail::st(dr + i, k, _mm256_mul_ps(p, sv));
     });
-    dr[targets[r]] -= s;
+    const int64_t c = targets[r] - shard.offset;
+    if (c >= 0 && c < vocab) dr[c] -= s;
   }
 }
 
+void cross_entropy_parts(const Context& ctx, const float* logits, const int64_t* targets,
+                         float* parts, int64_t rows, int64_t vocab, int64_t ignore_index,
+                         const VocabShard& shard) {
+  count_targets(targets, rows, whole(shard, vocab), ignore_index, "cross_entropy_parts");
+  const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* out = parts + 2 * r;
+    out[0] = out[1] = 0.0f;
+    if (targets[r] == ignore_index || vocab == 0) continue;
+    const float* xr = logits + r * vocab;
+    const float m = detail::row_max(xr, vocab);
+    out[0] = m + std::log(detail::exp_shift_sum(xr, m, nullptr, vocab));
+    const int64_t c = targets[r] - shard.offset;
+    if (c >= 0 && c < vocab) out[1] = xr[c];
+  }
+}
+
+float cross_entropy_combine(const float* parts, const int64_t* targets, float* lse, int64_t rows,
+                            int64_t shards, int64_t ignore_index, int64_t count) {
+  int64_t local = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = parts + 2 * shards * r;
+    if (targets[r] == ignore_index) {
+      lse[r] = 0.0f;
+      continue;
+    }
+    ++local;
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < shards; ++j) m = std::max(m, p[2 * j]);
+    double s = 0.0;
+    for (int64_t j = 0; j < shards; ++j) s += std::exp(static_cast<double>(p[2 * j] - m));
+    lse[r] = m + static_cast<float>(std::log(s));
+  }
+  return mean_loss(targets, lse, rows, ignore_index, count < 0 ? local : count, [&](int64_t r) {
+    double t = 0.0;  // the shard that holds the target has it; the others add 0
+    for (int64_t j = 0; j < shards; ++j) t += parts[2 * shards * r + 2 * j + 1];
+    return t;
+  });
+}
+
 void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, float* out,
-                   int64_t n, int64_t vocab, int64_t dim) {
-  check_ids(ids, n, vocab, "embedding");
+                   int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard) {
+  check_ids(ids, n, whole(shard, vocab), "embedding");
   const int team = detail::team_size(ctx, n * dim);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(out + i * dim, table + ids[i] * dim, sizeof(float) * dim);
+    const int64_t row = ids[i] - shard.offset;
+    if (row >= 0 && row < vocab)
+      std::memcpy(out + i * dim, table + row * dim, sizeof(float) * dim);
+    else
+      std::memset(out + i * dim, 0, sizeof(float) * dim);
   }
 }
 
 void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, float* dtable,
-                   int64_t n, int64_t vocab, int64_t dim) {
-  check_ids(ids, n, vocab, "embedding_bwd");
+                   int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard) {
+  check_ids(ids, n, whole(shard, vocab), "embedding_bwd");
   detail::parallel_range(ctx, vocab * dim, detail::kMinParallel, [&](int64_t b, int64_t e) {
     std::memset(dtable + b, 0, sizeof(float) * (e - b));
   });
@@ -111,7 +172,9 @@ void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, fl
   for (int64_t band = 0; band < bands; ++band) {
     const int64_t c0 = std::min(dim, band * per), c1 = std::min(dim, c0 + per);
     for (int64_t i = 0; i < n; ++i) {
-      float* t = dtable + ids[i] * dim;
+      const int64_t row = ids[i] - shard.offset;
+      if (row < 0 || row >= vocab) continue;
+      float* t = dtable + row * dim;
       const float* g = dout + i * dim;
       for (int64_t c = c0; c < c1; ++c) t[c] += g[c];
     }
