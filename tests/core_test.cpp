@@ -60,5 +60,34 @@ TEST(Allocator, BudgetPeakAndClearError) {
   EXPECT_EQ(a->peak_bytes(), 800u);
 }
 
+// Caching: a freed block is handed back for the next request of its size; cached bytes count
+// against the budget and the largest are given back when a request would not fit otherwise.
+TEST(Allocator, CachingReusesBlocksWithinTheBudget) {
+  auto a = std::make_shared<Allocator>("dev0", 4096);
+  a->set_caching(true);
+  void* p = a->allocate(1000);  // 1024 held (64-byte rounding)
+  a->deallocate(p, 1000);
+  EXPECT_EQ(a->live_bytes(), 0u);
+  EXPECT_EQ(a->cached_bytes(), 1024u);
+  void* q = a->allocate(1000);
+  EXPECT_EQ(q, p) << "the cached block of that size is reused";
+  EXPECT_EQ(a->cached_bytes(), 0u);
+  void* r = a->allocate(2000);  // 2048: live 3000 of 4096
+  a->deallocate(r, 2000);
+  EXPECT_EQ(a->cached_bytes(), 2048u);
+  // 1000 live + 2048 cached + 2064 > 4096: the cached 2048 go back to the system first.
+  void* s = a->allocate(2000 + 64);
+  EXPECT_EQ(a->cached_bytes(), 0u);
+  EXPECT_EQ(a->live_bytes(), 3064u);
+  EXPECT_LE(a->reserved_peak_bytes(), 4096u);
+  EXPECT_THROW(a->allocate(2000), OutOfMemory);  // live bytes alone exceed the budget
+  a->deallocate(s, 2000 + 64);
+  a->deallocate(q, 1000);
+  EXPECT_GT(a->cached_bytes(), 0u);
+  a->set_caching(false);  // gives every cached block back
+  EXPECT_EQ(a->cached_bytes(), 0u);
+  EXPECT_EQ(a->live_bytes(), 0u);
+}
+
 }  // namespace
 }  // namespace hp

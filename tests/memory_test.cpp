@@ -89,6 +89,28 @@ TEST(TransferEngine, OverlapsWithCompute) {
   EXPECT_GE(engine.bytes_moved(), src.size());
 }
 
+// Inline copies run on the submitting thread, at once, split over the team; failures still
+// surface from the handle.
+TEST(TransferEngine, InlineRunsOnTheCallerAndCopiesExactly) {
+  TransferEngine engine(2, CopyMode::kInline);
+  EXPECT_EQ(engine.mode(), CopyMode::kInline);
+  const auto caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  Transfer t = engine.submit("here", 1, [&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_TRUE(t.done());
+  EXPECT_EQ(ran_on, caller);
+  for (size_t n : {size_t(0), size_t(1), size_t(100) << 10, (size_t(3) << 20) + 7}) {
+    std::vector<char> src = pattern(n, 5), dst(n, 0);
+    engine.copy(dst.data(), src.data(), n).wait(5000ms);
+    EXPECT_EQ(src, dst) << n << " bytes";
+  }
+  Transfer bad = engine.submit("bad", 8, [] { throw Error("[copy] no"); });
+  EXPECT_TRUE(bad.done());
+  EXPECT_THROW(bad.wait(10ms), Error);
+  EXPECT_EQ(parse_copy_mode("threads"), CopyMode::kThreads);
+  EXPECT_THROW(parse_copy_mode("dma"), Error);
+}
+
 TEST(TransferEngine, FailuresAndTimeouts) {
   TransferEngine engine(1);
   Transfer bad = engine.submit("bad", 8, [] { throw Error("[disk] device on fire"); });
@@ -156,9 +178,14 @@ TEST(Options, ParsesSizesFractionsAndYaml) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("t.yaml:2"), std::string::npos) << e.what();
   }
-  OffloadOptions c = parse_offload_args({"device_budget=64MiB", "optimizer_state=host"});
+  OffloadOptions c = parse_offload_args(
+      {"device_budget=64MiB", "optimizer_state=host", "copies=threads", "link_latency_us=50"});
   EXPECT_EQ(c.device_budget.bytes, size_t(64) << 20);
   EXPECT_EQ(c.optimizer_state, Tier::kHost);
+  EXPECT_EQ(c.copies, CopyMode::kThreads);
+  EXPECT_DOUBLE_EQ(c.link_latency_us, 50.0);
+  EXPECT_EQ(OffloadOptions().copies, CopyMode::kInline);
+  EXPECT_THROW(parse_offload_args({"copies=dma"}), Error);
   EXPECT_THROW(parse_offload_args({"device_budget"}), Error);
 }
 
@@ -232,21 +259,36 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
     std::string text = explain(plan, sim, 10);
     EXPECT_NE(text.find("prefetch"), std::string::npos);
 
-    auto device = std::make_shared<Allocator>("dev", budget);
-    TieredPool pool(device, 0);
-    TransferEngine engine(2);
-    runtime::Executor ex(plan.program, device, cpu::Context{1});
-    OffloadRunner runner(plan, pool, engine, 5000ms);
-    for (auto& [id, t] : s.feeds) runner.bind(id, t);
-    for (int rep = 0; rep < 2; ++rep) {
-      runner.run(ex);
-      for (ir::ValueId o : s.outs) {
-        Tensor a = runner.result(o);
-        const Tensor& b = ref.get(o);
-        ASSERT_EQ(0, std::memcmp(a.raw(), b.raw(), b.nbytes())) << "budget " << budget;
+    // Inline copies: every transfer stalls the step for its whole time.
+    PlanRequest inl = req;
+    inl.cost.inline_copies = true;
+    const OffloadPlan inline_plan = plan_offload(prog, inl);
+    const SimResult isim = simulate(inline_plan, inl.cost);
+    double copy_s = 0;
+    for (const auto& t : inline_plan.transfers) copy_s += inl.cost.transfer_seconds(t.bytes);
+    EXPECT_NEAR(isim.stall_s, copy_s, 1e-9 + 1e-9 * copy_s);
+    EXPECT_NEAR(isim.step_s, isim.compute_s + copy_s, 1e-9 + 1e-9 * isim.step_s);
+
+    for (CopyMode mode : {CopyMode::kThreads, CopyMode::kInline}) {
+      const OffloadPlan& pl = mode == CopyMode::kInline ? inline_plan : plan;
+      auto device = std::make_shared<Allocator>("dev", budget);
+      TieredPool pool(device, 0);
+      TransferEngine engine(2, mode);
+      runtime::Executor ex(pl.program, device, cpu::Context{1});
+      OffloadRunner runner(pl, pool, engine, 5000ms);
+      for (auto& [id, t] : s.feeds) runner.bind(id, t);
+      for (int rep = 0; rep < 2; ++rep) {
+        runner.run(ex);
+        for (ir::ValueId o : s.outs) {
+          Tensor a = runner.result(o);
+          const Tensor& b = ref.get(o);
+          ASSERT_EQ(0, std::memcmp(a.raw(), b.raw(), b.nbytes()))
+              << "budget " << budget << ", copies " << copy_mode_name(mode);
+        }
       }
+      EXPECT_LE(device->peak_bytes(), budget);
+      EXPECT_LE(device->reserved_peak_bytes(), budget) << "cached blocks count against the budget";
     }
-    EXPECT_LE(device->peak_bytes(), budget);
   }
 }
 
@@ -334,10 +376,12 @@ TEST(OffloadTraining, Gpt2At25PercentWithStateOnDiskIsBitwiseIdentical) {
   struct Case {
     const char* budget;
     const char* state;
+    const char* copies;
   };
-  for (Case c :
-       {Case{"25%", "disk"}, Case{"25%", "host"}, Case{"none", "disk"}, Case{"50%", "device"}}) {
-    SCOPED_TRACE(std::string("budget ") + c.budget + ", optimizer state on " + c.state);
+  for (Case c : {Case{"25%", "disk", "inline"}, Case{"25%", "host", "threads"},
+                 Case{"none", "disk", "inline"}, Case{"50%", "device", "threads"}}) {
+    SCOPED_TRACE(std::string("budget ") + c.budget + ", optimizer state on " + c.state +
+                 ", copies " + c.copies);
     OffloadTrainConfig oc;
     oc.batch = B;
     oc.seq = T;
@@ -346,6 +390,7 @@ TEST(OffloadTraining, Gpt2At25PercentWithStateOnDiskIsBitwiseIdentical) {
     oc.schedule = to.schedule;
     oc.offload.offload_dir = temp_dir("gpt2");
     set_option(oc.offload, "optimizer_state", c.state);
+    set_option(oc.offload, "copies", c.copies);
     if (std::string(c.budget) == "25%") {
       oc.offload.device_budget.bytes = ref_peak / 4;  // of the measured unconstrained peak
     } else {

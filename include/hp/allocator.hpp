@@ -1,9 +1,12 @@
 // Per-device memory accounting: every byte of a device's tensors is charged against a budget.
-// Not a caching allocator: it accounts and aligns; buffer reuse is the memory planner's job.
+// Buffer reuse within a step is the memory planner's job; with caching on, freed blocks are kept
+// for the next request of the same size (an offload plan frees and allocates the same buffers
+// every step), and count against the budget until given back.
 #pragma once
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,11 +31,24 @@ class Allocator : public std::enable_shared_from_this<Allocator> {
   void charge(size_t bytes);
   void release(size_t bytes);
 
+  // Keep freed blocks for reuse by size. Cached bytes count against the budget (an allocation
+  // that would not fit gives back as few cached bytes as cover the excess); they are not live.
+  void set_caching(bool on);
+  size_t cached_bytes() const;
+  // The most bytes ever held from the system: live plus cached (<= the budget).
+  size_t reserved_peak_bytes() const {
+    const size_t r = reserved_peak_.load(), p = peak_.load();
+    return r > p ? r : p;
+  }
+
   size_t live_bytes() const { return live_.load(); }
   size_t peak_bytes() const { return peak_.load(); }
   size_t budget() const { return budget_; }
   void set_budget(size_t b) { budget_ = b; }
-  void reset_peak() { peak_.store(live_.load()); }
+  void reset_peak() {
+    peak_.store(live_.load());
+    reserved_peak_.store(live_.load() + cached_bytes());
+  }
   const std::string& name() const { return name_; }
   Tier tier() const { return tier_; }
 
@@ -42,7 +58,12 @@ class Allocator : public std::enable_shared_from_this<Allocator> {
   Tier tier_;
   std::atomic<size_t> live_{0};
   std::atomic<size_t> peak_{0};
-  std::mutex mu_;
+  std::atomic<size_t> reserved_peak_{0};
+  mutable std::mutex mu_;
+  bool caching_ = false;
+  std::multimap<size_t, void*> cache_;  // rounded size -> free block
+  size_t cached_ = 0;
+  void note_reserved();
 };
 
 // Allocator with no budget used for tensors created outside any device context (tests, I/O).

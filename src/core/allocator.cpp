@@ -1,6 +1,8 @@
 // Budgeted, peak-tracking allocator and Storage.
 #include "hp/allocator.hpp"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -23,7 +25,30 @@ const char* tier_name(Tier t) {
 Allocator::Allocator(std::string name, size_t budget_bytes, Tier tier)
     : name_(std::move(name)), budget_(budget_bytes), tier_(tier) {}
 
-Allocator::~Allocator() = default;
+Allocator::~Allocator() {
+  for (auto& [size, p] : cache_) std::free(p);
+}
+
+void Allocator::set_caching(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  caching_ = on;
+  if (on) return;
+  for (auto& [size, p] : cache_) std::free(p);
+  cache_.clear();
+  cached_ = 0;
+}
+
+size_t Allocator::cached_bytes() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cached_;
+}
+
+void Allocator::note_reserved() {
+  const size_t held = live_.load() + cached_;
+  size_t p = reserved_peak_.load();
+  while (held > p && !reserved_peak_.compare_exchange_weak(p, held)) {
+  }
+}
 
 static std::string mib(size_t b) {
   char buf[64];
@@ -48,19 +73,66 @@ void Allocator::release(size_t bytes) {
   live_.fetch_sub(bytes);
 }
 
+// Blocks of 2 MiB and more are aligned to 2 MiB and backed by transparent huge pages where the
+// kernel offers them: 512 times fewer page faults when a buffer is first touched, and fewer TLB
+// misses for the kernels that stream through it.
+constexpr size_t kHugePage = size_t(2) << 20;
+
+static void* system_alloc(size_t rounded) {
+  if (rounded < kHugePage) return std::aligned_alloc(64, rounded);
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (p) madvise(p, rounded / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only
+  return p;
+}
+
+static size_t rounded_size(size_t bytes) {
+  return bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
+}
+
 void* Allocator::allocate(size_t bytes) {
+  const size_t rounded = rounded_size(bytes);
+  std::unique_lock<std::mutex> lk(mu_, std::defer_lock);
+  if (caching_) {
+    lk.lock();
+    if (auto it = cache_.find(rounded); it != cache_.end()) {
+      void* p = it->second;
+      charge(bytes);  // cannot exceed the budget: the block was already counted
+      cache_.erase(it);
+      cached_ -= rounded;
+      return p;
+    }
+    // Over the budget with the cache: give back as few bytes as possible (each one given back
+    // is faulted in again when its size is next asked for): the smallest block that covers the
+    // excess, else the largest, and again.
+    while (!cache_.empty() && budget_ != 0 && live_.load() + cached_ + bytes > budget_) {
+      auto it = cache_.lower_bound(live_.load() + cached_ + bytes - budget_);
+      if (it == cache_.end()) it = std::prev(cache_.end());
+      std::free(it->second);
+      cached_ -= it->first;
+      cache_.erase(it);
+    }
+  }
   charge(bytes);
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+  void* p = system_alloc(rounded);
   if (!p) {
     release(bytes);
     throw OutOfMemory(
         detail::cat("[allocator ", name_, "] system allocation of ", mib(bytes), " failed"));
   }
+  if (caching_) note_reserved();
   return p;
 }
 
 void Allocator::deallocate(void* p, size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (caching_) {
+      cache_.emplace(rounded_size(bytes), p);
+      cached_ += rounded_size(bytes);
+      live_.fetch_sub(bytes);
+      return;
+    }
+  }
   std::free(p);
   release(bytes);
 }

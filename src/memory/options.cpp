@@ -156,11 +156,20 @@ void set_option(OffloadOptions& o, const std::string& key, const std::string& va
   } else if (key == "link_gbps") {
     o.link_gbps = parse_number(v, key);
     HP_CHECK(o.link_gbps > 0, "[offload] link_gbps must be > 0");
+  } else if (key == "link_latency_us") {
+    o.link_latency_us = parse_number(v, key);
+    HP_CHECK(o.link_latency_us >= 0, "[offload] link_latency_us must be >= 0");
   } else if (key == "transfer_threads") {
     double t = parse_number(v, key);
     HP_CHECK(t >= 1 && t <= 64 && t == std::floor(t), "[offload] transfer_threads: '", v,
              "' must be an integer in [1, 64]");
     o.transfer_threads = int(t);
+  } else if (key == "copies") {
+    try {
+      o.copies = parse_copy_mode(v);
+    } catch (const Error&) {
+      throw Error("[offload] copies: '" + v + "' must be inline or threads");
+    }
   } else if (key == "timeout_ms") {
     double t = parse_number(v, key);
     HP_CHECK(t >= 1, "[offload] timeout_ms must be >= 1");
@@ -168,7 +177,7 @@ void set_option(OffloadOptions& o, const std::string& key, const std::string& va
   } else {
     throw Error("[offload] unknown key '" + key +
                 "' (device_budget, host_budget, optimizer_state, offload_dir, offload, recompute, "
-                "auto, gflops, link_gbps, transfer_threads, timeout_ms)");
+                "auto, gflops, link_gbps, link_latency_us, transfer_threads, copies, timeout_ms)");
   }
 }
 
@@ -177,8 +186,8 @@ OffloadOptions parse_offload(const io::YamlNode& section) {
   if (section.is_null()) return o;
   HP_CHECK(section.is_map(), "[offload] ", section.where(), ": the offload section must be a map");
   section.check_keys({"device_budget", "host_budget", "optimizer_state", "offload_dir", "offload",
-                      "recompute", "auto", "gflops", "link_gbps", "transfer_threads",
-                      "timeout_ms"});
+                      "recompute", "auto", "gflops", "link_gbps", "link_latency_us",
+                      "transfer_threads", "copies", "timeout_ms"});
   for (auto& [key, node] : section.entries()) {
     std::string text;
     if (node.is_sequence()) {  // offload: [params, activations]
@@ -219,8 +228,10 @@ std::string OffloadOptions::str() const {
      << "  offload: [" << (params ? "params " : "") << (grads ? "grads " : "")
      << (activations ? "activations" : "") << "]\n"
      << "  recompute: " << (recompute ? "true" : "false") << "\n"
-     << "  gflops: " << gflops << "\n  link_gbps: " << link_gbps << "\n"
-     << "  transfer_threads: " << transfer_threads << "\n  timeout_ms: " << timeout_ms << "\n";
+     << "  gflops: " << gflops << "\n  link_gbps: " << link_gbps
+     << "\n  link_latency_us: " << link_latency_us << "\n"
+     << "  transfer_threads: " << transfer_threads << "\n  copies: " << copy_mode_name(copies)
+     << "\n  timeout_ms: " << timeout_ms << "\n";
   return os.str();
 }
 

@@ -343,7 +343,7 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
       wait(static_cast<size_t>(n_steps));
   for (const Load& l : loads) {
     const size_t b = a.bytes[size_t(l.r)];
-    const double tx = cm.transfer_seconds(b);
+    const double tx = cm.inline_copies ? 0.0 : cm.transfer_seconds(b);
     int j = l.at;
     double covered = 0;
     while (j > l.lo && covered < tx) {
@@ -464,7 +464,13 @@ SimResult simulate(const OffloadPlan& plan, const CostModel& cost) {
       }
       case InstrKind::kPrefetch:
       case InstrKind::kEvict:
-        if (at[k] >= 0) {
+        if (at[k] >= 0 && cost.inline_copies) {  // on the compute cores: the step waits
+          double x = cost.transfer_seconds(plan.transfers[size_t(at[k])].bytes);
+          t += x;
+          r.stall_s += x;
+          r.link_busy_s += x;
+          done[size_t(ins.value)] = t;
+        } else if (at[k] >= 0) {
           double x = cost.transfer_seconds(plan.transfers[size_t(at[k])].bytes);
           double start = std::max(t, link);
           link = start + x;

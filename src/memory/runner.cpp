@@ -71,6 +71,11 @@ void OffloadRunner::wait_pending(Slot& s) {
   s.pending = Transfer();
 }
 
+void OffloadRunner::count_inline(std::chrono::steady_clock::time_point t0) {
+  if (engine_.mode() == CopyMode::kInline)  // the copy ran on this thread: compute waited
+    stall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 void OffloadRunner::flush(runtime::Executor&) {
   if (batch_.empty()) return;
   // One job per group of prefetches: fewer, larger submissions keep the link streaming.
@@ -80,13 +85,15 @@ void OffloadRunner::flush(runtime::Executor&) {
     copies.emplace_back(slots_[size_t(r)].device, slots_[size_t(r)].home);
     bytes += slots_[size_t(r)].device->bytes();
   }
+  const auto t0 = std::chrono::steady_clock::now();
   Transfer t =
       engine_.submit(hp::detail::cat("prefetch of ", batch_.size(), " values starting with ",
                                      plan_.value_name(batch_[0])),
-                     bytes, [copies = std::move(copies)] {
+                     bytes, [this, copies = std::move(copies)] {
                        for (auto& [dst, src] : copies)
-                         std::memcpy(dst->data(), src.raw(), dst->bytes());
+                         engine_.copy_bytes(dst->data(), src.raw(), dst->bytes());
                      });
+  count_inline(t0);
   for (ValueId r : batch_) slots_[size_t(r)].pending = t;
   batch_.clear();
 }
@@ -124,7 +131,7 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
       batch_.push_back(r);
       break;
     }
-    case InstrKind::kEvict:
+    case InstrKind::kEvict: {
       place(ex, r, nullptr);
       if (s.home_valid) {  // clean: the home copy is current
         s.device.reset();
@@ -135,14 +142,17 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
         s.home = pool_.alloc(Tier::kHost, t.shape, t.dtype);
       }
       // The job owns the device buffer: it returns to the budget when the copy lands.
+      const auto t0 = std::chrono::steady_clock::now();
       s.pending = engine_.submit("write-back of " + plan_.value_name(r), bytes,
-                                 [dev = std::move(s.device), home = s.home]() mutable {
-                                   std::memcpy(home.raw(), dev->data(), dev->bytes());
+                                 [this, dev = std::move(s.device), home = s.home]() mutable {
+                                   engine_.copy_bytes(home.raw(), dev->data(), dev->bytes());
                                    dev.reset();
                                  });
+      count_inline(t0);
       s.device.reset();
       s.home_valid = true;
       break;
+    }
     case InstrKind::kWait:
       wait_pending(s);
       break;

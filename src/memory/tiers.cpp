@@ -189,6 +189,10 @@ TieredPool::TieredPool(std::shared_ptr<Allocator> device, size_t host_budget,
       dir_(std::move(offload_dir)),
       disk_opt_(disk) {
   HP_CHECK(device_ != nullptr, "[pool] a device allocator is required");
+  // A plan frees and allocates the same buffers every step: reuse them instead of returning
+  // them to the system and faulting fresh pages in again.
+  device_->set_caching(true);
+  host_->set_caching(true);
 }
 
 const std::shared_ptr<Allocator>& TieredPool::allocator(Tier t) const {

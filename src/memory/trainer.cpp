@@ -39,6 +39,8 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
   req.recompute = o.recompute;
   req.cost.gflops = o.gflops;
   req.cost.link_bytes_per_s = o.link_gbps * 1e9;
+  req.cost.latency_s = o.link_latency_us * 1e-6;
+  req.cost.inline_copies = o.copies == CopyMode::kInline;
   if (plan) sp->plan = plan_offload(sp->program, req);
   return sp;
 }
@@ -52,6 +54,9 @@ OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& 
   const bool plan = sp_->plan.has_value();
 
   engine_ = std::make_unique<TransferEngine>(o.transfer_threads);
+  if (o.copies == CopyMode::kInline)
+    inline_copies_ = std::make_unique<TransferEngine>(c_.threads, CopyMode::kInline);
+  TransferEngine& copies = inline_copies_ ? *inline_copies_ : *engine_;
   const bool needs_disk = o.optimizer_state == Tier::kDisk;
   pool_ = std::make_unique<TieredPool>(std::make_shared<Allocator>("device0", sp_->budget),
                                        o.host_budget,
@@ -71,7 +76,7 @@ OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& 
   if (plan) {
     exec_ = std::make_unique<runtime::Executor>(sp_->plan->program, pool_->device(),
                                                 cpu::Context{c_.threads});
-    runner_ = std::make_unique<OffloadRunner>(*sp_->plan, *pool_, *engine_, timeout);
+    runner_ = std::make_unique<OffloadRunner>(*sp_->plan, *pool_, copies, timeout);
     for (size_t i = 0; i < params_.size(); ++i) runner_->bind(params_ids[i].id, params_[i]);
   } else {
     exec_ = std::make_unique<runtime::Executor>(sp_->program, pool_->device(),
@@ -131,13 +136,16 @@ OffloadStep OffloadTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& m
       cpu::axpby(ctx, grads_[i].numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n),
                  grads_[i].f32(), accum_[i].f32());
   }
+  const auto t1 = std::chrono::steady_clock::now();
   std::vector<Tensor*> gp;
   for (size_t i = 0; i < grads_.size(); ++i) gp.push_back(n == 1 ? &grads_[i] : &accum_[i]);
   r.grad_norm = optim::clip_grad_norm(ctx, gp, c_.clip);
   r.lr = c_.adam.lr * c_.schedule.factor(adam_->steps_done());
   std::vector<const Tensor*> cg(gp.begin(), gp.end());
   adam_->step(ctx, cg, r.lr);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto t2 = std::chrono::steady_clock::now();
+  r.optimizer_seconds = std::chrono::duration<double>(t2 - t1).count();
+  r.seconds = std::chrono::duration<double>(t2 - t0).count();
   return r;
 }
 
@@ -151,7 +159,8 @@ double OffloadTrainer::eval(const Tensor& tokens, const Tensor& targets) {
       eval_exec_ = std::make_unique<runtime::Executor>(eval_plan_->program, pool_->device(),
                                                        cpu::Context{c_.threads});
       eval_runner_ = std::make_unique<OffloadRunner>(
-          *eval_plan_, *pool_, *engine_, std::chrono::milliseconds(c_.offload.timeout_ms));
+          *eval_plan_, *pool_, inline_copies_ ? *inline_copies_ : *engine_,
+          std::chrono::milliseconds(c_.offload.timeout_ms));
       for (size_t i = 0; i < params_.size(); ++i) eval_runner_->bind(ids[i].id, params_[i]);
     } else {
       eval_exec_ = std::make_unique<runtime::Executor>(*eval_prog_, pool_->device(),

@@ -1,6 +1,7 @@
 // Transfer engine: a FIFO of jobs served by a small pool of joined worker threads.
 #include "hp/memory/transfer.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "hp/error.hpp"
@@ -49,9 +50,56 @@ const std::string& Transfer::what() const {
   return s_ ? s_->what : kNone;
 }
 
-TransferEngine::TransferEngine(int threads) {
+CopyMode parse_copy_mode(const std::string& s) {
+  if (s == "threads") return CopyMode::kThreads;
+  if (s == "inline") return CopyMode::kInline;
+  throw Error("[transfer] copies must be threads or inline, got '" + s + "'");
+}
+
+const char* copy_mode_name(CopyMode m) {
+  return m == CopyMode::kInline ? "inline" : "threads";
+}
+
+TransferEngine::TransferEngine(int threads, CopyMode mode) : threads_(threads), mode_(mode) {
   HP_CHECK(threads >= 1, "[transfer] threads must be >= 1, got ", threads);
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  if (mode == CopyMode::kThreads)
+    for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+}
+
+void TransferEngine::copy_bytes(void* dst, const void* src, size_t n) const {
+  // A worker streams large chunks rather than one huge memcpy; the inline team splits the copy
+  // into one piece per thread (pieces of at least 256 KiB, smaller copies are not worth a team).
+  const int team = mode_ == CopyMode::kInline
+                       ? int(std::clamp<size_t>(n / (size_t(256) << 10), 1, size_t(threads_)))
+                       : 1;
+  const size_t chunk = team > 1 ? (n / size_t(team) + 63) / 64 * 64 : size_t(8) << 20;
+  const int64_t chunks = int64_t((n + chunk - 1) / chunk);
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t off = size_t(c) * chunk;
+    std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off,
+                std::min(chunk, n - off));
+  }
+}
+
+std::exception_ptr TransferEngine::run_job(detail::TransferState& s, std::function<void()>& job) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::exception_ptr err;
+  try {
+    job();
+  } catch (const std::exception& e) {
+    err = std::make_exception_ptr(Error("[transfer] '" + s.what + "' failed: " + e.what()));
+  } catch (...) {
+    err = std::make_exception_ptr(Error("[transfer] '" + s.what + "' failed"));
+  }
+  job = nullptr;  // buffers the job held (an evicted device copy) are released before done
+  double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    busy_s_ += dt;
+    if (!err) bytes_moved_ += s.bytes;
+  }
+  return err;
 }
 
 TransferEngine::~TransferEngine() {
@@ -72,6 +120,10 @@ Transfer TransferEngine::submit(std::string what, size_t bytes, std::function<vo
   auto s = std::make_shared<detail::TransferState>();
   s->what = std::move(what);
   s->bytes = bytes;
+  if (mode_ == CopyMode::kInline) {
+    s->finish(run_job(*s, job));
+    return Transfer(s);
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     HP_CHECK(!stop_, "[transfer] engine is shutting down");
@@ -88,13 +140,7 @@ Transfer TransferEngine::submit(std::string what, size_t bytes, std::function<vo
 }
 
 Transfer TransferEngine::copy(void* dst, const void* src, size_t n, std::string what) {
-  return submit(std::move(what), n, [dst, src, n] {
-    // Large chunks keep the copy streaming without holding one huge memcpy.
-    constexpr size_t kChunk = size_t(8) << 20;
-    for (size_t off = 0; off < n; off += kChunk)
-      std::memcpy(static_cast<char*>(dst) + off, static_cast<const char*>(src) + off,
-                  std::min(kChunk, n - off));
-  });
+  return submit(std::move(what), n, [this, dst, src, n] { copy_bytes(dst, src, n); });
 }
 
 void TransferEngine::drain(std::chrono::milliseconds timeout) {
@@ -128,23 +174,7 @@ void TransferEngine::work() {
       job = std::move(queue_.front().second);
       queue_.pop_front();
     }
-    auto t0 = std::chrono::steady_clock::now();
-    std::exception_ptr err;
-    try {
-      job();
-    } catch (const std::exception& e) {
-      err = std::make_exception_ptr(Error("[transfer] '" + s->what + "' failed: " + e.what()));
-    } catch (...) {
-      err = std::make_exception_ptr(Error("[transfer] '" + s->what + "' failed"));
-    }
-    job = nullptr;  // buffers the job held (an evicted device copy) are released before done
-    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      busy_s_ += dt;
-      if (!err) bytes_moved_ += s->bytes;
-    }
-    s->finish(err);
+    s->finish(run_job(*s, job));
   }
 }
 

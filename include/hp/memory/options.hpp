@@ -8,6 +8,7 @@
 
 #include "hp/allocator.hpp"
 #include "hp/io/yaml.hpp"
+#include "hp/memory/transfer.hpp"
 
 namespace hp::memory {
 
@@ -36,11 +37,17 @@ struct OffloadOptions {
   bool params = true;                             // what the planner may move off the device
   bool grads = true;
   bool activations = true;
-  bool recompute = true;   // re-run cheap elementwise producers instead of a transfer
-  bool auto_mode = false;  // `auto`: offload only when the step does not fit
-  double gflops = 50;      // cost model: achieved compute rate
-  double link_gbps = 8;    // cost model: device<->host bandwidth, GB/s
+  bool recompute = true;        // re-run cheap elementwise producers instead of a transfer
+  bool auto_mode = false;       // `auto`: offload only when the step does not fit
+  double gflops = 50;           // cost model: achieved compute rate
+  double link_gbps = 8;         // cost model: device<->host bandwidth, GB/s
+  double link_latency_us = 10;  // cost model: fixed cost of one transfer
   int transfer_threads = 2;
+  // Device<->host copies: on the compute cores where issued (inline: "device" memory is host
+  // DRAM on the CPU backend, so a copy needs the kernels' cores anyway), or on the transfer
+  // threads overlapped with compute (threads: a device with copy engines). Disk I/O always runs
+  // on the transfer threads.
+  CopyMode copies = CopyMode::kInline;
   int64_t timeout_ms = 60000;  // every wait on a transfer
 
   // True when anything may leave the device (a budget, off-device optimizer state, or auto).
@@ -52,7 +59,8 @@ struct OffloadOptions {
 
 // Sets one key ("device_budget", "host_budget", "optimizer_state", "offload_dir", "offload"
 // (comma list of params,grads,activations or "all"/"none"), "recompute", "auto", "gflops",
-// "link_gbps", "transfer_threads", "timeout_ms") from its text; throws naming key and text.
+// "link_gbps", "link_latency_us", "transfer_threads", "copies" (inline, threads), "timeout_ms")
+// from its text; throws naming key and text.
 void set_option(OffloadOptions& o, const std::string& key, const std::string& value);
 // The `offload:` section of a YAML config (the section node itself); unknown keys are rejected.
 OffloadOptions parse_offload(const io::YamlNode& section);

@@ -20,6 +20,9 @@ struct CostModel {
   double link_bytes_per_s = 8e9;
   double latency_s = 10e-6;
   double mem_bytes_per_s = 20e9;
+  // Copies run on the compute cores at the point of issue (CopyMode::kInline): each one stalls
+  // the step for its whole time, and a prefetch is best issued right before its use.
+  bool inline_copies = false;
   double compute_seconds(const ir::Cost& c) const;
   double transfer_seconds(size_t bytes) const;
 };

@@ -1,6 +1,7 @@
 // OffloadRunner: carries out an OffloadPlan on a runtime::Executor. Sources live in caller-bound
 // host tensors; device buffers come from the device Allocator only while the plan says so;
-// copies run on the TransferEngine and are waited for exactly where the plan has a kWait.
+// copies run on the TransferEngine and are waited for exactly where the plan has a kWait (an
+// inline engine copies at once, and that time counts as stall).
 // Not a planner: it never decides what moves, and it fails loudly when the plan is inconsistent.
 #pragma once
 #include <chrono>
@@ -28,7 +29,8 @@ class OffloadRunner : public runtime::MoveHandler {
   // An output after run(): its host copy when written back, else its device buffer.
   Tensor result(ir::ValueId output) const;
 
-  double stall_seconds() const { return stall_s_; }  // compute blocked on transfers, last run
+  // Compute blocked on transfers in the last run: waits, and inline copies.
+  double stall_seconds() const { return stall_s_; }
 
   void move(const runtime::Instr& ins, runtime::Executor& ex) override;
 
@@ -42,6 +44,7 @@ class OffloadRunner : public runtime::MoveHandler {
   void place(runtime::Executor& ex, ir::ValueId r, const std::shared_ptr<Storage>& s);
   void wait_pending(Slot& s);
   void flush(runtime::Executor& ex);
+  void count_inline(std::chrono::steady_clock::time_point t0);
 
   const OffloadPlan& plan_;
   TieredPool& pool_;

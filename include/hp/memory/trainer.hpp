@@ -35,10 +35,10 @@ struct StepPlan {
   std::vector<nn::ParamInfo> infos;
   runtime::Program program;
   size_t param_bytes = 0;
-  size_t state_bytes = 0;  // AdamW moments
-  size_t peak = 0;         // device bytes with no offload (optimizer state included)
-  size_t budget = 0;       // resolved device budget (0: unlimited)
-  PlanRequest request;     // what the plan was asked for (also the cost model)
+  size_t state_bytes = 0;           // AdamW moments
+  size_t peak = 0;                  // device bytes with no offload (optimizer state included)
+  size_t budget = 0;                // resolved device budget (0: unlimited)
+  PlanRequest request;              // what the plan was asked for (also the cost model)
   std::optional<OffloadPlan> plan;  // absent when nothing is offloaded
 };
 
@@ -52,8 +52,9 @@ struct OffloadStep {
   double loss = 0;
   double grad_norm = 0;
   double lr = 0;
-  double seconds = 0;        // wall time of the whole step
-  double stall_seconds = 0;  // compute blocked on transfers (plan runs only)
+  double seconds = 0;            // wall time of the whole step
+  double stall_seconds = 0;      // compute blocked on transfers (plan runs only)
+  double optimizer_seconds = 0;  // clipping and AdamW after the last micro-batch
 };
 
 class OffloadTrainer {
@@ -85,6 +86,7 @@ class OffloadTrainer {
   Allocator& device() { return *pool_->device(); }
   Allocator& host() { return *pool_->host(); }
   double flops_per_step() const { return sp_->program.flops; }
+  const OffloadTrainConfig& config() const { return c_; }
 
  private:
   // Runs `prog` (under `runner` when planned) on one batch.
@@ -96,7 +98,8 @@ class OffloadTrainer {
   OffloadTrainConfig c_;
   std::unique_ptr<StepPlan> sp_;
   std::unique_ptr<TieredPool> pool_;
-  std::unique_ptr<TransferEngine> engine_;  // joined before the pool its jobs write to goes
+  std::unique_ptr<TransferEngine> engine_;         // joined before the pool its jobs write to goes
+  std::unique_ptr<TransferEngine> inline_copies_;  // the runners' copies with copies: inline
   std::vector<Tensor> params_;
   std::unique_ptr<runtime::Executor> exec_;
   std::unique_ptr<OffloadRunner> runner_;

@@ -1,5 +1,6 @@
 // Transfer engine: copies between tiers run on a few threads of their own, overlapped with the
-// compute thread; each submission returns a handle whose wait(timeout) rethrows the failure.
+// compute thread (or inline on the compute cores, see CopyMode); each submission returns a handle
+// whose wait(timeout) rethrows the failure.
 // Not a scheduler: jobs run in submission order (FIFO), batching is the caller's choice.
 #pragma once
 #include <chrono>
@@ -36,17 +37,28 @@ class Transfer {
   std::shared_ptr<detail::TransferState> s_;
 };
 
+// Where jobs run. kThreads: on the engine's own worker threads, overlapped with compute (copy
+// engines, disk I/O). kInline: on the submitting thread, at once, with copy_bytes spread over
+// `threads` cores: where "device" memory is host DRAM and a copy needs the same cores as the
+// kernels, a short parallel copy at the point of issue costs less than one competing with them.
+enum class CopyMode { kThreads, kInline };
+CopyMode parse_copy_mode(const std::string& s);  // "threads" / "inline"; throws otherwise
+const char* copy_mode_name(CopyMode m);
+
 class TransferEngine {
  public:
-  // `threads` >= 1 worker threads, joined by the destructor (queued jobs are cancelled with an
-  // error, running ones finish).
-  explicit TransferEngine(int threads = 2);
+  // kThreads: `threads` >= 1 worker threads, joined by the destructor (queued jobs are cancelled
+  // with an error, running ones finish). kInline: no workers; `threads` copy together.
+  explicit TransferEngine(int threads = 2, CopyMode mode = CopyMode::kThreads);
   ~TransferEngine();
   TransferEngine(const TransferEngine&) = delete;
   TransferEngine& operator=(const TransferEngine&) = delete;
 
-  // Runs `job` on a transfer thread; `what` names it in errors, `bytes` feeds the statistics.
+  // Runs `job` on a transfer thread (inline: now, on this thread; a failure still surfaces from
+  // the handle's wait); `what` names it in errors, `bytes` feeds the statistics.
   Transfer submit(std::string what, size_t bytes, std::function<void()> job);
+  // memcpy for jobs: chunked on a worker, or over the inline team.
+  void copy_bytes(void* dst, const void* src, size_t n) const;
   // memcpy of `n` bytes in large chunks on a transfer thread. Both buffers must outlive it.
   Transfer copy(void* dst, const void* src, size_t n, std::string what = "copy");
   // Waits for every transfer submitted so far; throws hp::Timeout or the first failure.
@@ -54,10 +66,12 @@ class TransferEngine {
 
   size_t bytes_moved() const;
   double busy_seconds() const;  // summed over threads
-  int threads() const { return int(workers_.size()); }
+  int threads() const { return threads_; }
+  CopyMode mode() const { return mode_; }
 
  private:
   void work();
+  std::exception_ptr run_job(detail::TransferState& s, std::function<void()>& job);
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -66,6 +80,8 @@ class TransferEngine {
   bool stop_ = false;
   size_t bytes_moved_ = 0;
   double busy_s_ = 0;
+  int threads_;
+  CopyMode mode_;
   std::vector<std::thread> workers_;
 };
 
