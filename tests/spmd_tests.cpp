@@ -1,6 +1,7 @@
 // SPMD training steps against one device on batches the reference cases do not cover: targets
 // ignored unevenly across the batch (the loss is the mean over all counted targets, not a mean of
 // per-rank means), with the vocabulary split (tp) and the kv heads fewer than the tp ranks.
+// Each also checks the forward-only evaluation program against one device's eval.
 // Not the preset matrix: tests/e2e/spmd.sh runs every preset on the shared reference cases.
 #include <gtest/gtest.h>
 
@@ -54,6 +55,7 @@ void expect_same_steps(io::Architecture arch, const std::string& preset, int ran
   Trainer one(cfg, init, opt);
   std::vector<double> want;
   for (int s = 0; s < 3; ++s) want.push_back(one.step({{tokens, targets}}).loss);
+  want.push_back(one.eval(tokens, targets));  // the forward-only program after the steps
 
   auto plan = plan_spmd(cfg, shard::preset_strategy(preset, ranks), 4, 8,
                         shard::Topology::uniform(20e9, 5e-6));
@@ -61,11 +63,12 @@ void expect_same_steps(io::Architecture arch, const std::string& preset, int ran
   comm::ThreadWorld(ranks).run([&](comm::Communicator& c) {
     SpmdTrainer tr(*plan, c, init, opt);
     for (int s = 0; s < 3; ++s) got[size_t(c.rank())].push_back(tr.step(tokens, targets).loss);
+    got[size_t(c.rank())].push_back(tr.eval(tokens, targets));
   });
   for (int r = 0; r < ranks; ++r)
     for (size_t s = 0; s < want.size(); ++s)
       EXPECT_NEAR(got[size_t(r)][s], want[s], 1e-5 * std::fabs(want[s]))
-          << "rank " << r << " step " << s;
+          << "rank " << r << (s < 3 ? " step " : " eval after step ") << s;
 }
 
 TEST(SpmdIgnoredTargets, DataParallelMeanIsOverAllCountedTargets) {

@@ -66,6 +66,8 @@ std::unique_ptr<SpmdPlan> plan_spmd(const io::ModelConfig& cfg, const shard::Str
     out_layouts.push_back(l);
   }
   P->prop = shard::propagate(g, outs, out_layouts, P->strategy, topo, sources);
+  P->eval_prop =
+      shard::propagate(g, {P->traced.loss.id}, {Layout::replicated(0)}, P->strategy, topo, sources);
   return P;
 }
 
@@ -107,7 +109,8 @@ SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
     exec_->bind(lowered_.map[size_t(plan_.traced.params[i].id)], params_[i]);
 }
 
-void SpmdTrainer::run_batch(const Tensor& tokens, const Tensor& targets) {
+void SpmdTrainer::run_batch(runtime::Executor& ex, const shard::Lowered& low, const Tensor& tokens,
+                            const Tensor& targets) {
   const auto& P = plan_.prop;
   const shard::Mesh& mesh = plan_.strategy.mesh;
   const int rank = rc_.rank();
@@ -117,15 +120,24 @@ void SpmdTrainer::run_batch(const Tensor& tokens, const Tensor& targets) {
     Tensor t = tt[k]->dtype() == DType::kI64 ? *tt[k] : tt[k]->to(DType::kI64);
     HP_CHECK(t.shape() == tv[k].shape(), "[spmd] batch ", shape_str(t.shape()), ", the plan needs ",
              shape_str(tv[k].shape()));
-    exec_->bind(lowered_.map[size_t(tv[k].id)],
-                shard::local_piece(t, P.layout[size_t(tv[k].id)], mesh, rank));
+    ex.bind(low.map[size_t(tv[k].id)],
+            shard::local_piece(t, P.layout[size_t(tv[k].id)], mesh, rank));
   }
-  exec_->run();
+  ex.run();
 }
 
 double SpmdTrainer::eval(const Tensor& tokens, const Tensor& targets) {
-  run_batch(tokens, targets);
-  return exec_->get(lowered_.outputs[0]).f32()[0];
+  if (!eval_exec_) {
+    eval_lowered_ = shard::lower(*plan_.traced.graph, plan_.eval_prop, rc_.rank(), plan_.lower);
+    eval_prog_ = runtime::compile(*eval_lowered_.graph, eval_lowered_.outputs);
+    eval_exec_ =
+        std::make_unique<runtime::Executor>(eval_prog_, device_, cpu::Context{opt_.threads});
+    eval_exec_->set_comm_runner(&rc_);
+    for (size_t i = 0; i < params_.size(); ++i)
+      eval_exec_->bind(eval_lowered_.map[size_t(plan_.traced.params[i].id)], params_[i]);
+  }
+  run_batch(*eval_exec_, eval_lowered_, tokens, targets);
+  return eval_exec_->get(eval_lowered_.outputs[0]).f32()[0];
 }
 
 StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
@@ -136,7 +148,7 @@ StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro
   const size_t n = micro.size();
   StepResult r;
   for (size_t k = 0; k < n; ++k) {
-    run_batch(micro[k].first, micro[k].second);
+    run_batch(*exec_, lowered_, micro[k].first, micro[k].second);
     const double loss = exec_->get(lowered_.outputs[0]).f32()[0];
     HP_CHECK(std::isfinite(loss), "[spmd] loss is not finite (", loss, ") at optimizer step ",
              adam_->steps_done());

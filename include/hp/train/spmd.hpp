@@ -22,6 +22,7 @@ struct SpmdPlan {
   std::vector<ir::Var> grads;                // one per parameter
   std::vector<shard::Layout> param_layouts;  // logical, per parameter
   shard::Propagation prop;
+  shard::Propagation eval_prop;  // the forward alone, to the loss (validation)
   // Lowering: communication split into start/wait and overlapped with compute (LowerOptions).
   shard::LowerOptions lower;
 };
@@ -50,7 +51,8 @@ class SpmdTrainer {
   // over the micro-batches, as on one device.
   StepResult step(const std::vector<std::pair<Tensor, Tensor>>& micro_batches);
   StepResult step(const Tensor& tokens, const Tensor& targets) { return step({{tokens, targets}}); }
-  // Loss of one global batch, no update (runs the training program: gradients are overwritten).
+  // Loss of one global batch, no update: a forward-only program, lowered on first use (every
+  // rank must call it: it communicates).
   double eval(const Tensor& tokens, const Tensor& targets);
   // Global parameters / last gradients (collective: every rank must call), HF shapes.
   io::TensorMap params();
@@ -74,10 +76,15 @@ class SpmdTrainer {
   std::shared_ptr<Allocator> device_;
   shard::RankComm rc_;
   shard::Lowered lowered_;
-  void run_batch(const Tensor& tokens, const Tensor& targets);
+  // Binds this rank's pieces of the global batch into `ex` (a program lowered as `low`), runs it.
+  void run_batch(runtime::Executor& ex, const shard::Lowered& low, const Tensor& tokens,
+                 const Tensor& targets);
 
   runtime::Program prog_;
   std::unique_ptr<runtime::Executor> exec_;
+  shard::Lowered eval_lowered_;  // forward only, lowered on the first eval()
+  runtime::Program eval_prog_;
+  std::unique_ptr<runtime::Executor> eval_exec_;
   std::vector<Tensor> params_;  // local shards, logical shapes
   std::vector<Tensor> accum_;   // gradient accumulators (more than one micro-batch)
   std::unique_ptr<optim::AdamW> adam_;
