@@ -463,6 +463,14 @@ offload: {optimizer: host, prefetch: 2}
   EXPECT_EQ(s.layout_for("ln_f.weight", 1).str(), "[-]");
   EXPECT_EQ(s.offload["optimizer"].as<std::string>(), "host");
   EXPECT_TRUE(validate(s, gpt2_tensors(2, 8, 50)).empty());
+
+  const Strategy h = load_strategy(write("mesh: {dp: 2, fsdp: 2}\npresets: [hsdp]\n"), 4);
+  EXPECT_EQ(h.presets, (std::vector<std::string>{"dp", "fsdp"}));
+  EXPECT_EQ(h.layout_for("h.0.attn.c_proj.weight", 2).str(), "[fsdp, -]");
+  EXPECT_NE(error_of([&] {
+              load_strategy(write("mesh: {fsdp: 4}\npresets: [hsdp]\n"), 4);
+            }).find("needs a mesh axis named 'dp'"),
+            std::string::npos);
 }
 
 TEST_F(StrategyFile, ErrorsNameFileAndLine) {
@@ -557,6 +565,15 @@ TEST(Presets, ExpressionsBuildMeshesAndRules) {
   EXPECT_EQ(s.layout_for("tokens", 2).str(), "[(dp, fsdp), -]");
   EXPECT_EQ(s.layout_for("ln_f", 3).str(), "[(dp, fsdp), tp, -]");
 
+  // hsdpN: fsdp within groups of N, dp across the groups (PyTorch's HSDP).
+  s = preset_strategy("hsdp2", 8);
+  EXPECT_EQ(s.mesh.str(), "{dp: 4, fsdp: 2}");
+  EXPECT_EQ(s.presets, (std::vector<std::string>{"dp", "fsdp"}));
+  EXPECT_EQ(s.layout_for("h.0.mlp.c_fc.weight", 2).str(), "[fsdp, -]");
+  EXPECT_EQ(s.layout_for("tokens", 2).str(), "[(dp, fsdp), -]");
+  s = preset_strategy("hsdp2xtp2", 8);
+  EXPECT_EQ(s.mesh.str(), "{dp: 2, fsdp: 2, tp: 2}");
+
   for (const char* e : {"dp2xtp2", "tp4"}) {
     const Strategy t = preset_strategy(e, 4);
     EXPECT_TRUE(validate(t, gpt2_tensors(2, 16, 50)).empty()) << e;
@@ -577,6 +594,10 @@ TEST(Presets, BadExpressionsAreRejected) {
             std::string::npos);
   EXPECT_NE(error_of([] { preset_strategy("tp0", 4); }).find("size 0"), std::string::npos);
   EXPECT_NE(error_of([] { preset_strategy("tp2+ep", 2); }).find("modifier"), std::string::npos);
+  EXPECT_NE(error_of([] { preset_strategy("hsdp", 4); }).find("shard group size"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { preset_strategy("hsdp2xfsdp2", 8); }).find("twice"), std::string::npos);
+  EXPECT_NE(error_of([] { preset_strategy("hsdp3", 4); }).find("do not divide"), std::string::npos);
 }
 
 }  // namespace

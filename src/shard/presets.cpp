@@ -150,7 +150,7 @@ Strategy preset_strategy(const std::string& expr, int64_t world_size) {
   HP_CHECK(world_size >= 1, "[strategy] world size ", world_size);
   auto fail = [&](const std::string& what) -> Error {
     return Error("[strategy] preset '" + expr + "': " + what +
-                 " (expected e.g. dp2, fsdp4, dp2xtp2, fsdp2xtp2, tp2+sp)");
+                 " (expected e.g. dp2, fsdp4, hsdp2, dp2xtp2, fsdp2xtp2, tp2+sp)");
   };
   std::string base = expr;
   bool sp = false;
@@ -171,6 +171,18 @@ Strategy preset_strategy(const std::string& expr, int64_t world_size) {
     size_t digits = term.size();
     while (digits > 0 && std::isdigit(static_cast<unsigned char>(term[digits - 1]))) --digits;
     const std::string name = term.substr(0, digits);
+    if (name == "hsdp") {  // hybrid sharding: fsdp within groups of N, dp across the groups
+      if (digits == term.size()) throw fail("'hsdp' needs its shard group size, e.g. hsdp4");
+      if (unknown >= 0) throw fail("only one size may be left out (hsdp leaves out dp's)");
+      for (const char* n : {"dp", "fsdp"})
+        if (std::find(names.begin(), names.end(), n) != names.end())
+          throw fail(std::string("'hsdp' and '") + n + "' together");
+      unknown = int64_t(names.size());
+      names.push_back("dp");
+      sizes.push_back(0);
+      base.replace(start, digits, "fsdp");  // the rest parses as the fsdp term
+      continue;
+    }
     if (name != "dp" && name != "fsdp" && name != "tp") {
       throw fail("unknown term '" + term + "'");
     }

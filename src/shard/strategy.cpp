@@ -157,14 +157,19 @@ Strategy parse_strategy(const std::string& text, int64_t world_size, const std::
     }
     for (const io::YamlNode& p : items) {
       const std::string name = p.as_string();
-      HP_CHECK(name == "dp" || name == "fsdp" || name == "tp" || name == "sp", "[strategy] ",
-               p.where(), ": unknown preset '", name, "' (dp, fsdp, tp, sp)");
-      const std::string axis = name == "sp" ? "tp" : name;
-      HP_CHECK(s.mesh.has_axis(axis), "[strategy] ", p.where(), ": preset '", name,
-               "' needs a mesh axis named '", axis, "'; the mesh is ", s.mesh.str());
-      HP_CHECK(std::find(s.presets.begin(), s.presets.end(), name) == s.presets.end(),
-               "[strategy] ", p.where(), ": preset '", name, "' listed twice");
-      s.presets.push_back(name);
+      HP_CHECK(name == "dp" || name == "fsdp" || name == "hsdp" || name == "tp" || name == "sp",
+               "[strategy] ", p.where(), ": unknown preset '", name, "' (dp, fsdp, hsdp, tp, sp)");
+      // hsdp: fsdp within the groups of the fsdp axis, dp (replication) across the dp axis.
+      const std::vector<std::string> expands =
+          name == "hsdp" ? std::vector<std::string>{"dp", "fsdp"} : std::vector<std::string>{name};
+      for (const std::string& one : expands) {
+        const std::string axis = one == "sp" ? "tp" : one;
+        HP_CHECK(s.mesh.has_axis(axis), "[strategy] ", p.where(), ": preset '", name,
+                 "' needs a mesh axis named '", axis, "'; the mesh is ", s.mesh.str());
+        HP_CHECK(std::find(s.presets.begin(), s.presets.end(), one) == s.presets.end(),
+                 "[strategy] ", p.where(), ": preset '", one, "' listed twice");
+        s.presets.push_back(one);
+      }
     }
     try {
       for (Rule& r : expand_presets(s.presets, s.mesh)) s.rules.push_back(std::move(r));

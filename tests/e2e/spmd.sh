@@ -27,7 +27,7 @@ run() {  # devices strategy
     END { printf "%-12s max loss rel err vs one device %.2e\n", s, w; exit bad }'
 }
 
-for spec in "2 dp2" "4 fsdp4" "2 tp2" "4 tp4" "4 dp2xtp2" "4 fsdp2xtp2" "2 tp2+sp" \
+for spec in "2 dp2" "4 fsdp4" "4 hsdp2" "2 tp2" "4 tp4" "4 dp2xtp2" "4 fsdp2xtp2" "2 tp2+sp" \
             "3 tp3" "3 dp3" "3 fsdp3"; do
   run $spec
 done
