@@ -63,10 +63,20 @@ TEST(DiskTier, RoundTripDirectAndBuffered) {
       EXPECT_THROW(disk.read("missing", dst.data(), 1), Error);
       EXPECT_TRUE(disk.contains("t/1"));
     }
-    // Files go with the tier.
-    EXPECT_TRUE(std::filesystem::is_empty(dir) || !std::filesystem::exists(dir / "t" / "1"));
+    // Files go with the tier, and so do the directories it made (dir and "t").
+    EXPECT_FALSE(std::filesystem::exists(dir));
     std::filesystem::remove_all(dir);
   }
+  // A directory that was there before stays, with what else is in it.
+  auto dir = temp_dir("kept");
+  std::filesystem::create_directories(dir / "mine");
+  {
+    DiskTier disk(dir, DiskOptions{});
+    disk.write("adamw/0", "x", 1);
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir / "mine"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "adamw"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(TransferEngine, OverlapsWithCompute) {

@@ -1,11 +1,14 @@
 // SPMD training steps against one device on batches the reference cases do not cover: targets
 // ignored unevenly across the batch (the loss is the mean over all counted targets, not a mean of
 // per-rank means), with the vocabulary split (tp) and the kv heads fewer than the tp ranks.
-// Each also checks the forward-only evaluation program against one device's eval.
+// Each also checks the forward-only evaluation program against one device's eval. And offload per
+// rank against the same strategy without it.
 // Not the preset matrix: tests/e2e/spmd.sh runs every preset on the shared reference cases.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 
 #include "hp/comm/threads.hpp"
 #include "hp/nn/model.hpp"
@@ -84,6 +87,60 @@ TEST(SpmdIgnoredTargets, VocabularyParallelLossAndEmbedding) {
 
 TEST(SpmdIgnoredTargets, KvHeadsReplicatedWhenFewerThanRanks) {
   expect_same_steps(io::Architecture::kLlama, "tp4", 4);
+}
+
+// Offload per rank moves data and changes no arithmetic: the same bits as the same strategy
+// without it, every rank's device peak within its budget.
+TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
+  const std::string dir = (std::filesystem::temp_directory_path() / "hp_spmd_offload").string();
+  struct Case {
+    io::Architecture arch;
+    const char* preset;
+    int ranks;
+    const char* budget;
+    const char* state;
+  };
+  for (const Case& k : {Case{io::Architecture::kGpt2, "dp2", 2, "25%", "host"},
+                        Case{io::Architecture::kGpt2, "fsdp2", 2, "30%", "disk"},
+                        Case{io::Architecture::kLlama, "tp4", 4, "25%", "host"}}) {
+    SCOPED_TRACE(std::string(k.preset) + " at " + k.budget + ", state on " + k.state);
+    const io::ModelConfig cfg = tiny(k.arch);
+    const io::TensorMap init = nn::init_params(cfg, 11);
+    TrainOptions opt;
+    opt.batch = 4;
+    opt.seq = 8;
+    const auto [tokens, targets] = batch(cfg.vocab);
+    auto plan = plan_spmd(cfg, shard::preset_strategy(k.preset, k.ranks), 4, 8,
+                          shard::Topology::uniform(20e9, 5e-6));
+    memory::OffloadOptions off;
+    memory::set_option(off, "device_budget", k.budget);
+    memory::set_option(off, "optimizer_state", k.state);
+    off.offload_dir = dir;
+    std::vector<std::vector<double>> losses(2);
+    std::vector<io::TensorMap> finals(2);
+    for (int offloaded = 0; offloaded < 2; ++offloaded) {
+      comm::ThreadWorld(k.ranks).run([&](comm::Communicator& c) {
+        SpmdTrainer tr(*plan, c, init, opt, offloaded ? off : memory::OffloadOptions{});
+        std::vector<double> l;
+        for (int s = 0; s < 3; ++s) l.push_back(tr.step(tokens, targets).loss);
+        l.push_back(tr.eval(tokens, targets));
+        io::TensorMap p = tr.params();
+        if (offloaded) {
+          EXPECT_NE(tr.offload_plan(), nullptr);
+          EXPECT_GT(tr.device_budget(), 0u);
+          EXPECT_LE(tr.device().peak_bytes(), tr.device_budget()) << "rank " << c.rank();
+        }
+        if (c.rank() == 0) losses[size_t(offloaded)] = l, finals[size_t(offloaded)] = p;
+      });
+    }
+    EXPECT_EQ(losses[0], losses[1]);
+    for (const auto& [name, t] : finals[0]) {
+      const Tensor& u = finals[1].at(name);
+      ASSERT_EQ(t.nbytes(), u.nbytes()) << name;
+      EXPECT_EQ(0, std::memcmp(t.raw(), u.raw(), t.nbytes())) << name;
+    }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

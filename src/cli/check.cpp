@@ -78,11 +78,9 @@ int cmd_check(const std::vector<std::string>& argv) {
     return 0;
   }
   HP_CHECK(a.positional().size() == 1, usage);
-  // Offload (options, or a strategy file's offload: section) runs the single-device path.
+  // Offload: options, or a strategy file's offload: section; on a mesh, per rank.
   const memory::OffloadOptions off =
       offload_options(a, strategy_offload_section(a.str("strategy", "")));
-  HP_CHECK(!off.enabled() || parse_devices(a.str("devices", "threads:1")).count == 1,
-           "[check] offload runs on one device for now");
   fs::path dir = a.positional()[0];
   io::Json c = io::read_json(dir / "case.json");
   const std::string where = (dir / "case.json").string();
@@ -113,7 +111,7 @@ int cmd_check(const std::vector<std::string>& argv) {
 
   std::vector<double> losses;
   io::TensorMap grads0, final_params;
-  if (!off.enabled() && (a.has("devices") || a.has("strategy"))) {  // on a mesh of devices
+  if (a.has("devices") || a.has("strategy")) {  // on a mesh of devices
     Devices dev = parse_devices(a.str("devices", "threads:1"));
     auto plan =
         plan_for(cfg, a.str("strategy", "dp" + std::to_string(dev.count)), dev, opt.batch, opt.seq);
@@ -123,7 +121,8 @@ int cmd_check(const std::vector<std::string>& argv) {
         [](int64_t s, const train::StepResult& r) {
           std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
           std::fflush(stdout);
-        });
+        },
+        off);
     if (dev.rank != 0) return 0;  // under mpi, rank 0's process reports
     losses = res.losses;
     size_t single = 0, planned = 0, measured = 0;  // parameters + gradients + AdamW moments
@@ -136,6 +135,11 @@ int cmd_check(const std::vector<std::string>& argv) {
         "{\"memory\": \"state\", \"single_device\": %zu, \"planned_max\": %zu, "
         "\"measured_max\": %zu}\n",
         single, planned, measured);
+    if (off.enabled()) {  // each rank's device peak under its offload budget
+      for (int r = 0; r < dev.count; ++r)
+        std::printf("{\"memory\": \"device\", \"rank\": %d, \"budget\": %zu, \"peak\": %zu}\n", r,
+                    res.budgets[size_t(r)], res.peak_bytes[size_t(r)]);
+    }
     grads0 = std::move(res.grads0);
     final_params = std::move(res.final_params);
   } else {

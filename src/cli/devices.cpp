@@ -68,12 +68,13 @@ std::unique_ptr<train::SpmdPlan> plan_for(const io::ModelConfig& cfg, const std:
 train::SpmdRunResult run_distributed(
     const train::SpmdPlan& plan, const Devices& dev, const io::TensorMap& params,
     const train::TrainOptions& opt, const std::vector<std::pair<Tensor, Tensor>>& batches,
-    const std::function<void(int64_t, const train::StepResult&)>& on_step) {
+    const std::function<void(int64_t, const train::StepResult&)>& on_step,
+    const memory::OffloadOptions& off) {
   train::SpmdRunResult res;
   const size_t n = size_t(dev.count);
   std::mutex mu;
   run_ranks(dev, [&](comm::Communicator& c) {
-    train::SpmdTrainer tr(plan, c, params, opt);
+    train::SpmdTrainer tr(plan, c, params, opt, off);
     const bool lead = c.rank() == 0;
     for (size_t s = 0; s < batches.size(); ++s) {
       train::StepResult r = tr.step(batches[s].first, batches[s].second);
@@ -88,9 +89,10 @@ train::SpmdRunResult run_distributed(
     }
     io::TensorMap fp = tr.params();
     // Every rank's byte counts reach rank 0 (each process of mpi holds only its own).
-    std::vector<int64_t> bytes(2 * n, 0);
+    std::vector<int64_t> bytes(3 * n, 0);
     bytes[size_t(c.rank())] = int64_t(tr.state_bytes());
     bytes[n + size_t(c.rank())] = int64_t(tr.device().peak_bytes());
+    bytes[2 * n + size_t(c.rank())] = int64_t(tr.device_budget());
     c.all_reduce(bytes.data(), bytes.data(), bytes.size(), DType::kI64, comm::ReduceOp::kSum)
         .wait(tr.rank_comm().timeout());
     if (!lead) return;
@@ -99,6 +101,7 @@ train::SpmdRunResult run_distributed(
     for (size_t r = 0; r < n; ++r) {
       res.state_bytes.push_back(size_t(bytes[r]));
       res.peak_bytes.push_back(size_t(bytes[n + r]));
+      res.budgets.push_back(size_t(bytes[2 * n + r]));
     }
   });
   return res;

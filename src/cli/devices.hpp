@@ -39,6 +39,7 @@ shard::Topology planning_topology();
 train::SpmdRunResult run_distributed(
     const train::SpmdPlan& plan, const Devices& dev, const io::TensorMap& params,
     const train::TrainOptions& opt, const std::vector<std::pair<Tensor, Tensor>>& batches,
-    const std::function<void(int64_t, const train::StepResult&)>& on_step);
+    const std::function<void(int64_t, const train::StepResult&)>& on_step,
+    const memory::OffloadOptions& off = {});
 
 }  // namespace hp::cli

@@ -17,6 +17,24 @@ namespace hp::cli {
 namespace {
 
 // One device under offload: the plan of a training step, simulated, without running it.
+// One offload plan: the --explain view, or its one-line summary.
+void print_offload_plan(const memory::OffloadPlan& p, const memory::CostModel& cost, bool explain) {
+  const memory::SimResult sim = memory::simulate(p, cost);
+  if (explain) {
+    std::fputs(memory::explain(p, sim).c_str(), stdout);
+    return;
+  }
+  std::printf(
+      "device peak %s of budget %s (unconstrained %s, smallest feasible %s); %zu "
+      "transfers, %s to device, %s to host; predicted stall %.1f ms of a %.1f ms step\n",
+      memory::format_bytes(p.peak_device).c_str(),
+      p.budget ? memory::format_bytes(p.budget).c_str() : "unlimited",
+      memory::format_bytes(p.unconstrained_peak).c_str(),
+      memory::format_bytes(p.min_budget).c_str(), p.transfers.size(),
+      memory::format_bytes(p.bytes_to_device).c_str(),
+      memory::format_bytes(p.bytes_to_host).c_str(), sim.stall_s * 1e3, sim.step_s * 1e3);
+}
+
 int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
                       const memory::OffloadOptions& off, bool explain) {
   auto sp = memory::plan_step(cfg, batch, seq, off);
@@ -26,21 +44,7 @@ int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
     std::printf("nothing to offload: device peak %s\n", memory::format_bytes(sp->peak).c_str());
     return 0;
   }
-  const memory::SimResult sim = memory::simulate(*sp->plan, sp->request.cost);
-  if (explain) {
-    std::fputs(memory::explain(*sp->plan, sim).c_str(), stdout);
-  } else {
-    const memory::OffloadPlan& p = *sp->plan;
-    std::printf(
-        "device peak %s of budget %s (unconstrained %s, smallest feasible %s); %zu "
-        "transfers, %s to device, %s to host; predicted stall %.1f ms of a %.1f ms step\n",
-        memory::format_bytes(p.peak_device).c_str(),
-        p.budget ? memory::format_bytes(p.budget).c_str() : "unlimited",
-        memory::format_bytes(p.unconstrained_peak).c_str(),
-        memory::format_bytes(p.min_budget).c_str(), p.transfers.size(),
-        memory::format_bytes(p.bytes_to_device).c_str(),
-        memory::format_bytes(p.bytes_to_host).c_str(), sim.stall_s * 1e3, sim.step_s * 1e3);
-  }
+  print_offload_plan(*sp->plan, sp->request.cost, explain);
   return 0;
 }
 
@@ -63,10 +67,8 @@ int cmd_plan(const std::vector<std::string>& argv) {
   }
   io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-tiny"));
   const int64_t batch = a.i64("batch", 8), seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
-  if (off.enabled()) {
-    HP_CHECK(one_device, "[plan] offload plans one device for now (--devices threads:1)");
+  if (off.enabled() && one_device)
     return plan_offload_step(cfg, batch, seq, off, a.flag("explain"));
-  }
   Devices dev = parse_devices(a.str("devices", "threads:1"));
   auto plan = plan_for(cfg, a.str("strategy"), dev, batch, seq);
   const auto& p = plan->prop;
@@ -110,6 +112,14 @@ int cmd_plan(const std::vector<std::string>& argv) {
     std::printf("  rank %d: %s (%.1f%%) | %s, %d collectives\n", r, human_bytes(double(st)).c_str(),
                 100.0 * double(st) / double(single), human_bytes(double(prog.arena_bytes)).c_str(),
                 L.collectives);
+    if (off.enabled()) {  // each rank plans its own program, as SpmdTrainer does
+      // st: parameters, gradients and two moments; the plan's resident state is the moments.
+      const memory::PlanRequest req = memory::plan_request(prog, st / 2, off);
+      const memory::OffloadPlan op = memory::plan_offload(prog, req);
+      std::printf("    offload: ");
+      print_offload_plan(op, req.cost, false);
+      if (r == 0 && a.flag("explain")) print_offload_plan(op, req.cost, true);
+    }
   }
   return 0;
 }

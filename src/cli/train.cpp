@@ -150,11 +150,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   io::TensorMap params =
       a.has("init") ? nn::adopt_params(cfg, io::read_safetensors(a.str("init")), a.str("init"))
                     : nn::init_params(cfg, seed);
-  if (off.enabled() && (a.has("devices") || a.has("strategy")))
-    HP_CHECK(parse_devices(a.str("devices", "threads:1")).count == 1,
-             "offload (--device-memory, --optimizer-state, offload:) runs on one device for now");
-  else if (a.has("devices") || a.has("strategy"))  // several devices: train_spmd.cpp
-    return train_spmd(a, cfg, opt, steps, seed, *src, val.get(), params);
+  if (a.has("devices") || a.has("strategy"))  // a mesh of devices: train_spmd.cpp
+    return train_spmd(a, cfg, opt, steps, seed, *src, val.get(), params, off);
   auto tr = make_trainer(cfg, params, opt, off);  // train::Trainer, or the offload trainer
 
   const std::string ckpt_dir = a.str("ckpt-dir", "");

@@ -48,7 +48,7 @@ bool broadcast_flag(comm::Communicator& c, bool v, std::chrono::milliseconds tim
 
 int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions opt, int64_t steps,
                uint64_t seed, data::BatchSource& src, data::BatchSource* val,
-               const io::TensorMap& params) {
+               const io::TensorMap& params, const memory::OffloadOptions& off) {
   const int64_t accum = a.i64("grad-accum", 1);
   HP_CHECK(accum >= 1, "--grad-accum must be positive");
   Devices dev = parse_devices(a.str("devices", "threads:1"));
@@ -105,9 +105,19 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
   try {
     run_ranks(dev, [&](comm::Communicator& c) {
       const bool lead = c.rank() == 0;
-      train::SpmdTrainer tr(*plan, c, ck ? ck->model : params, opt);
+      train::SpmdTrainer tr(*plan, c, ck ? ck->model : params, opt, off);
       const auto timeout = tr.rank_comm().timeout();
       if (ck) tr.load_optimizer_state(ck->optimizer, ck->step);
+      if (lead && tr.offload_plan()) {
+        const memory::OffloadPlan& p = *tr.offload_plan();
+        std::fprintf(human,
+                     "offload per rank: device budget %s, optimizer state on %s; rank 0: %zu "
+                     "transfers (%s) and %d recomputations per micro-batch, planned peak %s\n",
+                     memory::format_bytes(tr.device_budget()).c_str(),
+                     tier_name(off.optimizer_state), p.transfers.size(),
+                     human_bytes(double(p.bytes_to_device + p.bytes_to_host)).c_str(), p.recomputed,
+                     memory::format_bytes(p.peak_device).c_str());
+      }
       // Work of one step summed over ranks (replicated compute counted on every rank).
       double flops = tr.program().flops;
       {

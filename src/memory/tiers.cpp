@@ -48,6 +48,11 @@ DiskTier::DiskTier(std::filesystem::path dir, DiskOptions opt) : dir_(std::move(
            "[disk] staging_bytes must be a positive multiple of 4096, got ", opt_.staging_bytes);
   HP_CHECK(opt_.staging_buffers >= 1, "[disk] staging_buffers must be >= 1");
   std::error_code ec;
+  // The directories this tier makes (dir_ and missing parents) go again with it, when empty.
+  for (auto d = dir_; !d.empty() && !std::filesystem::exists(d, ec); d = d.parent_path()) {
+    created_.push_back(d);
+    if (d == d.parent_path()) break;
+  }
   std::filesystem::create_directories(dir_, ec);
   HP_CHECK(!ec && std::filesystem::is_directory(dir_), "[disk] cannot create offload dir '",
            dir_.string(), "': ", ec ? ec.message() : "not a directory");
@@ -74,7 +79,13 @@ DiskTier::~DiskTier() {
   for (auto& [key, f] : files_) {
     ::close(f.fd);
     std::filesystem::remove(dir_ / key, ec);  // best effort: a destructor must not throw
+    // The subdirectories of a key ("adamw/3" made "adamw"), when nothing else is in them.
+    for (auto d = (dir_ / key).parent_path(); d != dir_ && d.has_relative_path();
+         d = d.parent_path())
+      if (!std::filesystem::remove(d, ec)) break;
   }
+  for (const auto& d : created_)  // what the constructor made, when empty
+    if (!std::filesystem::remove(d, ec)) break;
 }
 
 DiskTier::File& DiskTier::open_file(const std::string& key, bool create) {

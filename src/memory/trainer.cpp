@@ -24,15 +24,22 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
 
   for (auto& info : sp->infos) sp->param_bytes += size_t(numel(info.shape)) * sizeof(float);
   sp->state_bytes = 2 * sp->param_bytes;
-  // Peak with nothing offloaded: the reference every fraction is taken of.
-  sp->peak = memory::unconstrained_peak(sp->program, sp->state_bytes);
-  sp->budget = o.device_budget.resolve(sp->peak);
+  sp->request = plan_request(sp->program, sp->state_bytes, o, &sp->peak);
+  sp->budget = sp->request.device_budget;
   bool plan = !o.device_budget.unlimited() || o.optimizer_state != Tier::kDevice;
   if (o.auto_mode && sp->budget != 0) plan = sp->budget < sp->peak;
+  if (plan) sp->plan = plan_offload(sp->program, sp->request);
+  return sp;
+}
 
-  PlanRequest& req = sp->request;
-  req.device_budget = sp->budget;
-  req.resident_bytes = o.optimizer_state == Tier::kDevice ? sp->state_bytes : 0;
+PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
+                         const OffloadOptions& o, size_t* peak) {
+  // Peak with nothing offloaded: the reference every fraction is taken of.
+  const size_t unconstrained = memory::unconstrained_peak(program, state_bytes);
+  if (peak) *peak = unconstrained;
+  PlanRequest req;
+  req.device_budget = o.device_budget.resolve(unconstrained);
+  req.resident_bytes = o.optimizer_state == Tier::kDevice ? state_bytes : 0;
   req.params = o.params;
   req.grads = o.grads;
   req.activations = o.activations;
@@ -41,8 +48,7 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
   req.cost.link_bytes_per_s = o.link_gbps * 1e9;
   req.cost.latency_s = o.link_latency_us * 1e-6;
   req.cost.inline_copies = o.copies == CopyMode::kInline;
-  if (plan) sp->plan = plan_offload(sp->program, req);
-  return sp;
+  return req;
 }
 
 OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& params,

@@ -3,13 +3,16 @@
 #include "hp/train/spmd.hpp"
 
 #include <cmath>
+#include <filesystem>
 
 #include "hp/autodiff.hpp"
 #include "hp/cpu/kernels.hpp"
+#include "hp/memory/trainer.hpp"
 
 namespace hp::train {
 
 using shard::Layout;
+namespace fs = std::filesystem;
 
 Layout logical_layout(const Layout& stored, const Shape& ss, const Shape& ls) {
   if (ss == ls) return stored;
@@ -81,15 +84,43 @@ size_t planned_state_bytes(const SpmdPlan& plan, int rank) {
 }
 
 SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
-                         const io::TensorMap& params, TrainOptions opt)
+                         const io::TensorMap& params, TrainOptions opt,
+                         memory::OffloadOptions offload)
     : plan_(plan),
       opt_(opt),
       device_(
           std::make_shared<Allocator>("device" + std::to_string(world.rank()), opt.device_budget)),
-      rc_(plan.strategy.mesh, world) {
+      rc_(plan.strategy.mesh, world),
+      off_(std::move(offload)) {
   const int rank = world.rank();
   lowered_ = shard::lower(*plan_.traced.graph, plan_.prop, rank, plan_.lower);
   prog_ = runtime::compile(*lowered_.graph, lowered_.outputs);
+  const bool disk = off_.optimizer_state == Tier::kDisk;
+  fs::path dir = off_.offload_dir;
+  if (disk) dir /= "rank" + std::to_string(rank);  // each rank its own files
+  pool_ = std::make_unique<memory::TieredPool>(device_, off_.host_budget, disk ? dir : fs::path());
+  engine_ = std::make_unique<memory::TransferEngine>(off_.transfer_threads);
+  if (off_.copies == memory::CopyMode::kInline)
+    copies_ = std::make_unique<memory::TransferEngine>(opt_.threads, memory::CopyMode::kInline);
+
+  // Offload: the same planning as memory::plan_step, on this rank's program and shards.
+  size_t param_bytes = 0;
+  for (size_t i = 0; i < plan_.infos.size(); ++i)
+    param_bytes += sizeof(float) * size_t(numel(shard::local_shape(plan_.traced.params[i].shape(),
+                                                                   plan_.param_layouts[i],
+                                                                   plan_.strategy.mesh, rank)));
+  // Planned exactly when memory::plan_step would plan one device.
+  size_t peak = 0;
+  request_ = memory::plan_request(prog_, 2 * param_bytes, off_, &peak);
+  budget_ = request_.device_budget;
+  bool planned = !off_.device_budget.unlimited() || off_.optimizer_state != Tier::kDevice;
+  if (off_.auto_mode && budget_ != 0) planned = budget_ < peak;
+  if (!planned) budget_ = 0;
+  if (budget_ != 0 && (opt_.device_budget == 0 || budget_ < opt_.device_budget))
+    device_->set_budget(budget_);
+
+  // Shards on the device, or on the host tier under a plan (prefetched as the plan says).
+  const auto& home = planned ? pool_->host() : device_;
   std::vector<optim::ParamRef> refs;
   for (size_t i = 0; i < plan_.infos.size(); ++i) {
     const auto& pi = plan_.infos[i];
@@ -97,19 +128,43 @@ SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
     HP_CHECK(it != params.end(), "[spmd] missing parameter '", pi.name, "'");
     Tensor full = it->second.to(DType::kF32).reshape(plan_.traced.params[i].shape());
     params_.push_back(shard::local_piece(full, plan_.param_layouts[i], plan_.strategy.mesh, rank)
-                          .to(DType::kF32, device_));
+                          .to(DType::kF32, home));
     refs.push_back({pi.name, params_.back(), pi.decay});
   }
-  adam_ = std::make_unique<optim::AdamW>(opt_.adam, refs, device_);
-  exec_ = std::make_unique<runtime::Executor>(prog_, device_, cpu::Context{opt_.threads});
-  // Gradient buffers: what the executor charged beyond its arena.
-  state_bytes_ = device_->live_bytes() - prog_.arena_bytes;
-  exec_->set_comm_runner(&rc_);
-  for (size_t i = 0; i < params_.size(); ++i)
-    exec_->bind(lowered_.map[size_t(plan_.traced.params[i].id)], params_[i]);
+  adam_ = std::make_unique<memory::OffloadedAdamW>(opt_.adam, refs, off_.optimizer_state, *pool_,
+                                                   *engine_,
+                                                   std::chrono::milliseconds(off_.timeout_ms));
+  exec_ = make_executor(prog_, lowered_, planned, oplan_, runner_);
+  // Shards, moments and gradient buffers: what is charged beyond the executor's arena (under a
+  // plan, buffers come and go with the plan and only what stays resident counts).
+  state_bytes_ = device_->live_bytes() - (planned ? 0 : prog_.arena_bytes);
 }
 
-void SpmdTrainer::run_batch(runtime::Executor& ex, const shard::Lowered& low, const Tensor& tokens,
+SpmdTrainer::~SpmdTrainer() = default;
+
+std::unique_ptr<runtime::Executor> SpmdTrainer::make_executor(
+    const runtime::Program& prog, const shard::Lowered& low, bool planned,
+    std::optional<memory::OffloadPlan>& plan, std::unique_ptr<memory::OffloadRunner>& runner) {
+  const cpu::Context ctx{opt_.threads};
+  std::unique_ptr<runtime::Executor> ex;
+  if (planned) {
+    plan = memory::plan_offload(prog, request_);
+    ex = std::make_unique<runtime::Executor>(plan->program, device_, ctx);
+    runner = std::make_unique<memory::OffloadRunner>(*plan, *pool_, copies_ ? *copies_ : *engine_,
+                                                     std::chrono::milliseconds(off_.timeout_ms));
+    for (size_t i = 0; i < params_.size(); ++i)
+      runner->bind(low.map[size_t(plan_.traced.params[i].id)], params_[i]);
+  } else {
+    ex = std::make_unique<runtime::Executor>(prog, device_, ctx);
+    for (size_t i = 0; i < params_.size(); ++i)
+      ex->bind(low.map[size_t(plan_.traced.params[i].id)], params_[i]);
+  }
+  ex->set_comm_runner(&rc_);
+  return ex;
+}
+
+void SpmdTrainer::run_batch(runtime::Executor& ex, memory::OffloadRunner* runner,
+                            const shard::Lowered& low, const Tensor& tokens,
                             const Tensor& targets) {
   const auto& P = plan_.prop;
   const shard::Mesh& mesh = plan_.strategy.mesh;
@@ -120,10 +175,22 @@ void SpmdTrainer::run_batch(runtime::Executor& ex, const shard::Lowered& low, co
     Tensor t = tt[k]->dtype() == DType::kI64 ? *tt[k] : tt[k]->to(DType::kI64);
     HP_CHECK(t.shape() == tv[k].shape(), "[spmd] batch ", shape_str(t.shape()), ", the plan needs ",
              shape_str(tv[k].shape()));
-    ex.bind(low.map[size_t(tv[k].id)],
-            shard::local_piece(t, P.layout[size_t(tv[k].id)], mesh, rank));
+    Tensor piece = shard::local_piece(t, P.layout[size_t(tv[k].id)], mesh, rank);
+    if (runner)
+      runner->bind(low.map[size_t(tv[k].id)], piece.is_contiguous() ? piece : piece.clone());
+    else
+      ex.bind(low.map[size_t(tv[k].id)], piece);
   }
-  ex.run();
+  if (runner) {
+    runner->run(ex);
+    stall_s_ += runner->stall_seconds();
+  } else {
+    ex.run();
+  }
+}
+
+Tensor SpmdTrainer::output(size_t k) {
+  return runner_ ? runner_->result(lowered_.outputs[k]) : exec_->get(lowered_.outputs[k]);
 }
 
 double SpmdTrainer::eval(const Tensor& tokens, const Tensor& targets) {
@@ -131,13 +198,11 @@ double SpmdTrainer::eval(const Tensor& tokens, const Tensor& targets) {
     eval_lowered_ = shard::lower(*plan_.traced.graph, plan_.eval_prop, rc_.rank(), plan_.lower);
     eval_prog_ = runtime::compile(*eval_lowered_.graph, eval_lowered_.outputs);
     eval_exec_ =
-        std::make_unique<runtime::Executor>(eval_prog_, device_, cpu::Context{opt_.threads});
-    eval_exec_->set_comm_runner(&rc_);
-    for (size_t i = 0; i < params_.size(); ++i)
-      eval_exec_->bind(eval_lowered_.map[size_t(plan_.traced.params[i].id)], params_[i]);
+        make_executor(eval_prog_, eval_lowered_, runner_ != nullptr, eval_oplan_, eval_runner_);
   }
-  run_batch(*eval_exec_, eval_lowered_, tokens, targets);
-  return eval_exec_->get(eval_lowered_.outputs[0]).f32()[0];
+  run_batch(*eval_exec_, eval_runner_.get(), eval_lowered_, tokens, targets);
+  const ir::ValueId loss = eval_lowered_.outputs[0];
+  return (eval_runner_ ? eval_runner_->result(loss) : eval_exec_->get(loss)).f32()[0];
 }
 
 StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
@@ -146,28 +211,32 @@ StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro
   const int rank = rc_.rank();
   const cpu::Context ctx{opt_.threads};
   const size_t n = micro.size();
+  stall_s_ = 0;
   StepResult r;
   for (size_t k = 0; k < n; ++k) {
-    run_batch(*exec_, lowered_, micro[k].first, micro[k].second);
-    const double loss = exec_->get(lowered_.outputs[0]).f32()[0];
+    run_batch(*exec_, runner_.get(), lowered_, micro[k].first, micro[k].second);
+    const double loss = output(0).f32()[0];
     HP_CHECK(std::isfinite(loss), "[spmd] loss is not finite (", loss, ") at optimizer step ",
              adam_->steps_done());
     r.loss += loss / double(n);
     if (n == 1) break;
     if (accum_.empty())
       for (const Tensor& p : params_)
-        accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, device_));
+        accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, runner_ ? pool_->host() : device_));
     for (size_t i = 0; i < params_.size(); ++i) {  // the same arithmetic as train::Trainer
-      const Tensor& g = exec_->get(lowered_.outputs[1 + i]);
+      const Tensor g = output(1 + i);
       cpu::axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n), g.f32(),
                  accum_[i].f32());
     }
   }
+  std::vector<Tensor> last;  // one micro-batch: the gradients where the program left them
+  if (n == 1)
+    for (size_t i = 0; i < params_.size(); ++i) last.push_back(output(1 + i));
   std::vector<Tensor*> grads;
   float ss = 0;
   const auto coords = mesh.coords(rank);
   for (size_t i = 0; i < params_.size(); ++i) {
-    grads.push_back(n == 1 ? &exec_->get_mut(lowered_.outputs[1 + i]) : &accum_[i]);
+    grads.push_back(n == 1 ? &last[i] : &accum_[i]);
     bool owner = true;  // one replica of each piece counts towards the norm
     for (size_t a = 0; a < mesh.ndim(); ++a)
       if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]) && coords[a] != 0) owner = false;
@@ -201,9 +270,9 @@ io::TensorMap SpmdTrainer::grads() {
   io::TensorMap m;
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& pi = plan_.infos[i];
-    m.emplace(pi.name, rc_.gather(exec_->get(lowered_.outputs[1 + i]),
-                                  plan_.traced.params[i].shape(), plan_.param_layouts[i])
-                           .reshape(pi.shape));
+    m.emplace(pi.name,
+              rc_.gather(output(1 + i), plan_.traced.params[i].shape(), plan_.param_layouts[i])
+                  .reshape(pi.shape));
   }
   return m;
 }

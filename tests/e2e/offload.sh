@@ -1,5 +1,5 @@
 # Offload through the CLI: hp check under a device budget and with optimizer state on disk prints
-# losses identical to the run without offload; hp train offloads, checkpoints and resumes; hp plan
+# losses identical to the run without offload, on one device and per rank on a mesh; hp train offloads, checkpoints and resumes; hp plan
 # --explain lists the transfers; a budget below the smallest feasible one names that minimum.
 source "$(dirname "$0")/lib.sh"
 REF="$ROOT/../shared/reference"
@@ -23,6 +23,26 @@ for case in gpt2-tiny llama-tiny; do
     || fail "$case: losses with optimizer state on disk differ"
   [[ -z "$(find "$WORK/disk-$case" -type f 2> /dev/null)" ]] \
     || fail "$case: the disk tier left files behind"
+  # Per rank on a mesh: each rank plans its own lowered program under its budget; the losses
+  # are those of the same strategy without offload, and every rank's peak stays in its budget.
+  for spec in "2 fsdp2 --device-memory 25% --optimizer-state disk --offload-dir $WORK/mesh-$case" \
+              "4 tp4 --device-memory 25%"; do
+    set -- $spec
+    n=$1 s=$2; shift 2
+    "$HP" check "$REF/$case" --devices "threads:$n" --strategy "$s" > "$WORK/$case.$s.plain" \
+      2> /dev/null || fail "hp check $case $s"
+    "$HP" check "$REF/$case" --devices "threads:$n" --strategy "$s" "$@" > "$WORK/$case.$s.off" \
+      2> "$WORK/$case.$s.err" || fail "hp check $case $s $*: $(cat "$WORK/$case.$s.err")"
+    diff <(losses "$WORK/$case.$s.plain") <(losses "$WORK/$case.$s.off") \
+      || fail "$case $s: losses under offload differ"
+    [[ $(grep -c '"memory": "device"' "$WORK/$case.$s.off") == "$n" ]] \
+      || fail "$case $s: no device memory line per rank"
+    grep '"memory": "device"' "$WORK/$case.$s.off" | sed 's/.*"budget": \([0-9]*\), "peak": \([0-9]*\).*/\1 \2/' |
+      awk -v w="$case $s" '$1 == 0 || $2 > $1 { print "FAIL: " w ": peak " $2 " over budget " $1; bad = 1 }
+                           END { exit bad }' || fail "$case $s: a rank above its budget"
+  done
+  [[ -z "$(find "$WORK/mesh-$case" -type f 2> /dev/null)" ]] \
+    || fail "$case: the ranks' disk tiers left files behind"
 done
 
 # hp train with offload (a share of the peak and the disk tier, from the YAML config's offload:

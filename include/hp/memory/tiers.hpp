@@ -55,6 +55,7 @@ class DiskTier {
   void release_staging(char* buf);
 
   std::filesystem::path dir_;
+  std::vector<std::filesystem::path> created_;  // by the constructor, innermost first
   DiskOptions opt_;
   bool direct_ = false;
   mutable std::mutex mu_;

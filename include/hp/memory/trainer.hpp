@@ -42,6 +42,13 @@ struct StepPlan {
   std::optional<OffloadPlan> plan;  // absent when nothing is offloaded
 };
 
+// What a training step's plan is asked for under `o`: the budget resolved against the
+// unconstrained peak of `program` with `state_bytes` of AdamW moments (resident on the device when
+// they live there), what may move, and the cost model. Shared by one device and each rank of a
+// mesh. `peak`, when given, receives the unconstrained peak.
+PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
+                         const OffloadOptions& o, size_t* peak = nullptr);
+
 // Traces, differentiates and compiles a [batch, seq] step and plans it under `o`. Throws
 // hp::OutOfMemory naming the smallest feasible budget. Not movable once planned (the plan shares
 // the program's graph), hence the pointer.

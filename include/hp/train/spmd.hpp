@@ -1,11 +1,17 @@
 // Distributed training step: the global step (trace + autodiff) propagated over a strategy's mesh,
 // lowered to one local Program per rank, each rank running its Program, clipping by the global
-// gradient norm and updating its own parameter shards with AdamW. Same losses as one device.
+// gradient norm and updating its own parameter shards with AdamW (under an offload plan of its
+// own when the device budget asks for one). Same losses as one device.
 // Not a launcher of processes: callers give each rank its communicator (threads or mpi).
 #pragma once
 #include <memory>
+#include <optional>
 
 #include "hp/comm/communicator.hpp"
+#include "hp/memory/optimizer.hpp"
+#include "hp/memory/options.hpp"
+#include "hp/memory/planner.hpp"
+#include "hp/memory/runner.hpp"
 #include "hp/shard/comm.hpp"
 #include "hp/shard/lower.hpp"
 #include "hp/train/trainer.hpp"
@@ -43,9 +49,13 @@ size_t planned_state_bytes(const SpmdPlan& plan, int rank);
 // One rank of a distributed run.
 class SpmdTrainer {
  public:
-  // `params`: global parameters (HF names and shapes); this rank keeps its shards.
+  // `params`: global parameters (HF names and shapes); this rank keeps its shards. With
+  // `offload` enabled (a device budget, optimizer state off the device) each rank plans its own
+  // lowered program under the budget (memory::plan_offload) and keeps its shards on the host
+  // tier, as memory::OffloadTrainer does on one device.
   SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world, const io::TensorMap& params,
-              TrainOptions opt);
+              TrainOptions opt, memory::OffloadOptions offload = {});
+  ~SpmdTrainer();
   // One optimizer step over micro-batches, each a global batch (tokens, targets i64 [batch,
   // seq]); every rank passes the same batches and cuts its own pieces. Gradients are averaged
   // over the micro-batches, as on one device.
@@ -67,6 +77,10 @@ class SpmdTrainer {
   Allocator& device() { return *device_; }
   // Parameters + gradients + optimizer state on this rank, as charged to its allocator.
   size_t state_bytes() const { return state_bytes_; }
+  // This rank's offload plan (null without offload) and its device budget (0: unlimited).
+  const memory::OffloadPlan* offload_plan() const { return oplan_ ? &*oplan_ : nullptr; }
+  size_t device_budget() const { return budget_; }
+  double stall_seconds() const { return stall_s_; }  // waiting on transfers, last step
   const shard::Lowered& lowered() const { return lowered_; }
   const runtime::Program& program() const { return prog_; }
 
@@ -76,9 +90,26 @@ class SpmdTrainer {
   std::shared_ptr<Allocator> device_;
   shard::RankComm rc_;
   shard::Lowered lowered_;
-  // Binds this rank's pieces of the global batch into `ex` (a program lowered as `low`), runs it.
-  void run_batch(runtime::Executor& ex, const shard::Lowered& low, const Tensor& tokens,
-                 const Tensor& targets);
+  // Binds this rank's pieces of the global batch into `ex` (a program lowered as `low`; under
+  // `runner` when it is planned), runs it.
+  void run_batch(runtime::Executor& ex, memory::OffloadRunner* runner, const shard::Lowered& low,
+                 const Tensor& tokens, const Tensor& targets);
+  // Output k of the training program after a run (from the runner when offloaded).
+  Tensor output(size_t k);
+  // An executor for `prog` (its offload plan when `planned`, made into `plan`), with the
+  // parameters bound or, offloaded, a runner that owns them.
+  std::unique_ptr<runtime::Executor> make_executor(const runtime::Program& prog,
+                                                   const shard::Lowered& low, bool planned,
+                                                   std::optional<memory::OffloadPlan>& plan,
+                                                   std::unique_ptr<memory::OffloadRunner>& runner);
+  memory::OffloadOptions off_;
+  memory::PlanRequest request_;
+  size_t budget_ = 0;
+  double stall_s_ = 0;
+  std::unique_ptr<memory::TieredPool> pool_;
+  std::unique_ptr<memory::TransferEngine> engine_, copies_;  // disk I/O; device<->host copies
+  std::optional<memory::OffloadPlan> oplan_, eval_oplan_;
+  std::unique_ptr<memory::OffloadRunner> runner_, eval_runner_;
 
   runtime::Program prog_;
   std::unique_ptr<runtime::Executor> exec_;
@@ -87,7 +118,7 @@ class SpmdTrainer {
   std::unique_ptr<runtime::Executor> eval_exec_;
   std::vector<Tensor> params_;  // local shards, logical shapes
   std::vector<Tensor> accum_;   // gradient accumulators (more than one micro-batch)
-  std::unique_ptr<optim::AdamW> adam_;
+  std::unique_ptr<memory::OffloadedAdamW> adam_;
   size_t state_bytes_ = 0;
 };
 
@@ -96,6 +127,7 @@ struct SpmdRunResult {
   io::TensorMap grads0;                         // gradients of the first step, global
   io::TensorMap final_params;                   // global
   std::vector<size_t> state_bytes, peak_bytes;  // per rank
+  std::vector<size_t> budgets;                  // per rank: the offload device budget (0: none)
 };
 
 }  // namespace hp::train
