@@ -287,12 +287,11 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     // where this rank's piece lies; a loss over split rows divides by the count of all ranks.
     ir::Attrs at = n.attrs;
     std::vector<Shape> want;
-    std::vector<Layout> produced;
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueId v = n.outputs[o];
       auto f = forced.find(v);
-      produced.push_back(f != forced.end() ? f->second->plan.from : p.layout[size_t(v)]);
-      want.push_back(local_shape(g.value(v).type.shape, produced.back(), mesh, rank));
+      const Layout& produced = f != forced.end() ? f->second->plan.from : p.layout[size_t(v)];
+      want.push_back(local_shape(g.value(v).type.shape, produced, mesh, rank));
     }
     const std::vector<Layout>& in_layout = p.in[ni];
     auto global_shape = [&](size_t i) -> const Shape& { return g.value(n.inputs[i]).type.shape; };
@@ -307,14 +306,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
       at.set("vocab_offset", offset(global_shape(0), in_layout[0], 0));
       at.set("vocab_total", global_shape(0)[0]);
     }
-    if (op == "embedding_bwd") {
-      at.set("vocab", want[0][0]);
-      const Shape& table = g.value(n.outputs[0]).type.shape;
-      if (!produced[0].dims[0].empty()) {
-        at.set("vocab_offset", offset(table, produced[0], 0));
-        at.set("vocab_total", table[0]);
-      }
-    }
+    if (op == "embedding_bwd") at.set("vocab", want[0][0]);  // never split (see propagate)
     if (op == "attention" || op == "attention_bwd") {
       const Shape &q = global_shape(0), &kv = global_shape(1);
       if (lg.value(ins[0].id).type.shape[2] != q[2]) {  // this rank holds some query heads
