@@ -55,7 +55,7 @@ struct Propagator {
   Propagation& p;
   // Per value: a parameter, or a view of one (slice, reshape, ...): its layout is the strategy's.
   std::vector<bool> placed;
-  // (dim, axis) pairs the strategy's activation rules split, batch axes aside.
+  // (dim, axis) pairs the strategy's activation rules split, batch axes and feature dims aside.
   std::set<std::pair<int64_t, std::string>> activation_splits;
 
   std::string where(NodeId ni) const {
@@ -83,8 +83,9 @@ struct Propagator {
     }
     // Reducing partial sums is implied by the layouts that made them; moving split data is not,
     // except gathering a parameter over a data axis (fsdp).
-    // So is gathering an activation along a (dim, axis) pair that the strategy's activation
-    // rules split (sequence parallelism gathers the sequence before column-parallel layers).
+    // So is gathering an activation along a non-feature (dim, axis) pair that the strategy's
+    // activation rules split (sequence parallelism gathers the sequence before column-parallel
+    // layers).
     const bool param = g.value(v).kind == ir::ValueKind::kParam;
     for (const auto& a : p.mesh.axis_names()) {
       const int64_t d = from.dim_of(a);
@@ -370,8 +371,8 @@ Propagation propagate(const ir::Graph& g, const std::vector<ValueId>& outputs,
   Propagator pr{g, strategy, topo, p, std::vector<bool>(nv, false), {}};
   for (ValueId v : g.sources()) pr.placed[size_t(v)] = g.value(v).kind == ir::ValueKind::kParam;
   for (const Rule& r : strategy.rules)
-    if (!r.params_only)
-      for (size_t d = 0; d < r.layout.dims.size(); ++d)
+    if (!r.params_only)  // feature (last) dims aside: a vocabulary-split `logits` implies no gather
+      for (size_t d = 0; d + 1 < r.layout.dims.size(); ++d)
         for (const auto& a : r.layout.dims[d])
           if (std::find(p.data_axes.begin(), p.data_axes.end(), a) == p.data_axes.end())
             pr.activation_splits.insert({int64_t(d), a});
