@@ -85,14 +85,15 @@ struct Propagator {
     // except gathering a parameter over a data axis (fsdp).
     // So is gathering an activation along a non-feature (dim, axis) pair that the strategy's
     // activation rules split (sequence parallelism gathers the sequence before column-parallel
-    // layers).
+    // layers), and moving a graph output (a gradient) into the layout the caller asks for.
     const bool param = g.value(v).kind == ir::ValueKind::kParam;
     for (const auto& a : p.mesh.axis_names()) {
       const int64_t d = from.dim_of(a);
       if (d < 0 || to.dim_of(a) == d) continue;
       const bool data = std::find(p.data_axes.begin(), p.data_axes.end(), a) != p.data_axes.end();
       const bool declared = !param && activation_splits.count({d, a});
-      if (!(param && data) && !declared) r.implicit = true;
+      const bool demanded = ni < 0 && input >= 0;  // a graph output into the caller's layout
+      if (!(param && data) && !declared && !demanded) r.implicit = true;
     }
     r.where = where(ni);
     if (r.implicit) {

@@ -2,8 +2,8 @@
 # SPMD end-to-end: `hp check CASE --devices threads:N --strategy S` for every preset and some
 # uneven meshes must pass the reference comparisons and match the single-device losses within
 # 1e-5 relative; fsdp4 must keep parameters + gradients + AdamW state <= 30% of one device (plan
-# and allocator); tp2+sp must plan sequence-parallel collectives; strict mode must accept tp2 and
-# tp4 (nothing gathered) and name the op that needs unplanned communication.
+# and allocator); tp2+sp must plan sequence-parallel collectives; strict mode must accept tp2, tp4
+# and tp2 with sp (nothing gathered) and name the op that needs unplanned communication.
 # usage: spmd.sh HP CASE_DIR
 set -euo pipefail
 HP=$1
@@ -55,10 +55,11 @@ grep -q "reduce_scatter(tp) [a-z0-9_.]*\.input .* -> \[-, tp, -\]" "$TMP/plan_sp
 
 # strict mode: tp needs no communication its layouts do not imply (vocabulary-parallel embedding
 # and loss; Llama's 2 kv heads replicated on tp4, not gathered) ...
-for n in 2 4; do
-  printf 'mesh: {tp: %s}\npresets: [tp]\nmode: strict\n' $n > "$TMP/strict.yaml"
+for spec in "2 tp" "4 tp" "2 tp, sp"; do
+  n=${spec%% *}
+  printf 'mesh: {tp: %s}\npresets: [%s]\nmode: strict\n' "$n" "${spec#* }" > "$TMP/strict.yaml"
   "$HP" check "$CASE" --devices "threads:$n" --strategy "$TMP/strict.yaml" > /dev/null \
-    2> "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "strict tp$n needs unplanned communication"; }
+    2> "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "strict [${spec#* }] on $n needs unplanned communication"; }
 done
 # ... and a norm weight split on tp must be gathered: an error naming the op.
 case $(basename "$CASE") in
