@@ -65,6 +65,15 @@ void expect_same_steps(io::Architecture arch, const std::string& preset, int ran
   std::vector<std::vector<double>> got(static_cast<size_t>(ranks));
   comm::ThreadWorld(ranks).run([&](comm::Communicator& c) {
     SpmdTrainer tr(*plan, c, init, opt);
+    if (preset.rfind("tp", 0) == 0 || preset.find("xtp") != std::string::npos) {
+      // Vocabulary-parallel: each rank computes only its rows of the table's gradient.
+      const ir::Graph& lg = *tr.lowered().graph;
+      for (const auto& node : lg.nodes()) {
+        if (node.def->name != "embedding_bwd") continue;
+        EXPECT_LT(lg.value(node.outputs[0]).type.shape[0], cfg.vocab)
+            << preset << " rank " << c.rank();
+      }
+    }
     for (int s = 0; s < 3; ++s) got[size_t(c.rank())].push_back(tr.step(tokens, targets).loss);
     got[size_t(c.rank())].push_back(tr.eval(tokens, targets));
   });

@@ -306,7 +306,14 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
       at.set("vocab_offset", offset(global_shape(0), in_layout[0], 0));
       at.set("vocab_total", global_shape(0)[0]);
     }
-    if (op == "embedding_bwd") at.set("vocab", want[0][0]);  // never split (see propagate)
+    if (op == "embedding_bwd") {  // this rank's rows of the table's gradient
+      at.set("vocab", want[0][0]);
+      const Shape& table = g.value(n.outputs[0]).type.shape;
+      if (!p.layout[size_t(n.outputs[0])].dims[0].empty()) {
+        at.set("vocab_offset", offset(table, p.layout[size_t(n.outputs[0])], 0));
+        at.set("vocab_total", table[0]);
+      }
+    }
     if (op == "attention" || op == "attention_bwd") {
       const Shape &q = global_shape(0), &kv = global_shape(1);
       if (lg.value(ins[0].id).type.shape[2] != q[2]) {  // this rank holds some query heads

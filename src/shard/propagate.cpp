@@ -55,6 +55,7 @@ struct Propagator {
   Propagation& p;
   // Per value: a parameter, or a view of one (slice, reshape, ...): its layout is the strategy's.
   std::vector<bool> placed;
+  std::vector<std::vector<NodeId>> consumers;  // per value: the live nodes reading it
   // (dim, axis) pairs the strategy's activation rules split, batch axes and feature dims aside.
   std::set<std::pair<int64_t, std::string>> activation_splits;
 
@@ -106,6 +107,28 @@ struct Propagator {
       if (s.mode == StrategyMode::kWarn) p.warnings.push_back(msg);
     }
     p.redistributions.push_back(std::move(r));
+  }
+
+  // `axes` without the data axes.
+  Axes model_axes(Axes axes) const {
+    std::erase_if(axes, [&](const std::string& a) {
+      return std::find(p.data_axes.begin(), p.data_axes.end(), a) != p.data_axes.end();
+    });
+    return axes;
+  }
+
+  // Layouts a value will be wanted in, known before it is produced: a graph output's, and those
+  // of same-shaped values its consumers combine it with (a gradient added to another).
+  std::vector<Layout> wanted(ValueId v) const {
+    std::vector<Layout> w;
+    for (size_t k = 0; k < p.outputs.size(); ++k)
+      if (p.outputs[k] == v) w.push_back(p.output_layout[k]);
+    const Shape& shape = g.value(v).type.shape;
+    for (NodeId c : consumers[size_t(v)])
+      for (ValueId u : g.node(c).inputs)
+        if (u != v && p.has_layout[size_t(u)] && g.value(u).type.shape == shape)
+          w.push_back(current(u));
+    return w;
   }
 
   // The layout a node sees an input in before redistribution: parameters are gathered over the
@@ -212,6 +235,20 @@ struct Propagator {
             w.first = w.first || placed[size_t(n.inputs[i])];
             w.second = std::max(w.second, bytes(i));
           }
+      // A factor on no input weighs what its output does when that output is wanted split over
+      // model axes (the vocabulary rows of a table's gradient go before the sequence split of
+      // its incoming gradient; a batch split over data axes keeps its place).
+      std::vector<bool> on_input(nfs, false);
+      for (const auto& fs : r.in)
+        for (int f : fs)
+          if (f >= 0) on_input[size_t(f)] = true;
+      for (size_t o = 0; o < r.out.size(); ++o)
+        for (size_t d = 0; d < r.out[o].size(); ++d)
+          if (int f = r.out[o][d]; f >= 0 && !on_input[size_t(f)])
+            for (const Layout& w : wanted(n.outputs[o]))
+              if (d < w.dims.size() && !model_axes(w.dims[d]).empty())
+                weight[size_t(f)].second =
+                    std::max(weight[size_t(f)].second, value_bytes(g, n.outputs[o]));
       std::vector<int> order(nfs);
       for (int f = 0; f < nf; ++f) order[size_t(f)] = f;
       std::stable_sort(order.begin(), order.end(),
@@ -219,11 +256,18 @@ struct Propagator {
       for (int f : order) {
         if (r.whole[size_t(f)]) continue;
         std::vector<Axes> cands{{}};
+        auto offer = [&](const Axes& c) {
+          if (std::find(cands.begin(), cands.end(), c) == cands.end()) cands.push_back(c);
+        };
         for (size_t i = 0; i < nin; ++i)
           for (size_t d = 0; d < r.in[i].size(); ++d)
-            if (r.in[i][d] == f &&
-                std::find(cands.begin(), cands.end(), cur[i].dims[d]) == cands.end())
-              cands.push_back(cur[i].dims[d]);
+            if (r.in[i][d] == f) offer(cur[i].dims[d]);
+        if (!on_input[size_t(f)])  // the layouts its output is wanted in
+          for (size_t o = 0; o < r.out.size(); ++o)
+            for (size_t d = 0; d < r.out[o].size(); ++d)
+              if (r.out[o][d] == f)
+                for (const Layout& w : wanted(n.outputs[o]))
+                  if (d < w.dims.size()) offer(model_axes(w.dims[d]));  // data axes: the batch's
         int64_t best_cost = -1;
         Axes best;
         for (const Axes& c : cands) {
@@ -369,7 +413,11 @@ Propagation propagate(const ir::Graph& g, const std::vector<ValueId>& outputs,
           if (std::find(p.data_axes.begin(), p.data_axes.end(), a) == p.data_axes.end())
             p.data_axes.push_back(a);
   }
-  Propagator pr{g, strategy, topo, p, std::vector<bool>(nv, false), {}};
+  Propagator pr{g, strategy, topo, p, std::vector<bool>(nv, false), {}, {}};
+  pr.consumers.resize(nv);
+  for (size_t ni = 0; ni < nn; ++ni)
+    if (p.live[ni])
+      for (ValueId v : g.node(NodeId(ni)).inputs) pr.consumers[size_t(v)].push_back(NodeId(ni));
   for (ValueId v : g.sources()) pr.placed[size_t(v)] = g.value(v).kind == ir::ValueKind::kParam;
   for (const Rule& r : strategy.rules)
     if (!r.params_only)  // feature (last) dims aside: a vocabulary-split `logits` implies no gather
