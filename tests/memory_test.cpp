@@ -298,6 +298,14 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
       }
       EXPECT_LE(device->peak_bytes(), budget);
       EXPECT_LE(device->reserved_peak_bytes(), budget) << "cached blocks count against the budget";
+      if (mode == CopyMode::kInline) {  // buffers at fixed offsets of one arena when it fits
+        EXPECT_LE(runner.arena_bytes(), budget);
+        if (budget == peak) {
+          EXPECT_GT(runner.arena_bytes(), 0u);
+        }
+      } else {
+        EXPECT_EQ(runner.arena_bytes(), 0u);
+      }
     }
   }
 }

@@ -1,6 +1,7 @@
 // OffloadRunner: device buffers per residency, host homes, batched prefetches, timed waits.
 #include "hp/memory/runner.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "hp/error.hpp"
@@ -30,6 +31,67 @@ OffloadRunner::OffloadRunner(const OffloadPlan& plan, TieredPool& pool, Transfer
   for (size_t v = 0; v < nv; ++v) views_[size_t(p.root[v])].push_back(ValueId(v));
   for (ValueId s : p.sources) is_source_[size_t(s)] = true;
   for (ValueId o : p.outputs) is_output_[size_t(p.root[size_t(o)])] = true;
+  if (engine_.mode() == CopyMode::kInline) place_statically();
+}
+
+// Each residency of a value (kAlloc or kPrefetch to kFree, kEvict or the end of the step; inline
+// write-backs are done by the kEvict) gets an offset: largest first, the lowest offset clear of
+// every residency it overlaps in time. Used when the arena fits the budget.
+void OffloadRunner::place_statically() {
+  const runtime::Program& p = plan_.program;
+  const ir::Graph& g = *p.graph;
+  struct Life {
+    size_t begin, end, bytes, instr;
+  };
+  std::vector<Life> lives;
+  std::vector<int64_t> open(g.values().size(), -1);  // value -> index in lives
+  for (size_t k = 0; k < p.instrs.size(); ++k) {
+    const runtime::Instr& ins = p.instrs[k];
+    const size_t r = size_t(ins.value);
+    if (ins.kind == InstrKind::kAlloc || ins.kind == InstrKind::kPrefetch) {
+      const size_t b = (exact_bytes(g, ins.value) + 63) / 64 * 64;
+      open[r] = int64_t(lives.size());
+      lives.push_back({k, p.instrs.size(), b, k});
+    } else if ((ins.kind == InstrKind::kFree || ins.kind == InstrKind::kEvict) && open[r] >= 0) {
+      lives[size_t(open[r])].end = k;
+      open[r] = -1;
+    }
+  }
+  std::vector<size_t> order(lives.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return lives[a].bytes > lives[b].bytes; });
+  std::vector<size_t> offset(lives.size(), 0);
+  std::vector<size_t> placed;
+  size_t top = 0;
+  for (size_t i : order) {
+    std::vector<std::pair<size_t, size_t>> taken;  // [offset, end) of overlapping residencies
+    for (size_t j : placed)
+      if (lives[j].begin <= lives[i].end && lives[i].begin <= lives[j].end)
+        taken.push_back({offset[j], offset[j] + lives[j].bytes});
+    std::sort(taken.begin(), taken.end());
+    size_t at = 0;
+    for (const auto& [b, e] : taken) {
+      if (at + lives[i].bytes <= b) break;
+      at = std::max(at, e);
+    }
+    offset[i] = at;
+    top = std::max(top, at + lives[i].bytes);
+    placed.push_back(i);
+  }
+  if (plan_.budget != 0 && top > plan_.budget - std::min(plan_.budget, plan_.resident_bytes))
+    return;  // fragmentation: allocate buffer by buffer, which the plan's accounting bounds
+  arena_offset_.assign(p.instrs.size(), -1);
+  for (size_t i = 0; i < lives.size(); ++i) arena_offset_[lives[i].instr] = int64_t(offset[i]);
+  arena_bytes_ = top;
+}
+
+OffloadRunner::DeviceBuf OffloadRunner::device_buffer(size_t instr, size_t bytes) {
+  if (arena_offset_.empty()) return {std::make_shared<Storage>(pool_.device(), bytes), 0, bytes};
+  if (!arena_)  // one per run (see the end of run())
+    arena_ = std::make_shared<Storage>(pool_.device(), std::max<size_t>(arena_bytes_, 64));
+  HP_CHECK(arena_offset_[instr] >= 0, "[offload] no arena place for instruction ", instr);
+  return {arena_, size_t(arena_offset_[instr]), bytes};
 }
 
 OffloadRunner::~OffloadRunner() {
@@ -52,11 +114,11 @@ void OffloadRunner::bind(ValueId v, Tensor home) {
   slots_[size_t(v)].home_valid = true;
 }
 
-void OffloadRunner::place(runtime::Executor& ex, ValueId r, const std::shared_ptr<Storage>& s) {
+void OffloadRunner::place(runtime::Executor& ex, ValueId r, const DeviceBuf& b) {
   const ir::Graph& g = *plan_.program.graph;
   for (ValueId v : views_[size_t(r)]) {
     const auto& t = g.value(v).type;
-    ex.place(v, s ? Tensor(s, 0, t.shape, t.dtype) : Tensor());
+    ex.place(v, b ? Tensor(b.storage, b.offset, t.shape, t.dtype) : Tensor());
   }
 }
 
@@ -79,11 +141,11 @@ void OffloadRunner::count_inline(std::chrono::steady_clock::time_point t0) {
 void OffloadRunner::flush(runtime::Executor&) {
   if (batch_.empty()) return;
   // One job per group of prefetches: fewer, larger submissions keep the link streaming.
-  std::vector<std::pair<std::shared_ptr<Storage>, Tensor>> copies;
+  std::vector<std::pair<DeviceBuf, Tensor>> copies;
   size_t bytes = 0;
   for (ValueId r : batch_) {
     copies.emplace_back(slots_[size_t(r)].device, slots_[size_t(r)].home);
-    bytes += slots_[size_t(r)].device->bytes();
+    bytes += slots_[size_t(r)].device.bytes;
   }
   const auto t0 = std::chrono::steady_clock::now();
   Transfer t =
@@ -91,7 +153,7 @@ void OffloadRunner::flush(runtime::Executor&) {
                                      plan_.value_name(batch_[0])),
                      bytes, [this, copies = std::move(copies)] {
                        for (auto& [dst, src] : copies)
-                         engine_.copy_bytes(dst->data(), src.raw(), dst->bytes());
+                         engine_.copy_bytes(dst.data(), src.raw(), dst.bytes);
                      });
   count_inline(t0);
   for (ValueId r : batch_) slots_[size_t(r)].pending = t;
@@ -106,15 +168,15 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
   switch (ins.kind) {
     case InstrKind::kAlloc:
       HP_CHECK(!s.device, "[offload] %", r, " allocated twice");
-      s.device = std::make_shared<Storage>(pool_.device(), bytes);
+      s.device = device_buffer(size_t(&ins - plan_.program.instrs.data()), bytes);
       // Outputs start zeroed, as the plain Executor gives them.
-      if (is_output_[size_t(r)]) std::memset(s.device->data(), 0, bytes);
+      if (is_output_[size_t(r)]) std::memset(s.device.data(), 0, bytes);
       s.home_valid = false;
       place(ex, r, s.device);
       break;
     case InstrKind::kFree:
       s.device.reset();
-      place(ex, r, nullptr);
+      place(ex, r, DeviceBuf());
       if (!is_source_[size_t(r)] && !is_output_[size_t(r)]) {
         s.home = Tensor();
         s.home_valid = false;
@@ -126,13 +188,13 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
       HP_CHECK(!s.device, "[offload] prefetch of ", plan_.value_name(r), ": already on device");
       HP_CHECK(s.pending.done(), "[offload] prefetch of ", plan_.value_name(r),
                " while its write-back is in flight");
-      s.device = std::make_shared<Storage>(pool_.device(), bytes);
+      s.device = device_buffer(size_t(&ins - plan_.program.instrs.data()), bytes);
       place(ex, r, s.device);
       batch_.push_back(r);
       break;
     }
     case InstrKind::kEvict: {
-      place(ex, r, nullptr);
+      place(ex, r, DeviceBuf());
       if (s.home_valid) {  // clean: the home copy is current
         s.device.reset();
         break;
@@ -145,7 +207,7 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
       const auto t0 = std::chrono::steady_clock::now();
       s.pending = engine_.submit("write-back of " + plan_.value_name(r), bytes,
                                  [this, dev = std::move(s.device), home = s.home]() mutable {
-                                   engine_.copy_bytes(home.raw(), dev->data(), dev->bytes());
+                                   engine_.copy_bytes(home.raw(), dev.data(), dev.bytes);
                                    dev.reset();
                                  });
       count_inline(t0);
@@ -191,6 +253,24 @@ void OffloadRunner::run(runtime::Executor& ex) {
   }
   ex.set_move_handler(nullptr);
   for (auto& s : slots_) wait_pending(s);
+  if (!arena_) return;
+  // The arena goes back to the device allocator between runs (another program of the same
+  // trainer, evaluation, plans its own): outputs still in it are written back to the host first,
+  // and nothing else may point into it.
+  const ir::Graph& g = *plan_.program.graph;
+  for (size_t r = 0; r < slots_.size(); ++r) {
+    Slot& sl = slots_[r];
+    if (!sl.device) continue;
+    if (is_output_[r] && !sl.home_valid) {
+      const auto& t = g.value(ValueId(r)).type;
+      if (!sl.home.defined()) sl.home = pool_.alloc(Tier::kHost, t.shape, t.dtype);
+      engine_.copy_bytes(sl.home.raw(), sl.device.data(), sl.device.bytes);
+      sl.home_valid = true;
+    }
+    sl.device.reset();
+  }
+  for (size_t v = 0; v < g.values().size(); ++v) ex.place(ValueId(v), Tensor());
+  arena_.reset();
 }
 
 Tensor OffloadRunner::result(ValueId v) const {
@@ -198,7 +278,7 @@ Tensor OffloadRunner::result(ValueId v) const {
   const ValueId r = p.root.at(size_t(v));
   const Slot& s = slots_.at(size_t(r));
   const auto& t = p.graph->value(v).type;
-  if (s.device) return Tensor(s.device, 0, t.shape, t.dtype);
+  if (s.device) return Tensor(s.device.storage, s.device.offset, t.shape, t.dtype);
   HP_CHECK(s.home_valid && s.home.defined(), "[offload] ", plan_.value_name(v),
            " has no result (not an output?)");
   return Tensor(s.home.storage(), 0, t.shape, t.dtype);

@@ -1,7 +1,9 @@
 // OffloadRunner: carries out an OffloadPlan on a runtime::Executor. Sources live in caller-bound
 // host tensors; device buffers come from the device Allocator only while the plan says so;
 // copies run on the TransferEngine and are waited for exactly where the plan has a kWait (an
-// inline engine copies at once, and that time counts as stall).
+// inline engine copies at once, and that time counts as stall). With inline copies every buffer's
+// life is known from the plan, so buffers are placed at fixed offsets of one arena (as the
+// Program places activations) whenever that arena fits the budget.
 // Not a planner: it never decides what moves, and it fails loudly when the plan is inconsistent.
 #pragma once
 #include <chrono>
@@ -31,17 +33,30 @@ class OffloadRunner : public runtime::MoveHandler {
 
   // Compute blocked on transfers in the last run: waits, and inline copies.
   double stall_seconds() const { return stall_s_; }
+  // Bytes of the one device arena the plan's buffers are placed in at fixed offsets (0: buffers
+  // come from the device allocator one by one).
+  size_t arena_bytes() const { return arena_bytes_; }
 
   void move(const runtime::Instr& ins, runtime::Executor& ex) override;
 
  private:
+  // A device buffer: its own storage, or a piece of the arena.
+  struct DeviceBuf {
+    std::shared_ptr<Storage> storage;
+    size_t offset = 0, bytes = 0;
+    char* data() const { return static_cast<char*>(storage->data()) + offset; }
+    explicit operator bool() const { return storage != nullptr; }
+    void reset() { storage.reset(); }
+  };
   struct Slot {
-    std::shared_ptr<Storage> device;  // the device copy, while the plan keeps one
-    Tensor home;                      // host copy (sources: the bound tensor)
+    DeviceBuf device;  // the device copy, while the plan keeps one
+    Tensor home;       // host copy (sources: the bound tensor)
     bool home_valid = false;
     Transfer pending;  // the last prefetch or write-back
   };
-  void place(runtime::Executor& ex, ir::ValueId r, const std::shared_ptr<Storage>& s);
+  void place(runtime::Executor& ex, ir::ValueId r, const DeviceBuf& b);
+  DeviceBuf device_buffer(size_t instr, size_t bytes);
+  void place_statically();
   void wait_pending(Slot& s);
   void flush(runtime::Executor& ex);
   void count_inline(std::chrono::steady_clock::time_point t0);
@@ -53,7 +68,10 @@ class OffloadRunner : public runtime::MoveHandler {
   std::vector<Slot> slots_;                      // per root value
   std::vector<std::vector<ir::ValueId>> views_;  // per root: values aliasing it
   std::vector<bool> is_source_, is_output_;
-  std::vector<ir::ValueId> batch_;  // prefetches issued together
+  std::vector<ir::ValueId> batch_;     // prefetches issued together
+  std::vector<int64_t> arena_offset_;  // per kAlloc/kPrefetch instruction (-1: none)
+  size_t arena_bytes_ = 0;
+  std::shared_ptr<Storage> arena_;
   double stall_s_ = 0;
 };
 
