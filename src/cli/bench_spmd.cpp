@@ -1,7 +1,8 @@
 // `hp bench spmd`: one run comparing a GPT-2 step on one device with T threads against dp2 on
 // threads:2 with T/2 threads per rank (same global batch), printing tokens/s of both and their
 // ratio, and how much of dp2's communication is hidden behind compute: the time ranks spend
-// blocked in collectives with overlap (start/wait split) against without it.
+// blocked in collectives with overlap (start/wait split) against without it. Then tp2 and tp2+sp
+// on the same devices, whose activation collectives sit on the critical path.
 // Not a correctness test: the e2e scripts compare losses.
 #include <algorithm>
 #include <chrono>
@@ -18,18 +19,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct DpResult {
+struct RunResult {
   double step_s = 0;     // mean over timed steps
   double blocked_s = 0;  // per step, mean over ranks
   int64_t collectives = 0;
 };
 
-DpResult run_dp(const io::ModelConfig& cfg, const train::TrainOptions& opt, const Devices& dev,
-                bool overlap, const io::TensorMap& params,
-                const std::vector<std::pair<Tensor, Tensor>>& batches) {
-  auto plan = plan_for(cfg, "dp" + std::to_string(dev.count), dev, opt.batch, opt.seq);
+RunResult run_strategy(const io::ModelConfig& cfg, const train::TrainOptions& opt,
+                       const Devices& dev, const std::string& strategy, bool overlap,
+                       const io::TensorMap& params,
+                       const std::vector<std::pair<Tensor, Tensor>>& batches) {
+  auto plan = plan_for(cfg, strategy, dev, opt.batch, opt.seq);
   plan->lower.overlap = overlap;
-  DpResult res;
+  RunResult res;
   std::vector<double> blocked(size_t(dev.count), 0);
   run_ranks(dev, [&](comm::Communicator& c) {
     train::SpmdTrainer tr(*plan, c, params, opt);
@@ -87,8 +89,11 @@ int bench_spmd(const std::vector<std::string>& argv) {
 
   train::TrainOptions ropt = opt;
   ropt.threads = std::max(1, threads / dev.count);
-  DpResult sync = run_dp(cfg, ropt, dev, false, params, batches);
-  DpResult ovl = run_dp(cfg, ropt, dev, true, params, batches);
+  const std::string n = std::to_string(dev.count);
+  RunResult sync = run_strategy(cfg, ropt, dev, "dp" + n, false, params, batches);
+  RunResult ovl = run_strategy(cfg, ropt, dev, "dp" + n, true, params, batches);
+  RunResult tp = run_strategy(cfg, ropt, dev, "tp" + n, true, params, batches);
+  RunResult sp = run_strategy(cfg, ropt, dev, "tp" + n + "+sp", true, params, batches);
   const double tok = double(opt.batch * opt.seq);
   const double hidden = sync.blocked_s > 0 ? 1.0 - ovl.blocked_s / sync.blocked_s : 0;
   std::printf("%-34s %10s %12s %14s %12s\n", "run", "step ms", "tokens/s", "blocked ms/step",
@@ -104,12 +109,18 @@ int bench_spmd(const std::vector<std::string>& argv) {
               (long long)sync.collectives);
   std::printf("%-34s %10.1f %12.0f %14.2f %12lld\n", (dp + ", overlap").c_str(), 1e3 * ovl.step_s,
               tok / ovl.step_s, 1e3 * ovl.blocked_s, (long long)ovl.collectives);
+  for (const auto& [name, r] : {std::pair<std::string, const RunResult&>{"tp" + n, tp},
+                                {"tp" + n + "+sp", sp}})
+    std::printf("%-34s %10.1f %12.0f %14.2f %12lld\n",
+                (name + " threads:" + n + " x " + std::to_string(ropt.threads) + " thread").c_str(),
+                1e3 * r.step_s, tok / r.step_s, 1e3 * r.blocked_s, (long long)r.collectives);
   std::printf(
       "{\"bench\": \"spmd\", \"one_tokens_per_s\": %.1f, \"dp_tokens_per_s\": %.1f, "
       "\"dp_sync_tokens_per_s\": %.1f, \"ratio\": %.3f, \"comm_s_per_step\": %.5f, "
-      "\"blocked_s_per_step\": %.5f, \"hidden_share\": %.3f}\n",
+      "\"blocked_s_per_step\": %.5f, \"hidden_share\": %.3f, \"tp_ratio\": %.3f, "
+      "\"tp_sp_ratio\": %.3f}\n",
       tok / one_s, tok / ovl.step_s, tok / sync.step_s, one_s / ovl.step_s, sync.blocked_s,
-      ovl.blocked_s, hidden);
+      ovl.blocked_s, hidden, one_s / tp.step_s, one_s / sp.step_s);
   return 0;
 }
 
