@@ -114,7 +114,13 @@ int cmd_plan(const std::vector<std::string>& argv) {
                 L.collectives);
     if (off.enabled()) {  // each rank plans its own program, as SpmdTrainer does
       // st: parameters, gradients and two moments; the plan's resident state is the moments.
-      const memory::PlanRequest req = memory::plan_request(prog, st / 2, off);
+      size_t peak = 0;
+      const memory::PlanRequest req = memory::plan_request(prog, st / 2, off, &peak);
+      if (!memory::wants_plan(off, req.device_budget, peak)) {
+        std::printf("    offload: nothing to offload (device peak %s)\n",
+                    memory::format_bytes(peak).c_str());
+        continue;
+      }
       const memory::OffloadPlan op = memory::plan_offload(prog, req);
       std::printf("    offload: ");
       print_offload_plan(op, req.cost, false);

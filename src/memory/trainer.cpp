@@ -26,10 +26,13 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
   sp->state_bytes = 2 * sp->param_bytes;
   sp->request = plan_request(sp->program, sp->state_bytes, o, &sp->peak);
   sp->budget = sp->request.device_budget;
-  bool plan = !o.device_budget.unlimited() || o.optimizer_state != Tier::kDevice;
-  if (o.auto_mode && sp->budget != 0) plan = sp->budget < sp->peak;
-  if (plan) sp->plan = plan_offload(sp->program, sp->request);
+  if (wants_plan(o, sp->budget, sp->peak)) sp->plan = plan_offload(sp->program, sp->request);
   return sp;
+}
+
+bool wants_plan(const OffloadOptions& o, size_t budget, size_t peak) {
+  if (o.auto_mode && budget != 0) return budget < peak;  // offload only what does not fit
+  return !o.device_budget.unlimited() || o.optimizer_state != Tier::kDevice;
 }
 
 PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,

@@ -242,10 +242,17 @@ struct Propagator {
       for (const auto& fs : r.in)
         for (int f : fs)
           if (f >= 0) on_input[size_t(f)] = true;
+      std::vector<std::vector<Layout>> wants(r.out.size());
+      for (size_t o = 0; o < r.out.size(); ++o)
+        for (int f : r.out[o])
+          if (f >= 0 && !on_input[size_t(f)]) {
+            wants[o] = wanted(n.outputs[o]);
+            break;
+          }
       for (size_t o = 0; o < r.out.size(); ++o)
         for (size_t d = 0; d < r.out[o].size(); ++d)
           if (int f = r.out[o][d]; f >= 0 && !on_input[size_t(f)])
-            for (const Layout& w : wanted(n.outputs[o]))
+            for (const Layout& w : wants[o])
               if (d < w.dims.size() && !model_axes(w.dims[d]).empty())
                 weight[size_t(f)].second =
                     std::max(weight[size_t(f)].second, value_bytes(g, n.outputs[o]));
@@ -266,7 +273,7 @@ struct Propagator {
           for (size_t o = 0; o < r.out.size(); ++o)
             for (size_t d = 0; d < r.out[o].size(); ++d)
               if (r.out[o][d] == f)
-                for (const Layout& w : wanted(n.outputs[o]))
+                for (const Layout& w : wants[o])
                   if (d < w.dims.size()) offer(model_axes(w.dims[d]));  // data axes: the batch's
         int64_t best_cost = -1;
         Axes best;

@@ -103,19 +103,12 @@ SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
   if (off_.copies == memory::CopyMode::kInline)
     copies_ = std::make_unique<memory::TransferEngine>(opt_.threads, memory::CopyMode::kInline);
 
-  // Offload: the same planning as memory::plan_step, on this rank's program and shards.
-  size_t param_bytes = 0;
-  for (size_t i = 0; i < plan_.infos.size(); ++i)
-    param_bytes += sizeof(float) * size_t(numel(shard::local_shape(plan_.traced.params[i].shape(),
-                                                                   plan_.param_layouts[i],
-                                                                   plan_.strategy.mesh, rank)));
-  // Planned exactly when memory::plan_step would plan one device.
+  // Offload: the same planning as memory::plan_step, on this rank's program and its shards'
+  // two AdamW moments (half of what planned_state_bytes counts).
   size_t peak = 0;
-  request_ = memory::plan_request(prog_, 2 * param_bytes, off_, &peak);
-  budget_ = request_.device_budget;
-  bool planned = !off_.device_budget.unlimited() || off_.optimizer_state != Tier::kDevice;
-  if (off_.auto_mode && budget_ != 0) planned = budget_ < peak;
-  if (!planned) budget_ = 0;
+  request_ = memory::plan_request(prog_, planned_state_bytes(plan_, rank) / 2, off_, &peak);
+  const bool planned = memory::wants_plan(off_, request_.device_budget, peak);
+  budget_ = planned ? request_.device_budget : 0;
   if (budget_ != 0 && (opt_.device_budget == 0 || budget_ < opt_.device_budget))
     device_->set_budget(budget_);
 
@@ -255,25 +248,21 @@ StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro
   return r;
 }
 
+Tensor SpmdTrainer::global(size_t i, const Tensor& local) {
+  return rc_.gather(local, plan_.traced.params[i].shape(), plan_.param_layouts[i])
+      .reshape(plan_.infos[i].shape);
+}
+
 io::TensorMap SpmdTrainer::params() {
   io::TensorMap m;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& pi = plan_.infos[i];
-    m.emplace(pi.name,
-              rc_.gather(params_[i], plan_.traced.params[i].shape(), plan_.param_layouts[i])
-                  .reshape(pi.shape));
-  }
+  for (size_t i = 0; i < params_.size(); ++i) m.emplace(plan_.infos[i].name, global(i, params_[i]));
   return m;
 }
 
 io::TensorMap SpmdTrainer::grads() {
   io::TensorMap m;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& pi = plan_.infos[i];
-    m.emplace(pi.name,
-              rc_.gather(output(1 + i), plan_.traced.params[i].shape(), plan_.param_layouts[i])
-                  .reshape(pi.shape));
-  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    m.emplace(plan_.infos[i].name, global(i, output(1 + i)));
   return m;
 }
 
@@ -285,8 +274,7 @@ io::TensorMap SpmdTrainer::optimizer_state() {
       const std::string name = k + pi.name;
       auto it = local.find(name);
       HP_CHECK(it != local.end(), "[spmd] optimizer state lacks '", name, "'");
-      m.emplace(name, rc_.gather(it->second, plan_.traced.params[i].shape(), plan_.param_layouts[i])
-                          .reshape(pi.shape));
+      m.emplace(name, global(i, it->second));
     }
   }
   return m;

@@ -49,6 +49,10 @@ struct StepPlan {
 PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
                          const OffloadOptions& o, size_t* peak = nullptr);
 
+// Whether a step with `budget` (resolved) and unconstrained `peak` is planned at all under `o`:
+// with a budget or off-device optimizer state; with `auto`, only when the budget is the smaller.
+bool wants_plan(const OffloadOptions& o, size_t budget, size_t peak);
+
 // Traces, differentiates and compiles a [batch, seq] step and plans it under `o`. Throws
 // hp::OutOfMemory naming the smallest feasible budget. Not movable once planned (the plan shares
 // the program's graph), hence the pointer.

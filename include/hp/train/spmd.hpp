@@ -96,6 +96,8 @@ class SpmdTrainer {
                  const Tensor& tokens, const Tensor& targets);
   // Output k of the training program after a run (from the runner when offloaded).
   Tensor output(size_t k);
+  // Parameter i's global tensor (HF shape) from this rank's piece `local` (collective).
+  Tensor global(size_t i, const Tensor& local);
   // An executor for `prog` (its offload plan when `planned`, made into `plan`), with the
   // parameters bound or, offloaded, a runner that owns them.
   std::unique_ptr<runtime::Executor> make_executor(const runtime::Program& prog,

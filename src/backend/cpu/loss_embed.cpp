@@ -15,6 +15,12 @@
 namespace hp::cpu {
 namespace {
 
+// log(sum(exp(x))) of one row, stable.
+float row_lse(const float* xr, int64_t n) {
+  const float m = detail::row_max(xr, n);
+  return m + std::log(detail::exp_shift_sum(xr, m, nullptr, n));
+}
+
 int64_t whole(const VocabShard& s, int64_t vocab) {
   return s.total > 0 ? s.total : vocab;
 }
@@ -67,9 +73,7 @@ float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* 
       lse[r] = 0.0f;
       continue;
     }
-    const float* xr = logits + r * vocab;
-    const float m = detail::row_max(xr, vocab);
-    lse[r] = m + std::log(detail::exp_shift_sum(xr, m, nullptr, vocab));
+    lse[r] = row_lse(logits + r * vocab, vocab);
   }
   return mean_loss(targets, lse, rows, ignore_index, count < 0 ? local : count,
                    [&](int64_t r) { return logits[r * vocab + targets[r]]; });
@@ -113,8 +117,7 @@ void cross_entropy_parts(const Context& ctx, const float* logits, const int64_t*
     out[0] = out[1] = 0.0f;
     if (targets[r] == ignore_index || vocab == 0) continue;
     const float* xr = logits + r * vocab;
-    const float m = detail::row_max(xr, vocab);
-    out[0] = m + std::log(detail::exp_shift_sum(xr, m, nullptr, vocab));
+    out[0] = row_lse(xr, vocab);
     const int64_t c = targets[r] - shard.offset;
     if (c >= 0 && c < vocab) out[1] = xr[c];
   }
