@@ -35,54 +35,32 @@ OffloadRunner::OffloadRunner(const OffloadPlan& plan, TieredPool& pool, Transfer
 }
 
 // Each residency of a value (kAlloc or kPrefetch to kFree, kEvict or the end of the step; inline
-// write-backs are done by the kEvict) gets an offset: largest first, the lowest offset clear of
-// every residency it overlaps in time. Used when the arena fits the budget.
+// write-backs are done by the kEvict) gets an offset in one arena (runtime::pack_lifetimes, as the
+// Program places activations). Used when the arena fits the budget.
 void OffloadRunner::place_statically() {
   const runtime::Program& p = plan_.program;
   const ir::Graph& g = *p.graph;
-  struct Life {
-    size_t begin, end, bytes, instr;
-  };
-  std::vector<Life> lives;
+  std::vector<runtime::Lifetime> lives;
   std::vector<int64_t> open(g.values().size(), -1);  // value -> index in lives
   for (size_t k = 0; k < p.instrs.size(); ++k) {
     const runtime::Instr& ins = p.instrs[k];
     const size_t r = size_t(ins.value);
     if (ins.kind == InstrKind::kAlloc || ins.kind == InstrKind::kPrefetch) {
-      const size_t b = (exact_bytes(g, ins.value) + 63) / 64 * 64;
       open[r] = int64_t(lives.size());
-      lives.push_back({k, p.instrs.size(), b, k});
+      lives.push_back(
+          {(exact_bytes(g, ins.value) + 63) / 64 * 64, int64_t(k), int64_t(p.instrs.size())});
     } else if ((ins.kind == InstrKind::kFree || ins.kind == InstrKind::kEvict) && open[r] >= 0) {
-      lives[size_t(open[r])].end = k;
+      lives[size_t(open[r])].end = int64_t(k);
       open[r] = -1;
     }
   }
-  std::vector<size_t> order(lives.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return lives[a].bytes > lives[b].bytes; });
-  std::vector<size_t> offset(lives.size(), 0);
-  std::vector<size_t> placed;
-  size_t top = 0;
-  for (size_t i : order) {
-    std::vector<std::pair<size_t, size_t>> taken;  // [offset, end) of overlapping residencies
-    for (size_t j : placed)
-      if (lives[j].begin <= lives[i].end && lives[i].begin <= lives[j].end)
-        taken.push_back({offset[j], offset[j] + lives[j].bytes});
-    std::sort(taken.begin(), taken.end());
-    size_t at = 0;
-    for (const auto& [b, e] : taken) {
-      if (at + lives[i].bytes <= b) break;
-      at = std::max(at, e);
-    }
-    offset[i] = at;
-    top = std::max(top, at + lives[i].bytes);
-    placed.push_back(i);
-  }
+  std::vector<size_t> offset;
+  const size_t top = runtime::pack_lifetimes(lives, offset);
   if (plan_.budget != 0 && top > plan_.budget - std::min(plan_.budget, plan_.resident_bytes))
     return;  // fragmentation: allocate buffer by buffer, which the plan's accounting bounds
   arena_offset_.assign(p.instrs.size(), -1);
-  for (size_t i = 0; i < lives.size(); ++i) arena_offset_[lives[i].instr] = int64_t(offset[i]);
+  for (size_t i = 0; i < lives.size(); ++i)
+    arena_offset_[size_t(lives[i].begin)] = int64_t(offset[i]);
   arena_bytes_ = top;
 }
 

@@ -22,6 +22,33 @@ size_t value_bytes(const ir::Graph& g, ValueId v) {
 }
 }  // namespace
 
+size_t pack_lifetimes(const std::vector<Lifetime>& lives, std::vector<size_t>& offsets) {
+  std::vector<size_t> idx(lives.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](size_t x, size_t y) { return lives[x].bytes > lives[y].bytes; });
+  offsets.assign(lives.size(), 0);
+  size_t top = 0;
+  std::vector<size_t> placed;
+  for (size_t i : idx) {
+    const Lifetime& s = lives[i];
+    std::vector<std::pair<size_t, size_t>> busy;  // [offset, end) of overlapping placed buffers
+    for (size_t j : placed)
+      if (lives[j].begin <= s.end && s.begin <= lives[j].end)
+        busy.push_back({offsets[j], offsets[j] + lives[j].bytes});
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (auto& [lo, hi] : busy) {
+      if (off + s.bytes <= lo) break;
+      off = std::max(off, hi);
+    }
+    offsets[i] = off;
+    top = std::max(top, off + s.bytes);
+    placed.push_back(i);
+  }
+  return top;
+}
+
 Program compile(const ir::Graph& g, const std::vector<ValueId>& outputs) {
   Program p;
   p.graph = &g;
@@ -70,51 +97,26 @@ Program compile(const ir::Graph& g, const std::vector<ValueId>& outputs) {
     }
   }
 
-  struct Slot {
-    ValueId v;
-    size_t bytes;
-    int a, b;
-    size_t off = 0;
-  };
-  std::vector<Slot> slots;
+  std::vector<ValueId> pooled;  // intermediates sharing the arena, with their lifetimes
+  std::vector<Lifetime> lives;
   for (size_t v = 0; v < nv; ++v) {
     if (def[v] == kNever || p.root[v] != ValueId(v)) continue;
     if (persistent[v]) {
       p.output_bytes += align64(value_bytes(g, ValueId(v)));
       continue;
     }
-    slots.push_back({ValueId(v), align64(value_bytes(g, ValueId(v))), def[v], last[v]});
-    p.naive_bytes += slots.back().bytes;
+    pooled.push_back(ValueId(v));
+    lives.push_back({align64(value_bytes(g, ValueId(v))), def[v], last[v]});
+    p.naive_bytes += lives.back().bytes;
   }
-  // Largest first, each at the lowest offset that fits among overlapping lifetimes.
-  std::vector<size_t> idx(slots.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  std::stable_sort(idx.begin(), idx.end(),
-                   [&](size_t x, size_t y) { return slots[x].bytes > slots[y].bytes; });
-  std::vector<size_t> placed;
-  for (size_t i : idx) {
-    Slot& s = slots[i];
-    std::vector<std::pair<size_t, size_t>> busy;
-    for (size_t j : placed) {
-      const Slot& o = slots[j];
-      if (o.a <= s.b && s.a <= o.b) busy.push_back({o.off, o.off + o.bytes});
-    }
-    std::sort(busy.begin(), busy.end());
-    size_t off = 0;
-    for (auto& [lo, hi] : busy) {
-      if (off + s.bytes <= lo) break;
-      off = std::max(off, hi);
-    }
-    s.off = off;
-    p.arena_bytes = std::max(p.arena_bytes, off + s.bytes);
-    placed.push_back(i);
-  }
+  std::vector<size_t> offsets;
+  p.arena_bytes = pack_lifetimes(lives, offsets);
   p.offset.assign(nv, -1);
-  for (auto& s : slots) p.offset[size_t(s.v)] = int64_t(s.off);
+  for (size_t i = 0; i < pooled.size(); ++i) p.offset[size_t(pooled[i])] = int64_t(offsets[i]);
 
   // Instructions: allocs before the compute that defines them, frees after the last reader.
   std::vector<std::vector<ValueId>> frees(order.size());
-  for (auto& s : slots) frees[size_t(s.b)].push_back(s.v);
+  for (size_t i = 0; i < pooled.size(); ++i) frees[size_t(lives[i].end)].push_back(pooled[i]);
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const auto& n = g.node(order[pos]);
     for (ValueId o : n.outputs)

@@ -47,8 +47,18 @@ struct Program {
   std::string str() const;
 };
 
+// A buffer's size and the instructions it is live over (both ends included).
+struct Lifetime {
+  size_t bytes = 0;
+  int64_t begin = 0, end = 0;
+};
+// Offsets in one arena for buffers whose lifetimes may overlap: largest first, each at the lowest
+// offset clear of every placed buffer it overlaps in time. Returns the arena's size; `offsets`
+// gets one offset per lifetime.
+size_t pack_lifetimes(const std::vector<Lifetime>& lives, std::vector<size_t>& offsets);
+
 // Compiles the nodes that `outputs` depend on (dead code is dropped) into a Program with
-// liveness-based buffer reuse. Values are 64-byte aligned in the arena.
+// liveness-based buffer reuse (pack_lifetimes). Values are 64-byte aligned in the arena.
 Program compile(const ir::Graph& g, const std::vector<ir::ValueId>& outputs);
 
 }  // namespace hp::runtime
