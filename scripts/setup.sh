@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev googletest libgtest-dev libbenchmark-dev
-      nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin bible-kjv-text)
+# ocl-icd-opencl-dev: Debian's libdnnl-dev only recommends it, but oneDNN's CMake config
+# (dnnl-config.cmake) requires OpenCL, so a --no-install-recommends install must name it.
+pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev ocl-icd-opencl-dev googletest libgtest-dev
+      libbenchmark-dev nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin
+      bible-kjv-text)
 # The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
 # reference BLAS, about 50x slower, which would flatter us).
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-pthread); fi
@@ -24,7 +27,13 @@ if ((${#missing[@]})); then
 fi
 
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C build -j "$jobs" | grep -v "^\[" || true
-test -x build/bin/hp || { echo "setup: build failed" >&2; exit 1; }
+log=build/setup-build.log
+mkdir -p build
+# A failed configure or build stops here with its output: never fall through to stale binaries.
+if ! cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >"$log" 2>&1 ||
+   ! ninja -C build -j "$jobs" >>"$log" 2>&1; then
+  grep -v '^\[[0-9]*/[0-9]*\]' "$log" >&2 || true
+  echo "setup: build failed (full log: $log)" >&2
+  exit 1
+fi
 echo "setup: built build/bin/hp"
