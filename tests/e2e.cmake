@@ -13,3 +13,11 @@ foreach(t train_resume train_cli generate)
                                  ${PROJECT_SOURCE_DIR})
   set_tests_properties(e2e_${t} PROPERTIES LABELS e2e)
 endforeach()
+
+# hp check must fail on damaged expected results (a copy of gpt2-tiny edited one way at a time).
+add_executable(check_cases check_cases.cpp)
+target_link_libraries(check_cases PRIVATE hp_io GTest::gtest GTest::gtest_main)
+target_compile_definitions(check_cases PRIVATE HP_BIN="$<TARGET_FILE:hp>"
+                                               HP_SHARED_DIR="${HP_SHARED}")
+add_dependencies(check_cases hp)
+gtest_discover_tests(check_cases PROPERTIES LABELS e2e DISCOVERY_TIMEOUT 60)
