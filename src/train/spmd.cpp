@@ -68,7 +68,14 @@ std::unique_ptr<SpmdPlan> plan_spmd(const io::ModelConfig& cfg, const shard::Str
     outs.push_back(P->grads[i].id);
     out_layouts.push_back(l);
   }
+  // Every rule the user wrote must match a named value (parameter, gradient or activation):
+  // strict mode rejects one that matches nothing, naming it; other modes warn.
+  std::vector<shard::NamedTensor> named;
+  for (const ir::Value& v : g.values())
+    if (!v.name.empty()) named.push_back({v.name, v.type.shape});
+  std::vector<std::string> unmatched = shard::validate(P->strategy, named);
   P->prop = shard::propagate(g, outs, out_layouts, P->strategy, topo, sources);
+  P->prop.warnings.insert(P->prop.warnings.begin(), unmatched.begin(), unmatched.end());
   P->eval_prop =
       shard::propagate(g, {P->traced.loss.id}, {Layout::replicated(0)}, P->strategy, topo, sources);
   return P;
@@ -106,11 +113,13 @@ SpmdTrainer::SpmdTrainer(const SpmdPlan& plan, comm::Communicator& world,
   // Offload: the same planning as memory::plan_step, on this rank's program and its shards'
   // two AdamW moments (half of what planned_state_bytes counts).
   size_t peak = 0;
-  request_ = memory::plan_request(prog_, planned_state_bytes(plan_, rank) / 2, off_, &peak);
+  request_ =
+      memory::plan_request(prog_, planned_state_bytes(plan_, rank) / 2, off_, opt_.threads, &peak);
   const bool planned = memory::wants_plan(off_, request_.device_budget, peak);
   budget_ = planned ? request_.device_budget : 0;
+  // The allocator holds the tensors; the plan kept the kernels' workspace free of the budget.
   if (budget_ != 0 && (opt_.device_budget == 0 || budget_ < opt_.device_budget))
-    device_->set_budget(budget_);
+    device_->set_budget(budget_ - request_.scratch_bytes);
 
   // Shards on the device, or on the host tier under a plan (prefetched as the plan says).
   const auto& home = planned ? pool_->host() : device_;

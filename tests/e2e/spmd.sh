@@ -72,4 +72,17 @@ if "$HP" check "$CASE" --devices threads:2 --strategy "$TMP/strict.yaml" > /dev/
   fail "strict mode accepted implicit communication"
 fi
 grep -q "layer_norm\|rms_norm" "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "strict error names no op"; }
+# A mistyped rule matches nothing: strict mode rejects it, naming the pattern and its line; warn
+# mode runs and warns.
+printf 'mesh: {tp: 2}\npresets: [tp]\nmode: strict\nrules:\n  - {match: "h.*.atn.c_proj.weight", layout: "[tp]"}\n' \
+  > "$TMP/typo.yaml"
+if "$HP" check "$CASE" --devices threads:2 --strategy "$TMP/typo.yaml" > /dev/null 2> "$TMP/err.txt"; then
+  fail "strict mode accepted a rule that matches nothing"
+fi
+grep -q "typo.yaml:5.*'h.\*.atn.c_proj.weight' matches no tensor" "$TMP/err.txt" ||
+  { cat "$TMP/err.txt" >&2; fail "strict error does not name the unmatched rule"; }
+sed -i 's/mode: strict/mode: warn/' "$TMP/typo.yaml"
+"$HP" check "$CASE" --devices threads:2 --strategy "$TMP/typo.yaml" > /dev/null 2> "$TMP/err.txt" ||
+  { cat "$TMP/err.txt" >&2; fail "warn mode with an unmatched rule"; }
+grep -q "warning: .*matches no tensor" "$TMP/err.txt" || fail "warn mode did not warn of the unmatched rule"
 echo PASS
