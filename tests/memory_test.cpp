@@ -242,7 +242,7 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
   for (auto& [id, t] : s.feeds) ref.bind(id, t);
   ref.run();
 
-  const size_t peak = unconstrained_peak(prog, 0);
+  const size_t peak = unconstrained_peak(prog, 0, 0);
   PlanRequest probe;
   const size_t min = plan_offload(prog, probe).min_budget;
   ASSERT_LT(min, peak);
@@ -422,14 +422,36 @@ TEST(OffloadTraining, Gpt2At25PercentWithStateOnDiskIsBitwiseIdentical) {
     }
     expect_bitwise(tr.params(), ref.params(), "weights");
     expect_bitwise(tr.optimizer_state(), ref.optimizer().state(), "optimizer state");
-    if (tr.device_budget() != 0) {
-      EXPECT_LE(tr.device().peak_bytes(), tr.device_budget());
+    if (tr.device_budget() != 0) {  // tensors and the kernels' own workspace
+      EXPECT_GT(tr.kernel_scratch_bytes(), 0u);
+      EXPECT_LE(tr.device().peak_bytes() + tr.kernel_scratch_bytes(), tr.device_budget());
     }
     if (std::string(c.budget) == "25%") {
       EXPECT_LE(tr.device().peak_bytes(), ref_peak / 4);
     }
     std::filesystem::remove_all(oc.offload.offload_dir);
   }
+}
+
+TEST(Planner, KernelWorkspaceIsChargedToTheBudget) {
+  // A GPT-2 step: attention, layer-norm and bias-gelu backward kernels allocate workspace.
+  const io::ModelConfig cfg = tiny_gpt2();
+  OffloadOptions o;
+  o.device_budget.fraction = 0.5;
+  auto sp = plan_step(cfg, 4, 32, o, 2);
+  const size_t scratch = runtime::scratch_bytes(sp->program, 2);
+  ASSERT_GT(scratch, 0u);
+  EXPECT_EQ(sp->request.scratch_bytes, scratch);
+  EXPECT_GT(scratch, runtime::scratch_bytes(sp->program, 1));  // per-thread tiles
+  ASSERT_TRUE(sp->plan.has_value());
+  PlanRequest bare = sp->request;
+  bare.scratch_bytes = 0;
+  bare.device_budget = 0;
+  const OffloadPlan without = plan_offload(sp->program, bare);
+  EXPECT_EQ(sp->plan->min_budget, without.min_budget + scratch);
+  EXPECT_EQ(sp->plan->unconstrained_peak, without.unconstrained_peak + scratch);
+  EXPECT_LE(sp->plan->peak_device, sp->plan->budget);
+  EXPECT_GE(sp->plan->peak_device, scratch);
 }
 
 TEST(OffloadTraining, BudgetBelowMinimumIsRejectedBeforeRunning) {

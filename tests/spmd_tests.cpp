@@ -109,9 +109,11 @@ TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
     const char* budget;
     const char* state;
   };
-  for (const Case& k : {Case{io::Architecture::kGpt2, "dp2", 2, "25%", "host"},
-                        Case{io::Architecture::kGpt2, "fsdp2", 2, "30%", "disk"},
-                        Case{io::Architecture::kLlama, "tp4", 4, "25%", "host"}}) {
+  // Budgets as fractions of each rank's unconstrained peak; on these tiny models the kernels'
+  // fixed-size workspace (attention tiles), kept free of the budget, is a large share of it.
+  for (const Case& k : {Case{io::Architecture::kGpt2, "dp2", 2, "40%", "host"},
+                        Case{io::Architecture::kGpt2, "fsdp2", 2, "40%", "disk"},
+                        Case{io::Architecture::kLlama, "tp4", 4, "40%", "host"}}) {
     SCOPED_TRACE(std::string(k.preset) + " at " + k.budget + ", state on " + k.state);
     const io::ModelConfig cfg = tiny(k.arch);
     const io::TensorMap init = nn::init_params(cfg, 11);

@@ -4,6 +4,7 @@
 // On one device with offload options, prints the offload plan instead: per-tier memory timeline
 // and every transfer with its bytes (memory::explain). Not a search: the strategy is given.
 #include <cstdio>
+#include <thread>
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
@@ -36,8 +37,8 @@ void print_offload_plan(const memory::OffloadPlan& p, const memory::CostModel& c
 }
 
 int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
-                      const memory::OffloadOptions& off, bool explain) {
-  auto sp = memory::plan_step(cfg, batch, seq, off);
+                      const memory::OffloadOptions& off, int threads, bool explain) {
+  auto sp = memory::plan_step(cfg, batch, seq, off, threads);
   std::printf("model %s, batch %lld x %lld, one device, offload\n%s",
               io::architecture_name(cfg.arch), (long long)batch, (long long)seq, off.str().c_str());
   if (!sp->plan) {
@@ -51,7 +52,7 @@ int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
 }  // namespace
 
 int cmd_plan(const std::vector<std::string>& argv) {
-  Args a(argv, with_offload_options({"model", "batch", "seq", "devices", "strategy"}),
+  Args a(argv, with_offload_options({"model", "batch", "seq", "devices", "strategy", "threads"}),
          {"explain", "help"});
   const memory::OffloadOptions off =
       offload_options(a, strategy_offload_section(a.str("strategy", "")));
@@ -59,16 +60,19 @@ int cmd_plan(const std::vector<std::string>& argv) {
   if (a.flag("help") || (!a.has("strategy") && !off.enabled())) {
     std::fputs(
         "usage: hp plan --model NAME|CONFIG --batch B --seq T --devices threads:N "
-        "--strategy FILE|PRESET [--explain]\n"
+        "--strategy FILE|PRESET [--threads K] [--explain]\n"
         "       hp plan --model NAME|CONFIG --batch B --seq T --device-memory SIZE|P% "
-        "[--host-memory SIZE --optimizer-state device|host|disk] [--explain]\n",
+        "[--host-memory SIZE --optimizer-state device|host|disk] [--threads K] [--explain]\n"
+        "--threads: threads per device, as hp train runs (sizes the kernels' workspace)\n",
         a.flag("help") ? stdout : stderr);
     return a.flag("help") ? 0 : 2;
   }
   io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-tiny"));
   const int64_t batch = a.i64("batch", 8), seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
+  const int threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
+  HP_CHECK(threads >= 1, "option --threads must be at least 1, got ", threads);
   if (off.enabled() && one_device)
-    return plan_offload_step(cfg, batch, seq, off, a.flag("explain"));
+    return plan_offload_step(cfg, batch, seq, off, threads, a.flag("explain"));
   Devices dev = parse_devices(a.str("devices", "threads:1"));
   auto plan = plan_for(cfg, a.str("strategy"), dev, batch, seq);
   const auto& p = plan->prop;
@@ -115,7 +119,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
     if (off.enabled()) {  // each rank plans its own program, as SpmdTrainer does
       // st: parameters, gradients and two moments; the plan's resident state is the moments.
       size_t peak = 0;
-      const memory::PlanRequest req = memory::plan_request(prog, st / 2, off, &peak);
+      const memory::PlanRequest req = memory::plan_request(prog, st / 2, off, threads, &peak);
       if (!memory::wants_plan(off, req.device_budget, peak)) {
         std::printf("    offload: nothing to offload (device peak %s)\n",
                     memory::format_bytes(peak).c_str());

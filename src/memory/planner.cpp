@@ -167,8 +167,8 @@ std::string OffloadPlan::value_name(ValueId v) const {
       val.producer >= 0 ? " (" + step_name(*program.graph, val.producer) + ")" : std::string());
 }
 
-size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes) {
-  size_t b = p.arena_bytes + p.output_bytes + resident_bytes;
+size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes, size_t scratch_bytes) {
+  size_t b = p.arena_bytes + p.output_bytes + resident_bytes + scratch_bytes;
   for (ValueId s : p.sources) b += value_bytes(*p.graph, s);
   return b;
 }
@@ -203,7 +203,10 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   OffloadPlan plan;
   plan.budget = req.device_budget;
   plan.resident_bytes = req.resident_bytes;
-  plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes);
+  plan.scratch_bytes = req.scratch_bytes;
+  plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes, req.scratch_bytes);
+  // What never moves: resident state and the kernels' workspace, counted from the start.
+  const size_t reserved = req.resident_bytes + req.scratch_bytes;
   if (req.recompute && req.activations && req.device_budget != 0 &&
       req.device_budget < plan.unconstrained_peak)
     plan.recomputed = add_recomputation(a, p, cm);
@@ -237,18 +240,18 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
           if (a.offloadable[size_t(r)]) ws += a.bytes[size_t(r)];
       if (worst < 0 || ws > worst_ws) worst_ws = ws, worst = i;
     }
-    plan.min_budget = worst_ws + req.resident_bytes;
+    plan.min_budget = worst_ws + reserved;
     if (req.device_budget != 0 && req.device_budget < plan.min_budget) {
       throw OutOfMemory(hp::detail::cat(
           "[offload] device budget of ", format_bytes(req.device_budget), " (", req.device_budget,
           " bytes) cannot be met: the smallest feasible budget is ", format_bytes(plan.min_budget),
           " (", plan.min_budget, " bytes), set by ", step_name(g, a.steps[size_t(worst)].node),
-          " (", format_bytes(req.resident_bytes), " resident); the unconstrained peak is ",
-          format_bytes(plan.unconstrained_peak)));
+          " (", format_bytes(req.resident_bytes), " resident, ", format_bytes(req.scratch_bytes),
+          " kernel workspace); the unconstrained peak is ", format_bytes(plan.unconstrained_peak)));
     }
   }
   const size_t avail = req.device_budget == 0 ? std::numeric_limits<size_t>::max() / 2
-                                              : req.device_budget - req.resident_bytes;
+                                              : req.device_budget - reserved;
 
   // Demand pass (Belady): residency per step; evictions placed right after the victim's last
   // touch, loads collected for hoisting.
@@ -366,7 +369,7 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   out.root = p.root;
   out.offset.assign(nv, -1);
   out.placed_at_run_time = true;
-  size_t committed = req.resident_bytes, host = 0;
+  size_t committed = reserved, host = 0;
   for (ValueId s : p.sources) host += a.bytes[size_t(s)];
   std::deque<ValueId> inflight;      // write-backs holding device memory until waited
   std::vector<int> pending(nv, -1);  // transfer index per value

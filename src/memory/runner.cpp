@@ -56,7 +56,8 @@ void OffloadRunner::place_statically() {
   }
   std::vector<size_t> offset;
   const size_t top = runtime::pack_lifetimes(lives, offset);
-  if (plan_.budget != 0 && top > plan_.budget - std::min(plan_.budget, plan_.resident_bytes))
+  const size_t reserved = plan_.resident_bytes + plan_.scratch_bytes;
+  if (plan_.budget != 0 && top > plan_.budget - std::min(plan_.budget, reserved))
     return;  // fragmentation: allocate buffer by buffer, which the plan's accounting bounds
   arena_offset_.assign(p.instrs.size(), -1);
   for (size_t i = 0; i < lives.size(); ++i)

@@ -11,7 +11,7 @@
 namespace hp::memory {
 
 std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
-                                    const OffloadOptions& o) {
+                                    const OffloadOptions& o, int threads) {
   auto sp = std::make_unique<StepPlan>();
   sp->traced = nn::trace(cfg, batch, seq, true);
   sp->infos = nn::param_infos(cfg);
@@ -24,7 +24,7 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
 
   for (auto& info : sp->infos) sp->param_bytes += size_t(numel(info.shape)) * sizeof(float);
   sp->state_bytes = 2 * sp->param_bytes;
-  sp->request = plan_request(sp->program, sp->state_bytes, o, &sp->peak);
+  sp->request = plan_request(sp->program, sp->state_bytes, o, threads, &sp->peak);
   sp->budget = sp->request.device_budget;
   if (wants_plan(o, sp->budget, sp->peak)) sp->plan = plan_offload(sp->program, sp->request);
   return sp;
@@ -36,11 +36,12 @@ bool wants_plan(const OffloadOptions& o, size_t budget, size_t peak) {
 }
 
 PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
-                         const OffloadOptions& o, size_t* peak) {
-  // Peak with nothing offloaded: the reference every fraction is taken of.
-  const size_t unconstrained = memory::unconstrained_peak(program, state_bytes);
-  if (peak) *peak = unconstrained;
+                         const OffloadOptions& o, int threads, size_t* peak) {
   PlanRequest req;
+  req.scratch_bytes = runtime::scratch_bytes(program, threads);
+  // Peak with nothing offloaded: the reference every fraction is taken of.
+  const size_t unconstrained = memory::unconstrained_peak(program, state_bytes, req.scratch_bytes);
+  if (peak) *peak = unconstrained;
   req.device_budget = o.device_budget.resolve(unconstrained);
   req.resident_bytes = o.optimizer_state == Tier::kDevice ? state_bytes : 0;
   req.params = o.params;
@@ -59,7 +60,7 @@ OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& 
     : cfg_(cfg), c_(std::move(c)) {
   HP_CHECK(c_.threads >= 1, "[offload] threads must be >= 1");
   const OffloadOptions& o = c_.offload;
-  sp_ = plan_step(cfg_, c_.batch, c_.seq, o);
+  sp_ = plan_step(cfg_, c_.batch, c_.seq, o, c_.threads);
   const bool plan = sp_->plan.has_value();
 
   engine_ = std::make_unique<TransferEngine>(o.transfer_threads);
@@ -67,9 +68,11 @@ OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& 
     inline_copies_ = std::make_unique<TransferEngine>(c_.threads, CopyMode::kInline);
   TransferEngine& copies = inline_copies_ ? *inline_copies_ : *engine_;
   const bool needs_disk = o.optimizer_state == Tier::kDisk;
-  pool_ = std::make_unique<TieredPool>(std::make_shared<Allocator>("device0", sp_->budget),
-                                       o.host_budget,
-                                       needs_disk ? o.offload_dir : std::filesystem::path());
+  // The allocator holds the tensors; the plan kept the kernels' workspace free of the budget.
+  const size_t tensors = sp_->budget == 0 ? 0 : sp_->budget - sp_->request.scratch_bytes;
+  pool_ =
+      std::make_unique<TieredPool>(std::make_shared<Allocator>("device0", tensors), o.host_budget,
+                                   needs_disk ? o.offload_dir : std::filesystem::path());
   const auto timeout = std::chrono::milliseconds(o.timeout_ms);
 
   // Parameters live on the host tier under a plan, on the device otherwise.

@@ -172,6 +172,10 @@ void register_elementwise(Table& t) {
       return elementwise_cost(in, out, 20);
     };
     d.sharding = "...n,n,...n->...n,n";
+    d.scratch = [](const Types& in, const Attrs&, int) {
+      const int64_t cols = numel(in[1].shape);
+      return cpu::column_sums_scratch_bytes(numel(in[0].shape) / cols, cols, 1);
+    };
     d.cpu = [](KernelArgs& k) {
       int64_t cols = k.in[1]->numel();
       cpu::bias_gelu_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),

@@ -73,6 +73,13 @@ void register_matmul(Table& t) {
     return {dx, dw};
   };
   d.sharding = "...mk,kn->...mn";
+  d.scratch = [](const Types& in, const Attrs& at, int) {
+    const bool ta = at.i("ta", 0), tb = at.i("tb", 0);
+    MatmulDims md = dims_of(in[0].shape, in[1].shape, ta, tb);
+    if (md.shared_b && !ta)
+      return cpu::gemm_scratch_bytes(false, tb, md.batch * md.m, md.n, md.k, 0);
+    return size_t{0};  // gemm_batched uses none
+  };
   d.cpu = [](KernelArgs& k) {
     bool ta = k.node.attrs.i("ta", 0), tb = k.node.attrs.i("tb", 0);
     const Shape& as = k.in[0]->shape();

@@ -135,6 +135,9 @@ void add_norms(Table& t) {
     return elementwise_cost(in, out, 12);
   };
   lb.sharding = "...N,...N,N,...,...->...N,N,N";
+  lb.scratch = [](const Types& in, const Attrs&, int) {
+    return cpu::column_sums_scratch_bytes(rows_of(in[1].shape), in[1].shape.back(), 2);
+  };
   lb.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[1]->shape();
     cpu::layer_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
@@ -178,6 +181,9 @@ void add_norms(Table& t) {
     return elementwise_cost(in, out, 8);
   };
   rb.sharding = "...N,...N,N,...->...N,N";
+  rb.scratch = [](const Types& in, const Attrs&, int) {
+    return cpu::column_sums_scratch_bytes(rows_of(in[1].shape), in[1].shape.back(), 1);
+  };
   rb.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[1]->shape();
     cpu::rms_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
@@ -385,6 +391,9 @@ void add_positional_and_attention(Table& t) {
     return {a.g.apply1("rope", {a.dout[0]}, at)};
   };
   r.sharding = "bThD->bThD";
+  r.scratch = [](const Types& in, const Attrs&, int) {
+    return cpu::rope_scratch_bytes(in[0].shape[1], in[0].shape[3]);
+  };
   r.cpu = [](KernelArgs& k) {
     const Shape& s = k.in[0]->shape();
     cpu::rope(k.ctx, k.in[0]->f32(), k.out[0]->f32(), s[0], s[1], s[2], s[3],
@@ -442,6 +451,10 @@ void add_positional_and_attention(Table& t) {
     return std::vector<Var>{g[0], g[1], g[2]};
   };
   a.sharding = "bThD,bTkD,bTkD->bThD,bhT";
+  a.scratch = [shape_of](const Types& in, const Attrs& at, int threads) {
+    return cpu::attention_fwd_scratch_bytes(cpu::Context{threads},
+                                            shape_of(in[0].shape, in[1].shape, at));
+  };
   a.cpu = [shape_of](KernelArgs& k) {
     auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs);
     cpu::attention_fwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
@@ -459,6 +472,10 @@ void add_positional_and_attention(Table& t) {
     return Cost{2.5 * attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
   };
   ab.sharding = "bThD,bTkD,bTkD,bThD,bhT,bThD->bThD,bTkD,bTkD";
+  ab.scratch = [shape_of](const Types& in, const Attrs& at, int threads) {
+    return cpu::attention_bwd_scratch_bytes(cpu::Context{threads},
+                                            shape_of(in[0].shape, in[1].shape, at));
+  };
   ab.cpu = [shape_of](KernelArgs& k) {
     auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs);
     cpu::attention_bwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),

@@ -47,6 +47,13 @@ Cost node_cost(const Graph& g, const Node& n) {
   return ops::elementwise_cost(in, out, 0);
 }
 
+size_t node_scratch(const Graph& g, const Node& n, int threads) {
+  if (!n.def->scratch) return 0;
+  std::vector<TensorType> in;
+  for (ValueId v : n.inputs) in.push_back(g.value(v).type);
+  return n.def->scratch(in, n.attrs, threads);
+}
+
 }  // namespace hp::ir
 
 namespace hp::ops {

@@ -22,6 +22,14 @@ size_t value_bytes(const ir::Graph& g, ValueId v) {
 }
 }  // namespace
 
+size_t scratch_bytes(const Program& p, int threads) {
+  size_t most = 0;
+  for (const Instr& ins : p.instrs)
+    if (ins.kind == InstrKind::kCompute)
+      most = std::max(most, ir::node_scratch(*p.graph, p.graph->node(ins.node), threads));
+  return most;
+}
+
 size_t pack_lifetimes(const std::vector<Lifetime>& lives, std::vector<size_t>& offsets) {
   std::vector<size_t> idx(lives.size());
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;

@@ -2,6 +2,7 @@
 // T x T matrix per head; they tile queries and keys and keep an online softmax.
 // Not a general attention: causal, no dropout, no padding mask. Grouped-query heads supported.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "hp/cpu/context.hpp"
@@ -32,5 +33,10 @@ void attention_fwd(const Context& ctx, const AttentionShape& s, const float* q, 
 void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, const float* k,
                    const float* v, const float* out, const float* lse, const float* dout, float* dq,
                    float* dk, float* dv);
+
+// Bytes of workspace attention_fwd / attention_bwd allocate for themselves (outside any
+// Allocator) for these arguments: the per-thread tiles and, in the backward, per-head partials.
+size_t attention_fwd_scratch_bytes(const Context& ctx, const AttentionShape& s);
+size_t attention_bwd_scratch_bytes(const Context& ctx, const AttentionShape& s);
 
 }  // namespace hp::cpu

@@ -1,11 +1,15 @@
 // Single-precision GEMM through oneDNN (dnnl_sgemm), row-major, plus a strided batched form.
 // Not a general BLAS: f32 only; lower precisions are converted before they reach here.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "hp/cpu/context.hpp"
 
 namespace hp::cpu {
+
+// Bytes of workspace gemm allocates for itself (outside any Allocator) for these arguments.
+size_t gemm_scratch_bytes(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float beta);
 
 // C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [M,K] (A is [K,M] when ta).
 void gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,

@@ -2,6 +2,7 @@
 // Not shape-checked: callers (the ops' OpDefs) have validated shapes; all buffers are contiguous.
 // Backward kernels overwrite their outputs unless the name says `_acc`.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -34,6 +35,9 @@ void bias_gelu_fwd(const Context& ctx, const float* x, const float* bias, float*
                    int64_t cols);
 void bias_gelu_bwd(const Context& ctx, const float* x, const float* bias, const float* dy,
                    float* dx, float* dbias, int64_t rows, int64_t cols);
+// Bytes of workspace a kernel that sums `k` [rows, cols] column gradients block by block
+// allocates for itself (bias_gelu_bwd: k = 1, layer_norm_bwd: 2, rms_norm_bwd: 1).
+size_t column_sums_scratch_bytes(int64_t rows, int64_t cols, int k);
 
 // ---- reductions and layout ---------------------------------------------------------------
 enum class Reduce { kSum, kMean, kMax };
@@ -115,6 +119,8 @@ void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, fl
 // inverse=true applies the opposite rotation (the backward).
 void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq, int64_t heads,
           int64_t head_dim, float theta, int64_t pos_offset, bool inverse);
+// Bytes of workspace rope allocates for itself (its cos / sin tables).
+size_t rope_scratch_bytes(int64_t seq, int64_t head_dim);
 
 // ---- optimizer ---------------------------------------------------------------------------
 // One AdamW step in place (PyTorch semantics): p -= lr * wd * p; m,v moments; bias-corrected

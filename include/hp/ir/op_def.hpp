@@ -51,6 +51,9 @@ using VjpFn = std::function<std::vector<Var>(VjpArgs&)>;  // one Var per input (
 using CostFn = std::function<Cost(const std::vector<TensorType>&, const std::vector<TensorType>&,
                                   const Attrs&)>;
 using KernelFn = std::function<void(KernelArgs&)>;
+// Bytes of workspace the kernel allocates for itself (outside any Allocator) for these input
+// types and attributes on a team of `threads`.
+using ScratchFn = std::function<size_t(const std::vector<TensorType>&, const Attrs&, int threads)>;
 
 struct OpDef {
   std::string name;
@@ -63,6 +66,7 @@ struct OpDef {
   // "reshape", "slice", ...) name the rules hp/shard/rule.hpp builds from the node's attributes.
   std::string sharding;
   KernelFn cpu;       // the CPU kernel
+  ScratchFn scratch;  // the CPU kernel's own workspace; empty: none
   bool view = false;  // output 0 aliases input 0's buffer (reshape): no copy, no allocation
 };
 
@@ -72,5 +76,7 @@ std::vector<std::string> op_names();
 
 // Cost of a node (falls back to bytes moved when the op defines none).
 Cost node_cost(const Graph& g, const Node& n);
+// Bytes of workspace a node's kernel allocates for itself on a team of `threads` (0: none).
+size_t node_scratch(const Graph& g, const Node& n, int threads);
 
 }  // namespace hp::ir

@@ -30,6 +30,7 @@ struct CostModel {
 struct PlanRequest {
   size_t device_budget = 0;   // bytes for the program plus resident_bytes (0: unlimited)
   size_t resident_bytes = 0;  // kept on the device outside the program (optimizer state)
+  size_t scratch_bytes = 0;   // kept free for the kernels' own workspace (runtime::scratch_bytes)
   bool params = true;         // sources (params, inputs) may stay off the device between uses
   bool grads = true;          // outputs are written back to the host after their last use
   bool activations = true;    // intermediates may be evicted and prefetched back
@@ -50,6 +51,7 @@ struct OffloadPlan {
   runtime::Program program;  // the annotated copy (placed_at_run_time)
   size_t budget = 0;         // device bytes the plan keeps under (0: unlimited)
   size_t resident_bytes = 0;
+  size_t scratch_bytes = 0;       // kernel workspace kept free, counted in every figure below
   size_t min_budget = 0;          // the smallest budget any plan of this program can meet
   size_t unconstrained_peak = 0;  // device bytes with nothing offloaded (arena, outputs, sources)
   std::vector<size_t> device_bytes;  // per instruction, after it (with resident_bytes)
@@ -65,7 +67,7 @@ struct OffloadPlan {
 };
 
 // Bytes the program needs on the device with no offload, plus `resident_bytes`.
-size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes);
+size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes, size_t scratch_bytes);
 
 // Plans `p` (which must outlive the plan: the annotated program shares its graph). Throws
 // hp::OutOfMemory, naming the smallest feasible budget, when `req.device_budget` cannot be met.

@@ -45,9 +45,10 @@ struct StepPlan {
 // What a training step's plan is asked for under `o`: the budget resolved against the
 // unconstrained peak of `program` with `state_bytes` of AdamW moments (resident on the device when
 // they live there), what may move, and the cost model. Shared by one device and each rank of a
-// mesh. `peak`, when given, receives the unconstrained peak.
+// mesh. The kernels' workspace on a team of `threads` is kept free of the budget. `peak`, when
+// given, receives the unconstrained peak.
 PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
-                         const OffloadOptions& o, size_t* peak = nullptr);
+                         const OffloadOptions& o, int threads, size_t* peak = nullptr);
 
 // Whether a step with `budget` (resolved) and unconstrained `peak` is planned at all under `o`:
 // with a budget or off-device optimizer state; with `auto`, only when the budget is the smaller.
@@ -57,7 +58,7 @@ bool wants_plan(const OffloadOptions& o, size_t budget, size_t peak);
 // hp::OutOfMemory naming the smallest feasible budget. Not movable once planned (the plan shares
 // the program's graph), hence the pointer.
 std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
-                                    const OffloadOptions& o);
+                                    const OffloadOptions& o, int threads);
 
 struct OffloadStep {
   double loss = 0;
@@ -93,7 +94,10 @@ class OffloadTrainer {
   const StepPlan& step_plan() const { return *sp_; }
   const runtime::Program& program() const { return sp_->program; }
   size_t unconstrained_peak() const { return sp_->peak; }  // device bytes with no offload
-  size_t device_budget() const { return sp_->budget; }     // 0: unlimited
+  // The kernels' own workspace, kept free of the budget: device().peak_bytes() plus this stays
+  // within device_budget().
+  size_t kernel_scratch_bytes() const { return sp_->request.scratch_bytes; }
+  size_t device_budget() const { return sp_->budget; }  // 0: unlimited
   Allocator& device() { return *pool_->device(); }
   Allocator& host() { return *pool_->host(); }
   double flops_per_step() const { return sp_->program.flops; }

@@ -47,6 +47,11 @@ struct Program {
   std::string str() const;
 };
 
+// The largest workspace any computed node's kernel allocates for itself on a team of `threads`
+// (ir::node_scratch): one kernel runs at a time, so this is what a device budget must keep free
+// besides the program's tensors.
+size_t scratch_bytes(const Program& p, int threads);
+
 // A buffer's size and the instructions it is live over (both ends included).
 struct Lifetime {
   size_t bytes = 0;

@@ -335,7 +335,26 @@ void bwd_task(const Dims& d, float scale, const float* q, const float* k, const 
   unpad(d, dvr, dv_dst);
 }
 
+// The backward splits per query head (and sums per-head partials) when tasks per kv head would
+// leave threads idle and heads share kv heads.
+bool bwd_per_head(const Context& ctx, const Dims& d) {
+  return d.group > 1 && d.B * d.Hkv < ctx.threads;
+}
+
 }  // namespace
+
+size_t attention_fwd_scratch_bytes(const Context& ctx, const AttentionShape& s) {
+  const Dims d(s);
+  if (d.B == 0 || d.T == 0) return 0;
+  return sizeof(float) * size_t(FwdScratch::floats(d) * ctx.threads);
+}
+
+size_t attention_bwd_scratch_bytes(const Context& ctx, const AttentionShape& s) {
+  const Dims d(s);
+  if (d.B == 0 || d.T == 0) return 0;
+  const int64_t partial = bwd_per_head(ctx, d) ? 2 * d.B * d.H * d.T * d.Dh : 0;
+  return sizeof(float) * size_t(BwdScratch::floats(d) * ctx.threads + partial);
+}
 
 void attention_fwd(const Context& ctx, const AttentionShape& s, const float* q, const float* k,
                    const float* v, float* out, float* lse) {
@@ -373,7 +392,7 @@ void attention_bwd(const Context& ctx, const AttentionShape& s, const float* q, 
   // One task per (b, kv head) owns its dk / dv rows. When that leaves threads idle and heads
   // share kv heads, split per query head instead and sum the per-head partials afterwards
   // (dk / dv then round differently from the one-thread run; reruns stay bitwise identical).
-  const bool per_head = d.group > 1 && d.B * d.Hkv < ctx.threads;
+  const bool per_head = bwd_per_head(ctx, d);
   std::vector<float> partial;
   if (per_head) partial.resize(static_cast<size_t>(2 * d.B * d.H * d.T * d.Dh));
   const int64_t tasks = per_head ? d.B * d.H : d.B * d.Hkv;

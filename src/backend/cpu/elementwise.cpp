@@ -303,6 +303,12 @@ void bias_gelu_fwd(const Context& ctx, const float* x, const float* bias, float*
   });
 }
 
+size_t column_sums_scratch_bytes(int64_t rows, int64_t cols, int k) {
+  if (rows <= 0 || cols <= 0) return 0;
+  const int64_t rb = detail::row_block(rows);
+  return sizeof(float) * size_t((rows + rb - 1) / rb * cols * k);
+}
+
 void bias_gelu_bwd(const Context& ctx, const float* x, const float* bias, const float* dy,
                    float* dx, float* dbias, int64_t rows, int64_t cols) {
   if (cols <= 0) return;

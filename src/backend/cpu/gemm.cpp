@@ -69,15 +69,23 @@ constexpr int64_t kSmallGemmMacs = int64_t{1} << 24;
 
 }  // namespace
 
+// A^T B with a tall result (weight gradients x^T dy of a down-projection) runs at half speed
+// in oneDNN's kernel on AVX2; the transposed product C^T = B^T A is the fast orientation, and
+// transposing C back costs one pass over it (measured 36 -> 70 GFLOP/s at 1024 x 256 x 1024).
+static bool via_transpose(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float beta) {
+  return ta && !tb && beta == 0.0f && M >= 2 * N && M * N * K >= (int64_t{1} << 22);
+}
+
+size_t gemm_scratch_bytes(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float beta) {
+  return via_transpose(ta, tb, M, N, K, beta) ? sizeof(float) * size_t(M * N) : 0;
+}
+
 void gemm(const Context& ctx, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
   check_args("gemm", ctx, ta, tb, M, N, K, lda, ldb, ldc);
   ThreadsGuard guard(ctx.threads);
-  // A^T B with a tall result (weight gradients x^T dy of a down-projection) runs at half speed
-  // in oneDNN's kernel on AVX2; the transposed product C^T = B^T A is the fast orientation, and
-  // transposing C back costs one pass over it (measured 36 -> 70 GFLOP/s at 1024 x 256 x 1024).
-  if (ta && !tb && beta == 0.0f && M >= 2 * N && M * N * K >= (int64_t{1} << 22)) {
+  if (via_transpose(ta, tb, M, N, K, beta)) {
     std::vector<float> ct(size_t(M * N));
     HP_CHECK(sgemm_raw(true, false, N, M, K, alpha, B, ldb, A, lda, 0.0f, ct.data(), M),
              "[gemm] dnnl_sgemm failed: M=", N, " N=", M, " K=", K);

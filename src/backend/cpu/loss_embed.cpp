@@ -184,6 +184,11 @@ void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, fl
   }
 }
 
+size_t rope_scratch_bytes(int64_t seq, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  return sizeof(float) * size_t(half + 2 * seq * half);
+}
+
 void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq, int64_t heads,
           int64_t head_dim, float theta, int64_t pos_offset, bool inverse) {
   const int64_t half = head_dim / 2;
