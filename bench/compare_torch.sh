@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side by side, in one run: GPT-2 training throughput and peak step memory of hp vs PyTorch eager
 # (Debian's python3-torch, ../shared/bench/torch_gpt.py at its best thread setting), at 1 and 2
-# threads, on the same model and batch. Prints the tokens/s ratio per setting.
+# threads, on the same model and batch. Prints the tokens/s ratio per setting, and each process's
+# peak RSS increase over its start (the same measure on both sides; hp's also beside its allocator
+# peak).
 # Usage: bench/compare_torch.sh [small|124m|all] [steps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +36,9 @@ JSON
     h_tps=$(grep '"loss"' "$tmp/hp.json" | tail -n +2 | grep -o '"tokens_per_s": [0-9.]*' | cut -d' ' -f2 | median)
     h_gf=$(grep '"loss"' "$tmp/hp.json" | tail -n +2 | grep -o '"gflops": [0-9.]*' | cut -d' ' -f2 | median)
     h_mem=$(grep -o '"peak_bytes": [0-9]*' "$tmp/hp.json" | tail -1 | awk '{printf "%.0f", $2/1048576}')
-    printf "%-10s threads=%d  hp %8.0f tok/s (%5.1f GFLOP/s, peak %5s MiB)  torch %8.0f tok/s (peak RSS +%5s MiB)  ratio %.2fx\n" \
-      "$name" "$thr" "$h_tps" "$h_gf" "$h_mem" "$t_tps" "$t_mem" "$(awk -v a="$h_tps" -v b="$t_tps" 'BEGIN{print a/b}')"
+    h_rss=$(grep -o '"rss_increase_bytes": [0-9]*' "$tmp/hp.json" | tail -1 | awk '{printf "%.0f", $2/1048576}')
+    printf "%-10s threads=%d  hp %8.0f tok/s (%5.1f GFLOP/s, allocator peak %5s MiB, peak RSS +%5s MiB)  torch %8.0f tok/s (peak RSS +%5s MiB)  ratio %.2fx\n" \
+      "$name" "$thr" "$h_tps" "$h_gf" "$h_mem" "$h_rss" "$t_tps" "$t_mem" "$(awk -v a="$h_tps" -v b="$t_tps" 'BEGIN{print a/b}')"
   done
 }
 

@@ -1,6 +1,8 @@
 // Built-in models, the default job, the sgemm probe and formatting.
 #include "cli/common.hpp"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -64,6 +66,12 @@ double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double se
   return best;
 }
 
+size_t max_rss_bytes() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return size_t(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
 void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, int64_t first,
                  FILE* human, const char* memory_unit) {
   const int64_t done = r.step + 1;
@@ -74,9 +82,9 @@ void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, in
     std::printf(
         "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, "
         "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_share\": %.4f, "
-        "\"peak_bytes\": %zu, \"step_s\": %.4f}\n",
+        "\"peak_bytes\": %zu, \"rss_increase_bytes\": %zu, \"step_s\": %.4f}\n",
         (long long)r.step, res.loss, res.lr, res.grad_norm, tps, gflops, gflops / r.peak_gflops,
-        r.peak_bytes, r.step_s);
+        r.peak_bytes, r.rss_increase_bytes, r.step_s);
     std::fflush(stdout);
   }
   if (json && r.step % log_every != 0 && done != r.steps) return;

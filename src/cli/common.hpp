@@ -33,7 +33,11 @@ struct StepReport {
   double mean_step_s = 0;  // the run's mean step time so far (for the ETA)
   double peak_gflops = 1;  // the sgemm peak measured at start-up
   size_t peak_bytes = 0;   // the device allocator's peak (per device)
+  size_t rss_increase_bytes = 0;  // the process's max RSS now minus its RSS when the command began
 };
+
+// The process's maximum resident set size so far (getrusage), in bytes.
+size_t max_rss_bytes();
 
 // Prints the --json record (stdout) and/or the progress line (`human`): every step on a TTY,
 // else every `log_every` steps, the first step of the run (`first`) and the last.

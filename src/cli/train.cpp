@@ -117,6 +117,7 @@ int cmd_train(const std::vector<std::string>& argv) {
     apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"), offload_yaml);
   const bool json = a.flag("json");
   FILE* human = json ? stderr : stdout;
+  const size_t rss0 = max_rss_bytes();  // before the model exists (as the PyTorch baseline does)
 
   io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-kjv"));
   train::TrainOptions opt;
@@ -222,7 +223,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                  .step_s = dt,
                  .mean_step_s = timed ? spent / double(timed) : dt,
                  .peak_gflops = peak,
-                 .peak_bytes = tr->peak_device_bytes()},
+                 .peak_bytes = tr->peak_device_bytes(),
+                 .rss_increase_bytes = max_rss_bytes() - rss0},
                 json, tty, log_every, start, human, "");
     if (val_every > 0 && (done % val_every == 0 || done == steps)) {
       val->set_position({});
