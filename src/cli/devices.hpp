@@ -22,6 +22,9 @@ struct Devices {
   std::shared_ptr<comm::MpiWorld> mpi;  // owns MPI for the process while any copy lives
 };
 
+// Most devices `threads:N` accepts: one thread each, in one process.
+inline constexpr int kMaxThreadDevices = 1024;
+
 // "threads:N" or "threads" (one), "mpi" (one rank per process of mpirun: initialises MPI).
 Devices parse_devices(const std::string& spec);
 // Runs fn once per rank with the rank's world communicator: N threads here, or this process's
