@@ -20,8 +20,8 @@ Devices parse_devices(const std::string& spec) {
     const std::string n = spec.substr(8);
     HP_CHECK(!n.empty() && n.find_first_not_of("0123456789") == std::string::npos,
              "--devices: bad device count in '", spec, "' (expected threads:N)");
-    // One thread per device in one process: beyond this the planner's per-rank work (each rank
-    // lowers its own program) and the threads themselves cost minutes before the first step.
+    // One thread per device in one process: beyond this, planning and lowering every rank cost
+    // minutes before the first step (see kMaxThreadDevices).
     HP_CHECK(n.size() <= 5 && std::stoi(n) <= kMaxThreadDevices, "--devices: ", spec,
              " is more devices than threads: runs (at most ", kMaxThreadDevices,
              "; use mpi for more)");
@@ -64,12 +64,6 @@ std::unique_ptr<train::SpmdPlan> plan_for(const io::ModelConfig& cfg, const std:
   shard::Strategy s = strategy_for(strategy, dev.count);
   HP_CHECK(s.mesh.size() == dev.count, "strategy ", s.file, " uses ", s.mesh.size(),
            " devices but --devices gives ", dev.count);
-  // Before planning (whose cost grows with the ranks): every data-parallel rank needs a sample.
-  int64_t dp = 1;
-  const shard::Layout tokens = s.layout_for("tokens", 2, false);
-  for (const auto& axis : tokens.dims[0]) dp *= s.mesh.axis_size(axis);
-  HP_CHECK(batch >= dp, "--batch ", batch, " is smaller than the data-parallel degree ", dp,
-           " of strategy ", strategy, " (each of its ranks needs at least one sample)");
   auto plan = train::plan_spmd(cfg, s, batch, seq, planning_topology());
   if (dev.rank == 0)
     for (const auto& w : plan->prop.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());

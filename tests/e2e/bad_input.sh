@@ -39,12 +39,10 @@ expect_fail "fifo is not a regular file (a FIFO)" \
 expect_fail "fifo is not a regular file (a FIFO)" \
   hp train --model gpt2-tiny "${tiny[@]}" --data "$WORK/fifo" --data-format u16
 
-# Thread worlds are capped, and each data-parallel rank needs a sample.
-expect_fail "at most 1024" hp train --model gpt2-tiny "${tiny[@]}" --devices threads:10000
-expect_fail "--batch 2 is smaller than the data-parallel degree 4" \
-  hp train --model gpt2-tiny "${tiny[@]}" --devices threads:4
-expect_fail "smaller than the data-parallel degree" \
-  hp plan --model gpt2-tiny --batch 2 --seq 16 --devices threads:4 --strategy dp4
+# Thread worlds are capped before the planner, whose cost grows faster than the rank count.
+expect_fail "at most 256" hp train --model gpt2-tiny "${tiny[@]}" --devices threads:10000
+expect_fail "at most 256" hp plan --model gpt2-tiny --batch 2 --seq 16 --devices threads:257 \
+  --strategy dp257
 
 # Numbers: 0 bytes is no budget; hex, inf and nan are not numbers here.
 expect_fail "must be > 0" hp train --model gpt2-tiny "${tiny[@]}" --device-memory 0
