@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <string>
 
 #include "hp/tensor.hpp"
 
@@ -30,6 +32,33 @@ TEST(Shape, StridesAndAxes) {
   EXPECT_EQ(numel({}), 1);
   EXPECT_EQ(norm_axis(-1, 3, "t"), 2);
   EXPECT_THROW(norm_axis(3, 3, "t"), Error);
+}
+
+// Element and byte counts come from configs and command lines: an overflow is an error, not a
+// wrapped count that allocates too little (n_inner 2^62+1 used to write past a small buffer).
+TEST(Shape, CountsThatOverflowAreErrors) {
+  const int64_t big = int64_t(1) << 62;
+  EXPECT_EQ(checked_mul(int64_t(1) << 31, int64_t(1) << 31), big);
+  EXPECT_EQ(checked_add(big, big - 1), INT64_MAX);
+  EXPECT_THROW(checked_mul(big, 4), Error);
+  EXPECT_THROW(checked_mul(-big, 4), Error);
+  EXPECT_THROW(checked_add(INT64_MAX, 1), Error);
+  const Shape huge{64, big + 1};
+  std::string msg;
+  try {
+    numel(huge);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("[shape] [64, 4611686018427387905] has more elements than int64 holds"),
+            std::string::npos)
+      << msg;
+  EXPECT_THROW(contiguous_strides(huge), Error);
+  EXPECT_EQ(byte_count({big / 8}, 8), size_t(big));
+  EXPECT_THROW(byte_count({big}, 4), Error);
+  // Refused before anything is allocated.
+  EXPECT_THROW(Tensor({int64_t(1) << 40, int64_t(1) << 40}, DType::kF32), Error);
+  EXPECT_THROW(Tensor({big}, DType::kF32), Error);
 }
 
 TEST(Tensor, ConvertAndReshape) {

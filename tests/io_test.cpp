@@ -1,6 +1,7 @@
 // I/O: safetensors (reference files, round trips, every malformation), JSON, model configs,
 // YAML helpers and atomic checkpoints.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -400,6 +401,46 @@ TEST_F(Config, BadConfigsNameTheKey) {
   EXPECT_THROW(ModelConfig::load(dir_), Error);  // no config.json there
 }
 
+// Sizes are bounded when read, so no element or byte count of the model can overflow and no
+// loop over layers runs for hours: the error names the file, the field and the bound.
+TEST_F(Config, SizesOutOfRangeNameTheFieldAndBound) {
+  const Json g = {{"model_type", "gpt2"}, {"n_layer", 2},      {"n_embd", 64},
+                  {"n_head", 4},          {"n_positions", 32}, {"vocab_size", 256}};
+  const Json l = {
+      {"model_type", "llama"},         {"num_hidden_layers", 2},   {"hidden_size", 64},
+      {"intermediate_size", 172},      {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+      {"max_position_embeddings", 32}, {"vocab_size", 256}};
+  auto bad = [](Json base, const std::string& key, const Json& value, const std::string& expect) {
+    base[key] = value;
+    std::string msg = error_of([&] { ModelConfig::from_json(base, "config.json"); });
+    EXPECT_NE(msg.find("config.json: " + expect), std::string::npos) << key << ": " << msg;
+  };
+  bad(g, "n_inner", int64_t(4611686018427387905),
+      "'n_inner' = 4611686018427387905 is out of range (max 1048576)");
+  bad(g, "n_positions", int64_t(288230376151711745),
+      "'n_positions' = 288230376151711745 is out of range (max 16777216)");
+  bad(g, "n_layer", 1000000000, "'n_layer' = 1000000000 is out of range (max 4096)");
+  bad(g, "n_embd", int64_t(1) << 61, "'n_embd' = 2305843009213693952 is out of range");
+  bad(g, "vocab_size", uint64_t(18446744073709551615ull),
+      "'vocab_size' = 18446744073709551615 is out of range");
+  bad(l, "head_dim", 1 << 17, "'head_dim' = 131072 is out of range (max 65536)");
+  bad(l, "num_key_value_heads", 1 << 17, "'num_key_value_heads' = 131072 is out of range");
+  Json wide = l;
+  wide["num_attention_heads"] = 32;
+  bad(wide, "head_dim", 1 << 16, "'num_attention_heads' * 'head_dim' = 2097152 is out of range");
+  bad(l, "intermediate_size", int64_t(1) << 40,
+      "'intermediate_size' = 1099511627776 is out of range");
+  // The bounds themselves are accepted, and the parameter count is computed without a loop.
+  Json edge = g;
+  edge["n_layer"] = kMaxLayers;
+  edge["vocab_size"] = kMaxVocab;
+  const ModelConfig c = ModelConfig::from_json(edge);
+  EXPECT_GT(c.parameter_count(), kMaxLayers * 12 * 64 * 64);
+  // gpt2-tiny-sized: 2 layers of 4D^2 + 2DF + 9D + F, plus wte, wpe and ln_f.
+  EXPECT_EQ(ModelConfig::from_json(g).parameter_count(),
+            2 * (4 * 64 * 64 + 2 * 64 * 256 + 9 * 64 + 256) + (256 + 32) * 64 + 2 * 64);
+}
+
 // ---- YAML ----
 
 class Yaml : public TempDir {};
@@ -520,6 +561,41 @@ TEST_F(Checkpoints, CrashMidWriteKeepsPrevious) {
   EXPECT_FALSE(fs::exists(tmp));
   expect_ckpt(*load_latest(dir_), make_ckpt(7));
   EXPECT_EQ(list_checkpoints(dir_), (std::vector<int64_t>{4, 6, 7}));
+}
+
+// A step in state.json or a step-<N> directory name out of range is an error naming the file
+// and field (a 19-digit directory name used to overflow while being parsed).
+TEST_F(Checkpoints, StepsOutOfRangeAreErrors) {
+  EXPECT_THROW(save_checkpoint(dir_, make_ckpt(-1)), Error);
+  save_checkpoint(dir_, make_ckpt(2));
+  const fs::path state = dir_ / "step-2" / "state.json";
+  for (const std::string step : {"-5", "9223372036854775807", "18446744073709551615"}) {
+    Json j = read_json(state);
+    j["step"] = Json::parse(step);
+    write_json(state, j);
+    std::string msg = error_of([&] { load_checkpoint(dir_ / "step-2"); });
+    EXPECT_NE(msg.find("state.json: 'step' = " + step + " is out of range"), std::string::npos)
+        << msg;
+  }
+  fs::create_directories(dir_ / "step-9999999999999999999");
+  EXPECT_EQ(list_checkpoints(dir_), (std::vector<int64_t>{2}));  // not a step of ours
+  write_atomic(dir_ / "latest", std::string("step-99999999999999999999\n"));
+  std::string msg = error_of([&] { load_latest(dir_); });
+  EXPECT_NE(msg.find("not step-<N>"), std::string::npos) << msg;
+}
+
+// A FIFO given as a file is refused without blocking (opening it would wait for a writer).
+TEST_F(JsonFiles, FifoIsRefusedWithoutBlocking) {
+  const fs::path fifo = dir_ / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (auto fn :
+       std::vector<std::function<void()>>{[&] { read_json(fifo); }, [&] { MappedFile m(fifo); },
+                                          [&] { read_safetensors(fifo); }}) {
+    std::string msg = error_of(fn);
+    EXPECT_NE(msg.find("pipe is not a regular file (a FIFO)"), std::string::npos) << msg;
+  }
+  std::string msg = error_of([&] { read_json(dir_); });
+  EXPECT_NE(msg.find("is not a regular file (a directory)"), std::string::npos) << msg;
 }
 
 TEST_F(Checkpoints, ResaveSameStepAndBadFiles) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "hp/memory/options.hpp"
@@ -14,6 +15,7 @@
 #include "hp/memory/tiers.hpp"
 #include "hp/memory/trainer.hpp"
 #include "hp/memory/transfer.hpp"
+#include "hp/nn/model.hpp"
 #include "hp/train/trainer.hpp"
 
 namespace hp::memory {
@@ -77,6 +79,45 @@ TEST(DiskTier, RoundTripDirectAndBuffered) {
   EXPECT_TRUE(std::filesystem::exists(dir / "mine"));
   EXPECT_FALSE(std::filesystem::exists(dir / "adamw"));
   std::filesystem::remove_all(dir);
+}
+
+// An offload dir that cannot be written fails when the tier is made, with the real reason and
+// the directory (it used to surface later as the ENOENT of a subdirectory). Tests run as root,
+// who may write anywhere: a path under a regular file stands in (ENOTDIR); tests/e2e/bad_input.sh
+// also checks a read-only bind mount (EROFS).
+TEST(DiskTier, UnwritableDirNamesDirAndReason) {
+  auto dir = temp_dir("unwritable");
+  std::filesystem::create_directories(dir);
+  { std::ofstream(dir / "plain") << "x"; }
+  try {
+    DiskTier disk(dir / "plain" / "off", DiskOptions{});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("plain/off': Not a directory"), std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The parameter count from the config alone (used to fail fast before allocating) agrees with
+// the parameters the model builds.
+TEST(ModelSize, ParameterCountMatchesParamInfos) {
+  for (const char* text :
+       {R"({"model_type": "gpt2", "n_layer": 3, "n_embd": 48, "n_head": 4, "n_positions": 40,
+            "vocab_size": 100, "n_inner": 100})",
+        R"({"model_type": "gpt2", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 8,
+            "vocab_size": 50, "tie_word_embeddings": false})",
+        R"({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+            "intermediate_size": 172, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 24, "max_position_embeddings": 32, "vocab_size": 256})",
+        R"({"model_type": "llama", "num_hidden_layers": 1, "hidden_size": 32,
+            "intermediate_size": 40, "num_attention_heads": 2, "max_position_embeddings": 8,
+            "vocab_size": 30, "tie_word_embeddings": true})"}) {
+    const io::ModelConfig c = io::ModelConfig::from_json(io::parse_json(text, "t"));
+    int64_t n = 0;
+    for (const auto& pi : nn::param_infos(c)) n += numel(pi.shape);
+    EXPECT_EQ(c.parameter_count(), n) << text;
+  }
 }
 
 TEST(TransferEngine, OverlapsWithCompute) {
@@ -166,6 +207,16 @@ TEST(Options, ParsesSizesFractionsAndYaml) {
   EXPECT_EQ(b.resolve(1000), size_t(250));
   EXPECT_THROW(parse_budget("150%"), Error);
   EXPECT_TRUE(parse_budget("none").unlimited());
+  // A size of 0 bytes is a mistake (it used to mean unlimited): no limit is said in words.
+  for (const char* zero : {"0", "0MiB", "0.0000001"}) {
+    try {
+      parse_budget(zero);
+      ADD_FAILURE() << zero << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("must be > 0"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(parse_bytes("99999999999TiB"), Error);
 
   auto y = io::YamlNode::parse(
       "offload:\n  device_budget: 25%\n  host_budget: 2GiB\n  optimizer_state: disk\n"

@@ -32,7 +32,7 @@ class Tensor {
   int64_t dim(int64_t i) const { return shape_[norm_axis(i, shape_.size(), "Tensor::dim")]; }
   size_t rank() const { return shape_.size(); }
   int64_t numel() const { return hp::numel(shape_); }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
+  size_t nbytes() const { return byte_count(shape_, dtype_size(dtype_)); }
   bool is_contiguous() const;
 
   void* raw() { return static_cast<char*>(storage_->data()) + offset_ * dtype_size(dtype_); }

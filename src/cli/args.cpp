@@ -46,48 +46,52 @@ std::string Args::str(const std::string& k) const {
   HP_CHECK(it != values_.end(), "option --", k, " is required");
   return it->second;
 }
+namespace {
+// Plain decimal: [+-]digits, and unless `integer` also [.digits] and [e[+-]digits]. What
+// std::stod accepts beyond that (hex "0x10", "inf", "nan", leading blanks) is a typo here.
+bool is_decimal(const std::string& s, bool integer) {
+  size_t i = 0, digits = 0;
+  auto run = [&] {
+    size_t n = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++n;
+    return n;
+  };
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  digits = run();
+  if (!integer && i < s.size() && s[i] == '.') ++i, digits += run();
+  if (digits == 0) return false;
+  if (!integer && i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (run() == 0) return false;
+  }
+  return i == s.size();
+}
+}  // namespace
+
 int64_t Args::i64(const std::string& k, int64_t dflt) const {
   auto it = values_.find(k);
   if (it == values_.end()) return dflt;
-  try {
-    size_t used = 0;
-    int64_t v = std::stoll(it->second, &used);
-    if (used == it->second.size()) return v;
-  } catch (const std::exception&) {
+  if (is_decimal(it->second, true)) {
+    try {
+      return std::stoll(it->second);
+    } catch (const std::exception&) {  // out of range
+    }
   }
-  throw Error("option --" + k + " must be an integer, got '" + it->second + "'");
+  throw Error("option --" + k + " must be a decimal integer within int64, got '" + it->second +
+              "'");
 }
 double Args::f64(const std::string& k, double dflt) const {
   auto it = values_.find(k);
   if (it == values_.end()) return dflt;
-  try {
-    size_t used = 0;
-    double v = std::stod(it->second, &used);
-    if (used == it->second.size() && std::isfinite(v)) return v;
-  } catch (const std::exception&) {
+  if (is_decimal(it->second, false)) {
+    try {
+      double v = std::stod(it->second);
+      if (std::isfinite(v)) return v;
+    } catch (const std::exception&) {  // out of range
+    }
   }
-  throw Error("option --" + k + " must be a number, got '" + it->second + "'");
-}
-
-uint64_t parse_bytes(const std::string& s, const std::string& what) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    throw Error(what + ": cannot read size '" + s + "' (e.g. 64MiB, 2GB, 1048576)");
-  }
-  std::string unit = s.substr(used);
-  double mul = unit.empty() || unit == "B"    ? 1
-               : unit == "KiB" || unit == "K" ? 1024.0
-               : unit == "MiB" || unit == "M" ? 1024.0 * 1024
-               : unit == "GiB" || unit == "G" ? 1024.0 * 1024 * 1024
-               : unit == "KB"                 ? 1e3
-               : unit == "MB"                 ? 1e6
-               : unit == "GB"                 ? 1e9
-                                              : -1;
-  HP_CHECK(mul > 0 && v >= 0, what, ": unknown size unit in '", s, "'");
-  return uint64_t(v * mul);
+  throw Error("option --" + k + " must be a finite decimal number, got '" + it->second + "'");
 }
 
 }  // namespace hp::cli

@@ -33,9 +33,6 @@ class Args {
   std::vector<std::string> pos_;
 };
 
-// "64MiB", "1.5GB", "1024" -> bytes; throws naming the option.
-uint64_t parse_bytes(const std::string& s, const std::string& what);
-
 // Subcommands; each returns the process exit code.
 int cmd_train(const std::vector<std::string>& argv);
 int cmd_check(const std::vector<std::string>& argv);

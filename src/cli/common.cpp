@@ -2,10 +2,12 @@
 #include "cli/common.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <vector>
 
@@ -97,6 +99,25 @@ void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, in
                100.0 * gflops / r.peak_gflops, human_bytes(double(r.peak_bytes)).c_str(),
                memory_unit, human_seconds(eta).c_str(), tty && !line ? "   " : "\n");
   std::fflush(human);
+}
+
+uint64_t machine_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  uint64_t mem = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+  // A container's limit (cgroup v2, then v1) when it is lower; "max" or absent: none.
+  for (const char* f :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(f);
+    unsigned long long limit = 0;
+    if (in >> limit && limit > 0 && (mem == 0 || limit < mem)) mem = limit;
+  }
+  return mem;
+}
+
+void check_fits_in_memory(uint64_t need, const std::string& what) {
+  const uint64_t have = machine_memory_bytes();
+  HP_CHECK(have == 0 || need <= have, what, " need ", need, " bytes (", human_bytes(double(need)),
+           ") but this machine has ", have, " bytes (", human_bytes(double(have)), ") of memory");
 }
 
 std::string human_bytes(double b) {

@@ -2,6 +2,7 @@
 // job, the sgemm peak probe, and small formatting helpers.
 // Not library API: the library proper reads no configuration.
 #pragma once
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -43,6 +44,12 @@ size_t max_rss_bytes();
 // else every `log_every` steps, the first step of the run (`first`) and the last.
 void report_step(const StepReport& r, bool json, bool tty, int64_t log_every, int64_t first,
                  FILE* human, const char* memory_unit);
+
+// This machine's memory in bytes: physical RAM, or the cgroup's limit when lower; 0 if unknown.
+uint64_t machine_memory_bytes();
+// Fails fast, before anything is allocated, when `need` bytes (what, e.g. "parameters,
+// gradients and AdamW state") cannot fit in machine_memory_bytes(); names both byte counts.
+void check_fits_in_memory(uint64_t need, const std::string& what);
 
 std::string human_bytes(double b);    // "12.3 MiB"
 std::string human_seconds(double s);  // "1h02m", "3m05s", "12s"

@@ -18,8 +18,13 @@ Devices parse_devices(const std::string& spec) {
   if (spec == "threads") return d;
   if (spec.rfind("threads:", 0) == 0) {
     const std::string n = spec.substr(8);
-    HP_CHECK(!n.empty() && n.find_first_not_of("0123456789") == std::string::npos && n.size() < 6,
+    HP_CHECK(!n.empty() && n.find_first_not_of("0123456789") == std::string::npos,
              "--devices: bad device count in '", spec, "' (expected threads:N)");
+    // One thread per device in one process: beyond this, planning and lowering every rank cost
+    // minutes before the first step (see kMaxThreadDevices).
+    HP_CHECK(n.size() <= 5 && std::stoi(n) <= kMaxThreadDevices, "--devices: ", spec,
+             " is more devices than threads: runs (at most ", kMaxThreadDevices,
+             "; use mpi for more)");
     d.count = std::stoi(n);
     HP_CHECK(d.count >= 1, "--devices: need at least one device, got '", spec, "'");
     return d;

@@ -22,6 +22,11 @@ struct Devices {
   std::shared_ptr<comm::MpiWorld> mpi;  // owns MPI for the process while any copy lives
 };
 
+// Most devices `threads:N` accepts: one thread each, in one process. Planning grows faster than
+// the rank count (Mesh::group and Mesh::position are linear and called per rank, e.g. in the
+// redistribution lower bound): gpt2-tiny plans and starts in ~10 s on 256 threads, ~2 min on 1024.
+inline constexpr int kMaxThreadDevices = 256;
+
 // "threads:N" or "threads" (one), "mpi" (one rank per process of mpirun: initialises MPI).
 Devices parse_devices(const std::string& spec);
 // Runs fn once per rank with the rank's world communicator: N threads here, or this process's

@@ -79,8 +79,18 @@ int cmd_generate(const std::vector<std::string>& argv) {
   else
     ck = io::load_latest(dir);
   HP_CHECK(ck.has_value(), "no checkpoint in ", dir.string());
+  const std::filesystem::path step_dir =
+      std::filesystem::exists(dir / "state.json") ? dir : dir / io::checkpoint_dir_name(ck->step);
   HP_CHECK(ck->extra.contains("config"), "checkpoint in ", dir.string(), " has no model config");
-  io::ModelConfig cfg = io::ModelConfig::from_json(ck->extra["config"], dir.string());
+  io::ModelConfig cfg = io::ModelConfig::from_json(
+      ck->extra["config"], (step_dir / "state.json").string() + " (extra.config)");
+  {  // before the model is traced: its weights and the logits of one context window
+    const int64_t n = cfg.parameter_count();
+    check_fits_in_memory(
+        uint64_t(checked_add(checked_mul(n, 4), checked_mul(cfg.max_seq, cfg.vocab * 4))),
+        "the model of " + dir.string() + " (" + std::to_string(n) +
+            " parameters): its weights and logits");
+  }
   SampleOptions o;
   o.tokens = a.i64("tokens", 200);
   o.temperature = a.f64("temperature", 0.8);
@@ -88,7 +98,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
   o.seed = uint64_t(a.i64("seed", 1));
   o.threads = int(a.i64("threads", 1));
   std::string prompt = a.str("prompt", "And God said");
-  auto params = nn::adopt_params(cfg, ck->model, dir.string());
+  auto params = nn::adopt_params(cfg, ck->model, (step_dir / "model.safetensors").string());
   std::printf("%s%s\n", prompt.c_str(), sample_text(cfg, params, prompt, o).c_str());
   return 0;
 }

@@ -143,6 +143,21 @@ int cmd_train(const std::vector<std::string>& argv) {
   const uint64_t seed = uint64_t(a.i64("seed", 1));
   HP_CHECK(opt.batch > 0 && opt.seq > 0 && steps >= 0 && accum >= 1 && opt.threads >= 1,
            "batch, seq, threads and grad-accum must be positive");
+  {
+    // Fail fast: a model that cannot fit would otherwise be allocated tensor by tensor until the
+    // kernel kills the process. A lower bound whatever the strategy: every process holds the
+    // full parameters; one process (threads, or one device) also holds the gradients, AdamW's
+    // two moments (unless on disk) and the step's logits.
+    const bool mpi = a.str("devices", "").rfind("mpi", 0) == 0;
+    const int64_t n = cfg.parameter_count();
+    const int64_t per_param = mpi ? 4 : off.optimizer_state == Tier::kDisk ? 8 : 16;
+    const int64_t logits =
+        mpi ? 0 : checked_mul(checked_mul(opt.batch, opt.seq), checked_mul(cfg.vocab, 4));
+    check_fits_in_memory(uint64_t(checked_add(checked_mul(n, per_param), logits)),
+                         std::string(io::architecture_name(cfg.arch)) + " with " +
+                             std::to_string(n) + " parameters: its parameters" +
+                             (mpi ? "" : ", gradients, AdamW state and logits"));
+  }
 
   std::unique_ptr<data::BatchSource> val;
   auto src = make_source(a.str("data", "kjv"), a.str("data-format", "text"), cfg,
@@ -164,11 +179,16 @@ int cmd_train(const std::vector<std::string>& argv) {
     auto ck = io::load_latest(ckpt_dir);
     HP_CHECK(ck || resume_mode == "auto", "--resume: no checkpoint in ", ckpt_dir);
     if (ck) {
-      for (auto& [name, t] : tr->params()) {
-        HP_CHECK(ck->model.count(name), "checkpoint lacks parameter '", name, "'");
-        const_cast<Tensor&>(t).copy_from(ck->model.at(name));
+      // Names and shapes are checked against the model, naming the file, before any copy.
+      const std::string step_dir = ckpt_dir + "/" + io::checkpoint_dir_name(ck->step);
+      const io::TensorMap model =
+          nn::adopt_params(cfg, std::move(ck->model), step_dir + "/model.safetensors");
+      for (auto& [name, t] : tr->params()) const_cast<Tensor&>(t).copy_from(model.at(name));
+      try {
+        tr->load_optimizer_state(ck->optimizer, ck->step);
+      } catch (const Error& e) {
+        throw Error(step_dir + "/optimizer.safetensors: " + e.what());
       }
-      tr->load_optimizer_state(ck->optimizer, ck->step);
       src->set_position(data::LoaderPosition::from_json(ck->data));
       start = ck->step;
       std::fprintf(human, "resumed from %s/step-%lld\n", ckpt_dir.c_str(), (long long)start);

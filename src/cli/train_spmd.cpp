@@ -70,6 +70,10 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
     ck = io::load_latest(ckpt_dir);
     HP_CHECK(ck || resume_mode == "auto", "--resume: no checkpoint in ", ckpt_dir);
     if (ck) {
+      // Names and shapes checked against the model, naming the file (the trainer only reshapes).
+      ck->model = nn::adopt_params(
+          cfg, std::move(ck->model),
+          ckpt_dir + "/" + io::checkpoint_dir_name(ck->step) + "/model.safetensors");
       src.set_position(data::LoaderPosition::from_json(ck->data));
       if (lead_process)
         std::fprintf(human, "resumed from %s/step-%lld\n", ckpt_dir.c_str(), (long long)ck->step);
@@ -107,7 +111,14 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
       const bool lead = c.rank() == 0;
       train::SpmdTrainer tr(*plan, c, ck ? ck->model : params, opt, off);
       const auto timeout = tr.rank_comm().timeout();
-      if (ck) tr.load_optimizer_state(ck->optimizer, ck->step);
+      if (ck) {
+        try {
+          tr.load_optimizer_state(ck->optimizer, ck->step);
+        } catch (const Error& e) {
+          throw Error(ckpt_dir + "/" + io::checkpoint_dir_name(ck->step) +
+                      "/optimizer.safetensors: " + e.what());
+        }
+      }
       if (lead && tr.offload_plan()) {
         const memory::OffloadPlan& p = *tr.offload_plan();
         std::fprintf(human,

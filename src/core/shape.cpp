@@ -5,10 +5,31 @@
 
 namespace hp {
 
+int64_t checked_mul(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  HP_CHECK(!__builtin_mul_overflow(a, b, &r), "[", what, "] ", a, " * ", b, " overflows int64");
+  return r;
+}
+
+int64_t checked_add(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  HP_CHECK(!__builtin_add_overflow(a, b, &r), "[", what, "] ", a, " + ", b, " overflows int64");
+  return r;
+}
+
 int64_t numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    int64_t r = 0;
+    HP_CHECK(!__builtin_mul_overflow(n, d, &r), "[shape] ", shape_str(s),
+             " has more elements than int64 holds");
+    n = r;
+  }
   return n;
+}
+
+size_t byte_count(const Shape& s, size_t elem_size) {
+  return size_t(checked_mul(numel(s), int64_t(elem_size), "bytes"));
 }
 
 std::vector<int64_t> contiguous_strides(const Shape& s) {
@@ -16,7 +37,8 @@ std::vector<int64_t> contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= s[i];
+    HP_CHECK(!__builtin_mul_overflow(acc, s[i], &acc), "[shape] ", shape_str(s),
+             " has more elements than int64 holds");
   }
   return st;
 }

@@ -25,13 +25,18 @@ constexpr const char* kOptimizer = "optimizer.safetensors";
 constexpr const char* kState = "state.json";
 constexpr const char* kLatest = "latest";
 
-// "step-<N>" -> N; nullopt for anything else.
+// Steps are counts of optimizer updates: 2^53 is far beyond any run, and every JSON reader
+// (many hold numbers as doubles) reads it exactly.
+constexpr int64_t kMaxStep = int64_t(1) << 53;
+
+// "step-<N>" -> N; nullopt for anything else, including N > kMaxStep.
 std::optional<int64_t> parse_step_name(const std::string& name) {
   if (name.rfind("step-", 0) != 0 || name.size() == 5 || name.size() > 24) return std::nullopt;
   int64_t v = 0;
   for (size_t i = 5; i < name.size(); ++i) {
     if (name[i] < '0' || name[i] > '9') return std::nullopt;
     v = v * 10 + (name[i] - '0');
+    if (v > kMaxStep) return std::nullopt;  // before the next digit can overflow
   }
   return v;
 }
@@ -75,7 +80,8 @@ std::vector<int64_t> list_checkpoints(const fs::path& dir) {
 
 fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt,
                          const CheckpointOptions& opt) {
-  HP_CHECK(ckpt.step >= 0, "[checkpoint] step must be non-negative, got ", ckpt.step);
+  HP_CHECK(ckpt.step >= 0 && ckpt.step <= kMaxStep, "[checkpoint] step must be in [0, ", kMaxStep,
+           "], got ", ckpt.step);
   fs::create_directories(dir);
   const std::string pid = std::to_string(::getpid());
   const std::string name = checkpoint_dir_name(ckpt.step);
@@ -145,6 +151,8 @@ Checkpoint load_checkpoint(const fs::path& step_dir) {
   Json state = read_json(step_dir / kState);
   const std::string where = (step_dir / kState).string();
   c.step = json_int(state, "step", where);
+  HP_CHECK(c.step >= 0 && c.step <= kMaxStep, "[checkpoint] ", where, ": 'step' = ", c.step,
+           " is out of range [0, ", kMaxStep, "]");
   if (state.contains("rng")) c.rng = state["rng"];
   if (state.contains("data")) c.data = state["data"];
   if (state.contains("extra")) c.extra = state["extra"];

@@ -20,10 +20,21 @@ namespace {
 std::string errno_str() {
   return std::strerror(errno);
 }
+
+const char* file_kind(mode_t m) {
+  return S_ISDIR(m)    ? "a directory"
+         : S_ISFIFO(m) ? "a FIFO"
+         : S_ISSOCK(m) ? "a socket"
+         : S_ISCHR(m)  ? "a character device"
+         : S_ISBLK(m)  ? "a block device"
+                       : "not a plain file";
+}
 }  // namespace
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO (or a device) named by mistake must not block the open; the fstat below
+  // refuses it. Reads of regular files ignore the flag.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   HP_CHECK(fd >= 0, "[io] cannot open ", path.string(), ": ", errno_str());
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -33,7 +44,7 @@ MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error("[io] " + path.string() + " is not a regular file");
+    throw Error("[io] " + path.string() + " is not a regular file (" + file_kind(st.st_mode) + ")");
   }
   size_ = size_t(st.st_size);
   if (size_ > 0) {
@@ -144,6 +155,11 @@ void write_atomic(const std::filesystem::path& path, std::string_view contents) 
 }
 
 std::string read_text_file(const std::filesystem::path& path) {
+  // Opening a FIFO would block until a writer comes: look before opening.
+  struct stat st {};
+  HP_CHECK(::stat(path.c_str(), &st) == 0, "[io] cannot open ", path.string(), ": ", errno_str());
+  HP_CHECK(S_ISREG(st.st_mode), "[io] ", path.string(), " is not a regular file (",
+           file_kind(st.st_mode), ")");
   std::ifstream in(path, std::ios::binary);
   HP_CHECK(in.good(), "[io] cannot open ", path.string(), ": ", errno_str());
   std::ostringstream ss;

@@ -3,6 +3,7 @@
 #include "hp/io/json.hpp"
 
 #include <cmath>
+#include <cstdint>
 
 #include "hp/error.hpp"
 #include "hp/io/file.hpp"
@@ -58,6 +59,9 @@ bool json_has(const Json& obj, const std::string& key) {
 
 namespace {
 int64_t as_int(const Json& v, const std::string& key, const std::string& where) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+    throw Error("[json] " + where + ": '" + key + "' = " + v.dump() + " is out of range (max " +
+                std::to_string(INT64_MAX) + ")");
   if (v.is_number_integer()) return v.get<int64_t>();
   // 64.0 is accepted (some writers emit floats); 64.5 is not.
   if (v.is_number_float()) {

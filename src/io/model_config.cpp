@@ -3,6 +3,7 @@
 #include "hp/io/model_config.hpp"
 
 #include "hp/error.hpp"
+#include "hp/shape.hpp"
 
 namespace hp::io {
 
@@ -16,12 +17,19 @@ void check_positive(int64_t v, const char* key, const std::string& where) {
   HP_CHECK(v > 0, "[config] ", where, ": '", key, "' must be positive, got ", v);
 }
 
+// A size in 1..max, checked as soon as it is read so that nothing multiplies it unchecked.
+int64_t check_size(int64_t v, const char* key, int64_t max, const std::string& where) {
+  check_positive(v, key, where);
+  HP_CHECK(v <= max, "[config] ", where, ": '", key, "' = ", v, " is out of range (max ", max, ")");
+  return v;
+}
+
 ModelConfig parse_gpt2(const Json& j, const std::string& w) {
   ModelConfig c;
   c.arch = Architecture::kGpt2;
   c.n_layer = json_int(j, "n_layer", w);
-  c.d_model = json_int(j, "n_embd", w);
-  c.n_head = json_int(j, "n_head", w);
+  c.d_model = check_size(json_int(j, "n_embd", w), "n_embd", kMaxWidth, w);
+  c.n_head = check_size(json_int(j, "n_head", w), "n_head", kMaxHeads, w);
   c.n_kv_head = c.n_head;
   if (json_has(j, "n_positions")) {
     c.max_seq = json_int(j, "n_positions", w);
@@ -50,9 +58,9 @@ ModelConfig parse_llama(const Json& j, const std::string& w) {
   ModelConfig c;
   c.arch = Architecture::kLlama;
   c.n_layer = json_int(j, "num_hidden_layers", w);
-  c.d_model = json_int(j, "hidden_size", w);
+  c.d_model = check_size(json_int(j, "hidden_size", w), "hidden_size", kMaxWidth, w);
   c.d_ff = json_int(j, "intermediate_size", w);
-  c.n_head = json_int(j, "num_attention_heads", w);
+  c.n_head = check_size(json_int(j, "num_attention_heads", w), "num_attention_heads", kMaxHeads, w);
   c.n_kv_head = json_int(j, "num_key_value_heads", c.n_head, w);
   c.max_seq = json_int(j, "max_position_embeddings", w);
   c.vocab = json_int(j, "vocab_size", w);
@@ -62,8 +70,6 @@ ModelConfig parse_llama(const Json& j, const std::string& w) {
   if (json_has(j, "head_dim")) {
     c.head_dim = json_int(j, "head_dim", w);
   } else {
-    HP_CHECK(c.n_head > 0, "[config] ", w, ": 'num_attention_heads' must be positive, got ",
-             c.n_head);
     HP_CHECK(c.d_model % c.n_head == 0, "[config] ", w, ": 'hidden_size' (", c.d_model,
              ") is not divisible by 'num_attention_heads' (", c.n_head, ")");
     c.head_dim = c.d_model / c.n_head;
@@ -107,13 +113,18 @@ ModelConfig ModelConfig::load(const std::filesystem::path& path) {
 
 void ModelConfig::validate(const std::string& where) const {
   const bool gpt2 = arch == Architecture::kGpt2;
-  check_positive(n_layer, gpt2 ? "n_layer" : "num_hidden_layers", where);
-  check_positive(d_model, gpt2 ? "n_embd" : "hidden_size", where);
-  check_positive(n_head, gpt2 ? "n_head" : "num_attention_heads", where);
-  check_positive(n_kv_head, "num_key_value_heads", where);
-  check_positive(d_ff, gpt2 ? "n_inner" : "intermediate_size", where);
-  check_positive(max_seq, gpt2 ? "n_positions" : "max_position_embeddings", where);
-  check_positive(vocab, "vocab_size", where);
+  check_size(n_layer, gpt2 ? "n_layer" : "num_hidden_layers", kMaxLayers, where);
+  check_size(d_model, gpt2 ? "n_embd" : "hidden_size", kMaxWidth, where);
+  check_size(n_head, gpt2 ? "n_head" : "num_attention_heads", kMaxHeads, where);
+  check_size(n_kv_head, "num_key_value_heads", kMaxHeads, where);
+  check_size(d_ff, gpt2 ? "n_inner" : "intermediate_size", kMaxWidth, where);
+  check_size(max_seq, gpt2 ? "n_positions" : "max_position_embeddings", kMaxPositions, where);
+  check_size(vocab, "vocab_size", kMaxVocab, where);
+  check_size(head_dim, "head_dim", kMaxHeads, where);
+  // Heads x head_dim is the width of q (and of k, v): bounded like d_model.
+  HP_CHECK(n_head * head_dim <= kMaxWidth, "[config] ", where, ": ",
+           gpt2 ? "'n_head'" : "'num_attention_heads'", " * 'head_dim' = ", n_head * head_dim,
+           " is out of range (max ", kMaxWidth, ")");
   HP_CHECK(norm_eps > 0, "[config] ", where, ": '", gpt2 ? "layer_norm_epsilon" : "rms_norm_eps",
            "' must be positive, got ", norm_eps);
   if (gpt2) {
@@ -125,13 +136,31 @@ void ModelConfig::validate(const std::string& where) const {
   } else {
     HP_CHECK(n_head % n_kv_head == 0, "[config] ", where, ": 'num_attention_heads' (", n_head,
              ") is not divisible by 'num_key_value_heads' (", n_kv_head, ")");
-    check_positive(head_dim, "head_dim", where);
     HP_CHECK(head_dim % 2 == 0, "[config] ", where, ": 'head_dim' must be even for RoPE, got ",
              head_dim);
     HP_CHECK(rope_theta > 0, "[config] ", where, ": 'rope_theta' must be positive, got ",
              rope_theta);
   }
-  check_positive(head_dim, "head_dim", where);
+}
+
+int64_t ModelConfig::parameter_count() const {
+  validate();  // the bounds make every product below fit int64; checked anyway
+  auto mul = [](int64_t a, int64_t b) { return checked_mul(a, b, "parameter count"); };
+  auto add = [](int64_t a, int64_t b) { return checked_add(a, b, "parameter count"); };
+  const int64_t D = d_model, F = d_ff, V = vocab;
+  int64_t per_layer = 0, rest = 0;
+  if (arch == Architecture::kGpt2) {
+    // ln_1, ln_2 (2D each); c_attn D x 3D + 3D; c_proj D x D + D; c_fc D x F + F; proj F x D + D.
+    per_layer = add(add(mul(4 * D, D), 9 * D), add(mul(2 * D, F), F));
+    rest = add(mul(add(V, max_seq), D), 2 * D);  // wte, wpe, ln_f
+  } else {
+    const int64_t Q = n_head * head_dim, KV = n_kv_head * head_dim;
+    // two norms; q, o: Q x D; k, v: KV x D; gate, up, down: F x D.
+    per_layer = add(add(2 * D, mul(2 * Q + 2 * KV, D)), mul(3 * F, D));
+    rest = add(mul(V, D), D);  // embed_tokens, norm
+  }
+  if (!tied_embeddings) rest = add(rest, mul(V, D));
+  return add(mul(n_layer, per_layer), rest);
 }
 
 Json ModelConfig::to_json() const {

@@ -42,7 +42,8 @@ bool parse_bool(const std::string& key, const std::string& v) {
 size_t parse_bytes(const std::string& text) {
   std::string t = trim(text);
   std::string l = lower(t);
-  if (l == "none" || l == "0" || l == "unlimited") return 0;
+  // No limit is said in words: a size that comes out as 0 bytes is a mistake, not "unlimited".
+  if (l == "none" || l == "unlimited") return 0;
   size_t i = 0;
   while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
   HP_CHECK(i > 0, "[offload] '", text, "' is not a size (e.g. 64MiB, 2GB, 1048576)");
@@ -69,7 +70,10 @@ size_t parse_bytes(const std::string& text) {
     mult = 1e12;
   HP_CHECK(mult > 0, "[offload] '", text, "': unknown unit '", unit,
            "' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
-  return size_t(std::llround(v * mult));
+  const double bytes = std::round(v * mult);
+  HP_CHECK(bytes > 0, "[offload] '", text, "' must be > 0 (use 'none' for no limit)");
+  HP_CHECK(bytes < 0x1p63, "[offload] '", text, "' is out of range");
+  return size_t(bytes);
 }
 
 Budget parse_budget(const std::string& text) {

@@ -35,7 +35,7 @@ size_t align64(size_t b) {
 }
 size_t value_bytes(const ir::Graph& g, ValueId v) {
   const auto& t = g.value(v).type;
-  return align64(size_t(numel(t.shape)) * dtype_size(t.dtype));
+  return align64(byte_count(t.shape, dtype_size(t.dtype)));
 }
 
 bool cheap_op(const std::string& name) {

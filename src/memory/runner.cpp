@@ -14,7 +14,7 @@ using runtime::InstrKind;
 namespace {
 size_t exact_bytes(const ir::Graph& g, ValueId v) {
   const auto& t = g.value(v).type;
-  return size_t(numel(t.shape)) * dtype_size(t.dtype);
+  return byte_count(t.shape, dtype_size(t.dtype));
 }
 }  // namespace
 

@@ -56,6 +56,16 @@ DiskTier::DiskTier(std::filesystem::path dir, DiskOptions opt) : dir_(std::move(
   std::filesystem::create_directories(dir_, ec);
   HP_CHECK(!ec && std::filesystem::is_directory(dir_), "[disk] cannot create offload dir '",
            dir_.string(), "': ", ec ? ec.message() : "not a directory");
+  // A directory we cannot write into fails here, with its real reason (EACCES, EROFS, ...),
+  // not later as the ENOENT of a subdirectory that could not be made.
+  {
+    auto probe = dir_ / ".write_probe";
+    int fd = ::open(probe.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    HP_CHECK(fd >= 0, "[disk] cannot write in offload dir '", dir_.string(),
+             "': ", std::strerror(errno));
+    ::close(fd);
+    std::filesystem::remove(probe, ec);
+  }
   // Probe O_DIRECT once: tmpfs and some overlay filesystems refuse it.
   if (opt_.allow_direct) {
     auto probe = dir_ / ".direct_probe";
@@ -97,6 +107,7 @@ DiskTier::File& DiskTier::open_file(const std::string& key, bool create) {
   auto path = dir_ / key;
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
+  HP_CHECK(!ec, "[disk] cannot create '", path.parent_path().string(), "': ", ec.message());
   File f;
   f.fd =
       ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | (direct_ ? O_DIRECT : 0), 0600);

@@ -22,7 +22,7 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
   for (auto& g : sp->grad_vars) outs.push_back(g.id);
   sp->program = runtime::compile(*sp->traced.graph, outs);
 
-  for (auto& info : sp->infos) sp->param_bytes += size_t(numel(info.shape)) * sizeof(float);
+  for (auto& info : sp->infos) sp->param_bytes += byte_count(info.shape, sizeof(float));
   sp->state_bytes = 2 * sp->param_bytes;
   sp->request = plan_request(sp->program, sp->state_bytes, o, threads, &sp->peak);
   sp->budget = sp->request.device_budget;

@@ -18,7 +18,7 @@ size_t align64(size_t b) {
 }
 size_t value_bytes(const ir::Graph& g, ValueId v) {
   const auto& t = g.value(v).type;
-  return size_t(numel(t.shape)) * dtype_size(t.dtype);
+  return byte_count(t.shape, dtype_size(t.dtype));
 }
 }  // namespace
 

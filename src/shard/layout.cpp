@@ -191,9 +191,7 @@ Layout Layout::parse(const std::string& text) {
 }
 
 int64_t Box::numel() const {
-  int64_t n = 1;
-  for (int64_t e : extent) n *= e;
-  return n;
+  return hp::numel(extent);
 }
 
 bool Box::contains(const Box& o) const {

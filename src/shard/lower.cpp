@@ -215,7 +215,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
         bucket.locals.push_back(lv);
         bucket.outs.push_back(k);
         Shape ls = local_shape(t.shape, plan.to, mesh, rank);
-        bucket.bytes += size_t(numel(ls)) * dtype_size(t.dtype);
+        bucket.bytes += byte_count(ls, dtype_size(t.dtype));
         bucket.shapes.push_back(std::move(ls));
         if (bucket.bytes >= opt.bucket_bytes) flush();
       } else {

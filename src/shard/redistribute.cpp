@@ -123,7 +123,7 @@ class Search {
     const auto& a = boxes(after);
     int64_t m = 0;
     for (size_t p = 0; p < b.size(); ++p) m = std::max(m, recv(b[p], a[p]));
-    return m * eb_;
+    return checked_mul(m, eb_, "redistribute bytes");
   }
 
   // Fills bytes and time of a step whose before/after/kind/axis are set.
@@ -166,7 +166,8 @@ class Search {
       case StepKind::kAllReduce:
         // Ring all-reduce: a reduce-scatter then an all-gather of the same piece.
         s.bytes = max_recv(s.before, s.after, [n](const Box& b, const Box&) {
-          return (2 * (n - 1) * b.numel() + n - 1) / n;
+          const int64_t t = checked_mul(2 * (n - 1), b.numel(), "all-reduce bytes");
+          return t / n + (t % n != 0 ? 1 : 0);  // ceil without overflowing
         });
         messages = 2 * (n - 1);
         break;
@@ -316,7 +317,7 @@ class Search {
       need = std::max(need, (group_need + g - 1) / g);
     }
     LowerBound lb;
-    lb.bytes = need * eb_;
+    lb.bytes = checked_mul(need, eb_, "redistribute bytes");
     if (lb.bytes == 0) return lb;
     // Whatever route the data takes, no rank receives faster than its fastest link.
     double bw = 0, lat = 0;

@@ -14,6 +14,14 @@ enum class Architecture { kGpt2, kLlama };
 // "gpt2" / "llama" (the HF model_type).
 const char* architecture_name(Architecture a);
 
+// Upper bounds of config.json sizes: far above any real model, low enough that every element
+// and byte count of the model fits int64 and no loop over layers runs for hours.
+inline constexpr int64_t kMaxLayers = 4096;
+inline constexpr int64_t kMaxWidth = int64_t(1) << 20;      // d_model, d_ff, heads x head_dim
+inline constexpr int64_t kMaxHeads = int64_t(1) << 16;      // n_head, n_kv_head, head_dim
+inline constexpr int64_t kMaxPositions = int64_t(1) << 24;  // max_seq
+inline constexpr int64_t kMaxVocab = int64_t(1) << 24;
+
 struct ModelConfig {
   Architecture arch = Architecture::kGpt2;
   int64_t n_layer = 0;
@@ -33,8 +41,11 @@ struct ModelConfig {
   static ModelConfig from_json(const Json& j, const std::string& where = "config.json");
   // From a config.json file, or a directory holding one.
   static ModelConfig load(const std::filesystem::path& path);
-  // Throws "[config] <where>: ..." naming the offending key when sizes are inconsistent.
+  // Throws "[config] <where>: ..." naming the offending key when sizes are inconsistent or out
+  // of range (the kMax* bounds above).
   void validate(const std::string& where = "config") const;
+  // Number of parameters (elements), from the sizes alone: no tensors, no per-layer loop.
+  int64_t parameter_count() const;
   // The HF form (model_type plus that architecture's keys).
   Json to_json() const;
 };

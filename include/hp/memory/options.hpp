@@ -22,7 +22,8 @@ struct Budget {
   std::string str() const;  // "64.00 MiB", "25%", "unlimited"
 };
 
-// "1234", "64KiB", "64MiB", "1.5GiB", "2GB", "none"/"0"; throws naming the text.
+// "1234", "64KiB", "64MiB", "1.5GiB", "2GB", or "none"/"unlimited" (0); throws naming the text,
+// also for sizes that round to 0 bytes.
 size_t parse_bytes(const std::string& text);
 // parse_bytes, or a percentage "25%" (of the unconstrained peak).
 Budget parse_budget(const std::string& text);
