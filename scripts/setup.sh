@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev googletest libgtest-dev libbenchmark-dev
+pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev ocl-icd-opencl-dev googletest libgtest-dev libbenchmark-dev
       nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin bible-kjv-text)
 # The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
 # reference BLAS, about 50x slower, which would flatter us).
