@@ -11,6 +11,19 @@ foreach(case gpt2-tiny llama-tiny)
   endif()
 endforeach()
 
+# The deep cases have a batch of 4, which splits over 4 ranks: fsdp4 reduce-scatters the matmul
+# weight gradients, which the tiny cases (batch 2) never do (tests/e2e/spmd_deep.sh).
+foreach(case gpt2-deep llama-deep)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    add_test(NAME e2e_spmd_${case}
+             COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/spmd_deep.sh $<TARGET_FILE:hp>
+                     ${HP_SHARED}/reference/${case})
+    set_tests_properties(e2e_spmd_${case} PROPERTIES LABELS e2e TIMEOUT 180)
+  else()
+    hp_missing_input(e2e_spmd_${case} e2e ${HP_SHARED}/reference/${case})
+  endif()
+endforeach()
+
 # Multi-device hp train (label e2e): dp2/fsdp2 losses and validation vs one device, YAML keys,
 # resume across strategies (tests/e2e/train_spmd.sh).
 add_test(NAME e2e_spmd_train COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/train_spmd.sh
