@@ -78,6 +78,7 @@ mkdir -p "$root/src"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 mount_in "$root/proc" -t proc proc
 mount_in "$root/dev" --bind /dev
+mount_in "$root/dev/pts" --bind /dev/pts  # apt logs through a pseudo-terminal
 mount_in "$root/var/cache/apt/archives" --bind "$cache/debs"
 
 # (3) The README's first command, with a clean environment, as root (setup.sh needs no sudo).
@@ -98,10 +99,11 @@ show() { echo "--- last 40 lines of $log:"; tail -n 40 "$log"; echo "---"; }
 grep -q "^setup: built build/bin/hp" "$log" || { show; fail "setup.sh did not report a build"; }
 steps=$(sed -n 's/^steps: *\([0-9]*\).*/\1/p' "$repo/examples/train_kjv.yaml")
 grep -q "^done: $steps steps" "$log" || { show; fail "hp train did not report $steps steps done"; }
-# The last validation loss: a model that learned the text (untrained: ln 256 = 5.5 per byte).
+# The last validation loss: a model that learned the text (untrained: ln 256 = 5.5 per byte;
+# 2.43 after 100 steps, 1.97 after the default job's 600).
 val=$(sed -n 's/^step [0-9]*: validation loss \([0-9.]*\)$/\1/p' "$log" | tail -n 1)
 [[ -n "$val" ]] || { show; fail "no validation loss printed"; }
-awk -v v="$val" 'BEGIN { exit !(v < 2.5) }' || { show; fail "final validation loss $val >= 2.5"; }
+awk -v v="$val" 'BEGIN { exit !(v < 2.2) }' || { show; fail "final validation loss $val >= 2.2"; }
 # The sample: after "sample:", the prompt and its continuation (200 bytes in the default job,
 # possibly over several lines) to the end of the output.
 sample=$(sed -n '/^sample:$/,$p' "$log" | tail -n +2)
