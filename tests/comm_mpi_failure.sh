@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs comm_mpi in a failure mode (kill: the last rank SIGKILLs itself; throw: it throws) under
-# mpirun and checks that every surviving rank reported an error naming it, within the timeout.
+# mpirun and checks that every surviving rank reported an hp::RemoteError that names the victim
+# ("[comm] rank <NP-1> failed"), within the timeout. A timeout, an error naming another rank or
+# none, or a missing report fails.
 # mpirun's own exit status is ignored: a job with a dead or failed rank is expected to fail.
 # usage: comm_mpi_failure.sh MPIEXEC EXE kill|throw OUTDIR NP
 set -u
@@ -16,7 +18,7 @@ fi
 status=0
 last=$((np - 1))
 for r in $(seq 0 $((last - 1))); do
-  if grep -q '^PASS' "$out/rank$r.txt" 2>/dev/null; then
+  if grep -q "^PASS RemoteError: \[comm\] rank $last failed" "$out/rank$r.txt" 2>/dev/null; then
     echo "rank $r: $(cat "$out/rank$r.txt")"
   else
     echo "FAIL rank $r: $(cat "$out/rank$r.txt" 2>/dev/null || echo 'no report')"; status=1

@@ -1,11 +1,12 @@
 # End-to-end tests of the hp tool (label e2e): reference cases, training, resume, errors.
-set(HP_SHARED ${PROJECT_SOURCE_DIR}/../shared)
 foreach(case gpt2-tiny llama-tiny)
   if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
     add_test(NAME e2e_check_${case} COMMAND $<TARGET_FILE:hp> check ${HP_SHARED}/reference/${case})
     add_test(NAME e2e_check_${case}_2threads
              COMMAND $<TARGET_FILE:hp> check ${HP_SHARED}/reference/${case} --threads 2)
     set_tests_properties(e2e_check_${case} e2e_check_${case}_2threads PROPERTIES LABELS e2e)
+  else()
+    hp_missing_input(e2e_check_${case} e2e ${HP_SHARED}/reference/${case})
   endif()
 endforeach()
 foreach(t train_resume train_cli generate bad_input)

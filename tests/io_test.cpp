@@ -14,6 +14,7 @@
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/io/yaml.hpp"
+#include "test_inputs.hpp"
 
 namespace fs = std::filesystem;
 
@@ -80,7 +81,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 TEST(SafetensorsReference, Gpt2Weights) {
   const fs::path ref = reference("gpt2-tiny");
-  if (ref.empty()) GTEST_SKIP() << "no " << kShared;
+  HP_REQUIRE_INPUT(!ref.empty(), kShared / "reference" / "gpt2-tiny");
   SafetensorsReader r(ref / "weights.safetensors");
   EXPECT_EQ(r.tensors().size(), 28u);
   EXPECT_EQ(r.tensors().front().name, "wte.weight");  // file order, not name order
@@ -99,7 +100,7 @@ TEST(SafetensorsReference, Gpt2Weights) {
 
 TEST(SafetensorsReference, LlamaWeightsAndBatches) {
   const fs::path ref = reference("llama-tiny");
-  if (ref.empty()) GTEST_SKIP() << "no " << kShared;
+  HP_REQUIRE_INPUT(!ref.empty(), kShared / "reference" / "llama-tiny");
   TensorMap w = read_safetensors(ref / "weights.safetensors");
   EXPECT_EQ(w.at("model.embed_tokens.weight").shape(), (Shape{256, 64}));
   EXPECT_EQ(w.at("model.layers.0.self_attn.k_proj.weight").shape(), (Shape{32, 64}));
@@ -125,7 +126,7 @@ TEST(SafetensorsReference, LlamaWeightsAndBatches) {
 TEST(SafetensorsReference, ExpectedFilesParse) {
   for (const char* model : {"gpt2-tiny", "llama-tiny"}) {
     const fs::path ref = reference(model);
-    if (ref.empty()) GTEST_SKIP() << "no " << kShared;
+    HP_REQUIRE_INPUT(!ref.empty(), kShared / "reference" / model);
     SafetensorsReader r(ref / "expected.safetensors");
     EXPECT_EQ(r.info("loss").shape, (Shape{5}));
   }
@@ -296,7 +297,7 @@ class Config : public TempDir {};
 
 TEST_F(Config, ReferenceConfigs) {
   const fs::path g = reference("gpt2-tiny"), l = reference("llama-tiny");
-  if (g.empty() || l.empty()) GTEST_SKIP() << "no " << kShared;
+  HP_REQUIRE_INPUT(!g.empty() && !l.empty(), kShared / "reference");
   ModelConfig c = ModelConfig::from_json(read_json(g / "case.json")["model"]);
   EXPECT_EQ(c.arch, Architecture::kGpt2);
   EXPECT_EQ(c.n_layer, 2);

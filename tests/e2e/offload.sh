@@ -1,13 +1,15 @@
 # Offload through the CLI: hp check under a device budget and with optimizer state on disk prints
 # losses identical to the run without offload, on one device and per rank on a mesh; hp train offloads, checkpoints and resumes; hp plan
 # --explain lists the transfers; a budget below the smallest feasible one names that minimum.
+# Without the reference cases in ../shared the rest runs, then the test is skipped (CI: fails).
 source "$(dirname "$0")/lib.sh"
-REF="$ROOT/../shared/reference"
+REF="${HP_SHARED:-$ROOT/../shared}/reference"
 losses() { grep '"step"' "$1"; }
 
+missing=()
 for case in gpt2-tiny llama-tiny; do
   if [[ ! -f "$REF/$case/case.json" ]]; then
-    echo "skip: no reference case $case in $REF"
+    missing+=("$REF/$case")
     continue
   fi
   "$HP" check "$REF/$case" > "$WORK/$case.plain" || fail "hp check $case"
@@ -90,4 +92,12 @@ expect_fail "the smallest feasible budget is" "$HP" train --model gpt2-tiny --st
   --device-memory 64KiB
 expect_fail "the smallest feasible budget is" "$HP" plan --model gpt2-tiny --device-memory 1KiB
 expect_fail "--optimizer-state" "$HP" train --model gpt2-tiny --steps 1 --optimizer-state gpu
+if ((${#missing[@]})); then
+  # The checks above without reference data passed; the test still fails under CI and is
+  # otherwise reported as skipped (exit 77), naming what is missing.
+  echo "offload e2e: ok without the reference cases"
+  rc=0
+  sh "$ROOT/tests/missing_input.sh" "${missing[*]}" || rc=$?
+  exit $rc
+fi
 echo "offload e2e: ok"
