@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "hp/io/safetensors.hpp"
+#include "test_inputs.hpp"
 
 namespace fs = std::filesystem;
 using hp::Tensor;
@@ -41,11 +42,7 @@ CheckRun run_check(const fs::path& dir, const std::string& extra = "") {
 class CheckCases : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::exists(kCase / "case.json")) {
-      const char* ci = std::getenv("CI");
-      if (ci && std::string(ci) == "true") FAIL() << kCase << " is missing (required under CI)";
-      GTEST_SKIP() << kCase << " is missing: the shared reference data is not beside the repo";
-    }
+    HP_REQUIRE_INPUT(fs::exists(kCase / "case.json"), kCase.string());
     dir_ = fs::temp_directory_path() /
            ("hp_check_cases_" + std::to_string(::getpid()) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
