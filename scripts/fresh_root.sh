@@ -12,14 +12,24 @@
 # usage: scripts/fresh_root.sh [--base-only]     (--base-only: make the cached base root and stop)
 # env:   HP_FRESH_ROOT_CACHE   cache directory (default /var/cache/hp-fresh-root)
 #        HP_FRESH_ROOT_TIMEOUT seconds allowed for setup + build + train (default 2400)
-#        HP_FRESH_ROOT_MIRROR  Debian mirror (default http://deb.debian.org/debian)
+#        HP_FRESH_ROOT_SOURCES apt sources file for the new root (default: this machine's own
+#                              /etc/apt/sources.list and sources.list.d/*.list|*.sources)
 # Needs root (chroot, mount) and network access to the mirror. The last run's output is kept in
 # CACHE/last-run.log.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${HP_FRESH_ROOT_CACHE:-/var/cache/hp-fresh-root}
 limit=${HP_FRESH_ROOT_TIMEOUT:-2400}
-mirror=${HP_FRESH_ROOT_MIRROR:-http://deb.debian.org/debian}
+# The new root fetches from the mirrors this machine's apt already uses (mmdebstrap pastes a
+# file given as a mirror into the root's sources).
+sources=()
+if [[ -n "${HP_FRESH_ROOT_SOURCES:-}" ]]; then
+  sources=("$HP_FRESH_ROOT_SOURCES")
+else
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -s "$f" ]] && sources+=("$f")
+  done
+fi
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || fail "fresh_root.sh needs root (it uses chroot and mount)"
@@ -38,9 +48,8 @@ if [[ ! -f "$cache/base.tar" ]]; then
   echo "fresh_root: creating the base root in $cache/base.tar"
   rm -f "$cache/base.tar.part"
   # The sources are given explicitly: without them mmdebstrap would read them from stdin.
-  mmdebstrap --variant=apt --format=tar bookworm "$cache/base.tar.part" \
-    "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
-    "deb ${mirror%/debian}/debian-security bookworm-security main" < /dev/null
+  ((${#sources[@]})) || fail "no apt sources found (set HP_FRESH_ROOT_SOURCES)"
+  mmdebstrap --variant=apt --format=tar bookworm "$cache/base.tar.part" "${sources[@]}" < /dev/null
   mv "$cache/base.tar.part" "$cache/base.tar"
 fi
 flock -u 9
