@@ -293,7 +293,16 @@ TEST_F(JsonFiles, ParseErrorsNameFileAndPosition) {
 
 // ---- model configs ----
 
-class Config : public TempDir {};
+class Config : public TempDir {
+ protected:
+  // Small valid configs the tests below break one field at a time.
+  const Json kGpt2 = {{"model_type", "gpt2"}, {"n_layer", 2},      {"n_embd", 64},
+                      {"n_head", 4},          {"n_positions", 32}, {"vocab_size", 256}};
+  const Json kLlama = {
+      {"model_type", "llama"},         {"num_hidden_layers", 2},   {"hidden_size", 64},
+      {"intermediate_size", 172},      {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+      {"max_position_embeddings", 32}, {"vocab_size", 256}};
+};
 
 TEST_F(Config, ReferenceConfigs) {
   const fs::path g = reference("gpt2-tiny"), l = reference("llama-tiny");
@@ -358,12 +367,7 @@ TEST_F(Config, DefaultsAndAlternatives) {
 }
 
 TEST_F(Config, BadConfigsNameTheKey) {
-  const Json g = {{"model_type", "gpt2"}, {"n_layer", 2},      {"n_embd", 64},
-                  {"n_head", 4},          {"n_positions", 32}, {"vocab_size", 256}};
-  const Json l = {
-      {"model_type", "llama"},         {"num_hidden_layers", 2},   {"hidden_size", 64},
-      {"intermediate_size", 172},      {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-      {"max_position_embeddings", 32}, {"vocab_size", 256}};
+  const Json g = kGpt2, l = kLlama;
   ASSERT_NO_THROW(ModelConfig::from_json(g));
   ASSERT_NO_THROW(ModelConfig::from_json(l));
   auto bad = [](Json base, const std::string& key, const Json& value, const std::string& expect) {
@@ -405,12 +409,7 @@ TEST_F(Config, BadConfigsNameTheKey) {
 // Sizes are bounded when read, so no element or byte count of the model can overflow and no
 // loop over layers runs for hours: the error names the file, the field and the bound.
 TEST_F(Config, SizesOutOfRangeNameTheFieldAndBound) {
-  const Json g = {{"model_type", "gpt2"}, {"n_layer", 2},      {"n_embd", 64},
-                  {"n_head", 4},          {"n_positions", 32}, {"vocab_size", 256}};
-  const Json l = {
-      {"model_type", "llama"},         {"num_hidden_layers", 2},   {"hidden_size", 64},
-      {"intermediate_size", 172},      {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-      {"max_position_embeddings", 32}, {"vocab_size", 256}};
+  const Json g = kGpt2, l = kLlama;
   auto bad = [](Json base, const std::string& key, const Json& value, const std::string& expect) {
     base[key] = value;
     std::string msg = error_of([&] { ModelConfig::from_json(base, "config.json"); });
