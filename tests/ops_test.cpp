@@ -649,5 +649,50 @@ TEST(OpTableCoverage, EveryRegisteredForwardOpHasARow) {
   }
 }
 
+// The record fields other modules read instead of asking which op a node is.
+TEST(OpRecord, FieldsAreConsistent) {
+  int cheap = 0, keeps = 0, placed = 0;
+  for (const std::string& name : ir::op_names()) {
+    const ir::OpDef& d = ir::op_def(name);
+    SCOPED_TRACE(name);
+    if (d.linearity == ir::Linearity::kSingle) {
+      EXPECT_TRUE(std::count(d.linear_in.begin(), d.linear_in.end(), true) > 0);
+    } else {
+      EXPECT_TRUE(d.linear_in.empty()) << "linear_in is read for kSingle ops only";
+    }
+    // A piece or view of input 0 is linear in it, and so carries its partial sums.
+    if (d.keeps_placement) {
+      ++keeps;
+      EXPECT_EQ(d.linearity, ir::Linearity::kJoint);
+    }
+    if (d.place) {  // it adjusts the factors of an einsum rule
+      ++placed;
+      EXPECT_NE(d.sharding.find("->"), std::string::npos);
+    }
+    if (!d.cheap_to_recompute) continue;
+    ++cheap;
+    // Cheap: elementwise (one output shaped as input 0, operands broadcast into it), few flops.
+    EXPECT_FALSE(d.view);
+    const ir::TensorType x{{4, 8}, DType::kF32}, row{{8}, DType::kF32};
+    ir::Attrs at;
+    at.set("to", int64_t(DType::kF32));
+    std::vector<ir::TensorType> in{x}, out;
+    while (out.empty() && in.size() <= 2) {
+      try {
+        out = d.infer(in, at);
+      } catch (const Error&) {
+        in.push_back(row);  // another arity
+      }
+    }
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0], x);
+    const double flops = d.cost ? d.cost(in, out, at).flops : 0;
+    EXPECT_LE(flops, 20.0 * double(numel(x.shape)));
+  }
+  EXPECT_GT(cheap, 0);
+  EXPECT_GT(keeps, 0);
+  EXPECT_GT(placed, 0);
+}
+
 }  // namespace
 }  // namespace hp

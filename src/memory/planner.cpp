@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <deque>
 #include <limits>
-#include <set>
 
 #include "hp/error.hpp"
 #include "hp/memory/options.hpp"
@@ -36,13 +35,6 @@ size_t align64(size_t b) {
 size_t value_bytes(const ir::Graph& g, ValueId v) {
   const auto& t = g.value(v).type;
   return align64(byte_count(t.shape, dtype_size(t.dtype)));
-}
-
-bool cheap_op(const std::string& name) {
-  static const std::set<std::string> kCheap = {"add",  "sub",       "mul",  "scale", "neg",
-                                               "gelu", "bias_gelu", "silu", "relu",  "square",
-                                               "tanh", "exp",       "cast"};
-  return kCheap.count(name) != 0;
 }
 
 enum class Class : uint8_t { kSource, kOutput, kIntermediate };
@@ -113,7 +105,7 @@ int add_recomputation(Analysis& a, const runtime::Program& p, const CostModel& c
         feeds[r])
       continue;
     const ir::Node& n = g.node(g.value(ValueId(r)).producer);
-    if (n.def->view || n.outputs.size() != 1 || !cheap_op(n.def->name)) continue;
+    if (n.def->view || n.outputs.size() != 1 || !n.def->cheap_to_recompute) continue;
     const int d = a.defs_at[r][0];
     int ga = d, gb = -1;
     double best = 0;

@@ -11,7 +11,10 @@ namespace hp::ops {
 using ir::Attrs;
 using ir::Cost;
 using ir::KernelArgs;
+using ir::Linearity;
+using ir::LocalizeCtx;
 using ir::OpDef;
+using ir::PlaceCtx;
 using ir::TensorType;
 using ir::Var;
 using ir::VjpArgs;

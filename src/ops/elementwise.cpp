@@ -12,13 +12,15 @@ struct UnaryInfo {
   const char* name;
   cpu::Unary op;
   double flops;
+  bool cheap;   // to recompute rather than keep (OpDef::cheap_to_recompute)
+  bool linear;  // partial sums pass through
 };
 const UnaryInfo kUnary[] = {
-    {"neg", cpu::Unary::kNeg, 1},     {"exp", cpu::Unary::kExp, 10},
-    {"log", cpu::Unary::kLog, 10},    {"sqrt", cpu::Unary::kSqrt, 4},
-    {"rsqrt", cpu::Unary::kRsqrt, 5}, {"tanh", cpu::Unary::kTanh, 12},
-    {"gelu", cpu::Unary::kGelu, 16},  {"silu", cpu::Unary::kSilu, 12},
-    {"relu", cpu::Unary::kRelu, 1},   {"square", cpu::Unary::kSquare, 1},
+    {"neg", cpu::Unary::kNeg, 1, true, true},       {"exp", cpu::Unary::kExp, 10, true, false},
+    {"log", cpu::Unary::kLog, 10, false, false},    {"sqrt", cpu::Unary::kSqrt, 4, false, false},
+    {"rsqrt", cpu::Unary::kRsqrt, 5, false, false}, {"tanh", cpu::Unary::kTanh, 12, true, false},
+    {"gelu", cpu::Unary::kGelu, 16, true, false},   {"silu", cpu::Unary::kSilu, 12, true, false},
+    {"relu", cpu::Unary::kRelu, 1, true, false},    {"square", cpu::Unary::kSquare, 1, true, false},
 };
 
 cpu::Unary unary_of(const std::string& name) {
@@ -36,11 +38,14 @@ Types same_as_first(const Types& in, const Attrs&) {
 struct BinaryInfo {
   const char* name;
   cpu::Binary op;
+  bool cheap;  // to recompute rather than keep
+  Linearity linearity;
+  std::vector<bool> linear_in;  // kSingle: the operands it is linear in
 };
-const BinaryInfo kBinary[] = {{"add", cpu::Binary::kAdd},
-                              {"sub", cpu::Binary::kSub},
-                              {"mul", cpu::Binary::kMul},
-                              {"div", cpu::Binary::kDiv}};
+const BinaryInfo kBinary[] = {{"add", cpu::Binary::kAdd, true, Linearity::kJoint, {}},
+                              {"sub", cpu::Binary::kSub, true, Linearity::kJoint, {}},
+                              {"mul", cpu::Binary::kMul, true, Linearity::kSingle, {true, true}},
+                              {"div", cpu::Binary::kDiv, false, Linearity::kSingle, {true, false}}};
 
 Types infer_binary(const Types& in, const Attrs&) {
   expect_arity(in, 2);
@@ -78,6 +83,8 @@ void register_elementwise(Table& t) {
     };
     cpu::Unary op = u.op;
     d.sharding = "...->...";
+    if (u.linear) d.linearity = Linearity::kJoint;
+    d.cheap_to_recompute = u.cheap;
     d.cpu = [op](KernelArgs& k) {
       cpu::unary(k.ctx, op, k.in[0]->f32(), k.out[0]->f32(), k.out[0]->numel());
     };
@@ -112,6 +119,9 @@ void register_elementwise(Table& t) {
     std::string name = b.name;
     d.vjp = [name](VjpArgs& a) { return vjp_binary(a, name); };
     d.sharding = "broadcast";
+    d.linearity = b.linearity;
+    d.linear_in = b.linear_in;
+    d.cheap_to_recompute = b.cheap;
     cpu::Binary op = b.op;
     d.cpu = [op](KernelArgs& k) {
       const Shape& os = k.out[0]->shape();
@@ -129,6 +139,8 @@ void register_elementwise(Table& t) {
     };
     d.vjp = [](VjpArgs& a) -> std::vector<Var> { return {scale(a.dout[0], a.node.attrs.f("s"))}; };
     d.sharding = "...->...";
+    d.linearity = Linearity::kJoint;
+    d.cheap_to_recompute = true;
     d.cpu = [](KernelArgs& k) {
       cpu::axpby(k.ctx, k.out[0]->numel(), float(k.node.attrs.f("s")), k.in[0]->f32(), 0.0f,
                  k.in[0]->f32(), k.out[0]->f32());
@@ -154,6 +166,7 @@ void register_elementwise(Table& t) {
       return std::vector<Var>{g[0], g[1]};
     };
     d.sharding = "...n,n->...n";
+    d.cheap_to_recompute = true;
     d.cpu = [](KernelArgs& k) {
       int64_t cols = k.in[1]->numel();
       cpu::bias_gelu_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(),
@@ -195,6 +208,8 @@ void register_elementwise(Table& t) {
       return {cast(a.dout[0], a.in[0].dtype())};
     };
     d.sharding = "...->...";
+    d.linearity = Linearity::kJoint;
+    d.cheap_to_recompute = true;
     d.cpu = [](KernelArgs& k) { k.out[0]->copy_from(*k.in[0]); };
     t.push_back(std::move(d));
   }

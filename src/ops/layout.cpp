@@ -16,6 +16,11 @@ Cost move_cost(const Types& in, const Types& out, const Attrs&) {
   return Cost{0, bytes_of(in) + bytes_of(out)};
 }
 
+// Ops whose `shape` attribute is their output's shape: on a rank, the local one.
+void local_shape_attr(LocalizeCtx& x) {
+  x.attrs.set("shape", x.local_out(0));
+}
+
 Shape resolve_reshape(const Shape& from, const Shape& to) {
   Shape out = to;
   int64_t known = 1, infer_at = -1;
@@ -129,6 +134,8 @@ void add_broadcasting(Table& t) {
   };
   s.vjp = [](VjpArgs& a) -> std::vector<Var> { return {broadcast_to(a.dout[0], a.in[0].shape())}; };
   s.sharding = "sum_to";
+  s.linearity = Linearity::kJoint;
+  s.localize = local_shape_attr;
   s.cpu = [](KernelArgs& k) {
     const Shape& xs = k.in[0]->shape();
     Shape to = align_rank(k.out[0]->shape(), xs.size());
@@ -154,6 +161,8 @@ void add_broadcasting(Table& t) {
     return {sc == 1.0 ? g : scale(g, sc)};
   };
   b.sharding = "broadcast_to";
+  b.linearity = Linearity::kJoint;
+  b.localize = local_shape_attr;
   b.cpu = [](KernelArgs& k) {
     const Shape& os = k.out[0]->shape();
     cpu::broadcast_to(k.ctx, k.in[0]->f32(), align_rank(k.in[0]->shape(), os.size()),
@@ -171,6 +180,7 @@ void add_shape_ops(Table& t) {
   };
   f.cost = move_cost;
   f.sharding = "->";
+  f.localize = local_shape_attr;
   f.cpu = [](KernelArgs& k) {
     Tensor one = Tensor::from_f32({1}, {float(k.node.attrs.f("value"))}).to(k.out[0]->dtype());
     const size_t w = dtype_size(one.dtype());
@@ -189,6 +199,9 @@ void add_shape_ops(Table& t) {
   r.cost = [](const Types&, const Types&, const Attrs&) { return Cost{}; };
   r.vjp = [](VjpArgs& a) -> std::vector<Var> { return {reshape(a.dout[0], a.in[0].shape())}; };
   r.sharding = "reshape";
+  r.linearity = Linearity::kJoint;
+  r.keeps_placement = true;
+  r.localize = local_shape_attr;
   r.view = true;
   r.cpu = [](KernelArgs& k) {
     if (k.out[0]->raw() != k.in[0]->raw())
@@ -220,6 +233,8 @@ void add_shape_ops(Table& t) {
     return {permute(a.dout[0], inv)};
   };
   p.sharding = "permute";
+  p.linearity = Linearity::kJoint;
+  p.keeps_placement = true;
   p.cpu = [](KernelArgs& k) {
     cpu::permute(k.ctx, k.in[0]->f32(), k.in[0]->shape(), k.node.attrs.ints("perm"),
                  k.out[0]->f32());
@@ -245,6 +260,8 @@ void add_shape_ops(Table& t) {
     return {a.g.apply1("slice_bwd", {a.dout[0]}, at)};
   };
   s.sharding = "slice";
+  s.linearity = Linearity::kJoint;
+  s.keeps_placement = true;
   s.cpu = [](KernelArgs& k) {
     const Shape& xs = k.in[0]->shape();
     Shape start(xs.size(), 0);
@@ -265,6 +282,8 @@ void add_shape_ops(Table& t) {
     return {slice(a.dout[0], at.i("axis"), at.i("start"), at.i("end"))};
   };
   sb.sharding = "slice";
+  sb.linearity = Linearity::kJoint;
+  sb.localize = local_shape_attr;
   sb.cpu = [](KernelArgs& k) {
     const Shape& os = k.out[0]->shape();
     std::memset(k.out[0]->raw(), 0, k.out[0]->nbytes());
@@ -307,6 +326,8 @@ void add_shape_ops(Table& t) {
     return {concat(parts, a.node.attrs.i("axis"))};
   };
   sp.sharding = "split";
+  sp.linearity = Linearity::kJoint;
+  sp.keeps_placement = true;
   sp.cpu = [](KernelArgs& k) {
     const Shape& xs = k.in[0]->shape();
     const size_t ax = size_t(norm_axis(k.node.attrs.i("axis"), xs.size(), "split"));
@@ -347,6 +368,7 @@ void add_shape_ops(Table& t) {
     return g;
   };
   c.sharding = "concat";
+  c.linearity = Linearity::kJoint;
   c.cpu = [](KernelArgs& k) {
     const Shape& os = k.out[0]->shape();
     int64_t ax = norm_axis(k.node.attrs.i("axis"), os.size(), "concat"), off = 0;

@@ -73,6 +73,8 @@ void register_matmul(Table& t) {
     return {dx, dw};
   };
   d.sharding = "...mk,kn->...mn";
+  d.linearity = Linearity::kSingle;
+  d.linear_in = {true, true};
   d.scratch = [](const Types& in, const Attrs& at, int) {
     const bool ta = at.i("ta", 0), tb = at.i("tb", 0);
     MatmulDims md = dims_of(in[0].shape, in[1].shape, ta, tb);

@@ -216,6 +216,27 @@ void expect_targets(const TensorType& logits, const TensorType& targets) {
            shape_str(targets.shape), " do not match logits ", shape_str(logits.shape));
 }
 
+// SPMD lowering of the losses: over split rows, the targets of every rank counted (the count
+// input); over a split vocabulary, where this rank's columns start.
+void localize_loss(LocalizeCtx& x) {
+  const Shape& logits = x.global_in(0);
+  bool rows_split = false;
+  for (size_t d = 0; d < x.global_in(1).size(); ++d) rows_split = rows_split || x.in_split(1, d);
+  if (rows_split) {
+    x.in.push_back(x.once(1, "count_targets", [&] {
+      Attrs ca;
+      ca.set("ignore_index", x.attrs.i("ignore_index", -100));
+      ca.set("vocab", logits.back());
+      return x.sum_over(x.apply("count_targets", {x.in[1]}, ca), {{}, DType::kF32}, 1);
+    }));
+  }
+  const size_t v = logits.size() - 1;
+  if (x.in_split(0, v)) {
+    x.attrs.set("vocab_offset", x.in_offset(0, v));
+    x.attrs.set("vocab_total", logits.back());
+  }
+}
+
 void add_embedding_and_loss(Table& t) {
   OpDef e;
   e.name = "embedding";  // (table [V, D], ids i64 [...]) -> [..., D]; attrs: vocab_offset/total
@@ -235,6 +256,13 @@ void add_embedding_and_loss(Table& t) {
   };
   // A vocabulary-split table gives a partial sum: each shard contributes the rows it holds.
   e.sharding = "vd,...->...d";
+  e.linearity = Linearity::kSingle;
+  e.linear_in = {true, false};
+  e.localize = [](LocalizeCtx& x) {  // a vocabulary shard: the rows this rank holds
+    if (!x.in_split(0, 0)) return;
+    x.attrs.set("vocab_offset", x.in_offset(0, 0));
+    x.attrs.set("vocab_total", x.global_in(0)[0]);
+  };
   e.cpu = [](KernelArgs& k) {
     const Shape& ts = k.in[0]->shape();
     cpu::embedding_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
@@ -249,6 +277,14 @@ void add_embedding_and_loss(Table& t) {
     return Types{{{at.i("vocab"), in[0].shape.back()}, in[0].dtype}};
   };
   eb.sharding = "...d,...->vd";
+  eb.linearity = Linearity::kSingle;
+  eb.linear_in = {true, false};
+  eb.localize = [](LocalizeCtx& x) {  // this rank's rows of the table's gradient
+    x.attrs.set("vocab", x.local_out(0)[0]);
+    if (!x.out_split(0, 0)) return;
+    x.attrs.set("vocab_offset", x.out_offset(0, 0));
+    x.attrs.set("vocab_total", x.global_out(0)[0]);
+  };
   eb.cpu = [](KernelArgs& k) {
     const Shape& ts = k.out[0]->shape();
     cpu::embedding_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
@@ -278,9 +314,25 @@ void add_embedding_and_loss(Table& t) {
     if (a.in.size() > 2) grads.push_back(Var{});
     return grads;
   };
-  // A vocabulary-split V is lowered to cross_entropy_parts, an all-gather and
-  // cross_entropy_combine (shard/lower.cpp): the loss and lse come out whole, not partial.
   c.sharding = "...v,...->,...";
+  // A vocabulary-split V is reduced inside: lowered to cross_entropy_parts, an all-gather and
+  // cross_entropy_combine, so the loss and lse come out whole, not partial.
+  c.place = [](PlaceCtx& x) { x.reduced_inside(x.factor(0, x.rank(0) - 1)); };
+  c.localize = [](LocalizeCtx& x) {
+    localize_loss(x);
+    const Shape& logits = x.global_in(0);
+    const size_t v = logits.size() - 1;
+    if (!x.in_split(0, v)) return;
+    // Each shard's log-sum-exp and target logit, gathered [rows..., 2 x shards], combined.
+    const Var parts = x.apply("cross_entropy_parts", {x.in[0], x.in[1]}, x.attrs);
+    Shape all(logits.begin(), logits.end() - 1);
+    all.push_back(2 * x.in_pieces(0, v));
+    x.in[0] = x.gather(parts, {all, DType::kF32}, 0, v);
+    const int64_t ignore_index = x.attrs.i("ignore_index", -100);
+    x.attrs = Attrs();
+    x.attrs.set("ignore_index", ignore_index);
+    x.op = "cross_entropy_combine";
+  };
   c.cpu = [](KernelArgs& k) {  // attrs: ignore_index
     const Shape& s = k.in[0]->shape();
     k.out[0]->f32()[0] =
@@ -302,6 +354,9 @@ void add_embedding_and_loss(Table& t) {
     return Cost{5.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
   };
   cb.sharding = "...v,...,...,->...v";
+  cb.linearity = Linearity::kSingle;
+  cb.linear_in = {false, false, false, true};
+  cb.localize = localize_loss;
   cb.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab_offset, vocab_total
     const Shape& s = k.in[0]->shape();
     cpu::cross_entropy_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.in[2]->f32(), k.in[3]->f32()[0],
@@ -416,6 +471,32 @@ void add_positional_and_attention(Table& t) {
     s.head_offset = at.i("head_offset", 0);
     return s;
   };
+  // Query heads split evenly. Kv heads split with them when they divide as evenly, so each rank
+  // keeps whole groups; otherwise every rank holds all kv heads and reads those of its query
+  // heads (Megatron's replication of kv heads when there are fewer than ranks).
+  auto place_heads = [](PlaceCtx& x) {
+    const int fh = x.factor(0, 2), fk = x.factor(1, 2);
+    if (fh < 0 || fk < 0) return;
+    std::vector<std::string>&h = x.axes(fh), &k = x.axes(fk);
+    const int64_t n = x.ways(h);
+    if (!h.empty() && x.extent(fh) % n == 0) {
+      if (x.extent(fk) % n == 0)
+        k = h;
+      else
+        k.clear();
+    } else {
+      h.clear();
+      k.clear();
+    }
+  };
+  // On a rank holding only some query heads: their group size and where they start in it.
+  auto localize_heads = [](LocalizeCtx& x) {
+    const Shape &q = x.global_in(0), &kv = x.global_in(1);
+    if (x.in[0].shape()[2] == q[2]) return;
+    const int64_t group = q[2] / kv[2];
+    x.attrs.set("group", group);
+    x.attrs.set("head_offset", x.in_offset(0, 2) - x.in_offset(1, 2) * group);
+  };
   auto attn_flops = [](const Shape& q) {  // causal: half of the QK^T and PV products
     return 2.0 * double(q[0] * q[2]) * double(q[1]) * double(q[1]) * double(q[3]);
   };
@@ -451,6 +532,8 @@ void add_positional_and_attention(Table& t) {
     return std::vector<Var>{g[0], g[1], g[2]};
   };
   a.sharding = "bThD,bTkD,bTkD->bThD,bhT";
+  a.place = place_heads;
+  a.localize = localize_heads;
   a.scratch = [shape_of](const Types& in, const Attrs& at, int threads) {
     return cpu::attention_fwd_scratch_bytes(cpu::Context{threads},
                                             shape_of(in[0].shape, in[1].shape, at));
@@ -472,6 +555,8 @@ void add_positional_and_attention(Table& t) {
     return Cost{2.5 * attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
   };
   ab.sharding = "bThD,bTkD,bTkD,bThD,bhT,bThD->bThD,bTkD,bTkD";
+  ab.place = place_heads;
+  ab.localize = localize_heads;
   ab.scratch = [shape_of](const Types& in, const Attrs& at, int threads) {
     return cpu::attention_bwd_scratch_bytes(cpu::Context{threads},
                                             shape_of(in[0].shape, in[1].shape, at));

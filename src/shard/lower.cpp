@@ -1,11 +1,12 @@
 // Lowering a propagated global graph to one rank: sources with local shapes, each live node with
-// its redistributed inputs and local attributes (vocabulary shards, head groups, the target count
-// of split losses; a vocabulary-split cross-entropy becomes parts, an all-gather and a combine),
-// forced (named) layouts and output layouts; with overlap, communication split into start/wait
-// nodes placed apart (see LowerOptions).
+// its redistributed inputs and the local attributes, extra inputs and collectives its op's
+// localize hook asks for (OpDef::localize: vocabulary shards, head groups, target counts, the
+// vocabulary-parallel loss), forced (named) layouts and output layouts; with overlap,
+// communication split into start/wait nodes placed apart (see LowerOptions).
 #include "hp/shard/lower.hpp"
 
 #include <cctype>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -44,6 +45,75 @@ int64_t axes_size(const Mesh& m, const std::vector<std::string>& axes) {
   for (const auto& a : axes) n *= m.axis_size(a);
   return n;
 }
+
+using MoveFn = std::function<ValueId(const ir::TensorType&, ValueId, const Layout&, const Layout&)>;
+
+// One live node on one rank as its op's localize hook sees it (OpDef::localize).
+class Localizing final : public ir::LocalizeCtx {
+ public:
+  Localizing(const ir::Graph& g, const ir::Node& n, const std::vector<Layout>& in_layout,
+             const std::vector<Layout>& out_layout, const std::vector<Shape>& want,
+             const Mesh& mesh, int rank, ir::Graph& lg, const MoveFn& moved_to,
+             std::map<std::pair<ValueId, std::string>, ValueId>& made)
+      : g_(g),
+        n_(n),
+        in_(in_layout),
+        out_(out_layout),
+        want_(want),
+        mesh_(mesh),
+        rank_(rank),
+        lg_(lg),
+        moved_to_(moved_to),
+        made_(made) {}
+
+  const Shape& global_in(size_t i) const override { return g_.value(n_.inputs[i]).type.shape; }
+  const Shape& global_out(size_t o) const override { return g_.value(n_.outputs[o]).type.shape; }
+  const Shape& local_out(size_t o) const override { return want_[o]; }
+  bool in_split(size_t i, size_t d) const override { return !in_[i].dims[d].empty(); }
+  int64_t in_pieces(size_t i, size_t d) const override { return axes_size(mesh_, in_[i].dims[d]); }
+  int64_t in_offset(size_t i, size_t d) const override {
+    return local_box(global_in(i), in_[i], mesh_, rank_).offset[d];
+  }
+  bool out_split(size_t o, size_t d) const override { return !out_[o].dims[d].empty(); }
+  int64_t out_offset(size_t o, size_t d) const override {
+    return local_box(global_out(o), out_[o], mesh_, rank_).offset[d];
+  }
+  ir::Var apply(const std::string& op, const std::vector<ir::Var>& in,
+                const ir::Attrs& attrs) override {
+    return lg_.apply1(op, in, attrs);
+  }
+  ir::Var gather(ir::Var local, const ir::TensorType& global, size_t i, size_t d) override {
+    Layout whole = in_[i];
+    whole.dims[d].clear();
+    return lg_.var(moved_to_(global, local.id, in_[i], whole));
+  }
+  ir::Var sum_over(ir::Var local, const ir::TensorType& global, size_t i) override {
+    Layout from, to;
+    from.dims.resize(global.shape.size());
+    to.dims.resize(global.shape.size());
+    for (const auto& d : in_[i].dims) from.partial.insert(from.partial.end(), d.begin(), d.end());
+    from.normalize();
+    return lg_.var(moved_to_(global, local.id, from, to));
+  }
+  ir::Var once(size_t i, const std::string& what, const std::function<ir::Var()>& make) override {
+    const auto key = std::make_pair(n_.inputs[i], what);
+    if (auto it = made_.find(key); it != made_.end()) return lg_.var(it->second);
+    const ir::Var v = make();
+    made_[key] = v.id;
+    return v;
+  }
+
+ private:
+  const ir::Graph& g_;
+  const ir::Node& n_;
+  const std::vector<Layout>&in_, &out_;  // the layouts the node reads and produces
+  const std::vector<Shape>& want_;
+  const Mesh& mesh_;
+  const int rank_;
+  ir::Graph& lg_;
+  const MoveFn& moved_to_;
+  std::map<std::pair<ValueId, std::string>, ValueId>& made_;
+};
 
 }  // namespace
 
@@ -119,27 +189,15 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
   auto emit = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> ValueId {
     return emit_as(g.value(global_v).type, local_v, plan);
   };
-  // Collectives lowering adds inside an op (vocabulary-parallel loss, target counts): one
+  // Collectives an op's localize hook adds (vocabulary-parallel loss, target counts): one
   // collective each, planned alike on every rank.
   const Topology flat = Topology::uniform(1e9, 1e-6);
-  auto moved_to = [&](const ir::TensorType& t, ValueId local_v, const Layout& from,
-                      const Layout& to) -> ValueId {
+  const MoveFn moved_to = [&](const ir::TensorType& t, ValueId local_v, const Layout& from,
+                              const Layout& to) -> ValueId {
     return emit_as(t, local_v, plan_redistribution(t.shape, 4, from, to, mesh, flat));
   };
-  // Targets counted over every rank's rows (the losses' optional count input), once per value.
-  std::map<ValueId, ValueId> counts;
-  auto count_of = [&](ValueId targets, ValueId local, const Layout& layout, const ir::Attrs& at,
-                      int64_t vocab) -> ValueId {
-    if (auto it = counts.find(targets); it != counts.end()) return it->second;
-    ir::Attrs ca;
-    ca.set("ignore_index", at.i("ignore_index", -100));
-    ca.set("vocab", vocab);
-    const ValueId c = lg.apply1("count_targets", {lg.var(local)}, ca).id;
-    Layout from;  // a sum over the axes that split the rows
-    for (const auto& d : layout.dims) from.partial.insert(from.partial.end(), d.begin(), d.end());
-    from.normalize();
-    return counts[targets] = moved_to({{}, DType::kF32}, c, from, Layout());
-  };
+  // Values hooks make once per input value (the target count both losses read).
+  std::map<std::pair<ValueId, std::string>, ValueId> made;
 
   // Split form: start nodes return a placeholder the matching wait node reads.
   int64_t next_key = 0;
@@ -283,72 +341,26 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
       }
       ins.push_back(lg.var(lv));
     }
-    // Local attributes: shapes become local shapes; vocabulary shards and head groups say
-    // where this rank's piece lies; a loss over split rows divides by the count of all ranks.
-    ir::Attrs at = n.attrs;
+    // Local attributes, by the op's hook: shapes become local shapes; vocabulary shards and head
+    // groups say where this rank's piece lies; a loss over split rows divides by the count of all
+    // ranks.
+    std::vector<Layout> produced;
     std::vector<Shape> want;
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueId v = n.outputs[o];
       auto f = forced.find(v);
-      const Layout& produced = f != forced.end() ? f->second->plan.from : p.layout[size_t(v)];
-      want.push_back(local_shape(g.value(v).type.shape, produced, mesh, rank));
+      produced.push_back(f != forced.end() ? f->second->plan.from : p.layout[size_t(v)]);
+      want.push_back(local_shape(g.value(v).type.shape, produced.back(), mesh, rank));
     }
-    const std::vector<Layout>& in_layout = p.in[ni];
-    auto global_shape = [&](size_t i) -> const Shape& { return g.value(n.inputs[i]).type.shape; };
-    auto offset = [&](const Shape& shape, const Layout& l, size_t d) {
-      return local_box(shape, l, mesh, rank).offset[d];
-    };
-    std::string op = n.def->name;
-    if (op == "reshape" || op == "slice_bwd" || op == "sum_to" || op == "broadcast_to" ||
-        op == "full")
-      at.set("shape", want[0]);
-    if (op == "embedding" && !in_layout[0].dims[0].empty()) {
-      at.set("vocab_offset", offset(global_shape(0), in_layout[0], 0));
-      at.set("vocab_total", global_shape(0)[0]);
-    }
-    if (op == "embedding_bwd") {  // this rank's rows of the table's gradient
-      at.set("vocab", want[0][0]);
-      const Shape& table = g.value(n.outputs[0]).type.shape;
-      if (!p.layout[size_t(n.outputs[0])].dims[0].empty()) {
-        at.set("vocab_offset", offset(table, p.layout[size_t(n.outputs[0])], 0));
-        at.set("vocab_total", table[0]);
-      }
-    }
-    if (op == "attention" || op == "attention_bwd") {
-      const Shape &q = global_shape(0), &kv = global_shape(1);
-      if (lg.value(ins[0].id).type.shape[2] != q[2]) {  // this rank holds some query heads
-        const int64_t group = q[2] / kv[2];
-        at.set("group", group);
-        at.set("head_offset", offset(q, in_layout[0], 2) - offset(kv, in_layout[1], 2) * group);
-      }
-    }
-    if (op == "cross_entropy" || op == "cross_entropy_bwd") {
-      const Shape& logits = global_shape(0);
-      const Layout& vocab_split = in_layout[0];
-      bool rows_split = false;
-      for (const auto& d : in_layout[1].dims) rows_split = rows_split || !d.empty();
-      if (rows_split)
-        ins.push_back(lg.var(count_of(n.inputs[1], ins[1].id, in_layout[1], at, logits.back())));
-      if (!vocab_split.dims.back().empty()) {
-        at.set("vocab_offset", offset(logits, vocab_split, logits.size() - 1));
-        at.set("vocab_total", logits.back());
-      }
-      if (op == "cross_entropy" && !vocab_split.dims.back().empty()) {
-        // Each shard's log-sum-exp and target logit, gathered [rows..., 2 x shards], combined.
-        const ValueId parts = lg.apply1("cross_entropy_parts", {ins[0], ins[1]}, at).id;
-        Shape all(logits.begin(), logits.end() - 1);
-        all.push_back(2 * axes_size(mesh, vocab_split.dims.back()));
-        Layout whole_rows = vocab_split;
-        whole_rows.dims.back().clear();
-        ins[0] = lg.var(moved_to({all, DType::kF32}, parts, vocab_split, whole_rows));
-        at = ir::Attrs();
-        at.set("ignore_index", n.attrs.i("ignore_index", -100));
-        op = "cross_entropy_combine";
-      }
-    }
+    Localizing x(g, n, p.in[ni], produced, want, mesh, rank, lg, moved_to, made);
+    x.op = n.def->name;
+    x.in = std::move(ins);
+    x.attrs = n.attrs;
+    if (n.def->localize) n.def->localize(x);
+    const std::string& op = x.op;
     std::vector<ir::Var> outs;
     try {
-      outs = lg.apply(op, ins, at);
+      outs = lg.apply(op, x.in, x.attrs);
     } catch (const Error& e) {
       throw Error(detail::cat("[shard] lowering node ", ni, " (", op, " in ", n.scope, ") on rank ",
                               rank, ": ", e.what()));

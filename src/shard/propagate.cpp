@@ -48,6 +48,23 @@ Layout strip(Layout l, const Axes& axes) {
   return l;
 }
 
+// An op's view of the mesh axes chosen for its rule's factors (OpDef::place).
+struct Placing final : ir::PlaceCtx {
+  const NodeRule& r;
+  const Mesh& mesh;
+  std::vector<Axes>& assign;
+  std::set<int> inside;  // factors reduced inside the op
+
+  Placing(const NodeRule& r, const Mesh& mesh, std::vector<Axes>& assign)
+      : r(r), mesh(mesh), assign(assign) {}
+  size_t rank(size_t input) const override { return r.in[input].size(); }
+  int factor(size_t input, size_t dim) const override { return r.in[input][dim]; }
+  int64_t extent(int f) const override { return r.size[size_t(f)]; }
+  Axes& axes(int f) override { return assign[size_t(f)]; }
+  int64_t ways(const Axes& a) const override { return axes_size(mesh, a); }
+  void reduced_inside(int f) override { inside.insert(f); }
+};
+
 struct Propagator {
   const ir::Graph& g;
   const Strategy& s;
@@ -298,29 +315,11 @@ struct Propagator {
         assign[size_t(f)] = best;
         used.insert(best.begin(), best.end());
       }
-      if (n.def->name == "attention" || n.def->name == "attention_bwd") {
-        // Query heads split evenly. Kv heads split with them when they divide as evenly, so each
-        // rank keeps whole groups; otherwise every rank holds all kv heads and reads those of its
-        // query heads (Megatron's replication of kv heads when there are fewer than ranks).
-        const int fh = r.in[0][2], fk = r.in[1][2];
-        if (fh >= 0 && fk >= 0) {
-          Axes A = assign[size_t(fh)];
-          const int64_t nsz = axes_size(p.mesh, A);
-          if (!A.empty() && r.size[size_t(fh)] % nsz == 0) {
-            if (r.size[size_t(fk)] % nsz == 0)
-              assign[size_t(fk)] = A;
-            else
-              assign[size_t(fk)].clear();
-          } else {
-            assign[size_t(fh)].clear();
-            assign[size_t(fk)].clear();
-          }
-        }
-      }
-      // Vocabulary-parallel cross-entropy reduces over its vocabulary shards inside the op (see
-      // lower.cpp): its loss and lse are whole, not partial over the axes that split V.
-      std::set<int> reduced_inside;
-      if (n.def->name == "cross_entropy") reduced_inside.insert(r.in[0].back());
+      // The op's own adjustments: attention's heads; cross-entropy's vocabulary, which it reduces
+      // over inside (see lower.cpp), so that its loss and lse are whole, not partial.
+      Placing placing(r, p.mesh, assign);
+      if (n.def->place) n.def->place(placing);
+      const std::set<int>& reduced_inside = placing.inside;
       for (size_t i = 0; i < nin; ++i) {
         Layout l;
         l.dims.resize(r.in[i].size());
@@ -362,11 +361,9 @@ struct Propagator {
     for (size_t i = 0; i < nin; ++i)
       need(ni, int(i), n.inputs[i], p.layout[size_t(n.inputs[i])], tgt[i]);
     p.in[size_t(ni)] = tgt;
-    const bool view =
-        r.reshape || n.def->name == "slice" || n.def->name == "split" || n.def->name == "permute";
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueId v = n.outputs[o];
-      placed[size_t(v)] = view && placed[size_t(n.inputs[0])];
+      placed[size_t(v)] = n.def->keeps_placement && placed[size_t(n.inputs[0])];
       p.layout[size_t(v)] = out[o];
       p.has_layout[size_t(v)] = true;
       const std::string& name = g.value(v).name;

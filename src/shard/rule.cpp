@@ -1,13 +1,12 @@
 // Node rules from OpDef sharding strings: einsum parsing (with "..." and whole upper-case dims),
 // the keyword rules (broadcast, reduce, sum_to, broadcast_to, slice, split, permute, concat,
-// reshape)
-// and each op's linearity in its inputs (which partial sums may pass through unreduced).
+// reshape) and each op's linearity in its inputs, from its OpDef (which partial sums may pass
+// through unreduced).
 #include "hp/shard/rule.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <map>
-#include <set>
 
 #include "hp/ir/op_def.hpp"
 
@@ -16,15 +15,6 @@ namespace hp::shard {
 namespace {
 
 using ir::Node;
-
-const std::set<std::string> kJointLinear = {
-    "add",       "sub",    "neg",   "scale",  "reshape",      "permute", "slice",
-    "slice_bwd", "concat", "split", "sum_to", "broadcast_to", "cast"};
-const std::map<std::string, std::vector<bool>> kSingleLinear = {
-    {"matmul", {true, true}},         {"mul", {true, true}},
-    {"div", {true, false}},           {"embedding", {true, false}},
-    {"embedding_bwd", {true, false}}, {"cross_entropy_bwd", {false, false, false, true}},
-};
 
 std::vector<std::string> split_on(const std::string& s, char c) {
   std::vector<std::string> out;
@@ -159,12 +149,8 @@ void aligned(Builder& b, const Node& n, const ir::Graph& g) {
 NodeRule node_rule(const ir::Graph& g, const ir::Node& n) {
   Builder b;
   const std::string& kw = n.def->sharding;
-  const std::string& op = n.def->name;
-  if (kJointLinear.count(op)) b.r.linearity = Linearity::kJoint;
-  if (auto it = kSingleLinear.find(op); it != kSingleLinear.end()) {
-    b.r.linearity = Linearity::kSingle;
-    b.r.linear_in = it->second;
-  }
+  b.r.linearity = n.def->linearity;
+  if (b.r.linearity == Linearity::kSingle) b.r.linear_in = n.def->linear_in;
   b.r.linear_in.resize(n.inputs.size(), b.r.linearity == Linearity::kJoint);
   auto shape_in = [&](size_t i) -> const Shape& { return g.value(n.inputs[i]).type.shape; };
   auto shape_out = [&](size_t i) -> const Shape& { return g.value(n.outputs[i]).type.shape; };

@@ -7,15 +7,11 @@
 #include <vector>
 
 #include "hp/ir/graph.hpp"
+#include "hp/ir/op_def.hpp"
 
 namespace hp::shard {
 
-// How partial (unreduced) inputs may flow through an op.
-enum class Linearity {
-  kNone,   // every input must be reduced first
-  kJoint,  // linear in all inputs together (add, reshape, slice, ...): inputs share one partial set
-  kSingle,  // linear in each input separately (matmul, mul): at most one input partial
-};
+using ir::Linearity;  // how partial inputs may flow through an op: its OpDef says
 
 struct NodeRule {
   // Factor id per dim of every input and output; -1: the dim is never split (broadcast size-1

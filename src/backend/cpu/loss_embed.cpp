@@ -65,7 +65,7 @@ int64_t count_targets(const int64_t* targets, int64_t rows, int64_t vocab, int64
 
 float cross_entropy_fwd(const Context& ctx, const float* logits, const int64_t* targets, float* lse,
                         int64_t rows, int64_t vocab, int64_t ignore_index, int64_t count) {
-  const int64_t local = count_targets(targets, rows, vocab, ignore_index, "cross_entropy");
+  const int64_t local = count_targets(targets, rows, vocab, ignore_index, "cpu::cross_entropy_fwd");
   const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -83,7 +83,7 @@ void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* t
                        const float* lse, float dloss, float* dlogits, int64_t rows, int64_t vocab,
                        int64_t ignore_index, const VocabShard& shard, int64_t count) {
   const int64_t local =
-      count_targets(targets, rows, whole(shard, vocab), ignore_index, "cross_entropy_bwd");
+      count_targets(targets, rows, whole(shard, vocab), ignore_index, "cpu::cross_entropy_bwd");
   if (count < 0) count = local;
   const float s = count == 0 ? 0.0f : dloss / static_cast<float>(count);
   const __m256 sv = _mm256_set1_ps(s);
@@ -109,7 +109,7 @@ void cross_entropy_bwd(const Context& ctx, const float* logits, const int64_t* t
 void cross_entropy_parts(const Context& ctx, const float* logits, const int64_t* targets,
                          float* parts, int64_t rows, int64_t vocab, int64_t ignore_index,
                          const VocabShard& shard) {
-  count_targets(targets, rows, whole(shard, vocab), ignore_index, "cross_entropy_parts");
+  count_targets(targets, rows, whole(shard, vocab), ignore_index, "cpu::cross_entropy_parts");
   const int team = detail::team_size(ctx, rows * vocab, detail::kMinParallelHeavy);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -148,7 +148,7 @@ float cross_entropy_combine(const float* parts, const int64_t* targets, float* l
 
 void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, float* out,
                    int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard) {
-  check_ids(ids, n, whole(shard, vocab), "embedding");
+  check_ids(ids, n, whole(shard, vocab), "cpu::embedding_fwd");
   const int team = detail::team_size(ctx, n * dim);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
@@ -162,7 +162,7 @@ void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, f
 
 void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, float* dtable,
                    int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard) {
-  check_ids(ids, n, whole(shard, vocab), "embedding_bwd");
+  check_ids(ids, n, whole(shard, vocab), "cpu::embedding_bwd");
   detail::parallel_range(ctx, vocab * dim, detail::kMinParallel, [&](int64_t b, int64_t e) {
     std::memset(dtable + b, 0, sizeof(float) * (e - b));
   });
