@@ -129,7 +129,7 @@ TEST_F(CheckCases, OneElementHalfAStepOff) {
 
 TEST_F(CheckCases, UnmatchedExpectedTensor) {
   expected_.emplace("grad/h.9.mlp.c_fc.weight", Tensor::from_f32({2}, {0.f, 0.f}));
-  expect_failure(check(), "'grad/h.9.mlp.c_fc.weight' matches nothing");
+  expect_failure(check(), "check grad: expected tensor 'grad/h.9.mlp.c_fc.weight' matches nothing");
 }
 
 TEST_F(CheckCases, WrongLossCount) {

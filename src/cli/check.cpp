@@ -153,7 +153,8 @@ bool compare(const io::TensorMap& e, const std::vector<double>& losses, const io
   for (const auto& [k, t] : e) {  // anything the run did not produce is a mismatch
     const bool known = k == "loss" || (k.rfind("grad/", 0) == 0 && grads0.count(k.substr(5))) ||
                        (k.rfind("final/", 0) == 0 && final_params.count(k.substr(6)));
-    if (!known) tl.problems.push_back("expected tensor '" + k + "' matches nothing the run made");
+    Tally& kind = k.rfind("grad/", 0) == 0 ? tg : k.rfind("final/", 0) == 0 ? tm : tl;
+    if (!known) kind.problems.push_back("expected tensor '" + k + "' matches nothing the run made");
   }
   bool ok = tl.report();
   ok &= tg.report();
@@ -269,6 +270,8 @@ int cmd_check(const std::vector<std::string>& argv) {
                  where.c_str());
     return 0;
   }
+  HP_CHECK(opt.adam.lr > 0, "[check] ", where, ": optimizer.lr must be > 0 (final weights are ",
+           "compared in learning-rate units)");
   const bool ok = compare(io::read_safetensors(exp), losses, grads0, final_params, opt.adam.lr);
   return ok ? 0 : 1;
 }
