@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "hp/bytes.hpp"
 #include "hp/tensor.hpp"
 
 namespace hp {
@@ -120,3 +121,22 @@ TEST(Allocator, CachingReusesBlocksWithinTheBudget) {
 
 }  // namespace
 }  // namespace hp
+
+// The one byte-size parser: binary and decimal units, any case; nothing else.
+TEST(Bytes, ParsesSizesAndRejectsTheRest) {
+  EXPECT_EQ(hp::parse_bytes("1048576", "x"), 1048576u);
+  EXPECT_EQ(hp::parse_bytes("64K", "x"), 65536u);
+  EXPECT_EQ(hp::parse_bytes("16m", "x"), 16u << 20);
+  EXPECT_EQ(hp::parse_bytes("1.5GiB", "x"), 3u << 29);
+  EXPECT_EQ(hp::parse_bytes("2GB", "x"), 2000000000u);
+  EXPECT_EQ(hp::parse_bytes(" 8 B ", "x"), 8u);
+  for (const char* bad : {"", "-1", "0x10", "1e3", "inf", "nan", "lots", "64 parsecs", "0", "0MiB",
+                          "99999999999TiB"}) {
+    try {
+      hp::parse_bytes(bad, "--size");
+      ADD_FAILURE() << "'" << bad << "' accepted";
+    } catch (const hp::Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("--size: '", 0), 0u) << e.what();
+    }
+  }
+}

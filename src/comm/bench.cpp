@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "hp/bytes.hpp"
 #include "hp/comm/communicator.hpp"
 #include "hp/comm/threads.hpp"
 #ifdef HP_HAVE_MPI
@@ -35,23 +36,6 @@ struct BenchOptions {
   int warmup = 3;
 };
 
-size_t parse_bytes(const std::string& s) {
-  HP_CHECK(!s.empty(), "[bench] empty size");
-  size_t pos = 0;
-  double v = std::stod(s, &pos);
-  std::string suffix = s.substr(pos);
-  double mult = 1;
-  if (suffix == "K" || suffix == "k" || suffix == "KiB")
-    mult = 1024.0;
-  else if (suffix == "M" || suffix == "m" || suffix == "MiB")
-    mult = 1024.0 * 1024;
-  else if (suffix == "G" || suffix == "g" || suffix == "GiB")
-    mult = 1024.0 * 1024 * 1024;
-  else
-    HP_CHECK(suffix.empty(), "[bench] bad size '", s, "' (use e.g. 4096, 64K, 16M)");
-  return size_t(v * mult);
-}
-
 BenchOptions parse(const std::vector<std::string>& args) {
   BenchOptions o;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -65,9 +49,9 @@ BenchOptions parse(const std::vector<std::string>& args) {
     else if (a == "--ranks")
       o.ranks = std::stoi(value());
     else if (a == "--min-bytes")
-      o.min_bytes = parse_bytes(value());
+      o.min_bytes = hp::parse_bytes(value(), "[bench] --min-bytes");
     else if (a == "--max-bytes")
-      o.max_bytes = parse_bytes(value());
+      o.max_bytes = hp::parse_bytes(value(), "[bench] --max-bytes");
     else if (a == "--iters")
       o.iters = std::stoi(value());
     else if (a == "--warmup")

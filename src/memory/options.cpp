@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "hp/bytes.hpp"
 #include "hp/error.hpp"
 
 namespace hp::memory {
@@ -40,40 +41,16 @@ bool parse_bool(const std::string& key, const std::string& v) {
 }  // namespace
 
 size_t parse_bytes(const std::string& text) {
-  std::string t = trim(text);
-  std::string l = lower(t);
+  const std::string l = lower(trim(text));
   // No limit is said in words: a size that comes out as 0 bytes is a mistake, not "unlimited".
   if (l == "none" || l == "unlimited") return 0;
-  size_t i = 0;
-  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
-  HP_CHECK(i > 0, "[offload] '", text, "' is not a size (e.g. 64MiB, 2GB, 1048576)");
-  double v = parse_number(t.substr(0, i), "size");
-  std::string unit = lower(trim(t.substr(i)));
-  double mult = 0;
-  if (unit.empty() || unit == "b")
-    mult = 1;
-  else if (unit == "k" || unit == "kib")
-    mult = 1024.0;
-  else if (unit == "m" || unit == "mib")
-    mult = 1024.0 * 1024;
-  else if (unit == "g" || unit == "gib")
-    mult = 1024.0 * 1024 * 1024;
-  else if (unit == "t" || unit == "tib")
-    mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (unit == "kb")
-    mult = 1e3;
-  else if (unit == "mb")
-    mult = 1e6;
-  else if (unit == "gb")
-    mult = 1e9;
-  else if (unit == "tb")
-    mult = 1e12;
-  HP_CHECK(mult > 0, "[offload] '", text, "': unknown unit '", unit,
-           "' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
-  const double bytes = std::round(v * mult);
-  HP_CHECK(bytes > 0, "[offload] '", text, "' must be > 0 (use 'none' for no limit)");
-  HP_CHECK(bytes < 0x1p63, "[offload] '", text, "' is out of range");
-  return size_t(bytes);
+  try {
+    return size_t(hp::parse_bytes(text, "size"));
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    throw Error("[offload] " + m +
+                (m.find("must be > 0") != std::string::npos ? " (use 'none' for no limit)" : ""));
+  }
 }
 
 Budget parse_budget(const std::string& text) {
