@@ -220,7 +220,8 @@ Layout random_layout(std::mt19937& rng, const Mesh& m, size_t rank) {
       l.dims[rng() % rank].push_back(a);
     }
   }
-  l.reduce = ReduceOp(rng() % 3);
+  const ReduceOp ops[] = {ReduceOp::kSum, ReduceOp::kMax, ReduceOp::kMin};
+  l.reduce = ops[rng() % 3];
   l.normalize();
   return l;
 }
@@ -287,6 +288,9 @@ Pieces random_partial_pieces(std::mt19937& rng, const std::vector<float>& global
           break;
         case ReduceOp::kMin:
           out = winner[size_t(gi)] == k ? v : v + off;
+          break;
+        case ReduceOp::kAvg:
+          ADD_FAILURE() << "a layout is never partial by average";
           break;
       }
       for (size_t d = g.size(); d-- > 0;) {

@@ -58,12 +58,6 @@ Axes split_axes(const Mesh& m, const Layout& l) {  // axes splitting some dim, i
   return out;
 }
 
-comm::ReduceOp comm_op(ReduceOp r) {
-  return r == ReduceOp::kMax   ? comm::ReduceOp::kMax
-         : r == ReduceOp::kMin ? comm::ReduceOp::kMin
-                               : comm::ReduceOp::kSum;
-}
-
 Box full_box(const Shape& s) {
   return Box{Shape(s.size(), 0), s};
 }
@@ -203,7 +197,7 @@ void RankComm::advance(Move& m, bool async) {
         break;
       case StepKind::kAllReduce:
         m.work = group({s.axis}).all_reduce(m.buf.data(), m.buf.data(), size_t(m.box.numel()), t,
-                                            comm_op(m.lay.reduce));
+                                            m.lay.reduce);
         m.after = [&m, after = s.after] { m.lay = after; };
         break;
       case StepKind::kReduceScatter: {
@@ -218,8 +212,8 @@ void RankComm::advance(Move& m, bool async) {
         }
         Box nb = local_box(global, s.after, mesh_, rank_);
         m.buf.assign(size_t(nb.numel()) * w, 0);
-        m.work = group({s.axis}).reduce_scatter(send->data(), m.buf.data(), counts, t,
-                                                comm_op(m.lay.reduce));
+        m.work =
+            group({s.axis}).reduce_scatter(send->data(), m.buf.data(), counts, t, m.lay.reduce);
         m.after = [&m, send, nb, after = s.after] {
           m.box = nb;
           m.lay = after;
@@ -282,8 +276,8 @@ void RankComm::start(ir::KernelArgs& k) {
       if (k.in[i]->nbytes())
         std::memcpy(m->buf.data() + m->pieces[i] * m->w, k.in[i]->raw(), k.in[i]->nbytes());
     const ReduceOp op = ReduceOp(at.i("reduce"));
-    m->work = group({at.s("axis")})
-                  .all_reduce(m->buf.data(), m->buf.data(), m->pieces.back(), m->t, comm_op(op));
+    m->work =
+        group({at.s("axis")}).all_reduce(m->buf.data(), m->buf.data(), m->pieces.back(), m->t, op);
     ++issued_;
     m->readers = int(k.in.size());
   }

@@ -11,18 +11,6 @@
 
 namespace hp::shard {
 
-std::string reduce_op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum:
-      return "sum";
-    case ReduceOp::kMax:
-      return "max";
-    case ReduceOp::kMin:
-      return "min";
-  }
-  return "?";
-}
-
 Layout Layout::replicated(size_t rank) {
   Layout l;
   l.dims.resize(rank);

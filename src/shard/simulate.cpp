@@ -21,8 +21,10 @@ float identity(ReduceOp op) {
       return -std::numeric_limits<float>::infinity();
     case ReduceOp::kMin:
       return std::numeric_limits<float>::infinity();
+    case ReduceOp::kAvg:
+      break;
   }
-  return 0.0f;
+  throw Error("[simulate] a layout is partial by sum, max or min, not avg");
 }
 
 float combine(ReduceOp op, float a, float b) {
@@ -33,8 +35,10 @@ float combine(ReduceOp op, float a, float b) {
       return std::max(a, b);
     case ReduceOp::kMin:
       return std::min(a, b);
+    case ReduceOp::kAvg:
+      break;
   }
-  return a;
+  throw Error("[simulate] a layout is partial by sum, max or min, not avg");
 }
 
 // Row-major offset of global index `idx` inside box `b`.

@@ -14,13 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "hp/comm/reduce_op.hpp"
 #include "hp/dtype.hpp"
 #include "hp/error.hpp"
 
 namespace hp::comm {
-
-enum class ReduceOp : uint8_t { kSum, kAvg, kMax, kMin };
-const char* reduce_op_name(ReduceOp op);
 
 // Default for Work::wait and blocking helpers; callers should pass their own.
 inline constexpr std::chrono::milliseconds kDefaultTimeout{300000};

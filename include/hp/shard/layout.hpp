@@ -7,14 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "hp/comm/reduce_op.hpp"
 #include "hp/shape.hpp"
 #include "hp/shard/mesh.hpp"
 
 namespace hp::shard {
 
-// How partial values on a mesh axis combine into the logical value.
-enum class ReduceOp { kSum, kMax, kMin };
-std::string reduce_op_name(ReduceOp op);  // "sum", "max", "min"
+// How partial values on a mesh axis combine into the logical value: sum, max or min (the
+// communicators' ReduceOp; a layout is never partial by average).
+using comm::reduce_op_name;
+using comm::ReduceOp;
 
 struct Layout {
   // dims[d]: mesh axes splitting tensor dim d, outermost first; empty: replicated along d.
