@@ -80,8 +80,11 @@ constexpr size_t kHugePage = size_t(2) << 20;
 
 static void* system_alloc(size_t rounded) {
   if (rounded < kHugePage) return std::aligned_alloc(64, rounded);
-  void* p = std::aligned_alloc(kHugePage, rounded);
-  if (p) madvise(p, rounded / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only
+  // posix_memalign, not aligned_alloc: C11 requires aligned_alloc's size to be a multiple of the
+  // alignment (ASan enforces it), and these sizes are multiples of 64 only.
+  void* p = nullptr;
+  if (posix_memalign(&p, kHugePage, rounded) != 0) return nullptr;
+  madvise(p, rounded / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice only
   return p;
 }
 

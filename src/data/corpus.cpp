@@ -83,7 +83,7 @@ std::string lzw_decode(std::span<const uint8_t> in, int max_bits, bool block_mod
       }
       const size_t take = std::min(size_t(n_bits), in.size() - pos);
       std::memset(group, 0, sizeof(group));
-      std::memcpy(group, in.data() + pos, take);
+      if (take > 0) std::memcpy(group, in.data() + pos, take);  // an empty span may be null
       pos += take;
       offset = 0;
       size = int64_t(take) * 8 - (n_bits - 1);
