@@ -5,6 +5,7 @@
 #include "hp/comm/bench.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +37,15 @@ struct BenchOptions {
   int warmup = 3;
 };
 
+// A whole decimal count >= 1 (no sign, hex or trailing text), naming the option otherwise.
+int count_arg(const std::string& s, const std::string& what) {
+  int v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  HP_CHECK(ec == std::errc() && end == s.data() + s.size() && v >= 1, "[bench] ", what,
+           " must be a whole number >= 1, got '", s, "'");
+  return v;
+}
+
 BenchOptions parse(const std::vector<std::string>& args) {
   BenchOptions o;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -44,26 +54,32 @@ BenchOptions parse(const std::vector<std::string>& args) {
       HP_CHECK(i + 1 < args.size(), "[bench] ", a, " needs a value");
       return args[++i];
     };
-    if (a == "--backend")
-      o.backend = value();
-    else if (a == "--ranks")
-      o.ranks = std::stoi(value());
-    else if (a == "--min-bytes")
+    if (a == "--devices") {  // the launcher convention of every hp command
+      const std::string d = value();
+      if (d == "mpi") {
+        o.backend = "mpi";
+      } else if (d.rfind("threads:", 0) == 0) {
+        o.backend = "threads";
+        o.ranks = count_arg(d.substr(8), "--devices threads:N");
+      } else {
+        throw Error("[bench] --devices must be threads:N or mpi, got '" + d + "'");
+      }
+    } else if (a == "--min-bytes")
       o.min_bytes = hp::parse_bytes(value(), "[bench] --min-bytes");
     else if (a == "--max-bytes")
       o.max_bytes = hp::parse_bytes(value(), "[bench] --max-bytes");
     else if (a == "--iters")
-      o.iters = std::stoi(value());
+      o.iters = count_arg(value(), "--iters");
     else if (a == "--warmup")
-      o.warmup = std::stoi(value());
+      o.warmup = count_arg(value(), "--warmup");
     else if (a == "-h" || a == "--help") {
       o.backend = "help";
     } else {
       throw Error(detail::cat("[bench] unknown argument '", a, "'"));
     }
   }
-  HP_CHECK(o.ranks >= 1 && o.iters >= 1 && o.min_bytes >= 4 && o.min_bytes <= o.max_bytes,
-           "[bench] need --ranks >= 1, --iters >= 1, 4 <= --min-bytes <= --max-bytes");
+  HP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes,
+           "[bench] need 4 <= --min-bytes <= --max-bytes");
   return o;
 }
 
@@ -262,10 +278,10 @@ int bench_main(const std::vector<std::string>& args) {
   BenchOptions o = parse(args);
   if (o.backend == "help") {
     std::printf(
-        "usage: hp bench comm --backend threads|mpi [--ranks N] [--min-bytes B] [--max-bytes B]\n"
+        "usage: hp bench comm [--devices threads:N|mpi] [--min-bytes B] [--max-bytes B]\n"
         "                     [--iters K] [--warmup W]\n"
-        "  threads: N ranks as threads of this process (default 4)\n"
-        "  mpi:     run under mpirun, one rank per process (--ranks is ignored)\n");
+        "  threads:N: N ranks as threads of this process (default threads:4)\n"
+        "  mpi:       run under mpirun, one rank per process\n");
     return 0;
   }
   if (o.backend == "threads") return bench_threads(o);

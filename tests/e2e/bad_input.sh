@@ -99,4 +99,11 @@ if unshare -rm true 2>/dev/null; then
     unshare -rm sh -c 'mount --bind -o ro "$1" "$1" && shift && exec "$@"' sh "$WORK/ro" \
     timeout 60 "$HP" train --model gpt2-tiny "${tiny[@]}" --optimizer-state disk --offload-dir "$WORK/ro"
 fi
+# hp bench comm takes the launcher convention of every command (--devices), and nothing else.
+hp bench comm --devices threads:2 --min-bytes 4K --max-bytes 4K --iters 1 --warmup 1 \
+  > "$WORK/comm.txt" || fail "hp bench comm --devices threads:2"
+grep -q "^all_reduce  *4096 " "$WORK/comm.txt" || fail "hp bench comm printed no all_reduce row"
+expect_fail "unknown argument '--backend'" hp bench comm --backend threads
+expect_fail "--devices must be threads:N or mpi" hp bench comm --devices gpu
+expect_fail "threads:N must be a whole number >= 1, got '0x2'" hp bench comm --devices threads:0x2
 echo "bad_input: ok"

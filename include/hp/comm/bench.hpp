@@ -7,8 +7,8 @@
 
 namespace hp::comm {
 
-// args: --backend threads|mpi [--ranks N] [--min-bytes B] [--max-bytes B] [--iters K]
-// [--warmup W] (sizes accept K/M/G suffixes). Prints a table to stdout; returns an exit code.
+// args: [--devices threads:N|mpi] [--min-bytes B] [--max-bytes B] [--iters K] [--warmup W]
+// (sizes as hp::parse_bytes reads them). Prints a table to stdout; returns an exit code.
 int bench_main(const std::vector<std::string>& args);
 
 }  // namespace hp::comm
