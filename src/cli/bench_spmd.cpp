@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "cli/args.hpp"
 #include "cli/devices.hpp"
@@ -29,7 +30,7 @@ RunResult run_strategy(const io::ModelConfig& cfg, const train::TrainOptions& op
                        const Devices& dev, const std::string& strategy, bool overlap,
                        const io::TensorMap& params,
                        const std::vector<std::pair<Tensor, Tensor>>& batches) {
-  auto plan = plan_for(cfg, strategy, dev, opt.batch, opt.seq);
+  auto plan = plan_for(cfg, strategy, dev, opt.batch, opt.seq, opt.threads);
   plan->lower.overlap = overlap;
   RunResult res;
   std::vector<double> blocked(size_t(dev.count), 0);
@@ -92,8 +93,9 @@ int bench_spmd(const std::vector<std::string>& argv) {
   const std::string n = std::to_string(dev.count);
   RunResult sync = run_strategy(cfg, ropt, dev, "dp" + n, false, params, batches);
   RunResult ovl = run_strategy(cfg, ropt, dev, "dp" + n, true, params, batches);
-  RunResult tp = run_strategy(cfg, ropt, dev, "tp" + n, true, params, batches);
-  RunResult sp = run_strategy(cfg, ropt, dev, "tp" + n + "+sp", true, params, batches);
+  const bool auto_overlap = overlap_pays(dev, ropt.threads);  // what hp train would choose here
+  RunResult tp = run_strategy(cfg, ropt, dev, "tp" + n, auto_overlap, params, batches);
+  RunResult sp = run_strategy(cfg, ropt, dev, "tp" + n + "+sp", auto_overlap, params, batches);
   const double tok = double(opt.batch * opt.seq);
   const double hidden = sync.blocked_s > 0 ? 1.0 - ovl.blocked_s / sync.blocked_s : 0;
   std::printf("%-34s %10s %12s %14s %12s\n", "run", "step ms", "tokens/s", "blocked ms/step",
@@ -109,11 +111,14 @@ int bench_spmd(const std::vector<std::string>& argv) {
               (long long)sync.collectives);
   std::printf("%-34s %10.1f %12.0f %14.2f %12lld\n", (dp + ", overlap").c_str(), 1e3 * ovl.step_s,
               tok / ovl.step_s, 1e3 * ovl.blocked_s, (long long)ovl.collectives);
-  for (const auto& [name, r] : {std::pair<std::string, const RunResult&>{"tp" + n, tp},
-                                {"tp" + n + "+sp", sp}})
+  for (const auto& [name, r] :
+       {std::pair<std::string, const RunResult&>{"tp" + n, tp}, {"tp" + n + "+sp", sp}})
     std::printf("%-34s %10.1f %12.0f %14.2f %12lld\n",
                 (name + " threads:" + n + " x " + std::to_string(ropt.threads) + " thread").c_str(),
                 1e3 * r.step_s, tok / r.step_s, 1e3 * r.blocked_s, (long long)r.collectives);
+  std::printf("default here (overlap_pays): overlap %s (%d ranks x %d thread(s), %u cores)\n",
+              auto_overlap ? "on" : "off", dev.count, ropt.threads,
+              std::thread::hardware_concurrency());
   std::printf(
       "{\"bench\": \"spmd\", \"one_tokens_per_s\": %.1f, \"dp_tokens_per_s\": %.1f, "
       "\"dp_sync_tokens_per_s\": %.1f, \"ratio\": %.3f, \"comm_s_per_step\": %.5f, "

@@ -222,9 +222,9 @@ int cmd_check(const std::vector<std::string>& argv) {
   io::TensorMap grads0, final_params;
   if (a.has("devices") || a.has("strategy")) {  // on a mesh of devices
     Devices dev = parse_devices(a.str("devices", "threads:1"));
-    auto plan =
-        plan_for(cfg, a.str("strategy", "dp" + std::to_string(dev.count)), dev, opt.batch, opt.seq);
     opt.threads = int(a.i64("threads", 1));
+    auto plan = plan_for(cfg, a.str("strategy", "dp" + std::to_string(dev.count)), dev, opt.batch,
+                         opt.seq, opt.threads);
     auto res = run_distributed(
         *plan, dev, params, opt, std::vector<std::pair<Tensor, Tensor>>(size_t(steps), {x, y}),
         [](int64_t s, const train::StepResult& r) {

@@ -1,9 +1,11 @@
 // Device worlds and strategies for the hp subcommands.
 #include "cli/devices.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "hp/comm/threads.hpp"
 #include "hp/error.hpp"
@@ -59,12 +61,20 @@ shard::Topology planning_topology() {
   return shard::Topology::uniform(20e9, 5e-6, "threads");
 }
 
+bool overlap_pays(const Devices& dev, int threads_per_rank) {
+  if (dev.kind == "mpi") return true;
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return int64_t(dev.count) * threads_per_rank < cores;
+}
+
 std::unique_ptr<train::SpmdPlan> plan_for(const io::ModelConfig& cfg, const std::string& strategy,
-                                          const Devices& dev, int64_t batch, int64_t seq) {
+                                          const Devices& dev, int64_t batch, int64_t seq,
+                                          int threads_per_rank) {
   shard::Strategy s = strategy_for(strategy, dev.count);
   HP_CHECK(s.mesh.size() == dev.count, "strategy ", s.file, " uses ", s.mesh.size(),
            " devices but --devices gives ", dev.count);
   auto plan = train::plan_spmd(cfg, s, batch, seq, planning_topology());
+  plan->lower.overlap = overlap_pays(dev, threads_per_rank);
   if (dev.rank == 0)
     for (const auto& w : plan->prop.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   return plan;

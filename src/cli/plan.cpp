@@ -74,7 +74,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
   if (off.enabled() && one_device)
     return plan_offload_step(cfg, batch, seq, off, threads, a.flag("explain"));
   Devices dev = parse_devices(a.str("devices", "threads:1"));
-  auto plan = plan_for(cfg, a.str("strategy"), dev, batch, seq);
+  auto plan = plan_for(cfg, a.str("strategy"), dev, batch, seq, threads);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;
   std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", io::architecture_name(cfg.arch),

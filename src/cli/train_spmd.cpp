@@ -56,7 +56,7 @@ int train_spmd(const Args& a, const io::ModelConfig& cfg, train::TrainOptions op
     opt.threads = int(std::max<int64_t>(
         1, int64_t(std::thread::hardware_concurrency()) / (dev.kind == "mpi" ? 1 : dev.count)));
   const std::string strategy = a.str("strategy", "dp" + std::to_string(dev.count));
-  auto plan = plan_for(cfg, strategy, dev, opt.batch, opt.seq);
+  auto plan = plan_for(cfg, strategy, dev, opt.batch, opt.seq, opt.threads);
   const bool lead_process = dev.rank == 0;
   const bool json = a.flag("json");
   FILE* human = json ? stderr : stdout;
