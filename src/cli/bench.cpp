@@ -3,10 +3,8 @@
 
 #include "cli/args.hpp"
 #include "hp/error.hpp"
-#include "hp/memory/bench.hpp"
-#ifdef HP_HAVE_COMM
 #include "hp/comm/bench.hpp"
-#endif
+#include "hp/memory/bench.hpp"
 
 namespace hp::cli {
 
@@ -17,9 +15,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "spmd") return bench_spmd(rest);
   if (argv[0] == "offload") return memory::bench_main(rest);
-#ifdef HP_HAVE_COMM
   if (argv[0] == "comm") return comm::bench_main(rest);
-#endif
   throw Error("unknown benchmark '" + argv[0] + "'");
 }
 
