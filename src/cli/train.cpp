@@ -102,6 +102,62 @@ std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const st
   return std::make_unique<data::BatchLoader>(split.train, lo);
 }
 
+// The step's options from the command line (and the YAML applied to it), with their defaults.
+train::TrainOptions train_options(const Args& a, const io::ModelConfig& cfg, int64_t steps) {
+  train::TrainOptions opt;
+  opt.batch = a.i64("batch", 8);
+  opt.seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
+  opt.threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
+  opt.adam.lr = a.f64("lr", 3e-4);
+  opt.adam.beta1 = a.f64("beta1", 0.9);
+  opt.adam.beta2 = a.f64("beta2", 0.95);
+  opt.adam.eps = a.f64("eps", 1e-8);
+  opt.adam.weight_decay = a.f64("weight-decay", 0.1);
+  opt.clip = a.f64("clip", 1.0);
+  opt.schedule.warmup = a.i64("warmup", 0);
+  opt.schedule.total = steps;
+  opt.schedule.min_ratio = a.f64("min-lr-ratio", 0.1);
+  return opt;
+}
+
+// Fail fast: a model that cannot fit would otherwise be allocated tensor by tensor until the
+// kernel kills the process. A lower bound whatever the strategy: every process holds the full
+// parameters; one process (threads, or one device) also holds the gradients, AdamW's two moments
+// (unless on disk) and the step's logits.
+void check_fits(const io::ModelConfig& cfg, const train::TrainOptions& opt,
+                const memory::OffloadOptions& off, bool mpi) {
+  const int64_t n = cfg.parameter_count();
+  const int64_t per_param = mpi ? 4 : off.optimizer_state == Tier::kDisk ? 8 : 16;
+  const int64_t logits =
+      mpi ? 0 : checked_mul(checked_mul(opt.batch, opt.seq), checked_mul(cfg.vocab, 4));
+  check_fits_in_memory(uint64_t(checked_add(checked_mul(n, per_param), logits)),
+                       std::string(io::architecture_name(cfg.arch)) + " with " + std::to_string(n) +
+                           " parameters: its parameters" +
+                           (mpi ? "" : ", gradients, AdamW state and logits"));
+}
+
+// Loads the latest checkpoint of `dir` into the trainer and the data position; returns its step
+// (0 when there is none and that is allowed). Names and shapes are checked against the model,
+// naming the file, before any copy.
+int64_t resume(const io::ModelConfig& cfg, const std::string& dir, bool optional, LoopTrainer& tr,
+               data::BatchSource& src, FILE* human) {
+  auto ck = io::load_latest(dir);
+  HP_CHECK(ck || optional, "--resume: no checkpoint in ", dir);
+  if (!ck) return 0;
+  const std::string step_dir = dir + "/" + io::checkpoint_dir_name(ck->step);
+  const io::TensorMap model =
+      nn::adopt_params(cfg, std::move(ck->model), step_dir + "/model.safetensors");
+  for (auto& [name, t] : tr.params()) const_cast<Tensor&>(t).copy_from(model.at(name));
+  try {
+    tr.load_optimizer_state(ck->optimizer, ck->step);
+  } catch (const Error& e) {
+    throw Error(step_dir + "/optimizer.safetensors: " + e.what());
+  }
+  src.set_position(data::LoaderPosition::from_json(ck->data));
+  std::fprintf(human, "resumed from %s/step-%lld\n", dir.c_str(), (long long)ck->step);
+  return ck->step;
+}
+
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& argv) {
@@ -120,20 +176,8 @@ int cmd_train(const std::vector<std::string>& argv) {
   const size_t rss0 = max_rss_bytes();  // before the model exists (as the PyTorch baseline does)
 
   io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-kjv"));
-  train::TrainOptions opt;
-  opt.batch = a.i64("batch", 8);
-  opt.seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
-  opt.threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
-  opt.adam.lr = a.f64("lr", 3e-4);
-  opt.adam.beta1 = a.f64("beta1", 0.9);
-  opt.adam.beta2 = a.f64("beta2", 0.95);
-  opt.adam.eps = a.f64("eps", 1e-8);
-  opt.adam.weight_decay = a.f64("weight-decay", 0.1);
-  opt.clip = a.f64("clip", 1.0);
   const int64_t steps = a.i64("steps", 100);
-  opt.schedule.warmup = a.i64("warmup", 0);
-  opt.schedule.total = steps;
-  opt.schedule.min_ratio = a.f64("min-lr-ratio", 0.1);
+  train::TrainOptions opt = train_options(a, cfg, steps);
   if (auto st = strategy_offload_section(a.str("strategy", ""))) {
     HP_CHECK(!offload_yaml, "offload: given in both the config and the strategy; keep one");
     offload_yaml = st;
@@ -143,21 +187,7 @@ int cmd_train(const std::vector<std::string>& argv) {
   const uint64_t seed = uint64_t(a.i64("seed", 1));
   HP_CHECK(opt.batch > 0 && opt.seq > 0 && steps >= 0 && accum >= 1 && opt.threads >= 1,
            "batch, seq, threads and grad-accum must be positive");
-  {
-    // Fail fast: a model that cannot fit would otherwise be allocated tensor by tensor until the
-    // kernel kills the process. A lower bound whatever the strategy: every process holds the
-    // full parameters; one process (threads, or one device) also holds the gradients, AdamW's
-    // two moments (unless on disk) and the step's logits.
-    const bool mpi = a.str("devices", "").rfind("mpi", 0) == 0;
-    const int64_t n = cfg.parameter_count();
-    const int64_t per_param = mpi ? 4 : off.optimizer_state == Tier::kDisk ? 8 : 16;
-    const int64_t logits =
-        mpi ? 0 : checked_mul(checked_mul(opt.batch, opt.seq), checked_mul(cfg.vocab, 4));
-    check_fits_in_memory(uint64_t(checked_add(checked_mul(n, per_param), logits)),
-                         std::string(io::architecture_name(cfg.arch)) + " with " +
-                             std::to_string(n) + " parameters: its parameters" +
-                             (mpi ? "" : ", gradients, AdamW state and logits"));
-  }
+  check_fits(cfg, opt, off, a.str("devices", "").rfind("mpi", 0) == 0);
 
   std::unique_ptr<data::BatchSource> val;
   auto src = make_source(a.str("data", "kjv"), a.str("data-format", "text"), cfg,
@@ -175,25 +205,8 @@ int cmd_train(const std::vector<std::string>& argv) {
                                   : a.flag("resume")  ? "true"
                                                       : a.str("resume-mode", "false");
   int64_t start = 0;
-  if (!ckpt_dir.empty() && resume_mode != "false") {
-    auto ck = io::load_latest(ckpt_dir);
-    HP_CHECK(ck || resume_mode == "auto", "--resume: no checkpoint in ", ckpt_dir);
-    if (ck) {
-      // Names and shapes are checked against the model, naming the file, before any copy.
-      const std::string step_dir = ckpt_dir + "/" + io::checkpoint_dir_name(ck->step);
-      const io::TensorMap model =
-          nn::adopt_params(cfg, std::move(ck->model), step_dir + "/model.safetensors");
-      for (auto& [name, t] : tr->params()) const_cast<Tensor&>(t).copy_from(model.at(name));
-      try {
-        tr->load_optimizer_state(ck->optimizer, ck->step);
-      } catch (const Error& e) {
-        throw Error(step_dir + "/optimizer.safetensors: " + e.what());
-      }
-      src->set_position(data::LoaderPosition::from_json(ck->data));
-      start = ck->step;
-      std::fprintf(human, "resumed from %s/step-%lld\n", ckpt_dir.c_str(), (long long)start);
-    }
-  }
+  if (!ckpt_dir.empty() && resume_mode != "false")
+    start = resume(cfg, ckpt_dir, resume_mode == "auto", *tr, *src, human);
   auto save = [&](int64_t done) {
     if (ckpt_dir.empty()) return;
     io::Checkpoint ck;
