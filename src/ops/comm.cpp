@@ -9,7 +9,7 @@ namespace hp::ops {
 
 void register_comm(Table& t) {
   OpDef d;
-  d.name = "redistribute";  // attrs: shape (local output), global, from, to, steps (the plan)
+  d.name = "redistribute";  // attrs: shape (local output), plan (index in Lowered::plans)
   d.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     return Types{{at.ints("shape"), in[0].dtype}};
@@ -22,8 +22,8 @@ void register_comm(Table& t) {
   t.push_back(std::move(d));
 
   OpDef st;
-  st.name = "redistribute_start";  // attrs: key; one input: global, from, to, steps; more: axis,
-                                   // reduce (a bucket of all-reduces)
+  st.name = "redistribute_start";  // attrs: key; one input: plan (index in Lowered::plans);
+                                   // more: axis, reduce (a bucket of all-reduces)
   st.infer = [](const Types& in, const Attrs&) {
     HP_CHECK(!in.empty(), "[redistribute_start] needs at least one input");
     return Types{{Shape{}, in[0].dtype}};

@@ -8,8 +8,6 @@
 #include <functional>
 #include <utility>
 
-#include "hp/shard/lower.hpp"
-
 namespace hp::shard {
 
 namespace {
@@ -100,7 +98,34 @@ struct RankComm::Move {
   int readers = 1;              // wait nodes still to read it
 };
 
+// The kernels of one lowered graph's communication nodes, with that graph's plan table.
+class RankComm::Runner final : public ir::CommRunner {
+ public:
+  Runner(RankComm& rc, const std::vector<Plan>& plans) : rc_(rc), plans_(plans) {}
+  void run(ir::KernelArgs& k) override { rc_.run(k, plan(k)); }
+  void start(ir::KernelArgs& k) override {
+    rc_.start(k, k.node.attrs.has("plan") ? &plan(k) : nullptr);
+  }
+  void finish(ir::KernelArgs& k) override { rc_.finish(k); }
+
+ private:
+  const Plan& plan(const ir::KernelArgs& k) const {
+    const int64_t i = k.node.attrs.i("plan");
+    HP_CHECK(i >= 0 && size_t(i) < plans_.size(), "[shard] ", k.node.def->name, " names plan ", i,
+             " but the graph was lowered with ", plans_.size());
+    return plans_[size_t(i)];
+  }
+
+  RankComm& rc_;
+  const std::vector<Plan>& plans_;
+};
+
 RankComm::~RankComm() = default;
+
+ir::CommRunner& RankComm::runner(const std::vector<Plan>& plans) {
+  runners_.push_back(std::make_unique<Runner>(*this, plans));
+  return *runners_.back();
+}
 
 void RankComm::wait_work(comm::Work& w) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -244,23 +269,21 @@ Tensor RankComm::move(const Tensor& local, const Shape& global, const Layout& fr
   return out;
 }
 
-void RankComm::run(ir::KernelArgs& k) {
-  const ir::Attrs& at = k.node.attrs;
-  Tensor r = move(*k.in[0], at.ints("global"), Layout::parse(at.s("from")),
-                  Layout::parse(at.s("to")), decode_steps(at.s("steps")));
+void RankComm::run(ir::KernelArgs& k, const Plan& plan) {
+  Tensor r = move(*k.in[0], plan.shape, plan.from, plan.to, plan.steps);
   HP_CHECK(r.shape() == k.out[0]->shape(), "[shard] redistribute produced ", shape_str(r.shape()),
            ", the node needs ", shape_str(k.out[0]->shape()));
   if (r.nbytes()) std::memcpy(k.out[0]->raw(), r.raw(), r.nbytes());
 }
 
-void RankComm::start(ir::KernelArgs& k) {
+void RankComm::start(ir::KernelArgs& k, const Plan* plan) {
   const ir::Attrs& at = k.node.attrs;
   const int64_t key = at.i("key");
   HP_CHECK(!pending_.count(key), "[shard] redistribution ", key, " started twice");
   std::unique_ptr<Move> m;
-  if (k.in.size() == 1 && !at.has("axis")) {
-    m = begin_move(*k.in[0], at.ints("global"), Layout::parse(at.s("from")),
-                   Layout::parse(at.s("to")), decode_steps(at.s("steps")));
+  if (plan) {
+    HP_CHECK(k.in.size() == 1, "[shard] redistribution ", key, " of ", k.in.size(), " inputs");
+    m = begin_move(*k.in[0], plan->shape, plan->from, plan->to, plan->steps);
     advance(*m, true);
   } else {  // a bucket: every input all-reduced along one axis in one collective
     m = std::make_unique<Move>();

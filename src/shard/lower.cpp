@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "hp/ir/op_def.hpp"
 
@@ -115,232 +116,220 @@ class Localizing final : public ir::LocalizeCtx {
   std::map<std::pair<ValueId, std::string>, ValueId>& made_;
 };
 
-}  // namespace
+// Redistributions started by a "redistribute_start" node: the placeholder it returns, which the
+// matching wait node reads.
+struct Started {
+  int64_t key;
+  ValueId token;
+  int64_t index;  // piece of a bucket
+  Shape shape;    // local result
+};
 
-std::string encode_steps(const Plan& plan) {
-  std::ostringstream os;
-  for (size_t k = 0; k < plan.steps.size(); ++k) {
-    const Step& s = plan.steps[k];
-    os << (k ? ";" : "") << step_kind_name(s.kind) << "|" << s.axis << "|" << s.dim << "|"
-       << s.src_dim << "|" << s.before.str() << "|" << s.after.str();
+// Gradient buckets: single all-reduces along one axis, started together once full.
+struct Bucket {
+  std::string axis;
+  ReduceOp reduce = ReduceOp::kSum;
+  DType dtype = DType::kF32;
+  std::vector<ValueId> locals;
+  std::vector<int> outs;  // output indices
+  std::vector<Shape> shapes;
+  size_t bytes = 0;
+};
+
+// A value moved into a layout: (global value, target layout, a parameter in the backward).
+using MoveKey = std::tuple<ValueId, std::string, bool>;
+
+// One rank's lowering; run() calls the phases in order: where overlapped gathers start, the
+// sources, every live node (its inputs, its localize hook, its outputs), the graph outputs.
+class Lowering {
+ public:
+  Lowering(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt)
+      : g_(g), p_(p), rank_(rank), opt_(opt), mesh_(p.mesh) {
+    L_.rank = rank;
+    L_.graph = std::make_unique<ir::Graph>();
+    L_.map.assign(g.values().size(), -1);
+    for (const auto& r : p.redistributions) {
+      if (r.node >= 0)
+        at_input_[{r.node, r.input}] = &r;
+      else if (r.input < 0)
+        forced_[r.value] = &r;
+      else
+        at_output_[r.input] = &r;
+    }
+    for (size_t k = 0; k < p.outputs.size(); ++k) output_index_[p.outputs[k]].push_back(int(k));
   }
-  return os.str();
-}
 
-std::vector<Step> decode_steps(const std::string& text) {
-  std::vector<Step> out;
-  if (text.empty()) return out;
-  std::stringstream ss(text);
-  std::string item;
-  const StepKind kinds[] = {StepKind::kSlice,         StepKind::kMakePartial, StepKind::kAllGather,
-                            StepKind::kReduceScatter, StepKind::kAllReduce,   StepKind::kAllToAll,
-                            StepKind::kSendRecv};
-  while (std::getline(ss, item, ';')) {
-    std::vector<std::string> f;
-    std::stringstream fs(item);
-    std::string x;
-    while (std::getline(fs, x, '|')) f.push_back(x);
-    if (item.back() == '|') f.push_back("");
-    HP_CHECK(f.size() == 6, "[shard] bad step '", item, "'");
-    Step s;
-    bool found = false;
-    for (StepKind k : kinds)
-      if (step_kind_name(k) == f[0]) s.kind = k, found = true;
-    HP_CHECK(found, "[shard] unknown step kind '", f[0], "'");
-    s.axis = f[1];
-    s.dim = std::stoll(f[2]);
-    s.src_dim = std::stoll(f[3]);
-    s.before = Layout::parse(f[4]);
-    s.after = Layout::parse(f[5]);
-    out.push_back(std::move(s));
+  Lowered run() {
+    if (opt_.overlap) schedule_param_gathers();
+    lower_sources();
+    for (size_t ni = 0; ni < g_.nodes().size(); ++ni)
+      if (p_.live[ni]) lower_node(ni);
+    lg().set_scope("");
+    flush();
+    lower_outputs();
+    return std::move(L_);
   }
-  return out;
-}
 
-Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt) {
-  Lowered L;
-  L.rank = rank;
-  L.graph = std::make_unique<ir::Graph>();
-  ir::Graph& lg = *L.graph;
-  L.map.assign(g.values().size(), -1);
-  const Mesh& mesh = p.mesh;
+ private:
+  ir::Graph& lg() { return *L_.graph; }
 
-  std::map<std::pair<NodeId, int>, const Redistribution*> at_input;
-  std::map<ValueId, const Redistribution*> forced;
-  std::map<int, const Redistribution*> at_output;
-  for (const auto& r : p.redistributions) {
-    if (r.node >= 0)
-      at_input[{r.node, r.input}] = &r;
-    else if (r.input < 0)
-      forced[r.value] = &r;
-    else
-      at_output[r.input] = &r;
+  // The plan's index in the table the communication nodes refer to.
+  int64_t add_plan(const Plan& plan) {
+    L_.plans.push_back(plan);
+    ++L_.collectives;
+    return int64_t(L_.plans.size()) - 1;
   }
-  auto emit_as = [&](const ir::TensorType& t, ValueId local_v, const Plan& plan) -> ValueId {
+
+  // A "redistribute" node moving local value `local_v` (of global type `t`) as `plan` says.
+  ValueId emit(const ir::TensorType& t, ValueId local_v, const Plan& plan) {
+    HP_CHECK(plan.shape == t.shape, "[shard] a plan for ", shape_str(plan.shape), " moves ",
+             shape_str(t.shape));
     ir::Attrs at;
-    at.set("shape", local_shape(t.shape, plan.to, mesh, rank));
-    at.set("global", t.shape);
-    at.set("from", plan.from.str());
-    at.set("to", plan.to.str());
-    at.set("steps", encode_steps(plan));
-    ++L.collectives;
-    return lg.apply1("redistribute", {lg.var(local_v)}, at).id;
-  };
-  auto emit = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> ValueId {
-    return emit_as(g.value(global_v).type, local_v, plan);
-  };
+    at.set("shape", local_shape(t.shape, plan.to, mesh_, rank_));
+    at.set("plan", add_plan(plan));
+    return lg().apply1("redistribute", {lg().var(local_v)}, at).id;
+  }
+  ValueId emit(ValueId global_v, ValueId local_v, const Plan& plan) {
+    return emit(g_.value(global_v).type, local_v, plan);
+  }
+
   // Collectives an op's localize hook adds (vocabulary-parallel loss, target counts): one
   // collective each, planned alike on every rank.
-  const Topology flat = Topology::uniform(1e9, 1e-6);
-  const MoveFn moved_to = [&](const ir::TensorType& t, ValueId local_v, const Layout& from,
-                              const Layout& to) -> ValueId {
-    return emit_as(t, local_v, plan_redistribution(t.shape, 4, from, to, mesh, flat));
-  };
-  // Values hooks make once per input value (the target count both losses read).
-  std::map<std::pair<ValueId, std::string>, ValueId> made;
+  ValueId moved_to(const ir::TensorType& t, ValueId local_v, const Layout& from, const Layout& to) {
+    return emit(t, local_v, plan_redistribution(t.shape, 4, from, to, mesh_, flat_));
+  }
 
-  // Split form: start nodes return a placeholder the matching wait node reads.
-  int64_t next_key = 0;
-  struct Started {
-    int64_t key;
-    ValueId token;
-    int64_t index;  // piece of a bucket
-    Shape shape;    // local result
-  };
-  auto emit_start = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> Started {
-    const auto& t = g.value(global_v).type;
+  // Split form: the start node, and the wait node that yields its result.
+  Started emit_start(ValueId global_v, ValueId local_v, const Plan& plan) {
+    const auto& t = g_.value(global_v).type;
+    HP_CHECK(plan.shape == t.shape, "[shard] a plan for ", shape_str(plan.shape), " moves ",
+             shape_str(t.shape));
     ir::Attrs at;
-    at.set("key", next_key);
-    at.set("global", t.shape);
-    at.set("from", plan.from.str());
-    at.set("to", plan.to.str());
-    at.set("steps", encode_steps(plan));
-    ++L.collectives;
-    ValueId tok = lg.apply1("redistribute_start", {lg.var(local_v)}, at).id;
-    return {next_key++, tok, 0, local_shape(t.shape, plan.to, mesh, rank)};
-  };
-  auto emit_wait = [&](const Started& s) -> ValueId {
+    at.set("key", next_key_);
+    at.set("plan", add_plan(plan));
+    ValueId tok = lg().apply1("redistribute_start", {lg().var(local_v)}, at).id;
+    return {next_key_++, tok, 0, local_shape(t.shape, plan.to, mesh_, rank_)};
+  }
+  ValueId emit_wait(const Started& s) {
     ir::Attrs at;
     at.set("key", s.key);
     at.set("index", s.index);
     at.set("shape", s.shape);
-    return lg.apply1("redistribute_wait", {lg.var(s.token)}, at).id;
-  };
-  // Gradient buckets: single all-reduces along one axis, started together once full.
-  struct Bucket {
-    std::string axis;
-    ReduceOp reduce = ReduceOp::kSum;
-    DType dtype = DType::kF32;
-    std::vector<ValueId> locals;
-    std::vector<int> outs;  // output indices
-    std::vector<Shape> shapes;
-    size_t bytes = 0;
-  } bucket;
-  std::map<int, Started> out_started;  // output index -> its start
-  auto flush = [&] {
-    if (bucket.locals.empty()) return;
+    return lg().apply1("redistribute_wait", {lg().var(s.token)}, at).id;
+  }
+
+  // Starts the bucket's all-reduces as one collective.
+  void flush() {
+    if (bucket_.locals.empty()) return;
     ir::Attrs at;
-    at.set("key", next_key);
-    at.set("axis", bucket.axis);
-    at.set("reduce", int64_t(bucket.reduce));
+    at.set("key", next_key_);
+    at.set("axis", bucket_.axis);
+    at.set("reduce", int64_t(bucket_.reduce));
     std::vector<ir::Var> ins;
-    for (ValueId v : bucket.locals) ins.push_back(lg.var(v));
-    ++L.collectives;
-    ValueId tok = lg.apply1("redistribute_start", ins, at).id;
-    for (size_t i = 0; i < bucket.outs.size(); ++i)
-      out_started[bucket.outs[i]] = {next_key, tok, int64_t(i), bucket.shapes[i]};
-    ++next_key;
-    bucket = Bucket{};
-  };
-  std::map<ValueId, std::vector<int>> output_index;  // produced value -> its output indices
-  for (size_t k = 0; k < p.outputs.size(); ++k) output_index[p.outputs[k]].push_back(int(k));
-  auto start_output = [&](ValueId v, ValueId lv) {  // right after v is produced
-    auto oi = output_index.find(v);
-    if (!opt.overlap || oi == output_index.end()) return;
+    for (ValueId v : bucket_.locals) ins.push_back(lg().var(v));
+    ++L_.collectives;
+    ValueId tok = lg().apply1("redistribute_start", ins, at).id;
+    for (size_t i = 0; i < bucket_.outs.size(); ++i)
+      out_started_[bucket_.outs[i]] = {next_key_, tok, int64_t(i), bucket_.shapes[i]};
+    ++next_key_;
+    bucket_ = Bucket{};
+  }
+
+  // With overlap, the redistributions of graph output `v` (local `lv`) start right after it is
+  // produced: single all-reduces into the bucket, others on their own.
+  void start_output(ValueId v, ValueId lv) {
+    auto oi = output_index_.find(v);
+    if (!opt_.overlap || oi == output_index_.end()) return;
     for (int k : oi->second) {
-      auto it = at_output.find(k);
-      if (it == at_output.end() || !communicates(it->second->plan)) continue;
+      auto it = at_output_.find(k);
+      if (it == at_output_.end() || !communicates(it->second->plan)) continue;
       const Plan& plan = it->second->plan;
-      const auto& t = g.value(v).type;
-      if (plan.steps.size() == 1 && plan.steps[0].kind == StepKind::kAllReduce) {
-        const Step& s = plan.steps[0];
-        if (!bucket.locals.empty() &&
-            (bucket.axis != s.axis || bucket.reduce != plan.from.reduce || bucket.dtype != t.dtype))
-          flush();
-        bucket.axis = s.axis;
-        bucket.reduce = plan.from.reduce;
-        bucket.dtype = t.dtype;
-        bucket.locals.push_back(lv);
-        bucket.outs.push_back(k);
-        Shape ls = local_shape(t.shape, plan.to, mesh, rank);
-        bucket.bytes += byte_count(ls, dtype_size(t.dtype));
-        bucket.shapes.push_back(std::move(ls));
-        if (bucket.bytes >= opt.bucket_bytes) flush();
-      } else {
-        out_started[k] = emit_start(v, lv, plan);
+      const auto& t = g_.value(v).type;
+      if (plan.steps.size() != 1 || plan.steps[0].kind != StepKind::kAllReduce) {
+        out_started_[k] = emit_start(v, lv, plan);
+        continue;
       }
+      const Step& s = plan.steps[0];
+      if (!bucket_.locals.empty() &&
+          (bucket_.axis != s.axis || bucket_.reduce != plan.from.reduce ||
+           bucket_.dtype != t.dtype))
+        flush();
+      bucket_.axis = s.axis;
+      bucket_.reduce = plan.from.reduce;
+      bucket_.dtype = t.dtype;
+      bucket_.locals.push_back(lv);
+      bucket_.outs.push_back(k);
+      Shape ls = local_shape(t.shape, plan.to, mesh_, rank_);
+      bucket_.bytes += byte_count(ls, dtype_size(t.dtype));
+      bucket_.shapes.push_back(std::move(ls));
+      if (bucket_.bytes >= opt_.bucket_bytes) flush();
     }
-  };
+  }
+
   // Parameter gathers started one layer ahead: the first use of each (value, layout, backward),
   // and the runs of consecutive live nodes in one layer.
-  using Key = std::tuple<ValueId, std::string, bool>;
-  std::map<Key, Started> param_started;
-  std::map<size_t, std::vector<std::pair<Key, const Redistribution*>>> start_before;
-  if (opt.overlap) {
+  void schedule_param_gathers() {
     std::vector<size_t> run_first;  // first node of each run
     std::string prev = "\x01";
-    std::map<Key, std::pair<size_t, const Redistribution*>> first_use;  // key -> (run, redist)
-    for (size_t ni = 0; ni < g.nodes().size(); ++ni) {
-      if (!p.live[ni]) continue;
-      const auto& n = g.node(NodeId(ni));
+    std::map<MoveKey, std::pair<size_t, const Redistribution*>> first_use;  // -> (run, redist)
+    for (size_t ni = 0; ni < g_.nodes().size(); ++ni) {
+      if (!p_.live[ni]) continue;
+      const auto& n = g_.node(NodeId(ni));
       if (std::string l = layer_of(n.scope); l != prev) run_first.push_back(ni), prev = l;
       for (size_t i = 0; i < n.inputs.size(); ++i) {
-        auto it = at_input.find({NodeId(ni), int(i)});
-        if (it == at_input.end() || g.value(n.inputs[i]).kind != ir::ValueKind::kParam ||
+        auto it = at_input_.find({NodeId(ni), int(i)});
+        if (it == at_input_.end() || g_.value(n.inputs[i]).kind != ir::ValueKind::kParam ||
             !communicates(it->second->plan))
           continue;
-        Key key{n.inputs[i], it->second->plan.to.str(), backward_scope(n.scope)};
+        MoveKey key{n.inputs[i], it->second->plan.to.str(), backward_scope(n.scope)};
         first_use.emplace(key, std::make_pair(run_first.size() - 1, it->second));
       }
     }
     for (auto& [key, use] : first_use)
-      start_before[run_first[use.first == 0 ? 0 : use.first - 1]].push_back({key, use.second});
+      start_before_[run_first[use.first == 0 ? 0 : use.first - 1]].push_back({key, use.second});
   }
 
-  for (ValueId v : g.sources()) {
-    const auto& val = g.value(v);
-    L.map[size_t(v)] =
-        lg.input(val.name,
-                 {local_shape(val.type.shape, p.layout[size_t(v)], mesh, rank), val.type.dtype},
-                 val.kind)
-            .id;
+  void lower_sources() {
+    for (ValueId v : g_.sources()) {
+      const auto& val = g_.value(v);
+      const Shape local = local_shape(val.type.shape, p_.layout[size_t(v)], mesh_, rank_);
+      L_.map[size_t(v)] = lg().input(val.name, {local, val.type.dtype}, val.kind).id;
+    }
   }
-  std::map<std::tuple<ValueId, std::string, bool>, ValueId> moved;  // (value, layout, backward)
-  for (size_t ni = 0; ni < g.nodes().size(); ++ni) {
-    if (!p.live[ni]) continue;
-    const auto& n = g.node(NodeId(ni));
-    lg.set_scope(n.scope);
+
+  // Node ni's inputs on this rank, each in the layout the node reads it in: moved once per
+  // (value, layout, backward), or waited for when its gather was started ahead.
+  std::vector<ir::Var> lower_inputs(size_t ni) {
+    const auto& n = g_.node(NodeId(ni));
     const bool bwd = backward_scope(n.scope);
-    if (auto sb = start_before.find(ni); sb != start_before.end())
+    if (auto sb = start_before_.find(ni); sb != start_before_.end())
       for (auto& [key, r] : sb->second)
-        param_started[key] = emit_start(std::get<0>(key), L.map[size_t(std::get<0>(key))], r->plan);
+        param_started_[key] =
+            emit_start(std::get<0>(key), L_.map[size_t(std::get<0>(key))], r->plan);
     std::vector<ir::Var> ins;
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       const ValueId v = n.inputs[i];
-      ValueId lv = L.map[size_t(v)];
+      ValueId lv = L_.map[size_t(v)];
       HP_CHECK(lv >= 0, "[shard] node ", ni, " reads %", v, ", which was not lowered");
-      auto it = at_input.find({NodeId(ni), int(i)});
-      if (it != at_input.end()) {
-        const bool param = g.value(v).kind == ir::ValueKind::kParam;
-        auto key = std::make_tuple(v, it->second->plan.to.str(), param && bwd);
-        auto m = moved.find(key);
-        auto ps = param_started.find(key);
-        lv = m != moved.end()            ? m->second
-             : ps != param_started.end() ? (moved[key] = emit_wait(ps->second))
-                                         : (moved[key] = emit(v, lv, it->second->plan));
+      auto it = at_input_.find({NodeId(ni), int(i)});
+      if (it != at_input_.end()) {
+        const bool param = g_.value(v).kind == ir::ValueKind::kParam;
+        MoveKey key{v, it->second->plan.to.str(), param && bwd};
+        auto m = moved_.find(key);
+        auto ps = param_started_.find(key);
+        lv = m != moved_.end()            ? m->second
+             : ps != param_started_.end() ? (moved_[key] = emit_wait(ps->second))
+                                          : (moved_[key] = emit(v, lv, it->second->plan));
       }
-      ins.push_back(lg.var(lv));
+      ins.push_back(lg().var(lv));
     }
+    return ins;
+  }
+
+  void lower_node(size_t ni) {
+    const auto& n = g_.node(NodeId(ni));
+    lg().set_scope(n.scope);
+    std::vector<ir::Var> ins = lower_inputs(ni);
     // Local attributes, by the op's hook: shapes become local shapes; vocabulary shards and head
     // groups say where this rank's piece lies; a loss over split rows divides by the count of all
     // ranks.
@@ -348,11 +337,11 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     std::vector<Shape> want;
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       const ValueId v = n.outputs[o];
-      auto f = forced.find(v);
-      produced.push_back(f != forced.end() ? f->second->plan.from : p.layout[size_t(v)]);
-      want.push_back(local_shape(g.value(v).type.shape, produced.back(), mesh, rank));
+      auto f = forced_.find(v);
+      produced.push_back(f != forced_.end() ? f->second->plan.from : p_.layout[size_t(v)]);
+      want.push_back(local_shape(g_.value(v).type.shape, produced.back(), mesh_, rank_));
     }
-    Localizing x(g, n, p.in[ni], produced, want, mesh, rank, lg, moved_to, made);
+    Localizing x(g_, n, p_.in[ni], produced, want, mesh_, rank_, lg(), moved_to_fn_, made_);
     x.op = n.def->name;
     x.in = std::move(ins);
     x.attrs = n.attrs;
@@ -360,35 +349,71 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     const std::string& op = x.op;
     std::vector<ir::Var> outs;
     try {
-      outs = lg.apply(op, x.in, x.attrs);
+      outs = lg().apply(op, x.in, x.attrs);
     } catch (const Error& e) {
       throw Error(detail::cat("[shard] lowering node ", ni, " (", op, " in ", n.scope, ") on rank ",
-                              rank, ": ", e.what()));
+                              rank_, ": ", e.what()));
     }
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       HP_CHECK(outs[o].shape() == want[o], "[shard] node ", ni, " (", op, " in ", n.scope,
-               ") on rank ", rank, ": local output ", shape_str(outs[o].shape()),
+               ") on rank ", rank_, ": local output ", shape_str(outs[o].shape()),
                " but its layout gives ", shape_str(want[o]));
       const ValueId v = n.outputs[o];
       ValueId lv = outs[o].id;
-      if (!g.value(v).name.empty()) lg.set_name(lv, g.value(v).name);
-      if (auto f = forced.find(v); f != forced.end()) lv = emit(v, lv, f->second->plan);
-      L.map[size_t(v)] = lv;
+      if (!g_.value(v).name.empty()) lg().set_name(lv, g_.value(v).name);
+      if (auto f = forced_.find(v); f != forced_.end()) lv = emit(v, lv, f->second->plan);
+      L_.map[size_t(v)] = lv;
       start_output(v, lv);
     }
   }
-  lg.set_scope("");
-  flush();
-  for (size_t k = 0; k < p.outputs.size(); ++k) {
-    ValueId lv = L.map[size_t(p.outputs[k])];
-    HP_CHECK(lv >= 0, "[shard] output %", p.outputs[k], " was not lowered");
-    if (auto st = out_started.find(int(k)); st != out_started.end())
-      lv = emit_wait(st->second);
-    else if (auto it = at_output.find(int(k)); it != at_output.end())
-      lv = emit(p.outputs[k], lv, it->second->plan);
-    L.outputs.push_back(lv);
+
+  // The graph outputs in their delivered layouts: waited for when started early, else moved.
+  void lower_outputs() {
+    for (size_t k = 0; k < p_.outputs.size(); ++k) {
+      ValueId lv = L_.map[size_t(p_.outputs[k])];
+      HP_CHECK(lv >= 0, "[shard] output %", p_.outputs[k], " was not lowered");
+      if (auto st = out_started_.find(int(k)); st != out_started_.end())
+        lv = emit_wait(st->second);
+      else if (auto it = at_output_.find(int(k)); it != at_output_.end())
+        lv = emit(p_.outputs[k], lv, it->second->plan);
+      L_.outputs.push_back(lv);
+    }
   }
-  return L;
+
+  const ir::Graph& g_;
+  const Propagation& p_;
+  const int rank_;
+  const LowerOptions& opt_;
+  const Mesh& mesh_;
+  Lowered L_;
+  const Topology flat_ = Topology::uniform(1e9, 1e-6);  // plans for the localize hooks' moves
+  const MoveFn moved_to_fn_ = [this](const ir::TensorType& t, ValueId lv, const Layout& from,
+                                     const Layout& to) { return moved_to(t, lv, from, to); };
+  std::map<std::pair<NodeId, int>, const Redistribution*> at_input_;
+  std::map<ValueId, const Redistribution*> forced_;   // named values the strategy places
+  std::map<int, const Redistribution*> at_output_;    // by output index
+  std::map<ValueId, std::vector<int>> output_index_;  // produced value -> its output indices
+  // Values hooks make once per input value (the target count both losses read).
+  std::map<std::pair<ValueId, std::string>, ValueId> made_;
+  int64_t next_key_ = 0;
+  Bucket bucket_;
+  std::map<int, Started> out_started_;  // output index -> its start
+  std::map<MoveKey, Started> param_started_;
+  std::map<size_t, std::vector<std::pair<MoveKey, const Redistribution*>>> start_before_;
+  std::map<MoveKey, ValueId> moved_;
+};
+
+}  // namespace
+
+Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt) {
+  return Lowering(g, p, rank, opt).run();
+}
+
+std::string Lowered::str() const {
+  std::ostringstream os;
+  os << graph->str();
+  for (size_t i = 0; i < plans.size(); ++i) os << "plan " << i << ": " << plans[i].str();
+  return os.str();
 }
 
 }  // namespace hp::shard

@@ -161,7 +161,7 @@ std::unique_ptr<runtime::Executor> SpmdTrainer::make_executor(
     for (size_t i = 0; i < params_.size(); ++i)
       ex->bind(low.map[size_t(plan_.traced.params[i].id)], params_[i]);
   }
-  ex->set_comm_runner(&rc_);
+  ex->set_comm_runner(&rc_.runner(low.plans));
   return ex;
 }
 

@@ -1,8 +1,9 @@
 // RankComm: one rank's view of the mesh for running SPMD programs — a sub-communicator for every
-// set of mesh axes, the kernels of "redistribute" nodes (each plan step as a collective) and of
-// their split form "redistribute_start"/"redistribute_wait" (the move in flight in between, keyed
-// by the nodes' "key"), and helpers to cut a global tensor into this rank's piece and gather back.
-// Not a planner: it executes the steps lower.hpp encoded; it chooses nothing.
+// set of mesh axes, the runner of a lowered graph's communication nodes ("redistribute": each step
+// of the plan the node names as a collective; the split form "redistribute_start" /
+// "redistribute_wait": the move in flight in between, keyed by the nodes' "key"), and helpers to
+// cut a global tensor into this rank's piece and gather back.
+// Not a planner: it executes the plans lower.hpp put in Lowered::plans; it chooses nothing.
 #pragma once
 #include <chrono>
 #include <map>
@@ -16,21 +17,24 @@
 
 namespace hp::shard {
 
-class RankComm : public ir::CommRunner {
+class RankComm {
  public:
   // `world` spans exactly the mesh's ranks (rank r of world is mesh rank r). Creates the
   // sub-communicators (collective over every rank of the mesh).
   RankComm(const Mesh& mesh, comm::Communicator& world,
            std::chrono::milliseconds timeout = std::chrono::milliseconds(120000));
-  ~RankComm() override;
+  ~RankComm();
+  RankComm(const RankComm&) = delete;
+  RankComm& operator=(const RankComm&) = delete;
 
-  // Kernel of "redistribute": out[0] = in[0] moved from attr "from" to attr "to" via "steps".
-  void run(ir::KernelArgs& k) override;
+  // The CommRunner (Executor::set_comm_runner) of a graph lowered with `plans` (its
+  // Lowered::plans, held by reference): valid while both live. Its kernels:
+  // "redistribute": out[0] = in[0] moved as plans[attr "plan"] says;
   // "redistribute_start": copies its inputs and issues the first collective of their move (one
-  // input: the plan in attr "steps"; several: one all-reduce over the packed inputs, a bucket).
-  void start(ir::KernelArgs& k) override;
+  // input: plans[attr "plan"]; several: one all-reduce along attr "axis" over the packed inputs,
+  // a bucket);
   // "redistribute_wait": waits for the move started under attr "key" and writes piece "index".
-  void finish(ir::KernelArgs& k) override;
+  ir::CommRunner& runner(const std::vector<Plan>& plans);
   // Seconds this rank spent blocked waiting for collectives of redistributions, and how many it
   // issued, since construction or reset_stats().
   double blocked_seconds() const { return blocked_s_; }
@@ -53,6 +57,10 @@ class RankComm : public ir::CommRunner {
   struct Move;  // one redistribution, resumable at its collective steps
 
  private:
+  class Runner;
+  void run(ir::KernelArgs& k, const Plan& plan);
+  void start(ir::KernelArgs& k, const Plan* plan);  // plan: null for a bucket
+  void finish(ir::KernelArgs& k);
   std::unique_ptr<Move> begin_move(const Tensor& local, const Shape& global, const Layout& from,
                                    const Layout& to, const std::vector<Step>& steps);
   // Runs steps until one collective is in flight (async) or all are done (blocking).
@@ -65,6 +73,7 @@ class RankComm : public ir::CommRunner {
   std::chrono::milliseconds timeout_;
   std::map<std::vector<std::string>, std::unique_ptr<comm::Communicator>> groups_;
   std::map<int64_t, std::unique_ptr<Move>> pending_;  // started, not yet finished, by key
+  std::vector<std::unique_ptr<Runner>> runners_;
   double blocked_s_ = 0;
   int64_t issued_ = 0;
 };

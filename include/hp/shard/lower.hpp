@@ -1,9 +1,11 @@
 // SPMD lowering: from a global graph and its propagated layouts to one rank's local graph, with
 // local shapes (shape-carrying attributes rewritten) and "redistribute" nodes where a value must
-// change layout. The local graph compiles and runs like any other (runtime::compile, Executor).
-// Not an executor of collectives: comm.hpp's RankComm runs the inserted nodes.
+// change layout, each naming its plan in the result's table by index. The local graph compiles
+// and runs like any other (runtime::compile, Executor).
+// Not an executor of collectives: comm.hpp's RankComm runs the inserted nodes from that table.
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "hp/ir/graph.hpp"
@@ -17,6 +19,12 @@ struct Lowered {
   std::vector<ir::ValueId> map;      // global value id -> local value id (-1: not lowered)
   std::vector<ir::ValueId> outputs;  // local ids of the propagation's outputs, in their layouts
   int collectives = 0;               // redistribute nodes inserted
+  // The moves the communication nodes carry out: attribute "plan" of a "redistribute" node or of
+  // a one-input "redistribute_start" is an index into this table (a bucket of all-reduces,
+  // "redistribute_start" with attributes "axis" and "reduce", needs no plan).
+  std::vector<Plan> plans;
+  // The local graph (Graph::str), then each plan under its index.
+  std::string str() const;
 };
 
 struct LowerOptions {
@@ -32,9 +40,5 @@ struct LowerOptions {
 // once for the forward and once for the backward (scopes ending in ".grad"), so the gathered
 // copy need not live across the whole step. Throws when a local shape disagrees with its layout.
 Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt = {});
-
-// Attribute text of a redistribution plan, as the "redistribute" op carries it, and back.
-std::string encode_steps(const Plan& plan);
-std::vector<Step> decode_steps(const std::string& text);
 
 }  // namespace hp::shard
