@@ -202,163 +202,194 @@ struct Propagator {
     out[0] = o;
   }
 
-  void node(NodeId ni) {
-    const auto& n = g.node(ni);
-    const NodeRule r = node_rule(g, n);
+  // Partial sums that may flow through node n unreduced: the mesh axes, and for an op linear in
+  // one input (kSingle) which input keeps them (-1: all of them, kJoint, or none).
+  std::pair<Axes, int> passing_partials(const ir::Node& n, const NodeRule& r,
+                                        const std::vector<Layout>& cur) const {
     const size_t nin = n.inputs.size();
-    std::vector<Layout> cur(nin), tgt(nin), out(n.outputs.size());
-    for (size_t i = 0; i < nin; ++i) cur[i] = current(n.inputs[i]);
     auto flt = [&](size_t i) { return is_float(g.value(n.inputs[i]).type.dtype); };
-    auto bytes = [&](size_t i) { return value_bytes(g, n.inputs[i]); };
-
-    if (r.reshape) {
-      reshape_node(ni, cur, tgt, out);
-    } else {
-      // Partial sums that may flow through unreduced.
-      Axes P;
-      int keep = -1;
-      if (r.linearity == Linearity::kJoint) {
-        for (size_t i = 0; i < nin && P.empty(); ++i)
-          if (flt(i) && !cur[i].partial.empty() && cur[i].reduce == ReduceOp::kSum)
-            P = cur[i].partial;
-        for (size_t i = 0; i < nin && !P.empty(); ++i) {
-          if (!flt(i) || cur[i].partial == P) continue;
-          bool clash = !cur[i].partial.empty();
-          for (const auto& a : P) clash = clash || cur[i].dim_of(a) >= 0;
-          if (clash) P.clear();
-        }
-      } else if (r.linearity == Linearity::kSingle) {
-        for (size_t i = 0; i < nin; ++i) {
-          if (!flt(i) || !r.linear_in[i] || cur[i].partial.empty() ||
-              cur[i].reduce != ReduceOp::kSum)
-            continue;
-          if (keep < 0 || bytes(i) > bytes(size_t(keep))) keep = int(i);
-        }
-        if (keep >= 0) P = cur[size_t(keep)].partial;
+    Axes P;
+    int keep = -1;
+    if (r.linearity == Linearity::kJoint) {
+      for (size_t i = 0; i < nin && P.empty(); ++i)
+        if (flt(i) && !cur[i].partial.empty() && cur[i].reduce == ReduceOp::kSum)
+          P = cur[i].partial;
+      for (size_t i = 0; i < nin && !P.empty(); ++i) {
+        if (!flt(i) || cur[i].partial == P) continue;
+        bool clash = !cur[i].partial.empty();
+        for (const auto& a : P) clash = clash || cur[i].dim_of(a) >= 0;
+        if (clash) P.clear();
       }
-      // Mesh axes per factor: first those that split a parameter (the strategy placed it; the
-      // activations follow, as Megatron's sequence parallelism gathers activations, not
-      // weights), then biggest operands first; each candidate costs the bytes of the operands
-      // it would make move (slicing an operand further is free).
-      const int nf = r.num_factors();
-      const size_t nfs = size_t(nf);
-      std::vector<Axes> assign(nfs);
-      std::set<std::string> used(P.begin(), P.end());
-      std::vector<std::pair<bool, int64_t>> weight(nfs, {false, 0});
-      for (size_t i = 0; i < nin; ++i)
-        for (size_t d = 0; d < r.in[i].size(); ++d)
-          if (int f = r.in[i][d]; f >= 0 && !cur[i].dims[d].empty()) {
-            auto& w = weight[size_t(f)];
-            w.first = w.first || placed[size_t(n.inputs[i])];
-            w.second = std::max(w.second, bytes(i));
-          }
-      // A factor on no input weighs what its output does when that output is wanted split over
-      // model axes (the vocabulary rows of a table's gradient go before the sequence split of
-      // its incoming gradient; a batch split over data axes keeps its place).
-      std::vector<bool> on_input(nfs, false);
-      for (const auto& fs : r.in)
-        for (int f : fs)
-          if (f >= 0) on_input[size_t(f)] = true;
-      std::vector<std::vector<Layout>> wants(r.out.size());
-      for (size_t o = 0; o < r.out.size(); ++o)
-        for (int f : r.out[o])
-          if (f >= 0 && !on_input[size_t(f)]) {
-            wants[o] = wanted(n.outputs[o]);
-            break;
-          }
-      for (size_t o = 0; o < r.out.size(); ++o)
-        for (size_t d = 0; d < r.out[o].size(); ++d)
-          if (int f = r.out[o][d]; f >= 0 && !on_input[size_t(f)])
-            for (const Layout& w : wants[o])
-              if (d < w.dims.size() && !model_axes(w.dims[d]).empty())
-                weight[size_t(f)].second =
-                    std::max(weight[size_t(f)].second, value_bytes(g, n.outputs[o]));
-      std::vector<int> order(nfs);
-      for (int f = 0; f < nf; ++f) order[size_t(f)] = f;
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int a, int b) { return weight[size_t(a)] > weight[size_t(b)]; });
-      for (int f : order) {
-        if (r.whole[size_t(f)]) continue;
-        std::vector<Axes> cands{{}};
-        auto offer = [&](const Axes& c) {
-          if (std::find(cands.begin(), cands.end(), c) == cands.end()) cands.push_back(c);
-        };
-        for (size_t i = 0; i < nin; ++i)
-          for (size_t d = 0; d < r.in[i].size(); ++d)
-            if (r.in[i][d] == f) offer(cur[i].dims[d]);
-        if (!on_input[size_t(f)])  // the layouts its output is wanted in
-          for (size_t o = 0; o < r.out.size(); ++o)
-            for (size_t d = 0; d < r.out[o].size(); ++d)
-              if (r.out[o][d] == f)
-                for (const Layout& w : wants[o])
-                  if (d < w.dims.size()) offer(model_axes(w.dims[d]));  // data axes: the batch's
-        int64_t best_cost = -1;
-        Axes best;
-        for (const Axes& c : cands) {
-          bool free_axes = true;
-          for (const auto& a : c) free_axes = free_axes && !used.count(a);
-          if (!free_axes) continue;
-          int64_t cost = 0;
-          for (size_t i = 0; i < nin; ++i)
-            for (size_t d = 0; d < r.in[i].size(); ++d) {
-              if (r.in[i][d] != f || cur[i].dims[d] == c) continue;
-              bool sliced = is_prefix(cur[i].dims[d], c);
-              for (size_t k = cur[i].dims[d].size(); sliced && k < c.size(); ++k)
-                sliced = cur[i].is_unused(c[k]);
-              if (!sliced) cost += bytes(i);
-            }
-          if (best_cost < 0 || cost < best_cost || (cost == best_cost && c.size() > best.size())) {
-            best_cost = cost;
-            best = c;
-          }
-        }
-        assign[size_t(f)] = best;
-        used.insert(best.begin(), best.end());
-      }
-      // The op's own adjustments: attention's heads; cross-entropy's vocabulary, which it reduces
-      // over inside (see lower.cpp), so that its loss and lse are whole, not partial.
-      Placing placing(r, p.mesh, assign);
-      if (n.def->place) n.def->place(placing);
-      const std::set<int>& reduced_inside = placing.inside;
+    } else if (r.linearity == Linearity::kSingle) {
       for (size_t i = 0; i < nin; ++i) {
-        Layout l;
-        l.dims.resize(r.in[i].size());
-        for (size_t d = 0; d < r.in[i].size(); ++d)
-          if (r.in[i][d] >= 0) l.dims[d] = assign[size_t(r.in[i][d])];
-        if (flt(i) && !P.empty() && (r.linearity == Linearity::kJoint || int(i) == keep))
-          l.partial = P;
-        l.normalize();
-        tgt[i] = l;
+        if (!flt(i) || !r.linear_in[i] || cur[i].partial.empty() || cur[i].reduce != ReduceOp::kSum)
+          continue;
+        if (keep < 0 || value_bytes(g, n.inputs[i]) > value_bytes(g, n.inputs[size_t(keep)]))
+          keep = int(i);
       }
-      std::set<int> in_factors;
-      for (const auto& fs : r.in)
-        for (int f : fs)
-          if (f >= 0 && !assign[size_t(f)].empty()) in_factors.insert(f);
-      for (size_t o = 0; o < n.outputs.size(); ++o) {
-        Layout l;
-        l.dims.resize(r.out[o].size());
-        std::set<int> present;
+      if (keep >= 0) P = cur[size_t(keep)].partial;
+    }
+    return {P, keep};
+  }
+
+  // The order in which factors choose mesh axes: first those that split a parameter (the
+  // strategy placed it; the activations follow, as Megatron's sequence parallelism gathers
+  // activations, not weights), then biggest operands first. A factor on no input weighs what its
+  // output does when that output is wanted split over model axes (the vocabulary rows of a
+  // table's gradient go before the sequence split of its incoming gradient; a batch split over
+  // data axes keeps its place).
+  std::vector<int> factor_order(const ir::Node& n, const NodeRule& r,
+                                const std::vector<Layout>& cur, const std::vector<bool>& on_input,
+                                const std::vector<std::vector<Layout>>& wants) const {
+    const size_t nfs = size_t(r.num_factors());
+    std::vector<std::pair<bool, int64_t>> weight(nfs, {false, 0});
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      for (size_t d = 0; d < r.in[i].size(); ++d)
+        if (int f = r.in[i][d]; f >= 0 && !cur[i].dims[d].empty()) {
+          auto& w = weight[size_t(f)];
+          w.first = w.first || placed[size_t(n.inputs[i])];
+          w.second = std::max(w.second, value_bytes(g, n.inputs[i]));
+        }
+    for (size_t o = 0; o < r.out.size(); ++o)
+      for (size_t d = 0; d < r.out[o].size(); ++d)
+        if (int f = r.out[o][d]; f >= 0 && !on_input[size_t(f)])
+          for (const Layout& w : wants[o])
+            if (d < w.dims.size() && !model_axes(w.dims[d]).empty())
+              weight[size_t(f)].second =
+                  std::max(weight[size_t(f)].second, value_bytes(g, n.outputs[o]));
+    std::vector<int> order(nfs);
+    for (size_t f = 0; f < nfs; ++f) order[f] = int(f);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return weight[size_t(a)] > weight[size_t(b)]; });
+    return order;
+  }
+
+  // The mesh axes for factor f among the candidates (unsplit, the axes its inputs already have,
+  // those its output is wanted in), none of them in `used`: each costs the bytes of the operands
+  // it would make move (slicing an operand further is free); ties go to more axes.
+  Axes choose_axes(int f, const ir::Node& n, const NodeRule& r, const std::vector<Layout>& cur,
+                   bool on_input, const std::vector<std::vector<Layout>>& wants,
+                   const std::set<std::string>& used) const {
+    const size_t nin = n.inputs.size();
+    std::vector<Axes> cands{{}};
+    auto offer = [&](const Axes& c) {
+      if (std::find(cands.begin(), cands.end(), c) == cands.end()) cands.push_back(c);
+    };
+    for (size_t i = 0; i < nin; ++i)
+      for (size_t d = 0; d < r.in[i].size(); ++d)
+        if (r.in[i][d] == f) offer(cur[i].dims[d]);
+    if (!on_input)  // the layouts its output is wanted in
+      for (size_t o = 0; o < r.out.size(); ++o)
         for (size_t d = 0; d < r.out[o].size(); ++d)
-          if (int f = r.out[o][d]; f >= 0) {
-            l.dims[d] = assign[size_t(f)];
-            present.insert(f);
-          }
-        l.partial = P;
-        std::set<std::string> on_dims;  // attention's q and kv heads share their axes
-        for (const auto& d : l.dims) on_dims.insert(d.begin(), d.end());
-        for (int f : in_factors)  // contractions: the output is a partial sum over their axes
-          if (!present.count(f) && !reduced_inside.count(f))
-            for (const auto& a : assign[size_t(f)])
-              if (!on_dims.count(a) &&
-                  std::find(l.partial.begin(), l.partial.end(), a) == l.partial.end())
-                l.partial.push_back(a);
-        l.normalize();
-        HP_CHECK(l.partial.empty() || is_float(g.value(n.outputs[o]).type.dtype), "[shard] ",
-                 where(ni), ": integer output would be partial");
-        out[o] = l;
+          if (r.out[o][d] == f)
+            for (const Layout& w : wants[o])
+              if (d < w.dims.size()) offer(model_axes(w.dims[d]));  // data axes: the batch's
+    int64_t best_cost = -1;
+    Axes best;
+    for (const Axes& c : cands) {
+      bool free_axes = true;
+      for (const auto& a : c) free_axes = free_axes && !used.count(a);
+      if (!free_axes) continue;
+      int64_t cost = 0;
+      for (size_t i = 0; i < nin; ++i)
+        for (size_t d = 0; d < r.in[i].size(); ++d) {
+          if (r.in[i][d] != f || cur[i].dims[d] == c) continue;
+          bool sliced = is_prefix(cur[i].dims[d], c);
+          for (size_t k = cur[i].dims[d].size(); sliced && k < c.size(); ++k)
+            sliced = cur[i].is_unused(c[k]);
+          if (!sliced) cost += value_bytes(g, n.inputs[i]);
+        }
+      if (best_cost < 0 || cost < best_cost || (cost == best_cost && c.size() > best.size())) {
+        best_cost = cost;
+        best = c;
       }
     }
-    for (size_t i = 0; i < nin; ++i)
+    return best;
+  }
+
+  // Mesh axes per factor of node n's rule: chosen factor by factor (factor_order, choose_axes),
+  // then adjusted by the op's own hook (attention's heads; cross-entropy's vocabulary, which it
+  // reduces over inside, see lower.cpp, so that its loss and lse are whole, not partial). Returns
+  // the factors reduced inside the op.
+  std::set<int> assign_axes(NodeId ni, const NodeRule& r, const std::vector<Layout>& cur,
+                            const Axes& P, std::vector<Axes>& assign) const {
+    const auto& n = g.node(ni);
+    const size_t nfs = size_t(r.num_factors());
+    assign.assign(nfs, {});
+    std::set<std::string> used(P.begin(), P.end());
+    std::vector<bool> on_input(nfs, false);
+    for (const auto& fs : r.in)
+      for (int f : fs)
+        if (f >= 0) on_input[size_t(f)] = true;
+    std::vector<std::vector<Layout>> wants(r.out.size());
+    for (size_t o = 0; o < r.out.size(); ++o)
+      for (int f : r.out[o])
+        if (f >= 0 && !on_input[size_t(f)]) {
+          wants[o] = wanted(n.outputs[o]);
+          break;
+        }
+    for (int f : factor_order(n, r, cur, on_input, wants)) {
+      if (r.whole[size_t(f)]) continue;
+      assign[size_t(f)] = choose_axes(f, n, r, cur, on_input[size_t(f)], wants, used);
+      used.insert(assign[size_t(f)].begin(), assign[size_t(f)].end());
+    }
+    Placing placing(r, p.mesh, assign);
+    if (n.def->place) n.def->place(placing);
+    return placing.inside;
+  }
+
+  // The layouts node ni reads its inputs in (tgt) and produces its outputs in (out), from the
+  // factors' axes: outputs are partial over `P` and over the axes of contracted factors.
+  void rule_layouts(NodeId ni, const NodeRule& r, const std::pair<Axes, int>& partials,
+                    const std::vector<Axes>& assign, const std::set<int>& reduced_inside,
+                    std::vector<Layout>& tgt, std::vector<Layout>& out) const {
+    const auto& n = g.node(ni);
+    const auto& [P, keep] = partials;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      Layout l;
+      l.dims.resize(r.in[i].size());
+      for (size_t d = 0; d < r.in[i].size(); ++d)
+        if (r.in[i][d] >= 0) l.dims[d] = assign[size_t(r.in[i][d])];
+      if (is_float(g.value(n.inputs[i]).type.dtype) && !P.empty() &&
+          (r.linearity == Linearity::kJoint || int(i) == keep))
+        l.partial = P;
+      l.normalize();
+      tgt[i] = l;
+    }
+    std::set<int> in_factors;
+    for (const auto& fs : r.in)
+      for (int f : fs)
+        if (f >= 0 && !assign[size_t(f)].empty()) in_factors.insert(f);
+    for (size_t o = 0; o < n.outputs.size(); ++o) {
+      Layout l;
+      l.dims.resize(r.out[o].size());
+      std::set<int> present;
+      for (size_t d = 0; d < r.out[o].size(); ++d)
+        if (int f = r.out[o][d]; f >= 0) {
+          l.dims[d] = assign[size_t(f)];
+          present.insert(f);
+        }
+      l.partial = P;
+      std::set<std::string> on_dims;  // attention's q and kv heads share their axes
+      for (const auto& d : l.dims) on_dims.insert(d.begin(), d.end());
+      for (int f : in_factors)  // contractions: the output is a partial sum over their axes
+        if (!present.count(f) && !reduced_inside.count(f))
+          for (const auto& a : assign[size_t(f)])
+            if (!on_dims.count(a) &&
+                std::find(l.partial.begin(), l.partial.end(), a) == l.partial.end())
+              l.partial.push_back(a);
+      l.normalize();
+      HP_CHECK(l.partial.empty() || is_float(g.value(n.outputs[o]).type.dtype), "[shard] ",
+               where(ni), ": integer output would be partial");
+      out[o] = l;
+    }
+  }
+
+  // Records node ni: the moves of its inputs into `tgt`, its outputs' layouts `out`, and the
+  // layout the strategy gives a named output (moved there right after the node).
+  void record(NodeId ni, const std::vector<Layout>& tgt, const std::vector<Layout>& out) {
+    const auto& n = g.node(ni);
+    for (size_t i = 0; i < n.inputs.size(); ++i)
       need(ni, int(i), n.inputs[i], p.layout[size_t(n.inputs[i])], tgt[i]);
     p.in[size_t(ni)] = tgt;
     for (size_t o = 0; o < n.outputs.size(); ++o) {
@@ -374,6 +405,22 @@ struct Propagator {
         p.layout[size_t(v)] = want;
       }
     }
+  }
+
+  void node(NodeId ni) {
+    const auto& n = g.node(ni);
+    const NodeRule r = node_rule(g, n);
+    std::vector<Layout> cur(n.inputs.size()), tgt(n.inputs.size()), out(n.outputs.size());
+    for (size_t i = 0; i < n.inputs.size(); ++i) cur[i] = current(n.inputs[i]);
+    if (r.reshape) {
+      reshape_node(ni, cur, tgt, out);
+    } else {
+      const auto partials = passing_partials(n, r, cur);
+      std::vector<Axes> assign;
+      const std::set<int> reduced_inside = assign_axes(ni, r, cur, partials.first, assign);
+      rule_layouts(ni, r, partials, assign, reduced_inside, tgt, out);
+    }
+    record(ni, tgt, out);
   }
 };
 
