@@ -2,7 +2,8 @@
 // its redistributed inputs and the local attributes, extra inputs and collectives its op's
 // localize hook asks for (OpDef::localize: vocabulary shards, head groups, target counts, the
 // vocabulary-parallel loss), forced (named) layouts and output layouts; with overlap,
-// communication split into start/wait nodes placed apart (see LowerOptions).
+// communication split into start/wait nodes placed apart (see LowerOptions). Every move's plan
+// goes into Lowered::plans; its nodes carry the index.
 #include "hp/shard/lower.hpp"
 
 #include <cctype>
