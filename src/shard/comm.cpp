@@ -244,7 +244,7 @@ Tensor RankComm::move(const Tensor& local, const Shape& global, const Layout& fr
   return out;
 }
 
-void RankComm::run(ir::KernelArgs& k) {
+void RankComm::run(runtime::KernelArgs& k) {
   const ir::Attrs& at = k.node.attrs;
   Tensor r = move(*k.in[0], at.ints("global"), Layout::parse(at.s("from")),
                   Layout::parse(at.s("to")), decode_steps(at.s("steps")));
@@ -253,7 +253,7 @@ void RankComm::run(ir::KernelArgs& k) {
   if (r.nbytes()) std::memcpy(k.out[0]->raw(), r.raw(), r.nbytes());
 }
 
-void RankComm::start(ir::KernelArgs& k) {
+void RankComm::start(runtime::KernelArgs& k) {
   const ir::Attrs& at = k.node.attrs;
   const int64_t key = at.i("key");
   HP_CHECK(!pending_.count(key), "[shard] redistribution ", key, " started twice");
@@ -285,7 +285,7 @@ void RankComm::start(ir::KernelArgs& k) {
   std::memset(k.out[0]->raw(), 0, k.out[0]->nbytes());
 }
 
-void RankComm::finish(ir::KernelArgs& k) {
+void RankComm::finish(runtime::KernelArgs& k) {
   const ir::Attrs& at = k.node.attrs;
   auto it = pending_.find(at.i("key"));
   HP_CHECK(it != pending_.end(), "[shard] redistribution ", at.i("key"), " was never started");

@@ -10,7 +10,7 @@
 #include <map>
 #include <sstream>
 
-#include "hp/ir/op_def.hpp"
+#include "hp/ops/registry.hpp"
 
 namespace hp::shard {
 
@@ -78,9 +78,8 @@ class Localizing final : public ir::LocalizeCtx {
   int64_t out_offset(size_t o, size_t d) const override {
     return local_box(global_out(o), out_[o], mesh_, rank_).offset[d];
   }
-  ir::Var apply(const std::string& op, const std::vector<ir::Var>& in,
-                const ir::Attrs& attrs) override {
-    return lg_.apply1(op, in, attrs);
+  ir::Var apply(ir::OpId op, const std::vector<ir::Var>& in, const ir::Attrs& attrs) override {
+    return lg_.apply1(ops::op_def(op), in, attrs);
   }
   ir::Var gather(ir::Var local, const ir::TensorType& global, size_t i, size_t d) override {
     Layout whole = in_[i];
@@ -184,7 +183,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     at.set("to", plan.to.str());
     at.set("steps", encode_steps(plan));
     ++L.collectives;
-    return lg.apply1("redistribute", {lg.var(local_v)}, at).id;
+    return lg.apply1(ops::op_def(ir::OpId::kRedistribute), {lg.var(local_v)}, at).id;
   };
   auto emit = [&](ValueId global_v, ValueId local_v, const Plan& plan) -> ValueId {
     return emit_as(g.value(global_v).type, local_v, plan);
@@ -216,7 +215,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     at.set("to", plan.to.str());
     at.set("steps", encode_steps(plan));
     ++L.collectives;
-    ValueId tok = lg.apply1("redistribute_start", {lg.var(local_v)}, at).id;
+    ValueId tok = lg.apply1(ops::op_def(ir::OpId::kRedistributeStart), {lg.var(local_v)}, at).id;
     return {next_key++, tok, 0, local_shape(t.shape, plan.to, mesh, rank)};
   };
   auto emit_wait = [&](const Started& s) -> ValueId {
@@ -224,7 +223,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     at.set("key", s.key);
     at.set("index", s.index);
     at.set("shape", s.shape);
-    return lg.apply1("redistribute_wait", {lg.var(s.token)}, at).id;
+    return lg.apply1(ops::op_def(ir::OpId::kRedistributeWait), {lg.var(s.token)}, at).id;
   };
   // Gradient buckets: single all-reduces along one axis, started together once full.
   struct Bucket {
@@ -246,7 +245,7 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
     std::vector<ir::Var> ins;
     for (ValueId v : bucket.locals) ins.push_back(lg.var(v));
     ++L.collectives;
-    ValueId tok = lg.apply1("redistribute_start", ins, at).id;
+    ValueId tok = lg.apply1(ops::op_def(ir::OpId::kRedistributeStart), ins, at).id;
     for (size_t i = 0; i < bucket.outs.size(); ++i)
       out_started[bucket.outs[i]] = {next_key, tok, int64_t(i), bucket.shapes[i]};
     ++next_key;
@@ -353,14 +352,14 @@ Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOpt
       want.push_back(local_shape(g.value(v).type.shape, produced.back(), mesh, rank));
     }
     Localizing x(g, n, p.in[ni], produced, want, mesh, rank, lg, moved_to, made);
-    x.op = n.def->name;
+    x.op = n.def->id;
     x.in = std::move(ins);
     x.attrs = n.attrs;
     if (n.def->localize) n.def->localize(x);
-    const std::string& op = x.op;
+    const std::string& op = ir::op_name(x.op);
     std::vector<ir::Var> outs;
     try {
-      outs = lg.apply(op, x.in, x.attrs);
+      outs = lg.apply(ops::op_def(x.op), x.in, x.attrs);
     } catch (const Error& e) {
       throw Error(detail::cat("[shard] lowering node ", ni, " (", op, " in ", n.scope, ") on rank ",
                               rank, ": ", e.what()));

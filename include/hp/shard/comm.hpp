@@ -11,12 +11,12 @@
 #include <vector>
 
 #include "hp/comm/communicator.hpp"
-#include "hp/ir/op_def.hpp"
+#include "hp/runtime/backend.hpp"
 #include "hp/shard/redistribute.hpp"
 
 namespace hp::shard {
 
-class RankComm : public ir::CommRunner {
+class RankComm : public runtime::CommRunner {
  public:
   // `world` spans exactly the mesh's ranks (rank r of world is mesh rank r). Creates the
   // sub-communicators (collective over every rank of the mesh).
@@ -25,12 +25,12 @@ class RankComm : public ir::CommRunner {
   ~RankComm() override;
 
   // Kernel of "redistribute": out[0] = in[0] moved from attr "from" to attr "to" via "steps".
-  void run(ir::KernelArgs& k) override;
+  void run(runtime::KernelArgs& k) override;
   // "redistribute_start": copies its inputs and issues the first collective of their move (one
   // input: the plan in attr "steps"; several: one all-reduce over the packed inputs, a bucket).
-  void start(ir::KernelArgs& k) override;
+  void start(runtime::KernelArgs& k) override;
   // "redistribute_wait": waits for the move started under attr "key" and writes piece "index".
-  void finish(ir::KernelArgs& k) override;
+  void finish(runtime::KernelArgs& k) override;
   // Seconds this rank spent blocked waiting for collectives of redistributions, and how many it
   // issued, since construction or reset_stats().
   double blocked_seconds() const { return blocked_s_; }
