@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   std::vector<ir::ValueId> outs{loss.id};
   for (auto& gv : grads) outs.push_back(gv.id);
   runtime::Program prog = runtime::compile(g, outs);
-  runtime::Executor ex(prog, default_allocator(), cpu::Context{threads});
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{threads});
   for (auto& [v, t] : feeds) ex.bind(v, t);
   ex.run();  // warm-up
   ex.set_profile(true);

@@ -1,5 +1,6 @@
 // The IR's own checks: type-inference errors that name the op and the shapes, Graph::verify and
-// Graph::str, and runtime::compile's liveness (buffer reuse, outputs kept, dead code dropped).
+// Graph::str, runtime::compile's liveness (buffer reuse, outputs kept, dead code dropped), and
+// the executor's kernels taken from a backend (a missing one named with its op and backend).
 // Not the op table (ops_test.cpp runs every op against references and finite differences).
 #include <gtest/gtest.h>
 
@@ -10,8 +11,10 @@
 #include <vector>
 
 #include "hp/autodiff.hpp"
+#include "hp/cpu/backend.hpp"
 #include "hp/ir/op_def.hpp"
 #include "hp/ops.hpp"
+#include "hp/ops/registry.hpp"
 #include "hp/rng.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/runtime/program.hpp"
@@ -154,7 +157,7 @@ TEST(Liveness, ElementwiseChainReusesTwoBuffersAndKeepsOutputs) {
 
   Tensor xt(s, DType::kF32);
   for (int64_t i = 0; i < xt.numel(); ++i) xt.f32()[i] = float(rng::normal(3, 1, uint64_t(i)));
-  runtime::Executor e(p, default_allocator(), cpu::Context{1});
+  runtime::Executor e(p, default_allocator(), runtime::Context{1});
   e.bind(x.id, xt);
   e.run();
   std::vector<Vec> want{Vec(xt.f32(), xt.f32() + xt.numel())};
@@ -171,6 +174,94 @@ TEST(Liveness, ElementwiseChainReusesTwoBuffersAndKeepsOutputs) {
     for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - (*ref)[i]));
     EXPECT_LE(worst, 1e-5) << "output %" << var.id << " was overwritten or wrong";
   }
+}
+
+// The CPU backend with one op's kernel missing.
+class LacksOne final : public runtime::Backend {
+ public:
+  explicit LacksOne(ir::OpId missing) : missing_(missing) {}
+  std::string_view name() const override { return "lacks-one"; }
+  const runtime::Kernel* kernel(ir::OpId op) const override {
+    return op == missing_ ? nullptr : cpu::backend().kernel(op);
+  }
+  void adamw(const runtime::Context& c, float* p, const float* g, float* m, float* v, int64_t n,
+             const runtime::AdamWStep& s) const override {
+    cpu::backend().adamw(c, p, g, m, v, n, s);
+  }
+  double sum_squares(const runtime::Context& c, const float* x, int64_t n) const override {
+    return cpu::backend().sum_squares(c, x, n);
+  }
+  void scale(const runtime::Context& c, float* x, int64_t n, float s) const override {
+    cpu::backend().scale(c, x, n, s);
+  }
+  void axpby(const runtime::Context& c, int64_t n, float alpha, const float* a, float beta,
+             const float* b, float* out) const override {
+    cpu::backend().axpby(c, n, alpha, a, beta, b, out);
+  }
+
+ private:
+  ir::OpId missing_;
+};
+
+TEST(Backend, TheCpuBackendIsTheDefaultAndHasAKernelForEveryOpThatComputes) {
+  EXPECT_EQ(&runtime::default_backend(), &cpu::backend());
+  EXPECT_EQ(&runtime::backend("cpu"), &cpu::backend());
+  EXPECT_THROW(
+      {
+        try {
+          runtime::backend("tpu");
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("no backend 'tpu'"), std::string::npos) << e.what();
+          EXPECT_NE(std::string(e.what()).find("cpu"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+  for (size_t i = 0; i < ir::kOpCount; ++i) {
+    const ir::OpDef& d = ops::op_def(ir::OpId(i));
+    EXPECT_EQ(d.id, ir::OpId(i));
+    EXPECT_EQ(d.name, ir::op_name(d.id));
+    EXPECT_EQ(ir::op_id(d.name), d.id);
+    // Views alias their input's buffer: nothing to compute, so no kernel.
+    EXPECT_EQ(cpu::backend().kernel(d.id) != nullptr, !d.view) << d.name;
+  }
+  EXPECT_THROW(ir::op_id("no_such_op"), Error);
+}
+
+TEST(Backend, SupportsNamesTheDtypesAKernelRunsOn) {
+  const runtime::Backend& b = cpu::backend();
+  EXPECT_TRUE(b.supports(ir::OpId::kMatmul, {DType::kF32, DType::kF32}));
+  EXPECT_FALSE(b.supports(ir::OpId::kMatmul, {DType::kBF16, DType::kBF16}));
+  EXPECT_TRUE(b.supports(ir::OpId::kEmbedding, {DType::kF32, DType::kI64}));
+  EXPECT_TRUE(b.supports(ir::OpId::kCast, {DType::kBF16}));
+  EXPECT_FALSE(b.supports(ir::OpId::kReshape, {DType::kF32}));  // a view: no kernel
+  EXPECT_FALSE(LacksOne(ir::OpId::kTanh).supports(ir::OpId::kTanh, {DType::kF32}));
+}
+
+TEST(Backend, AMissingKernelIsAnErrorNamingTheOpAndTheBackendWhenTheExecutorIsBuilt) {
+  Graph g;
+  Var x = g.input("x", {{4, 8}, DType::kF32});
+  g.set_scope("h.0");
+  Var y = scale(tanh(x), 2.0);
+  runtime::Program p = runtime::compile(g, {y.id});
+  const LacksOne lacks_tanh(ir::OpId::kTanh);
+  try {
+    runtime::Executor e(p, default_allocator(), runtime::Context{1}, lacks_tanh);
+    FAIL() << "built an executor without a tanh kernel";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("backend 'lacks-one' has no kernel for op 'tanh'"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("h.0"), std::string::npos) << e.what();
+  }
+  // Lacking a kernel the program does not run is no error, and the kernels it has run.
+  const LacksOne lacks_gelu(ir::OpId::kGelu);
+  runtime::Executor e(p, default_allocator(), runtime::Context{1}, lacks_gelu);
+  EXPECT_EQ(&e.backend(), &lacks_gelu);
+  Tensor xt = Tensor::from_f32({4, 8}, std::vector<float>(32, 0.5f));
+  e.bind(x.id, xt);
+  e.run();
+  EXPECT_NEAR(e.get(y.id).f32()[0], 2.0 * std::tanh(0.5), 1e-6);
 }
 
 }  // namespace

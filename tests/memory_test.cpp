@@ -16,6 +16,7 @@
 #include "hp/memory/trainer.hpp"
 #include "hp/memory/transfer.hpp"
 #include "hp/nn/model.hpp"
+#include "hp/ops/registry.hpp"
 #include "hp/train/trainer.hpp"
 
 namespace hp::memory {
@@ -264,16 +265,17 @@ struct Synthetic {
       g.set_scope("layer" + std::to_string(l));
       ir::Var w = g.param("w" + std::to_string(l), {n, n});
       feeds.push_back({w.id, Tensor::zeros({n, n})});
-      ir::Var a = g.apply1("matmul", {h, w});
-      ir::Var b = g.apply1("gelu", {a});
+      ir::Var a = g.apply1(ops::op_def(ir::OpId::kMatmul), {h, w});
+      ir::Var b = g.apply1(ops::op_def(ir::OpId::kGelu), {a});
       keep.push_back(b);
       pre.push_back(a);
-      h = g.apply1("add", {b, h});
+      h = g.apply1(ops::op_def(ir::OpId::kAdd), {b, h});
     }
     g.set_scope("tail");
     // gelu outputs read again with their inputs: recomputing them needs nothing extra.
     for (size_t k = 0; k < keep.size(); ++k)
-      h = g.apply1("add", {h, g.apply1("mul", {keep[k], pre[k]})});
+      h = g.apply1(ops::op_def(ir::OpId::kAdd),
+                   {h, g.apply1(ops::op_def(ir::OpId::kMul), {keep[k], pre[k]})});
     outs = {h.id, keep[0].id};
     uint64_t s = 7;
     for (auto& [id, t] : feeds) {
@@ -289,7 +291,7 @@ struct Synthetic {
 TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
   Synthetic s(6, 64);
   runtime::Program prog = runtime::compile(s.g, s.outs);
-  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), cpu::Context{1});
+  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1});
   for (auto& [id, t] : s.feeds) ref.bind(id, t);
   ref.run();
 
@@ -335,7 +337,7 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
       auto device = std::make_shared<Allocator>("dev", budget);
       TieredPool pool(device, 0);
       TransferEngine engine(2, mode);
-      runtime::Executor ex(pl.program, device, cpu::Context{1});
+      runtime::Executor ex(pl.program, device, runtime::Context{1});
       OffloadRunner runner(pl, pool, engine, 5000ms);
       for (auto& [id, t] : s.feeds) runner.bind(id, t);
       for (int rep = 0; rep < 2; ++rep) {

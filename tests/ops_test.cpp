@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "hp/autodiff.hpp"
-#include "hp/ir/op_def.hpp"
 #include "hp/ops.hpp"
+#include "hp/ops/registry.hpp"
 #include "hp/rng.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/runtime/program.hpp"
@@ -227,31 +227,36 @@ const std::vector<Case>& cases() {
                  {{{13, 7}}, {{3, 5}, Gen::kIds, 13}},
                  [=](const Vs& x) {
                    ir::Graph& g = *x[0].g;
-                   return g.apply1("embedding", {slice(x[0], 0, 0, 6), x[1]}, shard(0, 13)) +
-                          g.apply1("embedding", {slice(x[0], 0, 6, 13), x[1]}, shard(6, 13));
+                   return g.apply1(ops::op_def(ir::OpId::kEmbedding), {slice(x[0], 0, 0, 6), x[1]},
+                                   shard(0, 13)) +
+                          g.apply1(ops::op_def(ir::OpId::kEmbedding), {slice(x[0], 0, 6, 13), x[1]},
+                                   shard(6, 13));
                  },
                  [](const Ns& x) { return embedding_ref(x[0], x[1]); }});
-    t.push_back(
-        {"cross_entropy_vocab_shards",
-         {{{3, 5, 13}}, {{3, 5}, Gen::kTargets, 13}},
-         [=](const Vs& x) {
-           ir::Graph& g = *x[0].g;
-           Var p0 = g.apply1("cross_entropy_parts", {slice(x[0], 2, 0, 6), x[1]}, shard(0, 13));
-           Var p1 = g.apply1("cross_entropy_parts", {slice(x[0], 2, 6, 13), x[1]}, shard(6, 13));
-           return g.apply("cross_entropy_combine", {concat({p0, p1}, 2), x[1]})[0];
-         },
-         [](const Ns& x) { return cross_entropy_ref(x[0], x[1], -100); },
-         0.0});
-    t.push_back({"cross_entropy_given_count",  // a count summed over ranks: here 2x this batch's
+    t.push_back({"cross_entropy_vocab_shards",
                  {{{3, 5, 13}}, {{3, 5}, Gen::kTargets, 13}},
-                 [](const Vs& x) {
+                 [=](const Vs& x) {
                    ir::Graph& g = *x[0].g;
-                   Var n = g.apply1("count_targets", {x[1]}, {{"vocab", int64_t(13)}});
-                   return g.apply("cross_entropy", {x[0], x[1], n + n})[0];
+                   Var p0 = g.apply1(ops::op_def(ir::OpId::kCrossEntropyParts),
+                                     {slice(x[0], 2, 0, 6), x[1]}, shard(0, 13));
+                   Var p1 = g.apply1(ops::op_def(ir::OpId::kCrossEntropyParts),
+                                     {slice(x[0], 2, 6, 13), x[1]}, shard(6, 13));
+                   return g.apply(ops::op_def(ir::OpId::kCrossEntropyCombine),
+                                  {concat({p0, p1}, 2), x[1]})[0];
                  },
-                 [](const Ns& x) {
-                   return map1(cross_entropy_ref(x[0], x[1], -100), [](double v) { return v / 2; });
-                 }});
+                 [](const Ns& x) { return cross_entropy_ref(x[0], x[1], -100); },
+                 0.0});
+    t.push_back(
+        {"cross_entropy_given_count",  // a count summed over ranks: here 2x this batch's
+         {{{3, 5, 13}}, {{3, 5}, Gen::kTargets, 13}},
+         [](const Vs& x) {
+           ir::Graph& g = *x[0].g;
+           Var n = g.apply1(ops::op_def(ir::OpId::kCountTargets), {x[1]}, {{"vocab", int64_t(13)}});
+           return g.apply(ops::op_def(ir::OpId::kCrossEntropy), {x[0], x[1], n + n})[0];
+         },
+         [](const Ns& x) {
+           return map1(cross_entropy_ref(x[0], x[1], -100), [](double v) { return v / 2; });
+         }});
     // Rotary embedding and attention.
     t.push_back({"rope",
                  {{{2, 7, 3, 8}}},
@@ -274,7 +279,7 @@ const std::vector<Case>& cases() {
            {{{2, 7, 4, 6}}, {{2, 7, 2, 6}}, {{2, 7, 2, 6}}},
            [=](const Vs& x) {
              return x[0].g->apply(
-                 "attention", {slice(x[0], 2, first, last), x[1], x[2]},
+                 ops::op_def(ir::OpId::kAttention), {slice(x[0], 2, first, last), x[1], x[2]},
                  {{"scale", sc}, {"group", int64_t(2)}, {"head_offset", first}})[0];
            },
            [=](const Ns& x) {
@@ -540,8 +545,8 @@ void check_case(const Case& c, int threads) {
   std::vector<ir::ValueId> gids;
   for (Var gv : grads) gids.push_back(gv.id);
   runtime::Program bwd = runtime::compile(*t.g, gids);
-  runtime::Executor ef(fwd, default_allocator(), cpu::Context{threads});
-  runtime::Executor eb(bwd, default_allocator(), cpu::Context{threads});
+  runtime::Executor ef(fwd, default_allocator(), runtime::Context{threads});
+  runtime::Executor eb(bwd, default_allocator(), runtime::Context{threads});
   for (auto* e : {&ef, &eb}) {
     for (size_t i = 0; i < data.size(); ++i) e->bind(t.x[i].id, data[i]);
     e->bind(t.r.id, r_data);
@@ -642,7 +647,8 @@ TEST(OpTableCoverage, EveryRegisteredForwardOpHasARow) {
   // the "redistribute" ops exist only in SPMD-lowered graphs and need a communicator (shard tests).
   const std::set<std::string> not_rows{"full", "redistribute", "redistribute_start",
                                        "redistribute_wait"};
-  for (const std::string& op : ir::op_names()) {
+  for (size_t i = 0; i < ir::kOpCount; ++i) {
+    const std::string& op = ir::op_name(ir::OpId(i));
     bool backward = op.size() > 4 && op.compare(op.size() - 4, 4, "_bwd") == 0;
     if (backward || not_rows.count(op)) continue;  // *_bwd ops are built and checked by VJPs
     EXPECT_TRUE(covered.count(op)) << "op '" << op << "' is registered but has no row in the table";
@@ -652,9 +658,9 @@ TEST(OpTableCoverage, EveryRegisteredForwardOpHasARow) {
 // The record fields other modules read instead of asking which op a node is.
 TEST(OpRecord, FieldsAreConsistent) {
   int cheap = 0, keeps = 0, placed = 0;
-  for (const std::string& name : ir::op_names()) {
-    const ir::OpDef& d = ir::op_def(name);
-    SCOPED_TRACE(name);
+  for (size_t i = 0; i < ir::kOpCount; ++i) {
+    const ir::OpDef& d = ops::op_def(ir::OpId(i));
+    SCOPED_TRACE(d.name);
     if (d.linearity == ir::Linearity::kSingle) {
       EXPECT_TRUE(std::count(d.linear_in.begin(), d.linear_in.end(), true) > 0);
     } else {

@@ -69,7 +69,7 @@ void expect_same_steps(io::Architecture arch, const std::string& preset, int ran
       // Vocabulary-parallel: each rank computes only its rows of the table's gradient.
       const ir::Graph& lg = *tr.lowered().graph;
       for (const auto& node : lg.nodes()) {
-        if (node.def->name != "embedding_bwd") continue;
+        if (node.def->id != ir::OpId::kEmbeddingBwd) continue;
         EXPECT_LT(lg.value(node.outputs[0]).type.shape[0], cfg.vocab)
             << preset << " rank " << c.rank();
       }

@@ -3,8 +3,8 @@
 #include <map>
 
 #include "hp/autodiff.hpp"
-#include "hp/ir/op_def.hpp"
 #include "hp/ops.hpp"
+#include "hp/ops/registry.hpp"
 
 namespace hp::autodiff {
 
@@ -15,7 +15,8 @@ using ir::Var;
 
 namespace {
 Var zeros(Graph& g, const ir::TensorType& t) {
-  return g.apply1("full", {}, {{"shape", t.shape}, {"value", 0.0}, {"dtype", int64_t(t.dtype)}});
+  return g.apply1(ops::op_def(ir::OpId::kFull), {},
+                  {{"shape", t.shape}, {"value", 0.0}, {"dtype", int64_t(t.dtype)}});
 }
 }  // namespace
 
@@ -59,9 +60,9 @@ std::vector<Var> grad(Var loss, const std::vector<Var>& wrt) {
     else
       it->second = add(it->second, d);
   };
-  grads.emplace(
-      loss.id,
-      g.apply1("full", {}, {{"shape", Shape{}}, {"value", 1.0}, {"dtype", int64_t(loss.dtype())}}));
+  grads.emplace(loss.id,
+                g.apply1(ops::op_def(ir::OpId::kFull), {},
+                         {{"shape", Shape{}}, {"value", 1.0}, {"dtype", int64_t(loss.dtype())}}));
 
   for (size_t ni = n_nodes; ni-- > 0;) {
     ir::Node node = g.node(NodeId(ni));  // copy: g grows below

@@ -20,7 +20,7 @@ std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
   const int64_t ctx_len = cfg.max_seq;
   nn::Traced tr = nn::trace(cfg, 1, ctx_len, false);
   runtime::Program prog = runtime::compile(*tr.graph, {tr.logits.id});
-  runtime::Executor ex(prog, default_allocator(), cpu::Context{o.threads});
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{o.threads});
   auto infos = nn::param_infos(cfg);
   for (size_t i = 0; i < infos.size(); ++i) ex.bind(tr.params[i].id, params.at(infos[i].name));
   data::ByteTokenizer tok;

@@ -63,8 +63,8 @@ static std::string input_types(const std::vector<TensorType>& ts) {
   return s;
 }
 
-std::vector<Var> Graph::apply(const std::string& op, const std::vector<Var>& inputs, Attrs attrs) {
-  const OpDef& def = op_def(op);
+std::vector<Var> Graph::apply(const OpDef& def, const std::vector<Var>& inputs, Attrs attrs) {
+  const std::string& op = def.name;
   std::vector<TensorType> in_types;
   Node n;
   n.def = &def;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "hp/cpu/kernels.hpp"
 #include "hp/error.hpp"
 
 namespace hp::memory {
@@ -61,10 +60,10 @@ std::string OffloadedAdamW::key(size_t b) const {
   return "adamw/bucket" + std::to_string(b);
 }
 
-void OffloadedAdamW::step(const cpu::Context& ctx, const std::vector<const Tensor*>& grads,
-                          double lr) {
+void OffloadedAdamW::step(const runtime::Context& ctx, const std::vector<const Tensor*>& grads,
+                          double lr, const runtime::Backend& backend) {
   if (inner_) {
-    inner_->step(ctx, grads, lr);
+    inner_->step(ctx, grads, lr, backend);
     return;
   }
   HP_CHECK(grads.size() == params_.size(), "[adamw] ", grads.size(), " gradients for ",
@@ -93,9 +92,13 @@ void OffloadedAdamW::step(const cpu::Context& ctx, const std::vector<const Tenso
       optim::ParamRef& p = params_[k.param];
       float* m = buf(b);
       float* v = m + k.len;
-      cpu::adamw(ctx, p.param.f32() + k.begin, grads[k.param]->f32() + k.begin, m, v, k.len,
-                 float(lr), float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
-                 p.decay ? float(cfg_.weight_decay) : 0.0f, t_);
+      const runtime::AdamWStep s{float(lr),
+                                 float(cfg_.beta1),
+                                 float(cfg_.beta2),
+                                 float(cfg_.eps),
+                                 p.decay ? float(cfg_.weight_decay) : 0.0f,
+                                 t_};
+      backend.adamw(ctx, p.param.f32() + k.begin, grads[k.param]->f32() + k.begin, m, v, k.len, s);
       writes[b] = pool_.write_async(engine_, key(b), m, bytes(b));
       in_flight_.push_back(writes[b]);
     }

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "hp/autodiff.hpp"
-#include "hp/cpu/kernels.hpp"
 
 namespace hp::memory {
 
@@ -87,12 +86,12 @@ OffloadTrainer::OffloadTrainer(const io::ModelConfig& cfg, const io::TensorMap& 
   const auto& params_ids = sp_->traced.params;
   if (plan) {
     exec_ = std::make_unique<runtime::Executor>(sp_->plan->program, pool_->device(),
-                                                cpu::Context{c_.threads});
+                                                runtime::Context{c_.threads});
     runner_ = std::make_unique<OffloadRunner>(*sp_->plan, *pool_, copies, timeout);
     for (size_t i = 0; i < params_.size(); ++i) runner_->bind(params_ids[i].id, params_[i]);
   } else {
     exec_ = std::make_unique<runtime::Executor>(sp_->program, pool_->device(),
-                                                cpu::Context{c_.threads});
+                                                runtime::Context{c_.threads});
     for (size_t i = 0; i < params_.size(); ++i) exec_->bind(params_ids[i].id, params_[i]);
   }
   adam_ =
@@ -127,7 +126,7 @@ OffloadStep OffloadTrainer::step(const Tensor& tokens, const Tensor& targets) {
 OffloadStep OffloadTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   HP_CHECK(!micro.empty(), "[offload] step needs at least one micro-batch");
   const auto t0 = std::chrono::steady_clock::now();
-  const cpu::Context ctx{c_.threads};
+  const runtime::Context ctx{c_.threads};
   const size_t n = micro.size();
   OffloadStep r;
   for (size_t k = 0; k < n; ++k) {
@@ -145,8 +144,9 @@ OffloadStep OffloadTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& m
       for (auto& g : sp_->grad_vars)
         accum_.push_back(Tensor::zeros(g.shape(), DType::kF32, pool_->host()));
     for (size_t i = 0; i < grads_.size(); ++i)
-      cpu::axpby(ctx, grads_[i].numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n),
-                 grads_[i].f32(), accum_[i].f32());
+      runtime::default_backend().axpby(ctx, grads_[i].numel(), k == 0 ? 0.0f : 1.0f,
+                                       accum_[i].f32(), 1.0f / float(n), grads_[i].f32(),
+                                       accum_[i].f32());
   }
   const auto t1 = std::chrono::steady_clock::now();
   std::vector<Tensor*> gp;
@@ -169,14 +169,14 @@ double OffloadTrainer::eval(const Tensor& tokens, const Tensor& targets) {
     if (sp_->plan) {
       eval_plan_ = plan_offload(*eval_prog_, sp_->request);
       eval_exec_ = std::make_unique<runtime::Executor>(eval_plan_->program, pool_->device(),
-                                                       cpu::Context{c_.threads});
+                                                       runtime::Context{c_.threads});
       eval_runner_ = std::make_unique<OffloadRunner>(
           *eval_plan_, *pool_, inline_copies_ ? *inline_copies_ : *engine_,
           std::chrono::milliseconds(c_.offload.timeout_ms));
       for (size_t i = 0; i < params_.size(); ++i) eval_runner_->bind(ids[i].id, params_[i]);
     } else {
       eval_exec_ = std::make_unique<runtime::Executor>(*eval_prog_, pool_->device(),
-                                                       cpu::Context{c_.threads});
+                                                       runtime::Context{c_.threads});
       for (size_t i = 0; i < params_.size(); ++i) eval_exec_->bind(ids[i].id, params_[i]);
     }
   }

@@ -9,40 +9,28 @@ namespace hp::ops {
 
 void register_comm(Table& t) {
   OpDef d;
-  d.name = "redistribute";  // attrs: shape (local output), plan (index in Lowered::plans)
+  d.id = OpId::kRedistribute;  // attrs: shape (local output), plan (index in Lowered::plans)
   d.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     return Types{{at.ints("shape"), in[0].dtype}};
   };
   d.sharding = "redistribute";
-  d.cpu = [](KernelArgs& k) {
-    HP_CHECK(k.comm, "a communication node needs a CommRunner (Executor::set_comm_runner)");
-    k.comm->run(k);
-  };
   t.push_back(std::move(d));
 
   OpDef st;
-  st.name = "redistribute_start";  // attrs: key; one input: plan (index in Lowered::plans);
-                                   // more: axis, reduce (a bucket of all-reduces)
+  st.id = OpId::kRedistributeStart;  // attrs: key; one input: plan (index in Lowered::plans);
+                                     // more: axis, reduce (a bucket of all-reduces)
   st.infer = [](const Types& in, const Attrs&) {
     HP_CHECK(!in.empty(), "[redistribute_start] needs at least one input");
     return Types{{Shape{}, in[0].dtype}};
   };
-  st.cpu = [](KernelArgs& k) {
-    HP_CHECK(k.comm, "a communication node needs a CommRunner (Executor::set_comm_runner)");
-    k.comm->start(k);
-  };
   t.push_back(std::move(st));
 
   OpDef wt;
-  wt.name = "redistribute_wait";  // attrs: key, index (piece of a bucket), shape (local output)
+  wt.id = OpId::kRedistributeWait;  // attrs: key, index (piece of a bucket), shape (local output)
   wt.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     return Types{{at.ints("shape"), in[0].dtype}};
-  };
-  wt.cpu = [](KernelArgs& k) {
-    HP_CHECK(k.comm, "a communication node needs a CommRunner (Executor::set_comm_runner)");
-    k.comm->finish(k);
   };
   t.push_back(std::move(wt));
 }

@@ -1,19 +1,20 @@
-// Helpers shared by the op definitions: type checks, broadcasting, tensor-to-kernel plumbing.
+// Helpers shared by the op definitions: type checks, broadcasting, costs.
 // Not public API.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "hp/ir/op_def.hpp"
+#include "hp/ops/registry.hpp"
 
 namespace hp::ops {
 
 using ir::Attrs;
 using ir::Cost;
-using ir::KernelArgs;
 using ir::Linearity;
 using ir::LocalizeCtx;
 using ir::OpDef;
+using ir::OpId;
 using ir::PlaceCtx;
 using ir::TensorType;
 using ir::Var;

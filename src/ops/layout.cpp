@@ -4,7 +4,6 @@
 #include <cstring>
 #include <numeric>
 
-#include "hp/cpu/kernels.hpp"
 #include "hp/ops.hpp"
 #include "ops/common.hpp"
 
@@ -67,7 +66,7 @@ Shape keep_shape(const Shape& s, const std::vector<bool>& mask) {
 
 void add_reduce(Table& t) {
   OpDef d;
-  d.name = "reduce";  // attrs: op ("sum", "mean", "max"), axes, keepdim
+  d.id = OpId::kReduce;  // attrs: op ("sum", "mean", "max"), axes, keepdim
   d.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     expect_float(in[0], "input");
@@ -87,41 +86,29 @@ void add_reduce(Table& t) {
     if (op == "sum") return {broadcast_to(dy, xs)};
     if (op == "mean") {
       double n = double(numel(xs)) / double(std::max<int64_t>(1, numel(dy.shape())));
-      return {a.g.apply1("broadcast_to", {dy}, {{"shape", xs}, {"scale", 1.0 / n}})};
+      return {a.g.apply1(op_def(OpId::kBroadcastTo), {dy}, {{"shape", xs}, {"scale", 1.0 / n}})};
     }
     Var y = reshape(a.out[0], keep_shape(xs, m));
-    return {a.g.apply1("max_bwd", {a.in[0], broadcast_to(y, xs), broadcast_to(dy, xs)})};
+    return {
+        a.g.apply1(op_def(OpId::kMaxBwd), {a.in[0], broadcast_to(y, xs), broadcast_to(dy, xs)})};
   };
   d.sharding = "reduce";
-  d.cpu = [](KernelArgs& k) {
-    const std::string& op = k.node.attrs.s("op");
-    auto m = reduce_mask(k.in[0]->shape(), k.node.attrs.ints("axes"));
-    cpu::Reduce r = op == "sum"    ? cpu::Reduce::kSum
-                    : op == "mean" ? cpu::Reduce::kMean
-                                   : cpu::Reduce::kMax;
-    cpu::reduce(k.ctx, r, k.in[0]->f32(), k.in[0]->shape(), m, k.out[0]->f32());
-  };
   t.push_back(std::move(d));
 
   OpDef mb;
-  mb.name = "max_bwd";  // (x, max broadcast, dy broadcast) -> dy where x == max
+  mb.id = OpId::kMaxBwd;  // (x, max broadcast, dy broadcast) -> dy where x == max
   mb.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 3);
     HP_CHECK(in[0] == in[1] && in[0] == in[2], "operands must have the same type");
     return Types{in[0]};
   };
   mb.sharding = "...,...,...->...";
-  mb.cpu = [](KernelArgs& k) {
-    const float *x = k.in[0]->f32(), *y = k.in[1]->f32(), *dy = k.in[2]->f32();
-    float* dx = k.out[0]->f32();
-    for (int64_t i = 0, n = k.out[0]->numel(); i < n; ++i) dx[i] = x[i] == y[i] ? dy[i] : 0.0f;
-  };
   t.push_back(std::move(mb));
 }
 
 void add_broadcasting(Table& t) {
   OpDef s;
-  s.name = "sum_to";  // attrs: shape
+  s.id = OpId::kSumTo;  // attrs: shape
   s.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     const Shape& to = at.ints("shape");
@@ -136,17 +123,10 @@ void add_broadcasting(Table& t) {
   s.sharding = "sum_to";
   s.linearity = Linearity::kJoint;
   s.localize = local_shape_attr;
-  s.cpu = [](KernelArgs& k) {
-    const Shape& xs = k.in[0]->shape();
-    Shape to = align_rank(k.out[0]->shape(), xs.size());
-    std::vector<bool> m(xs.size());
-    for (size_t i = 0; i < xs.size(); ++i) m[i] = to[i] == 1 && xs[i] != 1;
-    cpu::reduce(k.ctx, cpu::Reduce::kSum, k.in[0]->f32(), xs, m, k.out[0]->f32());
-  };
   t.push_back(std::move(s));
 
   OpDef b;
-  b.name = "broadcast_to";  // attrs: shape, scale (default 1)
+  b.id = OpId::kBroadcastTo;  // attrs: shape, scale (default 1)
   b.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     const Shape& to = at.ints("shape");
@@ -163,17 +143,13 @@ void add_broadcasting(Table& t) {
   b.sharding = "broadcast_to";
   b.linearity = Linearity::kJoint;
   b.localize = local_shape_attr;
-  b.cpu = [](KernelArgs& k) {
-    const Shape& os = k.out[0]->shape();
-    cpu::broadcast_to(k.ctx, k.in[0]->f32(), align_rank(k.in[0]->shape(), os.size()),
-                      k.out[0]->f32(), os, float(k.node.attrs.f("scale", 1.0)));
-  };
   t.push_back(std::move(b));
 }
 
+// full, and the ops that only rearrange: reshape (a view), permute.
 void add_shape_ops(Table& t) {
   OpDef f;
-  f.name = "full";  // () -> constant; attrs: shape, value, dtype
+  f.id = OpId::kFull;  // () -> constant; attrs: shape, value, dtype
   f.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 0);
     return Types{{at.ints("shape"), DType(at.i("dtype", int64_t(DType::kF32)))}};
@@ -181,17 +157,10 @@ void add_shape_ops(Table& t) {
   f.cost = move_cost;
   f.sharding = "->";
   f.localize = local_shape_attr;
-  f.cpu = [](KernelArgs& k) {
-    Tensor one = Tensor::from_f32({1}, {float(k.node.attrs.f("value"))}).to(k.out[0]->dtype());
-    const size_t w = dtype_size(one.dtype());
-    char* p = static_cast<char*>(k.out[0]->raw());
-    for (int64_t i = 0, n = k.out[0]->numel(); i < n; ++i)
-      std::memcpy(p + size_t(i) * w, one.raw(), w);
-  };
   t.push_back(std::move(f));
 
   OpDef r;
-  r.name = "reshape";  // attrs: shape (resolved, no -1)
+  r.id = OpId::kReshape;  // attrs: shape (resolved, no -1)
   r.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     return Types{{resolve_reshape(in[0].shape, at.ints("shape")), in[0].dtype}};
@@ -203,14 +172,10 @@ void add_shape_ops(Table& t) {
   r.keeps_placement = true;
   r.localize = local_shape_attr;
   r.view = true;
-  r.cpu = [](KernelArgs& k) {
-    if (k.out[0]->raw() != k.in[0]->raw())
-      std::memcpy(k.out[0]->raw(), k.in[0]->raw(), k.out[0]->nbytes());
-  };
   t.push_back(std::move(r));
 
   OpDef p;
-  p.name = "permute";  // attrs: perm
+  p.id = OpId::kPermute;  // attrs: perm
   p.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     const auto& perm = at.ints("perm");
@@ -235,14 +200,13 @@ void add_shape_ops(Table& t) {
   p.sharding = "permute";
   p.linearity = Linearity::kJoint;
   p.keeps_placement = true;
-  p.cpu = [](KernelArgs& k) {
-    cpu::permute(k.ctx, k.in[0]->f32(), k.in[0]->shape(), k.node.attrs.ints("perm"),
-                 k.out[0]->f32());
-  };
   t.push_back(std::move(p));
+}
 
+// Pieces and their inverse: slice / slice_bwd, split / concat.
+void add_slicing_ops(Table& t) {
   OpDef s;
-  s.name = "slice";  // attrs: axis, start, end
+  s.id = OpId::kSlice;  // attrs: axis, start, end
   s.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     Shape sh = in[0].shape;
@@ -257,21 +221,15 @@ void add_shape_ops(Table& t) {
   s.vjp = [](VjpArgs& a) -> std::vector<Var> {
     Attrs at = a.node.attrs;
     at.set("shape", a.in[0].shape());
-    return {a.g.apply1("slice_bwd", {a.dout[0]}, at)};
+    return {a.g.apply1(op_def(OpId::kSliceBwd), {a.dout[0]}, at)};
   };
   s.sharding = "slice";
   s.linearity = Linearity::kJoint;
   s.keeps_placement = true;
-  s.cpu = [](KernelArgs& k) {
-    const Shape& xs = k.in[0]->shape();
-    Shape start(xs.size(), 0);
-    start[size_t(norm_axis(k.node.attrs.i("axis"), xs.size(), "slice"))] = k.node.attrs.i("start");
-    cpu::slice(k.ctx, k.in[0]->f32(), xs, start, k.out[0]->f32(), k.out[0]->shape());
-  };
   t.push_back(std::move(s));
 
   OpDef sb;
-  sb.name = "slice_bwd";  // dy -> zeros(shape) with dy placed at [start, end) on axis
+  sb.id = OpId::kSliceBwd;  // dy -> zeros(shape) with dy placed at [start, end) on axis
   sb.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     return Types{{at.ints("shape"), in[0].dtype}};
@@ -284,17 +242,10 @@ void add_shape_ops(Table& t) {
   sb.sharding = "slice";
   sb.linearity = Linearity::kJoint;
   sb.localize = local_shape_attr;
-  sb.cpu = [](KernelArgs& k) {
-    const Shape& os = k.out[0]->shape();
-    std::memset(k.out[0]->raw(), 0, k.out[0]->nbytes());
-    Shape start(os.size(), 0);
-    start[size_t(norm_axis(k.node.attrs.i("axis"), os.size(), "slice"))] = k.node.attrs.i("start");
-    cpu::slice_bwd_acc(k.ctx, k.in[0]->f32(), k.in[0]->shape(), start, k.out[0]->f32(), os);
-  };
   t.push_back(std::move(sb));
 
   OpDef sp;
-  sp.name = "split";  // x -> pieces along `axis` with `sizes` (its VJP is one concat)
+  sp.id = OpId::kSplit;  // x -> pieces along `axis` with `sizes` (its VJP is one concat)
   sp.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 1);
     const Shape& s = in[0].shape;
@@ -318,7 +269,7 @@ void add_shape_ops(Table& t) {
       Var d = a.dout[k];
       if (!d.defined()) {
         d = a.g.apply1(
-            "full", {},
+            op_def(OpId::kFull), {},
             {{"shape", a.out[k].shape()}, {"value", 0.0}, {"dtype", int64_t(a.out[k].dtype())}});
       }
       parts.push_back(d);
@@ -328,19 +279,10 @@ void add_shape_ops(Table& t) {
   sp.sharding = "split";
   sp.linearity = Linearity::kJoint;
   sp.keeps_placement = true;
-  sp.cpu = [](KernelArgs& k) {
-    const Shape& xs = k.in[0]->shape();
-    const size_t ax = size_t(norm_axis(k.node.attrs.i("axis"), xs.size(), "split"));
-    Shape start(xs.size(), 0);
-    for (Tensor* o : k.out) {
-      cpu::slice(k.ctx, k.in[0]->f32(), xs, start, o->f32(), o->shape());
-      start[ax] += o->shape()[ax];
-    }
-  };
   t.push_back(std::move(sp));
 
   OpDef c;
-  c.name = "concat";  // attrs: axis
+  c.id = OpId::kConcat;  // attrs: axis
   c.infer = [](const Types& in, const Attrs& at) {
     HP_CHECK(!in.empty(), "needs at least one input");
     Shape out = in[0].shape;
@@ -369,17 +311,6 @@ void add_shape_ops(Table& t) {
   };
   c.sharding = "concat";
   c.linearity = Linearity::kJoint;
-  c.cpu = [](KernelArgs& k) {
-    const Shape& os = k.out[0]->shape();
-    int64_t ax = norm_axis(k.node.attrs.i("axis"), os.size(), "concat"), off = 0;
-    std::memset(k.out[0]->raw(), 0, k.out[0]->nbytes());
-    for (const Tensor* x : k.in) {
-      Shape start(os.size(), 0);
-      start[size_t(ax)] = off;
-      cpu::slice_bwd_acc(k.ctx, x->f32(), x->shape(), start, k.out[0]->f32(), os);
-      off += x->shape()[size_t(ax)];
-    }
-  };
   t.push_back(std::move(c));
 }
 
@@ -389,6 +320,7 @@ void register_layout(Table& t) {
   add_reduce(t);
   add_broadcasting(t);
   add_shape_ops(t);
+  add_slicing_ops(t);
 }
 
 }  // namespace hp::ops
@@ -403,10 +335,10 @@ Var reshape(Var x, Shape shape) {
     throw Error(std::string("[reshape] ") + e.what() + " (inputs: " + ir::type_str(x.type()) + ")");
   }
   if (to == x.shape()) return x;
-  return x.g->apply1("reshape", {x}, {{"shape", to}});
+  return x.g->apply1(ops::op_def(ir::OpId::kReshape), {x}, {{"shape", to}});
 }
 Var permute(Var x, std::vector<int64_t> perm) {
-  return x.g->apply1("permute", {x}, {{"perm", std::move(perm)}});
+  return x.g->apply1(ops::op_def(ir::OpId::kPermute), {x}, {{"perm", std::move(perm)}});
 }
 Var transpose(Var x, int64_t a, int64_t b) {
   std::vector<int64_t> perm(x.rank());
@@ -416,18 +348,19 @@ Var transpose(Var x, int64_t a, int64_t b) {
   return permute(x, perm);
 }
 Var slice(Var x, int64_t axis, int64_t start, int64_t end) {
-  return x.g->apply1("slice", {x}, {{"axis", axis}, {"start", start}, {"end", end}});
+  return x.g->apply1(ops::op_def(ir::OpId::kSlice), {x},
+                     {{"axis", axis}, {"start", start}, {"end", end}});
 }
 Var concat(const std::vector<Var>& xs, int64_t axis) {
   HP_CHECK(!xs.empty(), "[concat] needs at least one input");
-  return xs[0].g->apply1("concat", xs, {{"axis", axis}});
+  return xs[0].g->apply1(ops::op_def(ir::OpId::kConcat), xs, {{"axis", axis}});
 }
 std::vector<Var> split(Var x, int64_t axis, const std::vector<int64_t>& sizes) {
-  return x.g->apply("split", {x}, {{"axis", axis}, {"sizes", sizes}});
+  return x.g->apply(ops::op_def(ir::OpId::kSplit), {x}, {{"axis", axis}, {"sizes", sizes}});
 }
 static Var reduce(Var x, const char* op, std::vector<int64_t> axes, bool keepdim) {
   return x.g->apply1(
-      "reduce", {x},
+      ops::op_def(ir::OpId::kReduce), {x},
       {{"op", std::string(op)}, {"axes", std::move(axes)}, {"keepdim", int64_t(keepdim)}});
 }
 Var sum(Var x, std::vector<int64_t> axes, bool keepdim) {
@@ -441,11 +374,11 @@ Var max(Var x, std::vector<int64_t> axes, bool keepdim) {
 }
 Var sum_to(Var x, Shape shape) {
   if (x.shape() == shape) return x;
-  return x.g->apply1("sum_to", {x}, {{"shape", std::move(shape)}});
+  return x.g->apply1(ops::op_def(ir::OpId::kSumTo), {x}, {{"shape", std::move(shape)}});
 }
 Var broadcast_to(Var x, Shape shape) {
   if (x.shape() == shape) return x;
-  return x.g->apply1("broadcast_to", {x}, {{"shape", std::move(shape)}});
+  return x.g->apply1(ops::op_def(ir::OpId::kBroadcastTo), {x}, {{"shape", std::move(shape)}});
 }
 
 }  // namespace hp

@@ -1,6 +1,5 @@
 // matmul: batched, either operand transposed, a 2-D right operand shared across the batch.
 // Not a general einsum: attention's batched products live inside the fused attention op.
-#include "hp/cpu/gemm.hpp"
 #include "hp/ops.hpp"
 #include "ops/common.hpp"
 
@@ -39,7 +38,7 @@ MatmulDims dims_of(const Shape& a, const Shape& b, bool ta, bool tb) {
 
 void register_matmul(Table& t) {
   OpDef d;
-  d.name = "matmul";
+  d.id = OpId::kMatmul;
   d.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 2);
     expect_float(in[0], "a");
@@ -75,29 +74,6 @@ void register_matmul(Table& t) {
   d.sharding = "...mk,kn->...mn";
   d.linearity = Linearity::kSingle;
   d.linear_in = {true, true};
-  d.scratch = [](const Types& in, const Attrs& at, int) {
-    const bool ta = at.i("ta", 0), tb = at.i("tb", 0);
-    MatmulDims md = dims_of(in[0].shape, in[1].shape, ta, tb);
-    if (md.shared_b && !ta)
-      return cpu::gemm_scratch_bytes(false, tb, md.batch * md.m, md.n, md.k, 0);
-    return size_t{0};  // gemm_batched uses none
-  };
-  d.cpu = [](KernelArgs& k) {
-    bool ta = k.node.attrs.i("ta", 0), tb = k.node.attrs.i("tb", 0);
-    const Shape& as = k.in[0]->shape();
-    const Shape& bs = k.in[1]->shape();
-    MatmulDims md = dims_of(as, bs, ta, tb);
-    int64_t lda = as.back(), ldb = bs.back();
-    const float* A = k.in[0]->f32();
-    const float* B = k.in[1]->f32();
-    float* C = k.out[0]->f32();
-    if (md.shared_b && !ta) {  // one big GEMM over all rows
-      cpu::gemm(k.ctx, false, tb, md.batch * md.m, md.n, md.k, 1.0f, A, lda, B, ldb, 0.0f, C, md.n);
-      return;
-    }
-    cpu::gemm_batched(k.ctx, md.batch, ta, tb, md.m, md.n, md.k, 1.0f, A, lda, md.m * md.k, B, ldb,
-                      md.shared_b ? 0 : md.k * md.n, 0.0f, C, md.n, md.m * md.n);
-  };
   t.push_back(std::move(d));
 }
 
@@ -105,6 +81,7 @@ void register_matmul(Table& t) {
 
 namespace hp {
 Var matmul(Var a, Var b, bool ta, bool tb) {
-  return a.g->apply1("matmul", {a, b}, {{"ta", int64_t(ta)}, {"tb", int64_t(tb)}});
+  return a.g->apply1(ops::op_def(ir::OpId::kMatmul), {a, b},
+                     {{"ta", int64_t(ta)}, {"tb", int64_t(tb)}});
 }
 }  // namespace hp

@@ -2,10 +2,6 @@
 // its vocabulary-parallel form), rotary embedding and fused causal attention, each with its
 // backward op (used by the VJPs).
 // Not composites: each is one kernel call, saving what its backward needs as extra outputs.
-#include <cmath>
-
-#include "hp/cpu/attention.hpp"
-#include "hp/cpu/kernels.hpp"
 #include "hp/ops.hpp"
 #include "ops/common.hpp"
 
@@ -13,17 +9,13 @@ namespace hp::ops {
 
 namespace {
 
-int64_t rows_of(const Shape& s) {
-  return s.empty() ? 1 : numel(s) / s.back();
-}
-
 TensorType rows_type(const Shape& s) {
   return {Shape(s.begin(), s.end() - 1), DType::kF32};
 }
 
 void add_softmax(Table& t) {
   OpDef d;
-  d.name = "softmax";
+  d.id = OpId::kSoftmax;
   d.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 1);
     expect_float(in[0], "x");
@@ -34,32 +26,24 @@ void add_softmax(Table& t) {
     return elementwise_cost(in, out, 14);
   };
   d.vjp = [](VjpArgs& a) -> std::vector<Var> {
-    return {a.g.apply1("softmax_bwd", {a.out[0], a.dout[0]})};
+    return {a.g.apply1(op_def(OpId::kSoftmaxBwd), {a.out[0], a.dout[0]})};
   };
   d.sharding = "...N->...N";
-  d.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[0]->shape();
-    cpu::softmax_fwd(k.ctx, k.in[0]->f32(), k.out[0]->f32(), rows_of(s), s.back());
-  };
   t.push_back(std::move(d));
 
   OpDef b;
-  b.name = "softmax_bwd";  // (y, dy) -> dx
+  b.id = OpId::kSoftmaxBwd;  // (y, dy) -> dx
   b.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 2);
     return Types{in[0]};
   };
   b.sharding = "...N,...N->...N";
-  b.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[0]->shape();
-    cpu::softmax_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), rows_of(s), s.back());
-  };
   t.push_back(std::move(b));
 }
 
 void add_norms(Table& t) {
   OpDef ln;
-  ln.name = "layer_norm";  // (x, gamma, beta) -> (y, mean, rstd); attrs: eps
+  ln.id = OpId::kLayerNorm;  // (x, gamma, beta) -> (y, mean, rstd); attrs: eps
   ln.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 3);
     expect_float(in[0], "x");
@@ -74,20 +58,15 @@ void add_norms(Table& t) {
     return elementwise_cost(in, out, 8);
   };
   ln.vjp = [](VjpArgs& a) {
-    auto g = a.g.apply("layer_norm_bwd", {a.dout[0], a.in[0], a.in[1], a.out[1], a.out[2]});
+    auto g =
+        a.g.apply(op_def(OpId::kLayerNormBwd), {a.dout[0], a.in[0], a.in[1], a.out[1], a.out[2]});
     return std::vector<Var>{g[0], g[1], g[2]};
   };
   ln.sharding = "...N,N,N->...N,...,...";
-  ln.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[0]->shape();
-    cpu::layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
-                        k.out[1]->f32(), k.out[2]->f32(), rows_of(s), s.back(),
-                        float(k.node.attrs.f("eps")));
-  };
   t.push_back(std::move(ln));
 
   OpDef al;
-  al.name = "add_layer_norm";  // (x, res, gamma, beta) -> (x + res, y, mean, rstd); attrs: eps
+  al.id = OpId::kAddLayerNorm;  // (x, res, gamma, beta) -> (x + res, y, mean, rstd); attrs: eps
   al.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 4);
     expect_float(in[0], "x");
@@ -109,7 +88,8 @@ void add_norms(Table& t) {
     Var ds = a.dout[0];
     Var dg, db;
     if (a.dout[1].defined()) {
-      auto g = a.g.apply("layer_norm_bwd", {a.dout[1], a.out[0], a.in[2], a.out[2], a.out[3]});
+      auto g = a.g.apply(op_def(OpId::kLayerNormBwd),
+                         {a.dout[1], a.out[0], a.in[2], a.out[2], a.out[3]});
       ds = ds.defined() ? g[0] + ds : g[0];
       dg = g[1];
       db = g[2];
@@ -117,16 +97,10 @@ void add_norms(Table& t) {
     return std::vector<Var>{ds, ds, dg, db};
   };
   al.sharding = "...N,...N,N,N->...N,...N,...,...";
-  al.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[0]->shape();
-    cpu::add_layer_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), k.in[2]->f32(),
-                            k.in[3]->f32(), k.out[1]->f32(), k.out[2]->f32(), k.out[3]->f32(),
-                            rows_of(s), s.back(), float(k.node.attrs.f("eps")));
-  };
   t.push_back(std::move(al));
 
   OpDef lb;
-  lb.name = "layer_norm_bwd";  // (dy, x, gamma, mean, rstd) -> (dx, dgamma, dbeta)
+  lb.id = OpId::kLayerNormBwd;  // (dy, x, gamma, mean, rstd) -> (dx, dgamma, dbeta)
   lb.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 5);
     return Types{in[1], in[2], in[2]};
@@ -135,19 +109,10 @@ void add_norms(Table& t) {
     return elementwise_cost(in, out, 12);
   };
   lb.sharding = "...N,...N,N,...,...->...N,N,N";
-  lb.scratch = [](const Types& in, const Attrs&, int) {
-    return cpu::column_sums_scratch_bytes(rows_of(in[1].shape), in[1].shape.back(), 2);
-  };
-  lb.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[1]->shape();
-    cpu::layer_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
-                        k.in[4]->f32(), k.out[0]->f32(), k.out[1]->f32(), k.out[2]->f32(),
-                        rows_of(s), s.back());
-  };
   t.push_back(std::move(lb));
 
   OpDef rn;
-  rn.name = "rms_norm";  // (x, gamma) -> (y, rstd); attrs: eps
+  rn.id = OpId::kRmsNorm;  // (x, gamma) -> (y, rstd); attrs: eps
   rn.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 2);
     expect_float(in[0], "x");
@@ -160,19 +125,14 @@ void add_norms(Table& t) {
     return elementwise_cost(in, out, 5);
   };
   rn.vjp = [](VjpArgs& a) {
-    auto g = a.g.apply("rms_norm_bwd", {a.dout[0], a.in[0], a.in[1], a.out[1]});
+    auto g = a.g.apply(op_def(OpId::kRmsNormBwd), {a.dout[0], a.in[0], a.in[1], a.out[1]});
     return std::vector<Var>{g[0], g[1]};
   };
   rn.sharding = "...N,N->...N,...";
-  rn.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[0]->shape();
-    cpu::rms_norm_fwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.out[0]->f32(), k.out[1]->f32(),
-                      rows_of(s), s.back(), float(k.node.attrs.f("eps")));
-  };
   t.push_back(std::move(rn));
 
   OpDef rb;
-  rb.name = "rms_norm_bwd";  // (dy, x, gamma, rstd) -> (dx, dgamma)
+  rb.id = OpId::kRmsNormBwd;  // (dy, x, gamma, rstd) -> (dx, dgamma)
   rb.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 4);
     return Types{in[1], in[2]};
@@ -181,29 +141,12 @@ void add_norms(Table& t) {
     return elementwise_cost(in, out, 8);
   };
   rb.sharding = "...N,...N,N,...->...N,N";
-  rb.scratch = [](const Types& in, const Attrs&, int) {
-    return cpu::column_sums_scratch_bytes(rows_of(in[1].shape), in[1].shape.back(), 1);
-  };
-  rb.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[1]->shape();
-    cpu::rms_norm_bwd(k.ctx, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
-                      k.out[0]->f32(), k.out[1]->f32(), rows_of(s), s.back());
-  };
   t.push_back(std::move(rb));
-}
-
-// The vocabulary shard a node works on (attrs vocab_offset, vocab_total; set by SPMD lowering).
-cpu::VocabShard shard_of(const Attrs& at) {
-  return {at.i("vocab_offset", 0), at.i("vocab_total", 0)};
 }
 
 // The optional `count` input of the losses: the targets counted over every rank's rows (f32 [],
 // summed across the batch axes), so that a batch split unevenly by ignored targets still gives
-// the mean over the whole batch. -1 when absent: the kernel counts the rows it has.
-int64_t count_input(const KernelArgs& k, size_t index) {
-  return k.in.size() > index ? int64_t(std::llround(k.in[index]->f32()[0])) : -1;
-}
-
+// the mean over the whole batch. Absent: the kernel counts the rows it has.
 void expect_count(const Types& in, size_t index) {
   if (in.size() <= index) return;
   HP_CHECK(in[index].shape.empty() && in[index].dtype == DType::kF32,
@@ -227,7 +170,7 @@ void localize_loss(LocalizeCtx& x) {
       Attrs ca;
       ca.set("ignore_index", x.attrs.i("ignore_index", -100));
       ca.set("vocab", logits.back());
-      return x.sum_over(x.apply("count_targets", {x.in[1]}, ca), {{}, DType::kF32}, 1);
+      return x.sum_over(x.apply(OpId::kCountTargets, {x.in[1]}, ca), {{}, DType::kF32}, 1);
     }));
   }
   const size_t v = logits.size() - 1;
@@ -237,9 +180,9 @@ void localize_loss(LocalizeCtx& x) {
   }
 }
 
-void add_embedding_and_loss(Table& t) {
+void add_embedding(Table& t) {
   OpDef e;
-  e.name = "embedding";  // (table [V, D], ids i64 [...]) -> [..., D]; attrs: vocab_offset/total
+  e.id = OpId::kEmbedding;  // (table [V, D], ids i64 [...]) -> [..., D]; attrs: vocab_offset/total
   e.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 2);
     expect_float(in[0], "table");
@@ -252,7 +195,7 @@ void add_embedding_and_loss(Table& t) {
   e.vjp = [](VjpArgs& a) -> std::vector<Var> {
     Attrs at = a.node.attrs;  // the vocabulary shard, if any
     at.set("vocab", a.in[0].dim(0));
-    return {a.g.apply1("embedding_bwd", {a.dout[0], a.in[1]}, at), Var{}};
+    return {a.g.apply1(op_def(OpId::kEmbeddingBwd), {a.dout[0], a.in[1]}, at), Var{}};
   };
   // A vocabulary-split table gives a partial sum: each shard contributes the rows it holds.
   e.sharding = "vd,...->...d";
@@ -263,15 +206,10 @@ void add_embedding_and_loss(Table& t) {
     x.attrs.set("vocab_offset", x.in_offset(0, 0));
     x.attrs.set("vocab_total", x.global_in(0)[0]);
   };
-  e.cpu = [](KernelArgs& k) {
-    const Shape& ts = k.in[0]->shape();
-    cpu::embedding_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
-                       ts[0], ts[1], shard_of(k.node.attrs));
-  };
   t.push_back(std::move(e));
 
   OpDef eb;
-  eb.name = "embedding_bwd";  // (dout [..., D], ids) -> dtable [V, D]; attrs: vocab, vocab_offset
+  eb.id = OpId::kEmbeddingBwd;  // (dout [..., D], ids) -> dtable [V, D]; attrs: vocab, vocab_offset
   eb.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 2);
     return Types{{{at.i("vocab"), in[0].shape.back()}, in[0].dtype}};
@@ -285,16 +223,14 @@ void add_embedding_and_loss(Table& t) {
     x.attrs.set("vocab_offset", x.out_offset(0, 0));
     x.attrs.set("vocab_total", x.global_out(0)[0]);
   };
-  eb.cpu = [](KernelArgs& k) {
-    const Shape& ts = k.out[0]->shape();
-    cpu::embedding_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), k.in[1]->numel(),
-                       ts[0], ts[1], shard_of(k.node.attrs));
-  };
   t.push_back(std::move(eb));
+}
 
+// Cross-entropy and its backward.
+void add_loss(Table& t) {
   OpDef c;
-  c.name =
-      "cross_entropy";  // (logits [..., V], targets i64 [...][, count]) -> (loss [], lse [...])
+  // (logits [..., V], targets i64 [...][, count]) -> (loss [], lse [...])
+  c.id = OpId::kCrossEntropy;
   c.infer = [](const Types& in, const Attrs&) {
     HP_CHECK(in.size() == 2 || in.size() == 3,
              "expects logits, targets and an optional count, got ", in.size(), " inputs");
@@ -310,7 +246,7 @@ void add_embedding_and_loss(Table& t) {
   c.vjp = [](VjpArgs& a) -> std::vector<Var> {
     std::vector<Var> ins{a.in[0], a.in[1], a.out[1], a.dout[0]};
     if (a.in.size() > 2) ins.push_back(a.in[2]);
-    std::vector<Var> grads{a.g.apply1("cross_entropy_bwd", ins, a.node.attrs), Var{}};
+    std::vector<Var> grads{a.g.apply1(op_def(OpId::kCrossEntropyBwd), ins, a.node.attrs), Var{}};
     if (a.in.size() > 2) grads.push_back(Var{});
     return grads;
   };
@@ -324,25 +260,19 @@ void add_embedding_and_loss(Table& t) {
     const size_t v = logits.size() - 1;
     if (!x.in_split(0, v)) return;
     // Each shard's log-sum-exp and target logit, gathered [rows..., 2 x shards], combined.
-    const Var parts = x.apply("cross_entropy_parts", {x.in[0], x.in[1]}, x.attrs);
+    const Var parts = x.apply(OpId::kCrossEntropyParts, {x.in[0], x.in[1]}, x.attrs);
     Shape all(logits.begin(), logits.end() - 1);
     all.push_back(2 * x.in_pieces(0, v));
     x.in[0] = x.gather(parts, {all, DType::kF32}, 0, v);
     const int64_t ignore_index = x.attrs.i("ignore_index", -100);
     x.attrs = Attrs();
     x.attrs.set("ignore_index", ignore_index);
-    x.op = "cross_entropy_combine";
-  };
-  c.cpu = [](KernelArgs& k) {  // attrs: ignore_index
-    const Shape& s = k.in[0]->shape();
-    k.out[0]->f32()[0] =
-        cpu::cross_entropy_fwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[1]->f32(), rows_of(s),
-                               s.back(), k.node.attrs.i("ignore_index", -100), count_input(k, 2));
+    x.op = OpId::kCrossEntropyCombine;
   };
   t.push_back(std::move(c));
 
   OpDef cb;
-  cb.name = "cross_entropy_bwd";  // (logits, targets, lse, dloss [][, count]) -> dlogits
+  cb.id = OpId::kCrossEntropyBwd;  // (logits, targets, lse, dloss [][, count]) -> dlogits
   cb.infer = [](const Types& in, const Attrs&) {
     HP_CHECK(in.size() == 4 || in.size() == 5,
              "expects logits, targets, lse, dloss and an optional count, got ", in.size(),
@@ -357,19 +287,15 @@ void add_embedding_and_loss(Table& t) {
   cb.linearity = Linearity::kSingle;
   cb.linear_in = {false, false, false, true};
   cb.localize = localize_loss;
-  cb.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab_offset, vocab_total
-    const Shape& s = k.in[0]->shape();
-    cpu::cross_entropy_bwd(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.in[2]->f32(), k.in[3]->f32()[0],
-                           k.out[0]->f32(), rows_of(s), s.back(),
-                           k.node.attrs.i("ignore_index", -100), shard_of(k.node.attrs),
-                           count_input(k, 4));
-  };
   t.push_back(std::move(cb));
+}
 
-  // Vocabulary-parallel cross-entropy, as SPMD lowering emits it for logits split on V; not
-  // differentiated (lowered graphs already hold their backward).
+// The ops SPMD lowering puts in place of a loss over split rows or a split vocabulary: the
+// halves of vocabulary-parallel cross-entropy, for logits split on V, and the target count. Not
+// differentiated (lowered graphs already hold their backward).
+void add_split_loss(Table& t) {
   OpDef cp;
-  cp.name = "cross_entropy_parts";  // (logits [..., Vlocal], targets) -> parts [..., 2]
+  cp.id = OpId::kCrossEntropyParts;  // (logits [..., Vlocal], targets) -> parts [..., 2]
   cp.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 2);
     expect_float(in[0], "logits");
@@ -382,16 +308,10 @@ void add_embedding_and_loss(Table& t) {
   cp.cost = [](const Types& in, const Types& out, const Attrs&) {
     return Cost{5.0 * double(numel(in[0].shape)), bytes_of(in) + bytes_of(out)};
   };
-  cp.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab_offset, vocab_total
-    const Shape& s = k.in[0]->shape();
-    cpu::cross_entropy_parts(k.ctx, k.in[0]->f32(), k.in[1]->i64(), k.out[0]->f32(), rows_of(s),
-                             s.back(), k.node.attrs.i("ignore_index", -100),
-                             shard_of(k.node.attrs));
-  };
   t.push_back(std::move(cp));
 
   OpDef cc;
-  cc.name = "cross_entropy_combine";  // (parts [..., 2 * shards], targets[, count]) -> (loss, lse)
+  cc.id = OpId::kCrossEntropyCombine;  // (parts [..., 2 * shards], targets[, count]) -> (loss, lse)
   cc.infer = [](const Types& in, const Attrs&) {
     HP_CHECK(in.size() == 2 || in.size() == 3, "expects parts, targets and an optional count, got ",
              in.size(), " inputs");
@@ -403,33 +323,22 @@ void add_embedding_and_loss(Table& t) {
     expect_count(in, 2);
     return Types{{{}, DType::kF32}, rows_type(in[0].shape)};
   };
-  cc.cpu = [](KernelArgs& k) {  // attrs: ignore_index
-    const Shape& s = k.in[0]->shape();
-    k.out[0]->f32()[0] = cpu::cross_entropy_combine(
-        k.in[0]->f32(), k.in[1]->i64(), k.out[1]->f32(), rows_of(s), s.back() / 2,
-        k.node.attrs.i("ignore_index", -100), count_input(k, 2));
-  };
   t.push_back(std::move(cc));
 
   OpDef ct;
-  ct.name = "count_targets";  // targets i64 [...] -> f32 [], those not ignore_index
+  ct.id = OpId::kCountTargets;  // targets i64 [...] -> f32 [], those not ignore_index
   ct.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 1);
     HP_CHECK(in[0].dtype == DType::kI64, "targets must be i64, got ", dtype_name(in[0].dtype));
     return Types{{{}, DType::kF32}};
   };
   ct.sharding = "...->";
-  ct.cpu = [](KernelArgs& k) {  // attrs: ignore_index, vocab (the range targets must lie in)
-    k.out[0]->f32()[0] =
-        float(cpu::count_targets(k.in[0]->i64(), k.in[0]->numel(), k.node.attrs.i("vocab"),
-                                 k.node.attrs.i("ignore_index", -100), "count_targets"));
-  };
   t.push_back(std::move(ct));
 }
 
 void add_positional_and_attention(Table& t) {
   OpDef r;
-  r.name = "rope";  // x [B, T, H, Dh]; attrs: theta, offset, inverse
+  r.id = OpId::kRope;  // x [B, T, H, Dh]; attrs: theta, offset, inverse
   r.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 1);
     expect_float(in[0], "x");
@@ -443,34 +352,11 @@ void add_positional_and_attention(Table& t) {
   r.vjp = [](VjpArgs& a) -> std::vector<Var> {
     Attrs at = a.node.attrs;
     at.set("inverse", int64_t(!at.i("inverse", 0)));
-    return {a.g.apply1("rope", {a.dout[0]}, at)};
+    return {a.g.apply1(op_def(OpId::kRope), {a.dout[0]}, at)};
   };
   r.sharding = "bThD->bThD";
-  r.scratch = [](const Types& in, const Attrs&, int) {
-    return cpu::rope_scratch_bytes(in[0].shape[1], in[0].shape[3]);
-  };
-  r.cpu = [](KernelArgs& k) {
-    const Shape& s = k.in[0]->shape();
-    cpu::rope(k.ctx, k.in[0]->f32(), k.out[0]->f32(), s[0], s[1], s[2], s[3],
-              float(k.node.attrs.f("theta")), k.node.attrs.i("offset", 0),
-              k.node.attrs.i("inverse", 0) != 0);
-  };
   t.push_back(std::move(r));
 
-  // attrs: scale; group and head_offset when this rank holds only some query heads of a group
-  // with their whole kv head (SPMD lowering sets them).
-  auto shape_of = [](const Shape& q, const Shape& kv, const Attrs& at) {
-    cpu::AttentionShape s;
-    s.batch = q[0];
-    s.seq = q[1];
-    s.heads = q[2];
-    s.head_dim = q[3];
-    s.kv_heads = kv[2];
-    s.scale = float(at.f("scale"));
-    s.group = at.i("group", 0);
-    s.head_offset = at.i("head_offset", 0);
-    return s;
-  };
   // Query heads split evenly. Kv heads split with them when they divide as evenly, so each rank
   // keeps whole groups; otherwise every rank holds all kv heads and reads those of its query
   // heads (Megatron's replication of kv heads when there are fewer than ranks).
@@ -502,7 +388,9 @@ void add_positional_and_attention(Table& t) {
   };
 
   OpDef a;
-  a.name = "attention";  // (q, k, v) -> (out, lse [B, H, T]); attrs: scale
+  // attrs: scale; group and head_offset when this rank holds only some query heads of a group
+  // with their whole kv head (SPMD lowering sets them).
+  a.id = OpId::kAttention;  // (q, k, v) -> (out, lse [B, H, T])
   a.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 3);
     for (auto& x : in) {
@@ -527,26 +415,17 @@ void add_positional_and_attention(Table& t) {
     return Cost{attn_flops(in[0].shape), bytes_of(in) + bytes_of(out)};
   };
   a.vjp = [](VjpArgs& v) {
-    auto g = v.g.apply("attention_bwd", {v.in[0], v.in[1], v.in[2], v.out[0], v.out[1], v.dout[0]},
-                       v.node.attrs);
+    auto g = v.g.apply(op_def(OpId::kAttentionBwd),
+                       {v.in[0], v.in[1], v.in[2], v.out[0], v.out[1], v.dout[0]}, v.node.attrs);
     return std::vector<Var>{g[0], g[1], g[2]};
   };
   a.sharding = "bThD,bTkD,bTkD->bThD,bhT";
   a.place = place_heads;
   a.localize = localize_heads;
-  a.scratch = [shape_of](const Types& in, const Attrs& at, int threads) {
-    return cpu::attention_fwd_scratch_bytes(cpu::Context{threads},
-                                            shape_of(in[0].shape, in[1].shape, at));
-  };
-  a.cpu = [shape_of](KernelArgs& k) {
-    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs);
-    cpu::attention_fwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.out[0]->f32(),
-                       k.out[1]->f32());
-  };
   t.push_back(std::move(a));
 
   OpDef ab;
-  ab.name = "attention_bwd";  // (q, k, v, out, lse, dout) -> (dq, dk, dv)
+  ab.id = OpId::kAttentionBwd;  // (q, k, v, out, lse, dout) -> (dq, dk, dv)
   ab.infer = [](const Types& in, const Attrs&) {
     expect_arity(in, 6);
     return Types{in[0], in[1], in[2]};
@@ -557,16 +436,6 @@ void add_positional_and_attention(Table& t) {
   ab.sharding = "bThD,bTkD,bTkD,bThD,bhT,bThD->bThD,bTkD,bTkD";
   ab.place = place_heads;
   ab.localize = localize_heads;
-  ab.scratch = [shape_of](const Types& in, const Attrs& at, int threads) {
-    return cpu::attention_bwd_scratch_bytes(cpu::Context{threads},
-                                            shape_of(in[0].shape, in[1].shape, at));
-  };
-  ab.cpu = [shape_of](KernelArgs& k) {
-    auto s = shape_of(k.in[0]->shape(), k.in[1]->shape(), k.node.attrs);
-    cpu::attention_bwd(k.ctx, s, k.in[0]->f32(), k.in[1]->f32(), k.in[2]->f32(), k.in[3]->f32(),
-                       k.in[4]->f32(), k.in[5]->f32(), k.out[0]->f32(), k.out[1]->f32(),
-                       k.out[2]->f32());
-  };
   t.push_back(std::move(ab));
 }
 
@@ -575,7 +444,9 @@ void add_positional_and_attention(Table& t) {
 void register_nn(Table& t) {
   add_softmax(t);
   add_norms(t);
-  add_embedding_and_loss(t);
+  add_embedding(t);
+  add_loss(t);
+  add_split_loss(t);
   add_positional_and_attention(t);
 }
 
@@ -584,30 +455,31 @@ void register_nn(Table& t) {
 namespace hp {
 
 Var softmax(Var x) {
-  return x.g->apply1("softmax", {x});
+  return x.g->apply1(ops::op_def(ir::OpId::kSoftmax), {x});
 }
 Var layer_norm(Var x, Var gamma, Var beta, double eps) {
-  return x.g->apply("layer_norm", {x, gamma, beta}, {{"eps", eps}})[0];
+  return x.g->apply(ops::op_def(ir::OpId::kLayerNorm), {x, gamma, beta}, {{"eps", eps}})[0];
 }
 std::pair<Var, Var> add_layer_norm(Var x, Var res, Var gamma, Var beta, double eps) {
-  auto o = x.g->apply("add_layer_norm", {x, res, gamma, beta}, {{"eps", eps}});
+  auto o = x.g->apply(ops::op_def(ir::OpId::kAddLayerNorm), {x, res, gamma, beta}, {{"eps", eps}});
   return {o[0], o[1]};
 }
 Var rms_norm(Var x, Var gamma, double eps) {
-  return x.g->apply("rms_norm", {x, gamma}, {{"eps", eps}})[0];
+  return x.g->apply(ops::op_def(ir::OpId::kRmsNorm), {x, gamma}, {{"eps", eps}})[0];
 }
 Var embedding(Var table, Var ids) {
-  return table.g->apply1("embedding", {table, ids});
+  return table.g->apply1(ops::op_def(ir::OpId::kEmbedding), {table, ids});
 }
 Var cross_entropy(Var logits, Var targets, int64_t ignore_index) {
-  return logits.g->apply("cross_entropy", {logits, targets}, {{"ignore_index", ignore_index}})[0];
+  return logits.g->apply(ops::op_def(ir::OpId::kCrossEntropy), {logits, targets},
+                         {{"ignore_index", ignore_index}})[0];
 }
 Var rope(Var x, double theta, int64_t pos_offset) {
-  return x.g->apply1("rope", {x},
+  return x.g->apply1(ops::op_def(ir::OpId::kRope), {x},
                      {{"theta", theta}, {"offset", pos_offset}, {"inverse", int64_t(0)}});
 }
 Var attention(Var q, Var k, Var v, double scale) {
-  return q.g->apply("attention", {q, k, v}, {{"scale", scale}})[0];
+  return q.g->apply(ops::op_def(ir::OpId::kAttention), {q, k, v}, {{"scale", scale}})[0];
 }
 
 }  // namespace hp

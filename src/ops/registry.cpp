@@ -1,62 +1,43 @@
-// The op table: every family registers once; lookups by name are O(log n) after.
+// The op table: every family registers once; a lookup by id indexes an array.
+#include "hp/ops/registry.hpp"
+
 #include <algorithm>
-#include <map>
+#include <array>
 
 #include "ops/common.hpp"
 
-namespace hp::ir {
+namespace hp::ops {
 
 namespace {
-const std::map<std::string, OpDef>& table() {
-  static const std::map<std::string, OpDef> t = [] {
-    ops::Table v;
-    ops::register_elementwise(v);
-    ops::register_matmul(v);
-    ops::register_layout(v);
-    ops::register_nn(v);
-    ops::register_comm(v);
-    std::map<std::string, OpDef> m;
+using Records = std::array<OpDef, ir::kOpCount>;
+const Records& table() {
+  static const Records t = [] {
+    Table v;
+    register_elementwise(v);
+    register_matmul(v);
+    register_layout(v);
+    register_nn(v);
+    register_comm(v);
+    Records r;
+    std::array<bool, ir::kOpCount> seen{};
     for (auto& d : v) {
-      HP_CHECK(!m.count(d.name), "[ops] op '", d.name, "' registered twice");
-      m.emplace(d.name, std::move(d));
+      const size_t i = size_t(d.id);
+      HP_CHECK(!seen[i], "[ops] op '", ir::op_name(d.id), "' registered twice");
+      seen[i] = true;
+      d.name = ir::op_name(d.id);
+      r[i] = std::move(d);
     }
-    return m;
+    for (size_t i = 0; i < seen.size(); ++i)
+      HP_CHECK(seen[i], "[ops] op '", ir::op_name(OpId(i)), "' has no record");
+    return r;
   }();
   return t;
 }
 }  // namespace
 
-const OpDef& op_def(const std::string& name) {
-  auto& t = table();
-  auto it = t.find(name);
-  HP_CHECK(it != t.end(), "[ops] unknown op '", name, "'");
-  return it->second;
+const OpDef& op_def(OpId id) {
+  return table().at(size_t(id));
 }
-
-std::vector<std::string> op_names() {
-  std::vector<std::string> out;
-  for (auto& [k, v] : table()) out.push_back(k);
-  return out;
-}
-
-Cost node_cost(const Graph& g, const Node& n) {
-  std::vector<TensorType> in, out;
-  for (ValueId v : n.inputs) in.push_back(g.value(v).type);
-  for (ValueId v : n.outputs) out.push_back(g.value(v).type);
-  if (n.def->cost) return n.def->cost(in, out, n.attrs);
-  return ops::elementwise_cost(in, out, 0);
-}
-
-size_t node_scratch(const Graph& g, const Node& n, int threads) {
-  if (!n.def->scratch) return 0;
-  std::vector<TensorType> in;
-  for (ValueId v : n.inputs) in.push_back(g.value(v).type);
-  return n.def->scratch(in, n.attrs, threads);
-}
-
-}  // namespace hp::ir
-
-namespace hp::ops {
 
 void expect_arity(const Types& in, size_t n) {
   HP_CHECK(in.size() == n, "expects ", n, " inputs, got ", in.size());

@@ -1,9 +1,7 @@
-// AdamW, clipping and schedule over the fused CPU kernels.
+// AdamW, clipping and schedule over the backend's fused kernels.
 #include "hp/optim/adamw.hpp"
 
 #include <cmath>
-
-#include "hp/cpu/kernels.hpp"
 
 namespace hp::optim {
 
@@ -26,7 +24,8 @@ AdamW::AdamW(AdamWConfig cfg, std::vector<ParamRef> params, std::shared_ptr<Allo
   }
 }
 
-void AdamW::step(const cpu::Context& ctx, const std::vector<const Tensor*>& grads, double lr) {
+void AdamW::step(const runtime::Context& ctx, const std::vector<const Tensor*>& grads, double lr,
+                 const runtime::Backend& backend) {
   HP_CHECK(grads.size() == params_.size(), "[adamw] ", grads.size(), " gradients for ",
            params_.size(), " parameters");
   ++t_;
@@ -34,9 +33,13 @@ void AdamW::step(const cpu::Context& ctx, const std::vector<const Tensor*>& grad
     Tensor& p = params_[i].param;
     HP_CHECK(grads[i]->shape() == p.shape(), "[adamw] gradient of '", params_[i].name,
              "' has shape ", shape_str(grads[i]->shape()));
-    cpu::adamw(ctx, p.f32(), grads[i]->f32(), m_[i].f32(), v_[i].f32(), p.numel(), float(lr),
-               float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps),
-               params_[i].decay ? float(cfg_.weight_decay) : 0.0f, t_);
+    const runtime::AdamWStep s{float(lr),
+                               float(cfg_.beta1),
+                               float(cfg_.beta2),
+                               float(cfg_.eps),
+                               params_[i].decay ? float(cfg_.weight_decay) : 0.0f,
+                               t_};
+    backend.adamw(ctx, p.f32(), grads[i]->f32(), m_[i].f32(), v_[i].f32(), p.numel(), s);
   }
 }
 
@@ -68,14 +71,15 @@ size_t AdamW::state_bytes() const {
   return b;
 }
 
-double clip_grad_norm(const cpu::Context& ctx, const std::vector<Tensor*>& grads, double max_norm) {
+double clip_grad_norm(const runtime::Context& ctx, const std::vector<Tensor*>& grads,
+                      double max_norm, const runtime::Backend& backend) {
   double ss = 0;
-  for (Tensor* g : grads) ss += cpu::sum_squares(ctx, g->f32(), g->numel());
+  for (Tensor* g : grads) ss += backend.sum_squares(ctx, g->f32(), g->numel());
   double norm = std::sqrt(ss);
   HP_CHECK(std::isfinite(norm), "[clip] gradient norm is not finite (", norm, ")");
   if (max_norm > 0 && norm > max_norm) {
     float s = float(max_norm / (norm + 1e-6));
-    for (Tensor* g : grads) cpu::scale(ctx, g->f32(), g->numel(), s);
+    for (Tensor* g : grads) backend.scale(ctx, g->f32(), g->numel(), s);
   }
   return norm;
 }

@@ -9,8 +9,29 @@ namespace hp::runtime {
 
 using ir::ValueId;
 
-Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, cpu::Context ctx)
-    : program_(program), device_(std::move(device)), ctx_(ctx) {
+// The kernel of every node the program computes, looked up once.
+static std::vector<const Kernel*> kernels_of(const Program& p, const Backend& backend) {
+  const ir::Graph& g = *p.graph;
+  std::vector<const Kernel*> out(g.nodes().size(), nullptr);
+  for (const Instr& ins : p.instrs) {
+    if (ins.kind != InstrKind::kCompute || out[size_t(ins.node)]) continue;
+    const ir::Node& n = g.node(ins.node);
+    if (n.def->view) continue;
+    const Kernel* k = backend.kernel(n.def->id);
+    HP_CHECK(k, "[executor] backend '", backend.name(), "' has no kernel for op '", n.def->name,
+             "' (node ", ins.node, n.scope.empty() ? "" : " in " + n.scope, ")");
+    out[size_t(ins.node)] = k;
+  }
+  return out;
+}
+
+Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, Context ctx,
+                   const Backend& backend)
+    : program_(program),
+      device_(std::move(device)),
+      ctx_(ctx),
+      backend_(backend),
+      kernels_(kernels_of(program, backend)) {
   HP_CHECK(ctx_.threads >= 1, "[executor] threads must be >= 1, got ", ctx_.threads);
   const ir::Graph& g = *program_.graph;
   tensors_.resize(g.values().size());
@@ -84,10 +105,10 @@ void Executor::run() {
     out.clear();
     for (ValueId v : n.inputs) in.push_back(&tensors_[size_t(v)]);
     for (ValueId v : n.outputs) out.push_back(&tensors_[size_t(v)]);
-    ir::KernelArgs args{ctx_, n, in, out, comm_};
+    KernelArgs args{ctx_, n, in, out, comm_};
     auto t0 = std::chrono::steady_clock::now();
     try {
-      n.def->cpu(args);
+      kernels_[size_t(ins.node)]->run(args);
     } catch (const Error& e) {
       throw Error(detail::cat("[executor] node ", ins.node, " (", n.def->name,
                               n.scope.empty() ? "" : " in " + n.scope, "): ", e.what()));

@@ -22,11 +22,18 @@ size_t value_bytes(const ir::Graph& g, ValueId v) {
 }
 }  // namespace
 
-size_t scratch_bytes(const Program& p, int threads) {
+size_t scratch_bytes(const Program& p, int threads, const Backend& backend) {
   size_t most = 0;
-  for (const Instr& ins : p.instrs)
-    if (ins.kind == InstrKind::kCompute)
-      most = std::max(most, ir::node_scratch(*p.graph, p.graph->node(ins.node), threads));
+  std::vector<ir::TensorType> in;
+  for (const Instr& ins : p.instrs) {
+    if (ins.kind != InstrKind::kCompute) continue;
+    const ir::Node& n = p.graph->node(ins.node);
+    const Kernel* k = n.def->view ? nullptr : backend.kernel(n.def->id);
+    if (!k || !k->scratch) continue;
+    in.clear();
+    for (ValueId v : n.inputs) in.push_back(p.graph->value(v).type);
+    most = std::max(most, k->scratch(in, n.attrs, threads));
+  }
   return most;
 }
 

@@ -8,6 +8,8 @@
 #include <functional>
 #include <utility>
 
+#include "hp/ir/op_def.hpp"
+
 namespace hp::shard {
 
 namespace {
@@ -99,17 +101,17 @@ struct RankComm::Move {
 };
 
 // The kernels of one lowered graph's communication nodes, with that graph's plan table.
-class RankComm::Runner final : public ir::CommRunner {
+class RankComm::Runner final : public runtime::CommRunner {
  public:
   Runner(RankComm& rc, const std::vector<Plan>& plans) : rc_(rc), plans_(plans) {}
-  void run(ir::KernelArgs& k) override { rc_.run(k, plan(k)); }
-  void start(ir::KernelArgs& k) override {
+  void run(runtime::KernelArgs& k) override { rc_.run(k, plan(k)); }
+  void start(runtime::KernelArgs& k) override {
     rc_.start(k, k.node.attrs.has("plan") ? &plan(k) : nullptr);
   }
-  void finish(ir::KernelArgs& k) override { rc_.finish(k); }
+  void finish(runtime::KernelArgs& k) override { rc_.finish(k); }
 
  private:
-  const Plan& plan(const ir::KernelArgs& k) const {
+  const Plan& plan(const runtime::KernelArgs& k) const {
     const int64_t i = k.node.attrs.i("plan");
     HP_CHECK(i >= 0 && size_t(i) < plans_.size(), "[shard] ", k.node.def->name, " names plan ", i,
              " but the graph was lowered with ", plans_.size());
@@ -122,7 +124,7 @@ class RankComm::Runner final : public ir::CommRunner {
 
 RankComm::~RankComm() = default;
 
-ir::CommRunner& RankComm::runner(const std::vector<Plan>& plans) {
+runtime::CommRunner& RankComm::runner(const std::vector<Plan>& plans) {
   runners_.push_back(std::make_unique<Runner>(*this, plans));
   return *runners_.back();
 }
@@ -269,14 +271,14 @@ Tensor RankComm::move(const Tensor& local, const Shape& global, const Layout& fr
   return out;
 }
 
-void RankComm::run(ir::KernelArgs& k, const Plan& plan) {
+void RankComm::run(runtime::KernelArgs& k, const Plan& plan) {
   Tensor r = move(*k.in[0], plan.shape, plan.from, plan.to, plan.steps);
   HP_CHECK(r.shape() == k.out[0]->shape(), "[shard] redistribute produced ", shape_str(r.shape()),
            ", the node needs ", shape_str(k.out[0]->shape()));
   if (r.nbytes()) std::memcpy(k.out[0]->raw(), r.raw(), r.nbytes());
 }
 
-void RankComm::start(ir::KernelArgs& k, const Plan* plan) {
+void RankComm::start(runtime::KernelArgs& k, const Plan* plan) {
   const ir::Attrs& at = k.node.attrs;
   const int64_t key = at.i("key");
   HP_CHECK(!pending_.count(key), "[shard] redistribution ", key, " started twice");
@@ -308,7 +310,7 @@ void RankComm::start(ir::KernelArgs& k, const Plan* plan) {
   std::memset(k.out[0]->raw(), 0, k.out[0]->nbytes());
 }
 
-void RankComm::finish(ir::KernelArgs& k) {
+void RankComm::finish(runtime::KernelArgs& k) {
   const ir::Attrs& at = k.node.attrs;
   auto it = pending_.find(at.i("key"));
   HP_CHECK(it != pending_.end(), "[shard] redistribution ", at.i("key"), " was never started");

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <tuple>
 
-#include "hp/ir/op_def.hpp"
+#include "hp/ops/registry.hpp"
 
 namespace hp::shard {
 
@@ -80,9 +80,8 @@ class Localizing final : public ir::LocalizeCtx {
   int64_t out_offset(size_t o, size_t d) const override {
     return local_box(global_out(o), out_[o], mesh_, rank_).offset[d];
   }
-  ir::Var apply(const std::string& op, const std::vector<ir::Var>& in,
-                const ir::Attrs& attrs) override {
-    return lg_.apply1(op, in, attrs);
+  ir::Var apply(ir::OpId op, const std::vector<ir::Var>& in, const ir::Attrs& attrs) override {
+    return lg_.apply1(ops::op_def(op), in, attrs);
   }
   ir::Var gather(ir::Var local, const ir::TensorType& global, size_t i, size_t d) override {
     Layout whole = in_[i];
@@ -188,7 +187,7 @@ class Lowering {
     ir::Attrs at;
     at.set("shape", local_shape(t.shape, plan.to, mesh_, rank_));
     at.set("plan", add_plan(plan));
-    return lg().apply1("redistribute", {lg().var(local_v)}, at).id;
+    return lg().apply1(ops::op_def(ir::OpId::kRedistribute), {lg().var(local_v)}, at).id;
   }
   ValueId emit(ValueId global_v, ValueId local_v, const Plan& plan) {
     return emit(g_.value(global_v).type, local_v, plan);
@@ -208,7 +207,8 @@ class Lowering {
     ir::Attrs at;
     at.set("key", next_key_);
     at.set("plan", add_plan(plan));
-    ValueId tok = lg().apply1("redistribute_start", {lg().var(local_v)}, at).id;
+    ValueId tok =
+        lg().apply1(ops::op_def(ir::OpId::kRedistributeStart), {lg().var(local_v)}, at).id;
     return {next_key_++, tok, 0, local_shape(t.shape, plan.to, mesh_, rank_)};
   }
   ValueId emit_wait(const Started& s) {
@@ -216,7 +216,7 @@ class Lowering {
     at.set("key", s.key);
     at.set("index", s.index);
     at.set("shape", s.shape);
-    return lg().apply1("redistribute_wait", {lg().var(s.token)}, at).id;
+    return lg().apply1(ops::op_def(ir::OpId::kRedistributeWait), {lg().var(s.token)}, at).id;
   }
 
   // Starts the bucket's all-reduces as one collective.
@@ -229,7 +229,7 @@ class Lowering {
     std::vector<ir::Var> ins;
     for (ValueId v : bucket_.locals) ins.push_back(lg().var(v));
     ++L_.collectives;
-    ValueId tok = lg().apply1("redistribute_start", ins, at).id;
+    ValueId tok = lg().apply1(ops::op_def(ir::OpId::kRedistributeStart), ins, at).id;
     for (size_t i = 0; i < bucket_.outs.size(); ++i)
       out_started_[bucket_.outs[i]] = {next_key_, tok, int64_t(i), bucket_.shapes[i]};
     ++next_key_;
@@ -343,14 +343,14 @@ class Lowering {
       want.push_back(local_shape(g_.value(v).type.shape, produced.back(), mesh_, rank_));
     }
     Localizing x(g_, n, p_.in[ni], produced, want, mesh_, rank_, lg(), moved_to_fn_, made_);
-    x.op = n.def->name;
+    x.op = n.def->id;
     x.in = std::move(ins);
     x.attrs = n.attrs;
     if (n.def->localize) n.def->localize(x);
-    const std::string& op = x.op;
+    const std::string& op = ir::op_name(x.op);
     std::vector<ir::Var> outs;
     try {
-      outs = lg().apply(op, x.in, x.attrs);
+      outs = lg().apply(ops::op_def(x.op), x.in, x.attrs);
     } catch (const Error& e) {
       throw Error(detail::cat("[shard] lowering node ", ni, " (", op, " in ", n.scope, ") on rank ",
                               rank_, ": ", e.what()));

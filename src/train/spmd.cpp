@@ -6,7 +6,6 @@
 #include <filesystem>
 
 #include "hp/autodiff.hpp"
-#include "hp/cpu/kernels.hpp"
 #include "hp/memory/trainer.hpp"
 
 namespace hp::train {
@@ -147,7 +146,7 @@ SpmdTrainer::~SpmdTrainer() = default;
 std::unique_ptr<runtime::Executor> SpmdTrainer::make_executor(
     const runtime::Program& prog, const shard::Lowered& low, bool planned,
     std::optional<memory::OffloadPlan>& plan, std::unique_ptr<memory::OffloadRunner>& runner) {
-  const cpu::Context ctx{opt_.threads};
+  const runtime::Context ctx{opt_.threads};
   std::unique_ptr<runtime::Executor> ex;
   if (planned) {
     plan = memory::plan_offload(prog, request_);
@@ -211,7 +210,7 @@ StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro
   HP_CHECK(!micro.empty(), "[spmd] step needs at least one micro-batch");
   const shard::Mesh& mesh = plan_.strategy.mesh;
   const int rank = rc_.rank();
-  const cpu::Context ctx{opt_.threads};
+  const runtime::Context ctx{opt_.threads};
   const size_t n = micro.size();
   stall_s_ = 0;
   StepResult r;
@@ -227,8 +226,8 @@ StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro
         accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, runner_ ? pool_->host() : device_));
     for (size_t i = 0; i < params_.size(); ++i) {  // the same arithmetic as train::Trainer
       const Tensor g = output(1 + i);
-      cpu::axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n), g.f32(),
-                 accum_[i].f32());
+      runtime::default_backend().axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(),
+                                       1.0f / float(n), g.f32(), accum_[i].f32());
     }
   }
   std::vector<Tensor> last;  // one micro-batch: the gradients where the program left them
@@ -242,14 +241,16 @@ StepResult SpmdTrainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro
     bool owner = true;  // one replica of each piece counts towards the norm
     for (size_t a = 0; a < mesh.ndim(); ++a)
       if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]) && coords[a] != 0) owner = false;
-    if (owner) ss += float(cpu::sum_squares(ctx, grads.back()->f32(), grads.back()->numel()));
+    if (owner)
+      ss += float(
+          runtime::default_backend().sum_squares(ctx, grads.back()->f32(), grads.back()->numel()));
   }
   rc_.world().all_reduce(&ss, &ss, 1, DType::kF32, comm::ReduceOp::kSum).wait(rc_.timeout());
   r.grad_norm = std::sqrt(double(ss));
   HP_CHECK(std::isfinite(r.grad_norm), "[clip] gradient norm is not finite (", r.grad_norm, ")");
   if (opt_.clip > 0 && r.grad_norm > opt_.clip) {
     const float s = float(opt_.clip / (r.grad_norm + 1e-6));
-    for (Tensor* g : grads) cpu::scale(ctx, g->f32(), g->numel(), s);
+    for (Tensor* g : grads) runtime::default_backend().scale(ctx, g->f32(), g->numel(), s);
   }
   r.lr = opt_.adam.lr * opt_.schedule.factor(adam_->steps_done());
   std::vector<const Tensor*> cg(grads.begin(), grads.end());

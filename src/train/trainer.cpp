@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "hp/autodiff.hpp"
-#include "hp/cpu/kernels.hpp"
 
 namespace hp::train {
 
@@ -30,7 +29,7 @@ Trainer::Trainer(const io::ModelConfig& cfg, const io::TensorMap& params, TrainO
   }
   adam_ = std::make_unique<optim::AdamW>(opt_.adam, refs, device_);
   train_exec_ =
-      std::make_unique<runtime::Executor>(train_prog_, device_, cpu::Context{opt_.threads});
+      std::make_unique<runtime::Executor>(train_prog_, device_, runtime::Context{opt_.threads});
   for (size_t i = 0; i < params_.size(); ++i) train_exec_->bind(traced_.params[i].id, params_[i]);
 }
 
@@ -41,7 +40,7 @@ void Trainer::bind_batch(runtime::Executor& ex, const Tensor& tokens, const Tens
 
 StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   HP_CHECK(!micro.empty(), "[train] step needs at least one micro-batch");
-  const cpu::Context ctx{opt_.threads};
+  const runtime::Context ctx{opt_.threads};
   const size_t n = micro.size();
   StepResult r;
   std::vector<Tensor*> grads;
@@ -57,8 +56,8 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
       for (auto& g : grad_vars_) accum_.push_back(Tensor::zeros(g.shape(), DType::kF32, device_));
     for (size_t i = 0; i < grad_vars_.size(); ++i) {
       const Tensor& g = train_exec_->get(grad_vars_[i].id);
-      cpu::axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(), 1.0f / float(n), g.f32(),
-                 accum_[i].f32());
+      runtime::default_backend().axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(),
+                                       1.0f / float(n), g.f32(), accum_[i].f32());
     }
   }
   for (size_t i = 0; i < grad_vars_.size(); ++i)
@@ -74,7 +73,7 @@ double Trainer::eval(const Tensor& tokens, const Tensor& targets) {
   if (!eval_exec_) {
     eval_prog_ = runtime::compile(*traced_.graph, {traced_.loss.id});
     eval_exec_ =
-        std::make_unique<runtime::Executor>(*eval_prog_, device_, cpu::Context{opt_.threads});
+        std::make_unique<runtime::Executor>(*eval_prog_, device_, runtime::Context{opt_.threads});
     for (size_t i = 0; i < params_.size(); ++i) eval_exec_->bind(traced_.params[i].id, params_[i]);
   }
   bind_batch(*eval_exec_, tokens, targets);

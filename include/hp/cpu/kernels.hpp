@@ -1,5 +1,5 @@
 // Vectorised, multi-threaded f32 CPU kernels for everything but GEMM and attention.
-// Not shape-checked: callers (the ops' OpDefs) have validated shapes; all buffers are contiguous.
+// Not shape-checked: the ops' type inference has validated shapes; all buffers are contiguous.
 // Backward kernels overwrite their outputs unless the name says `_acc`.
 #pragma once
 #include <cstddef>

@@ -94,10 +94,10 @@ class Graph {
   Var param(const std::string& name, Shape shape, DType dtype = DType::kF32) {
     return input(name, {std::move(shape), dtype}, ValueKind::kParam);
   }
-  // Appends a node running `op` (registered OpDef name); infers output types and throws
-  // "[op] message (inputs: f32[..], ...)" for ill-typed programs.
-  std::vector<Var> apply(const std::string& op, const std::vector<Var>& inputs, Attrs attrs = {});
-  Var apply1(const std::string& op, const std::vector<Var>& inputs, Attrs attrs = {}) {
+  // Appends a node running `op` (a record of the op table, hp/ops/registry.hpp); infers output
+  // types and throws "[op] message (inputs: f32[..], ...)" for ill-typed programs.
+  std::vector<Var> apply(const OpDef& op, const std::vector<Var>& inputs, Attrs attrs = {});
+  Var apply1(const OpDef& op, const std::vector<Var>& inputs, Attrs attrs = {}) {
     return apply(op, inputs, std::move(attrs))[0];
   }
 

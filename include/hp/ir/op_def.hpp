@@ -1,15 +1,15 @@
 // OpDef: everything about one op in one record (type inference, VJP, cost, sharding rule and the
-// hooks layout propagation and SPMD lowering call, recomputation, CPU kernel) and the registry
-// that holds all of them. Not where ops are defined: see src/ops/. Code outside src/ops/ reads
-// these fields and never asks which op a node is.
+// hooks layout propagation and SPMD lowering call, recomputation). Not where ops are defined (see
+// src/ops/ and hp/ops/registry.hpp, which holds the records) and not a kernel: backends register
+// kernels against the op's id (hp/runtime/backend.hpp). Code outside src/ops/ reads these fields
+// and never asks which op a node is.
 #pragma once
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "hp/cpu/context.hpp"
 #include "hp/ir/graph.hpp"
-#include "hp/tensor.hpp"
+#include "hp/ir/op_id.hpp"
 
 namespace hp::ir {
 
@@ -26,36 +26,11 @@ struct VjpArgs {
   std::vector<Var> in, out, dout;
 };
 
-struct KernelArgs;
-
-// Carries out communication nodes (op "redistribute") for one rank of an SPMD program; set on the
-// Executor (Executor::set_comm_runner) and implemented by hp::shard over the rank's communicator.
-class CommRunner {
- public:
-  virtual ~CommRunner() = default;
-  virtual void run(KernelArgs& k) = 0;
-  // The split form of "redistribute" (ops "redistribute_start" / "redistribute_wait").
-  virtual void start(KernelArgs& k) = 0;
-  virtual void finish(KernelArgs& k) = 0;
-};
-
-struct KernelArgs {
-  const cpu::Context& ctx;
-  const Node& node;
-  std::vector<const Tensor*> in;
-  std::vector<Tensor*> out;
-  CommRunner* comm = nullptr;  // null outside SPMD programs
-};
-
 using InferFn =
     std::function<std::vector<TensorType>(const std::vector<TensorType>&, const Attrs&)>;
 using VjpFn = std::function<std::vector<Var>(VjpArgs&)>;  // one Var per input (undefined: none)
 using CostFn = std::function<Cost(const std::vector<TensorType>&, const std::vector<TensorType>&,
                                   const Attrs&)>;
-using KernelFn = std::function<void(KernelArgs&)>;
-// Bytes of workspace the kernel allocates for itself (outside any Allocator) for these input
-// types and attributes on a team of `threads`.
-using ScratchFn = std::function<size_t(const std::vector<TensorType>&, const Attrs&, int threads)>;
 
 // How partial (unreduced) sums in an op's inputs may pass through it (layout propagation).
 enum class Linearity {
@@ -87,7 +62,7 @@ class PlaceCtx {
 // inputs or put another op in the node's place.
 class LocalizeCtx {
  public:
-  std::string op;       // the op to emit: the node's, unless the hook substitutes another
+  OpId op;              // the op to emit: the node's, unless the hook substitutes another
   std::vector<Var> in;  // this rank's inputs, already in the layouts the node reads them in
   Attrs attrs;          // the node's attributes, to be made local
   virtual ~LocalizeCtx() = default;
@@ -102,7 +77,7 @@ class LocalizeCtx {
   virtual bool out_split(size_t o, size_t d) const = 0;
   virtual int64_t out_offset(size_t o, size_t d) const = 0;
   // Emits `op` on this rank, before the node.
-  virtual Var apply(const std::string& op, const std::vector<Var>& in, const Attrs& attrs) = 0;
+  virtual Var apply(OpId op, const std::vector<Var>& in, const Attrs& attrs) = 0;
   // `local`: this rank's piece of a value of type `global` laid out as input i is; gathered whole
   // along dim d (an all-gather over the axes that split input i's dim d).
   virtual Var gather(Var local, const TensorType& global, size_t i, size_t d) = 0;
@@ -117,7 +92,8 @@ using PlaceFn = std::function<void(PlaceCtx&)>;
 using LocalizeFn = std::function<void(LocalizeCtx&)>;
 
 struct OpDef {
-  std::string name;
+  OpId id{};
+  std::string name;  // op_name(id), for messages; set by the registry
   InferFn infer;
   VjpFn vjp;    // empty: not differentiable (its inputs get no gradient)
   CostFn cost;  // empty: bytes of inputs+outputs, no flops
@@ -133,21 +109,13 @@ struct OpDef {
   bool keeps_placement = false;
   PlaceFn place;        // adjusts the mesh axes propagation chose (attention's heads); may be empty
   LocalizeFn localize;  // makes a node's attributes local in SPMD lowering; empty: kept as they are
-  KernelFn cpu;         // the CPU kernel
-  ScratchFn scratch;    // the CPU kernel's own workspace; empty: none
   bool view = false;    // output 0 aliases input 0's buffer (reshape): no copy, no allocation
   // Elementwise and cheap enough that the memory planner recomputes its output rather than keep
   // it on the device (or offload it) across a long gap.
   bool cheap_to_recompute = false;
 };
 
-// The op table; built once from every src/ops file, immutable after.
-const OpDef& op_def(const std::string& name);
-std::vector<std::string> op_names();
-
 // Cost of a node (falls back to bytes moved when the op defines none).
 Cost node_cost(const Graph& g, const Node& n);
-// Bytes of workspace a node's kernel allocates for itself on a team of `threads` (0: none).
-size_t node_scratch(const Graph& g, const Node& n, int threads);
 
 }  // namespace hp::ir

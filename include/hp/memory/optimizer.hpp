@@ -1,12 +1,11 @@
-// AdamW off the device: the same fused cpu::adamw kernel, run on the host tier over moments kept
-// on the host or on disk. From disk it streams bucket by bucket: the moments of bucket i+1 are
-// read while bucket i is updated and bucket i-1 is written back, through three staging buffers.
-// Not a different optimizer: results are bitwise those of optim::AdamW.
+// AdamW off the device: the same fused AdamW kernel (runtime::Backend::adamw), run on the host tier
+// over moments kept on the host or on disk. From disk it streams bucket by bucket: the moments of
+// bucket i+1 are read while bucket i is updated and bucket i-1 is written back, through three
+// staging buffers. Not a different optimizer: results are bitwise those of optim::AdamW.
 #pragma once
 #include <memory>
 #include <vector>
 
-#include "hp/cpu/context.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/memory/tiers.hpp"
 #include "hp/memory/transfer.hpp"
@@ -23,8 +22,9 @@ class OffloadedAdamW {
                  int64_t bucket_elems = int64_t(1) << 20);
   ~OffloadedAdamW();
 
-  // One update with grads[i] (f32, shape of params[i]) at learning rate `lr`.
-  void step(const cpu::Context& ctx, const std::vector<const Tensor*>& grads, double lr);
+  // One update with grads[i] (f32, shape of params[i]) at learning rate `lr`, on `backend`.
+  void step(const runtime::Context& ctx, const std::vector<const Tensor*>& grads, double lr,
+            const runtime::Backend& backend = runtime::default_backend());
   int64_t steps_done() const { return inner_ ? inner_->steps_done() : t_; }
   // "m/<name>", "v/<name>" (read back from disk when there).
   io::TensorMap state() const;

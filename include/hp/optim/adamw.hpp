@@ -1,6 +1,7 @@
 // AdamW (decoupled weight decay, PyTorch semantics), global grad-norm clipping and the linear
 // warm-up + cosine learning-rate schedule. State tensors are named "m/<param>" and "v/<param>".
-// Not graph nodes: the update runs as fused kernels over parameter buffers after the step.
+// Not graph nodes: the update runs as the backend's fused kernels over parameter buffers after the
+// step.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -8,8 +9,8 @@
 #include <vector>
 
 #include "hp/allocator.hpp"
-#include "hp/cpu/context.hpp"
 #include "hp/io/safetensors.hpp"
+#include "hp/runtime/backend.hpp"
 #include "hp/tensor.hpp"
 
 namespace hp::optim {
@@ -41,8 +42,9 @@ class AdamW {
  public:
   // Moments are allocated (zeroed) from `alloc`.
   AdamW(AdamWConfig cfg, std::vector<ParamRef> params, std::shared_ptr<Allocator> alloc);
-  // One update with `grads[i]` for params[i], at learning rate `lr`.
-  void step(const cpu::Context& ctx, const std::vector<const Tensor*>& grads, double lr);
+  // One update with `grads[i]` for params[i], at learning rate `lr`, on `backend`.
+  void step(const runtime::Context& ctx, const std::vector<const Tensor*>& grads, double lr,
+            const runtime::Backend& backend = runtime::default_backend());
   int64_t steps_done() const { return t_; }
   const AdamWConfig& config() const { return cfg_; }
   // "m/<name>", "v/<name>" tensors (shared, not copied) and the step count.
@@ -60,6 +62,8 @@ class AdamW {
 
 // Scales grads in place so their global L2 norm is at most max_norm (0: never). Returns the
 // norm before clipping.
-double clip_grad_norm(const cpu::Context& ctx, const std::vector<Tensor*>& grads, double max_norm);
+double clip_grad_norm(const runtime::Context& ctx, const std::vector<Tensor*>& grads,
+                      double max_norm,
+                      const runtime::Backend& backend = runtime::default_backend());
 
 }  // namespace hp::optim

@@ -1,5 +1,5 @@
-// Executor: runs a Program on the CPU backend with one arena for intermediates charged to the
-// device allocator, persistent buffers for outputs, and caller-bound source tensors.
+// Executor: runs a Program on a backend (hp/runtime/backend.hpp) with one arena for intermediates
+// charged to the device allocator, persistent buffers for outputs, and caller-bound source tensors.
 // Not thread-safe: one executor per rank thread.
 #pragma once
 #include <map>
@@ -8,8 +8,7 @@
 #include <vector>
 
 #include "hp/allocator.hpp"
-#include "hp/cpu/context.hpp"
-#include "hp/ir/op_def.hpp"
+#include "hp/runtime/backend.hpp"
 #include "hp/runtime/program.hpp"
 #include "hp/tensor.hpp"
 
@@ -27,9 +26,11 @@ class MoveHandler {
 
 class Executor {
  public:
-  // Allocates the arena and output buffers from `device` (throws hp::OutOfMemory when the
-  // budget cannot hold them).
-  Executor(const Program& program, std::shared_ptr<Allocator> device, cpu::Context ctx);
+  // Takes the kernel of every computed node from `backend` (throws hp::Error naming the op and
+  // the backend when it has none) and allocates the arena and output buffers from `device`
+  // (throws hp::OutOfMemory when the budget cannot hold them).
+  Executor(const Program& program, std::shared_ptr<Allocator> device, Context ctx,
+           const Backend& backend = default_backend());
 
   // Binds a source value (input, param, state) to a tensor of exactly its type; kept by handle.
   void bind(ir::ValueId v, Tensor t);
@@ -46,22 +47,25 @@ class Executor {
   void place(ir::ValueId v, Tensor t) { tensors_.at(size_t(v)) = std::move(t); }
 
   // Runs the communication nodes of SPMD programs (not owned, must outlive run()).
-  void set_comm_runner(ir::CommRunner* c) { comm_ = c; }
+  void set_comm_runner(CommRunner* c) { comm_ = c; }
 
   // Per-op accumulated seconds over runs when profiling is on.
   void set_profile(bool on) { profile_ = on; }
   const std::map<std::string, double>& profile() const { return prof_; }
-  const cpu::Context& context() const { return ctx_; }
+  const Context& context() const { return ctx_; }
+  const Backend& backend() const { return backend_; }
   const Program& program() const { return program_; }
 
  private:
   const Program& program_;
   std::shared_ptr<Allocator> device_;
-  cpu::Context ctx_;
+  Context ctx_;
+  const Backend& backend_;
+  std::vector<const Kernel*> kernels_;  // per node id; null for nodes not computed (views)
   std::shared_ptr<Storage> arena_;
   std::vector<Tensor> tensors_;  // per value id
   MoveHandler* mover_ = nullptr;
-  ir::CommRunner* comm_ = nullptr;
+  CommRunner* comm_ = nullptr;
   bool profile_ = false;
   std::map<std::string, double> prof_;
 };

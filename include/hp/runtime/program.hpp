@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hp/ir/graph.hpp"
+#include "hp/runtime/backend.hpp"
 
 namespace hp::runtime {
 
@@ -47,10 +48,10 @@ struct Program {
   std::string str() const;
 };
 
-// The largest workspace any computed node's kernel allocates for itself on a team of `threads`
-// (ir::node_scratch): one kernel runs at a time, so this is what a device budget must keep free
-// besides the program's tensors.
-size_t scratch_bytes(const Program& p, int threads);
+// The largest workspace any computed node's kernel on `backend` allocates for itself on a team of
+// `threads` (Kernel::scratch): one kernel runs at a time, so this is what a device budget must
+// keep free besides the program's tensors.
+size_t scratch_bytes(const Program& p, int threads, const Backend& backend = default_backend());
 
 // A buffer's size and the instructions it is live over (both ends included).
 struct Lifetime {

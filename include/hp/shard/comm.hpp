@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "hp/comm/communicator.hpp"
-#include "hp/ir/op_def.hpp"
+#include "hp/runtime/backend.hpp"
 #include "hp/shard/redistribute.hpp"
 
 namespace hp::shard {
@@ -34,7 +34,7 @@ class RankComm {
   // input: plans[attr "plan"]; several: one all-reduce along attr "axis" over the packed inputs,
   // a bucket);
   // "redistribute_wait": waits for the move started under attr "key" and writes piece "index".
-  ir::CommRunner& runner(const std::vector<Plan>& plans);
+  runtime::CommRunner& runner(const std::vector<Plan>& plans);
   // Seconds this rank spent blocked waiting for collectives of redistributions, and how many it
   // issued, since construction or reset_stats().
   double blocked_seconds() const { return blocked_s_; }
@@ -58,9 +58,9 @@ class RankComm {
 
  private:
   class Runner;
-  void run(ir::KernelArgs& k, const Plan& plan);
-  void start(ir::KernelArgs& k, const Plan* plan);  // plan: null for a bucket
-  void finish(ir::KernelArgs& k);
+  void run(runtime::KernelArgs& k, const Plan& plan);
+  void start(runtime::KernelArgs& k, const Plan* plan);  // plan: null for a bucket
+  void finish(runtime::KernelArgs& k);
   std::unique_ptr<Move> begin_move(const Tensor& local, const Shape& global, const Layout& from,
                                    const Layout& to, const std::vector<Step>& steps);
   // Runs steps until one collective is in flight (async) or all are done (blocking).

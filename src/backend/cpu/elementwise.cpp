@@ -1,6 +1,6 @@
 // Elementwise CPU kernels: unary maps and their backward, broadcasting binary ops, axpby,
 // broadcast_to, and the fused bias + gelu pair.
-// Not shape-checked beyond rank agreement: the ops' OpDefs validate shapes before calling.
+// Not shape-checked beyond rank agreement: the ops' type inference validates shapes first.
 #include <cstring>
 #include <utility>
 
