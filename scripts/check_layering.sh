@@ -16,6 +16,7 @@ declare -A allowed=(
   [comm]="core"
   [io]="core"
   [data]="io core"
+  [mpmd]="io core"
   [nn]="runtime io ir backend/cpu core"
   [optim]="runtime io ir backend/cpu core"
   [shard]="ir io comm backend/cpu core"
