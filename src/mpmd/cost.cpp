@@ -19,11 +19,16 @@ double CostModel::duration(const Action& a) const {
   if (!is_compute(a.kind)) return 0;
   const ChunkCost& c = chunks.at(size_t(a.chunk));
   switch (a.kind) {
-    case ActionKind::kF: return c.f;
-    case ActionKind::kB: return c.b;
-    case ActionKind::kW: return c.w;
-    case ActionKind::kBW: return c.b + c.w;
-    default: return 0;
+    case ActionKind::kF:
+      return c.f;
+    case ActionKind::kB:
+      return c.b;
+    case ActionKind::kW:
+      return c.w;
+    case ActionKind::kBW:
+      return c.b + c.w;
+    default:
+      return 0;
   }
 }
 
@@ -39,8 +44,7 @@ void CostModel::check(const ChunkGraph& g) const {
   HP_CHECK(opt.empty() || opt.size() == size_t(g.ranks), "[mpmd] cost model: ", opt.size(),
            " optimizer times for ", g.ranks, " ranks");
   HP_CHECK(memory_budget.empty() || memory_budget.size() == size_t(g.ranks),
-           "[mpmd] cost model: ", memory_budget.size(), " memory budgets for ", g.ranks,
-           " ranks");
+           "[mpmd] cost model: ", memory_budget.size(), " memory budgets for ", g.ranks, " ranks");
 }
 
 std::function<Link(int, int)> hierarchical_links(std::vector<LinkLevel> levels,

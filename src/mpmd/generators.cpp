@@ -14,8 +14,7 @@ namespace {
 
 void check_counts(const ChunkGraph& g, int microbatches, const char* what) {
   g.check();
-  HP_CHECK(microbatches >= 1, "[mpmd] ", what, ": micro-batches must be >= 1, got ",
-           microbatches);
+  HP_CHECK(microbatches >= 1, "[mpmd] ", what, ": micro-batches must be >= 1, got ", microbatches);
 }
 
 // Under the schedule's unit costs (F = B = W = 1; BW = 2).
@@ -64,6 +63,8 @@ Schedule interleaved(int ranks, int v, int microbatches) {
   check_counts(g, microbatches, "interleaved");
   ListPolicy p;
   p.cap = one_f_one_b_caps(g);
+  p.round = ranks;
+  p.alternate = true;
   return ordered("interleaved", g, microbatches, p);
 }
 
@@ -71,7 +72,10 @@ Schedule zb_h1(const ChunkGraph& g, int microbatches) {
   check_counts(g, microbatches, "zb-h1");
   ListPolicy p;
   p.split_backward = true;
-  p.cap = one_f_one_b_caps(g);  // W frees the activations: 1F1B's memory
+  // B as in 1F1B; W deferred while a rank holds fewer than 1F1B's peak (ranks) micro-batches.
+  p.cap = one_f_one_b_caps(g);
+  p.hold_cap.assign(size_t(g.ranks), *std::max_element(p.cap.begin(), p.cap.end()));
+  p.alternate = true;
   return ordered("zb-h1", g, microbatches, p);
 }
 
@@ -81,18 +85,24 @@ Schedule zbv(int ranks, int microbatches) {
   ListPolicy p;
   p.split_backward = true;
   // Each chunk is half a stage: 2p chunk activations are 1F1B's p stage activations.
-  p.cap.assign(size_t(ranks), 2 * ranks);
+  p.hold_cap.assign(size_t(ranks), 2 * ranks);
   return ordered("zbv", g, microbatches, p);
 }
 
 Schedule make_schedule(ScheduleKind kind, int ranks, int microbatches, int v) {
   switch (kind) {
-    case ScheduleKind::kGpipe: return gpipe(chain_graph(ranks), microbatches);
-    case ScheduleKind::k1F1B: return one_f_one_b(chain_graph(ranks), microbatches);
-    case ScheduleKind::kInterleaved: return interleaved(ranks, v, microbatches);
-    case ScheduleKind::kZbH1: return zb_h1(chain_graph(ranks), microbatches);
-    case ScheduleKind::kZbV: return zbv(ranks, microbatches);
-    case ScheduleKind::kAuto: break;
+    case ScheduleKind::kGpipe:
+      return gpipe(chain_graph(ranks), microbatches);
+    case ScheduleKind::k1F1B:
+      return one_f_one_b(chain_graph(ranks), microbatches);
+    case ScheduleKind::kInterleaved:
+      return interleaved(ranks, v, microbatches);
+    case ScheduleKind::kZbH1:
+      return zb_h1(chain_graph(ranks), microbatches);
+    case ScheduleKind::kZbV:
+      return zbv(ranks, microbatches);
+    case ScheduleKind::kAuto:
+      break;
   }
   throw Error("[mpmd] make_schedule: 'auto' needs costs; call synthesise (hp/mpmd/synth.hpp)");
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
 
 #include "hp/error.hpp"
 
@@ -39,7 +40,9 @@ class Engine {
     f_end_.assign(n, std::vector<double>(size_t(m), kNever));
     b_end_ = f_end_;
     in_flight_.assign(size_t(g.ranks), 0), pending_w_.assign(size_t(g.ranks), 0);
+    held_ = in_flight_;
     busy_.assign(size_t(g.ranks), false);
+    last_.assign(size_t(g.ranks), ActionKind::kB);
     for (int r = 0; r < g.ranks; ++r) on_rank_.push_back(g.chunks_on(r));
     out_.resize(size_t(g.ranks));
   }
@@ -66,9 +69,18 @@ class Engine {
   Candidate forward(int c) const;
   Candidate backward(int c) const;
   Candidate weight(int c) const;
+  static bool under(const std::vector<int>& cap, int r, int count) {
+    return size_t(r) >= cap.size() || cap[size_t(r)] <= 0 || count < cap[size_t(r)];
+  }
   bool cap_allows(int r) const {
-    return size_t(r) >= pol_.cap.size() || pol_.cap[size_t(r)] <= 0 ||
-           in_flight_[size_t(r)] < pol_.cap[size_t(r)];
+    return under(pol_.cap, r, in_flight_[size_t(r)]) && under(pol_.hold_cap, r, held_[size_t(r)]);
+  }
+  // Priority of a candidate: smaller first (see ListPolicy::round).
+  std::tuple<int, int, int> key(const Candidate& c) const {
+    int round = std::max(1, pol_.round);
+    int depth = c.kind == ActionKind::kF ? c.chunk : -c.chunk;
+    if (round == 1) return {c.mb, depth, 0};
+    return {c.mb / round, depth, c.mb % round};
   }
   // The action rank r should start at `now` (invalid when none), and the earliest future time
   // at which one of its candidates becomes ready (in `next`).
@@ -81,9 +93,10 @@ class Engine {
   const ListPolicy& pol_;
   const ListCosts& cost_;
   std::vector<std::vector<int>> succs_, on_rank_;
-  std::vector<int> nf_, nb_, nw_, in_flight_, pending_w_;
+  std::vector<int> nf_, nb_, nw_, in_flight_, held_, pending_w_;
   std::vector<std::vector<double>> f_end_, b_end_;
   std::vector<bool> busy_;
+  std::vector<ActionKind> last_;  // per rank: the last F, B or BW started
   std::vector<Running> running_;
   std::vector<std::vector<Action>> out_;
 };
@@ -115,23 +128,22 @@ Candidate Engine::weight(int c) const {
 
 Candidate Engine::pick(int r, double now, bool ignore_cap, double& next) const {
   Candidate best_f, best_b, best_w;
-  auto better = [](const Candidate& a, const Candidate& b, bool deeper_first) {
-    if (!b.valid()) return true;
-    if (a.mb != b.mb) return a.mb < b.mb;
-    return deeper_first ? a.chunk > b.chunk : a.chunk < b.chunk;
+  auto better = [&](const Candidate& a, const Candidate& b) {
+    return !b.valid() || key(a) < key(b);
   };
   bool f_ok = ignore_cap || cap_allows(r);
   for (int c : on_rank_[size_t(r)]) {
     Candidate f = f_ok ? forward(c) : Candidate{}, b = backward(c), w = weight(c);
     for (const Candidate* x : {&f, &b, &w})
       if (x->valid() && x->ready > now) next = std::min(next, x->ready);
-    if (f.valid() && f.ready <= now && better(f, best_f, false)) best_f = f;
-    if (b.valid() && b.ready <= now && better(b, best_b, true)) best_b = b;
-    if (w.valid() && w.ready <= now && better(w, best_w, false)) best_w = w;
+    if (f.valid() && f.ready <= now && better(f, best_f)) best_f = f;
+    if (b.valid() && b.ready <= now && better(b, best_b)) best_b = b;
+    if (w.valid() && w.ready <= now && better(w, best_w)) best_w = w;
   }
   size_t i = size_t(r);
   if (best_w.valid() && i < pol_.w_lag.size() && pending_w_[i] > pol_.w_lag[i]) return best_w;
   bool ff = i < pol_.forward_first.size() && pol_.forward_first[i];
+  if (pol_.alternate && best_f.valid() && best_b.valid()) ff = last_[i] != ActionKind::kF;
   const Candidate& first = ff ? best_f : best_b;
   const Candidate& second = ff ? best_b : best_f;
   if (first.valid()) return first;
@@ -145,8 +157,9 @@ void Engine::start(int r, const Candidate& c, double now) {
   a.chunk = c.chunk;
   a.microbatch = c.mb;
   out_[size_t(r)].push_back(a);
+  if (c.kind != ActionKind::kW) last_[size_t(r)] = c.kind;
   size_t k = size_t(c.chunk);
-  if (c.kind == ActionKind::kF) ++nf_[k], ++in_flight_[size_t(r)];
+  if (c.kind == ActionKind::kF) ++nf_[k], ++in_flight_[size_t(r)], ++held_[size_t(r)];
   if (c.kind == ActionKind::kB || c.kind == ActionKind::kBW) ++nb_[k];
   if (c.kind == ActionKind::kW) ++nw_[k], --pending_w_[size_t(r)];
   busy_[size_t(r)] = true;
@@ -159,7 +172,8 @@ void Engine::finish(const Running& x) {
   if (x.c.kind == ActionKind::kF) f_end_[k][mb] = x.end;
   if (x.c.kind == ActionKind::kB || x.c.kind == ActionKind::kBW) b_end_[k][mb] = x.end;
   if (x.c.kind == ActionKind::kB) ++pending_w_[r];
-  if (x.c.kind == ActionKind::kW || x.c.kind == ActionKind::kBW) --in_flight_[r];
+  if (x.c.kind == ActionKind::kB || x.c.kind == ActionKind::kBW) --in_flight_[r];
+  if (x.c.kind == ActionKind::kW || x.c.kind == ActionKind::kBW) --held_[r];
 }
 
 std::vector<std::vector<Action>> Engine::run() {

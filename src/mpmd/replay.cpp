@@ -11,8 +11,8 @@ namespace hp::mpmd::detail {
 namespace {
 
 struct Pair {
-  std::vector<size_t> transfer;    // indices into Replay::transfers, in send order
-  std::vector<double> arrival;     // when each message has crossed the link
+  std::vector<size_t> transfer;  // indices into Replay::transfers, in send order
+  std::vector<double> arrival;   // when each message has crossed the link
   double link_free = 0;
   size_t received = 0;
 };

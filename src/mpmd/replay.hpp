@@ -22,8 +22,8 @@ struct Transfer {
 
 struct Replay {
   bool complete = false;
-  std::vector<size_t> stopped_at;          // per rank: index it blocks at (== size: finished)
-  std::vector<std::vector<Timed>> times;   // per rank, per action executed
+  std::vector<size_t> stopped_at;         // per rank: index it blocks at (== size: finished)
+  std::vector<std::vector<Timed>> times;  // per rank, per action executed
   std::vector<Transfer> transfers;
 };
 

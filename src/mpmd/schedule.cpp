@@ -12,13 +12,20 @@ namespace hp::mpmd {
 
 std::string kind_name(ActionKind k) {
   switch (k) {
-    case ActionKind::kF: return "F";
-    case ActionKind::kB: return "B";
-    case ActionKind::kW: return "W";
-    case ActionKind::kBW: return "BW";
-    case ActionKind::kSend: return "SEND";
-    case ActionKind::kRecv: return "RECV";
-    case ActionKind::kOpt: return "OPT";
+    case ActionKind::kF:
+      return "F";
+    case ActionKind::kB:
+      return "B";
+    case ActionKind::kW:
+      return "W";
+    case ActionKind::kBW:
+      return "BW";
+    case ActionKind::kSend:
+      return "SEND";
+    case ActionKind::kRecv:
+      return "RECV";
+    case ActionKind::kOpt:
+      return "OPT";
   }
   return "?";
 }
@@ -58,8 +65,7 @@ void ChunkGraph::check() const {
   std::vector<int> count(size_t(ranks), 0);
   for (int c = 0; c < chunks(); ++c) {
     int r = rank_of[size_t(c)];
-    HP_CHECK(r >= 0 && r < ranks, "[mpmd] chunk c", c, " on rank ", r, ", outside 0..",
-             ranks - 1);
+    HP_CHECK(r >= 0 && r < ranks, "[mpmd] chunk c", c, " on rank ", r, ", outside 0..", ranks - 1);
     ++count[size_t(r)];
     for (int d : preds[size_t(c)])
       HP_CHECK(d >= 0 && d < c, "[mpmd] chunk c", c, " depends on c", d,
@@ -110,12 +116,18 @@ ChunkGraph v_graph(int ranks) {
 
 std::string schedule_name(ScheduleKind k) {
   switch (k) {
-    case ScheduleKind::kGpipe: return "gpipe";
-    case ScheduleKind::k1F1B: return "1f1b";
-    case ScheduleKind::kInterleaved: return "interleaved";
-    case ScheduleKind::kZbH1: return "zb-h1";
-    case ScheduleKind::kZbV: return "zbv";
-    case ScheduleKind::kAuto: return "auto";
+    case ScheduleKind::kGpipe:
+      return "gpipe";
+    case ScheduleKind::k1F1B:
+      return "1f1b";
+    case ScheduleKind::kInterleaved:
+      return "interleaved";
+    case ScheduleKind::kZbH1:
+      return "zb-h1";
+    case ScheduleKind::kZbV:
+      return "zbv";
+    case ScheduleKind::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -182,8 +194,12 @@ std::vector<Action> messages(const ChunkGraph& g, const std::vector<std::vector<
   return out;
 }
 
-MsgKey send_key(const Action& s) { return {s.chunk, s.peer_chunk, s.microbatch, s.grad}; }
-MsgKey recv_key(const Action& r) { return {r.peer_chunk, r.chunk, r.microbatch, r.grad}; }
+MsgKey send_key(const Action& s) {
+  return {s.chunk, s.peer_chunk, s.microbatch, s.grad};
+}
+MsgKey recv_key(const Action& r) {
+  return {r.peer_chunk, r.chunk, r.microbatch, r.grad};
+}
 
 }  // namespace
 

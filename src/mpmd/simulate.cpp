@@ -25,8 +25,8 @@ double Simulation::bubble_vs_ideal() const {
 
 std::string Simulation::str() const {
   std::ostringstream os;
-  os << name << ": step " << step_time << ", bubble " << 100 * mean_bubble()
-     << "% of the step (" << 100 * bubble_vs_ideal() << "% over the busiest rank's work); per rank";
+  os << name << ": step " << step_time << ", bubble " << 100 * mean_bubble() << "% of the step ("
+     << 100 * bubble_vs_ideal() << "% over the busiest rank's work); per rank";
   for (double b : bubble) os << " " << 100 * b << "%";
   os << "; peak memory";
   for (double p : peak_memory) os << " " << p;
@@ -51,8 +51,10 @@ void memory_of(Simulation& sim, const CostModel& costs) {
       if (a.kind == ActionKind::kB) held -= c.act_bytes - c.w_bytes;
       if (a.kind == ActionKind::kW) held -= c.w_bytes;
       if (a.kind == ActionKind::kBW) held -= c.act_bytes;
-      if (pts.back().time == t) pts.back().bytes = held;
-      else pts.push_back({t, held});
+      if (pts.back().time == t)
+        pts.back().bytes = held;
+      else
+        pts.push_back({t, held});
       sim.peak_memory[r] = std::max(sim.peak_memory[r], held);
     }
   }
@@ -92,7 +94,8 @@ Simulation simulate(const Schedule& s, const CostModel& costs) {
     }
   }
   for (const auto& x : rp.transfers) {
-    sim.transfers.push_back({x.from, x.to, x.start, x.end, s.actions[size_t(x.from)][x.send_index]});
+    sim.transfers.push_back(
+        {x.from, x.to, x.start, x.end, s.actions[size_t(x.from)][x.send_index]});
     sim.step_time = std::max(sim.step_time, x.end);
   }
   for (size_t r = 0; r < n; ++r)

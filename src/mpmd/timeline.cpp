@@ -16,12 +16,18 @@ namespace {
 
 const char* colour(ActionKind k) {
   switch (k) {
-    case ActionKind::kF: return "#4e79a7";
-    case ActionKind::kB: return "#59a14f";
-    case ActionKind::kW: return "#edc948";
-    case ActionKind::kBW: return "#f28e2b";
-    case ActionKind::kOpt: return "#9c9c9c";
-    default: return "#bab0ac";
+    case ActionKind::kF:
+      return "#4e79a7";
+    case ActionKind::kB:
+      return "#59a14f";
+    case ActionKind::kW:
+      return "#edc948";
+    case ActionKind::kBW:
+      return "#f28e2b";
+    case ActionKind::kOpt:
+      return "#9c9c9c";
+    default:
+      return "#bab0ac";
   }
 }
 
@@ -45,8 +51,8 @@ void legend(std::ostringstream& os, const Simulation& sim, double x0) {
   for (const auto& row : sim.timeline)
     for (const auto& iv : row) used[iv.action.kind] = true;
   double x = x0;
-  for (auto k : {ActionKind::kF, ActionKind::kB, ActionKind::kW, ActionKind::kBW,
-                 ActionKind::kOpt}) {
+  for (auto k :
+       {ActionKind::kF, ActionKind::kB, ActionKind::kW, ActionKind::kBW, ActionKind::kOpt}) {
     if (!used.count(k)) continue;
     os << "<rect x='" << x << "' y='30' width='12' height='12' fill='" << colour(k) << "'/>"
        << "<text x='" << x + 16 << "' y='40'>" << kind_name(k) << "</text>\n";
@@ -68,9 +74,9 @@ std::string timeline_svg(const Simulation& sim) {
   os << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + plot_w + 20 << "' height='"
      << height << "' font-family='sans-serif' font-size='11'>\n"
      << "<rect width='100%' height='100%' fill='white'/>\n"
-     << "<text x='" << left << "' y='18' font-size='13'>" << sim.name << ", "
-     << sim.microbatches << " micro-batches: step " << num(sim.step_time) << ", bubble "
-     << num(100 * sim.mean_bubble()) << "% of the step</text>\n";
+     << "<text x='" << left << "' y='18' font-size='13'>" << sim.name << ", " << sim.microbatches
+     << " micro-batches: step " << num(sim.step_time) << ", bubble " << num(100 * sim.mean_bubble())
+     << "% of the step</text>\n";
   legend(os, sim, left);
   for (size_t r = 0; r < ranks; ++r) {
     double y = top + row * double(r);
@@ -99,8 +105,8 @@ std::string timeline_svg(const Simulation& sim) {
   for (double t = 0; t <= sim.step_time * (1 + 1e-9); t += step) {
     double x = left + t * scale;
     os << "<line x1='" << x << "' y1='" << axis_y << "' x2='" << x << "' y2='" << axis_y + 5
-       << "' stroke='black'/><text x='" << x << "' y='" << axis_y + 17
-       << "' text-anchor='middle'>" << num(t) << "</text>\n";
+       << "' stroke='black'/><text x='" << x << "' y='" << axis_y + 17 << "' text-anchor='middle'>"
+       << num(t) << "</text>\n";
   }
   os << "</svg>\n";
   return os.str();
@@ -110,22 +116,36 @@ std::string chrome_trace(const Simulation& sim, double us_per_unit) {
   using nlohmann::json;
   json events = json::array();
   for (size_t r = 0; r < sim.timeline.size(); ++r) {
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 0}, {"tid", r},
+    events.push_back({{"name", "thread_name"},
+                      {"ph", "M"},
+                      {"pid", 0},
+                      {"tid", r},
                       {"args", {{"name", "rank " + std::to_string(r)}}}});
     for (const auto& iv : sim.timeline[r])
-      events.push_back({{"name", iv.action.str()}, {"cat", kind_name(iv.action.kind)},
-                        {"ph", "X"}, {"pid", 0}, {"tid", r}, {"ts", iv.start * us_per_unit},
+      events.push_back({{"name", iv.action.str()},
+                        {"cat", kind_name(iv.action.kind)},
+                        {"ph", "X"},
+                        {"pid", 0},
+                        {"tid", r},
+                        {"ts", iv.start * us_per_unit},
                         {"dur", (iv.end - iv.start) * us_per_unit}});
   }
   std::map<std::pair<int, int>, size_t> link_tid;
   for (const auto& t : sim.transfers) {
     auto [it, fresh] = link_tid.emplace(std::pair{t.from, t.to}, link_tid.size());
     if (fresh)
-      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", it->second},
-                        {"args", {{"name", "link r" + std::to_string(t.from) + "->r" +
-                                               std::to_string(t.to)}}}});
-    events.push_back({{"name", t.send.str()}, {"cat", "transfer"}, {"ph", "X"}, {"pid", 1},
-                      {"tid", it->second}, {"ts", t.start * us_per_unit},
+      events.push_back(
+          {{"name", "thread_name"},
+           {"ph", "M"},
+           {"pid", 1},
+           {"tid", it->second},
+           {"args", {{"name", "link r" + std::to_string(t.from) + "->r" + std::to_string(t.to)}}}});
+    events.push_back({{"name", t.send.str()},
+                      {"cat", "transfer"},
+                      {"ph", "X"},
+                      {"pid", 1},
+                      {"tid", it->second},
+                      {"ts", t.start * us_per_unit},
                       {"dur", (t.end - t.start) * us_per_unit}});
   }
   json doc = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};

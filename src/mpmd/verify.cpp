@@ -22,7 +22,9 @@ Key key_of(const Action& a) {
   if (is_compute(a.kind)) return {int(a.kind), a.chunk, a.microbatch, -1, false};
   return {int(a.kind), a.chunk, a.microbatch, a.peer_chunk, a.grad};
 }
-Key compute_key(ActionKind k, int chunk, int mb) { return {int(k), chunk, mb, -1, false}; }
+Key compute_key(ActionKind k, int chunk, int mb) {
+  return {int(k), chunk, mb, -1, false};
+}
 Key recv_key(int from_chunk, int to_chunk, int mb, bool grad) {
   return {int(ActionKind::kRecv), to_chunk, mb, from_chunk, grad};
 }
@@ -40,7 +42,9 @@ std::string at(const Schedule& s, Pos p) {
   throw Error("[mpmd] schedule '" + s.name + "': " + what);
 }
 
-bool contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+bool contains(const std::vector<int>& v, int x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
 
 void check_action(const Schedule& s, const std::vector<std::vector<int>>& succs, Pos p) {
   const ChunkGraph& g = s.graph;
@@ -78,8 +82,8 @@ std::map<Key, Pos> check_once(const Schedule& s) {
       if (a.kind == ActionKind::kOpt && ++opts > 1) fail(s, at(s, {r, i}) + ": a second OPT");
       if (a.kind == ActionKind::kOpt) continue;
       auto [it, fresh] = where.emplace(key_of(a), Pos{r, i});
-      if (!fresh) fail(s, a.str() + " appears twice: " + at(s, it->second) + " and #" +
-                              std::to_string(i));
+      if (!fresh)
+        fail(s, a.str() + " appears twice: " + at(s, it->second) + " and #" + std::to_string(i));
     }
   }
   auto need = [&](const Key& k, const std::string& what, int rank) {
@@ -92,18 +96,20 @@ std::map<Key, Pos> check_once(const Schedule& s) {
       Action a;
       a.chunk = c, a.microbatch = mb;
       std::vector<ActionKind> kinds = {ActionKind::kF};
-      if (s.split_backward) kinds.insert(kinds.end(), {ActionKind::kB, ActionKind::kW});
-      else kinds.push_back(ActionKind::kBW);
+      if (s.split_backward)
+        kinds.insert(kinds.end(), {ActionKind::kB, ActionKind::kW});
+      else
+        kinds.push_back(ActionKind::kBW);
       for (auto k : kinds) a.kind = k, need(key_of(a), a.str(), r);
       for (int t : succs[size_t(c)]) {
         int rt = g.rank_of[size_t(t)];
         if (rt == r) continue;
-        std::string msg = " c" + std::to_string(c) + "->c" + std::to_string(t) + " m" +
-                          std::to_string(mb);
+        std::string msg =
+            " c" + std::to_string(c) + "->c" + std::to_string(t) + " m" + std::to_string(mb);
         need(send_key(c, t, mb, false), "SEND act" + msg, r);
         need(recv_key(c, t, mb, false), "RECV act" + msg, rt);
-        std::string back = " c" + std::to_string(t) + "->c" + std::to_string(c) + " m" +
-                           std::to_string(mb);
+        std::string back =
+            " c" + std::to_string(t) + "->c" + std::to_string(c) + " m" + std::to_string(mb);
         need(send_key(t, c, mb, true), "SEND grad" + back, rt);
         need(recv_key(t, c, mb, true), "RECV grad" + back, r);
       }
@@ -138,7 +144,6 @@ void check_pair_order(const Schedule& s) {
   }
 }
 
-
 // Where the prerequisite of an action lies, for messages: "at r1 #6" or "nowhere".
 std::string where_is(const Schedule& s, const std::map<Key, Pos>& where, const Key& k) {
   auto it = where.find(k);
@@ -163,9 +168,8 @@ void check_dependencies(const Schedule& s, const std::map<Key, Pos>& where) {
       int c = a.chunk, mb = a.microbatch;
       auto local_or_recv = [&](int other, bool grad) {
         ActionKind k = grad ? bk : ActionKind::kF;
-        Key need = g.rank_of[size_t(other)] == r
-                       ? compute_key(k, other, mb)
-                       : recv_key(other, c, mb, grad);
+        Key need = g.rank_of[size_t(other)] == r ? compute_key(k, other, mb)
+                                                 : recv_key(other, c, mb, grad);
         require(i, need, "its input from c" + std::to_string(other));
       };
       switch (a.kind) {
@@ -190,7 +194,8 @@ void check_dependencies(const Schedule& s, const std::map<Key, Pos>& where) {
             fail(s, at(s, {r, i}) + " runs before all of rank " + std::to_string(r) +
                         "'s gradients: " + std::to_string(needed - backwards) + " still to come");
           break;
-        case ActionKind::kRecv: break;
+        case ActionKind::kRecv:
+          break;
       }
       done.insert(key_of(a));
     }
@@ -217,9 +222,9 @@ void check_deadlock(const Schedule& s) {
   for (size_t k = size_t(seen[size_t(r)]); k < path.size(); ++k) {
     int q = path[k];
     const Action& a = s.actions[size_t(q)][rp.stopped_at[size_t(q)]];
-    os << "\n  r" << q << " blocks at #" << rp.stopped_at[size_t(q)] << " " << a.str()
-       << "; r" << a.peer << " sends it only after its own #" << rp.stopped_at[size_t(a.peer)]
-       << " " << s.actions[size_t(a.peer)][rp.stopped_at[size_t(a.peer)]].str();
+    os << "\n  r" << q << " blocks at #" << rp.stopped_at[size_t(q)] << " " << a.str() << "; r"
+       << a.peer << " sends it only after its own #" << rp.stopped_at[size_t(a.peer)] << " "
+       << s.actions[size_t(a.peer)][rp.stopped_at[size_t(a.peer)]].str();
   }
   fail(s, os.str());
 }
@@ -243,8 +248,8 @@ std::vector<double> check_memory(const Schedule& s, const CostModel& costs) {
       peaks[size_t(r)] = std::max(peaks[size_t(r)], held);
       if (budget <= 0 || held <= budget * (1 + 1e-12)) continue;
       std::ostringstream os;
-      os << "rank " << r << " holds " << held << " of activations after #" << i << " "
-         << a.str() << ", over its budget of " << budget << "; live forwards:";
+      os << "rank " << r << " holds " << held << " of activations after #" << i << " " << a.str()
+         << ", over its budget of " << budget << "; live forwards:";
       for (const auto& [cm, fi] : live) os << " #" << fi << " F c" << cm.first << " m" << cm.second;
       fail(s, os.str());
     }

@@ -12,8 +12,8 @@ namespace {
 TEST(MpmdSchedule, EveryGeneratorVerifiesOverAGrid) {
   for (int p = 1; p <= 5; ++p) {
     for (int m = 1; m <= 9; ++m) {
-      for (auto kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B, ScheduleKind::kZbH1,
-                        ScheduleKind::kZbV}) {
+      for (auto kind :
+           {ScheduleKind::kGpipe, ScheduleKind::k1F1B, ScheduleKind::kZbH1, ScheduleKind::kZbV}) {
         Schedule s = make_schedule(kind, p, m);
         SCOPED_TRACE(s.name + " p=" + std::to_string(p) + " m=" + std::to_string(m));
         EXPECT_NO_THROW(verify(s)) << s.str();

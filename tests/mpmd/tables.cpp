@@ -10,7 +10,8 @@
 
 int main(int argc, char** argv) {
   using namespace hp::mpmd;
-  std::printf("| schedule | p | m | v | step | bubble (share of step) | bubble / ideal | peak r0 |\n");
+  std::printf(
+      "| schedule | p | m | v | step | bubble (share of step) | bubble / ideal | peak r0 |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (auto kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B, ScheduleKind::kInterleaved,
                     ScheduleKind::kZbH1, ScheduleKind::kZbV}) {

@@ -12,11 +12,21 @@ namespace hp::mpmd {
 
 struct ListPolicy {
   bool split_backward = false;  // emit B and W (else BW)
-  // Per rank: at most this many chunk micro-batches whose forward has started and whose weight
-  // gradient (W or BW) has not finished; <= 0 or absent: unbounded. When every rank is stuck
-  // behind its cap the cap of the rank with the most urgent forward is exceeded, so the result
-  // never deadlocks; the verifier's memory check is what enforces a budget.
+  // Per rank: at most this many chunk micro-batches whose forward has started and whose backward
+  // (B or BW) has not finished; <= 0 or absent: unbounded. When every rank is stuck behind its
+  // caps the rank with the most urgent forward exceeds them, so the result never deadlocks; the
+  // verifier's memory check is what enforces a budget.
   std::vector<int> cap;
+  // Per rank, split schedules: the same count up to the end of W (activations a deferred W still
+  // needs); <= 0 or absent: unbounded.
+  std::vector<int> hold_cap;
+  // Micro-batches per round of the priority order: among ready actions, forwards go by (round,
+  // chunk, micro-batch) and backwards by (round, deeper chunk first, micro-batch), as Megatron's
+  // virtual pipeline orders them; <= 1: by micro-batch first (depth first).
+  int round = 1;
+  // When both a forward and a backward are ready, take the kind the rank did not run last (the
+  // steady phase of 1F1B), so that backwards do not starve the forwards downstream ranks need.
+  bool alternate = false;
   // Per rank, split schedules: W runs before a ready F or B once more than this many W are
   // pending (0: right after its B); otherwise only when nothing else is ready. Absent: no limit.
   std::vector<int> w_lag;

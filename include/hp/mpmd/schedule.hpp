@@ -27,7 +27,9 @@ struct Action {
   bool operator==(const Action& o) const = default;
 };
 
-inline bool is_compute(ActionKind k) { return k != ActionKind::kSend && k != ActionKind::kRecv; }
+inline bool is_compute(ActionKind k) {
+  return k != ActionKind::kSend && k != ActionKind::kRecv;
+}
 
 // The sub-programs of one step and where they run: chunk c runs on rank rank_of[c] and needs the
 // forward outputs of preds[c] (a chain: preds[c] = {c - 1}). Chunk ids are a topological order.
@@ -61,7 +63,7 @@ struct Schedule {
   std::string name;
   ChunkGraph graph;
   int microbatches = 1;
-  bool split_backward = false;  // B and W separate (else BW)
+  bool split_backward = false;               // B and W separate (else BW)
   std::vector<std::vector<Action>> actions;  // per rank, in execution order
 
   // One line per rank: "r0: F c0 m0 | SEND act c0->c1 m0 to r1 | ...".
