@@ -17,76 +17,84 @@ void check_counts(const ChunkGraph& g, int microbatches, const char* what) {
   HP_CHECK(microbatches >= 1, "[mpmd] ", what, ": micro-batches must be >= 1, got ", microbatches);
 }
 
-// Under the schedule's unit costs (F = B = W = 1; BW = 2).
-Schedule ordered(const std::string& name, const ChunkGraph& g, int m, const ListPolicy& p) {
-  auto compute = list_schedule(g, m, p, ListCosts::unit(g));
-  return with_communication(name, g, m, p.split_backward, std::move(compute));
-}
-
-// 1F1B's bound per rank: a rank starts at most as many micro-batches as there are ranks from its
-// first chunk to the end of the chain before it must run a backward. For chunks placed by hand
-// (several per rank) the interleaved bound below applies.
-std::vector<int> one_f_one_b_caps(const ChunkGraph& g) {
+// 1F1B's bound per rank: a rank starts at most as many micro-batches as there are chunks from its
+// first chunk to the end of the chain before it must run a backward. A rank holding several
+// chunks gets Megatron's virtual-pipeline warm-up plus the one forward of the steady phase, over
+// rounds of R micro-batches: R = ranks, or ranks + m % ranks for the last round when m is not a
+// multiple (see ListPolicy::round), which keeps the bubble at Megatron's for any m.
+std::vector<int> one_f_one_b_caps(const ChunkGraph& g, int m) {
   std::vector<int> cap(size_t(g.ranks));
+  int R = m >= g.ranks ? g.ranks + m % g.ranks : g.ranks;
   for (int r = 0; r < g.ranks; ++r) {
     auto mine = g.chunks_on(r);
     int v = int(mine.size());
-    if (v == 1) {
-      cap[size_t(r)] = g.chunks() - mine[0];
-    } else {
-      // Megatron's warm-up for virtual pipelines plus the one forward of the steady phase.
-      cap[size_t(r)] = (v - 1) * g.ranks + 2 * (g.ranks - r - 1) + 1;
-    }
+    cap[size_t(r)] = v == 1 ? g.chunks() - mine[0] : (v - 1) * R + 2 * (g.ranks - r - 1) + 1;
   }
   return cap;
 }
 
+// Under the schedule's unit costs (F = B = W = 1; BW = 2).
+Schedule ordered(ScheduleKind kind, const ChunkGraph& g, int m) {
+  check_counts(g, m, schedule_name(kind).c_str());
+  ListPolicy p = policy_for(kind, g, m);
+  auto compute = list_schedule(g, m, p, ListCosts::unit(g));
+  return with_communication(schedule_name(kind), g, m, p.split_backward, std::move(compute));
+}
+
 }  // namespace
 
-Schedule gpipe(const ChunkGraph& g, int microbatches) {
-  check_counts(g, microbatches, "gpipe");
+ListPolicy policy_for(ScheduleKind kind, const ChunkGraph& g, int m) {
+  g.check();
   ListPolicy p;
-  p.forward_first.assign(size_t(g.ranks), true);
-  return ordered("gpipe", g, microbatches, p);
+  switch (kind) {
+    case ScheduleKind::kGpipe:
+      p.forward_first.assign(size_t(g.ranks), true);
+      break;
+    case ScheduleKind::k1F1B:
+      p.cap = one_f_one_b_caps(g, m);
+      break;
+    case ScheduleKind::kInterleaved:
+      p.cap = one_f_one_b_caps(g, m);
+      p.round = g.ranks;
+      p.alternate = true;
+      break;
+    case ScheduleKind::kZbH1:
+      // B as in 1F1B; W deferred while a rank holds fewer than 1F1B's peak micro-batches.
+      p.split_backward = true;
+      p.cap = one_f_one_b_caps(g, m);
+      p.hold_cap.assign(size_t(g.ranks), *std::max_element(p.cap.begin(), p.cap.end()));
+      p.alternate = true;
+      break;
+    case ScheduleKind::kZbV:
+      // Each chunk is half a stage: 2p chunk activations are 1F1B's p stage activations.
+      p.split_backward = true;
+      p.hold_cap.assign(size_t(g.ranks), 2 * g.ranks);
+      break;
+    case ScheduleKind::kAuto:
+      throw Error("[mpmd] 'auto' has no fixed policy: call synthesise (hp/mpmd/synth.hpp)");
+  }
+  return p;
+}
+
+Schedule gpipe(const ChunkGraph& g, int microbatches) {
+  return ordered(ScheduleKind::kGpipe, g, microbatches);
 }
 
 Schedule one_f_one_b(const ChunkGraph& g, int microbatches) {
-  check_counts(g, microbatches, "1f1b");
-  ListPolicy p;
-  p.cap = one_f_one_b_caps(g);
-  return ordered("1f1b", g, microbatches, p);
+  return ordered(ScheduleKind::k1F1B, g, microbatches);
 }
 
 Schedule interleaved(int ranks, int v, int microbatches) {
   HP_CHECK(v >= 1, "[mpmd] interleaved: virtual chunks per rank must be >= 1, got ", v);
-  ChunkGraph g = chain_graph(ranks, v);
-  check_counts(g, microbatches, "interleaved");
-  ListPolicy p;
-  p.cap = one_f_one_b_caps(g);
-  p.round = ranks;
-  p.alternate = true;
-  return ordered("interleaved", g, microbatches, p);
+  return ordered(ScheduleKind::kInterleaved, chain_graph(ranks, v), microbatches);
 }
 
 Schedule zb_h1(const ChunkGraph& g, int microbatches) {
-  check_counts(g, microbatches, "zb-h1");
-  ListPolicy p;
-  p.split_backward = true;
-  // B as in 1F1B; W deferred while a rank holds fewer than 1F1B's peak (ranks) micro-batches.
-  p.cap = one_f_one_b_caps(g);
-  p.hold_cap.assign(size_t(g.ranks), *std::max_element(p.cap.begin(), p.cap.end()));
-  p.alternate = true;
-  return ordered("zb-h1", g, microbatches, p);
+  return ordered(ScheduleKind::kZbH1, g, microbatches);
 }
 
 Schedule zbv(int ranks, int microbatches) {
-  ChunkGraph g = v_graph(ranks);
-  check_counts(g, microbatches, "zbv");
-  ListPolicy p;
-  p.split_backward = true;
-  // Each chunk is half a stage: 2p chunk activations are 1F1B's p stage activations.
-  p.hold_cap.assign(size_t(ranks), 2 * ranks);
-  return ordered("zbv", g, microbatches, p);
+  return ordered(ScheduleKind::kZbV, v_graph(ranks), microbatches);
 }
 
 Schedule make_schedule(ScheduleKind kind, int ranks, int microbatches, int v) {

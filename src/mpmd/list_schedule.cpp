@@ -80,7 +80,10 @@ class Engine {
     int round = std::max(1, pol_.round);
     int depth = c.kind == ActionKind::kF ? c.chunk : -c.chunk;
     if (round == 1) return {c.mb, depth, 0};
-    return {c.mb / round, depth, c.mb % round};
+    // A last partial round joins the one before it, so that no round is shorter than `round`
+    // (a short round sends its micro-batches back around before the rank has other work).
+    int index = std::min(c.mb / round, std::max(0, m_ / round - 1));
+    return {index, depth, c.mb - index * round};
   }
   // The action rank r should start at `now` (invalid when none), and the earliest future time
   // at which one of its candidates becomes ready (in `next`).

@@ -22,7 +22,8 @@ struct ListPolicy {
   std::vector<int> hold_cap;
   // Micro-batches per round of the priority order: among ready actions, forwards go by (round,
   // chunk, micro-batch) and backwards by (round, deeper chunk first, micro-batch), as Megatron's
-  // virtual pipeline orders them; <= 1: by micro-batch first (depth first).
+  // virtual pipeline orders them (a last partial round joins the one before); <= 1: by
+  // micro-batch first (depth first).
   int round = 1;
   // When both a forward and a backward are ready, take the kind the rank did not run last (the
   // steady phase of 1F1B), so that backwards do not starve the forwards downstream ranks need.
@@ -42,6 +43,13 @@ struct ListCosts {
   // Unit costs F = B = W = 1 for every chunk of g.
   static ListCosts unit(const ChunkGraph& g);
 };
+
+// The policy behind a named schedule on graph g for m micro-batches (kAuto: throws): gpipe runs
+// forwards first with no cap; 1f1b caps each rank at the chunks from its first to the end of the
+// chain (Megatron's warm-up where a rank holds several chunks); interleaved adds Megatron's round
+// order and alternation; zb-h1 splits the backward and defers W up to 1F1B's peak; zbv caps at 2 *
+// ranks half-stage chunks.
+ListPolicy policy_for(ScheduleKind kind, const ChunkGraph& g, int m);
 
 // Per-rank compute orders (F, B, W or BW actions) for `microbatches` micro-batches. Forwards,
 // backwards and weight gradients of one chunk run in micro-batch order.
