@@ -97,6 +97,10 @@ Schedule zbv(int ranks, int microbatches) {
   return ordered(ScheduleKind::kZbV, v_graph(ranks), microbatches);
 }
 
+Schedule schedule_on(ScheduleKind kind, const ChunkGraph& g, int microbatches) {
+  return ordered(kind, g, microbatches);
+}
+
 Schedule make_schedule(ScheduleKind kind, int ranks, int microbatches, int v) {
   switch (kind) {
     case ScheduleKind::kGpipe:

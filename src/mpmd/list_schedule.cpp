@@ -144,7 +144,9 @@ Candidate Engine::pick(int r, double now, bool ignore_cap, double& next) const {
     if (w.valid() && w.ready <= now && better(w, best_w)) best_w = w;
   }
   size_t i = size_t(r);
-  if (best_w.valid() && i < pol_.w_lag.size() && pending_w_[i] > pol_.w_lag[i]) return best_w;
+  if (best_w.valid() && i < pol_.w_lag.size() && pol_.w_lag[i] >= 0 &&
+      pending_w_[i] > pol_.w_lag[i])
+    return best_w;
   bool ff = i < pol_.forward_first.size() && pol_.forward_first[i];
   if (pol_.alternate && best_f.valid() && best_b.valid()) ff = last_[i] != ActionKind::kF;
   const Candidate& first = ff ? best_f : best_b;

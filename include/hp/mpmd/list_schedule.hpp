@@ -29,7 +29,8 @@ struct ListPolicy {
   // steady phase of 1F1B), so that backwards do not starve the forwards downstream ranks need.
   bool alternate = false;
   // Per rank, split schedules: W runs before a ready F or B once more than this many W are
-  // pending (0: right after its B); otherwise only when nothing else is ready. Absent: no limit.
+  // pending (0: right after its B); otherwise only when nothing else is ready. Absent or
+  // negative: no limit.
   std::vector<int> w_lag;
   // Per rank: a ready F goes before a ready B (GPipe); absent: backward first.
   std::vector<bool> forward_first;

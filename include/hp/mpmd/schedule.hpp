@@ -82,6 +82,8 @@ Schedule interleaved(int ranks, int v, int microbatches);
 Schedule zb_h1(const ChunkGraph& g, int microbatches);
 // ZB-V: two chunks per rank in a V (rank r holds r and 2p-1-r), B and W split.
 Schedule zbv(int ranks, int microbatches);
+// The named schedule's policy on any placement g (e.g. chunks placed by hand), under unit costs.
+Schedule schedule_on(ScheduleKind kind, const ChunkGraph& g, int microbatches);
 // The named generator on its canonical placement: p ranks, v chunks per rank where it applies.
 Schedule make_schedule(ScheduleKind kind, int ranks, int microbatches, int v = 2);
 
