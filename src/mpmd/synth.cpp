@@ -97,6 +97,21 @@ ListPolicy mutate(ListPolicy p, const ChunkGraph& g, int m, uint64_t seed, uint6
   return p;
 }
 
+// The policy with its caps lowered to what each rank's memory budget holds in activations.
+ListPolicy clamped(ListPolicy p, const ChunkGraph& g, const CostModel& costs) {
+  if (costs.memory_budget.empty()) return p;
+  p.cap.resize(size_t(g.ranks), 0), p.hold_cap.resize(size_t(g.ranks), 0);
+  for (int r = 0; r < g.ranks; ++r) {
+    double budget = costs.memory_budget[size_t(r)], act = 0;
+    if (budget <= 0) continue;
+    for (int c : g.chunks_on(r)) act = std::max(act, costs.chunks[size_t(c)].act_bytes);
+    int fit = act > 0 ? std::max(1, int(budget / act)) : 0;
+    for (int* cap : {&p.cap[size_t(r)], &p.hold_cap[size_t(r)]})
+      if (fit > 0) *cap = *cap > 0 ? std::min(*cap, fit) : fit;
+  }
+  return p;
+}
+
 }  // namespace
 
 LowerBound lower_bound(const ChunkGraph& g, int microbatches, const CostModel& costs) {
@@ -115,11 +130,16 @@ LowerBound lower_bound(const ChunkGraph& g, int microbatches, const CostModel& c
   ListCosts lc = list_costs(g, costs);
   auto succs = g.succs();
   std::vector<double> f_end(size_t(g.chunks()), 0.0), b_end(size_t(g.chunks()), 0.0);
+  std::vector<double> first_start(busy.size(), kInf);
   for (int c = 0; c < g.chunks(); ++c) {
     for (int d : g.preds[size_t(c)])
       f_end[size_t(c)] = std::max(f_end[size_t(c)], f_end[size_t(d)] + lc.delay(d, c));
+    double& start = first_start[size_t(g.rank_of[size_t(c)])];
+    start = std::min(start, f_end[size_t(c)]);
     f_end[size_t(c)] += lc.f[size_t(c)];
   }
+  for (size_t r = 0; r < busy.size(); ++r)
+    lb.busiest_from_start = std::max(lb.busiest_from_start, first_start[r] + busy[r]);
   for (int c = g.chunks() - 1; c >= 0; --c) {
     double start = f_end[size_t(c)];
     for (int s : succs[size_t(c)]) start = std::max(start, b_end[size_t(s)] + lc.delay(s, c));
@@ -130,12 +150,16 @@ LowerBound lower_bound(const ChunkGraph& g, int microbatches, const CostModel& c
   return lb;
 }
 
+double LowerBound::value() const {
+  return std::max({critical_path, busiest, busiest_from_start});
+}
+
 std::string SynthResult::str() const {
   std::ostringstream os;
   os << "auto: step " << step_time << " (best built-in " << best_builtin << ": "
      << best_builtin_time << "); lower bound " << bound.value() << " = max(critical path "
-     << bound.critical_path << ", busiest rank " << bound.busiest << "): gap " << 100 * gap()
-     << "%";
+     << bound.critical_path << ", busiest rank " << bound.busiest << ", from its earliest start "
+     << bound.busiest_from_start << "): gap " << 100 * gap() << "%";
   return os.str();
 }
 
@@ -156,9 +180,11 @@ SynthResult synthesise(const ChunkGraph& g, int microbatches, const CostModel& c
     if (s.over == 0 && (out.best_builtin.empty() || s.time < out.best_builtin_time))
       out.best_builtin = schedule_name(kind), out.best_builtin_time = s.time;
     if (s.better_than(best)) best = s;
-    Scored t = evaluate(g, microbatches, costs, lc, policy);
-    if (t.better_than(best)) best = std::move(t);
-    out.evaluated += 2;
+    for (const ListPolicy& q : {policy, clamped(policy, g, costs)}) {
+      Scored t = evaluate(g, microbatches, costs, lc, q);
+      if (t.better_than(best)) best = std::move(t);
+    }
+    out.evaluated += 3;
   }
   Scored current = best;
   for (int i = 0; i < options.evaluations; ++i) {

@@ -150,6 +150,24 @@ TEST(MpmdSynth, AutoRespectsMemoryBudgetsOrSaysItCannot) {
   EXPECT_THROW(synthesise(g, 6, costs), Error);
 }
 
+TEST(MpmdSynth, ADagOfSubModelsOnRanksOfTheirOwn) {
+  // An image encoder (c0 on rank 0) and a text embedding (c1 on rank 1) feed a decoder split
+  // over ranks 2 and 3: built-in policies and auto both give verified schedules.
+  ChunkGraph g;
+  g.ranks = 4;
+  g.rank_of = {0, 1, 2, 3};
+  g.preds = {{}, {}, {0, 1}, {2}};
+  CostModel costs = CostModel::uniform(g);
+  costs.chunks[0].f = costs.chunks[0].b = costs.chunks[0].w = 2;
+  for (auto kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B, ScheduleKind::kZbH1})
+    EXPECT_NO_THROW(verify(schedule_on(kind, g, 5), costs)) << schedule_name(kind);
+  SynthResult res = synthesise(g, 5, costs);
+  verify(res.schedule, costs);
+  EXPECT_LE(res.step_time, res.best_builtin_time);
+  EXPECT_GE(res.step_time, res.bound.value());
+  EXPECT_DOUBLE_EQ(res.bound.busiest, 30);
+}
+
 TEST(MpmdSynth, LowerBoundCountsTransfersOnTheCriticalPath) {
   ChunkGraph g = chain_graph(3);
   CostModel costs = CostModel::uniform(g);
