@@ -1,6 +1,7 @@
 // Drawing a simulated timeline: an SVG (rows per rank, a box per compute action, a legend and a
 // time axis) and Chrome-trace JSON that chrome://tracing and Perfetto open.
 // Not a plotting library: fixed layout, no options beyond the time unit.
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <map>
@@ -49,16 +50,17 @@ std::string num(double x) {
 void legend(std::ostringstream& os, const Simulation& sim, double x0) {
   std::map<ActionKind, bool> used;
   for (const auto& row : sim.timeline)
-    for (const auto& iv : row) used[iv.action.kind] = true;
+    for (const auto& iv : row) used[iv.action.kind] |= iv.end > iv.start;
   double x = x0;
   for (auto k :
        {ActionKind::kF, ActionKind::kB, ActionKind::kW, ActionKind::kBW, ActionKind::kOpt}) {
-    if (!used.count(k)) continue;
+    if (!used[k]) continue;
     os << "<rect x='" << x << "' y='30' width='12' height='12' fill='" << colour(k) << "'/>"
        << "<text x='" << x + 16 << "' y='40'>" << kind_name(k) << "</text>\n";
     x += 60;
   }
-  if (!sim.transfers.empty())
+  if (std::any_of(sim.transfers.begin(), sim.transfers.end(),
+                  [](const TransferInterval& t) { return t.end > t.start; }))
     os << "<rect x='" << x << "' y='34' width='12' height='4' fill='" << colour(ActionKind::kSend)
        << "'/><text x='" << x + 16 << "' y='40'>transfer</text>\n";
 }
@@ -82,6 +84,7 @@ std::string timeline_svg(const Simulation& sim) {
     double y = top + row * double(r);
     os << "<text x='8' y='" << y + 17 << "'>r" << r << "</text>\n";
     for (const auto& iv : sim.timeline[r]) {
+      if (iv.end <= iv.start) continue;  // e.g. an optimizer step of no modelled cost
       double x = left + iv.start * scale, w = std::max(0.5, (iv.end - iv.start) * scale);
       os << "<rect x='" << x << "' y='" << y << "' width='" << w << "' height='" << row - 8
          << "' fill='" << colour(iv.action.kind) << "' stroke='white' stroke-width='0.5'>"
@@ -94,6 +97,7 @@ std::string timeline_svg(const Simulation& sim) {
     }
   }
   for (const auto& t : sim.transfers) {
+    if (t.end <= t.start) continue;
     double y = top + row * double(t.to) + row - 7;
     os << "<rect x='" << left + t.start * scale << "' y='" << y << "' width='"
        << std::max(0.5, (t.end - t.start) * scale) << "' height='3' fill='"
