@@ -3,6 +3,9 @@
 // stages are not listed.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "hp/error.hpp"
 #include "hp/mpmd/balance.hpp"
 #include "hp/mpmd/pipeline.hpp"
@@ -45,6 +48,23 @@ pipeline:
             "1f1b, 3 micro-batches: stage 0 blocks 0 on 2 devices (tp2) | stage 1 blocks 1-2 on "
             "1 device");
   EXPECT_EQ(p.chunk_graph().rank_of, (std::vector<int>{0, 1}));
+}
+
+TEST(MpmdPipeline, LoadsFromAFileAndNamesIt) {
+  auto path = std::filesystem::temp_directory_path() / "mpmd_pipeline_test.yaml";
+  {
+    std::ofstream f(path);
+    f << "presets: [dp]\npipeline:\n  schedule: gpipe\n  microbatches: 0\n";
+  }
+  try {
+    load_pipeline(path, 2, 4);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string() + ":4:17 (pipeline.microbatches)"),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(MpmdPipeline, ChunksPlacedByHandFormTheChain) {

@@ -88,6 +88,16 @@ TEST(MpmdSimulate, TransfersOverlapComputeAndDelayTheConsumer) {
   EXPECT_GT(sim.step_time, 3.0 * 3);
 }
 
+TEST(MpmdSimulate, HierarchicalLinksPickTheInnermostSharedLevel) {
+  // Stages of 2, 1 and 4 devices starting at devices 0, 2 and 8; nodes of 8 devices.
+  auto link =
+      hierarchical_links({{"nvlink", 8, {1e-6, 100e9}}, {"network", 0, {1e-5, 10e9}}}, {0, 2, 8});
+  EXPECT_DOUBLE_EQ(link(0, 1).time(1e9), 1e-6 + 0.01);
+  EXPECT_DOUBLE_EQ(link(1, 2).time(1e9), 1e-5 + 0.1);
+  EXPECT_THROW(link(0, 3), Error);
+  EXPECT_THROW(hierarchical_links({{"node", 8, {}}}, {0}), Error);  // nothing spans everyone
+}
+
 TEST(MpmdSimulate, MemoryOverTimeIsAStepFunctionWithThePeak) {
   Simulation sim = run(make_schedule(ScheduleKind::kGpipe, 2, 3));
   const auto& mem = sim.memory[0];
