@@ -18,6 +18,7 @@ declare -A allowed=(
   [comm]="core"
   [io]="core"
   [data]="io core"
+  [mpmd]="io core"
   [nn]="ops io ir core"
   [optim]="runtime io ir core"
   [shard]="ops runtime io comm ir core"
