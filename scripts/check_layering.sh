@@ -19,7 +19,7 @@ declare -A allowed=(
   [nn]="runtime io ir backend/cpu core"
   [optim]="runtime io ir backend/cpu core"
   [shard]="ir io comm backend/cpu core"
-  [memory]="runtime optim nn io ir backend/cpu core"
+  [memory]="runtime io ir backend/cpu core"
   [train]="nn optim data shard comm memory runtime io ir backend/cpu core"
   [cli]="train memory shard comm nn optim data runtime io ir backend/cpu core"
 )
