@@ -216,9 +216,10 @@ std::optional<io::Checkpoint> load_resume(const TrainJob& job, data::BatchSource
   return ck;
 }
 
-// Rank 0's tensor (i64 [shape]) on every rank; `t` is read on rank 0 only.
+// Rank 0's tensor (i64 [shape]) on every rank; `t` is read on rank 0 only. One rank: `t`.
 Tensor broadcast_i64(comm::Communicator& c, const Tensor& t, const Shape& shape,
                      std::chrono::milliseconds timeout) {
+  if (c.size() == 1) return t.dtype() == DType::kI64 ? t : t.to(DType::kI64);
   Tensor out = c.rank() == 0 ? t.to(DType::kI64).clone() : Tensor(shape, DType::kI64);
   HP_CHECK(out.shape() == shape, "[train] batch ", shape_str(out.shape()), ", expected ",
            shape_str(shape));
@@ -228,6 +229,7 @@ Tensor broadcast_i64(comm::Communicator& c, const Tensor& t, const Shape& shape,
 
 // Rank 0's flag on every rank.
 bool broadcast_flag(comm::Communicator& c, bool v, std::chrono::milliseconds timeout) {
+  if (c.size() == 1) return v;
   int64_t x = v ? 1 : 0;
   c.broadcast(&x, 1, DType::kI64, 0).wait(timeout);
   return x != 0;

@@ -68,9 +68,7 @@ class Trainer {
   void load_optimizer_state(const io::TensorMap& state, int64_t steps_done);
   int64_t steps_done() const { return adam_->steps_done(); }
 
-  const StepPlan& plan() const { return plan_; }
   const TrainOptions& options() const { return opt_; }
-  int rank() const { return rp_->rank; }
   // The communicator of this rank's mesh (not for the one-device constructor's trainer).
   shard::RankComm& rank_comm();
   Allocator& device() { return *device_; }
