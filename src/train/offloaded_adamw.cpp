@@ -11,8 +11,9 @@
 namespace hp::train {
 
 OffloadedAdamW::OffloadedAdamW(optim::AdamWConfig cfg, std::vector<optim::ParamRef> params,
-                               Tier state_tier, memory::TieredPool& pool, memory::TransferEngine& engine,
-                               std::chrono::milliseconds timeout, int64_t bucket_elems)
+                               Tier state_tier, memory::TieredPool& pool,
+                               memory::TransferEngine& engine, std::chrono::milliseconds timeout,
+                               int64_t bucket_elems)
     : cfg_(cfg),
       params_(std::move(params)),
       tier_(state_tier),

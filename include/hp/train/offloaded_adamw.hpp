@@ -19,8 +19,8 @@ class OffloadedAdamW {
   // Moments (zeroed) on `state_tier`: kDevice or kHost use optim::AdamW on that tier's
   // allocator; kDisk keeps one extent [m | v] per bucket of at most `bucket_elems` elements.
   OffloadedAdamW(optim::AdamWConfig cfg, std::vector<optim::ParamRef> params, Tier state_tier,
-                 memory::TieredPool& pool, memory::TransferEngine& engine, std::chrono::milliseconds timeout,
-                 int64_t bucket_elems = int64_t(1) << 20);
+                 memory::TieredPool& pool, memory::TransferEngine& engine,
+                 std::chrono::milliseconds timeout, int64_t bucket_elems = int64_t(1) << 20);
   ~OffloadedAdamW();
 
   // One update with grads[i] (f32, shape of params[i]) at learning rate `lr`.
