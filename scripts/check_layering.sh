@@ -22,7 +22,7 @@ declare -A allowed=(
   [nn]="ops io ir core"
   [optim]="runtime io ir core"
   [shard]="ops runtime io comm ir core"
-  [memory]="autodiff optim nn runtime ops io ir core"
+  [memory]="runtime io ir core"
   [train]="nn optim data shard comm memory autodiff runtime ops io ir core"
   [cli]="train memory shard comm nn optim data autodiff runtime ops io ir backend/cpu core"
 )

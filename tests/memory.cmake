@@ -1,5 +1,6 @@
-# memory_test compares offloaded training with train::Trainer, so it also links hp_train.
-# The offload benchmark is `hp bench offload` (hp::memory::bench_main); e2e/offload.sh drives
+# memory_test runs train::Trainer with and without offload (bitwise the same), so it also links
+# hp_train.
+# The offload benchmark is `hp bench offload` (src/cli/bench_offload.cpp); e2e/offload.sh drives
 # offload through hp check, hp train and hp plan.
 target_link_libraries(memory_test PRIVATE hp_train)
 add_test(NAME e2e_offload COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/offload.sh

@@ -13,10 +13,10 @@
 #include "hp/memory/planner.hpp"
 #include "hp/memory/runner.hpp"
 #include "hp/memory/tiers.hpp"
-#include "hp/memory/trainer.hpp"
 #include "hp/memory/transfer.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/ops/registry.hpp"
+#include "hp/train/plan.hpp"
 #include "hp/train/trainer.hpp"
 
 namespace hp::memory {
@@ -453,12 +453,7 @@ TEST(OffloadTraining, Gpt2At25PercentWithStateOnDiskIsBitwiseIdentical) {
                  Case{"none", "disk", "inline"}, Case{"50%", "device", "threads"}}) {
     SCOPED_TRACE(std::string("budget ") + c.budget + ", optimizer state on " + c.state +
                  ", copies " + c.copies);
-    OffloadTrainConfig oc;
-    oc.batch = B;
-    oc.seq = T;
-    oc.threads = 2;
-    oc.adam = to.adam;
-    oc.schedule = to.schedule;
+    train::TrainOptions oc = to;
     oc.offload.offload_dir = temp_dir("gpt2");
     set_option(oc.offload, "optimizer_state", c.state);
     set_option(oc.offload, "copies", c.copies);
@@ -467,14 +462,14 @@ TEST(OffloadTraining, Gpt2At25PercentWithStateOnDiskIsBitwiseIdentical) {
     } else {
       set_option(oc.offload, "device_budget", c.budget);
     }
-    OffloadTrainer tr(cfg, init, oc);
-    ASSERT_TRUE(tr.offloaded());
+    train::Trainer tr(cfg, init, oc);
+    ASSERT_NE(tr.offload_plan(), nullptr);
     for (size_t s = 0; s < batches.size(); ++s) {
-      OffloadStep st = tr.step(batches[s].first, batches[s].second);
+      train::StepResult st = tr.step(batches[s].first, batches[s].second);
       EXPECT_EQ(st.loss, ref_loss[s]) << "step " << s;
     }
     expect_bitwise(tr.params(), ref.params(), "weights");
-    expect_bitwise(tr.optimizer_state(), ref.optimizer().state(), "optimizer state");
+    expect_bitwise(tr.optimizer_state(), ref.optimizer_state(), "optimizer state");
     if (tr.device_budget() != 0) {  // tensors and the kernels' own workspace
       EXPECT_GT(tr.kernel_scratch_bytes(), 0u);
       EXPECT_LE(tr.device().peak_bytes() + tr.kernel_scratch_bytes(), tr.device_budget());
@@ -491,31 +486,32 @@ TEST(Planner, KernelWorkspaceIsChargedToTheBudget) {
   const io::ModelConfig cfg = tiny_gpt2();
   OffloadOptions o;
   o.device_budget.fraction = 0.5;
-  auto sp = plan_step(cfg, 4, 32, o, 2);
+  const auto step = train::plan_step(cfg, 4, 32);
+  auto sp = train::plan_rank(*step, 0, o, 2);  // refers to the step's graph
   const size_t scratch = runtime::scratch_bytes(sp->program, 2);
   ASSERT_GT(scratch, 0u);
   EXPECT_EQ(sp->request.scratch_bytes, scratch);
   EXPECT_GT(scratch, runtime::scratch_bytes(sp->program, 1));  // per-thread tiles
-  ASSERT_TRUE(sp->plan.has_value());
+  ASSERT_TRUE(sp->offload.has_value());
   PlanRequest bare = sp->request;
   bare.scratch_bytes = 0;
   bare.device_budget = 0;
   const OffloadPlan without = plan_offload(sp->program, bare);
-  EXPECT_EQ(sp->plan->min_budget, without.min_budget + scratch);
-  EXPECT_EQ(sp->plan->unconstrained_peak, without.unconstrained_peak + scratch);
-  EXPECT_LE(sp->plan->peak_device, sp->plan->budget);
-  EXPECT_GE(sp->plan->peak_device, scratch);
+  EXPECT_EQ(sp->offload->min_budget, without.min_budget + scratch);
+  EXPECT_EQ(sp->offload->unconstrained_peak, without.unconstrained_peak + scratch);
+  EXPECT_LE(sp->offload->peak_device, sp->offload->budget);
+  EXPECT_GE(sp->offload->peak_device, scratch);
 }
 
 TEST(OffloadTraining, BudgetBelowMinimumIsRejectedBeforeRunning) {
-  OffloadTrainConfig oc;
+  train::TrainOptions oc;
   oc.batch = 2;
   oc.seq = 16;
   oc.offload.device_budget.bytes = 1024;
   oc.offload.optimizer_state = Tier::kHost;
   const io::ModelConfig cfg = tiny_gpt2();
   try {
-    OffloadTrainer tr(cfg, nn::init_params(cfg, 1), oc);
+    train::Trainer tr(cfg, nn::init_params(cfg, 1), oc);
     FAIL() << "accepted a 1 KiB budget";
   } catch (const OutOfMemory& e) {
     EXPECT_NE(std::string(e.what()).find("smallest feasible budget is"), std::string::npos)

@@ -25,7 +25,7 @@
 #include "hp/shard/comm.hpp"
 #include "hp/shard/lower.hpp"
 #include "hp/shard/rule.hpp"
-#include "hp/train/spmd.hpp"
+#include "hp/train/plan.hpp"
 
 namespace hp::shard {
 namespace {
@@ -414,14 +414,14 @@ TEST(StrictMode, PlanRejectsARuleThatMatchesNothing) {
       "[dp]\n";
   const auto topo = Topology::uniform(20e9, 5e-6);
   try {
-    train::plan_spmd(c, parse_strategy(rules + "mode: strict\n", 2, "s.yaml"), 2, 8, topo);
+    train::plan_step(c, parse_strategy(rules + "mode: strict\n", 2, "s.yaml"), 2, 8, topo);
     ADD_FAILURE() << "strict mode accepted a rule that matches nothing";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("h.*.no_such_weight"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("matches no tensor"), std::string::npos) << e.what();
   }
   const auto plan =
-      train::plan_spmd(c, parse_strategy(rules + "mode: warn\n", 2, "s.yaml"), 2, 8, topo);
+      train::plan_step(c, parse_strategy(rules + "mode: warn\n", 2, "s.yaml"), 2, 8, topo);
   ASSERT_FALSE(plan->prop.warnings.empty());
   EXPECT_NE(plan->prop.warnings[0].find("h.*.no_such_weight"), std::string::npos);
 }

@@ -13,7 +13,6 @@
 #include "hp/comm/threads.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/shard/strategy.hpp"
-#include "hp/train/spmd.hpp"
 #include "hp/train/trainer.hpp"
 
 namespace hp::train {
@@ -60,11 +59,11 @@ void expect_same_steps(io::Architecture arch, const std::string& preset, int ran
   for (int s = 0; s < 3; ++s) want.push_back(one.step({{tokens, targets}}).loss);
   want.push_back(one.eval(tokens, targets));  // the forward-only program after the steps
 
-  auto plan = plan_spmd(cfg, shard::preset_strategy(preset, ranks), 4, 8,
+  auto plan = plan_step(cfg, shard::preset_strategy(preset, ranks), 4, 8,
                         shard::Topology::uniform(20e9, 5e-6));
   std::vector<std::vector<double>> got(static_cast<size_t>(ranks));
   comm::ThreadWorld(ranks).run([&](comm::Communicator& c) {
-    SpmdTrainer tr(*plan, c, init, opt);
+    Trainer tr(*plan, c, init, opt);
     if (preset.rfind("tp", 0) == 0 || preset.find("xtp") != std::string::npos) {
       // Vocabulary-parallel: each rank computes only its rows of the table's gradient.
       const ir::Graph& lg = *tr.lowered().graph;
@@ -121,7 +120,7 @@ TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
     opt.batch = 4;
     opt.seq = 8;
     const auto [tokens, targets] = batch(cfg.vocab);
-    auto plan = plan_spmd(cfg, shard::preset_strategy(k.preset, k.ranks), 4, 8,
+    auto plan = plan_step(cfg, shard::preset_strategy(k.preset, k.ranks), 4, 8,
                           shard::Topology::uniform(20e9, 5e-6));
     memory::OffloadOptions off;
     memory::set_option(off, "device_budget", k.budget);
@@ -131,7 +130,9 @@ TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
     std::vector<io::TensorMap> finals(2);
     for (int offloaded = 0; offloaded < 2; ++offloaded) {
       comm::ThreadWorld(k.ranks).run([&](comm::Communicator& c) {
-        SpmdTrainer tr(*plan, c, init, opt, offloaded ? off : memory::OffloadOptions{});
+        TrainOptions o = opt;
+        if (offloaded) o.offload = off;
+        Trainer tr(*plan, c, init, o);
         std::vector<double> l;
         for (int s = 0; s < 3; ++s) l.push_back(tr.step(tokens, targets).loss);
         l.push_back(tr.eval(tokens, targets));

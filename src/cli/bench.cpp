@@ -2,19 +2,19 @@
 #include <cstdio>
 
 #include "cli/args.hpp"
-#include "hp/error.hpp"
 #include "hp/comm/bench.hpp"
-#include "hp/memory/bench.hpp"
+#include "hp/error.hpp"
 
 namespace hp::cli {
 
-int bench_spmd(const std::vector<std::string>& argv);  // bench_spmd.cpp
+int bench_spmd(const std::vector<std::string>& argv);     // bench_spmd.cpp
+int bench_offload(const std::vector<std::string>& argv);  // bench_offload.cpp
 
 int cmd_bench(const std::vector<std::string>& argv) {
   HP_CHECK(!argv.empty(), "usage: hp bench comm|spmd|offload [options]");
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "spmd") return bench_spmd(rest);
-  if (argv[0] == "offload") return memory::bench_main(rest);
+  if (argv[0] == "offload") return bench_offload(rest);
   if (argv[0] == "comm") return comm::bench_main(rest);
   throw Error("unknown benchmark '" + argv[0] + "'");
 }

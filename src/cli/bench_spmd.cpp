@@ -30,12 +30,12 @@ RunResult run_strategy(const io::ModelConfig& cfg, const train::TrainOptions& op
                        const Devices& dev, const std::string& strategy, bool overlap,
                        const io::TensorMap& params,
                        const std::vector<std::pair<Tensor, Tensor>>& batches) {
-  auto plan = plan_for(cfg, strategy, dev, opt.batch, opt.seq, opt.threads);
+  auto plan = plan_for(cfg, place(dev, strategy), opt.batch, opt.seq, opt.threads);
   plan->lower.overlap = overlap;
   RunResult res;
   std::vector<double> blocked(size_t(dev.count), 0);
   run_ranks(dev, [&](comm::Communicator& c) {
-    train::SpmdTrainer tr(*plan, c, params, opt);
+    train::Trainer tr(*plan, c, params, opt);
     tr.step(batches[0].first, batches[0].second);  // warm-up
     tr.rank_comm().reset_stats();
     const auto t0 = Clock::now();

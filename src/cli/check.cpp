@@ -10,7 +10,6 @@
 #include "cli/offload.hpp"
 #include "hp/io/json.hpp"
 #include "hp/io/safetensors.hpp"
-#include "hp/train/trainer.hpp"
 
 namespace hp::cli {
 
@@ -163,6 +162,25 @@ bool compare(const io::TensorMap& e, const std::vector<double>& losses, const io
   return ok;
 }
 
+// The state each rank holds (parameters, gradients, AdamW moments): one device's, the planned and
+// the measured maximum over ranks; with offload each rank's device peak under its budget.
+void print_state_memory(const train::StepPlan& plan, const StepsResult& res, bool offload) {
+  size_t single = 0, planned = 0, measured = 0;
+  for (const auto& pi : plan.infos) single += 4 * sizeof(float) * size_t(numel(pi.shape));
+  for (int r = 0; r < plan.world(); ++r) {
+    planned = std::max(planned, train::planned_state_bytes(plan, r));
+    measured = std::max(measured, res.state_bytes[size_t(r)]);
+  }
+  std::printf(
+      "{\"memory\": \"state\", \"single_device\": %zu, \"planned_max\": %zu, "
+      "\"measured_max\": %zu}\n",
+      single, planned, measured);
+  if (!offload) return;
+  for (int r = 0; r < plan.world(); ++r)
+    std::printf("{\"memory\": \"device\", \"rank\": %d, \"budget\": %zu, \"peak\": %zu}\n", r,
+                res.budgets[size_t(r)], res.peak_bytes[size_t(r)]);
+}
+
 }  // namespace
 
 int cmd_check(const std::vector<std::string>& argv) {
@@ -176,9 +194,6 @@ int cmd_check(const std::vector<std::string>& argv) {
     return 0;
   }
   HP_CHECK(a.positional().size() == 1, usage);
-  // Offload: options, or a strategy file's offload: section; on a mesh, per rank.
-  const memory::OffloadOptions off =
-      offload_options(a, strategy_offload_section(a.str("strategy", "")));
   fs::path dir = a.positional()[0];
   io::Json c = io::read_json(dir / "case.json");
   const std::string where = (dir / "case.json").string();
@@ -202,6 +217,9 @@ int cmd_check(const std::vector<std::string>& argv) {
   HP_CHECK(!comparing || steps == case_steps, "[check] --steps ", steps, " differs from the ",
            case_steps, " steps ", exp.string(), " holds results for");
 
+  // Offload: options, or a strategy file's offload: section; on a mesh, per rank.
+  const Placement place = parse_placement(a);
+  const memory::OffloadOptions off = offload_options(a, place.offload_section());
   train::TrainOptions opt;
   opt.batch = x.dim(0);
   opt.seq = x.dim(1);
@@ -218,53 +236,20 @@ int cmd_check(const std::vector<std::string>& argv) {
   opt.adam.eps = io::json_double(o, "eps", 1e-8, where);
   opt.adam.weight_decay = io::json_double(o, "weight_decay", 0.0, where);
 
-  std::vector<double> losses;
-  io::TensorMap grads0, final_params;
-  if (a.has("devices") || a.has("strategy")) {  // on a mesh of devices
-    Devices dev = parse_devices(a.str("devices", "threads:1"));
-    opt.threads = int(a.i64("threads", 1));
-    auto plan = plan_for(cfg, a.str("strategy", "dp" + std::to_string(dev.count)), dev, opt.batch,
-                         opt.seq, opt.threads);
-    auto res = run_distributed(
-        *plan, dev, params, opt, std::vector<std::pair<Tensor, Tensor>>(size_t(steps), {x, y}),
-        [](int64_t s, const train::StepResult& r) {
-          std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
-          std::fflush(stdout);
-        },
-        off);
-    if (dev.rank != 0) return 0;  // under mpi, rank 0's process reports
-    losses = res.losses;
-    size_t single = 0, planned = 0, measured = 0;  // parameters + gradients + AdamW moments
-    for (const auto& pi : plan->infos) single += 4 * sizeof(float) * size_t(numel(pi.shape));
-    for (int r = 0; r < dev.count; ++r) {
-      planned = std::max(planned, train::planned_state_bytes(*plan, r));
-      measured = std::max(measured, res.state_bytes[size_t(r)]);
-    }
-    std::printf(
-        "{\"memory\": \"state\", \"single_device\": %zu, \"planned_max\": %zu, "
-        "\"measured_max\": %zu}\n",
-        single, planned, measured);
-    if (off.enabled()) {  // each rank's device peak under its offload budget
-      for (int r = 0; r < dev.count; ++r)
-        std::printf("{\"memory\": \"device\", \"rank\": %d, \"budget\": %zu, \"peak\": %zu}\n", r,
-                    res.budgets[size_t(r)], res.peak_bytes[size_t(r)]);
-    }
-    grads0 = std::move(res.grads0);
-    final_params = std::move(res.final_params);
-  } else {
-    auto tr = make_trainer(cfg, params, opt, off);  // train::Trainer, or the offload trainer
-    if (std::string s = tr->summary(); !s.empty()) std::fprintf(stderr, "%s\n", s.c_str());
-    for (int64_t s = 0; s < steps; ++s) {
-      auto r = tr->step({{x, y}});
-      if (s == 0)
-        for (auto& [k, g] : tr->grads()) grads0.emplace(k, g.clone());
-      losses.push_back(r.loss);
-      std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
-      std::fflush(stdout);
-    }
-    final_params = tr->params();
-  }
-
+  opt.offload = off;
+  auto plan = plan_for(cfg, place, opt.batch, opt.seq, opt.threads);
+  StepsResult res = run_steps(
+      *plan, place.dev, params, opt, std::vector<std::pair<Tensor, Tensor>>(size_t(steps), {x, y}),
+      [](int64_t s, const train::StepResult& r) {
+        std::printf("{\"step\": %lld, \"loss\": %.6f}\n", (long long)s, r.loss);
+        std::fflush(stdout);
+      },
+      [&](train::Trainer& tr) {
+        if (std::string s = offload_summary(tr); !s.empty() && !place.mesh())
+          std::fprintf(stderr, "%s\n", s.c_str());
+      });
+  if (place.dev.rank != 0) return 0;  // under mpi, rank 0's process reports
+  if (place.mesh()) print_state_memory(*plan, res, off.enabled());
   if (!comparing) {
     std::fprintf(stderr, "check: %s names no expected results: replayed only, nothing compared\n",
                  where.c_str());
@@ -272,7 +257,8 @@ int cmd_check(const std::vector<std::string>& argv) {
   }
   HP_CHECK(opt.adam.lr > 0, "[check] ", where, ": optimizer.lr must be > 0 (final weights are ",
            "compared in learning-rate units)");
-  const bool ok = compare(io::read_safetensors(exp), losses, grads0, final_params, opt.adam.lr);
+  const bool ok =
+      compare(io::read_safetensors(exp), res.losses, res.grads0, res.final_params, opt.adam.lr);
   return ok ? 0 : 1;
 }
 

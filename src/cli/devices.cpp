@@ -49,12 +49,33 @@ void run_ranks(const Devices& dev, const std::function<void(comm::Communicator&)
 #ifdef HP_HAVE_MPI
   if (dev.mpi) return dev.mpi->run(fn);
 #endif
-  comm::ThreadWorld(dev.count).run(fn);
+  if (dev.count > 1) return comm::ThreadWorld(dev.count).run(fn);
+  comm::ThreadWorld one(1);  // one device computes on this thread
+  fn(*one.communicator(0));
 }
 
-shard::Strategy strategy_for(const std::string& spec, int64_t world) {
-  if (std::filesystem::is_regular_file(spec)) return shard::load_strategy(spec, world);
-  return shard::preset_strategy(spec, world);
+Placement place(Devices dev, const std::string& spec) {
+  Placement p;
+  p.spec = spec;
+  p.strategy = std::filesystem::is_regular_file(spec) ? shard::load_strategy(spec, dev.count)
+                                                      : shard::preset_strategy(spec, dev.count);
+  HP_CHECK(p.strategy->mesh.size() == dev.count, "strategy ", p.strategy->file, " uses ",
+           p.strategy->mesh.size(), " devices but --devices gives ", dev.count);
+  p.dev = std::move(dev);
+  return p;
+}
+
+Placement parse_placement(const Args& a) {
+  if (!a.has("devices") && !a.has("strategy")) return Placement{};
+  Devices dev = parse_devices(a.str("devices", "threads:1"));
+  const std::string spec = a.str("strategy", "dp" + std::to_string(dev.count));
+  return place(std::move(dev), spec);
+}
+
+std::optional<io::YamlNode> Placement::offload_section() const {
+  if (!strategy || !strategy->offload) return std::nullopt;
+  return io::YamlNode(strategy->offload, std::make_shared<const std::string>(strategy->file),
+                      "offload");
 }
 
 shard::Topology planning_topology() {
@@ -67,35 +88,34 @@ bool overlap_pays(const Devices& dev, int threads_per_rank) {
   return int64_t(dev.count) * threads_per_rank < cores;
 }
 
-std::unique_ptr<train::SpmdPlan> plan_for(const io::ModelConfig& cfg, const std::string& strategy,
-                                          const Devices& dev, int64_t batch, int64_t seq,
-                                          int threads_per_rank) {
-  shard::Strategy s = strategy_for(strategy, dev.count);
-  HP_CHECK(s.mesh.size() == dev.count, "strategy ", s.file, " uses ", s.mesh.size(),
-           " devices but --devices gives ", dev.count);
-  auto plan = train::plan_spmd(cfg, s, batch, seq, planning_topology());
-  plan->lower.overlap = overlap_pays(dev, threads_per_rank);
-  if (dev.rank == 0)
+std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Placement& p,
+                                          int64_t batch, int64_t seq, int threads_per_rank) {
+  if (!p.mesh()) return train::plan_step(cfg, batch, seq);
+  auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());
+  plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);
+  if (p.dev.rank == 0)
     for (const auto& w : plan->prop.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   return plan;
 }
 
-train::SpmdRunResult run_distributed(
-    const train::SpmdPlan& plan, const Devices& dev, const io::TensorMap& params,
-    const train::TrainOptions& opt, const std::vector<std::pair<Tensor, Tensor>>& batches,
-    const std::function<void(int64_t, const train::StepResult&)>& on_step,
-    const memory::OffloadOptions& off) {
-  train::SpmdRunResult res;
+StepsResult run_steps(const train::StepPlan& plan, const Devices& dev, const io::TensorMap& params,
+                      const train::TrainOptions& opt,
+                      const std::vector<std::pair<Tensor, Tensor>>& batches,
+                      const std::function<void(int64_t, const train::StepResult&)>& on_step,
+                      const std::function<void(train::Trainer&)>& on_start) {
+  StepsResult res;
   const size_t n = size_t(dev.count);
   std::mutex mu;
   run_ranks(dev, [&](comm::Communicator& c) {
-    train::SpmdTrainer tr(plan, c, params, opt, off);
+    train::Trainer tr(plan, c, params, opt);
     const bool lead = c.rank() == 0;
+    if (lead && on_start) on_start(tr);
     for (size_t s = 0; s < batches.size(); ++s) {
       train::StepResult r = tr.step(batches[s].first, batches[s].second);
       if (s == 0) {
         io::TensorMap g = tr.grads();
-        if (lead) res.grads0 = std::move(g);
+        if (lead)  // one device: the live buffers, which the next step overwrites
+          for (auto& [k, t] : g) res.grads0.emplace(k, t.clone());
       }
       if (lead) {
         res.losses.push_back(r.loss);

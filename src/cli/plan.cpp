@@ -10,8 +10,7 @@
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
 #include "cli/offload.hpp"
-#include "hp/memory/trainer.hpp"
-#include "hp/runtime/program.hpp"
+#include "hp/train/plan.hpp"
 
 namespace hp::cli {
 
@@ -38,14 +37,15 @@ void print_offload_plan(const memory::OffloadPlan& p, const memory::CostModel& c
 
 int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
                       const memory::OffloadOptions& off, int threads, bool explain) {
-  auto sp = memory::plan_step(cfg, batch, seq, off, threads);
+  const auto step = train::plan_step(cfg, batch, seq);
+  auto rp = train::plan_rank(*step, 0, off, threads);  // refers to the step's graph
   std::printf("model %s, batch %lld x %lld, one device, offload\n%s",
               io::architecture_name(cfg.arch), (long long)batch, (long long)seq, off.str().c_str());
-  if (!sp->plan) {
-    std::printf("nothing to offload: device peak %s\n", memory::format_bytes(sp->peak).c_str());
+  if (!rp->offload) {
+    std::printf("nothing to offload: device peak %s\n", memory::format_bytes(rp->peak).c_str());
     return 0;
   }
-  print_offload_plan(*sp->plan, sp->request.cost, explain);
+  print_offload_plan(*rp->offload, rp->request.cost, explain);
   return 0;
 }
 
@@ -54,10 +54,7 @@ int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
 int cmd_plan(const std::vector<std::string>& argv) {
   Args a(argv, with_offload_options({"model", "batch", "seq", "devices", "strategy", "threads"}),
          {"explain", "help"});
-  const memory::OffloadOptions off =
-      offload_options(a, strategy_offload_section(a.str("strategy", "")));
-  const bool one_device = parse_devices(a.str("devices", "threads:1")).count == 1;
-  if (a.flag("help") || (!a.has("strategy") && !off.enabled())) {
+  if (a.flag("help") || (!a.has("strategy") && !offload_options(a, std::nullopt).enabled())) {
     std::fputs(
         "usage: hp plan --model NAME|CONFIG --batch B --seq T --devices threads:N "
         "--strategy FILE|PRESET [--threads K] [--explain]\n"
@@ -71,10 +68,12 @@ int cmd_plan(const std::vector<std::string>& argv) {
   const int64_t batch = a.i64("batch", 8), seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
   const int threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
   HP_CHECK(threads >= 1, "option --threads must be at least 1, got ", threads);
-  if (off.enabled() && one_device)
+  const Placement place = parse_placement(a);
+  const memory::OffloadOptions off = offload_options(a, place.offload_section());
+  if (off.enabled() && place.dev.count == 1)
     return plan_offload_step(cfg, batch, seq, off, threads, a.flag("explain"));
-  Devices dev = parse_devices(a.str("devices", "threads:1"));
-  auto plan = plan_for(cfg, a.str("strategy"), dev, batch, seq, threads);
+  a.str("strategy");  // required on a mesh: throws naming the option
+  auto plan = plan_for(cfg, place, batch, seq, threads);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;
   std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", io::architecture_name(cfg.arch),
@@ -109,27 +108,21 @@ int cmd_plan(const std::vector<std::string>& argv) {
   for (const auto& pi : plan->infos) single += 4 * sizeof(float) * size_t(numel(pi.shape));
   std::printf("memory per device (parameters + gradients + AdamW state | activations peak):\n");
   std::printf("  one device: %s\n", human_bytes(double(single)).c_str());
-  for (int r = 0; r < dev.count; ++r) {
-    shard::Lowered L = shard::lower(g, p, r);
-    runtime::Program prog = runtime::compile(*L.graph, L.outputs);
+  for (int r = 0; r < place.dev.count; ++r) {
+    auto rp = train::plan_rank(*plan, r, off, threads);  // what the trainer of rank r runs
     const size_t st = train::planned_state_bytes(*plan, r);
     std::printf("  rank %d: %s (%.1f%%) | %s, %d collectives\n", r, human_bytes(double(st)).c_str(),
-                100.0 * double(st) / double(single), human_bytes(double(prog.arena_bytes)).c_str(),
-                L.collectives);
-    if (off.enabled()) {  // each rank plans its own program, as SpmdTrainer does
-      // st: parameters, gradients and two moments; the plan's resident state is the moments.
-      size_t peak = 0;
-      const memory::PlanRequest req = memory::plan_request(prog, st / 2, off, threads, &peak);
-      if (!memory::wants_plan(off, req.device_budget, peak)) {
-        std::printf("    offload: nothing to offload (device peak %s)\n",
-                    memory::format_bytes(peak).c_str());
-        continue;
-      }
-      const memory::OffloadPlan op = memory::plan_offload(prog, req);
-      std::printf("    offload: ");
-      print_offload_plan(op, req.cost, false);
-      if (r == 0 && a.flag("explain")) print_offload_plan(op, req.cost, true);
+                100.0 * double(st) / double(single),
+                human_bytes(double(rp->program.arena_bytes)).c_str(), rp->lowered.collectives);
+    if (!off.enabled()) continue;
+    if (!rp->offload) {
+      std::printf("    offload: nothing to offload (device peak %s)\n",
+                  memory::format_bytes(rp->peak).c_str());
+      continue;
     }
+    std::printf("    offload: ");
+    print_offload_plan(*rp->offload, rp->request.cost, false);
+    if (r == 0 && a.flag("explain")) print_offload_plan(*rp->offload, rp->request.cost, true);
   }
   return 0;
 }

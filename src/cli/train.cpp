@@ -1,12 +1,15 @@
 // `hp train`: trains a GPT-2 or Llama model from a YAML config (flags override it) with a live
-// progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C.
-// One device here; --devices/--strategy hand the job to train_spmd.cpp (see docs/cli.md).
+// progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C, on one
+// device or one rank per device of --devices threads:N|mpi under --strategy (see docs/cli.md).
+// One loop for every world: rank 0 reads the data and broadcasts every batch (and the Ctrl-C
+// decision), prints the progress line and JSON records, and writes checkpoints of global tensors
+// that any world can resume from.
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -15,7 +18,6 @@
 #include "cli/devices.hpp"
 #include "cli/generate.hpp"
 #include "cli/offload.hpp"
-#include "cli/train_spmd.hpp"
 #include "hp/data/corpus.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/checkpoint.hpp"
@@ -102,12 +104,30 @@ std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const st
   return std::make_unique<data::BatchLoader>(split.train, lo);
 }
 
-// The step's options from the command line (and the YAML applied to it), with their defaults.
-train::TrainOptions train_options(const Args& a, const io::ModelConfig& cfg, int64_t steps) {
+// Everything hp train reads from its options and config, parsed once, with the defaults.
+struct TrainJob {
+  io::ModelConfig cfg;
+  Placement place;           // one device unless --devices or --strategy
+  train::TrainOptions step;  // batch, seq, threads per rank, AdamW, schedule, clip, offload
+  int64_t steps = 100, accum = 1;
+  uint64_t seed = 1;
+  std::string init, data = "kjv", data_format = "text";
+  double val_fraction = 0.05;
+  int64_t val_every = 0, val_batches = 4, log_every = 10, sample_tokens = 0;
+  std::string ckpt_dir, resume = "false";  // resume: false, true or auto
+  int64_t ckpt_every = 0, keep = 3;
+  bool json = false;
+};
+
+// The step's options from the command line (and the YAML applied to it): the defaults and the
+// range checks. Threads per rank default to this process's cores shared among its ranks.
+train::TrainOptions step_options(const Args& a, const TrainJob& job) {
   train::TrainOptions opt;
   opt.batch = a.i64("batch", 8);
-  opt.seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
-  opt.threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
+  opt.seq = a.i64("seq", std::min<int64_t>(128, job.cfg.max_seq));
+  const Devices& dev = job.place.dev;
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  opt.threads = int(a.i64("threads", std::max<int64_t>(1, cores / (dev.mpi ? 1 : dev.count))));
   opt.adam.lr = a.f64("lr", 3e-4);
   opt.adam.beta1 = a.f64("beta1", 0.9);
   opt.adam.beta2 = a.f64("beta2", 0.95);
@@ -115,47 +135,309 @@ train::TrainOptions train_options(const Args& a, const io::ModelConfig& cfg, int
   opt.adam.weight_decay = a.f64("weight-decay", 0.1);
   opt.clip = a.f64("clip", 1.0);
   opt.schedule.warmup = a.i64("warmup", 0);
-  opt.schedule.total = steps;
+  opt.schedule.total = job.steps;
   opt.schedule.min_ratio = a.f64("min-lr-ratio", 0.1);
   return opt;
+}
+
+// Reads the job from the options, the YAML config (or the embedded default job) applied to them
+// and the strategy: an `offload:` section may come from the config or the strategy file, not both.
+TrainJob read_job(Args& a) {
+  std::optional<io::YamlNode> offload;
+  if (a.has("config"))
+    apply_yaml(a, io::YamlNode::load_file(a.str("config")), offload);
+  else if (!a.has("model"))
+    apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"), offload);
+  TrainJob job;
+  job.cfg = resolve_model(a.str("model", "gpt2-kjv"));
+  job.steps = a.i64("steps", job.steps);
+  job.place = parse_placement(a);
+  job.step = step_options(a, job);
+  if (auto st = job.place.offload_section()) {
+    HP_CHECK(!offload, "offload: given in both the config and the strategy; keep one");
+    offload = st;
+  }
+  job.step.offload = offload_options(a, offload);
+  job.accum = a.i64("grad-accum", job.accum);
+  job.seed = uint64_t(a.i64("seed", int64_t(job.seed)));
+  const train::TrainOptions& o = job.step;
+  HP_CHECK(o.batch > 0 && o.seq > 0 && job.steps >= 0 && job.accum >= 1 && o.threads >= 1,
+           "batch, seq, threads and grad-accum must be positive");
+  job.init = a.str("init", "");
+  job.data = a.str("data", job.data);
+  job.data_format = a.str("data-format", job.data_format);
+  job.val_fraction = a.f64("val-fraction", job.val_fraction);
+  job.val_every = a.i64("val-every", job.val_every);
+  job.val_batches = std::max<int64_t>(1, a.i64("val-batches", job.val_batches));
+  job.log_every = std::max<int64_t>(1, a.i64("log-every", job.log_every));
+  job.sample_tokens = a.i64("sample-tokens", job.sample_tokens);
+  job.ckpt_dir = a.str("ckpt-dir", "");
+  job.ckpt_every = a.i64("ckpt-every", job.ckpt_every);
+  job.keep = a.i64("keep", job.keep);
+  job.resume = a.flag("no-resume") ? "false"
+               : a.flag("resume")  ? "true"
+                                   : a.str("resume-mode", "false");
+  job.json = a.flag("json");
+  return job;
 }
 
 // Fail fast: a model that cannot fit would otherwise be allocated tensor by tensor until the
 // kernel kills the process. A lower bound whatever the strategy: every process holds the full
 // parameters; one process (threads, or one device) also holds the gradients, AdamW's two moments
 // (unless on disk) and the step's logits.
-void check_fits(const io::ModelConfig& cfg, const train::TrainOptions& opt,
-                const memory::OffloadOptions& off, bool mpi) {
+void check_fits(const TrainJob& job) {
+  const io::ModelConfig& cfg = job.cfg;
+  const bool mpi = job.place.dev.mpi != nullptr;
   const int64_t n = cfg.parameter_count();
-  const int64_t per_param = mpi ? 4 : off.optimizer_state == Tier::kDisk ? 8 : 16;
+  const int64_t per_param = mpi ? 4 : job.step.offload.optimizer_state == Tier::kDisk ? 8 : 16;
   const int64_t logits =
-      mpi ? 0 : checked_mul(checked_mul(opt.batch, opt.seq), checked_mul(cfg.vocab, 4));
+      mpi ? 0 : checked_mul(checked_mul(job.step.batch, job.step.seq), checked_mul(cfg.vocab, 4));
   check_fits_in_memory(uint64_t(checked_add(checked_mul(n, per_param), logits)),
                        std::string(io::architecture_name(cfg.arch)) + " with " + std::to_string(n) +
                            " parameters: its parameters" +
                            (mpi ? "" : ", gradients, AdamW state and logits"));
 }
 
-// Loads the latest checkpoint of `dir` into the trainer and the data position; returns its step
-// (0 when there is none and that is allowed). Names and shapes are checked against the model,
-// naming the file, before any copy.
-int64_t resume(const io::ModelConfig& cfg, const std::string& dir, bool optional, LoopTrainer& tr,
-               data::BatchSource& src, FILE* human) {
-  auto ck = io::load_latest(dir);
-  HP_CHECK(ck || optional, "--resume: no checkpoint in ", dir);
-  if (!ck) return 0;
-  const std::string step_dir = dir + "/" + io::checkpoint_dir_name(ck->step);
-  const io::TensorMap model =
-      nn::adopt_params(cfg, std::move(ck->model), step_dir + "/model.safetensors");
-  for (auto& [name, t] : tr.params()) const_cast<Tensor&>(t).copy_from(model.at(name));
-  try {
-    tr.load_optimizer_state(ck->optimizer, ck->step);
-  } catch (const Error& e) {
-    throw Error(step_dir + "/optimizer.safetensors: " + e.what());
-  }
+// The latest checkpoint of the job's directory when it resumes (every process reads it: one
+// machine or a shared disk), its model checked against the config naming the file, and the data
+// position restored; none when there is none and that is allowed.
+std::optional<io::Checkpoint> load_resume(const TrainJob& job, data::BatchSource& src,
+                                          FILE* human) {
+  if (job.ckpt_dir.empty() || job.resume == "false") return std::nullopt;
+  std::optional<io::Checkpoint> ck = io::load_latest(job.ckpt_dir);
+  HP_CHECK(ck || job.resume == "auto", "--resume: no checkpoint in ", job.ckpt_dir);
+  if (!ck) return ck;
+  ck->model = nn::adopt_params(
+      job.cfg, std::move(ck->model),
+      job.ckpt_dir + "/" + io::checkpoint_dir_name(ck->step) + "/model.safetensors");
   src.set_position(data::LoaderPosition::from_json(ck->data));
-  std::fprintf(human, "resumed from %s/step-%lld\n", dir.c_str(), (long long)ck->step);
-  return ck->step;
+  if (job.place.dev.rank == 0)
+    std::fprintf(human, "resumed from %s/step-%lld\n", job.ckpt_dir.c_str(), (long long)ck->step);
+  return ck;
+}
+
+// Rank 0's tensor (i64 [shape]) on every rank; `t` is read on rank 0 only. One rank: `t`.
+Tensor broadcast_i64(comm::Communicator& c, const Tensor& t, const Shape& shape,
+                     std::chrono::milliseconds timeout) {
+  if (c.size() == 1) return t.dtype() == DType::kI64 ? t : t.to(DType::kI64);
+  Tensor out = c.rank() == 0 ? t.to(DType::kI64).clone() : Tensor(shape, DType::kI64);
+  HP_CHECK(out.shape() == shape, "[train] batch ", shape_str(out.shape()), ", expected ",
+           shape_str(shape));
+  c.broadcast(out.raw(), size_t(out.numel()), DType::kI64, 0).wait(timeout);
+  return out;
+}
+
+// Rank 0's flag on every rank.
+bool broadcast_flag(comm::Communicator& c, bool v, std::chrono::milliseconds timeout) {
+  if (c.size() == 1) return v;
+  int64_t x = v ? 1 : 0;
+  c.broadcast(&x, 1, DType::kI64, 0).wait(timeout);
+  return x != 0;
+}
+
+// What every rank's loop shares: the job, the data (read on rank 0), the checkpoint resumed from
+// and what rank 0 prints with.
+struct Run {
+  const TrainJob& job;
+  const train::StepPlan& plan;
+  const io::TensorMap& params;  // fresh or --init; a resumed checkpoint's model wins
+  const std::optional<io::Checkpoint>& ck;
+  data::BatchSource& src;
+  data::BatchSource* val;
+  double peak_gflops;  // sgemm, summed over the devices
+  size_t rss0;         // one device: the process's RSS before the model existed
+  FILE* human;
+  bool tty;
+};
+
+// The start-up lines: the model, batch, world and threads, then what is offloaded.
+void print_header(const Run& R, const train::Trainer& tr) {
+  const TrainJob& job = R.job;
+  const io::ModelConfig& cfg = job.cfg;
+  const train::TrainOptions& o = job.step;
+  std::fprintf(R.human, "model %s: %lld layers, d=%lld, %lld heads, vocab %lld | batch %lld x %lld",
+               io::architecture_name(cfg.arch), (long long)cfg.n_layer, (long long)cfg.d_model,
+               (long long)cfg.n_head, (long long)cfg.vocab, (long long)o.batch, (long long)o.seq);
+  if (!job.place.mesh()) {
+    std::fprintf(R.human, " x %lld micro | %d threads | sgemm peak %.1f GFLOP/s\n",
+                 (long long)job.accum, o.threads, R.peak_gflops);
+    if (std::string s = offload_summary(tr); !s.empty()) std::fprintf(R.human, "%s\n", s.c_str());
+    std::fflush(R.human);
+    return;
+  }
+  std::fprintf(R.human,
+               " | %d devices (%s, strategy %s), %d threads each | sgemm peak %.1f GFLOP/s\n",
+               job.place.dev.count, job.place.dev.kind.c_str(), job.place.spec.c_str(), o.threads,
+               R.peak_gflops);
+  std::fflush(R.human);
+  if (const memory::OffloadPlan* p = tr.offload_plan())
+    std::fprintf(R.human,
+                 "offload per rank: device budget %s, optimizer state on %s; rank 0: %zu "
+                 "transfers (%s) and %d recomputations per micro-batch, planned peak %s\n",
+                 memory::format_bytes(tr.device_budget()).c_str(),
+                 tier_name(o.offload.optimizer_state), p->transfers.size(),
+                 human_bytes(double(p->bytes_to_device + p->bytes_to_host)).c_str(), p->recomputed,
+                 memory::format_bytes(p->peak_device).c_str());
+}
+
+// One rank's run: the trainer, the loop over steps with validation, checkpoints and Ctrl-C, the
+// summary and the sample. Returns the exit code (130 after Ctrl-C).
+class RankLoop {
+ public:
+  RankLoop(const Run& run, comm::Communicator& c)
+      : R_(run),
+        job_(run.job),
+        c_(c),
+        lead_(c.rank() == 0),
+        tr_(run.plan, c, run.ck ? run.ck->model : run.params, run.job.step),
+        timeout_(tr_.rank_comm().timeout()),
+        bshape_{job_.step.batch, job_.step.seq} {
+    if (R_.ck) {
+      try {
+        tr_.load_optimizer_state(R_.ck->optimizer, R_.ck->step);
+      } catch (const Error& e) {
+        throw Error(job_.ckpt_dir + "/" + io::checkpoint_dir_name(R_.ck->step) +
+                    "/optimizer.safetensors: " + e.what());
+      }
+    }
+    if (lead_) print_header(R_, tr_);
+  }
+  int run();
+
+ private:
+  // Work of one step summed over ranks (replicated compute counted on every rank).
+  double step_flops();
+  std::vector<std::pair<Tensor, Tensor>> next_micro_batches();
+  void report(int64_t s, const train::StepResult& r, double dt, double mean_dt, double flops);
+  void validate(int64_t s, int64_t done);
+  void save(int64_t done);
+  void sample();
+
+  const Run& R_;
+  const TrainJob& job_;
+  comm::Communicator& c_;
+  const bool lead_;
+  train::Trainer tr_;
+  const std::chrono::milliseconds timeout_;
+  const Shape bshape_;
+};
+
+double RankLoop::step_flops() {
+  double flops = tr_.flops_per_micro_batch();
+  if (c_.size() == 1) return flops;
+  int64_t f = int64_t(flops);
+  c_.all_reduce(&f, &f, 1, DType::kI64, comm::ReduceOp::kSum).wait(timeout_);
+  return double(f);
+}
+
+std::vector<std::pair<Tensor, Tensor>> RankLoop::next_micro_batches() {
+  std::vector<std::pair<Tensor, Tensor>> micro;
+  for (int64_t m = 0; m < job_.accum; ++m) {
+    data::Batch b;
+    if (lead_) b = R_.src.next();
+    Tensor x = broadcast_i64(c_, b.input, bshape_, timeout_);
+    Tensor y = broadcast_i64(c_, b.target, bshape_, timeout_);
+    micro.push_back({x, y});
+  }
+  return micro;
+}
+
+void RankLoop::report(int64_t s, const train::StepResult& r, double dt, double mean_dt,
+                      double flops) {
+  const bool mesh = job_.place.mesh();
+  report_step({.step = s,
+               .steps = job_.steps,
+               .result = r,
+               .tokens = double(job_.step.batch * job_.step.seq * job_.accum),
+               .flops = flops * double(job_.accum),
+               .step_s = dt,
+               .mean_step_s = mean_dt,
+               .peak_gflops = R_.peak_gflops,
+               .peak_bytes = tr_.device().peak_bytes(),
+               .rss_increase_bytes = mesh ? 0 : max_rss_bytes() - R_.rss0},
+              job_.json, R_.tty, job_.log_every, R_.ck ? R_.ck->step : 0, R_.human,
+              mesh ? "/device" : "");
+}
+
+void RankLoop::validate(int64_t s, int64_t done) {
+  if (lead_) R_.val->set_position({});
+  double vl = 0;
+  for (int64_t k = 0; k < job_.val_batches; ++k) {
+    data::Batch vb;
+    if (lead_) vb = R_.val->next();
+    vl += tr_.eval(broadcast_i64(c_, vb.input, bshape_, timeout_),
+                   broadcast_i64(c_, vb.target, bshape_, timeout_)) /
+          double(job_.val_batches);
+  }
+  if (!lead_) return;
+  if (job_.json) std::printf("{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s, vl);
+  std::fprintf(R_.human, "%sstep %lld: validation loss %.4f\n", R_.tty ? "\n" : "", (long long)done,
+               vl);
+  std::fflush(stdout);
+}
+
+void RankLoop::save(int64_t done) {
+  if (job_.ckpt_dir.empty()) return;
+  io::Checkpoint out;
+  out.step = done;
+  out.model = tr_.params();  // collective on a mesh: every rank gathers, rank 0 writes
+  out.optimizer = tr_.optimizer_state();
+  if (!lead_) return;
+  out.data = R_.src.position().to_json();
+  out.extra = {{"config", job_.cfg.to_json()}, {"seed", job_.seed}};
+  if (job_.place.mesh()) out.extra["strategy"] = job_.place.spec;
+  io::save_checkpoint(job_.ckpt_dir, out, {int(job_.keep)});
+}
+
+int RankLoop::run() {
+  const double flops = step_flops();
+  const int64_t start = R_.ck ? R_.ck->step : 0;
+  double spent = 0;
+  int64_t done = start, timed = 0;
+  bool stopped = false;
+  for (int64_t s = start; s < job_.steps; ++s) {
+    if ((stopped = broadcast_flag(c_, lead_ && g_stop, timeout_))) break;
+    const std::vector<std::pair<Tensor, Tensor>> micro = next_micro_batches();
+    const auto t0 = std::chrono::steady_clock::now();
+    const train::StepResult r = tr_.step(micro);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    done = s + 1;
+    if (s > start) spent += dt, ++timed;  // the first step warms caches up
+    if (lead_) report(s, r, dt, timed ? spent / double(timed) : dt, flops);
+    if (R_.val && job_.val_every > 0 && (done % job_.val_every == 0 || done == job_.steps))
+      validate(s, done);
+    if (job_.ckpt_every > 0 && done % job_.ckpt_every == 0) save(done);
+  }
+  if (done > start) save(done);
+  if (stopped) {
+    if (lead_)
+      std::fprintf(
+          R_.human, "\ninterrupted after step %lld%s\n", (long long)done,
+          job_.ckpt_dir.empty()
+              ? ""
+              : ("; checkpoint saved in " + job_.ckpt_dir + ", run again to resume").c_str());
+    return 130;
+  }
+  if (lead_ && timed > 0)
+    std::fprintf(
+        R_.human, "done: %lld steps, %.0f tok/s average, peak memory %s%s\n", (long long)done,
+        double(job_.step.batch * job_.step.seq * job_.accum) * double(timed) / spent,
+        human_bytes(double(tr_.device().peak_bytes())).c_str(), job_.place.mesh() ? "/device" : "");
+  sample();
+  return 0;
+}
+
+// The sample after training (--sample-tokens), from rank 0.
+void RankLoop::sample() {
+  if (job_.sample_tokens <= 0) return;
+  io::TensorMap p = tr_.params();  // collective on a mesh
+  if (!lead_) return;
+  SampleOptions so;
+  so.tokens = job_.sample_tokens;
+  so.threads = job_.step.threads;
+  so.seed = job_.seed;
+  std::fprintf(R_.human, "sample:\nAnd God said%s\n",
+               sample_text(job_.cfg, p, "And God said", so).c_str());
 }
 
 }  // namespace
@@ -166,136 +448,41 @@ int cmd_train(const std::vector<std::string>& argv) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  std::optional<io::YamlNode> offload_yaml;
-  if (a.has("config"))
-    apply_yaml(a, io::YamlNode::load_file(a.str("config")), offload_yaml);
-  else if (!a.has("model"))
-    apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"), offload_yaml);
-  const bool json = a.flag("json");
-  FILE* human = json ? stderr : stdout;
+  const TrainJob job = read_job(a);
+  FILE* human = job.json ? stderr : stdout;
   const size_t rss0 = max_rss_bytes();  // before the model exists (as the PyTorch baseline does)
-
-  io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-kjv"));
-  const int64_t steps = a.i64("steps", 100);
-  train::TrainOptions opt = train_options(a, cfg, steps);
-  if (auto st = strategy_offload_section(a.str("strategy", ""))) {
-    HP_CHECK(!offload_yaml, "offload: given in both the config and the strategy; keep one");
-    offload_yaml = st;
-  }
-  const memory::OffloadOptions off = offload_options(a, offload_yaml);
-  const int64_t accum = a.i64("grad-accum", 1);
-  const uint64_t seed = uint64_t(a.i64("seed", 1));
-  HP_CHECK(opt.batch > 0 && opt.seq > 0 && steps >= 0 && accum >= 1 && opt.threads >= 1,
-           "batch, seq, threads and grad-accum must be positive");
-  check_fits(cfg, opt, off, a.str("devices", "").rfind("mpi", 0) == 0);
+  check_fits(job);
 
   std::unique_ptr<data::BatchSource> val;
-  auto src = make_source(a.str("data", "kjv"), a.str("data-format", "text"), cfg,
-                         {opt.batch, opt.seq, seed}, a.f64("val-fraction", 0.05), &val);
-
-  io::TensorMap params =
-      a.has("init") ? nn::adopt_params(cfg, io::read_safetensors(a.str("init")), a.str("init"))
-                    : nn::init_params(cfg, seed);
-  if (a.has("devices") || a.has("strategy"))  // a mesh of devices: train_spmd.cpp
-    return train_spmd(a, cfg, opt, steps, seed, *src, val.get(), params, off);
-  auto tr = make_trainer(cfg, params, opt, off);  // train::Trainer, or the offload trainer
-
-  const std::string ckpt_dir = a.str("ckpt-dir", "");
-  const std::string resume_mode = a.flag("no-resume") ? "false"
-                                  : a.flag("resume")  ? "true"
-                                                      : a.str("resume-mode", "false");
-  int64_t start = 0;
-  if (!ckpt_dir.empty() && resume_mode != "false")
-    start = resume(cfg, ckpt_dir, resume_mode == "auto", *tr, *src, human);
-  auto save = [&](int64_t done) {
-    if (ckpt_dir.empty()) return;
-    io::Checkpoint ck;
-    ck.step = done;
-    ck.model = tr->params();
-    ck.optimizer = tr->optimizer_state();
-    ck.data = src->position().to_json();
-    ck.extra = {{"config", cfg.to_json()}, {"seed", seed}};
-    io::save_checkpoint(ckpt_dir, ck, {int(a.i64("keep", 3))});
-  };
-
-  const int64_t D = cfg.d_model;
-  const double peak = sgemm_peak_gflops(opt.threads, opt.batch * opt.seq, 4 * D, D);
-  const double tokens_per_step = double(opt.batch * opt.seq * accum);
-  std::fprintf(human,
-               "model %s: %lld layers, d=%lld, %lld heads, vocab %lld | batch %lld x %lld x %lld "
-               "micro | %d threads | sgemm peak %.1f GFLOP/s\n",
-               io::architecture_name(cfg.arch), (long long)cfg.n_layer, (long long)D,
-               (long long)cfg.n_head, (long long)cfg.vocab, (long long)opt.batch,
-               (long long)opt.seq, (long long)accum, opt.threads, peak);
-  if (std::string s = tr->summary(); !s.empty()) std::fprintf(human, "%s\n", s.c_str());
-  std::fflush(human);
-
+  auto src = make_source(job.data, job.data_format, job.cfg,
+                         {job.step.batch, job.step.seq, job.seed}, job.val_fraction, &val);
+  io::TensorMap params = job.init.empty()
+                             ? nn::init_params(job.cfg, job.seed)
+                             : nn::adopt_params(job.cfg, io::read_safetensors(job.init), job.init);
+  auto plan = plan_for(job.cfg, job.place, job.step.batch, job.step.seq, job.step.threads);
+  const std::optional<io::Checkpoint> ck = load_resume(job, *src, human);
+  const Devices& dev = job.place.dev;
+  const int64_t D = job.cfg.d_model;
+  const double peak =
+      dev.rank == 0
+          ? sgemm_peak_gflops(job.step.threads, job.step.batch * job.step.seq, 4 * D, D) * dev.count
+          : 1;
+  const Run run{job,       *plan, params, ck,    *src,
+                val.get(), peak,  rss0,   human, !job.json && isatty(fileno(stdout))};
+  std::atomic<int> rc{0};
   g_stop = 0;
   auto old = std::signal(SIGINT, on_sigint);
-  const int64_t log_every = std::max<int64_t>(1, a.i64("log-every", 10));
-  const int64_t val_every = a.i64("val-every", 0), ckpt_every = a.i64("ckpt-every", 0);
-  const bool tty = !json && isatty(fileno(stdout));
-  double spent = 0;
-  int64_t done = start, timed = 0;
-  for (int64_t s = start; s < steps && !g_stop; ++s) {
-    std::vector<std::pair<Tensor, Tensor>> micro;
-    for (int64_t m = 0; m < accum; ++m) {
-      data::Batch b = src->next();
-      micro.push_back({b.input, b.target});
-    }
-    auto t0 = std::chrono::steady_clock::now();
-    train::StepResult r = tr->step(micro);
-    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    done = s + 1;
-    if (s > start) spent += dt, ++timed;  // the first step warms caches up
-    report_step({.step = s,
-                 .steps = steps,
-                 .result = r,
-                 .tokens = tokens_per_step,
-                 .flops = tr->flops_per_micro_batch() * double(accum),
-                 .step_s = dt,
-                 .mean_step_s = timed ? spent / double(timed) : dt,
-                 .peak_gflops = peak,
-                 .peak_bytes = tr->peak_device_bytes(),
-                 .rss_increase_bytes = max_rss_bytes() - rss0},
-                json, tty, log_every, start, human, "");
-    if (val_every > 0 && (done % val_every == 0 || done == steps)) {
-      val->set_position({});
-      double vl = 0;
-      const int64_t nb = std::max<int64_t>(1, a.i64("val-batches", 4));
-      for (int64_t k = 0; k < nb; ++k) {
-        data::Batch b = val->next();
-        vl += tr->eval(b.input, b.target) / double(nb);
-      }
-      if (json) std::printf("{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)s, vl);
-      std::fprintf(human, "%sstep %lld: validation loss %.4f\n", tty ? "\n" : "", (long long)done,
-                   vl);
-      std::fflush(stdout);
-    }
-    if (ckpt_every > 0 && done % ckpt_every == 0) save(done);
+  try {
+    run_ranks(dev, [&](comm::Communicator& c) {
+      RankLoop loop(run, c);
+      if (int r = loop.run(); r != 0) rc = r;
+    });
+  } catch (...) {
+    std::signal(SIGINT, old);
+    throw;
   }
   std::signal(SIGINT, old);
-  if (done > start) save(done);
-  if (g_stop) {
-    std::fprintf(human, "\ninterrupted after step %lld%s\n", (long long)done,
-                 ckpt_dir.empty()
-                     ? ""
-                     : ("; checkpoint saved in " + ckpt_dir + ", run again to resume").c_str());
-    return 130;
-  }
-  if (timed > 0)
-    std::fprintf(human, "done: %lld steps, %.0f tok/s average, peak memory %s\n", (long long)done,
-                 tokens_per_step * double(timed) / spent,
-                 human_bytes(double(tr->peak_device_bytes())).c_str());
-  if (int64_t n = a.i64("sample-tokens", 0); n > 0) {
-    SampleOptions so;
-    so.tokens = n;
-    so.threads = opt.threads;
-    so.seed = seed;
-    std::fprintf(human, "sample:\nAnd God said%s\n",
-                 sample_text(cfg, tr->params(), "And God said", so).c_str());
-  }
-  return 0;
+  return rc;
 }
 
 }  // namespace hp::cli

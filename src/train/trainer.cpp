@@ -1,97 +1,248 @@
-// Trainer: trace -> grad -> compile -> execute -> clip -> AdamW, on one device.
+// Trainer: per rank, plan -> executor (under an offload runner when planned) -> clip by the
+// global norm (replicas counted once) -> AdamW on the local shards. On one device the program is
+// the global step's and clipping is optim::clip_grad_norm, as without a mesh.
 #include "hp/train/trainer.hpp"
 
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 
-#include "hp/autodiff.hpp"
+#include "hp/runtime/backend.hpp"
 
 namespace hp::train {
 
-Trainer::Trainer(const io::ModelConfig& cfg, const io::TensorMap& params, TrainOptions opt)
-    : cfg_(cfg), opt_(opt) {
-  HP_CHECK(opt_.threads >= 1, "[train] threads must be >= 1");
-  device_ = std::make_shared<Allocator>("device0", opt_.device_budget);
-  traced_ = nn::trace(cfg_, opt_.batch, opt_.seq, true);
-  infos_ = nn::param_infos(cfg_);
-  grad_vars_ = autodiff::grad(traced_.loss, traced_.params);
-  for (size_t i = 0; i < grad_vars_.size(); ++i)
-    traced_.graph->set_name(grad_vars_[i].id, "grad/" + infos_[i].name);
-  std::vector<ir::ValueId> outs{traced_.loss.id};
-  for (auto& g : grad_vars_) outs.push_back(g.id);
-  train_prog_ = runtime::compile(*traced_.graph, outs);
+namespace fs = std::filesystem;
 
+Trainer::Trainer(const StepPlan& plan, comm::Communicator& world, const io::TensorMap& params,
+                 TrainOptions opt)
+    : Trainer(nullptr, &plan, &world, params, std::move(opt)) {}
+
+Trainer::Trainer(const io::ModelConfig& cfg, const io::TensorMap& params, TrainOptions opt)
+    : Trainer(plan_step(cfg, opt.batch, opt.seq), nullptr, nullptr, params, opt) {}
+
+Trainer::Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Communicator* world,
+                 const io::TensorMap& params, TrainOptions opt)
+    : own_plan_(std::move(own)),
+      plan_(plan ? *plan : *own_plan_),
+      opt_(std::move(opt)),
+      world_(world) {
+  HP_CHECK(opt_.threads >= 1, "[train] threads must be >= 1");
+  HP_CHECK(world_ || !plan_.sharded, "[train] a sharded step needs its rank's communicator");
+  const int rank = world_ ? world_->rank() : 0;
+  const memory::OffloadOptions& off = opt_.offload;
+  rp_ = plan_rank(plan_, rank, off, opt_.threads);
+  // The allocator holds the tensors; the plan kept the kernels' workspace free of the budget.
+  const size_t tensors = rp_->budget == 0 ? 0 : rp_->budget - rp_->request.scratch_bytes;
+  device_ = std::make_shared<Allocator>("device" + std::to_string(rank), tensors);
+  if (world_) rc_ = std::make_unique<shard::RankComm>(plan_.strategy.mesh, *world_);
+  const bool disk = off.optimizer_state == Tier::kDisk;
+  fs::path dir = off.offload_dir;
+  if (disk && plan_.sharded) dir /= "rank" + std::to_string(rank);  // each rank its own files
+  pool_ = std::make_unique<memory::TieredPool>(device_, off.host_budget, disk ? dir : fs::path());
+  engine_ = std::make_unique<memory::TransferEngine>(off.transfer_threads);
+  if (off.copies == memory::CopyMode::kInline)
+    copies_ = std::make_unique<memory::TransferEngine>(opt_.threads, memory::CopyMode::kInline);
+
+  // Shards on the device, or on the host tier under a plan (prefetched as the plan says).
+  const bool planned = rp_->offload.has_value();
+  const auto& home = planned ? pool_->host() : device_;
   std::vector<optim::ParamRef> refs;
-  for (size_t i = 0; i < infos_.size(); ++i) {
-    auto it = params.find(infos_[i].name);
-    HP_CHECK(it != params.end(), "[train] missing parameter '", infos_[i].name, "'");
-    params_.push_back(it->second.to(DType::kF32, device_));
-    refs.push_back({infos_[i].name, params_.back(), infos_[i].decay});
+  for (size_t i = 0; i < plan_.infos.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    auto it = params.find(pi.name);
+    HP_CHECK(it != params.end(), "[train] missing parameter '", pi.name, "'");
+    params_.push_back(piece(i, it->second).to(DType::kF32, home));
+    refs.push_back({pi.name, params_.back(), pi.decay});
   }
-  adam_ = std::make_unique<optim::AdamW>(opt_.adam, refs, device_);
-  train_exec_ =
-      std::make_unique<runtime::Executor>(train_prog_, device_, runtime::Context{opt_.threads});
-  for (size_t i = 0; i < params_.size(); ++i) train_exec_->bind(traced_.params[i].id, params_[i]);
+  adam_ = std::make_unique<OffloadedAdamW>(opt_.adam, refs, off.optimizer_state, *pool_, *engine_,
+                                           std::chrono::milliseconds(off.timeout_ms));
+  exec_ = make_executor(*rp_, runner_);
+  // Shards, moments and gradient buffers: what is charged beyond the executor's arena (under a
+  // plan, buffers come and go with the plan and only what stays resident counts).
+  state_bytes_ = device_->live_bytes() - (planned ? 0 : rp_->program.arena_bytes);
 }
 
-void Trainer::bind_batch(runtime::Executor& ex, const Tensor& tokens, const Tensor& targets) {
-  ex.bind(traced_.tokens.id, tokens.dtype() == DType::kI64 ? tokens : tokens.to(DType::kI64));
-  ex.bind(traced_.targets.id, targets.dtype() == DType::kI64 ? targets : targets.to(DType::kI64));
+Trainer::~Trainer() = default;
+
+shard::RankComm& Trainer::rank_comm() {
+  HP_CHECK(rc_ != nullptr, "[train] a trainer made without a communicator has no mesh");
+  return *rc_;
+}
+
+Tensor Trainer::piece(size_t i, const Tensor& global) const {
+  if (!plan_.sharded) return global;
+  Tensor full = global.to(DType::kF32).reshape(plan_.traced.params[i].shape());
+  return shard::local_piece(full, plan_.param_layouts[i], plan_.strategy.mesh, rp_->rank);
+}
+
+Tensor Trainer::global(size_t i, const Tensor& local) {
+  if (!plan_.sharded) return local;
+  return rc_->gather(local, plan_.traced.params[i].shape(), plan_.param_layouts[i])
+      .reshape(plan_.infos[i].shape);
+}
+
+std::unique_ptr<runtime::Executor> Trainer::make_executor(
+    const RankProgram& rp, std::unique_ptr<memory::OffloadRunner>& runner) {
+  const runtime::Context ctx{opt_.threads};
+  std::unique_ptr<runtime::Executor> ex;
+  if (rp.offload) {
+    ex = std::make_unique<runtime::Executor>(rp.offload->program, device_, ctx);
+    runner =
+        std::make_unique<memory::OffloadRunner>(*rp.offload, *pool_, copies_ ? *copies_ : *engine_,
+                                                std::chrono::milliseconds(opt_.offload.timeout_ms));
+    for (size_t i = 0; i < params_.size(); ++i)
+      runner->bind(rp.local(plan_.traced.params[i].id), params_[i]);
+  } else {
+    ex = std::make_unique<runtime::Executor>(rp.program, device_, ctx);
+    for (size_t i = 0; i < params_.size(); ++i)
+      ex->bind(rp.local(plan_.traced.params[i].id), params_[i]);
+  }
+  if (plan_.sharded) ex->set_comm_runner(&rc_->runner(rp.lowered.plans));
+  return ex;
+}
+
+void Trainer::run_batch(runtime::Executor& ex, memory::OffloadRunner* runner, const RankProgram& rp,
+                        const Tensor& tokens, const Tensor& targets) {
+  const ir::Var tv[2] = {plan_.traced.tokens, plan_.traced.targets};
+  const Tensor* tt[2] = {&tokens, &targets};
+  for (int k = 0; k < 2; ++k) {
+    Tensor t = tt[k]->dtype() == DType::kI64 ? *tt[k] : tt[k]->to(DType::kI64);
+    if (plan_.sharded) {
+      HP_CHECK(t.shape() == tv[k].shape(), "[train] batch ", shape_str(t.shape()),
+               ", the plan needs ", shape_str(tv[k].shape()));
+      t = shard::local_piece(t, plan_.prop.layout[size_t(tv[k].id)], plan_.strategy.mesh, rp.rank);
+    }
+    if (runner)
+      runner->bind(rp.local(tv[k].id), t.is_contiguous() ? t : t.clone());
+    else
+      ex.bind(rp.local(tv[k].id), t);
+  }
+  if (runner) {
+    runner->run(ex);
+    stall_s_ += runner->stall_seconds();
+  } else {
+    ex.run();
+  }
+}
+
+Tensor Trainer::output(size_t k) {
+  const ir::ValueId v = rp_->outputs[k];
+  return runner_ ? runner_->result(v) : exec_->get(v);
+}
+
+double Trainer::eval(const Tensor& tokens, const Tensor& targets) {
+  if (!eval_exec_) {
+    eval_rp_ = plan_eval(plan_, *rp_);
+    eval_exec_ = make_executor(*eval_rp_, eval_runner_);
+  }
+  run_batch(*eval_exec_, eval_runner_.get(), *eval_rp_, tokens, targets);
+  const ir::ValueId loss = eval_rp_->outputs[0];
+  return (eval_runner_ ? eval_runner_->result(loss) : eval_exec_->get(loss)).f32()[0];
 }
 
 StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   HP_CHECK(!micro.empty(), "[train] step needs at least one micro-batch");
   const runtime::Context ctx{opt_.threads};
   const size_t n = micro.size();
+  stall_s_ = 0;
   StepResult r;
-  std::vector<Tensor*> grads;
   for (size_t k = 0; k < n; ++k) {
-    bind_batch(*train_exec_, micro[k].first, micro[k].second);
-    train_exec_->run();
-    double loss = train_exec_->get(traced_.loss.id).f32()[0];
+    run_batch(*exec_, runner_.get(), *rp_, micro[k].first, micro[k].second);
+    const double loss = output(0).f32()[0];
     HP_CHECK(std::isfinite(loss), "[train] loss is not finite (", loss, ") at optimizer step ",
              adam_->steps_done());
     r.loss += loss / double(n);
     if (n == 1) break;
     if (accum_.empty())
-      for (auto& g : grad_vars_) accum_.push_back(Tensor::zeros(g.shape(), DType::kF32, device_));
-    for (size_t i = 0; i < grad_vars_.size(); ++i) {
-      const Tensor& g = train_exec_->get(grad_vars_[i].id);
+      for (const Tensor& p : params_)
+        accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, runner_ ? pool_->host() : device_));
+    for (size_t i = 0; i < params_.size(); ++i) {  // accum = (k ? accum : 0) + g / n
+      const Tensor g = output(1 + i);
       runtime::default_backend().axpby(ctx, g.numel(), k == 0 ? 0.0f : 1.0f, accum_[i].f32(),
                                        1.0f / float(n), g.f32(), accum_[i].f32());
     }
   }
-  for (size_t i = 0; i < grad_vars_.size(); ++i)
-    grads.push_back(n == 1 ? &train_exec_->get_mut(grad_vars_[i].id) : &accum_[i]);
-  r.grad_norm = optim::clip_grad_norm(ctx, grads, opt_.clip);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<Tensor> last;  // one micro-batch: the gradients where the program left them
+  if (n == 1)
+    for (size_t i = 0; i < params_.size(); ++i) last.push_back(output(1 + i));
+  std::vector<Tensor*> grads;
+  for (size_t i = 0; i < params_.size(); ++i) grads.push_back(n == 1 ? &last[i] : &accum_[i]);
+  r.grad_norm = clip(ctx, grads);
   r.lr = opt_.adam.lr * opt_.schedule.factor(adam_->steps_done());
   std::vector<const Tensor*> cg(grads.begin(), grads.end());
   adam_->step(ctx, cg, r.lr);
+  r.stall_seconds = stall_s_;
+  r.optimizer_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
 
-double Trainer::eval(const Tensor& tokens, const Tensor& targets) {
-  if (!eval_exec_) {
-    eval_prog_ = runtime::compile(*traced_.graph, {traced_.loss.id});
-    eval_exec_ =
-        std::make_unique<runtime::Executor>(*eval_prog_, device_, runtime::Context{opt_.threads});
-    for (size_t i = 0; i < params_.size(); ++i) eval_exec_->bind(traced_.params[i].id, params_[i]);
+double Trainer::clip(const runtime::Context& ctx, const std::vector<Tensor*>& grads) {
+  if (!plan_.sharded) return optim::clip_grad_norm(ctx, grads, opt_.clip);
+  const shard::Mesh& mesh = plan_.strategy.mesh;
+  const auto coords = mesh.coords(rp_->rank);
+  float ss = 0;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    bool owner = true;  // one replica of each piece counts towards the norm
+    for (size_t a = 0; a < mesh.ndim(); ++a)
+      if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]) && coords[a] != 0) owner = false;
+    if (owner)
+      ss += float(runtime::default_backend().sum_squares(ctx, grads[i]->f32(), grads[i]->numel()));
   }
-  bind_batch(*eval_exec_, tokens, targets);
-  eval_exec_->run();
-  return eval_exec_->get(traced_.loss.id).f32()[0];
+  world_->all_reduce(&ss, &ss, 1, DType::kF32, comm::ReduceOp::kSum).wait(rc_->timeout());
+  const double norm = std::sqrt(double(ss));
+  HP_CHECK(std::isfinite(norm), "[clip] gradient norm is not finite (", norm, ")");
+  if (opt_.clip > 0 && norm > opt_.clip) {
+    const float s = float(opt_.clip / (norm + 1e-6));
+    for (Tensor* g : grads) runtime::default_backend().scale(ctx, g->f32(), g->numel(), s);
+  }
+  return norm;
 }
 
-io::TensorMap Trainer::params() const {
+io::TensorMap Trainer::params() {
   io::TensorMap m;
-  for (size_t i = 0; i < infos_.size(); ++i) m.emplace(infos_[i].name, params_[i]);
+  for (size_t i = 0; i < params_.size(); ++i) m.emplace(plan_.infos[i].name, global(i, params_[i]));
   return m;
 }
 
-io::TensorMap Trainer::grads() const {
+io::TensorMap Trainer::grads() {
   io::TensorMap m;
-  for (size_t i = 0; i < infos_.size(); ++i)
-    m.emplace(infos_[i].name, train_exec_->get(grad_vars_[i].id));
+  for (size_t i = 0; i < params_.size(); ++i)
+    m.emplace(plan_.infos[i].name, global(i, output(1 + i)));
   return m;
+}
+
+io::TensorMap Trainer::optimizer_state() {
+  io::TensorMap local = adam_->state();
+  if (!plan_.sharded) return local;
+  io::TensorMap m;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    for (const char* k : {"m/", "v/"}) {
+      const std::string name = k + plan_.infos[i].name;
+      auto it = local.find(name);
+      HP_CHECK(it != local.end(), "[train] optimizer state lacks '", name, "'");
+      m.emplace(name, global(i, it->second));
+    }
+  }
+  return m;
+}
+
+void Trainer::load_optimizer_state(const io::TensorMap& state, int64_t steps_done) {
+  if (!plan_.sharded) return adam_->load_state(state, steps_done);
+  io::TensorMap local;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& pi = plan_.infos[i];
+    for (const char* k : {"m/", "v/"}) {
+      const std::string name = k + pi.name;
+      auto it = state.find(name);
+      HP_CHECK(it != state.end(), "[train] optimizer state lacks '", name, "'");
+      HP_CHECK(numel(it->second.shape()) == numel(pi.shape), "[train] optimizer state '", name,
+               "' is ", shape_str(it->second.shape()), ", the parameter is ", shape_str(pi.shape));
+      local.emplace(name, piece(i, it->second));
+    }
+  }
+  adam_->load_state(local, steps_done);
 }
 
 }  // namespace hp::train

@@ -1,73 +1,129 @@
-// Trainer: one device's training step for a model — traced graph + autodiff, compiled Programs
-// (train: loss and gradients; eval: loss only), executor, AdamW, gradient accumulation.
+// Trainer: one rank's training step from a StepPlan — its program (lowered on a mesh, the global
+// step on one device) run by an executor, under an offload plan when a device budget or
+// off-device optimizer state asks for one; clipping by the global gradient norm, AdamW on this
+// rank's parameter shards, gradient accumulation, eval. One device is a mesh of one rank.
 // Not the command line and not the data pipeline: callers hand it token batches.
 #pragma once
 #include <memory>
 #include <optional>
 
-#include "hp/io/model_config.hpp"
+#include "hp/comm/communicator.hpp"
 #include "hp/io/safetensors.hpp"
-#include "hp/nn/model.hpp"
+#include "hp/memory/options.hpp"
+#include "hp/memory/runner.hpp"
 #include "hp/optim/adamw.hpp"
 #include "hp/runtime/executor.hpp"
+#include "hp/shard/comm.hpp"
+#include "hp/train/offloaded_adamw.hpp"
+#include "hp/train/plan.hpp"
 
 namespace hp::train {
 
 struct TrainOptions {
-  int64_t batch = 8;  // per micro-batch
+  int64_t batch = 8;  // per micro-batch (the one-device constructor plans this shape)
   int64_t seq = 128;
-  int threads = 1;
+  int threads = 1;  // per rank
   optim::AdamWConfig adam;
-  optim::Schedule schedule;  // factor applied to adam.lr
-  double clip = 1.0;         // global grad-norm clipping (0: off)
-  size_t device_budget = 0;  // bytes (0: unlimited)
+  optim::Schedule schedule;        // factor applied to adam.lr
+  double clip = 1.0;               // global grad-norm clipping (0: off)
+  memory::OffloadOptions offload;  // nothing offloaded unless it asks (per rank on a mesh)
 };
 
 struct StepResult {
   double loss = 0;       // mean over micro-batches
   double grad_norm = 0;  // before clipping
   double lr = 0;
+  double stall_seconds = 0;      // compute blocked on transfers (offload plans only)
+  double optimizer_seconds = 0;  // clipping and AdamW after the last micro-batch
 };
 
 class Trainer {
  public:
-  // `params` must hold every parameter (see nn::adopt_params); they are copied onto the device.
+  // One rank of `plan` (which must outlive it) with its world communicator. `params`: global
+  // parameters (HF names and shapes); this rank keeps its shards, on the device or, under an
+  // offload plan, on the host tier. Plans at construction: throws hp::OutOfMemory naming the
+  // smallest feasible budget.
+  Trainer(const StepPlan& plan, comm::Communicator& world, const io::TensorMap& params,
+          TrainOptions opt);
+  // One device: plans a [opt.batch, opt.seq] step of `cfg` itself.
   Trainer(const io::ModelConfig& cfg, const io::TensorMap& params, TrainOptions opt);
+  ~Trainer();
 
-  // One optimizer step over micro-batches; tokens and targets are i64 [batch, seq] each.
+  // One optimizer step over micro-batches, each a global batch (tokens, targets i64 [batch,
+  // seq]); every rank passes the same batches and cuts its own pieces. Gradients are averaged
+  // over the micro-batches.
   StepResult step(const std::vector<std::pair<Tensor, Tensor>>& micro_batches);
-  // Loss of one batch, no update.
+  StepResult step(const Tensor& tokens, const Tensor& targets) { return step({{tokens, targets}}); }
+  // Loss of one global batch, no update: a forward-only program, planned on first use (on a
+  // mesh every rank must call it: it communicates).
   double eval(const Tensor& tokens, const Tensor& targets);
 
-  // Parameters by HF name (shared with the device buffers).
-  io::TensorMap params() const;
-  // Gradients of the last micro-batch computed (before accumulation scaling of later ones),
-  // by HF name; only meaningful right after step() with one micro-batch.
-  io::TensorMap grads() const;
-  optim::AdamW& optimizer() { return *adam_; }
+  // Global parameters / gradients of the last micro-batch (until the next step or eval), HF
+  // shapes. On a mesh collective (every rank must call); on one device the live tensors.
+  io::TensorMap params();
+  io::TensorMap grads();
+  // AdamW moments "m/<name>", "v/<name>" in HF shapes (collective on a mesh).
+  io::TensorMap optimizer_state();
+  // Restores the moments from global (HF-shaped) tensors, keeping this rank's pieces.
+  void load_optimizer_state(const io::TensorMap& state, int64_t steps_done);
+  int64_t steps_done() const { return adam_->steps_done(); }
+
   const TrainOptions& options() const { return opt_; }
-  const io::ModelConfig& config() const { return cfg_; }
+  // The communicator of this rank's mesh (not for the one-device constructor's trainer).
+  shard::RankComm& rank_comm();
   Allocator& device() { return *device_; }
-  const runtime::Program& program() const { return train_prog_; }
-  runtime::Executor& executor() { return *train_exec_; }
-  // FLOPs of one micro-batch's forward+backward, from the ops' cost functions.
-  double flops_per_micro_batch() const { return train_prog_.flops; }
+  Allocator& host() { return *pool_->host(); }
+  // Parameters + gradients + optimizer state on this rank, as charged to its allocator.
+  size_t state_bytes() const { return state_bytes_; }
+  const shard::Lowered& lowered() const { return rp_->lowered; }
+  const RankProgram& rank_program() const { return *rp_; }
+  const runtime::Program& program() const { return rp_->program; }
+  // This rank's offload plan (null without offload) and its device budget (0: unlimited).
+  const memory::OffloadPlan* offload_plan() const {
+    return rp_->offload ? &*rp_->offload : nullptr;
+  }
+  size_t device_budget() const { return rp_->budget; }
+  size_t unconstrained_peak() const { return rp_->peak; }  // device bytes with no offload
+  // The kernels' own workspace, kept free of the budget: device().peak_bytes() plus this stays
+  // within device_budget().
+  size_t kernel_scratch_bytes() const { return rp_->request.scratch_bytes; }
+  double stall_seconds() const { return stall_s_; }  // waiting on transfers, last step
+  // FLOPs of one micro-batch's forward+backward on this rank, from the ops' cost functions.
+  double flops_per_micro_batch() const { return rp_->program.flops; }
 
  private:
-  void bind_batch(runtime::Executor& ex, const Tensor& tokens, const Tensor& targets);
+  Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Communicator* world,
+          const io::TensorMap& params, TrainOptions opt);
+  // This rank's piece of parameter i's global (HF-shaped) tensor, and the global tensor from the
+  // piece (collective on a mesh).
+  Tensor piece(size_t i, const Tensor& global) const;
+  Tensor global(size_t i, const Tensor& local);
+  // An executor for `rp` (under a runner when it has an offload plan), parameters bound.
+  std::unique_ptr<runtime::Executor> make_executor(const RankProgram& rp,
+                                                   std::unique_ptr<memory::OffloadRunner>& runner);
+  // Binds this rank's pieces of the batch into `ex` (or its runner) and runs it.
+  void run_batch(runtime::Executor& ex, memory::OffloadRunner* runner, const RankProgram& rp,
+                 const Tensor& tokens, const Tensor& targets);
+  Tensor output(size_t k);  // output k of the training program after a run
+  // Clips `grads` by their global norm (replicas counted once); returns the norm.
+  double clip(const runtime::Context& ctx, const std::vector<Tensor*>& grads);
 
-  io::ModelConfig cfg_;
+  std::unique_ptr<StepPlan> own_plan_;  // the one-device constructor's
+  const StepPlan& plan_;
   TrainOptions opt_;
+  comm::Communicator* world_;
+  std::unique_ptr<RankProgram> rp_, eval_rp_;
   std::shared_ptr<Allocator> device_;
-  nn::Traced traced_;
-  std::vector<ir::Var> grad_vars_;
-  std::vector<nn::ParamInfo> infos_;
-  std::vector<Tensor> params_;
-  runtime::Program train_prog_;
-  std::optional<runtime::Program> eval_prog_;
-  std::unique_ptr<runtime::Executor> train_exec_, eval_exec_;
-  std::vector<Tensor> accum_;  // gradient accumulators (micro-batches > 1)
-  std::unique_ptr<optim::AdamW> adam_;
+  std::unique_ptr<shard::RankComm> rc_;  // given a world
+  std::unique_ptr<memory::TieredPool> pool_;
+  std::unique_ptr<memory::TransferEngine> engine_, copies_;  // disk I/O; device<->host copies
+  std::vector<Tensor> params_;                               // local shards, logical shapes
+  std::vector<Tensor> accum_;  // gradient accumulators (more than one micro-batch)
+  std::unique_ptr<OffloadedAdamW> adam_;
+  std::unique_ptr<memory::OffloadRunner> runner_, eval_runner_;
+  std::unique_ptr<runtime::Executor> exec_, eval_exec_;
+  size_t state_bytes_ = 0;
+  double stall_s_ = 0;
 };
 
 }  // namespace hp::train

@@ -1,17 +1,18 @@
 // Host-side AdamW over host or disk moments, with the disk pipeline read(i+1) | update(i) |
 // write(i-1).
-#include "hp/memory/optimizer.hpp"
+#include "hp/train/offloaded_adamw.hpp"
 
 #include <algorithm>
 #include <cstring>
 
 #include "hp/error.hpp"
 
-namespace hp::memory {
+namespace hp::train {
 
 OffloadedAdamW::OffloadedAdamW(optim::AdamWConfig cfg, std::vector<optim::ParamRef> params,
-                               Tier state_tier, TieredPool& pool, TransferEngine& engine,
-                               std::chrono::milliseconds timeout, int64_t bucket_elems)
+                               Tier state_tier, memory::TieredPool& pool,
+                               memory::TransferEngine& engine, std::chrono::milliseconds timeout,
+                               int64_t bucket_elems)
     : cfg_(cfg),
       params_(std::move(params)),
       tier_(state_tier),
@@ -39,7 +40,7 @@ OffloadedAdamW::OffloadedAdamW(optim::AdamWConfig cfg, std::vector<optim::ParamR
     staging_.push_back(
         Tensor::zeros({2 * std::max<int64_t>(max_len, 1)}, DType::kF32, pool_.host()));
   // Zeroed moments on disk, written through the same engine.
-  std::vector<Transfer> writes;
+  std::vector<memory::Transfer> writes;
   for (size_t b = 0; b < buckets_.size(); ++b)
     writes.push_back(pool_.write_async(engine_, key(b), staging_[0].raw(),
                                        size_t(2 * buckets_[b].len) * sizeof(float)));
@@ -74,7 +75,7 @@ void OffloadedAdamW::step(const runtime::Context& ctx, const std::vector<const T
              shape_str(grads[i]->shape()));
   ++t_;
   const size_t nb = buckets_.size();
-  std::vector<Transfer> reads(nb), writes(nb);
+  std::vector<memory::Transfer> reads(nb), writes(nb);
   auto bytes = [&](size_t b) { return size_t(2 * buckets_[b].len) * sizeof(float); };
   auto buf = [&](size_t b) { return staging_[b % 3].f32(); };
   in_flight_.clear();
@@ -171,4 +172,4 @@ size_t OffloadedAdamW::state_bytes() const {
   return b;
 }
 
-}  // namespace hp::memory
+}  // namespace hp::train

@@ -1,8 +1,6 @@
 // `hp bench offload`: trains a GPT-2 under each offload configuration and prints tokens/s, peak
 // device memory, and predicted vs measured stall, each as a ratio to the unconstrained run. The
 // simulator is calibrated first: compute rate from the unconstrained step, link from a memcpy.
-#include "hp/memory/bench.hpp"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,9 +9,11 @@
 #include <iostream>
 
 #include "hp/error.hpp"
-#include "hp/memory/trainer.hpp"
+#include "hp/train/trainer.hpp"
 
-namespace hp::memory {
+namespace hp::cli {
+
+using namespace hp::memory;
 
 namespace {
 struct Row {
@@ -64,43 +64,82 @@ Link calibrate_link(TransferEngine& engine) {
   l.latency_us = std::max(0.0, median_seconds(small, 41) - double(small) / bw) * 1e6;
   return l;
 }
-}  // namespace
-
-int bench_main(const std::vector<std::string>& args) {
+// The benchmark's options: a GPT-2 shape, the run and where the disk tier goes.
+struct BenchOptions {
   int64_t layers = 12, d = 768, heads = 12, seq = 128, batch = 2, vocab = 50304, steps = 3;
   int threads = 2;
   std::string dir = "offload_bench";
   bool show = false;
+};
+
+BenchOptions parse_bench_options(const std::vector<std::string>& args) {
+  BenchOptions o;
   for (size_t i = 0; i < args.size(); ++i) {
-    auto next = [&]() -> std::string {
+    auto text = [&]() -> std::string {
       HP_CHECK(i + 1 < args.size(), "[bench offload] ", args[i], " needs a value");
       return args[++i];
     };
+    auto next = [&] { return int64_t(std::stoll(text())); };
     const std::string& a = args[i];
     if (a == "--layers")
-      layers = std::stoll(next());
+      o.layers = next();
     else if (a == "--d-model")
-      d = std::stoll(next());
+      o.d = next();
     else if (a == "--heads")
-      heads = std::stoll(next());
+      o.heads = next();
     else if (a == "--seq")
-      seq = std::stoll(next());
+      o.seq = next();
     else if (a == "--batch")
-      batch = std::stoll(next());
+      o.batch = next();
     else if (a == "--vocab")
-      vocab = std::stoll(next());
+      o.vocab = next();
     else if (a == "--steps")
-      steps = std::stoll(next());
+      o.steps = next();
     else if (a == "--threads")
-      threads = int(std::stoll(next()));
+      o.threads = int(next());
     else if (a == "--offload-dir")
-      dir = next();
+      o.dir = text();
     else if (a == "--explain")
-      show = true;
+      o.show = true;
     else
       throw Error("[bench offload] unknown option '" + a + "'");
   }
-  HP_CHECK(steps >= 1 && batch >= 1 && threads >= 1, "[bench offload] steps, batch, threads >= 1");
+  HP_CHECK(o.steps >= 1 && o.batch >= 1 && o.threads >= 1,
+           "[bench offload] steps, batch, threads >= 1");
+  return o;
+}
+
+// The rows' table, each as a ratio to the first (unconstrained) row.
+void print_rows(const std::vector<Row>& rows) {
+  const Row& base = rows[0];
+  std::printf("\n%-18s %10s %8s %12s %8s %12s %10s %10s %9s %6s %9s\n", "config", "tokens/s",
+              "ratio", "peak MiB", "ratio", "budget MiB", "pred stall", "meas stall", "transfers",
+              "recomp", "optimizer");
+  for (const Row& r : rows) {
+    std::printf("%-18s %10.1f %8.3f %12.1f %8.3f %12.1f %8.1fms %8.1fms %9d %6d %7.1fms\n",
+                r.name.c_str(), r.tokens_per_s, r.tokens_per_s / base.tokens_per_s,
+                double(r.peak) / 1048576.0, double(r.peak) / double(base.peak),
+                double(r.budget) / 1048576.0, r.predicted_stall * 1e3, r.measured_stall * 1e3,
+                r.transfers, r.recomputed, r.optimizer_s * 1e3);
+  }
+}
+
+// One step's wall time.
+double timed_step(train::Trainer& tr, const Tensor& tok, const Tensor& tgt, train::StepResult* r) {
+  const auto t0 = std::chrono::steady_clock::now();
+  *r = tr.step(tok, tgt);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int bench_offload(const std::vector<std::string>& args) {
+  const BenchOptions bo = parse_bench_options(args);
+  const int64_t layers = bo.layers, d = bo.d, heads = bo.heads, seq = bo.seq, batch = bo.batch,
+                vocab = bo.vocab, steps = bo.steps;
+  const int threads = bo.threads;
+  const std::string& dir = bo.dir;
+  const bool show = bo.show;
   io::Json j = {{"model_type", "gpt2"},
                 {"n_layer", layers},
                 {"n_embd", d},
@@ -129,7 +168,7 @@ int bench_main(const std::vector<std::string>& args) {
   const Link inline_link = calibrate_link(inline_engine),
              thread_link = calibrate_link(thread_engine);
   auto make = [&](const Config& c, double gflops) {
-    OffloadTrainConfig tc;
+    train::TrainOptions tc;
     tc.batch = batch;
     tc.seq = seq;
     tc.threads = threads;
@@ -143,13 +182,15 @@ int bench_main(const std::vector<std::string>& args) {
       tc.offload.link_gbps = link.gbps;
       tc.offload.link_latency_us = link.latency_us;
     }
-    return std::make_unique<OffloadTrainer>(cfg, init, tc);
+    return std::make_unique<train::Trainer>(cfg, init, tc);
   };
   // The compute rate from the unconstrained step calibrates the plans of the other rows.
-  std::vector<std::unique_ptr<OffloadTrainer>> trainers;
+  std::vector<std::unique_ptr<train::Trainer>> trainers;
   trainers.push_back(make(configs[0], 0));
   trainers[0]->step(tok, tgt);  // warm-up
-  const double gflops = trainers[0]->flops_per_step() / trainers[0]->step(tok, tgt).seconds / 1e9;
+  train::StepResult st;
+  const double gflops =
+      trainers[0]->flops_per_micro_batch() / timed_step(*trainers[0], tok, tgt, &st) / 1e9;
   std::printf(
       "calibrated cost model: %.1f GFLOP/s (unconstrained step); copies inline on %d threads "
       "%.1f GB/s + %.0f us each, on a transfer thread %.1f GB/s + %.0f us each\n",
@@ -161,7 +202,7 @@ int bench_main(const std::vector<std::string>& args) {
       trainers.push_back(make(configs[i], gflops));
       trainers[i]->step(tok, tgt);  // warm-up
     }
-    OffloadTrainer& tr = *trainers[i];
+    train::Trainer& tr = *trainers[i];
     Row& r = rows[i];
     r.name = configs[i].name;
     r.budget = tr.device_budget();
@@ -170,8 +211,7 @@ int bench_main(const std::vector<std::string>& args) {
   // all of them alike.
   for (int64_t s = 0; s < steps; ++s)
     for (size_t i = 0; i < rows.size(); ++i) {
-      const OffloadStep st = trainers[i]->step(tok, tgt);
-      rows[i].step_s += st.seconds / double(steps);
+      rows[i].step_s += timed_step(*trainers[i], tok, tgt, &st) / double(steps);
       rows[i].measured_stall += st.stall_seconds / double(steps);
       rows[i].optimizer_s += st.optimizer_seconds / double(steps);
     }
@@ -187,9 +227,9 @@ int bench_main(const std::vector<std::string>& args) {
     Row& r = rows[i];
     r.tokens_per_s = double(batch * seq) / r.step_s;
     r.peak = trainers[i]->device().peak_bytes();
-    const OffloadPlan* p = trainers[i]->plan();
+    const OffloadPlan* p = trainers[i]->offload_plan();
     if (!p) continue;
-    const OffloadOptions& o = trainers[i]->config().offload;
+    const OffloadOptions& o = trainers[i]->options().offload;
     const bool inl = o.copies == CopyMode::kInline;
     const Link &before = inl ? inline_link : thread_link,
                &after = inl ? inline_after : thread_after;
@@ -206,18 +246,8 @@ int bench_main(const std::vector<std::string>& args) {
   }
   trainers.clear();
   std::filesystem::remove_all(dir);
-  const Row& base = rows[0];
-  std::printf("\n%-18s %10s %8s %12s %8s %12s %10s %10s %9s %6s %9s\n", "config", "tokens/s",
-              "ratio", "peak MiB", "ratio", "budget MiB", "pred stall", "meas stall", "transfers",
-              "recomp", "optimizer");
-  for (const Row& r : rows) {
-    std::printf("%-18s %10.1f %8.3f %12.1f %8.3f %12.1f %8.1fms %8.1fms %9d %6d %7.1fms\n",
-                r.name.c_str(), r.tokens_per_s, r.tokens_per_s / base.tokens_per_s,
-                double(r.peak) / 1048576.0, double(r.peak) / double(base.peak),
-                double(r.budget) / 1048576.0, r.predicted_stall * 1e3, r.measured_stall * 1e3,
-                r.transfers, r.recomputed, r.optimizer_s * 1e3);
-  }
+  print_rows(rows);
   return 0;
 }
 
-}  // namespace hp::memory
+}  // namespace hp::cli

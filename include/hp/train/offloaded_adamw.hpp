@@ -11,15 +11,15 @@
 #include "hp/memory/transfer.hpp"
 #include "hp/optim/adamw.hpp"
 
-namespace hp::memory {
+namespace hp::train {
 
 class OffloadedAdamW {
  public:
   // Moments (zeroed) on `state_tier`: kDevice or kHost use optim::AdamW on that tier's
   // allocator; kDisk keeps one extent [m | v] per bucket of at most `bucket_elems` elements.
   OffloadedAdamW(optim::AdamWConfig cfg, std::vector<optim::ParamRef> params, Tier state_tier,
-                 TieredPool& pool, TransferEngine& engine, std::chrono::milliseconds timeout,
-                 int64_t bucket_elems = int64_t(1) << 20);
+                 memory::TieredPool& pool, memory::TransferEngine& engine,
+                 std::chrono::milliseconds timeout, int64_t bucket_elems = int64_t(1) << 20);
   ~OffloadedAdamW();
 
   // One update with grads[i] (f32, shape of params[i]) at learning rate `lr`, on `backend`.
@@ -45,14 +45,14 @@ class OffloadedAdamW {
   optim::AdamWConfig cfg_;
   std::vector<optim::ParamRef> params_;
   Tier tier_;
-  TieredPool& pool_;
-  TransferEngine& engine_;
+  memory::TieredPool& pool_;
+  memory::TransferEngine& engine_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<optim::AdamW> inner_;  // device or host tier
   std::vector<Bucket> buckets_;          // disk tier
   std::vector<Tensor> staging_;          // three [2 * max bucket] host buffers
-  std::vector<Transfer> in_flight_;
+  std::vector<memory::Transfer> in_flight_;
   int64_t t_ = 0;
 };
 
-}  // namespace hp::memory
+}  // namespace hp::train

@@ -1,0 +1,93 @@
+// The compiled training step as plain values: the traced global step with gradients and its
+// layouts (StepPlan, shared by every rank), then one rank's program with its memory plan
+// (RankProgram). What train::Trainer runs and what `hp plan` prints, without allocating tensors.
+// One device is a mesh of one rank whose step is not lowered: its program is the global step's.
+// Not an executor: nothing here runs a kernel or moves data.
+#pragma once
+#include <memory>
+#include <optional>
+
+#include "hp/io/model_config.hpp"
+#include "hp/memory/options.hpp"
+#include "hp/memory/planner.hpp"
+#include "hp/nn/model.hpp"
+#include "hp/runtime/program.hpp"
+#include "hp/shard/lower.hpp"
+
+namespace hp::train {
+
+// What every rank shares: the traced global step with gradients and its layouts.
+struct StepPlan {
+  io::ModelConfig cfg;
+  shard::Strategy strategy;  // one device: a mesh of one rank
+  // Propagated over the strategy and lowered per rank. False for one device: the step runs as
+  // traced (no logical shapes, no redistributions), its parameters replicated.
+  bool sharded = false;
+  int64_t batch = 0, seq = 0;
+  nn::Traced traced;  // logical shapes (TraceOptions::logical_qkv) when sharded
+  std::vector<nn::ParamInfo> infos;
+  std::vector<ir::Var> grads;                // one per parameter
+  std::vector<shard::Layout> param_layouts;  // logical, per parameter
+  shard::Propagation prop;                   // sharded only
+  shard::Propagation eval_prop;              // the forward alone, to the loss (validation)
+  // Lowering: communication split into start/wait and overlapped with compute (LowerOptions).
+  shard::LowerOptions lower;
+
+  int world() const { return int(strategy.mesh.size()); }
+};
+
+// One device: traces and differentiates a [batch, seq] step.
+std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq);
+// A mesh: the same, traced in logical shapes and propagated over `strategy`. Throws on strategy
+// errors (strict mode: implicit communication, naming the op).
+std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Strategy& strategy,
+                                    int64_t batch, int64_t seq, const shard::Topology& topo);
+
+// A rule's layout written for a parameter's stored (HF) shape, on its logical shape: a stored dim
+// that the logical shape splits in several ([3D] -> [3, D]) puts its axes on the innermost part.
+shard::Layout logical_layout(const shard::Layout& stored, const Shape& stored_shape,
+                             const Shape& logical_shape);
+
+// Bytes one rank holds for parameters, gradients and AdamW state, from the layouts.
+size_t planned_state_bytes(const StepPlan& plan, int rank);
+
+// One rank's program (the training step, or the forward alone) and its memory plan.
+struct RankProgram {
+  int rank = 0;
+  shard::Lowered lowered;  // no graph when the plan is not sharded: the global graph is the rank's
+  std::vector<ir::ValueId> outputs;  // loss, then (training) one gradient per parameter
+  runtime::Program program;
+  size_t peak = 0;              // device bytes with no offload (optimizer state included)
+  size_t budget = 0;            // resolved device budget (0: unlimited)
+  memory::PlanRequest request;  // what the offload plan is asked for (also the cost model)
+  std::optional<memory::OffloadPlan> offload;  // absent when nothing is offloaded
+
+  // This rank's id of a value of the global graph.
+  ir::ValueId local(ir::ValueId global) const {
+    return lowered.graph ? lowered.map[size_t(global)] : global;
+  }
+};
+
+// Rank `rank`'s training program under `o`, each rank's kernels on `threads` threads: lowered
+// (sharded plans), compiled, and planned for offload when a budget or off-device optimizer state
+// asks for one. Throws hp::OutOfMemory naming the smallest feasible budget. Not movable (the
+// program refers to its graph: the lowered one, or on one device the plan's, which must outlive
+// it), hence the pointer.
+std::unique_ptr<RankProgram> plan_rank(const StepPlan& plan, int rank,
+                                       const memory::OffloadOptions& o, int threads);
+// The forward-only program of the same rank, planned under the training program's request.
+std::unique_ptr<RankProgram> plan_eval(const StepPlan& plan, const RankProgram& train);
+
+// What a training step's plan is asked for under `o`: the budget resolved against the
+// unconstrained peak of `program` with `state_bytes` of AdamW moments (resident on the device when
+// they live there), what may move, and the cost model. The kernels' workspace on a team of
+// `threads` is kept free of the budget. `peak`, when given, receives the unconstrained peak.
+memory::PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
+                                 const memory::OffloadOptions& o, int threads,
+                                 size_t* peak = nullptr);
+
+// Whether a step with `budget` (resolved) and unconstrained `peak` is planned at all under `o`:
+// with a budget or off-device optimizer state; with `auto`, only when the budget is the smaller.
+bool wants_plan(const memory::OffloadOptions& o, size_t budget, size_t peak);
+
+}  // namespace hp::train

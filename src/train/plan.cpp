@@ -1,0 +1,175 @@
+// The step as plain values: trace and differentiate once (propagating over the strategy on a
+// mesh), then per rank lower, compile and plan the memory.
+#include "hp/train/plan.hpp"
+
+#include "hp/autodiff.hpp"
+
+namespace hp::train {
+
+using shard::Layout;
+
+Layout logical_layout(const Layout& stored, const Shape& ss, const Shape& ls) {
+  if (ss == ls) return stored;
+  Layout out;
+  out.dims.resize(ls.size());
+  out.partial = stored.partial;
+  out.reduce = stored.reduce;
+  size_t i = 0, j = 0;
+  while (i < ss.size() && j < ls.size()) {
+    const size_t a = i, c = j;
+    int64_t pi = ss[i++], pj = ls[j++];
+    while (pi != pj) {
+      if (pi < pj)
+        pi *= ss[i++];
+      else
+        pj *= ls[j++];
+    }
+    size_t last = c;  // innermost logical dim of the group with extent > 1
+    for (size_t k = c; k < j; ++k)
+      if (ls[k] > 1) last = k;
+    for (size_t k = a; k < i; ++k)
+      out.dims[last].insert(out.dims[last].end(), stored.dims[k].begin(), stored.dims[k].end());
+  }
+  out.normalize();
+  return out;
+}
+
+namespace {
+
+// Traces and differentiates; names every gradient "grad/<parameter>".
+std::unique_ptr<StepPlan> traced_step(const io::ModelConfig& cfg, shard::Strategy strategy,
+                                      bool sharded, int64_t batch, int64_t seq) {
+  auto P = std::make_unique<StepPlan>();
+  P->cfg = cfg;
+  P->strategy = std::move(strategy);
+  P->sharded = sharded;
+  P->batch = batch;
+  P->seq = seq;
+  nn::TraceOptions to;
+  to.logical_qkv = sharded;
+  P->traced = nn::trace(cfg, batch, seq, true, to);
+  P->infos = nn::param_infos(cfg);
+  P->grads = autodiff::grad(P->traced.loss, P->traced.params);
+  for (size_t i = 0; i < P->infos.size(); ++i)
+    P->traced.graph->set_name(P->grads[i].id, "grad/" + P->infos[i].name);
+  return P;
+}
+
+}  // namespace
+
+std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq) {
+  auto P = traced_step(cfg, shard::Strategy{}, false, batch, seq);
+  for (const auto& pi : P->infos) P->param_layouts.push_back(Layout::replicated(pi.shape.size()));
+  return P;
+}
+
+std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Strategy& strategy,
+                                    int64_t batch, int64_t seq, const shard::Topology& topo) {
+  shard::Strategy s = strategy;
+  shard::fit_presets_to_kv_heads(s, cfg.n_kv_head);
+  auto P = traced_step(cfg, std::move(s), true, batch, seq);
+  ir::Graph& g = *P->traced.graph;
+  std::vector<ir::ValueId> outs{P->traced.loss.id};
+  std::vector<Layout> out_layouts{Layout::replicated(0)};
+  std::map<ir::ValueId, Layout> sources;
+  for (size_t i = 0; i < P->infos.size(); ++i) {
+    const auto& pi = P->infos[i];
+    Layout stored = P->strategy.layout_for(pi.name, pi.shape.size());
+    Layout l = logical_layout(stored, pi.shape, P->traced.params[i].shape());
+    l.check(P->strategy.mesh);
+    P->param_layouts.push_back(l);
+    sources[P->traced.params[i].id] = l;
+    outs.push_back(P->grads[i].id);
+    out_layouts.push_back(l);
+  }
+  // Every rule the user wrote must match a named value (parameter, gradient or activation):
+  // strict mode rejects one that matches nothing, naming it; other modes warn.
+  std::vector<shard::NamedTensor> named;
+  for (const ir::Value& v : g.values())
+    if (!v.name.empty()) named.push_back({v.name, v.type.shape});
+  std::vector<std::string> unmatched = shard::validate(P->strategy, named);
+  P->prop = shard::propagate(g, outs, out_layouts, P->strategy, topo, sources);
+  P->prop.warnings.insert(P->prop.warnings.begin(), unmatched.begin(), unmatched.end());
+  P->eval_prop =
+      shard::propagate(g, {P->traced.loss.id}, {Layout::replicated(0)}, P->strategy, topo, sources);
+  return P;
+}
+
+size_t planned_state_bytes(const StepPlan& plan, int rank) {
+  size_t b = 0;
+  for (size_t i = 0; i < plan.infos.size(); ++i)  // parameter, gradient, two AdamW moments
+    b += 4 * sizeof(float) *
+         size_t(numel(shard::local_shape(plan.traced.params[i].shape(), plan.param_layouts[i],
+                                         plan.strategy.mesh, rank)));
+  return b;
+}
+
+namespace {
+
+// Lowers (sharded plans) and compiles the program of `rank` computing `prop`'s outputs, or
+// `outputs` of the global graph on one device.
+std::unique_ptr<RankProgram> compile_rank(const StepPlan& plan, int rank,
+                                          const shard::Propagation& prop,
+                                          std::vector<ir::ValueId> outputs) {
+  auto R = std::make_unique<RankProgram>();
+  R->rank = rank;
+  if (plan.sharded) {
+    R->lowered = shard::lower(*plan.traced.graph, prop, rank, plan.lower);
+    R->outputs = R->lowered.outputs;
+    R->program = runtime::compile(*R->lowered.graph, R->outputs);
+  } else {
+    R->outputs = std::move(outputs);
+    R->program = runtime::compile(*plan.traced.graph, R->outputs);
+  }
+  return R;
+}
+
+}  // namespace
+
+std::unique_ptr<RankProgram> plan_rank(const StepPlan& plan, int rank,
+                                       const memory::OffloadOptions& o, int threads) {
+  std::vector<ir::ValueId> outs{plan.traced.loss.id};
+  for (const ir::Var& g : plan.grads) outs.push_back(g.id);
+  auto R = compile_rank(plan, rank, plan.prop, std::move(outs));
+  // The moments of this rank's shards: half of what planned_state_bytes counts.
+  R->request = plan_request(R->program, planned_state_bytes(plan, rank) / 2, o, threads, &R->peak);
+  R->budget = R->request.device_budget;
+  if (wants_plan(o, R->budget, R->peak)) R->offload = memory::plan_offload(R->program, R->request);
+  return R;
+}
+
+std::unique_ptr<RankProgram> plan_eval(const StepPlan& plan, const RankProgram& train) {
+  auto R = compile_rank(plan, train.rank, plan.eval_prop, {plan.traced.loss.id});
+  R->peak = train.peak;
+  R->budget = train.budget;
+  R->request = train.request;
+  if (train.offload) R->offload = memory::plan_offload(R->program, R->request);
+  return R;
+}
+
+bool wants_plan(const memory::OffloadOptions& o, size_t budget, size_t peak) {
+  if (o.auto_mode && budget != 0) return budget < peak;  // offload only what does not fit
+  return !o.device_budget.unlimited() || o.optimizer_state != Tier::kDevice;
+}
+
+memory::PlanRequest plan_request(const runtime::Program& program, size_t state_bytes,
+                                 const memory::OffloadOptions& o, int threads, size_t* peak) {
+  memory::PlanRequest req;
+  req.scratch_bytes = runtime::scratch_bytes(program, threads);
+  // Peak with nothing offloaded: the reference every fraction is taken of.
+  const size_t unconstrained = memory::unconstrained_peak(program, state_bytes, req.scratch_bytes);
+  if (peak) *peak = unconstrained;
+  req.device_budget = o.device_budget.resolve(unconstrained);
+  req.resident_bytes = o.optimizer_state == Tier::kDevice ? state_bytes : 0;
+  req.params = o.params;
+  req.grads = o.grads;
+  req.activations = o.activations;
+  req.recompute = o.recompute;
+  req.cost.gflops = o.gflops;
+  req.cost.link_bytes_per_s = o.link_gbps * 1e9;
+  req.cost.latency_s = o.link_latency_us * 1e-6;
+  req.cost.inline_copies = o.copies == memory::CopyMode::kInline;
+  return req;
+}
+
+}  // namespace hp::train
