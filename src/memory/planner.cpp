@@ -149,32 +149,14 @@ std::string step_name(const ir::Graph& g, NodeId ni) {
   return n.def->name + (n.scope.empty() ? "" : " in " + n.scope);
 }
 
-}  // namespace
-
-std::string OffloadPlan::value_name(ValueId v) const {
-  const ir::Value& val = program.graph->value(v);
-  if (!val.name.empty()) return val.name;
-  return hp::detail::cat(
-      "%", v,
-      val.producer >= 0 ? " (" + step_name(*program.graph, val.producer) + ")" : std::string());
-}
-
-size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes, size_t scratch_bytes) {
-  size_t b = p.arena_bytes + p.output_bytes + resident_bytes + scratch_bytes;
-  for (ValueId s : p.sources) b += value_bytes(*p.graph, s);
-  return b;
-}
-
-OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
-  HP_CHECK(p.graph != nullptr, "[offload] the program has no graph");
+// Roots per compute step, each value's class, size and whether it may leave the device.
+Analysis analyse(const runtime::Program& p, const PlanRequest& req) {
   const ir::Graph& g = *p.graph;
   const size_t nv = g.values().size();
-  const CostModel& cm = req.cost;
-
   Analysis a;
   a.g = &g;
   for (const Instr& ins : p.instrs)
-    if (ins.kind == InstrKind::kCompute) a.steps.push_back(make_step(g, p, ins.node, cm));
+    if (ins.kind == InstrKind::kCompute) a.steps.push_back(make_step(g, p, ins.node, req.cost));
   a.cls.assign(nv, Class::kIntermediate);
   a.offloadable.assign(nv, req.activations);
   a.bytes.assign(nv, 0);
@@ -191,70 +173,72 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
     }
   }
   a.index(nv);
+  return a;
+}
 
-  OffloadPlan plan;
-  plan.budget = req.device_budget;
-  plan.resident_bytes = req.resident_bytes;
-  plan.scratch_bytes = req.scratch_bytes;
-  plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes, req.scratch_bytes);
-  // What never moves: resident state and the kernels' workspace, counted from the start.
-  const size_t reserved = req.resident_bytes + req.scratch_bytes;
-  if (req.recompute && req.activations && req.device_budget != 0 &&
-      req.device_budget < plan.unconstrained_peak)
-    plan.recomputed = add_recomputation(a, p, cm);
+// The largest working set of one step: what it reads and writes plus every value that may not
+// move while it is live (sources and outputs to the end of the step).
+struct WorkingSet {
+  size_t bytes = 0;
+  int step = -1;  // the step that sets it
+};
+
+WorkingSet largest_working_set(const Analysis& a) {
+  const size_t nv = a.cls.size();
   const int n_steps = int(a.steps.size());
-
-  // The smallest feasible budget: the largest working set of one step plus what may not move.
-  {
-    std::vector<int> first(nv, kInf), last(nv, -1);
-    for (int i = 0; i < n_steps; ++i) {
-      for (auto* list : {&a.steps[size_t(i)].uses, &a.steps[size_t(i)].defs})
-        for (ValueId r : *list) {
-          first[size_t(r)] = std::min(first[size_t(r)], i);
-          last[size_t(r)] = std::max(last[size_t(r)], i);
-        }
-    }
-    std::vector<long long> pinned_diff(static_cast<size_t>(n_steps) + 1, 0);
-    for (size_t r = 0; r < nv; ++r) {
-      if (a.offloadable[r] || first[r] == kInf) continue;
-      int end = a.cls[r] == Class::kIntermediate ? last[r] : n_steps - 1;
-      pinned_diff[size_t(first[r])] += (long long)a.bytes[r];
-      pinned_diff[size_t(end) + 1] -= (long long)a.bytes[r];
-    }
-    long long pinned = 0;
-    int worst = -1;
-    size_t worst_ws = 0;
-    for (int i = 0; i < n_steps; ++i) {
-      pinned += pinned_diff[size_t(i)];
-      size_t ws = size_t(pinned);
-      for (auto* list : {&a.steps[size_t(i)].uses, &a.steps[size_t(i)].defs})
-        for (ValueId r : *list)
-          if (a.offloadable[size_t(r)]) ws += a.bytes[size_t(r)];
-      if (worst < 0 || ws > worst_ws) worst_ws = ws, worst = i;
-    }
-    plan.min_budget = worst_ws + reserved;
-    if (req.device_budget != 0 && req.device_budget < plan.min_budget) {
-      throw OutOfMemory(hp::detail::cat(
-          "[offload] device budget of ", format_bytes(req.device_budget), " (", req.device_budget,
-          " bytes) cannot be met: the smallest feasible budget is ", format_bytes(plan.min_budget),
-          " (", plan.min_budget, " bytes), set by ", step_name(g, a.steps[size_t(worst)].node),
-          " (", format_bytes(req.resident_bytes), " resident, ", format_bytes(req.scratch_bytes),
-          " kernel workspace); the unconstrained peak is ", format_bytes(plan.unconstrained_peak)));
-    }
+  std::vector<int> first(nv, kInf), last(nv, -1);
+  for (int i = 0; i < n_steps; ++i) {
+    for (auto* list : {&a.steps[size_t(i)].uses, &a.steps[size_t(i)].defs})
+      for (ValueId r : *list) {
+        first[size_t(r)] = std::min(first[size_t(r)], i);
+        last[size_t(r)] = std::max(last[size_t(r)], i);
+      }
   }
-  const size_t avail = req.device_budget == 0 ? std::numeric_limits<size_t>::max() / 2
-                                              : req.device_budget - reserved;
+  std::vector<long long> pinned_diff(static_cast<size_t>(n_steps) + 1, 0);
+  for (size_t r = 0; r < nv; ++r) {
+    if (a.offloadable[r] || first[r] == kInf) continue;
+    int end = a.cls[r] == Class::kIntermediate ? last[r] : n_steps - 1;
+    pinned_diff[size_t(first[r])] += (long long)a.bytes[r];
+    pinned_diff[size_t(end) + 1] -= (long long)a.bytes[r];
+  }
+  long long pinned = 0;
+  WorkingSet worst;
+  for (int i = 0; i < n_steps; ++i) {
+    pinned += pinned_diff[size_t(i)];
+    size_t ws = size_t(pinned);
+    for (auto* list : {&a.steps[size_t(i)].uses, &a.steps[size_t(i)].defs})
+      for (ValueId r : *list)
+        if (a.offloadable[size_t(r)]) ws += a.bytes[size_t(r)];
+    if (worst.step < 0 || ws > worst.bytes) worst = {ws, i};
+  }
+  return worst;
+}
 
-  // Demand pass (Belady): residency per step; evictions placed right after the victim's last
-  // touch, loads collected for hoisting.
-  struct Load {
-    ValueId r;
-    int at, lo;
-  };
-  std::vector<std::vector<Instr>> post(static_cast<size_t>(n_steps));
-  std::vector<std::vector<ValueId>> allocs(static_cast<size_t>(n_steps));
+// A value read back before step `at`, issued no earlier than step `lo`.
+struct Load {
+  ValueId r;
+  int at, lo;
+};
+
+// What the demand pass decides, per step: the evictions and frees after it, the values it
+// allocates, and the device bytes in use; and every load, for prefetch placement.
+struct Residency {
+  std::vector<std::vector<Instr>> post;
+  std::vector<std::vector<ValueId>> allocs;
   std::vector<Load> loads;
-  std::vector<size_t> mem_at(size_t(n_steps), 0);
+  std::vector<size_t> mem_at;
+};
+
+// Demand pass (Belady): residency per step; evictions placed right after the victim's last
+// touch, loads collected for hoisting.
+Residency plan_residency(const Analysis& a, size_t avail) {
+  const ir::Graph& g = *a.g;
+  const size_t nv = a.cls.size();
+  const int n_steps = int(a.steps.size());
+  Residency res;
+  res.post.resize(static_cast<size_t>(n_steps));
+  res.allocs.resize(static_cast<size_t>(n_steps));
+  res.mem_at.assign(size_t(n_steps), 0);
   std::vector<bool> on_dev(nv, false), home_valid(nv, false), in_need(nv, false);
   std::vector<int> last_touch(nv, -1);
   for (size_t v = 0; v < nv; ++v) home_valid[v] = a.cls[v] == Class::kSource;
@@ -284,7 +268,7 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
       }
       HP_CHECK(victim >= 0, "[offload] internal: nothing to evict at step ", i, " (",
                step_name(g, s.node), ")");
-      post[size_t(last_touch[size_t(victim)])].push_back({InstrKind::kEvict, -1, victim});
+      res.post[size_t(last_touch[size_t(victim)])].push_back({InstrKind::kEvict, -1, victim});
       home_valid[size_t(victim)] = true;
       drop(victim);
     }
@@ -292,20 +276,20 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
       if (on_dev[size_t(r)]) continue;
       HP_CHECK(home_valid[size_t(r)], "[offload] internal: %", r, " is needed by ",
                step_name(g, s.node), " but has no copy");
-      loads.push_back({r, i, last_touch[size_t(r)] + 1});
+      res.loads.push_back({r, i, last_touch[size_t(r)] + 1});
       on_dev[size_t(r)] = true;
       mem += a.bytes[size_t(r)];
       resident.push_back(r);
     }
     for (ValueId r : s.defs) {
       HP_CHECK(!on_dev[size_t(r)], "[offload] internal: %", r, " redefined while live");
-      allocs[size_t(i)].push_back(r);
+      res.allocs[size_t(i)].push_back(r);
       on_dev[size_t(r)] = true;
       home_valid[size_t(r)] = false;
       mem += a.bytes[size_t(r)];
       resident.push_back(r);
     }
-    mem_at[size_t(i)] = mem;
+    res.mem_at[size_t(i)] = mem;
     for (auto* list : {&s.uses, &s.defs})
       for (ValueId r : *list) {
         in_need[size_t(r)] = false;
@@ -315,10 +299,10 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
       for (ValueId r : *list) {
         if (!on_dev[size_t(r)] || a.next_use(r, i) != kInf || !a.offloadable[size_t(r)]) continue;
         if (a.cls[size_t(r)] == Class::kOutput) {
-          post[size_t(i)].push_back({InstrKind::kEvict, -1, r});  // its home is the result
+          res.post[size_t(i)].push_back({InstrKind::kEvict, -1, r});  // its home is the result
           home_valid[size_t(r)] = true;
         } else {
-          post[size_t(i)].push_back({InstrKind::kFree, -1, r});
+          res.post[size_t(i)].push_back({InstrKind::kFree, -1, r});
           if (a.cls[size_t(r)] == Class::kIntermediate) home_valid[size_t(r)] = false;
         }
         drop(r);
@@ -328,115 +312,201 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
       for (ValueId r : *list)
         if (on_dev[size_t(r)] && a.cls[size_t(r)] == Class::kIntermediate &&
             a.next_use(r, i) == kInf) {
-          post[size_t(i)].push_back({InstrKind::kFree, -1, r});
+          res.post[size_t(i)].push_back({InstrKind::kFree, -1, r});
           drop(r);
         }
   }
+  return res;
+}
 
-  // Hoisting: each load starts as late as it still arrives in time, where memory allows.
-  std::vector<std::vector<ValueId>> issue(static_cast<size_t>(n_steps)),
-      wait(static_cast<size_t>(n_steps));
-  for (const Load& l : loads) {
+// Per step, the values whose prefetch is issued before it and those waited for before it.
+struct Prefetches {
+  std::vector<std::vector<ValueId>> issue, wait;
+};
+
+// Hoisting: each load starts as late as it still arrives in time, where memory allows
+// (`res.mem_at` gains the bytes of each hoisted load).
+Prefetches place_prefetches(const Analysis& a, Residency& res, const CostModel& cm, size_t avail) {
+  const size_t n_steps = a.steps.size();
+  Prefetches pf{std::vector<std::vector<ValueId>>(n_steps),
+                std::vector<std::vector<ValueId>>(n_steps)};
+  for (const Load& l : res.loads) {
     const size_t b = a.bytes[size_t(l.r)];
     const double tx = cm.inline_copies ? 0.0 : cm.transfer_seconds(b);
     int j = l.at;
     double covered = 0;
     while (j > l.lo && covered < tx) {
       int t = j - 1;
-      if (mem_at[size_t(t)] + b > avail) break;
+      if (res.mem_at[size_t(t)] + b > avail) break;
       covered += a.steps[size_t(t)].seconds;
       j = t;
     }
-    for (int t = j; t < l.at; ++t) mem_at[size_t(t)] += b;
-    issue[size_t(j)].push_back(l.r);
-    wait[size_t(l.at)].push_back(l.r);
+    for (int t = j; t < l.at; ++t) res.mem_at[size_t(t)] += b;
+    pf.issue[size_t(j)].push_back(l.r);
+    pf.wait[size_t(l.at)].push_back(l.r);
+  }
+  return pf;
+}
+
+// Emission: the instruction list, with waits on write-backs wherever the budget needs their
+// memory back, and the per-tier timeline.
+class Emitter {
+ public:
+  Emitter(const Analysis& a, const runtime::Program& p, size_t budget, size_t reserved,
+          OffloadPlan& plan)
+      : a_(a), budget_(budget), plan_(plan), out_(plan.program), committed_(reserved) {
+    const size_t nv = a.cls.size();
+    out_.graph = p.graph;
+    out_.outputs = p.outputs;
+    out_.sources = p.sources;
+    out_.root = p.root;
+    out_.offset.assign(nv, -1);
+    out_.placed_at_run_time = true;
+    for (ValueId s : p.sources) host_ += a.bytes[size_t(s)];
+    pending_.assign(nv, -1);
+    valid_.assign(nv, false);
+    has_home_.assign(nv, false);
+    for (size_t v = 0; v < nv; ++v) valid_[v] = has_home_[v] = a.cls[v] == Class::kSource;
   }
 
-  // Emission: the instruction list, with waits on write-backs wherever the budget needs their
-  // memory back, and the per-tier timeline.
-  runtime::Program& out = plan.program;
-  out.graph = p.graph;
-  out.outputs = p.outputs;
-  out.sources = p.sources;
-  out.root = p.root;
-  out.offset.assign(nv, -1);
-  out.placed_at_run_time = true;
-  size_t committed = reserved, host = 0;
-  for (ValueId s : p.sources) host += a.bytes[size_t(s)];
-  std::deque<ValueId> inflight;      // write-backs holding device memory until waited
-  std::vector<int> pending(nv, -1);  // transfer index per value
-  std::vector<bool> valid(nv, false), has_home(nv, false);
-  for (size_t v = 0; v < nv; ++v) valid[v] = has_home[v] = a.cls[v] == Class::kSource;
-  auto emit = [&](Instr ins) {
-    out.instrs.push_back(ins);
-    plan.device_bytes.push_back(committed);
-    plan.host_bytes.push_back(host);
-    plan.peak_device = std::max(plan.peak_device, committed);
-    plan.peak_host = std::max(plan.peak_host, host);
-  };
-  auto wait_for = [&](ValueId r) {
-    int t = pending[size_t(r)];
-    if (t < 0) return;
-    PlannedTransfer& tr = plan.transfers[size_t(t)];
-    pending[size_t(r)] = -1;
-    if (!tr.to_device) {
-      committed -= tr.bytes;
-      inflight.erase(std::find(inflight.begin(), inflight.end(), r));
-    }
-    emit({InstrKind::kWait, -1, r});
-    tr.wait = int(out.instrs.size()) - 1;
-  };
-  auto reserve = [&](ValueId r) {
-    const size_t b = a.bytes[size_t(r)];
-    while (req.device_budget != 0 && committed + b > req.device_budget && !inflight.empty())
-      wait_for(inflight.front());
-    HP_CHECK(req.device_budget == 0 || committed + b <= req.device_budget,
-             "[offload] internal: plan exceeds the budget at %", r);
-    committed += b;
-  };
-  for (int i = 0; i < n_steps; ++i) {
-    for (ValueId r : issue[size_t(i)]) {
-      wait_for(r);  // its own write-back must land before it is read back
+  // Step i with the prefetches, allocations and waits before it and what follows it.
+  void step(int i, const Residency& res, const Prefetches& pf) {
+    const ir::Graph& g = *a_.g;
+    for (ValueId r : pf.issue[size_t(i)]) prefetch(r);
+    for (ValueId r : res.allocs[size_t(i)]) {
       reserve(r);
-      valid[size_t(r)] = true;
-      emit({InstrKind::kPrefetch, -1, r});
-      pending[size_t(r)] = int(plan.transfers.size());
-      plan.transfers.push_back({r, a.bytes[size_t(r)], true, int(out.instrs.size()) - 1, -1});
-      plan.bytes_to_device += a.bytes[size_t(r)];
-    }
-    for (ValueId r : allocs[size_t(i)]) {
-      reserve(r);
-      valid[size_t(r)] = false;
+      valid_[size_t(r)] = false;
       emit({InstrKind::kAlloc, -1, r});
     }
-    for (ValueId r : wait[size_t(i)]) wait_for(r);
-    emit({InstrKind::kCompute, a.steps[size_t(i)].node, -1});
-    if (a.steps[size_t(i)].recompute)
-      plan.recompute_flops += ir::node_cost(g, g.node(a.steps[size_t(i)].node)).flops;
-    for (const Instr& ins : post[size_t(i)]) {
-      const ValueId r = ins.value;
-      const size_t b = a.bytes[size_t(r)];
-      if (ins.kind == InstrKind::kFree) {
-        committed -= b;
-        if (a.cls[size_t(r)] == Class::kIntermediate && has_home[size_t(r)]) {
-          host -= b;
-          has_home[size_t(r)] = false;
-        }
-        emit(ins);
-      } else if (valid[size_t(r)]) {  // clean: dropped at once
-        committed -= b;
-        emit(ins);
-      } else {
-        if (!has_home[size_t(r)]) host += b;
-        has_home[size_t(r)] = valid[size_t(r)] = true;
-        emit(ins);
-        inflight.push_back(r);
-        pending[size_t(r)] = int(plan.transfers.size());
-        plan.transfers.push_back({r, b, false, int(out.instrs.size()) - 1, -1});
-        plan.bytes_to_host += b;
+    for (ValueId r : pf.wait[size_t(i)]) wait_for(r);
+    emit({InstrKind::kCompute, a_.steps[size_t(i)].node, -1});
+    if (a_.steps[size_t(i)].recompute)
+      plan_.recompute_flops += ir::node_cost(g, g.node(a_.steps[size_t(i)].node)).flops;
+    for (const Instr& ins : res.post[size_t(i)]) release(ins);
+  }
+
+ private:
+  void emit(Instr ins) {
+    out_.instrs.push_back(ins);
+    plan_.device_bytes.push_back(committed_);
+    plan_.host_bytes.push_back(host_);
+    plan_.peak_device = std::max(plan_.peak_device, committed_);
+    plan_.peak_host = std::max(plan_.peak_host, host_);
+  }
+  void wait_for(ValueId r) {
+    int t = pending_[size_t(r)];
+    if (t < 0) return;
+    PlannedTransfer& tr = plan_.transfers[size_t(t)];
+    pending_[size_t(r)] = -1;
+    if (!tr.to_device) {
+      committed_ -= tr.bytes;
+      inflight_.erase(std::find(inflight_.begin(), inflight_.end(), r));
+    }
+    emit({InstrKind::kWait, -1, r});
+    tr.wait = int(out_.instrs.size()) - 1;
+  }
+  void reserve(ValueId r) {
+    const size_t b = a_.bytes[size_t(r)];
+    while (budget_ != 0 && committed_ + b > budget_ && !inflight_.empty())
+      wait_for(inflight_.front());
+    HP_CHECK(budget_ == 0 || committed_ + b <= budget_,
+             "[offload] internal: plan exceeds the budget at %", r);
+    committed_ += b;
+  }
+  void prefetch(ValueId r) {
+    wait_for(r);  // its own write-back must land before it is read back
+    reserve(r);
+    valid_[size_t(r)] = true;
+    emit({InstrKind::kPrefetch, -1, r});
+    pending_[size_t(r)] = int(plan_.transfers.size());
+    plan_.transfers.push_back({r, a_.bytes[size_t(r)], true, int(out_.instrs.size()) - 1, -1});
+    plan_.bytes_to_device += a_.bytes[size_t(r)];
+  }
+  // A kFree or kEvict after a step: a dirty eviction becomes a write-back in flight.
+  void release(const Instr& ins) {
+    const ValueId r = ins.value;
+    const size_t b = a_.bytes[size_t(r)];
+    if (ins.kind == InstrKind::kFree) {
+      committed_ -= b;
+      if (a_.cls[size_t(r)] == Class::kIntermediate && has_home_[size_t(r)]) {
+        host_ -= b;
+        has_home_[size_t(r)] = false;
       }
+      emit(ins);
+    } else if (valid_[size_t(r)]) {  // clean: dropped at once
+      committed_ -= b;
+      emit(ins);
+    } else {
+      if (!has_home_[size_t(r)]) host_ += b;
+      has_home_[size_t(r)] = valid_[size_t(r)] = true;
+      emit(ins);
+      inflight_.push_back(r);
+      pending_[size_t(r)] = int(plan_.transfers.size());
+      plan_.transfers.push_back({r, b, false, int(out_.instrs.size()) - 1, -1});
+      plan_.bytes_to_host += b;
     }
   }
+
+  const Analysis& a_;
+  const size_t budget_;
+  OffloadPlan& plan_;
+  runtime::Program& out_;
+  size_t committed_, host_ = 0;
+  std::deque<ValueId> inflight_;  // write-backs holding device memory until waited
+  std::vector<int> pending_;      // transfer index per value
+  std::vector<bool> valid_, has_home_;
+};
+
+}  // namespace
+
+std::string OffloadPlan::value_name(ValueId v) const {
+  const ir::Value& val = program.graph->value(v);
+  if (!val.name.empty()) return val.name;
+  return hp::detail::cat(
+      "%", v,
+      val.producer >= 0 ? " (" + step_name(*program.graph, val.producer) + ")" : std::string());
+}
+
+size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes, size_t scratch_bytes) {
+  size_t b = p.arena_bytes + p.output_bytes + resident_bytes + scratch_bytes;
+  for (ValueId s : p.sources) b += value_bytes(*p.graph, s);
+  return b;
+}
+
+OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
+  HP_CHECK(p.graph != nullptr, "[offload] the program has no graph");
+  const ir::Graph& g = *p.graph;
+  Analysis a = analyse(p, req);
+
+  OffloadPlan plan;
+  plan.budget = req.device_budget;
+  plan.resident_bytes = req.resident_bytes;
+  plan.scratch_bytes = req.scratch_bytes;
+  plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes, req.scratch_bytes);
+  // What never moves: resident state and the kernels' workspace, counted from the start.
+  const size_t reserved = req.resident_bytes + req.scratch_bytes;
+  if (req.recompute && req.activations && req.device_budget != 0 &&
+      req.device_budget < plan.unconstrained_peak)
+    plan.recomputed = add_recomputation(a, p, req.cost);
+
+  // The smallest feasible budget: the largest working set of one step plus what may not move.
+  const WorkingSet worst = largest_working_set(a);
+  plan.min_budget = worst.bytes + reserved;
+  if (req.device_budget != 0 && req.device_budget < plan.min_budget) {
+    throw OutOfMemory(hp::detail::cat(
+        "[offload] device budget of ", format_bytes(req.device_budget), " (", req.device_budget,
+        " bytes) cannot be met: the smallest feasible budget is ", format_bytes(plan.min_budget),
+        " (", plan.min_budget, " bytes), set by ", step_name(g, a.steps[size_t(worst.step)].node),
+        " (", format_bytes(req.resident_bytes), " resident, ", format_bytes(req.scratch_bytes),
+        " kernel workspace); the unconstrained peak is ", format_bytes(plan.unconstrained_peak)));
+  }
+  const size_t avail = req.device_budget == 0 ? std::numeric_limits<size_t>::max() / 2
+                                              : req.device_budget - reserved;
+
+  Residency res = plan_residency(a, avail);
+  const Prefetches pf = place_prefetches(a, res, req.cost, avail);
+  Emitter emitter(a, p, req.device_budget, reserved, plan);
+  for (int i = 0; i < int(a.steps.size()); ++i) emitter.step(i, res, pf);
   return plan;
 }
 
