@@ -268,6 +268,11 @@ TEST(BatchLoader, Errors) {
   EXPECT_EQ(ok.samples_per_epoch(), 1);
   EXPECT_THROW(ok.set_position({0, 5}), Error);
   EXPECT_THROW(LoaderPosition::from_json(io::Json::object()), Error);
+  // A negative epoch in a checkpoint's state.json wrapped to 2^64 - 1 and was accepted.
+  const std::string msg = error_of([] {
+    LoaderPosition::from_json(io::Json{{"epoch", -1}, {"index", 0}});
+  });
+  EXPECT_NE(msg.find("'epoch' must be non-negative, got -1"), std::string::npos) << msg;
 }
 
 TEST(RandomTokenSource, DeterministicUniformAndResumable) {
@@ -340,6 +345,44 @@ TEST(Corpus, LzwDecoder) {
   EXPECT_THROW(lzw_decode(pack9({300}), 16, true, "test"), Error);
   // A clear code (256) as the last code ends the stream cleanly.
   EXPECT_EQ(lzw_decode(pack9({97, 98, 256}), 16, true, "test"), "ab");
+}
+
+// An EC02 file over `blocks`, each block its own 9-bit code stream (tests/fuzz/make_seeds.py
+// writes the same form).
+std::vector<uint8_t> ec02(uint32_t block_size, const std::vector<std::string>& blocks) {
+  std::vector<uint8_t> out(0x54, 0);
+  std::copy_n("EC02", 4, out.begin());
+  auto be32 = [&](uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) out.push_back(uint8_t(v >> s));
+  };
+  be32(block_size);
+  be32(uint32_t(blocks.size()));
+  std::vector<std::vector<uint8_t>> streams;
+  for (const auto& b : blocks) streams.push_back(lzw9(b));
+  uint32_t at = uint32_t(0x5c + 4 * (blocks.size() + 1) + 3);
+  be32(at);
+  for (const auto& z : streams) be32(at += uint32_t(z.size()));
+  out.push_back(0x1f);
+  out.push_back(0x9d);
+  out.push_back(0x80 | 16);
+  for (const auto& z : streams) {
+    for (uint8_t c : z) out.push_back(c);
+  }
+  return out;
+}
+
+TEST(Corpus, BlockCompressedHeaderIsCheckedBeforeAllocating) {
+  EXPECT_EQ(decode_block_compressed(ec02(4, {"abcd", "ef"}), "t"), "abcdef");
+  // Found by fuzz_tokens (tests/fuzz/corpus/tokens/regress_ec02_huge_block_size): a block size
+  // of 4 GB in the header made the decoder reserve block size x count bytes up front.
+  std::string msg = error_of([] { decode_block_compressed(ec02(0xff000020u, {"ab", "cd"}), "t"); });
+  EXPECT_NE(msg.find("block 0 decodes to 2 bytes"), std::string::npos) << msg;
+  // A block that decodes to more than the block size stops there, naming the block.
+  msg = error_of([] { decode_block_compressed(ec02(4, {"abcdefgh"}), "t"); });
+  EXPECT_NE(msg.find("t block 0: the LZW stream decodes to more than 4 bytes"), std::string::npos)
+      << msg;
+  EXPECT_THROW(lzw_decode(lzw9("TOBEORNOTTOBEORTOBEORNOT"), 16, true, "test", 23), Error);
+  EXPECT_EQ(lzw_decode(lzw9("TOBEORNOTTOBEORTOBEORNOT"), 16, true, "test", 24).size(), 24u);
 }
 
 TEST(Corpus, MissingCorpusSaysHowToInstall) {

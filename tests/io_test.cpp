@@ -258,6 +258,44 @@ TEST_F(Safetensors, Malformations) {
   EXPECT_THROW(SafetensorsReader(dir_ / "missing.safetensors"), Error);
 }
 
+TEST_F(Safetensors, InMemoryBytesReadLikeTheFile) {
+  TensorMap m;
+  m["w"] = Tensor::from_f32({2, 3}, {1, 2, 3, 4, 5, 6});
+  write_safetensors(dir_ / "m.safetensors", m);
+  MappedFile f(dir_ / "m.safetensors");
+  SafetensorsReader r(std::vector<uint8_t>(f.data(), f.data() + f.size()), "mem.safetensors");
+  EXPECT_TRUE(same_bytes(r.load("w"), m.at("w")));
+  EXPECT_EQ(r.path(), "mem.safetensors");
+  std::string msg = error_of([] { SafetensorsReader({1, 2, 3}, "mem.safetensors"); });
+  EXPECT_NE(msg.find("mem.safetensors: truncated file"), std::string::npos) << msg;
+}
+
+// Found by fuzz_safetensors and fuzz_model_config (tests/fuzz/corpus/*/regress_number_overflow*):
+// a number beyond double's range (1e999) escaped the JSON parser as nlohmann's out_of_range
+// instead of an hp::Error naming the file.
+TEST_F(Safetensors, NumberBeyondDoubleRangeIsAnError) {
+  write_raw(dir_ / "big.safetensors",
+            R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})", std::string(4, '\0'));
+  expect_bad(dir_ / "big.safetensors", {"bad JSON header", "1e999"});
+  write_atomic(dir_ / "c.json", std::string("{\"rms_norm_eps\": 1e999}"));
+  std::string msg = error_of([&] { read_json(dir_ / "c.json"); });
+  EXPECT_NE(msg.find("c.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("1e999"), std::string::npos) << msg;
+}
+
+// A config.json of a million '[' crashed hp (exit 139): the error message's dump() recursed once
+// per level (tests/fuzz/corpus/model_config/regress_deep_nesting.json).
+TEST_F(Safetensors, DeepNestingIsAnError) {
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  write_atomic(dir_ / "c.json", "{\"model_type\": \"gpt2\", \"n_layer\": " + deep + "}");
+  std::string msg = error_of([&] { ModelConfig::load(dir_ / "c.json"); });
+  EXPECT_NE(msg.find("c.json: nested deeper than 1000 levels"), std::string::npos) << msg;
+  const std::string ok = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  EXPECT_EQ(parse_json(ok, "ok").size(), 1u);
+  write_raw(dir_ / "deep.safetensors", "{\"__metadata__\": " + deep + "}", "");
+  expect_bad(dir_ / "deep.safetensors", {"nested deeper than 1000 levels"});
+}
+
 TEST_F(Safetensors, FailedWriteLeavesOldFile) {
   TensorMap good{{"x", Tensor::from_f32({1}, {1})}};
   write_safetensors(dir_ / "m.safetensors", good);
@@ -444,6 +482,19 @@ TEST_F(Config, SizesOutOfRangeNameTheFieldAndBound) {
 // ---- YAML ----
 
 class Yaml : public TempDir {};
+
+// Found by fuzz_yaml_config (tests/fuzz/corpus/yaml_config/regress_*_key.yaml): a key that is a
+// sequence or a map escaped as yaml-cpp's BadConversion instead of an hp::Error.
+TEST_F(Yaml, KeysThatAreNotNamesAreErrors) {
+  const YamlNode y = YamlNode::parse("a: 1\n[b, c]: 2\n", "t.yaml");
+  std::string msg = error_of([&] { y.entries(); });
+  EXPECT_NE(msg.find("t.yaml:2:1: a key must be a plain name, got a sequence"), std::string::npos)
+      << msg;
+  msg = error_of([&] { y.check_keys({"a"}); });
+  EXPECT_NE(msg.find("t.yaml:2:1"), std::string::npos) << msg;
+  msg = error_of([] { YamlNode::parse("? {a: 1}\n: 2\n", "m.yaml").entries(); });
+  EXPECT_NE(msg.find("got a map"), std::string::npos) << msg;
+}
 
 TEST_F(Yaml, TypedAccessWithLocations) {
   const std::string text =

@@ -499,6 +499,14 @@ TEST_F(StrategyFile, ErrorsNameFileAndLine) {
   EXPECT_NE(e.find("strategy.yaml:4:"), std::string::npos) << e;
   e = err("mesh: {tp: 2}\npresets: [sp]\n");
   EXPECT_NE(e.find("add 'tp'"), std::string::npos) << e;
+  // Found by fuzz_strategy (tests/fuzz/corpus/strategy/regress_mesh_overflow.yaml): the product of
+  // the axis sizes overflowed int64 before it was compared with the world.
+  e = err("mesh: {a: 4294967296, b: 4294967296}\n");
+  EXPECT_NE(e.find("strategy.yaml:1:"), std::string::npos) << e;
+  EXPECT_NE(e.find("needs more than 9223372036854775807 devices"), std::string::npos) << e;
+  // And by the same target (regress_map_key.yaml): an axis name that is not a plain name.
+  e = err("mesh: {[x]: 2}\n");
+  EXPECT_NE(e.find("strategy.yaml:1:8: a key must be a plain name"), std::string::npos) << e;
 }
 
 TEST_F(StrategyFile, ValidateAgainstNames) {

@@ -52,7 +52,7 @@ bool is_block_compressed(std::span<const uint8_t> bytes) {
 }
 
 std::string lzw_decode(std::span<const uint8_t> in, int max_bits, bool block_mode,
-                       const std::string& where) {
+                       const std::string& where, size_t max_out) {
   HP_CHECK(max_bits >= 9 && max_bits <= 16, "[corpus] ", where, ": LZW max bits ", max_bits,
            " outside [9, 16]");
   constexpr uint32_t kClear = 256;
@@ -125,6 +125,8 @@ std::string lzw_decode(std::span<const uint8_t> in, int max_bits, bool block_mod
     }
     fin_char = suffix[c];
     stack.push_back(fin_char);
+    HP_CHECK(stack.size() <= max_out - out.size(), "[corpus] ", where,
+             ": the LZW stream decodes to more than ", max_out, " bytes");
     out.append(stack.rbegin(), stack.rend());
     if (free_ent < max_max_code) {
       prefix[free_ent] = old_code;
@@ -157,11 +159,12 @@ std::string decode_block_compressed(std::span<const uint8_t> b, const std::strin
   HP_CHECK(z[0] == 0x1f && z[1] == 0x9d, w, ": missing the LZW (.Z) stream header");
   const int max_bits = z[2] & 0x1f;
   const bool block_mode = (z[2] & 0x80) != 0;
+  // No reserve from the header's sizes: a damaged header could ask for terabytes. Each block
+  // stops decoding at the block size.
   std::string text;
-  text.reserve(size_t(block_size) * count);
   for (uint32_t i = 0; i < count; ++i) {
     std::string part = lzw_decode(b.subspan(offs[i], offs[i + 1] - offs[i]), max_bits, block_mode,
-                                  where + " block " + std::to_string(i));
+                                  where + " block " + std::to_string(i), block_size);
     HP_CHECK(part.size() == block_size || (i + 1 == count && part.size() <= block_size), w,
              ": block ", i, " decodes to ", part.size(), " bytes, expected ", block_size);
     text += part;

@@ -45,9 +45,15 @@ io::Json LoaderPosition::to_json() const {
 }
 
 LoaderPosition LoaderPosition::from_json(const io::Json& j) {
+  // A negative count would wrap to a huge epoch or index.
+  auto count = [&](const char* key) {
+    const int64_t v = io::json_int(j, key, "loader position");
+    HP_CHECK(v >= 0, "[json] loader position: '", key, "' must be non-negative, got ", v);
+    return uint64_t(v);
+  };
   LoaderPosition p;
-  p.epoch = uint64_t(io::json_int(j, "epoch", "loader position"));
-  p.index = uint64_t(io::json_int(j, "index", "loader position"));
+  p.epoch = count("epoch");
+  p.index = count("index");
   return p;
 }
 

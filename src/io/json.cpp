@@ -28,11 +28,19 @@ std::string position(std::string_view text, size_t byte) {
 }  // namespace
 
 Json parse_json(std::string_view text, const std::string& where) {
+  auto limit_depth = [&](int depth, Json::parse_event_t ev, Json&) {
+    HP_CHECK(depth < kMaxJsonDepth || (ev != Json::parse_event_t::object_start &&
+                                       ev != Json::parse_event_t::array_start),
+             "[json] ", where, ": nested deeper than ", kMaxJsonDepth, " levels");
+    return true;
+  };
   try {
-    return Json::parse(text.begin(), text.end());
+    return Json::parse(text.begin(), text.end(), limit_depth);
   } catch (const Json::parse_error& e) {
     throw Error("[json] " + where + ": parse error at " + position(text, e.byte) + " (byte " +
                 std::to_string(e.byte) + "): " + e.what());
+  } catch (const Json::exception& e) {  // a number beyond double's range: 1e999
+    throw Error("[json] " + where + ": " + e.what());
   }
 }
 

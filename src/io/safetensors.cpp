@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "hp/io/json.hpp"
+
 namespace hp::io {
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
@@ -99,22 +101,35 @@ const char* safetensors_dtype_name(DType t) {
   return "?";
 }
 
-SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : file_(path) {
-  const std::string f = "[safetensors] " + path.string();
-  const uint64_t size = file_.size();
+SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : path_(path), file_(path) {
+  parse_header();
+}
+
+SafetensorsReader::SafetensorsReader(std::vector<uint8_t> bytes, const std::string& name)
+    : path_(name), owned_(std::move(bytes)) {
+  parse_header();
+}
+
+void SafetensorsReader::parse_header() {
+  const std::string f = "[safetensors] " + path_.string();
+  const uint64_t size = this->size();
   HP_CHECK(size >= 8, f, ": truncated file (", size,
            " bytes; the 8-byte header length is missing)");
-  const uint64_t n = read_le<uint64_t>(file_.data());
+  const uint64_t n = read_le<uint64_t>(bytes());
   HP_CHECK(n <= size - 8, f, ": header length ", n, " is beyond the file size ", size,
            " (truncated or not a safetensors file)");
   HP_CHECK(n <= kMaxHeader, f, ": header length ", n, " exceeds the ", kMaxHeader, "-byte limit");
   data_start_ = 8 + n;
   const uint64_t data_size = size - data_start_;
 
-  // Reject duplicate top-level keys: nlohmann would silently keep the last one.
+  // Reject duplicate top-level keys: nlohmann would silently keep the last one. Deep nesting is
+  // refused as in parse_json.
   std::set<std::string> seen;
   std::string duplicate;
   auto on_event = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+    HP_CHECK(depth < kMaxJsonDepth || (ev != nlohmann::json::parse_event_t::object_start &&
+                                       ev != nlohmann::json::parse_event_t::array_start),
+             f, ": the header is nested deeper than ", kMaxJsonDepth, " levels");
     if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
       const auto& k = parsed.get_ref<const std::string&>();
       if (!seen.insert(k).second && duplicate.empty()) duplicate = k;
@@ -123,10 +138,12 @@ SafetensorsReader::SafetensorsReader(const std::filesystem::path& path) : file_(
   };
   nlohmann::json header;
   try {
-    const char* begin = reinterpret_cast<const char*>(file_.data()) + 8;
+    const char* begin = reinterpret_cast<const char*>(bytes()) + 8;
     header = nlohmann::json::parse(begin, begin + n, on_event);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(f + ": bad JSON header at byte " + std::to_string(8 + e.byte) + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {  // a number beyond double's range: 1e999
+    throw Error(f + ": bad JSON header: " + e.what());
   }
   HP_CHECK(duplicate.empty(), f, ": tensor '", duplicate, "' appears twice in the header");
   HP_CHECK(header.is_object(), f, ": the header must be a JSON object, got ", header.type_name());
@@ -206,7 +223,7 @@ const TensorInfo& SafetensorsReader::info(const std::string& name) const {
 Tensor SafetensorsReader::load(const std::string& name, std::shared_ptr<Allocator> alloc) const {
   const TensorInfo& i = info(name);
   Tensor t(i.shape, i.dtype, std::move(alloc));
-  const uint8_t* src = file_.data() + data_start_ + i.begin;
+  const uint8_t* src = bytes() + data_start_ + i.begin;
   if (find_file_dtype(i.file_dtype)->size == dtype_size(i.dtype) &&
       i.file_dtype == safetensors_dtype_name(i.dtype)) {
     if (i.end > i.begin) std::memcpy(t.raw(), src, i.end - i.begin);

@@ -14,6 +14,17 @@ std::string mark_str(const std::string& file, const YAML::Mark& m) {
   if (m.is_null()) return file;
   return file + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
 }
+
+// A map key as text (a null key reads "null", as yaml-cpp converts it). yaml-cpp also accepts
+// keys that are sequences or maps ("[a]: 1"), which no file here uses: those are errors naming
+// their place.
+std::string key_text(const YAML::Node& key, const std::string& file) {
+  if (key.IsSequence() || key.IsMap()) {
+    throw Error("[yaml] " + mark_str(file, key.Mark()) + ": a key must be a plain name, got " +
+                (key.IsSequence() ? "a sequence" : "a map"));
+  }
+  return key.as<std::string>();
+}
 }  // namespace
 
 YamlNode::YamlNode(YAML::Node node, std::shared_ptr<const std::string> file, std::string key_path)
@@ -73,7 +84,7 @@ std::vector<std::pair<std::string, YamlNode>> YamlNode::entries() const {
   if (!node_.IsMap()) fail("expected a map");
   std::vector<std::pair<std::string, YamlNode>> out;
   for (auto it = node_.begin(); it != node_.end(); ++it) {
-    std::string k = it->first.as<std::string>();
+    std::string k = key_text(it->first, *file_);
     out.emplace_back(k, YamlNode(it->second, file_, path_.empty() ? k : path_ + "." + k));
   }
   return out;
@@ -82,7 +93,7 @@ std::vector<std::pair<std::string, YamlNode>> YamlNode::entries() const {
 void YamlNode::check_keys(const std::vector<std::string>& allowed) const {
   if (!node_.IsMap()) fail("expected a map");
   for (auto it = node_.begin(); it != node_.end(); ++it) {
-    std::string k = it->first.as<std::string>();
+    std::string k = key_text(it->first, *file_);
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;

@@ -131,8 +131,10 @@ Strategy parse_strategy(const std::string& text, int64_t world_size, const std::
              sizes.back());
   }
   int64_t devices = 1;
-  for (int64_t n : sizes) devices *= n;
-  HP_CHECK(devices <= world_size, "[strategy] ", mesh.where(), ": the mesh needs ", devices,
+  bool overflow = false;  // axis sizes such as 2^32 x 2^32
+  for (int64_t n : sizes) overflow = overflow || __builtin_mul_overflow(devices, n, &devices);
+  HP_CHECK(!overflow && devices <= world_size, "[strategy] ", mesh.where(), ": the mesh needs ",
+           overflow ? "more than " + std::to_string(INT64_MAX) : std::to_string(devices),
            " devices but the world has ", world_size);
   s.mesh = Mesh(names, sizes);
 

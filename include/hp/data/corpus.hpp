@@ -24,8 +24,10 @@ bool is_block_compressed(std::span<const uint8_t> bytes);
 // each block, then one LZW (Unix compress, .Z) code stream per block. `where` names it in errors.
 std::string decode_block_compressed(std::span<const uint8_t> bytes, const std::string& where);
 // Decodes one Unix-compress LZW code stream (no 3-byte .Z header) with `max_bits` in [9, 16].
+// Throws as soon as the text would grow beyond `max_out` bytes (a stream can expand a
+// thousandfold, so a damaged one must not fill the memory first).
 std::string lzw_decode(std::span<const uint8_t> codes, int max_bits, bool block_mode,
-                       const std::string& where);
+                       const std::string& where, size_t max_out = SIZE_MAX);
 
 // Text of a corpus file: plain files as they are, EC02 files decoded.
 std::string read_corpus_text(const std::filesystem::path& path);

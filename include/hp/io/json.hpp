@@ -12,6 +12,11 @@ namespace hp::io {
 
 using Json = nlohmann::json;
 
+// Arrays and objects nested deeper than this are refused while parsing. No file here nests more
+// than a few levels, and nlohmann::json's dump() and comparisons recurse once per level: a file
+// of a million '[' would overflow the stack in an error message.
+inline constexpr int kMaxJsonDepth = 1000;
+
 // Parses `text`; errors read "[json] <where>: parse error at line L, column C: ...".
 Json parse_json(std::string_view text, const std::string& where);
 // Reads and parses a file; errors name the file and the position.

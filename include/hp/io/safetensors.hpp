@@ -33,6 +33,8 @@ struct TensorInfo {
 class SafetensorsReader {
  public:
   explicit SafetensorsReader(const std::filesystem::path& path);
+  // The same over a file's bytes held in memory; `name` stands for the file in messages.
+  SafetensorsReader(std::vector<uint8_t> bytes, const std::string& name);
 
   // Entries in file order (increasing data offset).
   const std::vector<TensorInfo>& tensors() const { return infos_; }
@@ -44,10 +46,17 @@ class SafetensorsReader {
   Tensor load(const std::string& name, std::shared_ptr<Allocator> alloc = nullptr) const;
   // Every tensor.
   TensorMap load_all(std::shared_ptr<Allocator> alloc = nullptr) const;
-  const std::filesystem::path& path() const { return file_.path(); }
+  const std::filesystem::path& path() const { return path_; }
 
  private:
-  MappedFile file_;
+  // Validates the header and fills the members below from bytes().
+  void parse_header();
+  const uint8_t* bytes() const { return owned_.empty() ? file_.data() : owned_.data(); }
+  size_t size() const { return owned_.empty() ? file_.size() : owned_.size(); }
+
+  std::filesystem::path path_;
+  MappedFile file_;             // the mapped file, or
+  std::vector<uint8_t> owned_;  // the bytes given in memory
   uint64_t data_start_ = 0;
   std::vector<TensorInfo> infos_;
   std::map<std::string, size_t> index_;
