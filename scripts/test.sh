@@ -35,8 +35,9 @@ run_address() {
 
 # The unit tests and the threads-backend e2e tests of the tiny cases (the deep cases and
 # e2e_spmd_train, which train longer, are left out to keep the run short). Debian's libgomp, oneDNN and
-# libstdc++ are not built with TSan: scripts/tsan.supp names what it hides there (docs/cli.md);
-# a race anywhere else stops the test with exit code 66.
+# libstdc++ are not built with TSan: libgomp's barriers are annotated (src/core/tsan_openmp.cpp),
+# scripts/tsan.supp names what it hides in those libraries (docs/cli.md); a race anywhere else
+# stops the test with exit code 66.
 run_thread() {
   build thread build-tsan || return
   export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp halt_on_error=1 exitcode=66"
