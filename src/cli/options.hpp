@@ -158,8 +158,8 @@ inline const Command& train_command() {
           .meta = "F",
           .dflt = "0.05",
           .min = 0,
-          .max = 0.999999,
-          .help = "share of the data held out"},
+          .max = 1,
+          .help = "share of the data held out, below 1"},
          {.name = "val-every",
           .kind = Kind::kInt,
           .meta = "N",
@@ -272,7 +272,7 @@ inline const Command& generate_command() {
   static const SampleOptions d;
   static const Command c{
       "hp generate --ckpt DIR [options]",
-      "Samples text from a checkpoint: DIR is a checkpoint directory (its latest) or one step-<N> "
+      "Samples text from a checkpoint: DIR is a checkpoint directory (its latest) or one\nstep-<N> "
       "inside it.",
       {{"Sampling",
         {{.name = "ckpt", .meta = "DIR", .required = true, .help = "the checkpoint"},
