@@ -56,7 +56,6 @@ RunResult run_strategy(const io::ModelConfig& cfg, const train::TrainOptions& op
 struct SpmdBenchOptions {
   io::ModelConfig cfg;
   Devices dev;
-  int threads = 0;
   int64_t steps = 0;
   train::TrainOptions opt;  // batch, seq, threads of the one-device run
 };
@@ -70,11 +69,10 @@ SpmdBenchOptions read_spmd_bench_options(const Args& a) {
   o.cfg = io::ModelConfig::from_json(j, "hp bench spmd");
   o.dev = parse_devices(a.str("devices"));
   HP_CHECK(o.dev.kind == "threads", "hp bench spmd runs on threads:N");
-  o.threads = int(a.i64("threads"));
   o.steps = a.i64("steps");
   o.opt.batch = a.i64("batch");
   o.opt.seq = a.i64("seq");
-  o.opt.threads = o.threads;
+  o.opt.threads = int(a.i64("threads"));
   HP_CHECK(o.opt.batch % o.dev.count == 0, "--batch must be a multiple of the device count");
   return o;
 }
@@ -90,9 +88,9 @@ int bench_spmd(const std::vector<std::string>& argv) {
   const SpmdBenchOptions bo = read_spmd_bench_options(a);
   const io::ModelConfig& cfg = bo.cfg;
   const Devices& dev = bo.dev;
-  const int threads = bo.threads;
-  const int64_t steps = bo.steps, L = cfg.n_layer, D = cfg.d_model, T = bo.opt.seq;
   const train::TrainOptions& opt = bo.opt;
+  const int threads = opt.threads;
+  const int64_t steps = bo.steps, L = cfg.n_layer, D = cfg.d_model, T = opt.seq;
   data::RandomTokenSource src(cfg.vocab, {opt.batch, opt.seq, 7});
   std::vector<std::pair<Tensor, Tensor>> batches;
   for (int64_t s = 0; s < steps; ++s) {
