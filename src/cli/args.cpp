@@ -44,9 +44,9 @@ std::string num(double v) {
 // The range of a number option in words ("" when unbounded).
 std::string range_text(const Option& o) {
   const bool lo = std::isfinite(o.min), hi = std::isfinite(o.max);
-  if (lo && hi) return "in [" + num(o.min) + ", " + num(o.max) + "]";
-  if (lo) return "at least " + num(o.min);
-  if (hi) return "at most " + num(o.max);
+  if (lo && hi) return std::string("in [") + num(o.min) + ", " + num(o.max) + "]";
+  if (lo) return std::string("at least ") + num(o.min);
+  if (hi) return std::string("at most ") + num(o.max);
   return "";
 }
 
@@ -200,7 +200,7 @@ namespace {
 std::string left_column(const Option& o) {
   std::string s = "--" + o.name;
   if (o.kind == Kind::kEnum) return s + " " + join(o.choices, "|");
-  if (o.kind != Kind::kFlag) s += " " + (o.meta.empty() ? std::string("VALUE") : o.meta);
+  if (o.kind != Kind::kFlag) s.append(" ").append(o.meta.empty() ? "VALUE" : o.meta);
   return s;
 }
 
@@ -211,12 +211,12 @@ std::string default_text(const Option& o) {
   if (o.required)
     parts.push_back("required");
   else
-    parts.push_back("default: " + (!o.dflt.empty()       ? o.dflt
-                                   : !o.computed.empty() ? o.computed
-                                                         : "none"));
+    parts.push_back(std::string("default: ") + (!o.dflt.empty()       ? o.dflt
+                                                : !o.computed.empty() ? o.computed
+                                                                      : "none"));
   if (o.kind == Kind::kInt || o.kind == Kind::kFloat)
     if (std::string r = range_text(o); !r.empty()) parts.push_back(r);
-  return "(" + join(parts, ", ") + ")";
+  return std::string("(") + join(parts, ", ") + ")";
 }
 
 // `text` wrapped at `width` columns, continuation lines indented by `indent`.
@@ -226,7 +226,7 @@ std::string wrap(const std::string& text, size_t indent, size_t width) {
   auto flush = [&] {
     if (word.empty()) return;
     if (col > indent && col + 1 + word.size() > width) {
-      out += "\n" + std::string(indent, ' ');
+      out.append("\n").append(indent, ' ');
       col = indent;
     } else if (col > indent) {
       out += ' ';
@@ -257,9 +257,9 @@ std::string help_text(const Command& cmd) {
   for (const auto& g : groups) {
     s += "\n" + g.title + ":\n";
     for (const auto& o : g.options) {
-      std::string line = "  " + left_column(o);
+      std::string line = std::string("  ") + left_column(o);
       if (line.size() + 2 > kColumn)
-        line += "\n" + std::string(kColumn, ' ');
+        line.append("\n").append(kColumn, ' ');
       else
         line += std::string(kColumn - line.size(), ' ');
       std::string h = o.help;
