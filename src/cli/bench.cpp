@@ -11,7 +11,12 @@ int bench_spmd(const std::vector<std::string>& argv);     // bench_spmd.cpp
 int bench_offload(const std::vector<std::string>& argv);  // bench_offload.cpp
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  HP_CHECK(!argv.empty(), "usage: hp bench comm|spmd|offload [options]");
+  const char* usage = "usage: hp bench comm|spmd|offload [options] (hp bench <name> --help)";
+  if (!argv.empty() && argv[0] == "--help") {
+    std::puts(usage);
+    return 0;
+  }
+  HP_CHECK(!argv.empty(), usage);
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "spmd") return bench_spmd(rest);
   if (argv[0] == "offload") return bench_offload(rest);

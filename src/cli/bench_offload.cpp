@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "cli/options.hpp"
 #include "hp/error.hpp"
 #include "hp/train/trainer.hpp"
 
@@ -64,48 +65,27 @@ Link calibrate_link(TransferEngine& engine) {
   l.latency_us = std::max(0.0, median_seconds(small, 41) - double(small) / bw) * 1e6;
   return l;
 }
-// The benchmark's options: a GPT-2 shape, the run and where the disk tier goes.
+// The benchmark's options: a GPT-2 shape, the run and where the disk tier goes (defaults:
+// bench_offload_command in options.hpp).
 struct BenchOptions {
-  int64_t layers = 12, d = 768, heads = 12, seq = 128, batch = 2, vocab = 50304, steps = 3;
-  int threads = 2;
-  std::string dir = "offload_bench";
+  int64_t layers = 0, d = 0, heads = 0, seq = 0, batch = 0, vocab = 0, steps = 0;
+  int threads = 0;
+  std::string dir;
   bool show = false;
 };
 
-BenchOptions parse_bench_options(const std::vector<std::string>& args) {
+BenchOptions read_bench_options(const Args& a) {
   BenchOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto text = [&]() -> std::string {
-      HP_CHECK(i + 1 < args.size(), "[bench offload] ", args[i], " needs a value");
-      return args[++i];
-    };
-    auto next = [&] { return int64_t(std::stoll(text())); };
-    const std::string& a = args[i];
-    if (a == "--layers")
-      o.layers = next();
-    else if (a == "--d-model")
-      o.d = next();
-    else if (a == "--heads")
-      o.heads = next();
-    else if (a == "--seq")
-      o.seq = next();
-    else if (a == "--batch")
-      o.batch = next();
-    else if (a == "--vocab")
-      o.vocab = next();
-    else if (a == "--steps")
-      o.steps = next();
-    else if (a == "--threads")
-      o.threads = int(next());
-    else if (a == "--offload-dir")
-      o.dir = text();
-    else if (a == "--explain")
-      o.show = true;
-    else
-      throw Error("[bench offload] unknown option '" + a + "'");
-  }
-  HP_CHECK(o.steps >= 1 && o.batch >= 1 && o.threads >= 1,
-           "[bench offload] steps, batch, threads >= 1");
+  o.layers = a.i64("layers");
+  o.d = a.i64("d-model");
+  o.heads = a.i64("heads");
+  o.seq = a.i64("seq");
+  o.batch = a.i64("batch");
+  o.vocab = a.i64("vocab");
+  o.steps = a.i64("steps");
+  o.threads = int(a.i64("threads"));
+  o.dir = a.str("offload-dir");
+  o.show = a.flag("explain");
   return o;
 }
 
@@ -133,8 +113,13 @@ double timed_step(train::Trainer& tr, const Tensor& tok, const Tensor& tgt, trai
 
 }  // namespace
 
-int bench_offload(const std::vector<std::string>& args) {
-  const BenchOptions bo = parse_bench_options(args);
+int bench_offload(const std::vector<std::string>& argv) {
+  Args a(argv, bench_offload_command());
+  if (a.flag("help")) {
+    std::fputs(help_text(a.command()).c_str(), stdout);
+    return 0;
+  }
+  const BenchOptions bo = read_bench_options(a);
   const int64_t layers = bo.layers, d = bo.d, heads = bo.heads, seq = bo.seq, batch = bo.batch,
                 vocab = bo.vocab, steps = bo.steps;
   const int threads = bo.threads;

@@ -11,6 +11,7 @@
 
 #include "cli/args.hpp"
 #include "cli/devices.hpp"
+#include "cli/options.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/json.hpp"
 
@@ -51,26 +52,45 @@ RunResult run_strategy(const io::ModelConfig& cfg, const train::TrainOptions& op
   return res;
 }
 
+// What hp bench spmd reads from its options, once (defaults: bench_spmd_command in options.hpp).
+struct SpmdBenchOptions {
+  io::ModelConfig cfg;
+  Devices dev;
+  int64_t steps = 0;
+  train::TrainOptions opt;  // batch, seq, threads of the one-device run
+};
+
+SpmdBenchOptions read_spmd_bench_options(const Args& a) {
+  SpmdBenchOptions o;
+  io::Json j = {{"model_type", "gpt2"},        {"n_layer", a.i64("layers")},
+                {"n_embd", a.i64("d")},        {"n_head", a.i64("heads")},
+                {"n_positions", a.i64("seq")}, {"vocab_size", a.i64("vocab")},
+                {"layer_norm_epsilon", 1e-5}};
+  o.cfg = io::ModelConfig::from_json(j, "hp bench spmd");
+  o.dev = parse_devices(a.str("devices"));
+  HP_CHECK(o.dev.kind == "threads", "hp bench spmd runs on threads:N");
+  o.steps = a.i64("steps");
+  o.opt.batch = a.i64("batch");
+  o.opt.seq = a.i64("seq");
+  o.opt.threads = int(a.i64("threads"));
+  HP_CHECK(o.opt.batch % o.dev.count == 0, "--batch must be a multiple of the device count");
+  return o;
+}
+
 }  // namespace
 
 int bench_spmd(const std::vector<std::string>& argv) {
-  Args a(argv, {"layers", "d", "heads", "seq", "batch", "vocab", "threads", "steps", "devices"},
-         {});
-  const int64_t L = a.i64("layers", 4), D = a.i64("d", 256), T = a.i64("seq", 128);
-  io::Json j = {
-      {"model_type", "gpt2"},        {"n_layer", L},     {"n_embd", D},
-      {"n_head", a.i64("heads", 4)}, {"n_positions", T}, {"vocab_size", a.i64("vocab", 256)},
-      {"layer_norm_epsilon", 1e-5}};
-  io::ModelConfig cfg = io::ModelConfig::from_json(j, "hp bench spmd");
-  Devices dev = parse_devices(a.str("devices", "threads:2"));
-  HP_CHECK(dev.kind == "threads", "hp bench spmd runs on threads:N");
-  const int threads = int(a.i64("threads", 2));
-  const int64_t steps = std::max<int64_t>(2, a.i64("steps", 6));
-  train::TrainOptions opt;
-  opt.batch = a.i64("batch", 8);
-  opt.seq = T;
-  opt.threads = threads;
-  HP_CHECK(opt.batch % dev.count == 0, "--batch must be a multiple of the device count");
+  Args a(argv, bench_spmd_command());
+  if (a.flag("help")) {
+    std::fputs(help_text(a.command()).c_str(), stdout);
+    return 0;
+  }
+  const SpmdBenchOptions bo = read_spmd_bench_options(a);
+  const io::ModelConfig& cfg = bo.cfg;
+  const Devices& dev = bo.dev;
+  const train::TrainOptions& opt = bo.opt;
+  const int threads = opt.threads;
+  const int64_t steps = bo.steps, L = cfg.n_layer, D = cfg.d_model, T = opt.seq;
   data::RandomTokenSource src(cfg.vocab, {opt.batch, opt.seq, 7});
   std::vector<std::pair<Tensor, Tensor>> batches;
   for (int64_t s = 0; s < steps; ++s) {

@@ -4,10 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "cli/args.hpp"
 #include "cli/devices.hpp"
 #include "cli/offload.hpp"
+#include "cli/options.hpp"
 #include "hp/io/json.hpp"
 #include "hp/io/safetensors.hpp"
 
@@ -181,20 +183,38 @@ void print_state_memory(const train::StepPlan& plan, const StepsResult& res, boo
                 res.budgets[size_t(r)], res.peak_bytes[size_t(r)]);
 }
 
+// What hp check reads from its options, once (defaults: check_command in options.hpp).
+struct CheckOptions {
+  fs::path dir;
+  std::optional<int64_t> steps;  // the case's unless given
+  int threads = 0;
+  Placement place;  // one device unless --devices or --strategy
+  // Options, or a strategy file's offload: section; on a mesh, per rank.
+  memory::OffloadOptions offload;
+};
+
+CheckOptions read_check_options(const Args& a) {
+  HP_CHECK(a.positional().size() == 1, "usage: ", a.command().usage, " (see --help)");
+  CheckOptions o;
+  o.dir = a.positional()[0];
+  if (a.has("steps")) o.steps = a.i64("steps");
+  o.threads = int(a.i64("threads"));
+  o.place = parse_placement(a);
+  o.offload = offload_options(a, o.place.offload_section());
+  return o;
+}
+
 }  // namespace
 
 int cmd_check(const std::vector<std::string>& argv) {
-  const char* usage =
-      "usage: hp check DIR [--threads K] [--steps N] [--devices threads:N|mpi --strategy S] "
-      "[--device-memory SIZE|P% --host-memory SIZE --optimizer-state device|host|disk "
-      "--offload-dir DIR]";
-  Args a(argv, with_offload_options({"threads", "steps", "devices", "strategy"}), {"help"});
+  Args a(argv, check_command());
   if (a.flag("help")) {
-    std::printf("%s\n", usage);
+    std::fputs(help_text(a.command()).c_str(), stdout);
     return 0;
   }
-  HP_CHECK(a.positional().size() == 1, usage);
-  fs::path dir = a.positional()[0];
+  const CheckOptions co = read_check_options(a);
+  const fs::path& dir = co.dir;
+  const Placement& place = co.place;
   io::Json c = io::read_json(dir / "case.json");
   const std::string where = (dir / "case.json").string();
   io::ModelConfig cfg = io::ModelConfig::from_json(io::json_require(c, "model", where), where);
@@ -205,8 +225,8 @@ int cmd_check(const std::vector<std::string>& argv) {
   HP_CHECK(batch.count("tokens"), "[check] ", where, ": batch has no 'tokens' tensor");
   auto [x, y] = shift(batch.at("tokens"));
   const int64_t case_steps = io::json_int(c, "steps", where);
-  const int64_t steps = a.i64("steps", case_steps);
-  HP_CHECK(steps >= 1, "[check] --steps must be at least 1, got ", steps);
+  const int64_t steps = co.steps.value_or(case_steps);
+  HP_CHECK(steps >= 1, "[check] ", where, ": steps must be at least 1, got ", steps);
   // The expected results: the file the case names must exist; a case that names none and has no
   // expected.safetensors is only replayed (and says so).
   const bool names_expected = c.contains("expected");
@@ -217,13 +237,10 @@ int cmd_check(const std::vector<std::string>& argv) {
   HP_CHECK(!comparing || steps == case_steps, "[check] --steps ", steps, " differs from the ",
            case_steps, " steps ", exp.string(), " holds results for");
 
-  // Offload: options, or a strategy file's offload: section; on a mesh, per rank.
-  const Placement place = parse_placement(a);
-  const memory::OffloadOptions off = offload_options(a, place.offload_section());
   train::TrainOptions opt;
   opt.batch = x.dim(0);
   opt.seq = x.dim(1);
-  opt.threads = int(a.i64("threads", 1));
+  opt.threads = co.threads;
   opt.clip = 0;
   const io::Json& o = io::json_require(c, "optimizer", where);
   HP_CHECK(io::json_string(o, "name", where) == "adamw", "[check] ", where,
@@ -236,7 +253,7 @@ int cmd_check(const std::vector<std::string>& argv) {
   opt.adam.eps = io::json_double(o, "eps", 1e-8, where);
   opt.adam.weight_decay = io::json_double(o, "weight_decay", 0.0, where);
 
-  opt.offload = off;
+  opt.offload = co.offload;
   auto plan = plan_for(cfg, place, opt.batch, opt.seq, opt.threads);
   StepsResult res = run_steps(
       *plan, place.dev, params, opt, std::vector<std::pair<Tensor, Tensor>>(size_t(steps), {x, y}),
@@ -249,7 +266,7 @@ int cmd_check(const std::vector<std::string>& argv) {
           std::fprintf(stderr, "%s\n", s.c_str());
       });
   if (place.dev.rank != 0) return 0;  // under mpi, rank 0's process reports
-  if (place.mesh()) print_state_memory(*plan, res, off.enabled());
+  if (place.mesh()) print_state_memory(*plan, res, co.offload.enabled());
   if (!comparing) {
     std::fprintf(stderr, "check: %s names no expected results: replayed only, nothing compared\n",
                  where.c_str());

@@ -67,8 +67,8 @@ Placement place(Devices dev, const std::string& spec) {
 
 Placement parse_placement(const Args& a) {
   if (!a.has("devices") && !a.has("strategy")) return Placement{};
-  Devices dev = parse_devices(a.str("devices", "threads:1"));
-  const std::string spec = a.str("strategy", "dp" + std::to_string(dev.count));
+  Devices dev = parse_devices(a.has("devices") ? a.str("devices") : "threads:1");
+  const std::string spec = a.has("strategy") ? a.str("strategy") : "dp" + std::to_string(dev.count);
   return place(std::move(dev), spec);
 }
 

@@ -7,6 +7,7 @@
 #include "cli/args.hpp"
 #include "cli/common.hpp"
 #include "cli/generate.hpp"
+#include "cli/options.hpp"
 #include "hp/data/tokenizer.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/nn/model.hpp"
@@ -64,14 +65,18 @@ std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
 }
 
 int cmd_generate(const std::vector<std::string>& argv) {
-  Args a(argv, {"ckpt", "prompt", "tokens", "temperature", "top-k", "seed", "threads"}, {"help"});
+  Args a(argv, generate_command());
   if (a.flag("help")) {
-    std::puts(
-        "usage: hp generate --ckpt DIR [--prompt TEXT] [--tokens N] [--temperature T] "
-        "[--top-k K] [--seed S] [--threads K]\n  DIR is a checkpoint directory (as written by hp "
-        "train --ckpt-dir) or one step-<N> inside it.");
+    std::fputs(help_text(a.command()).c_str(), stdout);
     return 0;
   }
+  SampleOptions o;  // what hp generate reads from its options, once
+  o.tokens = a.i64("tokens");
+  o.temperature = a.f64("temperature");
+  o.top_k = a.i64("top-k");
+  o.seed = uint64_t(a.i64("seed"));
+  o.threads = int(a.i64("threads"));
+  const std::string prompt = a.str("prompt");
   std::filesystem::path dir = a.str("ckpt");
   std::optional<io::Checkpoint> ck;
   if (std::filesystem::exists(dir / "state.json"))
@@ -91,13 +96,6 @@ int cmd_generate(const std::vector<std::string>& argv) {
         "the model of " + dir.string() + " (" + std::to_string(n) +
             " parameters): its weights and logits");
   }
-  SampleOptions o;
-  o.tokens = a.i64("tokens", 200);
-  o.temperature = a.f64("temperature", 0.8);
-  o.top_k = a.i64("top-k", 40);
-  o.seed = uint64_t(a.i64("seed", 1));
-  o.threads = int(a.i64("threads", 1));
-  std::string prompt = a.str("prompt", "And God said");
   auto params = nn::adopt_params(cfg, ck->model, (step_dir / "model.safetensors").string());
   std::printf("%s%s\n", prompt.c_str(), sample_text(cfg, params, prompt, o).c_str());
   return 0;

@@ -5,17 +5,6 @@
 
 namespace hp::cli {
 
-const std::set<std::string>& offload_option_names() {
-  static const std::set<std::string> names = {"device-memory", "host-memory", "optimizer-state",
-                                              "offload-dir"};
-  return names;
-}
-
-std::set<std::string> with_offload_options(std::set<std::string> valued) {
-  valued.insert(offload_option_names().begin(), offload_option_names().end());
-  return valued;
-}
-
 memory::OffloadOptions offload_options(const Args& a, const std::optional<io::YamlNode>& section) {
   memory::OffloadOptions o = section ? memory::parse_offload(*section) : memory::OffloadOptions{};
   const std::pair<const char*, const char*> keys[] = {{"device-memory", "device_budget"},

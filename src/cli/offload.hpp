@@ -1,10 +1,9 @@
 // Offload on the command line: the options --device-memory, --host-memory, --optimizer-state and
-// --offload-dir over a YAML `offload:` section (of the config or the strategy file), and the
-// one-line summary of what a trainer offloads.
+// --offload-dir (offload_group in options.hpp) over a YAML `offload:` section (of the config or
+// the strategy file), and the one-line summary of what a trainer offloads.
 // Not the offload logic (hp::memory) and not a loop: parsing and printing only.
 #pragma once
 #include <optional>
-#include <set>
 #include <string>
 
 #include "cli/args.hpp"
@@ -14,10 +13,6 @@
 
 namespace hp::cli {
 
-// The valued options above, for a subcommand's Args.
-const std::set<std::string>& offload_option_names();
-// Adds them to a subcommand's set of valued options.
-std::set<std::string> with_offload_options(std::set<std::string> valued);
 // `section` (an `offload:` map, or none) overridden by the command-line options.
 memory::OffloadOptions offload_options(const Args& a, const std::optional<io::YamlNode>& section);
 // One line about a one-device trainer's offload ("" when nothing is offloaded).

@@ -10,6 +10,7 @@
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
 #include "cli/offload.hpp"
+#include "cli/options.hpp"
 #include "hp/train/plan.hpp"
 
 namespace hp::cli {
@@ -49,37 +50,57 @@ int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
   return 0;
 }
 
+// What hp plan reads from its options, once (defaults: plan_command in options.hpp).
+struct PlanOptions {
+  io::ModelConfig cfg;
+  int64_t batch = 0, seq = 0;  // seq: at most the model's positions unless given
+  int threads = 0;             // all cores unless given
+  Placement place;             // one device unless --devices or --strategy
+  memory::OffloadOptions offload;
+  bool explain = false;
+};
+
+PlanOptions read_plan_options(const Args& a) {
+  PlanOptions o;
+  o.cfg = resolve_model(a.str("model"));
+  o.batch = a.i64("batch");
+  o.seq = a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, o.cfg.max_seq);
+  o.threads = int(a.has("threads") ? a.i64("threads")
+                                   : int64_t(std::max(1u, std::thread::hardware_concurrency())));
+  o.place = parse_placement(a);
+  o.offload = offload_options(a, o.place.offload_section());
+  o.explain = a.flag("explain");
+  return o;
+}
+
 }  // namespace
 
 int cmd_plan(const std::vector<std::string>& argv) {
-  Args a(argv, with_offload_options({"model", "batch", "seq", "devices", "strategy", "threads"}),
-         {"explain", "help"});
-  if (a.flag("help") || (!a.has("strategy") && !offload_options(a, std::nullopt).enabled())) {
-    std::fputs(
-        "usage: hp plan --model NAME|CONFIG --batch B --seq T --devices threads:N "
-        "--strategy FILE|PRESET [--threads K] [--explain]\n"
-        "       hp plan --model NAME|CONFIG --batch B --seq T --device-memory SIZE|P% "
-        "[--host-memory SIZE --optimizer-state device|host|disk] [--threads K] [--explain]\n"
-        "--threads: threads per device, as hp train runs (sizes the kernels' workspace)\n",
-        a.flag("help") ? stdout : stderr);
-    return a.flag("help") ? 0 : 2;
+  Args a(argv, plan_command());
+  if (a.flag("help")) {
+    std::fputs(help_text(a.command()).c_str(), stdout);
+    return 0;
   }
-  io::ModelConfig cfg = resolve_model(a.str("model", "gpt2-tiny"));
-  const int64_t batch = a.i64("batch", 8), seq = a.i64("seq", std::min<int64_t>(128, cfg.max_seq));
-  const int threads = int(a.i64("threads", std::max(1u, std::thread::hardware_concurrency())));
-  HP_CHECK(threads >= 1, "option --threads must be at least 1, got ", threads);
-  const Placement place = parse_placement(a);
-  const memory::OffloadOptions off = offload_options(a, place.offload_section());
+  if (!a.has("strategy") && !offload_options(a, std::nullopt).enabled()) {
+    std::fprintf(stderr, "usage: %s (see --help)\n", a.command().usage.c_str());
+    return 2;
+  }
+  const PlanOptions po = read_plan_options(a);
+  const io::ModelConfig& cfg = po.cfg;
+  const int64_t batch = po.batch, seq = po.seq;
+  const int threads = po.threads;
+  const Placement& place = po.place;
+  const memory::OffloadOptions& off = po.offload;
   if (off.enabled() && place.dev.count == 1)
-    return plan_offload_step(cfg, batch, seq, off, threads, a.flag("explain"));
-  a.str("strategy");  // required on a mesh: throws naming the option
+    return plan_offload_step(cfg, batch, seq, off, threads, po.explain);
+  HP_CHECK(a.has("strategy"), "option --strategy is required on a mesh");
   auto plan = plan_for(cfg, place, batch, seq, threads);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;
   std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", io::architecture_name(cfg.arch),
               (long long)batch, (long long)seq, p.mesh.str().c_str(),
               shard::mode_name(plan->strategy.mode).c_str());
-  if (a.flag("explain")) std::fputs(p.str(g).c_str(), stdout);
+  if (po.explain) std::fputs(p.str(g).c_str(), stdout);
   std::printf("collectives per step:\n");
   int64_t total = 0;
   for (const auto& r : p.redistributions) {
@@ -122,7 +143,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
     }
     std::printf("    offload: ");
     print_offload_plan(*rp->offload, rp->request.cost, false);
-    if (r == 0 && a.flag("explain")) print_offload_plan(*rp->offload, rp->request.cost, true);
+    if (r == 0 && po.explain) print_offload_plan(*rp->offload, rp->request.cost, true);
   }
   return 0;
 }

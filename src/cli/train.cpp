@@ -18,6 +18,7 @@
 #include "cli/devices.hpp"
 #include "cli/generate.hpp"
 #include "cli/offload.hpp"
+#include "cli/options.hpp"
 #include "hp/data/corpus.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/checkpoint.hpp"
@@ -31,48 +32,6 @@ namespace {
 volatile std::sig_atomic_t g_stop = 0;
 void on_sigint(int) {
   g_stop = 1;
-}
-
-const std::set<std::string> kValued = {
-    "config",      "model",         "init",          "data",        "data-format",
-    "batch",       "seq",           "steps",         "threads",     "lr",
-    "warmup",      "min-lr-ratio",  "weight-decay",  "beta1",       "beta2",
-    "eps",         "clip",          "grad-accum",    "seed",        "val-every",
-    "val-batches", "val-fraction",  "ckpt-dir",      "ckpt-every",  "keep",
-    "log-every",   "sample-tokens", "device-memory", "resume-mode", "devices",
-    "strategy"};
-const std::set<std::string> kFlags = {"json", "resume", "no-resume", "help"};
-
-const char* kHelp =
-    "usage: hp train [--config FILE.yaml] [--model NAME|CONFIG.json|DIR] [--init W.safetensors]\n"
-    "                [--data kjv|random|PATH] [--data-format text|u16|u32] [--batch B] [--seq T]\n"
-    "                [--steps N] [--threads K] [--json] [--resume|--no-resume] ...\n"
-    "With no --config and no --model, runs the embedded default job (a small GPT-2 on the KJV\n"
-    "text). Every option can be a key of the YAML config; flags given here override it.\n"
-    "Optimizer: --lr --warmup --min-lr-ratio --weight-decay --beta1 --beta2 --eps --clip\n"
-    "           --grad-accum M (micro-batches per step)\n"
-    "Data:      --seed --val-fraction F --val-every N --val-batches K\n"
-    "Output:    --log-every N --ckpt-dir DIR --ckpt-every N --keep K --sample-tokens N\n"
-    "Memory:    --device-memory SIZE (offload budget: 512MiB, or 25% of the unconstrained peak)\n"
-    "           --host-memory SIZE --optimizer-state device|host|disk --offload-dir DIR\n"
-    "           (or an offload: map in the YAML config; see docs/offload.md)\n"
-    "Devices:   --devices threads:N|mpi --strategy FILE.yaml|PRESET (dp2, fsdp4, tp2, ...)\n";
-
-// YAML keys become defaults for the same-named options; an `offload:` map goes to `offload`.
-void apply_yaml(Args& a, const io::YamlNode& y, std::optional<io::YamlNode>& offload) {
-  const std::set<std::string> valued = with_offload_options(kValued);
-  std::vector<std::string> allowed(valued.begin(), valued.end());
-  allowed.push_back("resume");
-  allowed.push_back("offload");
-  y.check_keys(allowed);
-  for (auto& [k, v] : y.entries()) {
-    if (k == "resume")
-      a.set_default("resume-mode", v.as_string());
-    else if (k == "offload")
-      offload = v;
-    else
-      a.set_default(k, v.as_string());
-  }
 }
 
 std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const std::string& fmt,
@@ -104,39 +63,42 @@ std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const st
   return std::make_unique<data::BatchLoader>(split.train, lo);
 }
 
-// Everything hp train reads from its options and config, parsed once, with the defaults.
+// Everything hp train reads from its options and config, parsed once; the defaults are the
+// table's (train_command in options.hpp).
 struct TrainJob {
   io::ModelConfig cfg;
   Placement place;           // one device unless --devices or --strategy
   train::TrainOptions step;  // batch, seq, threads per rank, AdamW, schedule, clip, offload
-  int64_t steps = 100, accum = 1;
-  uint64_t seed = 1;
-  std::string init, data = "kjv", data_format = "text";
-  double val_fraction = 0.05;
-  int64_t val_every = 0, val_batches = 4, log_every = 10, sample_tokens = 0;
-  std::string ckpt_dir, resume = "false";  // resume: false, true or auto
-  int64_t ckpt_every = 0, keep = 3;
+  int64_t steps = 0, accum = 0;
+  uint64_t seed = 0;
+  std::string init, data, data_format;
+  double val_fraction = 0;
+  int64_t val_every = 0, val_batches = 0, log_every = 0, sample_tokens = 0;
+  std::string ckpt_dir, resume;  // resume: false, true or auto
+  int64_t ckpt_every = 0, keep = 0;
   bool json = false;
 };
 
-// The step's options from the command line (and the YAML applied to it): the defaults and the
-// range checks. Threads per rank default to this process's cores shared among its ranks.
+// The step's options from the command line (and the YAML applied to it). Unless given, the
+// sequence is at most the model's positions and threads per rank are this process's cores
+// shared among its ranks.
 train::TrainOptions step_options(const Args& a, const TrainJob& job) {
   train::TrainOptions opt;
-  opt.batch = a.i64("batch", 8);
-  opt.seq = a.i64("seq", std::min<int64_t>(128, job.cfg.max_seq));
+  opt.batch = a.i64("batch");
+  opt.seq = a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, job.cfg.max_seq);
   const Devices& dev = job.place.dev;
   const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-  opt.threads = int(a.i64("threads", std::max<int64_t>(1, cores / (dev.mpi ? 1 : dev.count))));
-  opt.adam.lr = a.f64("lr", 3e-4);
-  opt.adam.beta1 = a.f64("beta1", 0.9);
-  opt.adam.beta2 = a.f64("beta2", 0.95);
-  opt.adam.eps = a.f64("eps", 1e-8);
-  opt.adam.weight_decay = a.f64("weight-decay", 0.1);
-  opt.clip = a.f64("clip", 1.0);
-  opt.schedule.warmup = a.i64("warmup", 0);
+  opt.threads = int(a.has("threads") ? a.i64("threads")
+                                     : std::max<int64_t>(1, cores / (dev.mpi ? 1 : dev.count)));
+  opt.adam.lr = a.f64("lr");
+  opt.adam.beta1 = a.f64("beta1");
+  opt.adam.beta2 = a.f64("beta2");
+  opt.adam.eps = a.f64("eps");
+  opt.adam.weight_decay = a.f64("weight-decay");
+  opt.clip = a.f64("clip");
+  opt.schedule.warmup = a.i64("warmup");
   opt.schedule.total = job.steps;
-  opt.schedule.min_ratio = a.f64("min-lr-ratio", 0.1);
+  opt.schedule.min_ratio = a.f64("min-lr-ratio");
   return opt;
 }
 
@@ -149,8 +111,8 @@ TrainJob read_job(Args& a) {
   else if (!a.has("model"))
     apply_yaml(a, io::YamlNode::parse(kDefaultTrainYaml, "<default job>"), offload);
   TrainJob job;
-  job.cfg = resolve_model(a.str("model", "gpt2-kjv"));
-  job.steps = a.i64("steps", job.steps);
+  job.cfg = resolve_model(a.str("model"));
+  job.steps = a.i64("steps");
   job.place = parse_placement(a);
   job.step = step_options(a, job);
   if (auto st = job.place.offload_section()) {
@@ -158,25 +120,20 @@ TrainJob read_job(Args& a) {
     offload = st;
   }
   job.step.offload = offload_options(a, offload);
-  job.accum = a.i64("grad-accum", job.accum);
-  job.seed = uint64_t(a.i64("seed", int64_t(job.seed)));
-  const train::TrainOptions& o = job.step;
-  HP_CHECK(o.batch > 0 && o.seq > 0 && job.steps >= 0 && job.accum >= 1 && o.threads >= 1,
-           "batch, seq, threads and grad-accum must be positive");
-  job.init = a.str("init", "");
-  job.data = a.str("data", job.data);
-  job.data_format = a.str("data-format", job.data_format);
-  job.val_fraction = a.f64("val-fraction", job.val_fraction);
-  job.val_every = a.i64("val-every", job.val_every);
-  job.val_batches = std::max<int64_t>(1, a.i64("val-batches", job.val_batches));
-  job.log_every = std::max<int64_t>(1, a.i64("log-every", job.log_every));
-  job.sample_tokens = a.i64("sample-tokens", job.sample_tokens);
-  job.ckpt_dir = a.str("ckpt-dir", "");
-  job.ckpt_every = a.i64("ckpt-every", job.ckpt_every);
-  job.keep = a.i64("keep", job.keep);
-  job.resume = a.flag("no-resume") ? "false"
-               : a.flag("resume")  ? "true"
-                                   : a.str("resume-mode", "false");
+  job.accum = a.i64("grad-accum");
+  job.seed = uint64_t(a.i64("seed"));
+  job.init = a.has("init") ? a.str("init") : "";
+  job.data = a.str("data");
+  job.data_format = a.str("data-format");
+  job.val_fraction = a.f64("val-fraction");
+  job.val_every = a.i64("val-every");
+  job.val_batches = a.i64("val-batches");
+  job.log_every = a.i64("log-every");
+  job.sample_tokens = a.i64("sample-tokens");
+  job.ckpt_dir = a.has("ckpt-dir") ? a.str("ckpt-dir") : "";
+  job.ckpt_every = a.i64("ckpt-every");
+  job.keep = a.i64("keep");
+  job.resume = a.flag("no-resume") ? "false" : a.flag("resume") ? "true" : a.str("resume-mode");
   job.json = a.flag("json");
   return job;
 }
@@ -443,9 +400,9 @@ void RankLoop::sample() {
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& argv) {
-  Args a(argv, with_offload_options(kValued), kFlags);
+  Args a(argv, train_command());
   if (a.flag("help")) {
-    std::fputs(kHelp, stdout);
+    std::fputs(help_text(a.command()).c_str(), stdout);
     return 0;
   }
   const TrainJob job = read_job(a);
