@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "hp/autodiff.hpp"
-#include "hp/cpu/gemm.hpp"
+#include "hp/autodiff/grad.hpp"
+#include "hp/backend/cpu/gemm.hpp"
+#include "hp/core/rng.hpp"
 #include "hp/nn/model.hpp"
-#include "hp/ops.hpp"
-#include "hp/rng.hpp"
+#include "hp/ops/ops.hpp"
 #include "hp/runtime/executor.hpp"
 
 using namespace hp;

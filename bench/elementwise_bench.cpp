@@ -1,14 +1,14 @@
 // Memory throughput (GB/s) of the row kernels that dominate non-GEMM time: layer norm, bias +
 // gelu, softmax and cross-entropy, forward and backward, at rows = 1024, cols in {256, 1024}.
-// Not a correctness check (tests/backend_cpu_test.cpp is); bytes counted are the minimum each
-// kernel must read and write once.
+// Not a correctness check (tests/backend/cpu/backend_cpu_test.cpp is); bytes counted are the
+// minimum each kernel must read and write once.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <random>
 #include <vector>
 
-#include "hp/cpu/kernels.hpp"
+#include "hp/backend/cpu/kernels.hpp"
 
 namespace {
 

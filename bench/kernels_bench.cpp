@@ -7,8 +7,8 @@
 #include <random>
 #include <vector>
 
-#include "hp/cpu/attention.hpp"
-#include "hp/cpu/gemm.hpp"
+#include "hp/backend/cpu/attention.hpp"
+#include "hp/backend/cpu/gemm.hpp"
 
 namespace {
 

@@ -2,7 +2,8 @@
 # Fails when a module includes a header of a module it may not depend on. Modules are the
 # libraries of docs/architecture.md; the allowed list below is each one's dependencies as linked in
 # CMake, closed transitively. A file belongs to the module of its folder (src/<module>/...,
-# include/hp/<module>/...); a header maps to the module that implements it.
+# include/hp/<module>/..., the two mirror each other); a header maps to the module that
+# implements it.
 # Not a style check: includes of the standard library and third-party headers are not looked at.
 # usage: scripts/check_layering.sh [REPO]     (prints each violation as FILE:LINE: ...; exit 1)
 set -euo pipefail
@@ -27,15 +28,24 @@ declare -A allowed=(
   [cli]="train memory shard comm nn optim data autodiff runtime ops io ir backend/cpu core"
 )
 
-# The module a source or header file belongs to, in REPLY (no subshell: this runs per file).
+# The module of a path below src/ or include/hp/, in REPLY: its first folder, or the first two
+# under backend/ (backend/cpu); empty for a file directly below (no module). No subshell: this
+# runs per file.
+module_of_path() {
+  case $1 in
+    backend/*/*) REPLY=${1#backend/} REPLY=backend/${REPLY%%/*} ;;
+    */*) REPLY=${1%%/*} ;;
+    *) REPLY="" ;;
+  esac
+}
+
+# The module a source or header file belongs to, in REPLY: include/hp/<module>/ mirrors
+# src/<module>/. A file directly in src/ or include/hp/ belongs to none ("?": reported).
 module_of_file() {
   case $1 in
-    src/backend/cpu/* | include/hp/cpu/*) REPLY=backend/cpu ;;
-    include/hp/ops.hpp) REPLY=ops ;;
-    include/hp/autodiff.hpp) REPLY=autodiff ;;
-    include/hp/*/*) REPLY=${1#include/hp/} REPLY=${REPLY%%/*} ;;
-    include/hp/*) REPLY=core ;;
-    src/*/*) REPLY=${1#src/} REPLY=${REPLY%%/*} ;;
+    src/* | include/hp/*)
+      [[ $1 == src/* ]] && module_of_path "${1#src/}" || module_of_path "${1#include/hp/}"
+      [[ -n "$REPLY" ]] || REPLY="?" ;;
     *) REPLY="" ;;
   esac
 }
@@ -43,12 +53,8 @@ module_of_file() {
 # The module an include path (as written between the quotes) refers to, in REPLY; empty: not ours.
 module_of_include() {
   case $1 in
-    hp/cpu/*) REPLY=backend/cpu ;;
-    hp/ops.hpp) REPLY=ops ;;
-    hp/autodiff.hpp) REPLY=autodiff ;;
-    hp/*/*) REPLY=${1#hp/} REPLY=${REPLY%%/*} ;;
-    hp/*) REPLY=core ;;
-    backend/cpu/*) REPLY=backend/cpu ;;
+    hp/*) module_of_path "${1#hp/}" ;;
+    backend/*/*) module_of_path "$1" ;;
     */*) REPLY=${1%%/*}; [[ -n "${allowed[$REPLY]+x}" ]] || REPLY="" ;;
     *) REPLY="" ;;  # a header beside the file: its own module
   esac
@@ -76,6 +82,12 @@ while IFS=: read -r file line text; do
     bad=1
   fi
 done < <(grep -rn --include='*.cpp' --include='*.hpp' '^#include "' src include | sort)
+
+# include/hp/<module>/ mirrors src/<module>/: a header folder without its source folder is an error.
+while IFS= read -r dir; do
+  module_of_path "${dir#include/hp/}/x"
+  [[ -d "src/$REPLY" ]] || { echo "$dir: no src/$REPLY beside it" >&2; bad=1; }
+done < <(find include/hp -mindepth 1 -type d -not -path 'include/hp/backend' | sort)
 
 ((checked > 100)) || { echo "check_layering: only $checked includes seen: wrong tree?" >&2; exit 1; }
 if ((bad)); then exit 1; fi

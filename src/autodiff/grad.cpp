@@ -2,8 +2,8 @@
 // calling each op's VJP and summing gradients of values used more than once.
 #include <map>
 
-#include "hp/autodiff.hpp"
-#include "hp/ops.hpp"
+#include "hp/autodiff/grad.hpp"
+#include "hp/ops/ops.hpp"
 #include "hp/ops/registry.hpp"
 
 namespace hp::autodiff {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/memory/options.hpp"
 
 namespace hp::cli {

@@ -3,7 +3,7 @@
 
 #include "cli/args.hpp"
 #include "hp/comm/bench.hpp"
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::cli {
 

@@ -9,7 +9,7 @@
 #include <iostream>
 
 #include "cli/options.hpp"
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/train/trainer.hpp"
 
 namespace hp::cli {

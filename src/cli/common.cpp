@@ -11,8 +11,8 @@
 #include <map>
 #include <vector>
 
-#include "hp/cpu/gemm.hpp"
-#include "hp/error.hpp"
+#include "hp/backend/cpu/gemm.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::cli {
 

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "hp/comm/threads.hpp"
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #ifdef HP_HAVE_MPI
 #include "hp/comm/mpi.hpp"
 #endif

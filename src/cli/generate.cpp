@@ -8,10 +8,10 @@
 #include "cli/common.hpp"
 #include "cli/generate.hpp"
 #include "cli/options.hpp"
+#include "hp/core/rng.hpp"
 #include "hp/data/tokenizer.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/nn/model.hpp"
-#include "hp/rng.hpp"
 #include "hp/runtime/executor.hpp"
 
 namespace hp::cli {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "cli/args.hpp"
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace {
 const char* kUsage =

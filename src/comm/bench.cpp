@@ -1,7 +1,7 @@
 // `hp bench comm`: nccl-tests style table (size, count, time, algbw, busbw) per collective and
 // message size. threads: busbw also as a share of this machine's memcpy bandwidth, measured in
 // the same run. mpi: the same collective called directly through MPI, and our overhead in %.
-// Not a correctness test: buffers hold constants; tests/comm_test.cpp checks values.
+// Not a correctness test: buffers hold constants; tests/comm/comm_test.cpp checks values.
 #include "hp/comm/bench.hpp"
 
 #include <algorithm>
@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "hp/bytes.hpp"
 #include "hp/comm/communicator.hpp"
 #include "hp/comm/threads.hpp"
+#include "hp/core/bytes.hpp"
 #ifdef HP_HAVE_MPI
 #include <mpi.h>
 

@@ -1,12 +1,12 @@
 // Budgeted, peak-tracking allocator and Storage.
-#include "hp/allocator.hpp"
+#include "hp/core/allocator.hpp"
 
 #include <sys/mman.h>
 
 #include <cstdlib>
 #include <new>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp {
 

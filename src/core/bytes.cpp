@@ -1,11 +1,11 @@
-// The byte-size parser (hp/bytes.hpp).
-#include "hp/bytes.hpp"
+// The byte-size parser (hp/core/bytes.hpp).
+#include "hp/core/bytes.hpp"
 
 #include <cctype>
 #include <cmath>
 #include <stdexcept>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp {
 

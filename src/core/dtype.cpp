@@ -1,9 +1,9 @@
 // DType names, sizes and half-precision conversions.
-#include "hp/dtype.hpp"
+#include "hp/core/dtype.hpp"
 
 #include <algorithm>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp {
 

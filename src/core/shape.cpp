@@ -1,7 +1,7 @@
 // Shape helpers.
-#include "hp/shape.hpp"
+#include "hp/core/shape.hpp"
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp {
 

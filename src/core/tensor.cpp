@@ -1,5 +1,5 @@
 // Tensor construction, typed access and dtype conversion.
-#include "hp/tensor.hpp"
+#include "hp/core/tensor.hpp"
 
 #include <cstring>
 

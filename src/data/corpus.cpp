@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/file.hpp"
 
 namespace hp::data {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "hp/core/error.hpp"
 #include "hp/data/corpus.hpp"
-#include "hp/error.hpp"
 #include "hp/io/file.hpp"
 
 namespace hp::data {

@@ -2,7 +2,7 @@
 // Not stateful RNG: no std::mt19937; every draw is a hash of (seed, epoch, index).
 #include "hp/data/loader.hpp"
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::data {
 

@@ -2,7 +2,7 @@
 // Not a text normaliser: no Unicode handling, bytes are tokens.
 #include "hp/data/tokenizer.hpp"
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::data {
 

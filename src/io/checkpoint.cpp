@@ -11,7 +11,7 @@
 #include <cstring>
 #include <string>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/file.hpp"
 
 namespace fs = std::filesystem;

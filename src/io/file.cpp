@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::io {
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/file.hpp"
 
 namespace hp::io {

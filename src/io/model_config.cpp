@@ -2,8 +2,8 @@
 // Not a general HF config loader: keys that change the math and are not implemented are errors.
 #include "hp/io/model_config.hpp"
 
-#include "hp/error.hpp"
-#include "hp/shape.hpp"
+#include "hp/core/error.hpp"
+#include "hp/core/shape.hpp"
 
 namespace hp::io {
 

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/file.hpp"
 
 namespace hp::io {

@@ -3,7 +3,7 @@
 
 #include <array>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::ir {
 

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <sstream>
 
-#include "hp/bytes.hpp"
-#include "hp/error.hpp"
+#include "hp/core/bytes.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::memory {
 

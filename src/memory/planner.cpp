@@ -7,7 +7,7 @@
 #include <deque>
 #include <limits>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/memory/options.hpp"
 
 namespace hp::memory {

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::memory {
 

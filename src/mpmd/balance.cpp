@@ -7,7 +7,7 @@
 #include <limits>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::mpmd {
 

@@ -2,7 +2,7 @@
 // Not a profiler: numbers come from the caller.
 #include "hp/mpmd/cost.hpp"
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::mpmd {
 

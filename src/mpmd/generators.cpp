@@ -4,7 +4,7 @@
 // Not tuned per case: the caps are the schedules' published memory bounds.
 #include <algorithm>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/list_schedule.hpp"
 #include "hp/mpmd/schedule.hpp"
 

@@ -8,7 +8,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::mpmd {
 

@@ -5,7 +5,7 @@
 #include <map>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/schedule.hpp"
 
 namespace hp::mpmd {

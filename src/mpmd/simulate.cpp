@@ -7,7 +7,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/verify.hpp"
 #include "mpmd/replay.hpp"
 

@@ -7,10 +7,10 @@
 #include <limits>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
+#include "hp/core/rng.hpp"
 #include "hp/mpmd/simulate.hpp"
 #include "hp/mpmd/verify.hpp"
-#include "hp/rng.hpp"
 
 namespace hp::mpmd {
 

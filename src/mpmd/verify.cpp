@@ -8,7 +8,7 @@
 #include <set>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "mpmd/replay.hpp"
 
 namespace hp::mpmd {

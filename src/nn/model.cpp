@@ -6,8 +6,8 @@
 #include <map>
 #include <tuple>
 
-#include "hp/ops.hpp"
-#include "hp/rng.hpp"
+#include "hp/core/rng.hpp"
+#include "hp/ops/ops.hpp"
 
 namespace hp::nn {
 

@@ -1,6 +1,6 @@
 // Elementwise ops: unary math, broadcasting binary arithmetic, scale, fused bias+gelu, cast.
 // Not where broadcasting reductions live (layout.cpp has sum_to / broadcast_to).
-#include "hp/ops.hpp"
+#include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
 
 namespace hp::ops {

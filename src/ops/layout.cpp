@@ -4,7 +4,7 @@
 #include <cstring>
 #include <numeric>
 
-#include "hp/ops.hpp"
+#include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
 
 namespace hp::ops {

@@ -1,6 +1,6 @@
 // matmul: batched, either operand transposed, a 2-D right operand shared across the batch.
 // Not a general einsum: attention's batched products live inside the fused attention op.
-#include "hp/ops.hpp"
+#include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
 
 namespace hp::ops {

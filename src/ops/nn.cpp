@@ -2,7 +2,7 @@
 // its vocabulary-parallel form), rotary embedding and fused causal attention, each with its
 // backward op (used by the VJPs).
 // Not composites: each is one kernel call, saving what its backward needs as extra outputs.
-#include "hp/ops.hpp"
+#include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
 
 namespace hp::ops {

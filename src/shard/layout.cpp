@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::shard {
 

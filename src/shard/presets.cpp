@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/shard/strategy.hpp"
 
 namespace hp::shard {

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <tuple>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::shard {
 

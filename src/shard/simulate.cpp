@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::shard {
 

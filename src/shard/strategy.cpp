@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/file.hpp"
 #include "hp/io/yaml.hpp"
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::train {
 

@@ -2,7 +2,7 @@
 // mesh), then per rank lower, compile and plan the memory.
 #include "hp/train/plan.hpp"
 
-#include "hp/autodiff.hpp"
+#include "hp/autodiff/grad.hpp"
 
 namespace hp::train {
 

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <string>
 
+#include "hp/core/error.hpp"
 #include "hp/data/loader.hpp"
-#include "hp/error.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/io/model_config.hpp"
 

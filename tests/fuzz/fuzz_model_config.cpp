@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/model_config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

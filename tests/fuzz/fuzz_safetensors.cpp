@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/shard/strategy.hpp"
 
 namespace {

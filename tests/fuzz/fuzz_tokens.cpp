@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <string>
 
+#include "hp/core/error.hpp"
 #include "hp/data/loader.hpp"
-#include "hp/error.hpp"
 #include "hp/io/file.hpp"
 
 namespace fs = std::filesystem;

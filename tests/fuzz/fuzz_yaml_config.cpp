@@ -8,7 +8,7 @@
 
 #include "cli/args.hpp"
 #include "cli/options.hpp"
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/io/yaml.hpp"
 #include "hp/memory/options.hpp"
 

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/balance.hpp"
 #include "hp/mpmd/pipeline.hpp"
 

@@ -2,7 +2,7 @@
 // micro-batches m and chunks v, and the orders have the shapes their papers give.
 #include <gtest/gtest.h>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/schedule.hpp"
 #include "hp/mpmd/verify.hpp"
 

@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/simulate.hpp"
 #include "hp/mpmd/synth.hpp"
 #include "hp/mpmd/verify.hpp"

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 #include "hp/mpmd/schedule.hpp"
 #include "hp/mpmd/verify.hpp"
 

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "hp/comm/reduce_op.hpp"
-#include "hp/dtype.hpp"
-#include "hp/error.hpp"
+#include "hp/core/dtype.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::comm {
 

@@ -4,9 +4,9 @@
 #pragma once
 #include <cstdint>
 
+#include "hp/core/tensor.hpp"
 #include "hp/data/dataset.hpp"
 #include "hp/io/json.hpp"
-#include "hp/tensor.hpp"
 
 namespace hp::data {
 

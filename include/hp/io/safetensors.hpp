@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "hp/core/tensor.hpp"
 #include "hp/io/file.hpp"
-#include "hp/tensor.hpp"
 
 namespace hp::io {
 

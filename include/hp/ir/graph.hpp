@@ -7,9 +7,9 @@
 #include <variant>
 #include <vector>
 
-#include "hp/dtype.hpp"
-#include "hp/error.hpp"
-#include "hp/shape.hpp"
+#include "hp/core/dtype.hpp"
+#include "hp/core/error.hpp"
+#include "hp/core/shape.hpp"
 
 namespace hp::ir {
 

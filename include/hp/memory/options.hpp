@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "hp/allocator.hpp"
+#include "hp/core/allocator.hpp"
 #include "hp/io/yaml.hpp"
 #include "hp/memory/transfer.hpp"
 

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "hp/allocator.hpp"
+#include "hp/core/allocator.hpp"
+#include "hp/core/tensor.hpp"
 #include "hp/memory/transfer.hpp"
-#include "hp/tensor.hpp"
 
 namespace hp::memory {
 

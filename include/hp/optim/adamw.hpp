@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "hp/allocator.hpp"
+#include "hp/core/allocator.hpp"
+#include "hp/core/tensor.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/runtime/backend.hpp"
-#include "hp/tensor.hpp"
 
 namespace hp::optim {
 

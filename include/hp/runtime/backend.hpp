@@ -2,7 +2,7 @@
 // vector math that the optimizer and the training loops run over parameter and gradient buffers.
 // The graph, the op records and the executor know no kernel: the Executor asks its backend for one
 // kernel per node when it is built. Backends register themselves by name (hp_backend_cpu: "cpu").
-// Not a device allocator (hp/allocator.hpp) and not a communicator (hp/comm).
+// Not a device allocator (hp/core/allocator.hpp) and not a communicator (hp/comm).
 #pragma once
 #include <cstddef>
 #include <functional>
@@ -10,10 +10,10 @@
 #include <string_view>
 #include <vector>
 
-#include "hp/dtype.hpp"
+#include "hp/core/dtype.hpp"
+#include "hp/core/tensor.hpp"
 #include "hp/ir/graph.hpp"
 #include "hp/ir/op_id.hpp"
-#include "hp/tensor.hpp"
 
 namespace hp::runtime {
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "hp/allocator.hpp"
+#include "hp/core/allocator.hpp"
+#include "hp/core/tensor.hpp"
 #include "hp/runtime/backend.hpp"
 #include "hp/runtime/program.hpp"
-#include "hp/tensor.hpp"
 
 namespace hp::runtime {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "hp/comm/reduce_op.hpp"
-#include "hp/shape.hpp"
+#include "hp/core/shape.hpp"
 #include "hp/shard/mesh.hpp"
 
 namespace hp::shard {

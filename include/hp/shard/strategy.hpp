@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "hp/shape.hpp"
+#include "hp/core/shape.hpp"
 #include "hp/shard/layout.hpp"
 #include "hp/shard/mesh.hpp"
 

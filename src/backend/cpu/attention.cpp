@@ -1,7 +1,7 @@
 // Fused causal attention on the CPU: tiles of kBlock queries x kBlock keys, an online softmax in
 // the forward, and a backward that recomputes probabilities from the saved log-sum-exp.
 // Not general: causal only, f32, contiguous [B, T, H, Dh] inputs; no dropout, no padding mask.
-#include "hp/cpu/attention.hpp"
+#include "hp/backend/cpu/attention.hpp"
 
 #include <omp.h>
 
@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "backend/cpu/attention_tiles.hpp"
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::cpu {
 namespace {

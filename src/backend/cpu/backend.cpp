@@ -1,8 +1,8 @@
 // The CPU backend: its kernel table, built once, and its registration as "cpu".
-#include "hp/cpu/backend.hpp"
+#include "hp/backend/cpu/backend.hpp"
 
 #include "backend/cpu/kernels/table.hpp"
-#include "hp/cpu/kernels.hpp"
+#include "hp/backend/cpu/kernels.hpp"
 
 namespace hp::cpu {
 

@@ -1,7 +1,7 @@
 // Row-major f32 GEMM on oneDNN's dnnl_sgemm, run on exactly ctx.threads OpenMP threads.
 // Not a BLAS: no other dtypes, no packing API; small batched GEMMs are spread over threads
 // by batch, large ones by oneDNN itself.
-#include "hp/cpu/gemm.hpp"
+#include "hp/backend/cpu/gemm.hpp"
 
 #include <dnnl.h>
 #include <omp.h>
@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "hp/error.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::cpu {
 namespace {

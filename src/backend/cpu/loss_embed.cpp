@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "backend/cpu/vec_math.hpp"
-#include "hp/cpu/kernels.hpp"
-#include "hp/error.hpp"
+#include "hp/backend/cpu/kernels.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::cpu {
 namespace {

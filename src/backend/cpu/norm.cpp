@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "backend/cpu/vec_math.hpp"
-#include "hp/cpu/kernels.hpp"
+#include "hp/backend/cpu/kernels.hpp"
 
 namespace hp::cpu {
 namespace {

@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "backend/cpu/vec_math.hpp"
-#include "hp/cpu/kernels.hpp"
-#include "hp/error.hpp"
+#include "hp/backend/cpu/kernels.hpp"
+#include "hp/core/error.hpp"
 
 namespace hp::cpu {
 

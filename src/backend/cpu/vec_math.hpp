@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "hp/cpu/context.hpp"
+#include "hp/backend/cpu/context.hpp"
 
 namespace hp::cpu::detail {
 

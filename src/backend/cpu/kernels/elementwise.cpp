@@ -1,7 +1,7 @@
 // CPU kernels of the elementwise ops: unary maps and their backward, broadcasting binary
 // arithmetic, scale, fused bias + gelu, cast.
 #include "backend/cpu/kernels/table.hpp"
-#include "hp/cpu/kernels.hpp"
+#include "hp/backend/cpu/kernels.hpp"
 
 namespace hp::cpu {
 

@@ -3,8 +3,8 @@
 #include <cstring>
 
 #include "backend/cpu/kernels/table.hpp"
-#include "hp/cpu/kernels.hpp"
-#include "hp/tensor.hpp"
+#include "hp/backend/cpu/kernels.hpp"
+#include "hp/core/tensor.hpp"
 
 namespace hp::cpu {
 

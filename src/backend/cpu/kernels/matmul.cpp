@@ -1,7 +1,7 @@
 // CPU kernel of matmul: one big sgemm over all rows when b is shared and a not transposed, else
 // a batched sgemm.
 #include "backend/cpu/kernels/table.hpp"
-#include "hp/cpu/gemm.hpp"
+#include "hp/backend/cpu/gemm.hpp"
 
 namespace hp::cpu {
 

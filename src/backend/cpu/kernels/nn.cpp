@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "backend/cpu/kernels/table.hpp"
-#include "hp/cpu/attention.hpp"
-#include "hp/cpu/kernels.hpp"
+#include "hp/backend/cpu/attention.hpp"
+#include "hp/backend/cpu/kernels.hpp"
 
 namespace hp::cpu {
 

@@ -4,10 +4,10 @@
 #include <array>
 #include <vector>
 
-#include "hp/cpu/context.hpp"
+#include "hp/backend/cpu/context.hpp"
+#include "hp/core/shape.hpp"
 #include "hp/ir/op_id.hpp"
 #include "hp/runtime/backend.hpp"
-#include "hp/shape.hpp"
 
 namespace hp::cpu {
 

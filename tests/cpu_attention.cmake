@@ -1,6 +1,0 @@
-# The CPU GEMM and fused attention tests, a second test binary for hp_backend_cpu.
-# Its source is not named *_test.cpp on purpose: that pattern would also be picked up by the
-# per-module loop in CMakeLists.txt, which expects a library hp_cpu_attention.
-add_executable(cpu_attention_test ${CMAKE_CURRENT_SOURCE_DIR}/cpu_attention_tests.cpp)
-target_link_libraries(cpu_attention_test PRIVATE hp_backend_cpu GTest::gtest GTest::gtest_main)
-gtest_discover_tests(cpu_attention_test PROPERTIES LABELS unit DISCOVERY_TIMEOUT 60)

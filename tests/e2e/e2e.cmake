@@ -1,0 +1,24 @@
+# End-to-end tests of the hp tool (label e2e): reference cases, training, resume, errors.
+foreach(case gpt2-tiny llama-tiny)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    add_test(NAME e2e_check_${case} COMMAND $<TARGET_FILE:hp> check ${HP_SHARED}/reference/${case})
+    add_test(NAME e2e_check_${case}_2threads
+             COMMAND $<TARGET_FILE:hp> check ${HP_SHARED}/reference/${case} --threads 2)
+    set_tests_properties(e2e_check_${case} e2e_check_${case}_2threads PROPERTIES LABELS e2e)
+  else()
+    hp_missing_input(e2e_check_${case} e2e ${HP_SHARED}/reference/${case})
+  endif()
+endforeach()
+foreach(t train_resume train_cli generate bad_input options)
+  add_test(NAME e2e_${t} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${t}.sh $<TARGET_FILE:hp>
+                                 ${PROJECT_SOURCE_DIR})
+  set_tests_properties(e2e_${t} PROPERTIES LABELS e2e)
+endforeach()
+
+# hp check must fail on damaged expected results (a copy of gpt2-tiny edited one way at a time).
+add_executable(check_cases ${CMAKE_CURRENT_LIST_DIR}/check_cases.cpp)
+target_link_libraries(check_cases PRIVATE hp_io GTest::gtest GTest::gtest_main)
+target_compile_definitions(check_cases PRIVATE HP_BIN="$<TARGET_FILE:hp>"
+                                               HP_SHARED_DIR="${HP_SHARED}")
+add_dependencies(check_cases hp)
+gtest_discover_tests(check_cases PROPERTIES LABELS e2e DISCOVERY_TIMEOUT 60)

@@ -1,0 +1,43 @@
+# SPMD end-to-end tests (labels e2e, mpi): every preset and uneven meshes on both reference cases
+# against the single-device run, fsdp memory, hp plan and strict mode (tests/e2e/spmd.sh).
+foreach(case gpt2-tiny llama-tiny)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    add_test(NAME e2e_spmd_${case}
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/spmd.sh $<TARGET_FILE:hp>
+                     ${HP_SHARED}/reference/${case})
+    set_tests_properties(e2e_spmd_${case} PROPERTIES LABELS e2e TIMEOUT 120)
+  else()
+    hp_missing_input(e2e_spmd_${case} e2e ${HP_SHARED}/reference/${case})
+  endif()
+endforeach()
+
+# The deep cases have a batch of 4, which splits over 4 ranks: fsdp4 reduce-scatters the matmul
+# weight gradients, which the tiny cases (batch 2) never do (tests/e2e/spmd_deep.sh).
+foreach(case gpt2-deep llama-deep)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    add_test(NAME e2e_spmd_${case}
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/spmd_deep.sh $<TARGET_FILE:hp>
+                     ${HP_SHARED}/reference/${case})
+    set_tests_properties(e2e_spmd_${case} PROPERTIES LABELS e2e TIMEOUT 180)
+  else()
+    hp_missing_input(e2e_spmd_${case} e2e ${HP_SHARED}/reference/${case})
+  endif()
+endforeach()
+
+# Multi-device hp train (label e2e): dp2/fsdp2 losses and validation vs one device, YAML keys,
+# resume across strategies (tests/e2e/train_spmd.sh).
+add_test(NAME e2e_spmd_train COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/train_spmd.sh
+                                     $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_spmd_train PROPERTIES LABELS e2e TIMEOUT 180)
+
+# The same step under mpirun, one rank per process (label mpi; runs as root in CI).
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
+  if(EXISTS ${HP_SHARED}/reference/gpt2-tiny/case.json)
+    add_test(NAME mpi_spmd_gpt2-tiny
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/spmd_mpi.sh $<TARGET_FILE:hp>
+                     ${HP_SHARED}/reference/gpt2-tiny ${MPIEXEC_EXECUTABLE})
+    set_tests_properties(mpi_spmd_gpt2-tiny PROPERTIES LABELS mpi TIMEOUT 300)
+  else()
+    hp_missing_input(mpi_spmd_gpt2-tiny mpi ${HP_SHARED}/reference/gpt2-tiny)
+  endif()
+endif()
