@@ -289,4 +289,10 @@ void apply_yaml(Args& a, const io::YamlNode& y, std::optional<io::YamlNode>& off
   }
 }
 
+bool printed_help(const Args& a) {
+  if (!a.flag("help")) return false;
+  std::fputs(help_text(a.command()).c_str(), stdout);
+  return true;
+}
+
 }  // namespace hp::cli

@@ -82,6 +82,8 @@ class Args {
 // The command's --help: usage, about, then each group's options with their value placeholder,
 // help text, default and range.
 std::string help_text(const Command& cmd);
+// Prints the command's generated help to stdout when --help was given; true when it did.
+bool printed_help(const Args& a);
 
 // A YAML config applied to `a` (hp train --config): every key is the same-named valued option
 // of the command (`resume` sets --resume-mode), set where the command line gave none; an

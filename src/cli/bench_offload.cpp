@@ -115,10 +115,7 @@ double timed_step(train::Trainer& tr, const Tensor& tok, const Tensor& tgt, trai
 
 int bench_offload(const std::vector<std::string>& argv) {
   Args a(argv, bench_offload_command());
-  if (a.flag("help")) {
-    std::fputs(help_text(a.command()).c_str(), stdout);
-    return 0;
-  }
+  if (printed_help(a)) return 0;
   const BenchOptions bo = read_bench_options(a);
   const int64_t layers = bo.layers, d = bo.d, heads = bo.heads, seq = bo.seq, batch = bo.batch,
                 vocab = bo.vocab, steps = bo.steps;

@@ -81,10 +81,7 @@ SpmdBenchOptions read_spmd_bench_options(const Args& a) {
 
 int bench_spmd(const std::vector<std::string>& argv) {
   Args a(argv, bench_spmd_command());
-  if (a.flag("help")) {
-    std::fputs(help_text(a.command()).c_str(), stdout);
-    return 0;
-  }
+  if (printed_help(a)) return 0;
   const SpmdBenchOptions bo = read_spmd_bench_options(a);
   const io::ModelConfig& cfg = bo.cfg;
   const Devices& dev = bo.dev;

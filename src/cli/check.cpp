@@ -208,10 +208,7 @@ CheckOptions read_check_options(const Args& a) {
 
 int cmd_check(const std::vector<std::string>& argv) {
   Args a(argv, check_command());
-  if (a.flag("help")) {
-    std::fputs(help_text(a.command()).c_str(), stdout);
-    return 0;
-  }
+  if (printed_help(a)) return 0;
   const CheckOptions co = read_check_options(a);
   const fs::path& dir = co.dir;
   const Placement& place = co.place;

@@ -66,10 +66,7 @@ std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
 
 int cmd_generate(const std::vector<std::string>& argv) {
   Args a(argv, generate_command());
-  if (a.flag("help")) {
-    std::fputs(help_text(a.command()).c_str(), stdout);
-    return 0;
-  }
+  if (printed_help(a)) return 0;
   SampleOptions o;  // what hp generate reads from its options, once
   o.tokens = a.i64("tokens");
   o.temperature = a.f64("temperature");

@@ -77,10 +77,7 @@ PlanOptions read_plan_options(const Args& a) {
 
 int cmd_plan(const std::vector<std::string>& argv) {
   Args a(argv, plan_command());
-  if (a.flag("help")) {
-    std::fputs(help_text(a.command()).c_str(), stdout);
-    return 0;
-  }
+  if (printed_help(a)) return 0;
   if (!a.has("strategy") && !offload_options(a, std::nullopt).enabled()) {
     std::fprintf(stderr, "usage: %s (see --help)\n", a.command().usage.c_str());
     return 2;

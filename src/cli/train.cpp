@@ -401,10 +401,7 @@ void RankLoop::sample() {
 
 int cmd_train(const std::vector<std::string>& argv) {
   Args a(argv, train_command());
-  if (a.flag("help")) {
-    std::fputs(help_text(a.command()).c_str(), stdout);
-    return 0;
-  }
+  if (printed_help(a)) return 0;
   const TrainJob job = read_job(a);
   FILE* human = job.json ? stderr : stdout;
   const size_t rss0 = max_rss_bytes();  // before the model exists (as the PyTorch baseline does)
