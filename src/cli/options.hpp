@@ -328,9 +328,15 @@ inline const Command& bench_spmd_command() {
          {.name = "steps",
           .kind = Kind::kInt,
           .meta = "N",
-          .dflt = "6",
+          .dflt = "8",
           .min = 2,
-          .help = "steps, the first a warm-up"},
+          .help = "steps per round, the first a warm-up"},
+         {.name = "rounds",
+          .kind = Kind::kInt,
+          .meta = "N",
+          .dflt = "3",
+          .min = 1,
+          .help = "rounds, each running every row once in turn; a row reports its median step"},
          {.name = "devices", .meta = "threads:N", .dflt = "threads:2"}}}}};
   return c;
 }

@@ -4,6 +4,7 @@
 // followed by a slice (correct for any pair of layouts with the same partial axes).
 #include "hp/shard/comm.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <utility>
@@ -272,6 +273,27 @@ Tensor RankComm::move(const Tensor& local, const Shape& global, const Layout& fr
 }
 
 void RankComm::run(runtime::KernelArgs& k, const Plan& plan) {
+  const bool reduce_only =
+      !plan.steps.empty() && std::all_of(plan.steps.begin(), plan.steps.end(), [](const Step& s) {
+        return s.kind == StepKind::kAllReduce;
+      });
+  if (reduce_only) {  // the piece keeps its box: reduced in place in the output, no copies
+    const Tensor& in = *k.in[0];
+    Tensor& out = *k.out[0];
+    HP_CHECK(in.shape() == out.shape() && in.dtype() == out.dtype(),
+             "[shard] all-reduce of ", shape_str(in.shape()), " into ", shape_str(out.shape()));
+    if (out.raw() != in.raw() && in.nbytes()) std::memcpy(out.raw(), in.raw(), in.nbytes());
+    Layout lay = plan.from;
+    for (const Step& s : plan.steps) {
+      comm::Work w = group({s.axis}).all_reduce(out.raw(), out.raw(), size_t(out.numel()),
+                                                out.dtype(), lay.reduce);
+      ++issued_;
+      wait_work(w);
+      lay = s.after;
+    }
+    HP_CHECK(lay == plan.to, "[shard] redistribute ended in ", lay.str(), ", not ", plan.to.str());
+    return;
+  }
   Tensor r = move(*k.in[0], plan.shape, plan.from, plan.to, plan.steps);
   HP_CHECK(r.shape() == k.out[0]->shape(), "[shard] redistribute produced ", shape_str(r.shape()),
            ", the node needs ", shape_str(k.out[0]->shape()));
@@ -295,6 +317,10 @@ void RankComm::start(runtime::KernelArgs& k, const Plan* plan) {
     for (const Tensor* x : k.in) {
       HP_CHECK(x->dtype() == m->t, "[shard] a bucket mixes dtypes");
       m->pieces.push_back(m->pieces.back() + size_t(x->numel()));
+    }
+    if (auto sp = spare_.find(key); sp != spare_.end()) {  // last step's buffer: no page faults
+      m->buf.swap(sp->second);
+      spare_.erase(sp);
     }
     m->buf.resize(m->pieces.back() * m->w);
     for (size_t i = 0; i < k.in.size(); ++i)
@@ -333,7 +359,10 @@ void RankComm::finish(runtime::KernelArgs& k) {
   HP_CHECK(bytes == k.out[0]->nbytes(), "[shard] redistribution ", at.i("key"), " gives ", bytes,
            " bytes, the node needs ", k.out[0]->nbytes());
   if (bytes) std::memcpy(k.out[0]->raw(), src, bytes);
-  if (--m.readers == 0) pending_.erase(it);
+  if (--m.readers == 0) {
+    if (!m.pieces.empty()) spare_[it->first].swap(m.buf);
+    pending_.erase(it);
+  }
 }
 
 Tensor RankComm::gather(const Tensor& local, const Shape& global, const Layout& layout) {

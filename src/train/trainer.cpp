@@ -184,11 +184,14 @@ double Trainer::clip(const runtime::Context& ctx, const std::vector<Tensor*>& gr
   const auto coords = mesh.coords(rp_->rank);
   float ss = 0;
   for (size_t i = 0; i < grads.size(); ++i) {
-    bool owner = true;  // one replica of each piece counts towards the norm
+    // Every piece counts once towards the norm: the ranks holding copies of it (those differing
+    // only along axes the layout leaves unused) each sum squares over their own slice of it.
+    int64_t copies = 1, index = 0;
     for (size_t a = 0; a < mesh.ndim(); ++a)
-      if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]) && coords[a] != 0) owner = false;
-    if (owner)
-      ss += float(runtime::default_backend().sum_squares(ctx, grads[i]->f32(), grads[i]->numel()));
+      if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]))
+        index = index * mesh.sizes()[a] + coords[a], copies *= mesh.sizes()[a];
+    const auto [off, len] = shard::split_range(grads[i]->numel(), copies, index);
+    ss += float(runtime::default_backend().sum_squares(ctx, grads[i]->f32() + off, len));
   }
   world_->all_reduce(&ss, &ss, 1, DType::kF32, comm::ReduceOp::kSum).wait(rc_->timeout());
   const double norm = std::sqrt(double(ss));

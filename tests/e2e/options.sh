@@ -43,7 +43,7 @@ expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain "${
   "${offload[@]}"
 expect_help generate ckpt=required "prompt=And God said" tokens=200 temperature=0.8 top-k=40 \
   seed=1 threads=1
-expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=6 \
+expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \
   devices=threads:2
 expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 batch=2 steps=3 \
   threads=2 offload-dir=offload_bench explain

@@ -73,6 +73,7 @@ class RankComm {
   std::chrono::milliseconds timeout_;
   std::map<std::vector<std::string>, std::unique_ptr<comm::Communicator>> groups_;
   std::map<int64_t, std::unique_ptr<Move>> pending_;  // started, not yet finished, by key
+  std::map<int64_t, std::vector<char>> spare_;  // finished buckets' buffers, reused by key
   std::vector<std::unique_ptr<Runner>> runners_;
   double blocked_s_ = 0;
   int64_t issued_ = 0;
