@@ -341,6 +341,30 @@ inline const Command& bench_spmd_command() {
   return c;
 }
 
+inline const Command& bench_comm_command() {
+  static const Command c{
+      "hp bench comm [options]",
+      "nccl-tests style table (size, count, time, algbw, busbw) of all-reduce, all-gather and\n"
+      "reduce-scatter per message size (sizes double from --min-bytes to --max-bytes). threads:\n"
+      "busbw also as a share of what this machine's memcpy bandwidth allows; mpi: the same MPI\n"
+      "call made directly, and our overhead.",
+      {{"Run",
+        {{.name = "devices",
+          .meta = "threads:N|mpi",
+          .dflt = "threads:4",
+          .help = "N ranks as threads of this process, or one rank per process under mpirun"},
+         {.name = "min-bytes", .kind = Kind::kBytes, .meta = "SIZE", .dflt = "1KiB"},
+         {.name = "max-bytes", .kind = Kind::kBytes, .meta = "SIZE", .dflt = "64MiB"},
+         {.name = "iters",
+          .kind = Kind::kInt,
+          .meta = "K",
+          .dflt = "20",
+          .min = 1,
+          .help = "timed calls per size, averaged"},
+         {.name = "warmup", .kind = Kind::kInt, .meta = "W", .dflt = "3", .min = 0}}}}};
+  return c;
+}
+
 inline const Command& bench_offload_command() {
   static const Command c{
       "hp bench offload [options]",

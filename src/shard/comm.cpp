@@ -280,8 +280,8 @@ void RankComm::run(runtime::KernelArgs& k, const Plan& plan) {
   if (reduce_only) {  // the piece keeps its box: reduced in place in the output, no copies
     const Tensor& in = *k.in[0];
     Tensor& out = *k.out[0];
-    HP_CHECK(in.shape() == out.shape() && in.dtype() == out.dtype(),
-             "[shard] all-reduce of ", shape_str(in.shape()), " into ", shape_str(out.shape()));
+    HP_CHECK(in.shape() == out.shape() && in.dtype() == out.dtype(), "[shard] all-reduce of ",
+             shape_str(in.shape()), " into ", shape_str(out.shape()));
     if (out.raw() != in.raw() && in.nbytes()) std::memcpy(out.raw(), in.raw(), in.nbytes());
     Layout lay = plan.from;
     for (const Step& s : plan.steps) {

@@ -103,7 +103,9 @@ fi
 hp bench comm --devices threads:2 --min-bytes 4K --max-bytes 4K --iters 1 --warmup 1 \
   > "$WORK/comm.txt" || fail "hp bench comm --devices threads:2"
 grep -q "^all_reduce  *4096 " "$WORK/comm.txt" || fail "hp bench comm printed no all_reduce row"
-expect_fail "unknown argument '--backend'" hp bench comm --backend threads
-expect_fail "--devices must be threads:N or mpi" hp bench comm --devices gpu
-expect_fail "threads:N must be a whole number >= 1, got '0x2'" hp bench comm --devices threads:0x2
+expect_fail "unknown option --backend" hp bench comm --backend threads
+expect_fail "--devices: unknown world 'gpu' (expected threads:N or mpi)" hp bench comm --devices gpu
+expect_fail "bad device count in 'threads:0x2'" hp bench comm --devices threads:0x2
+expect_fail "option --iters must be at least 1, got '0'" hp bench comm --iters 0
+expect_fail "need 4 <= --min-bytes <= --max-bytes" hp bench comm --min-bytes 8K --max-bytes 4K
 echo "bad_input: ok"

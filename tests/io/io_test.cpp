@@ -15,6 +15,7 @@
 #include "hp/io/safetensors.hpp"
 #include "hp/io/yaml.hpp"
 #include "test_inputs.hpp"
+#include "test_util.hpp"
 
 namespace fs = std::filesystem;
 
@@ -23,19 +24,8 @@ namespace {
 
 const fs::path kShared = HP_SHARED_DIR;
 
-// A fresh directory per test, removed afterwards.
-class TempDir : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("hp_io_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+using test::error_of;
+using test::TempDir;
 
 fs::path reference(const std::string& model) {
   const fs::path p = kShared / "reference" / model;
@@ -66,15 +56,6 @@ void expect_bad(const fs::path& p, const std::vector<std::string>& fragments) {
     EXPECT_NE(msg.find(p.string()), std::string::npos) << msg;
     for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << f << " | " << msg;
   }
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 // ---- safetensors: reference files ----

@@ -1,11 +1,9 @@
 // `hp bench comm`: nccl-tests style table (size, count, time, algbw, busbw) per collective and
 // message size. threads: busbw also as a share of this machine's memcpy bandwidth, measured in
 // the same run. mpi: the same collective called directly through MPI, and our overhead in %.
+// Options from bench_comm_command (options.hpp); the world from --devices as every command.
 // Not a correctness test: buffers hold constants; tests/comm/comm_test.cpp checks values.
-#include "hp/comm/bench.hpp"
-
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -14,70 +12,38 @@
 #include <thread>
 #include <vector>
 
+#include "cli/args.hpp"
+#include "cli/devices.hpp"
+#include "cli/options.hpp"
 #include "hp/comm/communicator.hpp"
-#include "hp/comm/threads.hpp"
 #include "hp/core/bytes.hpp"
 #ifdef HP_HAVE_MPI
 #include <mpi.h>
-
-#include "hp/comm/mpi.hpp"
 #endif
 
-namespace hp::comm {
+namespace hp::cli {
 namespace {
+
+using comm::Communicator;
+using comm::ReduceOp;
+using comm::Work;
 
 using Clock = std::chrono::steady_clock;
 
+// What hp bench comm reads from its options, once.
 struct BenchOptions {
-  std::string backend = "threads";
-  int ranks = 4;
-  size_t min_bytes = 1 << 10;
-  size_t max_bytes = 64 << 20;
-  int iters = 20;
-  int warmup = 3;
+  Devices dev;
+  size_t min_bytes = 0, max_bytes = 0;
+  int iters = 0, warmup = 0;
 };
 
-// A whole decimal count >= 1 (no sign, hex or trailing text), naming the option otherwise.
-int count_arg(const std::string& s, const std::string& what) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  HP_CHECK(ec == std::errc() && end == s.data() + s.size() && v >= 1, "[bench] ", what,
-           " must be a whole number >= 1, got '", s, "'");
-  return v;
-}
-
-BenchOptions parse(const std::vector<std::string>& args) {
+BenchOptions read_options(const Args& a) {
   BenchOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string& {
-      HP_CHECK(i + 1 < args.size(), "[bench] ", a, " needs a value");
-      return args[++i];
-    };
-    if (a == "--devices") {  // the launcher convention of every hp command
-      const std::string d = value();
-      if (d == "mpi") {
-        o.backend = "mpi";
-      } else if (d.rfind("threads:", 0) == 0) {
-        o.backend = "threads";
-        o.ranks = count_arg(d.substr(8), "--devices threads:N");
-      } else {
-        throw Error("[bench] --devices must be threads:N or mpi, got '" + d + "'");
-      }
-    } else if (a == "--min-bytes")
-      o.min_bytes = hp::parse_bytes(value(), "[bench] --min-bytes");
-    else if (a == "--max-bytes")
-      o.max_bytes = hp::parse_bytes(value(), "[bench] --max-bytes");
-    else if (a == "--iters")
-      o.iters = count_arg(value(), "--iters");
-    else if (a == "--warmup")
-      o.warmup = count_arg(value(), "--warmup");
-    else if (a == "-h" || a == "--help") {
-      o.backend = "help";
-    } else {
-      throw Error(detail::cat("[bench] unknown argument '", a, "'"));
-    }
-  }
+  o.dev = parse_devices(a.str("devices"));
+  o.min_bytes = parse_bytes(a.str("min-bytes"), "--min-bytes");
+  o.max_bytes = parse_bytes(a.str("max-bytes"), "--max-bytes");
+  o.iters = int(a.i64("iters"));
+  o.warmup = int(a.i64("warmup"));
   HP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes,
            "[bench] need 4 <= --min-bytes <= --max-bytes");
   return o;
@@ -172,21 +138,22 @@ void print_header(const char* extra) {
               "time(us)", "algbw(GB/s)", "busbw(GB/s)", extra);
 }
 
-int bench_threads(const BenchOptions& o) {
+// Threads: the header with this machine's memcpy bandwidth, then rows from rank 0.
+void bench_threads(const BenchOptions& o) {
+  const int ranks = o.dev.count;
   const double mem1 = memcpy_gbps(o.max_bytes);
-  const double mem = memcpy_gbps(o.max_bytes, o.ranks);
-  std::printf("# hp bench comm: backend threads, %d ranks, %d iters (+%d warmup), f32 sum\n",
-              o.ranks, o.iters, o.warmup);
+  const double mem = memcpy_gbps(o.max_bytes, ranks);
+  std::printf("# hp bench comm: backend threads, %d ranks, %d iters (+%d warmup), f32 sum\n", ranks,
+              o.iters, o.warmup);
   std::printf(
       "# memcpy bandwidth (%zu B): %.2f GB/s on 1 thread; %.2f GB/s per thread with %d "
       "threads copying at once; 'of allowed' compares busbw with what that bandwidth allows each "
       "collective\n",
-      o.max_bytes, mem1, mem, o.ranks);
+      o.max_bytes, mem1, mem, ranks);
   std::printf("%-15s %12s %12s %10s %10s %10s %s\n", "collective", "size(B)", "count(f32)",
               "time(us)", "algbw(GB/s)", "busbw(GB/s)",
               "of allowed  in-place: time(us) of allowed");
-  ThreadWorld world(o.ranks);
-  world.run([&](Communicator& c) {
+  run_ranks(o.dev, [&](Communicator& c) {
     std::vector<float> in(o.max_bytes / 4 + 64, 1.0f), out(o.max_bytes / 4 + 64, 0.0f);
     for (Coll k : {Coll::kAllReduce, Coll::kAllGather, Coll::kReduceScatter}) {
       for (size_t bytes : sizes(o, c.size())) {
@@ -213,14 +180,11 @@ int bench_threads(const BenchOptions& o) {
       }
     }
   });
-  return 0;
 }
 
 #ifdef HP_HAVE_MPI
-int bench_mpi(const BenchOptions& o) {
-  MpiWorld world;
-  auto comm = world.communicator();
-  Communicator& c = *comm;
+// MPI (this process's rank of mpirun): each row also times the same MPI call made directly.
+void bench_mpi(const BenchOptions& o, Communicator& c) {
   MPI_Comm direct;
   MPI_Comm_dup(MPI_COMM_WORLD, &direct);
   double mem = memcpy_gbps(o.max_bytes);
@@ -268,31 +232,25 @@ int bench_mpi(const BenchOptions& o) {
     }
   }
   MPI_Comm_free(&direct);
-  return 0;
 }
 #endif
 
 }  // namespace
 
-int bench_main(const std::vector<std::string>& args) {
-  BenchOptions o = parse(args);
-  if (o.backend == "help") {
-    std::printf(
-        "usage: hp bench comm [--devices threads:N|mpi] [--min-bytes B] [--max-bytes B]\n"
-        "                     [--iters K] [--warmup W]\n"
-        "  threads:N: N ranks as threads of this process (default threads:4)\n"
-        "  mpi:       run under mpirun, one rank per process\n");
+int bench_comm(const std::vector<std::string>& argv) {
+  Args a(argv, bench_comm_command());
+  if (printed_help(a)) return 0;
+  const BenchOptions o = read_options(a);
+  if (o.dev.kind == "threads") {
+    bench_threads(o);
     return 0;
   }
-  if (o.backend == "threads") return bench_threads(o);
-  if (o.backend == "mpi") {
 #ifdef HP_HAVE_MPI
-    return bench_mpi(o);
+  run_ranks(o.dev, [&](Communicator& c) { bench_mpi(o, c); });
+  return 0;
 #else
-    throw Error("[bench] this build has no MPI backend");
+  throw Error("[bench] this build has no MPI backend");
 #endif
-  }
-  throw Error(detail::cat("[bench] unknown backend '", o.backend, "' (threads or mpi)"));
 }
 
-}  // namespace hp::comm
+}  // namespace hp::cli
