@@ -6,10 +6,12 @@
 // that any world can resume from.
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <thread>
 
@@ -29,10 +31,35 @@ namespace hp::cli {
 
 namespace {
 
+// The signal that asked training to stop (SIGINT, SIGTERM or SIGHUP), 0 while none has.
 volatile std::sig_atomic_t g_stop = 0;
-void on_sigint(int) {
-  g_stop = 1;
+void on_stop_signal(int sig) {
+  g_stop = sig;
 }
+
+// While alive, Ctrl-C, SIGTERM (what mpirun forwards to its ranks, and what schedulers send) and
+// SIGHUP ask the loop to stop after the step in flight and save; a second signal only asks
+// again, so it never kills the final save. The previous handlers come back afterwards.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // interrupted writes and fsyncs of a save carry on
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  ~StopSignals() {
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> old_{};
+};
 
 std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const std::string& fmt,
                                                const io::ModelConfig& cfg, data::LoaderOptions lo,
@@ -164,9 +191,16 @@ std::optional<io::Checkpoint> load_resume(const TrainJob& job, data::BatchSource
   std::optional<io::Checkpoint> ck = io::load_latest(job.ckpt_dir);
   HP_CHECK(ck || job.resume == "auto", "--resume: no checkpoint in ", job.ckpt_dir);
   if (!ck) return ck;
-  ck->model = nn::adopt_params(
-      job.cfg, std::move(ck->model),
-      job.ckpt_dir + "/" + io::checkpoint_dir_name(ck->step) + "/model.safetensors");
+  const std::string step_dir = job.ckpt_dir + "/" + io::checkpoint_dir_name(ck->step);
+  if (ck->extra.contains("config")) {  // a checkpoint of another model is never continued
+    const std::string diff =
+        io::ModelConfig::from_json(ck->extra["config"], step_dir + "/state.json")
+            .first_difference(job.cfg);
+    HP_CHECK(diff.empty(), "--resume: ", step_dir, " holds another model than this job's: ", diff,
+             " (the checkpoint's config against this job's); train it with its own config, or "
+             "start afresh in another --ckpt-dir");
+  }
+  ck->model = nn::adopt_params(job.cfg, std::move(ck->model), step_dir + "/model.safetensors");
   src.set_position(data::LoaderPosition::from_json(ck->data));
   if (job.place.dev.rank == 0)
     std::fprintf(human, "resumed from %s/step-%lld\n", job.ckpt_dir.c_str(), (long long)ck->step);
@@ -184,12 +218,12 @@ Tensor broadcast_i64(comm::Communicator& c, const Tensor& t, const Shape& shape,
   return out;
 }
 
-// Rank 0's flag on every rank.
-bool broadcast_flag(comm::Communicator& c, bool v, std::chrono::milliseconds timeout) {
-  if (c.size() == 1) return v;
-  int64_t x = v ? 1 : 0;
-  c.broadcast(&x, 1, DType::kI64, 0).wait(timeout);
-  return x != 0;
+// The stop signal any rank received (threads share one; under mpirun each process has its own),
+// the same on every rank; 0 when none.
+int stop_signal(comm::Communicator& c, std::chrono::milliseconds timeout) {
+  int64_t sig = g_stop;
+  if (c.size() > 1) c.all_reduce(&sig, &sig, 1, DType::kI64, comm::ReduceOp::kMax).wait(timeout);
+  return int(sig);
 }
 
 // What every rank's loop shares: the job, the data (read on rank 0), the checkpoint resumed from
@@ -238,7 +272,8 @@ void print_header(const Run& R, const train::Trainer& tr) {
 }
 
 // One rank's run: the trainer, the loop over steps with validation, checkpoints and Ctrl-C, the
-// summary and the sample. Returns the exit code (130 after Ctrl-C).
+// summary and the sample. Returns the exit code (128 + the signal after a stop signal: 130 after
+// Ctrl-C, 143 after SIGTERM).
 class RankLoop {
  public:
   RankLoop(const Run& run, comm::Communicator& c)
@@ -351,9 +386,9 @@ int RankLoop::run() {
   const int64_t start = R_.ck ? R_.ck->step : 0;
   double spent = 0;
   int64_t done = start, timed = 0;
-  bool stopped = false;
+  int stopped = 0;  // the signal that stopped the run
   for (int64_t s = start; s < job_.steps; ++s) {
-    if ((stopped = broadcast_flag(c_, lead_ && g_stop, timeout_))) break;
+    if ((stopped = stop_signal(c_, timeout_))) break;
     const std::vector<std::pair<Tensor, Tensor>> micro = next_micro_batches();
     const auto t0 = std::chrono::steady_clock::now();
     const train::StepResult r = tr_.step(micro);
@@ -369,11 +404,11 @@ int RankLoop::run() {
   if (stopped) {
     if (lead_)
       std::fprintf(
-          R_.human, "\ninterrupted after step %lld%s\n", (long long)done,
+          R_.human, "\n%s: interrupted after step %lld%s\n", strsignal(stopped), (long long)done,
           job_.ckpt_dir.empty()
               ? ""
               : ("; checkpoint saved in " + job_.ckpt_dir + ", run again to resume").c_str());
-    return 130;
+    return 128 + stopped;  // as a shell reports a process the signal ended
   }
   if (lead_ && timed > 0)
     std::fprintf(
@@ -424,18 +459,11 @@ int cmd_train(const std::vector<std::string>& argv) {
   const Run run{job,       *plan, params, ck,    *src,
                 val.get(), peak,  rss0,   human, !job.json && isatty(fileno(stdout))};
   std::atomic<int> rc{0};
-  g_stop = 0;
-  auto old = std::signal(SIGINT, on_sigint);
-  try {
-    run_ranks(dev, [&](comm::Communicator& c) {
-      RankLoop loop(run, c);
-      if (int r = loop.run(); r != 0) rc = r;
-    });
-  } catch (...) {
-    std::signal(SIGINT, old);
-    throw;
-  }
-  std::signal(SIGINT, old);
+  StopSignals signals;
+  run_ranks(dev, [&](comm::Communicator& c) {
+    RankLoop loop(run, c);
+    if (int r = loop.run(); r != 0) rc = r;
+  });
   return rc;
 }
 

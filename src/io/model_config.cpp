@@ -195,4 +195,17 @@ Json ModelConfig::to_json() const {
   return j;
 }
 
+std::string ModelConfig::first_difference(const ModelConfig& other) const {
+  const Json a = to_json(), b = other.to_json();
+  if (a.value("model_type", "") != b.value("model_type", ""))
+    return "'model_type' is " + a["model_type"].dump() + " against " + b["model_type"].dump();
+  for (const auto& [key, value] : a.items()) {
+    auto it = b.find(key);
+    if (it == b.end() || *it != value)
+      return "'" + key + "' is " + value.dump() + " against " +
+             (it == b.end() ? "none" : it->dump());
+  }
+  return "";
+}
+
 }  // namespace hp::io

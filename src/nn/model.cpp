@@ -210,8 +210,13 @@ io::TensorMap adopt_params(const ModelConfig& c, io::TensorMap loaded, const std
     HP_CHECK(it->second.shape() == pi.shape, "[model] ", where, ": parameter '", pi.name,
              "' has shape ", shape_str(it->second.shape()), ", the config needs ",
              shape_str(pi.shape));
-    out.emplace(pi.name,
-                it->second.dtype() == DType::kF32 ? it->second : it->second.to(DType::kF32));
+    Tensor t = it->second.dtype() == DType::kF32 ? it->second : it->second.to(DType::kF32);
+    // A NaN or infinite weight is a damaged file, never a model: refuse it before it computes.
+    const float* v = t.is_contiguous() ? t.f32() : (t = t.clone()).f32();
+    for (int64_t k = 0, n = t.numel(); k < n; ++k)
+      HP_CHECK(std::isfinite(v[k]), "[model] ", where, ": parameter '", pi.name,
+               "' holds a non-finite value (", v[k], ") at element ", k);
+    out.emplace(pi.name, t);
   }
   return out;
 }

@@ -323,6 +323,24 @@ class Config : public TempDir {
       {"max_position_embeddings", 32}, {"vocab_size", 256}};
 };
 
+TEST_F(Config, FirstDifferenceNamesTheKey) {
+  const ModelConfig a = ModelConfig::from_json(kGpt2);
+  EXPECT_EQ(a.first_difference(ModelConfig::from_json(kGpt2)), "");
+  Json j = kGpt2;
+  j["n_layer"] = 1;
+  EXPECT_EQ(a.first_difference(ModelConfig::from_json(j)), "'n_layer' is 2 against 1");
+  j = kGpt2;
+  j["layer_norm_epsilon"] = 1e-6;
+  EXPECT_NE(a.first_difference(ModelConfig::from_json(j)).find("'layer_norm_epsilon'"),
+            std::string::npos);
+  j = kGpt2;
+  j["activation_function"] = "gelu";
+  EXPECT_EQ(a.first_difference(ModelConfig::from_json(j)),
+            "'activation_function' is \"gelu_new\" against \"gelu\"");
+  EXPECT_EQ(a.first_difference(ModelConfig::from_json(kLlama)),
+            "'model_type' is \"gpt2\" against \"llama\"");
+}
+
 TEST_F(Config, ReferenceConfigs) {
   const fs::path g = reference("gpt2-tiny"), l = reference("llama-tiny");
   HP_REQUIRE_INPUT(!g.empty() && !l.empty(), kShared / "reference");

@@ -82,6 +82,35 @@ void expect_same_steps(io::Architecture arch, const std::string& preset, int ran
           << "rank " << r << (s < 3 ? " step " : " eval after step ") << s;
 }
 
+// A NaN or infinite weight (a damaged --init file or checkpoint) is refused when adopted, naming
+// the file, the parameter and the element, instead of training or sampling from it.
+TEST(AdoptParams, RefusesNonFiniteWeights) {
+  const io::ModelConfig cfg = io::ModelConfig::from_json({{"model_type", "gpt2"},
+                                                          {"n_layer", 1},
+                                                          {"n_embd", 16},
+                                                          {"n_head", 2},
+                                                          {"n_positions", 8},
+                                                          {"vocab_size", 32}});
+  io::TensorMap p = nn::init_params(cfg, 1);
+  EXPECT_NO_THROW(nn::adopt_params(cfg, p, "w.safetensors"));
+  for (float bad : {std::nanf(""), INFINITY}) {
+    io::TensorMap q = p;
+    Tensor t = q.at("h.0.mlp.c_fc.weight").clone();
+    t.f32()[5] = bad;
+    q.at("h.0.mlp.c_fc.weight") = t;
+    try {
+      nn::adopt_params(cfg, q, "w.safetensors");
+      ADD_FAILURE() << "a non-finite weight was adopted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("w.safetensors: parameter 'h.0.mlp.c_fc.weight' holds "
+                                           "a non-finite value"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("at element 5"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(SpmdIgnoredTargets, DataParallelMeanIsOverAllCountedTargets) {
   expect_same_steps(io::Architecture::kGpt2, "dp2", 2);
   expect_same_steps(io::Architecture::kGpt2, "fsdp4", 4);

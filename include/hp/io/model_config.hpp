@@ -48,6 +48,9 @@ struct ModelConfig {
   int64_t parameter_count() const;
   // The HF form (model_type plus that architecture's keys).
   Json to_json() const;
+  // The first HF key (in key order) whose value differs between this config and `other`, as
+  // "'n_layer' is 2 against 1" (this value first); "" when they describe the same model.
+  std::string first_difference(const ModelConfig& other) const;
 };
 
 }  // namespace hp::io
