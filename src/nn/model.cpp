@@ -141,40 +141,79 @@ Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x) {
                                        : llama_block(*x.g, c, P, layer, x);
 }
 
-Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
-             TraceOptions options) {
+std::vector<size_t> chunk_params(const ModelConfig& c, const Chunk& k) {
+  const bool gpt2 = c.arch == Architecture::kGpt2;
+  const std::string embed = gpt2 ? "wte.weight" : "model.embed_tokens.weight";
+  auto in_chunk = [&](const std::string& name) {
+    for (int64_t i = k.first; i <= k.last; ++i)
+      if (name.rfind(layer(c, i), 0) == 0) return true;
+    if (k.embed && (name == embed || (gpt2 && name == "wpe.weight"))) return true;
+    if (!k.head) return false;
+    if (name == "lm_head.weight" || (c.tied_embeddings && name == embed)) return true;
+    return name.rfind(gpt2 ? "ln_f." : "model.norm.", 0) == 0;
+  };
+  std::vector<size_t> out;
+  const std::vector<ParamInfo> infos = param_infos(c);
+  for (size_t i = 0; i < infos.size(); ++i)
+    if (in_chunk(infos[i].name)) out.push_back(i);
+  return out;
+}
+
+Traced trace_chunk(const ModelConfig& c, int64_t batch, int64_t seq, const Chunk& k, bool with_loss,
+                   TraceOptions options) {
   HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
            seq);
   HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ", c.max_seq,
            " positions");
+  HP_CHECK(k.first >= 0 && k.last < c.n_layer && (k.first <= k.last || k.embed || k.head),
+           "[model] chunk of blocks ", k.first, "-", k.last, " outside the model's ", c.n_layer);
   Traced t;
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
   ParamVars P;
-  for (const auto& pi : param_infos(c)) {
+  const std::vector<ParamInfo> infos = param_infos(c);
+  t.param_index = chunk_params(c, k);
+  for (size_t i : t.param_index) {
+    const ParamInfo& pi = infos[i];
     const bool logical = options.logical_qkv && !pi.logical.empty();
     t.params.push_back(g.param(pi.name, logical ? pi.logical : pi.shape));
     P[pi.name] = t.params.back();
   }
-  t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
-  g.set_scope("embed");
+  const bool gpt2 = c.arch == Architecture::kGpt2;
   Var x;
-  std::string head;
-  if (c.arch == Architecture::kGpt2) {
-    Var wpe = P.at("wpe.weight");
-    if (seq < c.max_seq) wpe = slice(wpe, 0, 0, seq);
-    x = embedding(P.at("wte.weight"), t.tokens) + wpe;
-    for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x);
-    g.set_scope("head");
-    x = norm_named(g, "ln_f", x, layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps));
-    head = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
+  if (k.embed) {
+    t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
+    g.set_scope("embed");
+    if (gpt2) {
+      Var wpe = P.at("wpe.weight");
+      if (seq < c.max_seq) wpe = slice(wpe, 0, 0, seq);
+      x = embedding(P.at("wte.weight"), t.tokens) + wpe;
+    } else {
+      x = embedding(P.at("model.embed_tokens.weight"), t.tokens);
+    }
   } else {
-    x = embedding(P.at("model.embed_tokens.weight"), t.tokens);
-    for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x);
-    g.set_scope("head");
-    x = norm_named(g, "model.norm", x, rms_norm(x, P.at("model.norm.weight"), c.norm_eps));
-    head = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    x = t.x_in = g.input("x_in", {{batch, seq, c.d_model}, DType::kF32});
   }
+  for (int64_t i = k.first; i <= k.last; ++i) x = block(c, P, i, x);
+  if (!k.head) {
+    t.x_out = x;
+    g.set_name(x.id, "x_out");
+    if (with_loss) {  // sum(x_out * g_out): its gradients are the chunk's VJP of g_out
+      t.g_out = g.input("g_out", {{batch, seq, c.d_model}, DType::kF32});
+      g.set_scope("loss");
+      t.loss = sum(x * t.g_out);
+      g.set_name(t.loss.id, "loss");
+    }
+    g.set_scope("");
+    return t;
+  }
+  g.set_scope("head");
+  x = gpt2 ? norm_named(g, "ln_f", x,
+                        layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps))
+           : norm_named(g, "model.norm", x, rms_norm(x, P.at("model.norm.weight"), c.norm_eps));
+  const std::string head = !c.tied_embeddings ? "lm_head.weight"
+                           : gpt2             ? "wte.weight"
+                                              : "model.embed_tokens.weight";
   t.logits = matmul(x, P.at(head), false, true);
   g.set_name(t.logits.id, "logits");
   if (with_loss) {
@@ -185,6 +224,11 @@ Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
   }
   g.set_scope("");
   return t;
+}
+
+Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
+             TraceOptions options) {
+  return trace_chunk(c, batch, seq, Chunk::whole(c), with_loss, options);
 }
 
 io::TensorMap init_params(const ModelConfig& c, uint64_t seed) {

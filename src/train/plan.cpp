@@ -3,6 +3,8 @@
 #include "hp/train/plan.hpp"
 
 #include "hp/autodiff/grad.hpp"
+#include "hp/mpmd/synth.hpp"
+#include "hp/mpmd/verify.hpp"
 
 namespace hp::train {
 
@@ -92,6 +94,52 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Str
   P->prop.warnings.insert(P->prop.warnings.begin(), unmatched.begin(), unmatched.end());
   P->eval_prop =
       shard::propagate(g, {P->traced.loss.id}, {Layout::replicated(0)}, P->strategy, topo, sources);
+  return P;
+}
+
+namespace {
+
+// The schedule a pipeline spec asks for. `auto` is synthesised from modelled costs: a chunk's
+// forward costs its blocks (the embeddings and the head one block each), its backward twice that.
+mpmd::Schedule pipeline_schedule(const mpmd::PipelineSpec& spec, const std::vector<nn::Chunk>& cs) {
+  const mpmd::ChunkGraph g = spec.chunk_graph();
+  const int m = int(spec.microbatches);
+  if (spec.schedule != mpmd::ScheduleKind::kAuto) return mpmd::schedule_on(spec.schedule, g, m);
+  mpmd::CostModel costs = mpmd::CostModel::uniform(g);
+  for (size_t c = 0; c < cs.size(); ++c) {
+    const double f = double(cs[c].last - cs[c].first + 1 + cs[c].embed + cs[c].head);
+    costs.chunks[c] = {.f = f, .b = f, .w = f};
+  }
+  return mpmd::synthesise(g, m, costs).schedule;
+}
+
+}  // namespace
+
+std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec,
+                                        int64_t batch, int64_t seq) {
+  for (size_t i = 0; i < spec.stages.size(); ++i)
+    HP_CHECK(spec.stages[i].devices == 1, "[pipeline] stage ", i, " (", spec.stages[i].where,
+             ") runs on ", spec.stages[i].devices,
+             " devices: a stage on several devices (its own dp/tp inside) is not supported yet; "
+             "give each stage one device");
+  HP_CHECK(spec.microbatches <= batch, "[pipeline] ", spec.microbatches,
+           " micro-batches of a batch of ", batch, " rows: at most one micro-batch per row");
+  auto P = std::make_unique<StepPlan>();
+  P->cfg = cfg;
+  P->batch = batch;
+  P->seq = seq;
+  P->infos = nn::param_infos(cfg);
+  P->strategy.mesh = shard::Mesh({"pp"}, {spec.world_size()});
+  for (const auto& pi : P->infos) P->param_layouts.push_back(Layout::replicated(pi.shape.size()));
+  PipelinePlan pp;
+  pp.spec = spec;
+  const auto chunks = spec.chunks();
+  for (size_t c = 0; c < chunks.size(); ++c)
+    pp.chunks.push_back(
+        {chunks[c].first.first, chunks[c].first.last, c == 0, c + 1 == chunks.size()});
+  pp.schedule = pipeline_schedule(spec, pp.chunks);
+  mpmd::verify(pp.schedule);
+  P->pipeline = std::move(pp);
   return P;
 }
 

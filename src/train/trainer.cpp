@@ -3,11 +3,15 @@
 // the global step's and clipping is optim::clip_grad_norm, as without a mesh.
 #include "hp/train/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "hp/runtime/backend.hpp"
+#include "train/pipeline.hpp"
 
 namespace hp::train {
 
@@ -28,6 +32,10 @@ Trainer::Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Comm
       world_(world) {
   HP_CHECK(opt_.threads >= 1, "[train] threads must be >= 1");
   HP_CHECK(world_ || !plan_.sharded, "[train] a sharded step needs its rank's communicator");
+  if (plan_.pipeline) {
+    init_pipeline(params);
+    return;
+  }
   const int rank = world_ ? world_->rank() : 0;
   const memory::OffloadOptions& off = opt_.offload;
   rp_ = plan_rank(plan_, rank, off, opt_.threads);
@@ -62,7 +70,76 @@ Trainer::Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Comm
   state_bytes_ = device_->live_bytes() - (planned ? 0 : rp_->program.arena_bytes);
 }
 
+void Trainer::init_pipeline(const io::TensorMap& params) {
+  HP_CHECK(world_, "[train] a pipeline step needs its rank's communicator");
+  const memory::OffloadOptions& off = opt_.offload;
+  HP_CHECK(off.device_budget.unlimited() && off.optimizer_state == Tier::kDevice,
+           "[train] offload under a pipeline strategy is not supported yet");
+  device_ = std::make_shared<Allocator>("device" + std::to_string(world_->rank()), 0);
+  rc_ = std::make_unique<shard::RankComm>(plan_.strategy.mesh, *world_);
+  pool_ = std::make_unique<memory::TieredPool>(device_, off.host_budget, fs::path());
+  engine_ = std::make_unique<memory::TransferEngine>(off.transfer_threads);
+  stage_ = std::make_unique<StageRunner>(plan_, *world_, opt_.threads, device_, rc_->timeout());
+  std::vector<optim::ParamRef> refs;
+  for (size_t i : stage_->param_ids()) {
+    const auto& pi = plan_.infos[i];
+    auto it = params.find(pi.name);
+    HP_CHECK(it != params.end(), "[train] missing parameter '", pi.name, "'");
+    params_.push_back(it->second.to(DType::kF32, device_).reshape(pi.shape));
+    refs.push_back({pi.name, params_.back(), pi.decay});
+  }
+  stage_->bind_params(params_);
+  adam_ = std::make_unique<OffloadedAdamW>(opt_.adam, refs, Tier::kDevice, *pool_, *engine_,
+                                           std::chrono::milliseconds(off.timeout_ms));
+  for (const Tensor& p : params_) accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, device_));
+  state_bytes_ = device_->live_bytes();
+}
+
+// Each parameter a pipeline rank holds: the gradient contributions of every rank holding it (a
+// tied embedding: the first and the last stage) summed on each of them, identically.
+void Trainer::exchange_shared_grads() {
+  const int me = world_->rank();
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const size_t i = stage_->param_ids()[k];
+    const std::vector<int>& holders = stage_->holders(i);
+    if (holders.size() < 2) continue;
+    HP_CHECK(holders.size() == 2, "[train] parameter '", plan_.infos[i].name, "' is held by ",
+             holders.size(), " ranks");
+    const int peer = holders[0] == me ? holders[1] : holders[0];
+    Tensor theirs(accum_[k].shape(), DType::kF32);
+    const size_t n = size_t(accum_[k].numel());
+    comm::Work w = world_->send(accum_[k].raw(), n, DType::kF32, peer, int(i));
+    world_->recv(theirs.raw(), n, DType::kF32, peer, int(i)).wait(rc_->timeout());
+    w.wait(rc_->timeout());
+    runtime::default_backend().axpby(runtime::Context{opt_.threads}, int64_t(n), 1.0f,
+                                     accum_[k].f32(), 1.0f, theirs.f32(), accum_[k].f32());
+  }
+}
+
+// Parameter i's value on every rank, from the lowest rank holding it (`local(k)` on that rank is
+// its tensor, k its position among the rank's parameters). Collective.
+Tensor Trainer::from_owner(size_t i, const std::function<Tensor(size_t)>& local) {
+  const int owner = stage_->owners()[i];
+  const auto& ids = stage_->param_ids();
+  Tensor t(plan_.infos[i].shape, DType::kF32);
+  if (owner == world_->rank()) {
+    const size_t k = size_t(std::lower_bound(ids.begin(), ids.end(), i) - ids.begin());
+    t = local(k).clone().reshape(plan_.infos[i].shape);
+  }
+  world_->broadcast(t.raw(), size_t(t.numel()), DType::kF32, owner).wait(rc_->timeout());
+  return t;
+}
+
 Trainer::~Trainer() = default;
+
+const RankProgram& Trainer::rank_program() const {
+  HP_CHECK(rp_ != nullptr, "[train] a pipeline rank has one program per chunk, not one");
+  return *rp_;
+}
+
+double Trainer::flops_per_micro_batch() {
+  return stage_ ? stage_->flops_per_batch() : rp_->program.flops;
+}
 
 shard::RankComm& Trainer::rank_comm() {
   HP_CHECK(rc_ != nullptr, "[train] a trainer made without a communicator has no mesh");
@@ -131,6 +208,7 @@ Tensor Trainer::output(size_t k) {
 }
 
 double Trainer::eval(const Tensor& tokens, const Tensor& targets) {
+  if (stage_) return stage_->eval(tokens, targets);
   if (!eval_exec_) {
     eval_rp_ = plan_eval(plan_, *rp_);
     eval_exec_ = make_executor(*eval_rp_, eval_runner_);
@@ -146,7 +224,15 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   const size_t n = micro.size();
   stall_s_ = 0;
   StepResult r;
-  for (size_t k = 0; k < n; ++k) {
+  if (stage_) {  // each batch through the schedule, its gradients weighted into accum_
+    for (Tensor& a : accum_) std::memset(a.raw(), 0, a.nbytes());
+    for (const auto& [tokens, targets] : micro)
+      r.loss += stage_->run(tokens, targets, 1.0 / double(n), accum_) / double(n);
+    HP_CHECK(std::isfinite(r.loss), "[train] loss is not finite (", r.loss, ") at optimizer step ",
+             adam_->steps_done());
+    exchange_shared_grads();
+  }
+  for (size_t k = 0; k < n && !stage_; ++k) {
     run_batch(*exec_, runner_.get(), *rp_, micro[k].first, micro[k].second);
     const double loss = output(0).f32()[0];
     HP_CHECK(std::isfinite(loss), "[train] loss is not finite (", loss, ") at optimizer step ",
@@ -164,10 +250,11 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<Tensor> last;  // one micro-batch: the gradients where the program left them
-  if (n == 1)
+  if (n == 1 && !stage_)
     for (size_t i = 0; i < params_.size(); ++i) last.push_back(output(1 + i));
   std::vector<Tensor*> grads;
-  for (size_t i = 0; i < params_.size(); ++i) grads.push_back(n == 1 ? &last[i] : &accum_[i]);
+  for (size_t i = 0; i < params_.size(); ++i)
+    grads.push_back(n == 1 && !stage_ ? &last[i] : &accum_[i]);
   r.grad_norm = clip(ctx, grads);
   r.lr = opt_.adam.lr * opt_.schedule.factor(adam_->steps_done());
   std::vector<const Tensor*> cg(grads.begin(), grads.end());
@@ -179,11 +266,14 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
 }
 
 double Trainer::clip(const runtime::Context& ctx, const std::vector<Tensor*>& grads) {
-  if (!plan_.sharded) return optim::clip_grad_norm(ctx, grads, opt_.clip);
+  if (!plan_.sharded && !stage_) return optim::clip_grad_norm(ctx, grads, opt_.clip);
   const shard::Mesh& mesh = plan_.strategy.mesh;
-  const auto coords = mesh.coords(rp_->rank);
+  const auto coords = mesh.coords(world_->rank());
   float ss = 0;
-  for (size_t i = 0; i < grads.size(); ++i) {
+  for (size_t i = 0; i < grads.size() && stage_; ++i)  // a pipeline: each parameter by its owner
+    if (stage_->owners()[stage_->param_ids()[i]] == world_->rank())
+      ss += float(runtime::default_backend().sum_squares(ctx, grads[i]->f32(), grads[i]->numel()));
+  for (size_t i = 0; i < grads.size() && !stage_; ++i) {
     // Every piece counts once towards the norm: the ranks holding copies of it (those differing
     // only along axes the layout leaves unused) each sum squares over their own slice of it.
     int64_t copies = 1, index = 0;
@@ -205,12 +295,22 @@ double Trainer::clip(const runtime::Context& ctx, const std::vector<Tensor*>& gr
 
 io::TensorMap Trainer::params() {
   io::TensorMap m;
+  if (stage_) {
+    for (size_t i = 0; i < plan_.infos.size(); ++i)
+      m.emplace(plan_.infos[i].name, from_owner(i, [&](size_t k) { return params_[k]; }));
+    return m;
+  }
   for (size_t i = 0; i < params_.size(); ++i) m.emplace(plan_.infos[i].name, global(i, params_[i]));
   return m;
 }
 
 io::TensorMap Trainer::grads() {
   io::TensorMap m;
+  if (stage_) {  // the last step's, summed over its micro-batches
+    for (size_t i = 0; i < plan_.infos.size(); ++i)
+      m.emplace(plan_.infos[i].name, from_owner(i, [&](size_t k) { return accum_[k]; }));
+    return m;
+  }
   for (size_t i = 0; i < params_.size(); ++i)
     m.emplace(plan_.infos[i].name, global(i, output(1 + i)));
   return m;
@@ -218,6 +318,15 @@ io::TensorMap Trainer::grads() {
 
 io::TensorMap Trainer::optimizer_state() {
   io::TensorMap local = adam_->state();
+  if (stage_) {
+    io::TensorMap m;
+    for (size_t i = 0; i < plan_.infos.size(); ++i)
+      for (const char* key : {"m/", "v/"}) {
+        const std::string name = key + plan_.infos[i].name;
+        m.emplace(name, from_owner(i, [&](size_t) { return local.at(name); }));
+      }
+    return m;
+  }
   if (!plan_.sharded) return local;
   io::TensorMap m;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -232,6 +341,17 @@ io::TensorMap Trainer::optimizer_state() {
 }
 
 void Trainer::load_optimizer_state(const io::TensorMap& state, int64_t steps_done) {
+  if (stage_) {  // the moments of this rank's parameters
+    io::TensorMap local;
+    for (size_t i : stage_->param_ids())
+      for (const char* key : {"m/", "v/"}) {
+        const std::string name = key + plan_.infos[i].name;
+        auto it = state.find(name);
+        HP_CHECK(it != state.end(), "[train] optimizer state lacks '", name, "'");
+        local.emplace(name, it->second.reshape(plan_.infos[i].shape));
+      }
+    return adam_->load_state(local, steps_done);
+  }
   if (!plan_.sharded) return adam_->load_state(state, steps_done);
   io::TensorMap local;
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "hp/comm/threads.hpp"
+#include "hp/mpmd/pipeline.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/shard/strategy.hpp"
 #include "hp/train/trainer.hpp"
@@ -182,6 +183,91 @@ TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
     }
   }
   std::filesystem::remove_all(dir);
+}
+
+// A pipeline step against one device: losses of three steps and an eval, the step-0 gradients
+// (summed over micro-batches, the tied embedding over both stages holding it) and the final
+// weights, for a pipeline preset under `schedule` with `m` micro-batches of a batch of 4.
+void expect_pipeline_matches(io::Architecture arch, const std::string& preset, int ranks,
+                             mpmd::ScheduleKind schedule, int m) {
+  SCOPED_TRACE(preset + " " + mpmd::schedule_name(schedule) + " m=" + std::to_string(m));
+  io::ModelConfig cfg = tiny(arch);
+  cfg.n_layer = 4;
+  const io::TensorMap init = nn::init_params(cfg, 7);
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.seq = 8;
+  opt.clip = 0.05;  // small enough to clip: the norm must count each parameter once
+  const auto [tokens, targets] = batch(cfg.vocab);
+  Trainer one(cfg, init, opt);
+  std::vector<double> want;
+  io::TensorMap grads0;
+  for (int s = 0; s < 3; ++s) {
+    want.push_back(one.step({{tokens, targets}}).loss);
+    if (s == 0)
+      for (auto& [k, t] : one.grads()) grads0.emplace(k, t.clone());
+  }
+  want.push_back(one.eval(tokens, targets));
+  const io::TensorMap final_one = one.params();
+
+  auto plan = plan_pipeline(
+      cfg, mpmd::pipeline_from_preset(preset, ranks, cfg.n_layer, schedule, m, 2), 4, 8);
+  std::vector<std::vector<double>> got(static_cast<size_t>(ranks));
+  io::TensorMap got_grads, got_final;
+  comm::ThreadWorld(ranks).run([&](comm::Communicator& c) {
+    Trainer tr(*plan, c, init, opt);
+    for (int s = 0; s < 3; ++s) {
+      got[size_t(c.rank())].push_back(tr.step(tokens, targets).loss);
+      io::TensorMap g = tr.grads();  // collective
+      if (s == 0 && c.rank() == 0) got_grads = g;
+    }
+    got[size_t(c.rank())].push_back(tr.eval(tokens, targets));
+    io::TensorMap p = tr.params();
+    if (c.rank() == ranks - 1) got_final = p;
+  });
+  for (int r = 0; r < ranks; ++r)
+    for (size_t s = 0; s < want.size(); ++s)
+      EXPECT_NEAR(got[size_t(r)][s], want[s], 1e-5 * std::fabs(want[s]))
+          << "rank " << r << " " << s;
+  ASSERT_EQ(got_grads.size(), grads0.size());
+  for (const auto& [name, g] : grads0) {
+    const Tensor& h = got_grads.at(name);
+    ASSERT_EQ(h.numel(), g.numel()) << name;
+    for (int64_t k = 0; k < g.numel(); ++k)
+      ASSERT_NEAR(h.f32()[k], g.f32()[k], 1e-5 + 1e-4 * std::fabs(g.f32()[k])) << name << " " << k;
+  }
+  for (const auto& [name, w] : final_one) {
+    const Tensor& v = got_final.at(name);
+    for (int64_t k = 0; k < w.numel(); ++k)
+      ASSERT_NEAR(v.f32()[k], w.f32()[k], 1e-5) << name << " " << k;
+  }
+}
+
+TEST(Pipeline, EveryScheduleMatchesOneDevice) {
+  using K = mpmd::ScheduleKind;
+  for (K k : {K::kGpipe, K::k1F1B, K::kInterleaved, K::kZbH1, K::kZbV, K::kAuto})
+    expect_pipeline_matches(io::Architecture::kGpt2, "pp2", 2, k, 3);
+}
+
+TEST(Pipeline, UnevenStagesAndMicroBatches) {
+  using K = mpmd::ScheduleKind;
+  expect_pipeline_matches(io::Architecture::kGpt2, "pp3", 3, K::k1F1B, 3);
+  expect_pipeline_matches(io::Architecture::kLlama, "pp3", 3, K::kGpipe, 4);
+  expect_pipeline_matches(io::Architecture::kLlama, "pp2", 2, K::kZbV, 1);
+  expect_pipeline_matches(io::Architecture::kGpt2, "pp4", 4, K::k1F1B, 2);
+}
+
+TEST(Pipeline, RefusesWhatItCannotRun) {
+  io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
+  cfg.n_layer = 2;
+  EXPECT_THROW(
+      plan_pipeline(cfg, mpmd::pipeline_from_preset("pp2", 2, 2, mpmd::ScheduleKind::k1F1B, 5, 2),
+                    4, 8),
+      Error);  // 5 micro-batches of 4 rows
+  EXPECT_THROW(
+      plan_pipeline(
+          cfg, mpmd::pipeline_from_preset("pp2xdp2", 4, 2, mpmd::ScheduleKind::k1F1B, 2, 2), 4, 8),
+      Error);  // a stage on two devices
 }
 
 }  // namespace

@@ -27,14 +27,21 @@ struct ParamInfo {
 // The parameters of a model, in a stable order.
 std::vector<ParamInfo> param_infos(const io::ModelConfig& cfg);
 
-// A traced step: graph, its token inputs, the loss, and the parameter values.
+// A traced step: graph, its token inputs, the loss, and the parameter values. A chunk of the
+// model (a pipeline stage's part, trace_chunk) reads an activation instead of tokens unless it
+// holds the embeddings, and unless it holds the head ends in an activation, with a gradient for
+// it as an input and sum(x_out * g_out) as its loss: that loss's gradients are the chunk's
+// vector-Jacobian product.
 struct Traced {
   std::unique_ptr<ir::Graph> graph;
-  ir::Var tokens;               // i64 [B, T]
-  ir::Var targets;              // i64 [B, T] (train) or undefined (forward only)
-  ir::Var loss;                 // f32 [] (train)
-  ir::Var logits;               // f32 [B, T, V]
-  std::vector<ir::Var> params;  // same order as param_infos()
+  ir::Var tokens;                   // i64 [B, T] (a chunk with the embeddings)
+  ir::Var targets;                  // i64 [B, T] (train, a chunk with the head)
+  ir::Var loss;                     // f32 [] (train)
+  ir::Var logits;                   // f32 [B, T, V] (a chunk with the head)
+  ir::Var x_in;                     // f32 [B, T, D] (a chunk without the embeddings)
+  ir::Var x_out, g_out;             // f32 [B, T, D] (a chunk without the head; g_out: train)
+  std::vector<ir::Var> params;      // in param_infos() order: all, or the chunk's
+  std::vector<size_t> param_index;  // params[k] is param_infos()[param_index[k]]
 };
 
 using ParamVars = std::map<std::string, ir::Var>;  // HF name -> parameter value
@@ -53,6 +60,20 @@ struct TraceOptions {
 // Throws when seq exceeds the model's max positions.
 Traced trace(const io::ModelConfig& cfg, int64_t batch, int64_t seq, bool with_loss = true,
              TraceOptions options = {});
+
+// A contiguous part of the model: transformer blocks [first, last] (inclusive; none when
+// last < first), with the embeddings and/or the final norm and head.
+struct Chunk {
+  int64_t first = 0, last = -1;
+  bool embed = false, head = false;
+  static Chunk whole(const io::ModelConfig& cfg) { return {0, cfg.n_layer - 1, true, true}; }
+};
+// The parameters `chunk` reads (indices into param_infos()); a tied embedding belongs to both
+// the chunk with the embeddings and the one with the head.
+std::vector<size_t> chunk_params(const io::ModelConfig& cfg, const Chunk& chunk);
+// One chunk for a [batch, seq] micro-batch; `with_loss`: training (see Traced).
+Traced trace_chunk(const io::ModelConfig& cfg, int64_t batch, int64_t seq, const Chunk& chunk,
+                   bool with_loss = true, TraceOptions options = {});
 
 // Fresh parameters (GPT-2 / Llama initialisation: normal(0, 0.02), residual projections scaled
 // by 1/sqrt(2 * n_layer), norms 1, biases 0), a pure function of (seed, name, index).

@@ -10,11 +10,20 @@
 #include "hp/io/model_config.hpp"
 #include "hp/memory/options.hpp"
 #include "hp/memory/planner.hpp"
+#include "hp/mpmd/pipeline.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/program.hpp"
 #include "hp/shard/lower.hpp"
 
 namespace hp::train {
+
+// A pipeline: the model cut into chunks (model order) placed on stages, and the schedule every
+// rank runs, verified when planned. Each stage is one rank of the world for now.
+struct PipelinePlan {
+  mpmd::PipelineSpec spec;
+  mpmd::Schedule schedule;
+  std::vector<nn::Chunk> chunks;  // by chunk id (the schedule's), in model order
+};
 
 // What every rank shares: the traced global step with gradients and its layouts.
 struct StepPlan {
@@ -32,6 +41,9 @@ struct StepPlan {
   shard::Propagation eval_prop;              // the forward alone, to the loss (validation)
   // Lowering: communication split into start/wait and overlapped with compute (LowerOptions).
   shard::LowerOptions lower;
+  // A pipeline step (plan_pipeline): the stages run their chunks' programs as the schedule says;
+  // `traced`, `grads` and the propagations are then empty.
+  std::optional<PipelinePlan> pipeline;
 
   int world() const { return int(strategy.mesh.size()); }
 };
@@ -42,6 +54,12 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
 // errors (strict mode: implicit communication, naming the op).
 std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Strategy& strategy,
                                     int64_t batch, int64_t seq, const shard::Topology& topo);
+
+// A pipeline over `spec.world_size()` ranks, each stage on one rank: the chunks of `spec`, and its
+// schedule over `spec.microbatches` micro-batches of a [batch, seq] step, verified. Throws when a
+// stage spans several devices (not supported yet) or the micro-batches outnumber the rows.
+std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec,
+                                        int64_t batch, int64_t seq);
 
 // A rule's layout written for a parameter's stored (HF) shape, on its logical shape: a stored dim
 // that the logical shape splits in several ([3D] -> [3, D]) puts its axes on the innermost part.

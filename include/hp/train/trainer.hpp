@@ -4,6 +4,7 @@
 // rank's parameter shards, gradient accumulation, eval. One device is a mesh of one rank.
 // Not the command line and not the data pipeline: callers hand it token batches.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -18,6 +19,8 @@
 #include "hp/train/plan.hpp"
 
 namespace hp::train {
+
+class StageRunner;  // train/pipeline.hpp
 
 struct TrainOptions {
   int64_t batch = 8;  // per micro-batch (the one-device constructor plans this shape)
@@ -75,21 +78,23 @@ class Trainer {
   Allocator& host() { return *pool_->host(); }
   // Parameters + gradients + optimizer state on this rank, as charged to its allocator.
   size_t state_bytes() const { return state_bytes_; }
-  const shard::Lowered& lowered() const { return rp_->lowered; }
-  const RankProgram& rank_program() const { return *rp_; }
-  const runtime::Program& program() const { return rp_->program; }
+  // This rank's program (not for a pipeline rank, which runs one per chunk and row count).
+  const shard::Lowered& lowered() const { return rank_program().lowered; }
+  const RankProgram& rank_program() const;
+  const runtime::Program& program() const { return rank_program().program; }
   // This rank's offload plan (null without offload) and its device budget (0: unlimited).
   const memory::OffloadPlan* offload_plan() const {
-    return rp_->offload ? &*rp_->offload : nullptr;
+    return rp_ && rp_->offload ? &*rp_->offload : nullptr;
   }
-  size_t device_budget() const { return rp_->budget; }
-  size_t unconstrained_peak() const { return rp_->peak; }  // device bytes with no offload
+  size_t device_budget() const { return rp_ ? rp_->budget : 0; }
+  size_t unconstrained_peak() const { return rp_ ? rp_->peak : 0; }  // bytes with no offload
   // The kernels' own workspace, kept free of the budget: device().peak_bytes() plus this stays
   // within device_budget().
-  size_t kernel_scratch_bytes() const { return rp_->request.scratch_bytes; }
+  size_t kernel_scratch_bytes() const { return rp_ ? rp_->request.scratch_bytes : 0; }
   double stall_seconds() const { return stall_s_; }  // waiting on transfers, last step
-  // FLOPs of one micro-batch's forward+backward on this rank, from the ops' cost functions.
-  double flops_per_micro_batch() const { return rp_->program.flops; }
+  // FLOPs of one micro-batch's forward+backward on this rank, from the ops' cost functions (a
+  // pipeline rank: its chunks' over one global batch, recomputed forwards included).
+  double flops_per_micro_batch();
 
  private:
   Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Communicator* world,
@@ -108,6 +113,12 @@ class Trainer {
   // Clips `grads` by their global norm (replicas counted once); returns the norm.
   double clip(const runtime::Context& ctx, const std::vector<Tensor*>& grads);
 
+  // A pipeline rank: its stage's parameters, gradients summed with the other holders of tied ones,
+  // and a parameter's value from the rank that owns it (collective).
+  void init_pipeline(const io::TensorMap& params);
+  void exchange_shared_grads();
+  Tensor from_owner(size_t i, const std::function<Tensor(size_t)>& local);
+
   std::unique_ptr<StepPlan> own_plan_;  // the one-device constructor's
   const StepPlan& plan_;
   TrainOptions opt_;
@@ -122,6 +133,7 @@ class Trainer {
   std::unique_ptr<OffloadedAdamW> adam_;
   std::unique_ptr<memory::OffloadRunner> runner_, eval_runner_;
   std::unique_ptr<runtime::Executor> exec_, eval_exec_;
+  std::unique_ptr<StageRunner> stage_;  // a pipeline plan: this rank's chunks and the schedule
   size_t state_bytes_ = 0;
   double stall_s_ = 0;
 };

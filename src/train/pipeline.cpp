@@ -1,0 +1,292 @@
+// StageRunner: the schedule's actions on one rank, over its chunks' compiled programs.
+#include "train/pipeline.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "hp/autodiff/grad.hpp"
+#include "hp/runtime/backend.hpp"
+#include "hp/shard/layout.hpp"
+
+namespace hp::train {
+
+namespace {
+
+// Rows [first, first + n) of a [B, ...] tensor, as a contiguous tensor of its own.
+Tensor rows_of(const Tensor& t, int64_t first, int64_t n) {
+  Shape s = t.shape();
+  const size_t row = t.nbytes() / size_t(s[0]);
+  s[0] = n;
+  Tensor out(s, t.dtype());
+  std::memcpy(out.raw(), static_cast<const char*>(t.raw()) + size_t(first) * row, size_t(n) * row);
+  return out;
+}
+
+int64_t counted_targets(const Tensor& targets, int64_t first, int64_t n) {
+  const int64_t per_row = targets.numel() / targets.shape()[0];
+  const int64_t* t = targets.i64() + first * per_row;
+  return std::count_if(t, t + n * per_row, [](int64_t v) { return v != -100; });
+}
+
+}  // namespace
+
+// One chunk's program for one row count: the forward (to x_out; the head chunk: to its loss) or
+// the training program (loss, then the gradient of every chunk parameter, then x_in's).
+struct StageRunner::Programs {
+  nn::Traced traced;
+  std::vector<ir::Var> grads;
+  runtime::Program program;
+  std::unique_ptr<runtime::Executor> ex;
+};
+
+// A micro-batch of a chunk between its forward and its backward: the input it read, and the
+// gradient of its output once the next chunk's backward sent it.
+struct StageRunner::Flight {
+  Tensor input;
+  Tensor g_out;
+};
+
+StageRunner::StageRunner(const StepPlan& plan, comm::Communicator& world, int threads,
+                         std::shared_ptr<Allocator> device, std::chrono::milliseconds timeout)
+    : plan_(plan),
+      pp_(*plan.pipeline),
+      world_(world),
+      ctx_{threads},
+      device_(std::move(device)),
+      timeout_(timeout) {
+  HP_CHECK(world.size() == pp_.schedule.graph.ranks, "[pipeline] the schedule has ",
+           pp_.schedule.graph.ranks, " stages but the world ", world.size(), " ranks");
+  holders_.resize(plan.infos.size());
+  for (int c = 0; c < int(pp_.chunks.size()); ++c)
+    for (size_t i : nn::chunk_params(plan.cfg, pp_.chunks[size_t(c)])) {
+      auto& h = holders_[i];
+      if (std::find(h.begin(), h.end(), rank_of_chunk(c)) == h.end()) h.push_back(rank_of_chunk(c));
+      if (rank_of_chunk(c) == world.rank()) ids_.push_back(i);
+    }
+  for (auto& h : holders_) {
+    HP_CHECK(!h.empty(), "[pipeline] a parameter no chunk reads");
+    std::sort(h.begin(), h.end());
+    owner_.push_back(h.front());
+  }
+  std::sort(ids_.begin(), ids_.end());
+  ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+}
+
+StageRunner::~StageRunner() = default;
+
+int StageRunner::rank_of_chunk(int c) const {
+  return pp_.schedule.graph.rank_of[size_t(c)];
+}
+
+void StageRunner::bind_params(const std::vector<Tensor>& params) {
+  HP_CHECK(params.size() == ids_.size(), "[pipeline] ", params.size(), " parameters for ",
+           ids_.size());
+  params_ = params;
+  programs_.clear();
+}
+
+StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train) {
+  auto& slot = programs_[{chunk, rows, train}];
+  if (slot) return *slot;
+  const nn::Chunk& k = pp_.chunks[size_t(chunk)];
+  auto P = std::make_unique<Programs>();
+  P->traced = nn::trace_chunk(plan_.cfg, rows, plan_.seq, k, train || k.head);
+  std::vector<ir::ValueId> outs{k.head || train ? P->traced.loss.id : P->traced.x_out.id};
+  if (train) {
+    std::vector<ir::Var> wrt = P->traced.params;
+    if (!k.embed) wrt.push_back(P->traced.x_in);
+    P->grads = autodiff::grad(P->traced.loss, wrt);
+    for (const ir::Var& g : P->grads) outs.push_back(g.id);
+  }
+  P->program = runtime::compile(*P->traced.graph, outs);
+  P->ex = std::make_unique<runtime::Executor>(P->program, device_, ctx_);
+  for (size_t j = 0; j < P->traced.params.size(); ++j) {
+    const auto it = std::lower_bound(ids_.begin(), ids_.end(), P->traced.param_index[j]);
+    P->ex->bind(P->traced.params[j].id, params_[size_t(it - ids_.begin())]);
+  }
+  slot = std::move(P);
+  return *slot;
+}
+
+double StageRunner::broadcast_loss(double loss) {
+  int64_t bits;  // the last chunk's rank computed it; the bits of a double travel as an integer
+  std::memcpy(&bits, &loss, sizeof bits);
+  world_.broadcast(&bits, 1, DType::kI64, rank_of_chunk(int(pp_.chunks.size()) - 1)).wait(timeout_);
+  std::memcpy(&loss, &bits, sizeof bits);
+  return loss;
+}
+
+int StageRunner::tag(int consumer_chunk, int mb, bool grad) const {
+  return (mb * int(pp_.chunks.size()) + consumer_chunk) * 2 + (grad ? 1 : 0);
+}
+
+void StageRunner::send(const Tensor& t, int peer, int tag) {
+  sends_.emplace_back(world_.send(t.raw(), size_t(t.numel()), t.dtype(), peer, tag), t);
+}
+
+Tensor StageRunner::recv(const Shape& shape, int peer, int tag) {
+  Tensor t(shape, DType::kF32);
+  world_.recv(t.raw(), size_t(t.numel()), DType::kF32, peer, tag).wait(timeout_);
+  return t;
+}
+
+void StageRunner::forward(int chunk, int mb) {
+  const nn::Chunk& k = pp_.chunks[size_t(chunk)];
+  if (k.head) return;  // the head's forward runs inside its backward, which needs its loss
+  Flight& f = flights_[{chunk, mb}];
+  const auto [first, n] = rows_[size_t(mb)];
+  if (k.embed) f.input = rows_of(tokens_, first, n);
+  HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
+           " before its input arrived");
+  Programs& P = programs(chunk, n, false);
+  P.ex->bind(k.embed ? P.traced.tokens.id : P.traced.x_in.id, f.input);
+  P.ex->run();
+  Tensor x = P.ex->get(P.traced.x_out.id).clone();
+  if (rank_of_chunk(chunk + 1) == world_.rank())
+    flights_[{chunk + 1, mb}].input = x;
+  else
+    outgoing_[{chunk, mb, false}] = x;
+}
+
+void StageRunner::backward(int chunk, int mb, std::vector<Tensor>& accum) {
+  const nn::Chunk& k = pp_.chunks[size_t(chunk)];
+  Flight f;  // a chunk with the embeddings reads the tokens; the others, what arrived
+  if (auto it = flights_.find({chunk, mb}); it != flights_.end()) {
+    f = std::move(it->second);
+    flights_.erase(it);
+  }
+  HP_CHECK(k.embed || f.input.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ",
+           mb, " before its forward");
+  const auto [first, n] = rows_[size_t(mb)];
+  if (k.embed) f.input = rows_of(tokens_, first, n);
+  Programs& P = programs(chunk, n, true);
+  P.ex->bind(k.embed ? P.traced.tokens.id : P.traced.x_in.id, f.input);
+  if (k.head) {
+    P.ex->bind(P.traced.targets.id, rows_of(targets_, first, n));
+  } else {
+    HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
+             " before its output's gradient arrived");
+    P.ex->bind(P.traced.g_out.id, f.g_out);
+  }
+  P.ex->run();
+  // The head's loss is its micro-batch's mean: weighted into the batch's, and so are all the
+  // gradients that flow from it (the other chunks' arrive weighted).
+  const float scale = k.head ? float(weights_[size_t(mb)]) : 1.0f;
+  if (k.head) loss_ += double(weights_[size_t(mb)]) * double(P.ex->get(P.traced.loss.id).f32()[0]);
+  const runtime::Backend& be = runtime::default_backend();
+  for (size_t j = 0; j < P.traced.params.size(); ++j) {
+    const Tensor& g = P.ex->get(P.grads[j].id);
+    const auto pos =
+        size_t(std::lower_bound(ids_.begin(), ids_.end(), P.traced.param_index[j]) - ids_.begin());
+    be.axpby(ctx_, g.numel(), 1.0f, accum[pos].f32(), scale * weight_, g.f32(), accum[pos].f32());
+  }
+  if (k.embed) return;
+  Tensor gin = P.ex->get(P.grads.back().id).clone();
+  if (scale != 1.0f) be.scale(ctx_, gin.f32(), gin.numel(), scale);
+  if (rank_of_chunk(chunk - 1) == world_.rank())
+    flights_[{chunk - 1, mb}].g_out = gin;
+  else
+    outgoing_[{chunk, mb, true}] = gin;
+}
+
+double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weight,
+                        std::vector<Tensor>& accum) {
+  HP_CHECK(tokens.shape() == Shape({plan_.batch, plan_.seq}) && targets.shape() == tokens.shape(),
+           "[pipeline] batch ", shape_str(tokens.shape()), ", the plan needs [", plan_.batch, ", ",
+           plan_.seq, "]");
+  tokens_ = tokens.dtype() == DType::kI64 ? tokens : tokens.to(DType::kI64);
+  targets_ = targets.dtype() == DType::kI64 ? targets : targets.to(DType::kI64);
+  const int m = pp_.schedule.microbatches;
+  rows_.clear();
+  weights_.clear();
+  const double total = double(counted_targets(targets_, 0, plan_.batch));
+  HP_CHECK(total > 0, "[pipeline] the batch has no counted targets");
+  for (int mb = 0; mb < m; ++mb) {
+    rows_.push_back(shard::split_range(plan_.batch, m, mb));
+    weights_.push_back(double(counted_targets(targets_, rows_.back().first, rows_.back().second)) /
+                       total);
+  }
+  weight_ = float(weight);
+  loss_ = 0;
+  const int64_t D = plan_.cfg.d_model;
+  for (const mpmd::Action& a : pp_.schedule.actions[size_t(world_.rank())]) {
+    switch (a.kind) {
+      case mpmd::ActionKind::kF:
+        forward(a.chunk, a.microbatch);
+        break;
+      case mpmd::ActionKind::kB:
+      case mpmd::ActionKind::kBW:
+        backward(a.chunk, a.microbatch, accum);
+        break;
+      case mpmd::ActionKind::kW:    // done with B: the backward program computes both
+      case mpmd::ActionKind::kOpt:  // the trainer's, after the batch
+        break;
+      case mpmd::ActionKind::kSend: {
+        auto it = outgoing_.find({a.chunk, a.microbatch, a.grad});
+        HP_CHECK(it != outgoing_.end(), "[pipeline] ", a.str(), " before its data was computed");
+        send(it->second, a.peer, tag(a.peer_chunk, a.microbatch, a.grad));
+        outgoing_.erase(it);
+        break;
+      }
+      case mpmd::ActionKind::kRecv: {
+        const Shape s{rows_[size_t(a.microbatch)].second, plan_.seq, D};
+        Tensor t = recv(s, a.peer, tag(a.chunk, a.microbatch, a.grad));
+        Flight& f = flights_[{a.chunk, a.microbatch}];
+        (a.grad ? f.g_out : f.input) = std::move(t);
+        break;
+      }
+    }
+  }
+  for (auto& [w, buf] : sends_) w.wait(timeout_);
+  sends_.clear();
+  HP_CHECK(flights_.empty() && outgoing_.empty(), "[pipeline] the schedule left ", flights_.size(),
+           " micro-batches in flight");
+  return broadcast_loss(loss_);
+}
+
+double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {
+  const Tensor tok = tokens.dtype() == DType::kI64 ? tokens : tokens.to(DType::kI64);
+  const Tensor tgt = targets.dtype() == DType::kI64 ? targets : targets.to(DType::kI64);
+  const int64_t B = tok.shape()[0];
+  const int me = world_.rank(), C = int(pp_.chunks.size());
+  double loss = 0;
+  Tensor x;
+  for (int c = 0; c < C; ++c) {
+    if (rank_of_chunk(c) != me) continue;
+    const nn::Chunk& k = pp_.chunks[size_t(c)];
+    if (!k.embed && !x.defined())
+      x = recv({B, plan_.seq, plan_.cfg.d_model}, rank_of_chunk(c - 1), tag(c, 0, false));
+    Programs& P = programs(c, B, false);
+    P.ex->bind(k.embed ? P.traced.tokens.id : P.traced.x_in.id, k.embed ? tok : x);
+    if (k.head) P.ex->bind(P.traced.targets.id, tgt);
+    P.ex->run();
+    if (k.head) {
+      loss = double(P.ex->get(P.traced.loss.id).f32()[0]);
+      break;
+    }
+    x = P.ex->get(P.traced.x_out.id).clone();
+    if (rank_of_chunk(c + 1) != me) {
+      send(x, rank_of_chunk(c + 1), tag(c + 1, 0, false));
+      x = Tensor();
+    }
+  }
+  for (auto& [w, buf] : sends_) w.wait(timeout_);
+  sends_.clear();
+  return broadcast_loss(loss);
+}
+
+double StageRunner::flops_per_batch() {
+  double f = 0;
+  const int m = pp_.schedule.microbatches;
+  for (int c = 0; c < int(pp_.chunks.size()); ++c) {
+    if (rank_of_chunk(c) != world_.rank()) continue;
+    for (int mb = 0; mb < m; ++mb) {
+      const int64_t n = shard::split_range(plan_.batch, m, mb).second;
+      f += programs(c, n, true).program.flops;
+      if (!pp_.chunks[size_t(c)].head) f += programs(c, n, false).program.flops;
+    }
+  }
+  return f;
+}
+
+}  // namespace hp::train

@@ -1,0 +1,86 @@
+// StageRunner: one rank's part of a pipeline step. It runs the verified schedule's actions for the
+// chunks this rank holds: a forward (F) runs the chunk's forward program and sends its activation
+// on; a backward (B, or BW) runs the chunk's training program, which recomputes the forward from
+// the stored input and differentiates sum(x_out * g_out) (the head chunk: its loss), adding the
+// weighted parameter gradients into the accumulators and sending the input's gradient back; a
+// weight-gradient action (W) is then nothing left to do. Only chunk inputs are kept between F and
+// B (as under full recomputation). Programs are compiled per micro-batch row count (at most two
+// when the rows do not divide evenly). Used by train::Trainer; not a trainer itself: clipping and
+// AdamW stay there.
+#pragma once
+#include <chrono>
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include "hp/comm/communicator.hpp"
+#include "hp/runtime/executor.hpp"
+#include "hp/train/plan.hpp"
+
+namespace hp::train {
+
+class StageRunner {
+ public:
+  // `params`: this rank's parameter tensors (params[k] is plan.infos[param_ids()[k]]), bound by
+  // reference: they must outlive the runner and keep their storage.
+  StageRunner(const StepPlan& plan, comm::Communicator& world, int threads,
+              std::shared_ptr<Allocator> device, std::chrono::milliseconds timeout);
+  ~StageRunner();
+
+  // The parameters this rank's chunks read, as indices into plan.infos, ascending.
+  const std::vector<size_t>& param_ids() const { return ids_; }
+  void bind_params(const std::vector<Tensor>& params);
+
+  // One global batch through the schedule: accum[k] += weight * d(batch loss)/d(params[k]) (the
+  // batch loss being the mean over the batch's counted targets, as on one device). Returns the
+  // batch loss, the same on every rank.
+  double run(const Tensor& tokens, const Tensor& targets, double weight,
+             std::vector<Tensor>& accum);
+  // The loss of one global batch, forward only, as one micro-batch through the chunks in order.
+  double eval(const Tensor& tokens, const Tensor& targets);
+  // FLOPs of one global batch's forwards and backwards on this rank (backwards recompute).
+  double flops_per_batch();
+
+  // The rank holding chunk `c` (the schedule's stage of it).
+  int rank_of_chunk(int c) const;
+  // For each parameter of plan.infos, the lowest rank holding it (its owner in gathers), and
+  // every rank holding it, ascending (two for a tied embedding on different stages).
+  const std::vector<int>& owners() const { return owner_; }
+  const std::vector<int>& holders(size_t i) const { return holders_[i]; }
+
+ private:
+  struct Programs;  // one chunk's compiled programs for one row count
+  struct Flight;    // one micro-batch of one chunk between its forward and its backward
+  Programs& programs(int chunk, int64_t rows, bool train);
+  void forward(int chunk, int mb);
+  void backward(int chunk, int mb, std::vector<Tensor>& accum);
+  void send(const Tensor& t, int peer, int tag);
+  Tensor recv(const Shape& shape, int peer, int tag);
+  int tag(int consumer_chunk, int mb, bool grad) const;
+  double broadcast_loss(double loss);  // from the rank of the last chunk to every rank
+
+  const StepPlan& plan_;
+  const PipelinePlan& pp_;
+  comm::Communicator& world_;
+  runtime::Context ctx_;
+  std::shared_ptr<Allocator> device_;
+  std::chrono::milliseconds timeout_;
+  std::vector<size_t> ids_;
+  std::vector<int> owner_;
+  std::vector<std::vector<int>> holders_;
+  std::vector<Tensor> params_;
+  std::map<std::tuple<int, int64_t, bool>, std::unique_ptr<Programs>> programs_;
+  // The batch in flight: its micro-batches' rows, tokens and targets, weights.
+  std::vector<std::pair<int64_t, int64_t>> rows_;  // (first row, rows) per micro-batch
+  Tensor tokens_, targets_;
+  std::vector<double> weights_;  // each micro-batch's share of the batch's counted targets
+  float weight_ = 1;             // the batch's own weight in the step
+  std::map<std::pair<int, int>, Flight> flights_;  // by (chunk, micro-batch)
+  // Computed, not yet sent: by (producing chunk, micro-batch, gradient).
+  std::map<std::tuple<int, int, bool>, Tensor> outgoing_;
+  std::vector<std::pair<comm::Work, Tensor>> sends_;  // posted sends and their buffers
+  double loss_ = 0;
+};
+
+}  // namespace hp::train
