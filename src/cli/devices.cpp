@@ -9,6 +9,7 @@
 
 #include "hp/comm/threads.hpp"
 #include "hp/core/error.hpp"
+#include "hp/mpmd/pipeline.hpp"
 #ifdef HP_HAVE_MPI
 #include "hp/comm/mpi.hpp"
 #endif
@@ -54,9 +55,27 @@ void run_ranks(const Devices& dev, const std::function<void(comm::Communicator&)
   fn(*one.communicator(0));
 }
 
+namespace {
+
+// A strategy file with a `pipeline:` section.
+bool has_pipeline_section(const std::string& path) {
+  return io::YamlNode::load_file(path).get("pipeline").has_value();
+}
+
+}  // namespace
+
 Placement place(Devices dev, const std::string& spec) {
   Placement p;
   p.spec = spec;
+  const bool file = std::filesystem::is_regular_file(spec);
+  if (file ? has_pipeline_section(spec) : mpmd::is_pipeline_preset(spec)) {
+    p.pipeline = true;
+    p.strategy = shard::Strategy{};
+    p.strategy->mesh = shard::Mesh({"pp"}, {dev.count});
+    p.strategy->file = spec;
+    p.dev = std::move(dev);
+    return p;
+  }
   p.strategy = std::filesystem::is_regular_file(spec) ? shard::load_strategy(spec, dev.count)
                                                       : shard::preset_strategy(spec, dev.count);
   HP_CHECK(p.strategy->mesh.size() == dev.count, "strategy ", p.strategy->file, " uses ",
@@ -91,6 +110,16 @@ bool overlap_pays(const Devices& dev, int threads_per_rank) {
 std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Placement& p,
                                           int64_t batch, int64_t seq, int threads_per_rank) {
   if (!p.mesh()) return train::plan_step(cfg, batch, seq);
+  if (p.pipeline) {  // a preset: 1F1B over as many micro-batches as stages (rows permitting)
+    const int64_t world = p.dev.count;
+    const mpmd::PipelineSpec spec =
+        std::filesystem::is_regular_file(p.spec)
+            ? mpmd::load_pipeline(p.spec, world, cfg.n_layer)
+            : mpmd::pipeline_from_preset(
+                  p.spec, world, cfg.n_layer, mpmd::ScheduleKind::k1F1B,
+                  std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
+    return train::plan_pipeline(cfg, spec, batch, seq);
+  }
   auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());
   plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);
   if (p.dev.rank == 0)

@@ -45,6 +45,10 @@ struct Placement {
   Devices dev;
   std::optional<shard::Strategy> strategy;  // a file's layouts and offload: section, or a preset
   std::string spec;                         // the strategy as given ("dpN" by default)
+  // A pipeline: a preset whose outermost term is ppN, or a file with a `pipeline:` section; its
+  // stages are read in plan_for, which knows the model's blocks. `strategy` is then a `pp` mesh
+  // over the devices.
+  bool pipeline = false;
   bool mesh() const { return strategy.has_value(); }
   // The strategy file's `offload:` section, if any.
   std::optional<io::YamlNode> offload_section() const;

@@ -2,6 +2,8 @@
 // mesh), then per rank lower, compile and plan the memory.
 #include "hp/train/plan.hpp"
 
+#include <set>
+
 #include "hp/autodiff/grad.hpp"
 #include "hp/mpmd/synth.hpp"
 #include "hp/mpmd/verify.hpp"
@@ -145,6 +147,15 @@ std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::
 
 size_t planned_state_bytes(const StepPlan& plan, int rank) {
   size_t b = 0;
+  if (plan.pipeline) {  // the parameters of the rank's chunks, whole
+    std::set<size_t> held;
+    const PipelinePlan& pp = *plan.pipeline;
+    for (size_t c = 0; c < pp.chunks.size(); ++c)
+      if (pp.schedule.graph.rank_of[c] == rank)
+        for (size_t i : nn::chunk_params(plan.cfg, pp.chunks[c])) held.insert(i);
+    for (size_t i : held) b += 4 * sizeof(float) * size_t(numel(plan.infos[i].shape));
+    return b;
+  }
   for (size_t i = 0; i < plan.infos.size(); ++i)  // parameter, gradient, two AdamW moments
     b += 4 * sizeof(float) *
          size_t(numel(shard::local_shape(plan.traced.params[i].shape(), plan.param_layouts[i],

@@ -41,3 +41,22 @@ if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
     hp_missing_input(mpi_spmd_gpt2-tiny mpi ${HP_SHARED}/reference/gpt2-tiny)
   endif()
 endif()
+
+# Pipeline strategies (labels e2e; mpi where mpirun runs pp3): every schedule, uneven stages and
+# micro-batches against the reference and one device (tests/e2e/pipeline.sh).
+foreach(case gpt2-tiny llama-tiny gpt2-deep llama-deep)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    set(launcher "")
+    set(labels e2e)
+    if(case STREQUAL "gpt2-deep" AND MPI_FOUND AND MPIEXEC_EXECUTABLE)
+      set(launcher ${MPIEXEC_EXECUTABLE})
+      set(labels "e2e;mpi")
+    endif()
+    add_test(NAME e2e_pipeline_${case}
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/pipeline.sh $<TARGET_FILE:hp>
+                     ${HP_SHARED}/reference/${case} ${launcher})
+    set_tests_properties(e2e_pipeline_${case} PROPERTIES LABELS "${labels}" TIMEOUT 300)
+  else()
+    hp_missing_input(e2e_pipeline_${case} e2e ${HP_SHARED}/reference/${case})
+  endif()
+endforeach()
