@@ -1,5 +1,5 @@
-// `hp bench`: dispatches to `hp bench comm|spmd|offload` (bench_comm.cpp, bench_spmd.cpp,
-// bench_offload.cpp).
+// `hp bench`: dispatches to `hp bench comm|spmd|pipeline|offload` (bench_comm.cpp,
+// bench_spmd.cpp, bench_pipeline.cpp, bench_offload.cpp).
 #include <cstdio>
 
 #include "cli/args.hpp"
@@ -10,9 +10,10 @@ namespace hp::cli {
 int bench_spmd(const std::vector<std::string>& argv);     // bench_spmd.cpp
 int bench_offload(const std::vector<std::string>& argv);  // bench_offload.cpp
 int bench_comm(const std::vector<std::string>& argv);     // bench_comm.cpp
+int bench_pipeline(const std::vector<std::string>& argv);  // bench_pipeline.cpp
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  const char* usage = "usage: hp bench comm|spmd|offload [options] (hp bench <name> --help)";
+  const char* usage = "usage: hp bench comm|spmd|pipeline|offload [options] (hp bench <name> --help)";
   if (!argv.empty() && argv[0] == "--help") {
     std::puts(usage);
     return 0;
@@ -22,6 +23,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   if (argv[0] == "spmd") return bench_spmd(rest);
   if (argv[0] == "offload") return bench_offload(rest);
   if (argv[0] == "comm") return bench_comm(rest);
+  if (argv[0] == "pipeline") return bench_pipeline(rest);
   throw Error("unknown benchmark '" + argv[0] + "'");
 }
 

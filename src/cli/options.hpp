@@ -365,6 +365,34 @@ inline const Command& bench_comm_command() {
   return c;
 }
 
+inline const Command& bench_pipeline_command() {
+  static const Command c{
+      "hp bench pipeline [options]",
+      "A GPT-2 pipeline over --devices threads:N (one stage per rank, --threads threads each)\n"
+      "under each schedule: the step the schedule simulator predicts from chunk costs measured\n"
+      "before the run, against the step measured, and the bubble of each.",
+      {{"Model",
+        {bench_int("layers", "4"), bench_int("d", "256", "model width"), bench_int("heads", "4"),
+         bench_int("vocab", "256")}},
+       {"Run",
+        {bench_int("seq", "128"),
+         bench_int("batch", "8", "global batch"),
+         bench_int("microbatches", "4"),
+         bench_int("threads", "1", "threads per rank"),
+         {.name = "steps",
+          .kind = Kind::kInt,
+          .meta = "N",
+          .dflt = "6",
+          .min = 2,
+          .help = "steps per schedule, the first a warm-up; the median of the others is reported"},
+         {.name = "schedules",
+          .meta = "LIST",
+          .dflt = "gpipe,1f1b,interleaved,zb-h1,zbv",
+          .help = "comma-separated schedules"},
+         {.name = "devices", .meta = "threads:N", .dflt = "threads:2"}}}}};
+  return c;
+}
+
 inline const Command& bench_offload_command() {
   static const Command c{
       "hp bench offload [options]",

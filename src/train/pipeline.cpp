@@ -208,8 +208,16 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
   }
   weight_ = float(weight);
   loss_ = 0;
+  timeline_.clear();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   const int64_t D = plan_.cfg.d_model;
   for (const mpmd::Action& a : pp_.schedule.actions[size_t(world_.rank())]) {
+    const double start = seconds();
+    if (mpmd::is_compute(a.kind) && a.kind != mpmd::ActionKind::kOpt)
+      timeline_.push_back({start, start, a});
     switch (a.kind) {
       case mpmd::ActionKind::kF:
         forward(a.chunk, a.microbatch);
@@ -236,6 +244,7 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
         break;
       }
     }
+    if (!timeline_.empty() && timeline_.back().start == start) timeline_.back().end = seconds();
   }
   for (auto& [w, buf] : sends_) w.wait(timeout_);
   sends_.clear();
@@ -273,6 +282,31 @@ double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {
   for (auto& [w, buf] : sends_) w.wait(timeout_);
   sends_.clear();
   return broadcast_loss(loss);
+}
+
+std::vector<mpmd::ChunkCost> StageRunner::measured_costs() {
+  const int C = int(pp_.chunks.size());
+  HP_CHECK(!timeline_.empty() || world_.size() == 1,
+           "[pipeline] measured_costs: no step has run on rank ", world_.rank());
+  // Per chunk: forward and backward seconds summed over the step's micro-batches, and their count.
+  std::vector<double> sum(size_t(2 * C), 0.0), count(size_t(2 * C), 0.0);
+  for (const mpmd::Interval& iv : timeline_) {
+    if (iv.action.kind == mpmd::ActionKind::kW) continue;  // nothing left to do after B
+    const bool back = iv.action.kind != mpmd::ActionKind::kF;
+    sum[size_t(2 * iv.action.chunk + back)] += iv.end - iv.start;
+    count[size_t(2 * iv.action.chunk + back)] += 1;
+  }
+  // Each chunk's means come from the rank holding it: summed over ranks in nanoseconds.
+  std::vector<int64_t> ns(sum.size());
+  for (size_t i = 0; i < sum.size(); ++i)
+    ns[i] = count[i] > 0 ? int64_t(1e9 * sum[i] / count[i]) : 0;
+  world_.all_reduce(ns.data(), ns.data(), ns.size(), DType::kI64, comm::ReduceOp::kSum)
+      .wait(timeout_);
+  std::vector<mpmd::ChunkCost> out;
+  for (int c = 0; c < C; ++c)
+    out.push_back(
+        {.f = 1e-9 * double(ns[size_t(2 * c)]), .b = 1e-9 * double(ns[size_t(2 * c + 1)]), .w = 0});
+  return out;
 }
 
 double StageRunner::flops_per_batch() {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hp/comm/communicator.hpp"
+#include "hp/mpmd/simulate.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/train/plan.hpp"
 
@@ -41,6 +42,13 @@ class StageRunner {
   double eval(const Tensor& tokens, const Tensor& targets);
   // FLOPs of one global batch's forwards and backwards on this rank (backwards recompute).
   double flops_per_batch();
+
+  // Each chunk's forward (F; 0 for the head, whose forward runs in its backward) and backward
+  // (B or BW, recomputed forward included; W costs nothing) seconds in the last run(), mean over
+  // its micro-batches, for every chunk (collective): the costs of a profiling step.
+  std::vector<mpmd::ChunkCost> measured_costs();
+  // The compute actions of the last run() with their start and end, seconds from its start.
+  const std::vector<mpmd::Interval>& timeline() const { return timeline_; }
 
   // The rank holding chunk `c` (the schedule's stage of it).
   int rank_of_chunk(int c) const;
@@ -81,6 +89,7 @@ class StageRunner {
   std::map<std::tuple<int, int, bool>, Tensor> outgoing_;
   std::vector<std::pair<comm::Work, Tensor>> sends_;  // posted sends and their buffers
   double loss_ = 0;
+  std::vector<mpmd::Interval> timeline_;
 };
 
 }  // namespace hp::train

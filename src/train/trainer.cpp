@@ -132,6 +132,18 @@ Tensor Trainer::from_owner(size_t i, const std::function<Tensor(size_t)>& local)
 
 Trainer::~Trainer() = default;
 
+mpmd::CostModel Trainer::measured_pipeline_costs() {
+  HP_CHECK(stage_ != nullptr, "[train] measured_pipeline_costs: not a pipeline step");
+  mpmd::CostModel costs;
+  costs.chunks = stage_->measured_costs();
+  return costs;
+}
+
+const std::vector<mpmd::Interval>& Trainer::pipeline_timeline() const {
+  HP_CHECK(stage_ != nullptr, "[train] pipeline_timeline: not a pipeline step");
+  return stage_->timeline();
+}
+
 const RankProgram& Trainer::rank_program() const {
   HP_CHECK(rp_ != nullptr, "[train] a pipeline rank has one program per chunk, not one");
   return *rp_;

@@ -48,6 +48,8 @@ expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 thread
 expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 batch=2 steps=3 \
   threads=2 offload-dir=offload_bench explain
 expect_help "bench comm" devices=threads:4 min-bytes=1KiB max-bytes=64MiB iters=20 warmup=3
+expect_help "bench pipeline" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 microbatches=4 \
+  threads=1 steps=6 schedules=gpipe,1f1b,interleaved,zb-h1,zbv devices=threads:2
 # Ranges and choices are shown with the default.
 entries train | grep -E '^  --beta1 ' | grep -qF "(default: 0.9, in [0, 1])" ||
   fail "hp train --help does not show --beta1's range"

@@ -12,6 +12,7 @@
 #include "hp/io/safetensors.hpp"
 #include "hp/memory/options.hpp"
 #include "hp/memory/runner.hpp"
+#include "hp/mpmd/simulate.hpp"
 #include "hp/optim/adamw.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/shard/comm.hpp"
@@ -70,6 +71,12 @@ class Trainer {
   // Restores the moments from global (HF-shaped) tensors, keeping this rank's pieces.
   void load_optimizer_state(const io::TensorMap& state, int64_t steps_done);
   int64_t steps_done() const { return adam_->steps_done(); }
+
+  // A pipeline rank (plan_pipeline): every chunk's forward and backward seconds in the last step
+  // (a profiling step), as the schedule simulator's costs (collective), and the compute actions
+  // of this rank's last step with their start and end (seconds from the step's start).
+  mpmd::CostModel measured_pipeline_costs();
+  const std::vector<mpmd::Interval>& pipeline_timeline() const;
 
   const TrainOptions& options() const { return opt_; }
   // The communicator of this rank's mesh (not for the one-device constructor's trainer).

@@ -1,0 +1,126 @@
+// `hp bench pipeline`: a GPT-2 pipeline on threads:N, one stage per rank, under each schedule.
+// After a warm-up step, a profiling step measures each chunk's forward and backward; the schedule
+// simulator predicts the step from those costs; then the other steps are measured. Prints per
+// schedule the predicted and measured time of the schedule's part of the step (the optimizer after
+// it is printed apart), the error, and the bubble (idle share of that time, mean over ranks) of
+// each. Not a correctness test: tests/e2e/pipeline.sh compares losses.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "cli/args.hpp"
+#include "cli/devices.hpp"
+#include "cli/options.hpp"
+#include "hp/data/loader.hpp"
+#include "hp/mpmd/pipeline.hpp"
+
+namespace hp::cli {
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Measured {
+  double predicted_s = 0, predicted_bubble = 0;
+  double schedule_s = 0, bubble = 0, optimizer_s = 0;  // medians over the timed steps
+};
+
+// One schedule: profile, simulate, then the timed steps; rank 0's step times, every rank's busy.
+Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt,
+                      const Devices& dev, mpmd::ScheduleKind kind, int64_t m, int64_t steps,
+                      const io::TensorMap& params,
+                      const std::vector<std::pair<Tensor, Tensor>>& batches) {
+  const auto spec = mpmd::pipeline_from_preset("pp" + std::to_string(dev.count), dev.count,
+                                               cfg.n_layer, kind, m, 2);
+  auto plan = train::plan_pipeline(cfg, spec, opt.batch, opt.seq);
+  Measured out;
+  const size_t n = size_t(dev.count);
+  std::vector<std::vector<double>> busy(n), phase(n), optim(n);
+  run_ranks(dev, [&](comm::Communicator& c) {
+    train::Trainer tr(*plan, c, params, opt);
+    tr.step(batches[0].first, batches[0].second);  // warm-up: programs compiled, buffers placed
+    tr.step(batches[0].first, batches[0].second);  // the profiling step: the costs predicted from
+    const mpmd::CostModel costs = tr.measured_pipeline_costs();
+    if (c.rank() == 0) {
+      const mpmd::Simulation sim = mpmd::simulate(plan->pipeline->schedule, costs);
+      out.predicted_s = sim.step_time;
+      out.predicted_bubble = sim.mean_bubble();
+    }
+    for (int64_t s = 1; s < steps; ++s) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const train::StepResult r = tr.step(batches[size_t(s)].first, batches[size_t(s)].second);
+      const double dt =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      double b = 0;
+      for (const mpmd::Interval& iv : tr.pipeline_timeline()) b += iv.end - iv.start;
+      const size_t me = size_t(c.rank());
+      busy[me].push_back(b);
+      phase[me].push_back(dt - r.optimizer_seconds);
+      optim[me].push_back(r.optimizer_seconds);
+    }
+  });
+  // The schedule's time is the slowest rank's (ranks end together only at the next step).
+  std::vector<double> step_times, bubbles;
+  for (size_t s = 0; s < phase[0].size(); ++s) {
+    double t = 0, idle = 0;
+    for (size_t r = 0; r < n; ++r) t = std::max(t, phase[r][s]);
+    for (size_t r = 0; r < n; ++r) idle += (t - busy[r][s]) / t / double(n);
+    step_times.push_back(t);
+    bubbles.push_back(idle);
+  }
+  out.schedule_s = median(step_times);
+  out.bubble = median(bubbles);
+  out.optimizer_s = median(optim[0]);
+  return out;
+}
+
+}  // namespace
+
+int bench_pipeline(const std::vector<std::string>& argv) {
+  Args a(argv, bench_pipeline_command());
+  if (printed_help(a)) return 0;
+  io::Json j = {{"model_type", "gpt2"},        {"n_layer", a.i64("layers")},
+                {"n_embd", a.i64("d")},        {"n_head", a.i64("heads")},
+                {"n_positions", a.i64("seq")}, {"vocab_size", a.i64("vocab")},
+                {"layer_norm_epsilon", 1e-5}};
+  const io::ModelConfig cfg = io::ModelConfig::from_json(j, "hp bench pipeline");
+  const Devices dev = parse_devices(a.str("devices"));
+  HP_CHECK(dev.kind == "threads", "hp bench pipeline runs on threads:N");
+  train::TrainOptions opt;
+  opt.batch = a.i64("batch");
+  opt.seq = a.i64("seq");
+  opt.threads = int(a.i64("threads"));
+  const int64_t m = a.i64("microbatches"), steps = a.i64("steps");
+  data::RandomTokenSource src(cfg.vocab, {opt.batch, opt.seq, 7});
+  std::vector<std::pair<Tensor, Tensor>> batches;
+  for (int64_t s = 0; s < steps; ++s) {
+    data::Batch b = src.next();
+    batches.push_back({b.input, b.target});
+  }
+  const io::TensorMap params = nn::init_params(cfg, 1);
+  std::printf(
+      "GPT-2 %lld layers, d=%lld, seq %lld, batch %lld in %lld micro-batches, pp%d on "
+      "threads:%d x %d thread(s), %lld timed steps per schedule\n",
+      (long long)cfg.n_layer, (long long)cfg.d_model, (long long)opt.seq, (long long)opt.batch,
+      (long long)m, dev.count, dev.count, opt.threads, (long long)(steps - 1));
+  std::printf("%-12s %13s %12s %8s %17s %16s %13s\n", "schedule", "predicted ms", "measured ms",
+              "error", "predicted bubble", "measured bubble", "optimizer ms");
+  std::stringstream list(a.str("schedules"));
+  for (std::string name; std::getline(list, name, ',');) {
+    const Measured r =
+        run_schedule(cfg, opt, dev, mpmd::parse_schedule_kind(name), m, steps, params, batches);
+    std::printf("%-12s %13.1f %12.1f %7.1f%% %16.1f%% %15.1f%% %13.1f\n", name.c_str(),
+                1e3 * r.predicted_s, 1e3 * r.schedule_s,
+                100.0 * (r.predicted_s - r.schedule_s) / r.schedule_s, 100.0 * r.predicted_bubble,
+                100.0 * r.bubble, 1e3 * r.optimizer_s);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace hp::cli
