@@ -46,10 +46,10 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
   return s;
 }
 
-Json plan_json(const planner::Plan& p, const planner::SearchResult& r, int rank) {
+io::Json plan_json(const planner::Plan& p, const planner::SearchResult& r, int rank) {
   const planner::Config& c = p.config;
   const planner::Estimate& e = p.estimate;
-  Json j;
+  io::Json j;
   j["rank"] = rank;
   j["strategy"] = c.strategy();
   j["dp"] = c.dp, j["tp"] = c.tp, j["pp"] = c.pp, j["sp"] = c.sp;

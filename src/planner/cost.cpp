@@ -13,11 +13,13 @@ namespace {
 
 constexpr double kBf16 = 2, kFp32 = 4;
 
-// Parameters of the busiest stage (its blocks and one embedding-sized table), before tp.
+// Parameters of the busiest stage (its blocks, one vocabulary table, positions and the final
+// norm: the first and last stages hold about as much), before tp.
 double stage_params(const io::ModelConfig& m, const BlockCost& bc, int64_t blocks) {
-  const double table = double(m.vocab) * double(m.d_model);
-  return double(blocks) * bc.params + table +
-         (m.arch == io::Architecture::kGpt2 ? double(m.max_seq * m.d_model) : 0.0);
+  const bool gpt = m.arch == io::Architecture::kGpt2;
+  const double h = double(m.d_model);
+  return double(blocks) * bc.params + double(m.vocab) * h +
+         (gpt ? double(m.max_seq) * h + 2 * h : h);
 }
 
 int64_t stage_blocks(const io::ModelConfig& m, int64_t pp) { return (m.n_layer + pp - 1) / pp; }
@@ -96,9 +98,9 @@ BlockCost block_cost(const io::ModelConfig& m, int64_t seq) {
 }
 
 double embedding_params(const io::ModelConfig& m) {
-  const double table = double(m.vocab) * double(m.d_model);
-  return table * (m.tied_embeddings ? 1 : 2) +
-         (m.arch == io::Architecture::kGpt2 ? double(m.max_seq * m.d_model) : 0.0);
+  const bool gpt = m.arch == io::Architecture::kGpt2;
+  const double h = double(m.d_model), table = double(m.vocab) * h;
+  return table * (m.tied_embeddings ? 1 : 2) + (gpt ? double(m.max_seq) * h + 2 * h : h);
 }
 
 double model_flops(const Workload& w) {

@@ -72,7 +72,8 @@ struct BlockCost {
   double elementwise_bytes = 0;  // bytes per token moved by norms, activations, residuals (fwd)
 };
 BlockCost block_cost(const io::ModelConfig& m, int64_t seq);
-double embedding_params(const io::ModelConfig& m);  // token (+ position) embedding and head
+// Parameters outside the blocks: token (and position) embeddings, an untied head, final norm.
+double embedding_params(const io::ModelConfig& m);
 // Model FLOPs of one step: 6 x parameters x tokens plus attention (12 x layers x seq^2 x
 // heads x head_dim per sequence), no recomputation. The MFU numerator.
 double model_flops(const Workload& w);
