@@ -46,7 +46,8 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
   return s;
 }
 
-io::Json plan_json(const planner::Plan& p, const planner::SearchResult& r, int rank) {
+io::Json plan_json(const planner::Plan& p, const planner::Workload& w,
+                   const planner::SearchResult& r, int rank) {
   const planner::Config& c = p.config;
   const planner::Estimate& e = p.estimate;
   io::Json j;
@@ -59,6 +60,7 @@ io::Json plan_json(const planner::Plan& p, const planner::SearchResult& r, int r
   j["schedule"] = planner::schedule_name(c.schedule);
   j["virtual_stages"] = c.virtual_stages;
   j["recompute"] = planner::recompute_name(c.recompute);
+  j["recompute_blocks"] = planner::full_blocks(c, planner::stage_blocks(w.model, c.pp));
   j["offload"] = c.offload ? "on" : "off";
   j["step_s"] = e.step_s;
   j["tflops_per_device"] = e.tflops_per_device;
@@ -86,8 +88,10 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
               c.strategy().c_str(), (long long)c.micro_batch, (long long)e.microbatches,
               planner::schedule_name(c.schedule));
   if (c.virtual_stages > 1) std::printf(" v%lld", (long long)c.virtual_stages);
-  std::printf(", recompute %s, optimizer sharding %s, offload %s, mesh order %s\n",
-              planner::recompute_name(c.recompute), planner::zero_name(c.zero),
+  std::printf(", recompute %s", planner::recompute_name(c.recompute));
+  if (c.recompute == planner::Recompute::kFull)
+    std::printf(" (%lld blocks per stage)", (long long)c.recompute_blocks);
+  std::printf(", optimizer sharding %s, offload %s, mesh order %s\n", planner::zero_name(c.zero),
               c.offload ? "on" : "off", c.order.c_str());
   std::printf("  step %.3f s: %.0f TFLOP/s per device (hardware, recomputation counted), MFU %.1f%%\n",
               e.step_s, e.tflops_per_device, 100 * e.mfu);
@@ -136,7 +140,7 @@ int plan_search(const Args& a) {
   }
   if (a.flag("json")) {
     for (size_t i = 0; i < r.plans.size(); ++i)
-      std::printf("%s\n", plan_json(r.plans[i], r, int(i + 1)).dump().c_str());
+      std::printf("%s\n", plan_json(r.plans[i], w, r, int(i + 1)).dump().c_str());
     return 0;
   }
   std::printf("model %s: %s, %lld blocks, d %lld, %.3g parameters; global batch %lld x %lld\n",

@@ -22,9 +22,14 @@ double stage_params(const io::ModelConfig& m, const BlockCost& bc, int64_t block
          (gpt ? double(m.max_seq) * h + 2 * h : h);
 }
 
+}  // namespace
+
 int64_t stage_blocks(const io::ModelConfig& m, int64_t pp) { return (m.n_layer + pp - 1) / pp; }
 
-}  // namespace
+int64_t full_blocks(const Config& c, int64_t blocks) {
+  if (c.recompute != Recompute::kFull) return 0;
+  return c.recompute_blocks > 0 ? std::min(c.recompute_blocks, blocks) : blocks;
+}
 
 const char* schedule_name(Schedule s) {
   switch (s) {
@@ -174,6 +179,9 @@ bool admissible(const Workload& w, const Config& c, std::string* why) {
               " heads");
   if (c.pp > w.model.n_layer) return no("more stages than blocks");
   if (c.sp && c.tp == 1) return no("sp needs tp > 1");
+  if (c.recompute_blocks < 0 || c.recompute_blocks > stage_blocks(w.model, c.pp) ||
+      (c.recompute_blocks > 0 && c.recompute != Recompute::kFull))
+    return no("recompute_blocks is a count of a stage's blocks, with full recomputation");
   if (c.zero != Zero::kNone && c.dp == 1) return no("optimizer sharding needs dp > 1");
   if ((c.pp == 1) != (c.schedule == Schedule::kNone))
     return no(c.pp == 1 ? "a schedule without pp" : "pp without a schedule");
@@ -211,19 +219,25 @@ Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, dou
   return mem;
 }
 
-// One micro-batch's activations of a stage holding `blocks` blocks, per device.
+// One micro-batch's activations of a stage holding `blocks` blocks, per device: fully
+// recomputed blocks keep their input only (and one block's activations while it is recomputed),
+// the others keep what backward reads (and the attention scores without recomputation).
 double microbatch_activations(const Workload& w, const Config& c, const BlockCost& bc,
                               int64_t blocks) {
   const double tokens = double(c.micro_batch * w.seq), t = double(c.tp);
   const double whole = bc.act_whole / (c.sp ? t : 1), split = bc.act_split / t;
   const double scores = 5 * double(w.model.n_head) * double(w.seq) / t;  // softmax, dropout
   const double kept = whole + split + (c.recompute == Recompute::kNone ? scores : 0);
-  if (c.recompute == Recompute::kFull)  // block inputs, and one block recomputed at a time
-    return tokens * (double(blocks) * kBf16 * double(w.model.d_model) / (c.sp ? t : 1) + kept);
-  return tokens * double(blocks) * kept;
+  const double full = double(full_blocks(c, blocks));
+  const double input = kBf16 * double(w.model.d_model) / (c.sp ? t : 1);
+  return tokens * (full * input + (double(blocks) - full) * kept + (full > 0 ? kept : 0));
 }
 
 }  // namespace
+
+double device_params(const io::ModelConfig& m, int64_t tp, int64_t pp) {
+  return stage_params(m, block_cost(m, 1), stage_blocks(m, pp)) / double(tp);
+}
 
 Memory memory_floor(const Workload& w, const Config& c) {
   const BlockCost bc = block_cost(w.model, w.seq);
@@ -249,14 +263,17 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double elem_f = tokens * bc.elementwise_bytes * kBf16 / (c.sp ? t : 1) / mem_rate;
   const double head = 3 * tokens * 2 * h * double(m.vocab) / t / gemm_rate;
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);
-  const double block_rc = c.recompute == Recompute::kFull ? gemm_f + attn_f + elem_f
-                          : c.recompute == Recompute::kSelective ? attn_f
-                                                                 : 0;
-  // Exposed tp collectives: two per block forward, two backward, two more recomputed.
+  // Fully recomputed blocks repeat their forward; the rest recompute the attention core.
+  const double full = double(full_blocks(c, blocks));
+  const double stage_rc =
+      c.recompute == Recompute::kNone
+          ? 0
+          : full * (gemm_f + attn_f + elem_f) + (double(blocks) - full) * attn_f;
+  // Exposed tp collectives: two per block forward, two backward, two more when recomputed.
   const double tp_one = c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * kBf16,
                                                 eff.network)
                                  : 0;
-  const double tp_mb = double(blocks) * tp_one * (c.recompute == Recompute::kFull ? 6 : 4);
+  const double tp_mb = (4 * double(blocks) + 2 * full) * tp_one;
   double pp_mb = 0;
   if (c.pp > 1) {  // activations forward and their gradients back, per chunk, split over tp
     const Tier& tier = p2p_tier(cl, c.pp, c.stride('p'));
@@ -268,14 +285,14 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const int64_t dstride = c.stride('d');
   double fsdp_mb = 0;  // ZeRO-3 gathers the stage's parameters per micro-batch, overlapped
   if (c.zero == Zero::kFull) {
-    const double gathers = c.recompute == Recompute::kFull ? 3 : 2;
+    const double gathers = full > 0 ? 3 : 2;
     fsdp_mb = gathers * all_gather_s(cl, c.dp, dstride, kBf16 * p_dev, eff.network);
   }
   const double compute_mb = double(blocks) * block_fb + head;
   const double fsdp_exposed = std::max(0.0, fsdp_mb - compute_mb);
-  const double core_mb = compute_mb + double(blocks) * block_rc + tp_mb + pp_mb;
+  const double core_mb = compute_mb + stage_rc + tp_mb + pp_mb;
   e.compute_s = double(mb) * compute_mb;
-  e.recompute_s = double(mb) * double(blocks) * block_rc;
+  e.recompute_s = double(mb) * stage_rc;
   e.tp_s = double(mb) * tp_mb;
   e.pp_s = double(mb) * pp_mb;
   e.bubble_s = bubble_microbatches(c.schedule, c.pp, c.virtual_stages) * (core_mb + fsdp_exposed);
@@ -293,9 +310,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
     e.optimizer_s = 30 * p_opt / mem_rate;
   e.step_s = double(mb) * core_mb + e.bubble_s + e.dp_s + e.optimizer_s + e.offload_s;
   const double step_tokens = double(w.global_batch * w.seq);
-  const double rc_flops = c.recompute == Recompute::kFull ? bc.gemm_flops + bc.attn_flops
-                          : c.recompute == Recompute::kSelective ? bc.attn_flops
-                                                                 : 0;
+  const double share = full / double(blocks);  // of all blocks, fully recomputed
+  const double rc_flops = c.recompute == Recompute::kNone
+                              ? 0
+                              : share * (bc.gemm_flops + bc.attn_flops) + (1 - share) * bc.attn_flops;
   e.hardware_flops = step_tokens *
                      (double(m.n_layer) * (3 * (bc.gemm_flops + bc.attn_flops) + rc_flops) +
                       6 * h * double(m.vocab)) /

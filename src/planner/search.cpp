@@ -30,7 +30,7 @@ struct Choices {
   std::vector<Zero> zero;
   std::vector<int64_t> micro_batches;
   std::vector<std::pair<Schedule, int64_t>> schedules;  // with their virtual stages
-  std::vector<Recompute> recomputes;
+  std::vector<std::pair<Recompute, int64_t>> recomputes;  // with kFull: blocks recomputed
   std::vector<bool> offloads;
 };
 
@@ -61,10 +61,18 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
       }
     }
   }
-  c.recomputes = s.recomputes.empty()
-                     ? std::vector<Recompute>{Recompute::kNone, Recompute::kSelective,
-                                              Recompute::kFull}
-                     : s.recomputes;
+  const std::vector<Recompute> all_rc = {Recompute::kNone, Recompute::kSelective,
+                                         Recompute::kFull};
+  const int64_t blocks = stage_blocks(w.model, pp);
+  for (Recompute r : s.recomputes.empty() ? all_rc : s.recomputes) {
+    if (r != Recompute::kFull) {
+      c.recomputes.push_back({r, 0});
+      continue;
+    }
+    for (int64_t k = 1; k <= blocks; ++k)
+      if (s.recompute_blocks == 0 || std::min(s.recompute_blocks, blocks) == k)
+        c.recomputes.push_back({r, k});
+  }
   c.offloads = s.offloads.empty() ? std::vector<bool>{false, true} : s.offloads;
   return c;
 }
@@ -74,13 +82,19 @@ bool schedule_ok(Schedule k, int64_t m, int64_t pp) {
   return k != Schedule::kInterleaved || m % pp == 0;
 }
 
+// Configurations of one layout and order with micro-batch `b`.
+int64_t count_mb(const Workload& w, const Choices& ch, int64_t dp, int64_t pp, int64_t b) {
+  int64_t schedules = 0;
+  for (const auto& [k, v] : ch.schedules) schedules += schedule_ok(k, w.global_batch / (dp * b), pp);
+  return int64_t(ch.sp.size() * ch.zero.size() * ch.recomputes.size() * ch.offloads.size()) *
+         schedules;
+}
+
 // Configurations of one layout and order.
 int64_t count(const Workload& w, const Choices& ch, int64_t dp, int64_t pp) {
-  int64_t per_mb = 0;
-  for (int64_t b : ch.micro_batches)
-    for (const auto& [k, v] : ch.schedules) per_mb += schedule_ok(k, w.global_batch / (dp * b), pp);
-  return int64_t(ch.sp.size() * ch.zero.size() * ch.recomputes.size() * ch.offloads.size()) *
-         per_mb;
+  int64_t n = 0;
+  for (int64_t b : ch.micro_batches) n += count_mb(w, ch, dp, pp, b);
+  return n;
 }
 
 // Orders of the three axes that differ once axes of size 1 are dropped.
@@ -99,17 +113,45 @@ std::vector<std::string> orders(const Space& s, int64_t dp, int64_t tp, int64_t 
 }
 
 // No configuration of the layout takes less: its compute at full sp, without recomputation.
-double time_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, int64_t dp,
-                  int64_t tp, int64_t pp) {
+double compute_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, int64_t dp,
+                     int64_t tp, int64_t pp) {
   const BlockCost bc = block_cost(w.model, w.seq);
   const double tokens = double(w.global_batch / dp * w.seq), t = double(tp);
-  const double blocks = double((w.model.n_layer + pp - 1) / pp);
+  const double blocks = double(stage_blocks(w.model, pp));
   const double per_token =
       bc.gemm_flops / t / (cl.peak_flops * eff.gemm) +
       bc.attn_flops / t / (cl.peak_flops * eff.attention) +
       bc.elementwise_bytes * 2 / t / (cl.memory_bandwidth * eff.memory);
   const double head = 6 * double(w.model.d_model * w.model.vocab) / t / (cl.peak_flops * eff.gemm);
   return tokens * (3 * blocks * per_token + head);
+}
+
+// No configuration of the layout and order (`c`) with `m` micro-batches per step takes less:
+// its compute, the tp collectives and pipeline messages it cannot avoid (collectives are
+// affine in bytes, so one message of all the bytes is the least), the shortest bubble of the
+// schedules searched and the gradients' reduce-scatter. m = 0: the fewest micro-batches'
+// latencies and the most micro-batches' bubble of the layout.
+double time_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, const Choices& ch,
+                  const Config& c, double compute, int64_t m) {
+  const int64_t m_max = w.global_batch / (c.dp * ch.micro_batches.front());
+  const double messages = m > 0 ? double(m) : 1;
+  const double bytes = double(w.global_batch / c.dp * w.seq) * double(w.model.d_model) * 2 /
+                       messages;  // of one message
+  const double blocks = double(stage_blocks(w.model, c.pp));
+  double t = compute;
+  if (c.tp > 1)
+    t += messages * 4 * blocks * all_reduce_s(cl, c.tp, c.stride('t'), bytes, eff.network);
+  if (c.pp > 1) {
+    const Tier& tier = p2p_tier(cl, c.pp, c.stride('p'));
+    t += messages * 2 * (tier.latency + bytes / double(c.tp) / (tier.bandwidth * eff.network));
+  }
+  double bubble = INFINITY;
+  for (const auto& [k, v] : ch.schedules) bubble = std::min(bubble, bubble_microbatches(k, c.pp, v));
+  t += bubble * compute / double(m > 0 ? m : m_max);
+  if (c.dp > 1)
+    t += all_gather_s(cl, c.dp, c.stride('d'), 4 * device_params(w.model, c.tp, c.pp),
+                      eff.network);
+  return t;
 }
 
 // No configuration of the layout needs less memory: one micro-batch in flight, the smallest
@@ -121,8 +163,8 @@ double memory_floor_of(const Workload& w, const Choices& ch, Config c) {
   c.offload = ch.offloads.back();
   double best = INFINITY;
   for (Zero z : ch.zero)
-    for (Recompute r : ch.recomputes) {
-      c.zero = z, c.recompute = r;
+    for (const auto& [r, k] : ch.recomputes) {
+      c.zero = z, c.recompute = r, c.recompute_blocks = k;
       best = std::min(best, memory_floor(w, c).total());
     }
   return best;
@@ -146,25 +188,32 @@ struct Best {
   }
 };
 
-// Every configuration of one layout and order.
+// Every configuration of one layout and order (`c`), a micro-batch size at a time, skipping the
+// sizes whose floor cannot beat the plans kept.
 void search_layout(const Workload& w, const Cluster& cl, const Choices& ch, Config c,
-                   const Efficiency& eff, Best& best, SearchResult& r) {
-  for (bool sp : ch.sp)
-    for (Zero z : ch.zero)
-      for (int64_t b : ch.micro_batches)
-        for (const auto& [k, v] : ch.schedules) {
-          if (!schedule_ok(k, w.global_batch / (c.dp * b), c.pp)) continue;
-          for (Recompute rc : ch.recomputes)
+                   double compute, const SearchOptions& o, Best& best, SearchResult& r) {
+  for (int64_t b : ch.micro_batches) {
+    const int64_t m = w.global_batch / (c.dp * b);
+    if (o.prune && time_floor(w, cl, o.efficiency, ch, c, compute, m) > best.bound()) {
+      r.covered += count_mb(w, ch, c.dp, c.pp, b);
+      continue;
+    }
+    for (const auto& [k, v] : ch.schedules) {
+      if (!schedule_ok(k, m, c.pp)) continue;
+      for (bool sp : ch.sp)
+        for (Zero z : ch.zero)
+          for (const auto& [rc, blocks] : ch.recomputes)
             for (bool off : ch.offloads) {
               c.sp = sp, c.zero = z, c.micro_batch = b, c.schedule = k, c.virtual_stages = v;
-              c.recompute = rc, c.offload = off;
+              c.recompute = rc, c.recompute_blocks = blocks, c.offload = off;
               ++r.covered, ++r.evaluated;
-              Plan p{c, estimate(w, cl, c, eff)};
+              Plan p{c, estimate(w, cl, c, o.efficiency)};
               if (!p.estimate.fits) continue;
               ++r.fitting;
               best.offer(std::move(p));
             }
-        }
+    }
+  }
 }
 
 }  // namespace
@@ -177,7 +226,7 @@ SearchResult search(const Workload& w, const Cluster& cl, const Space& s,
   const int64_t n = cl.devices;
   struct Layout {
     int64_t dp, tp, pp;
-    double floor;
+    double compute;
   };
   std::vector<Layout> layouts;
   for (int64_t tp : divisors(n))
@@ -185,10 +234,10 @@ SearchResult search(const Workload& w, const Cluster& cl, const Space& s,
       const int64_t dp = n / tp / pp;
       if (s.dp && (dp != s.dp || tp != s.tp || pp != s.pp)) continue;
       if (w.global_batch % dp != 0 || w.model.n_head % tp != 0 || pp > w.model.n_layer) continue;
-      layouts.push_back({dp, tp, pp, time_floor(w, cl, o.efficiency, dp, tp, pp)});
+      layouts.push_back({dp, tp, pp, compute_floor(w, cl, o.efficiency, dp, tp, pp)});
     }
   std::sort(layouts.begin(), layouts.end(),
-            [](const Layout& a, const Layout& b) { return a.floor < b.floor; });
+            [](const Layout& a, const Layout& b) { return a.compute < b.compute; });
   Best best{o.top, {}};
   SearchResult r;
   const double usable = o.efficiency.usable_memory * cl.memory_bytes;
@@ -202,11 +251,12 @@ SearchResult search(const Workload& w, const Cluster& cl, const Space& s,
     const bool too_big = o.prune && memory_floor_of(w, ch, c) > usable;
     for (const std::string& order : orders(s, l.dp, l.tp, l.pp)) {
       c.order = order;
-      if (o.prune && (too_big || l.floor > best.bound())) {
+      if (o.prune &&
+          (too_big || time_floor(w, cl, o.efficiency, ch, c, l.compute, 0) > best.bound())) {
         r.covered += count(w, ch, l.dp, l.pp);
         continue;
       }
-      search_layout(w, cl, ch, c, o.efficiency, best, r);
+      search_layout(w, cl, ch, c, l.compute, o, best, r);
     }
   }
   r.plans = std::move(best.plans);

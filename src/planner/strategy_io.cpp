@@ -64,8 +64,8 @@ void fix_from_yaml(Space& s, const std::string& text, const std::string& file, c
                    int64_t devices) {
   const io::YamlNode root = io::YamlNode::parse(text, file);
   HP_CHECK(root.is_map(), "[planner] ", root.where(), ": expected a strategy map with 'mesh'");
-  root.check_keys({"mesh", "presets", "mode", "pipeline", "micro_batch", "recompute", "zero",
-                   "offload"});
+  root.check_keys({"mesh", "presets", "mode", "pipeline", "micro_batch", "recompute",
+                   "recompute_blocks", "zero", "offload"});
   std::string expr;
   for (const auto& [name, size] : root["mesh"].entries()) {
     HP_CHECK(name == "dp" || name == "fsdp" || name == "pp" || name == "tp", "[planner] ",
@@ -89,6 +89,11 @@ void fix_from_yaml(Space& s, const std::string& text, const std::string& file, c
     } catch (const Error& e) {
       throw Error(std::string(e.what()) + " at " + r->where());
     }
+  }
+  if (auto k = root.get("recompute_blocks")) {
+    s.recompute_blocks = k->as_int();
+    HP_CHECK(s.recompute_blocks >= 1 && s.recomputes == std::vector{Recompute::kFull}, "[planner] ",
+             k->where(), ": recompute_blocks must be >= 1, with recompute: full");
   }
   if (auto off = root.get("offload")) {
     off->check_keys({"optimizer_state"});
@@ -151,8 +156,10 @@ std::string strategy_yaml(const Plan& p, const Workload& w, const Cluster& cl) {
     if (c.schedule == Schedule::kInterleaved) y << ", virtual: " << c.virtual_stages;
     y << "}\n";
   }
-  y << "micro_batch: " << c.micro_batch << "\nrecompute: " << recompute_name(c.recompute)
-    << "\nzero: " << zero_name(c.zero) << "\n";
+  y << "micro_batch: " << c.micro_batch << "\nrecompute: " << recompute_name(c.recompute) << "\n";
+  if (c.recompute == Recompute::kFull)
+    y << "recompute_blocks: " << full_blocks(c, stage_blocks(w.model, c.pp)) << "\n";
+  y << "zero: " << zero_name(c.zero) << "\n";
   if (c.offload) y << "offload: {optimizer_state: host}\n";
   return y.str();
 }

@@ -54,6 +54,9 @@ struct Config {
   Schedule schedule = Schedule::kNone;
   int64_t virtual_stages = 1;  // chunks per stage (interleaved: v, zbv: 2)
   Recompute recompute = Recompute::kNone;
+  // With kFull: how many of each stage's blocks are fully recomputed (Megatron's
+  // --recompute-method block --recompute-num-layers); the others recompute selectively. 0: all.
+  int64_t recompute_blocks = 0;
   bool offload = false;        // optimizer state (and its step) on the host
   int64_t devices() const { return dp * tp * pp; }
   // The preset-style expression in mesh order: "dp6xpp64xtp8+sp", "fsdp64xtp2" (fsdp: Zero::kFull).
@@ -100,6 +103,13 @@ struct Estimate {
   Memory memory;
   bool fits = false;  // memory.total() <= usable memory
 };
+
+// Blocks of the busiest stage: ceil(layers / pp).
+int64_t stage_blocks(const io::ModelConfig& m, int64_t pp);
+// Parameters one device of the busiest stage holds before any data-parallel sharding.
+double device_params(const io::ModelConfig& m, int64_t tp, int64_t pp);
+// Blocks of a stage of `blocks` that `c` recomputes fully.
+int64_t full_blocks(const Config& c, int64_t blocks);
 
 // Ring collectives over a group of `n` devices placed `stride` apart, hierarchically over the
 // cluster's tiers: at each tier the members it newly joins run a ring over the data left by

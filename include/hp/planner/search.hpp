@@ -24,6 +24,7 @@ struct Space {
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
   std::vector<Recompute> recomputes;   // empty: all
+  int64_t recompute_blocks = 0;        // with full: blocks per stage recomputed; 0: searched
   std::vector<bool> offloads;          // empty: off and on
 };
 
