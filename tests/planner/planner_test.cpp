@@ -13,7 +13,7 @@ namespace {
 // A two-tier cluster: nodes of 4 devices at 100 GB/s, 10 GB/s between nodes; 1 PFLOP/s devices.
 const char* kSmallCluster = R"(name: small
 devices: 16
-device: {name: test, peak_bf16_tflops: 1000, memory_gib: 2, memory_bandwidth_gbps: 1000}
+device: {name: test, peak_bf16_tflops: 1000, memory_gib: 0.25, memory_bandwidth_gbps: 1000}
 host: {memory_gib: 16, bandwidth_gbps: 10}
 tiers:
   - {name: node, devices: 4, bandwidth_gbps: 100, latency_us: 1}
@@ -60,7 +60,7 @@ TEST(Cluster, PresetsParseAndNest) {
 
 TEST(Cluster, ErrorsNameFileAndKey) {
   std::string bad = kSmallCluster;
-  bad.replace(bad.find("bandwidth_gbps: 100"), 19, "bandwidth_gbps: -1");
+  bad.replace(bad.find("bandwidth_gbps: 100,"), 19, "bandwidth_gbps: -1");
   std::string e = error_of([&] { parse_cluster_text(bad, "c.yaml"); });
   EXPECT_NE(e.find("c.yaml:6"), std::string::npos) << e;
   EXPECT_NE(e.find("bandwidth_gbps must be positive"), std::string::npos) << e;
@@ -214,7 +214,7 @@ TEST(Search, PrunedEqualsExhaustive) {
   EXPECT_EQ(b.covered, b.evaluated);
   EXPECT_LT(a.evaluated, b.evaluated);
   EXPECT_GT(b.fitting, 0);
-  EXPECT_LT(b.fitting, b.evaluated);  // 2 GiB devices: some configurations do not fit
+  EXPECT_LT(b.fitting, b.evaluated);  // 256 MiB devices: some configurations do not fit
 }
 
 TEST(Search, NeverProposesAPlanThatDoesNotFit) {
