@@ -41,7 +41,10 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
         throw Error(std::string("--schedule: ") + e.what());
       }
   }
-  if (a.has("recompute")) s.recomputes = {planner::parse_recompute(a.str("recompute"))};
+  if (a.has("recompute")) {  // full: every block (partial counts are searched otherwise)
+    s.recomputes = {planner::parse_recompute(a.str("recompute"))};
+    if (s.recomputes[0] == planner::Recompute::kFull) s.recompute_blocks = planner::kAllBlocks;
+  }
   if (a.has("offload")) s.offloads = {a.str("offload") == "on"};
   return s;
 }

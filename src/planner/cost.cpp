@@ -203,8 +203,12 @@ bool admissible(const Workload& w, const Config& c, std::string* why) {
 namespace {
 
 // Memory of the busiest stage; `mb_act` is one micro-batch's activations of the whole stage.
+struct Activations {
+  double stored = 0, working = 0;
+};
+
 Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, double p_dev,
-                    double mb_act, double inflight) {
+                    const Activations& act, double inflight) {
   Memory mem;
   const double tokens = double(c.micro_batch * w.seq);
   const double shard = c.zero == Zero::kNone ? 1 : double(c.dp);
@@ -213,24 +217,25 @@ Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, dou
   mem.grads = kFp32 * (full ? p_dev / double(c.dp) : p_dev);
   mem.optimizer = c.offload ? 0 : 3 * kFp32 * p_dev / shard;  // fp32 master, Adam m and v
   const double logits = 2 * kFp32 * tokens * double(w.model.vocab) / double(c.tp);
-  mem.activations = inflight * mb_act + logits;
+  mem.activations = inflight * act.stored + act.working + logits;
   // tp/sp gather buffers and the pipeline's send and receive buffers.
   mem.buffers = 4 * kBf16 * tokens * double(w.model.d_model);
   return mem;
 }
 
-// One micro-batch's activations of a stage holding `blocks` blocks, per device: fully
-// recomputed blocks keep their input only (and one block's activations while it is recomputed),
-// the others keep what backward reads (and the attention scores without recomputation).
-double microbatch_activations(const Workload& w, const Config& c, const BlockCost& bc,
-                              int64_t blocks) {
+// Activations of one micro-batch of a stage holding `blocks` blocks, per device: fully
+// recomputed blocks keep their input only, the others what backward reads (and the attention
+// scores without recomputation). `working`: one block's activations while it is recomputed,
+// held once whatever the micro-batches in flight.
+Activations microbatch_activations(const Workload& w, const Config& c, const BlockCost& bc,
+                                   int64_t blocks) {
   const double tokens = double(c.micro_batch * w.seq), t = double(c.tp);
   const double whole = bc.act_whole / (c.sp ? t : 1), split = bc.act_split / t;
   const double scores = 5 * double(w.model.n_head) * double(w.seq) / t;  // softmax, dropout
   const double kept = whole + split + (c.recompute == Recompute::kNone ? scores : 0);
   const double full = double(full_blocks(c, blocks));
   const double input = kBf16 * double(w.model.d_model) / (c.sp ? t : 1);
-  return tokens * (full * input + (double(blocks) - full) * kept + (full > 0 ? kept : 0));
+  return {tokens * (full * input + (double(blocks) - full) * kept), full > 0 ? tokens * kept : 0};
 }
 
 }  // namespace
@@ -320,7 +325,7 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
                      double(c.devices());
   e.tflops_per_device = e.hardware_flops / e.step_s / 1e12;
   e.mfu = model_flops(w) / (double(c.devices()) * cl.peak_flops * e.step_s);
-  const double act = microbatch_activations(w, c, bc, blocks);
+  const Activations act = microbatch_activations(w, c, bc, blocks);
   e.memory = stage_memory(w, c, bc, p_dev, act,
                           inflight_microbatches(c.schedule, c.pp, mb, c.virtual_stages));
   e.fits = e.memory.total() <= eff.usable_memory * cl.memory_bytes &&

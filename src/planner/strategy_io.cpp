@@ -37,7 +37,7 @@ void fix_layout(Space& s, const std::string& expr, int64_t devices) {
     HP_CHECK(!sp || axis == 't', "[planner] strategy '", expr, "': +sp goes with tp, not '", term, "'");
     s.order += axis;
     if (name == "fsdp") s.zero = Zero::kFull;
-    if (axis == 't') s.sp = sp ? std::optional<bool>(true) : s.sp;
+    if (axis == 't') s.sp = sp;  // tp8 and tp8+sp are different presets
     if (digits == t.size()) {
       HP_CHECK(!missing, "[planner] strategy '", expr, "': at most one size may be left out");
       missing = axis;
@@ -48,6 +48,7 @@ void fix_layout(Space& s, const std::string& expr, int64_t devices) {
   }
   for (char a : std::string("dpt"))
     if (s.order.find(a) == std::string::npos) s.order += a, degree(s, a) = 1;
+  if (s.tp == 1) s.sp = false;
   int64_t known = 1;
   for (char a : std::string("dpt"))
     if (a != missing) known *= degree(s, a);

@@ -241,6 +241,7 @@ TEST(Strategy, FixLayout) {
   EXPECT_EQ(s.pp, 64);
   EXPECT_EQ(s.tp, 8);
   EXPECT_EQ(s.order, "dpt");
+  EXPECT_EQ(s.sp, false);  // tp8 is not tp8+sp
   Space f;
   fix_layout(f, "fsdpxtp4+sp", 16);
   EXPECT_EQ(f.dp, 4);

@@ -13,6 +13,8 @@
 
 namespace hp::planner {
 
+inline constexpr int64_t kAllBlocks = int64_t(1) << 40;  // more blocks than any stage has
+
 // What is fixed; everything left empty or unset is searched.
 struct Space {
   int64_t dp = 0, tp = 0, pp = 0;  // fixed degrees (all three or none); 0: searched
@@ -24,7 +26,8 @@ struct Space {
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
   std::vector<Recompute> recomputes;   // empty: all
-  int64_t recompute_blocks = 0;        // with full: blocks per stage recomputed; 0: searched
+  int64_t recompute_blocks = 0;  // with full: blocks per stage recomputed; 0: searched;
+                                 // kAllBlocks: all of them
   std::vector<bool> offloads;          // empty: off and on
 };
 
