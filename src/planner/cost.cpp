@@ -98,7 +98,10 @@ BlockCost block_cost(const io::ModelConfig& m, int64_t seq) {
   // dropout masks (1 byte, GPT only) are not.
   b.act_split = kBf16 * (2 * q + 2 * kv) + kBf16 * (gpt ? 2 : 3) * f;
   b.act_whole = kBf16 * 4 * h + (gpt ? 2 * h : 0);
-  b.elementwise_bytes = gpt ? 35 * h + 4 * f : 20 * h + 6 * f;
+  // Two norms (read, write: 4h), two residual adds (6h), GPT's two dropouts (6h with masks);
+  // GELU reads and writes f, SwiGLU reads gate and up and writes f, RoPE rewrites q and k.
+  b.elementwise_whole = kBf16 * (gpt ? 16 * h : 10 * h);
+  b.elementwise_split = kBf16 * (gpt ? 2 * f : 3 * f + 2 * (q + kv));
   return b;
 }
 
@@ -265,7 +268,8 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   // One block, one micro-batch, forward, per device.
   const double gemm_f = tokens * bc.gemm_flops / t / gemm_rate;
   const double attn_f = tokens * bc.attn_flops / t / attn_rate;
-  const double elem_f = tokens * bc.elementwise_bytes * kBf16 / (c.sp ? t : 1) / mem_rate;
+  const double elem_f =
+      tokens * (bc.elementwise_whole / (c.sp ? t : 1) + bc.elementwise_split / t) / mem_rate;
   const double head = 3 * tokens * 2 * h * double(m.vocab) / t / gemm_rate;
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);
   // Fully recomputed blocks repeat their forward; the rest recompute the attention core.

@@ -121,7 +121,7 @@ double compute_floor(const Workload& w, const Cluster& cl, const Efficiency& eff
   const double per_token =
       bc.gemm_flops / t / (cl.peak_flops * eff.gemm) +
       bc.attn_flops / t / (cl.peak_flops * eff.attention) +
-      bc.elementwise_bytes * 2 / t / (cl.memory_bandwidth * eff.memory);
+      (bc.elementwise_whole + bc.elementwise_split) / t / (cl.memory_bandwidth * eff.memory);
   const double head = 6 * double(w.model.d_model * w.model.vocab) / t / (cl.peak_flops * eff.gemm);
   return tokens * (3 * blocks * per_token + head);
 }

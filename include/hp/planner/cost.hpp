@@ -72,7 +72,10 @@ struct BlockCost {
   double params = 0;           // elements of one block (weights, norms, biases)
   double act_split = 0;        // bytes per token kept for backward that tp splits (no sp)
   double act_whole = 0;        // bytes per token kept for backward that tp replicates without sp
-  double elementwise_bytes = 0;  // bytes per token moved by norms, activations, residuals (fwd)
+  // Bytes per token that element-wise work reads and writes (forward): norms, residual adds and
+  // dropout on the model width (replicated across tp without sp), and the activation function
+  // and rotary embedding on the tp-split width.
+  double elementwise_whole = 0, elementwise_split = 0;
 };
 BlockCost block_cost(const io::ModelConfig& m, int64_t seq);
 // Parameters outside the blocks: token (and position) embeddings, an untied head, final norm.
