@@ -190,12 +190,12 @@ bool admissible(const Workload& w, const Config& c, std::string* why) {
     return no(c.pp == 1 ? "a schedule without pp" : "pp without a schedule");
   const int64_t m = w.global_batch / (c.dp * c.micro_batch);
   if (c.schedule == Schedule::kInterleaved) {
-    if (c.virtual_stages < 2 || w.model.n_layer % (c.pp * c.virtual_stages) != 0)
-      return no("interleaved needs v >= 2 with pp x v dividing the blocks");
+    if (c.virtual_stages < 2 || c.pp * c.virtual_stages > w.model.n_layer)
+      return no("interleaved needs v >= 2 and a block per chunk (pp x v <= blocks)");
     if (m % c.pp != 0) return no("interleaved needs the micro-batches to be a multiple of pp");
   } else if (c.schedule == Schedule::kZbV) {
-    if (c.virtual_stages != 2 || w.model.n_layer % (2 * c.pp) != 0)
-      return no("zbv holds 2 chunks per stage: 2 x pp must divide the blocks");
+    if (c.virtual_stages != 2 || 2 * c.pp > w.model.n_layer)
+      return no("zbv holds 2 chunks per stage: 2 x pp must not exceed the blocks");
   } else if (c.virtual_stages != 1) {
     return no(std::string("virtual stages apply to interleaved and zbv, not ") +
               schedule_name(c.schedule));

@@ -52,10 +52,10 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
     for (Schedule k : s.schedules.empty() ? all : s.schedules) {
       if (k == Schedule::kInterleaved) {
         for (int64_t v = 2; v <= s.max_virtual; ++v)
-          if ((s.virtual_stages == 0 || v == s.virtual_stages) && w.model.n_layer % (pp * v) == 0)
+          if ((s.virtual_stages == 0 || v == s.virtual_stages) && pp * v <= w.model.n_layer)
             c.schedules.push_back({k, v});
       } else if (k == Schedule::kZbV) {
-        if (w.model.n_layer % (2 * pp) == 0) c.schedules.push_back({k, 2});
+        if (2 * pp <= w.model.n_layer) c.schedules.push_back({k, 2});
       } else if (k != Schedule::kNone) {
         c.schedules.push_back({k, 1});
       }

@@ -3,7 +3,7 @@
 # (HyperShard's strategy parser) accepts; bad clusters and strategies are errors naming them.
 source "$(dirname "$0")/lib.sh"
 
-out=$("$HP" plan --model megatron-1t --cluster h100-dgx:64 --global-batch 64 --seq 2048 --top 3 \
+out=$("$HP" plan --model gpt3-175b --cluster h100-dgx:64 --global-batch 64 --seq 2048 --top 3 \
   --json --emit "$WORK/plan.yaml")
 [[ $(wc -l <<<"$out") == 3 ]] || fail "--top 3 printed: $out"
 python3 - "$out" <<'PY' || fail "records lack fields or order: $out"
@@ -22,7 +22,7 @@ assert recs[0]["configs_covered"] >= recs[0]["configs_evaluated"] > 0
 PY
 grep -q '^mesh: {' "$WORK/plan.yaml" || fail "no mesh in $(cat "$WORK/plan.yaml")"
 best=$(head -1 <<<"$out")
-again=$("$HP" plan --model megatron-1t --cluster h100-dgx:64 --global-batch 64 --seq 2048 \
+again=$("$HP" plan --model gpt3-175b --cluster h100-dgx:64 --global-batch 64 --seq 2048 \
   --strategy "$WORK/plan.yaml" --json)
 python3 - "$best" "$again" <<'PY' || fail "the emitted strategy reads back to another plan: $again"
 import json, sys

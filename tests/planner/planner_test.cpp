@@ -190,7 +190,7 @@ TEST(Cost, StepIsTheSumOfItsParts) {
   EXPECT_GT(estimate(w, cl, across).tp_s, e.tp_s);
   std::string why;
   Config bad = c;
-  bad.virtual_stages = 3;
+  bad.virtual_stages = 5;  // 4 stages of 2 blocks: at most 2 chunks each
   EXPECT_FALSE(admissible(w, bad, &why));
   EXPECT_NE(why.find("interleaved"), std::string::npos);
 }
