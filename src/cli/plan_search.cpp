@@ -34,8 +34,7 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
     s.schedules.clear();
     std::stringstream ss(a.str("schedule"));
     std::string one;
-    while (std::getline(ss, one, ','))
-      try {
+    while (std::getline(ss, one, ',')) try {
         s.schedules.push_back(planner::parse_schedule(one));
       } catch (const Error& e) {
         throw Error(std::string("--schedule: ") + e.what());
@@ -69,8 +68,9 @@ io::Json plan_json(const planner::Plan& p, const planner::Workload& w,
   j["tflops_per_device"] = e.tflops_per_device;
   j["mfu"] = e.mfu;
   j["peak_memory_bytes"] = e.memory.total();
-  j["breakdown_s"] = {{"compute", e.compute_s}, {"recompute", e.recompute_s}, {"tp", e.tp_s},
-                      {"pp", e.pp_s},           {"dp", e.dp_s},               {"bubble", e.bubble_s},
+  j["breakdown_s"] = {{"compute", e.compute_s}, {"recompute", e.recompute_s},
+                      {"tp", e.tp_s},           {"pp", e.pp_s},
+                      {"dp", e.dp_s},           {"bubble", e.bubble_s},
                       {"offload", e.offload_s}, {"optimizer", e.optimizer_s}};
   j["memory_bytes"] = {{"params", e.memory.params},
                        {"grads", e.memory.grads},
@@ -96,28 +96,26 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
     std::printf(" (%lld blocks per stage)", (long long)c.recompute_blocks);
   std::printf(", optimizer sharding %s, offload %s, mesh order %s\n", planner::zero_name(c.zero),
               c.offload ? "on" : "off", c.order.c_str());
-  std::printf("  step %.3f s: %.0f TFLOP/s per device (hardware, recomputation counted), MFU %.1f%%\n",
-              e.step_s, e.tflops_per_device, 100 * e.mfu);
+  std::printf(
+      "  step %.3f s: %.0f TFLOP/s per device (hardware, recomputation counted), MFU %.1f%%\n",
+      e.step_s, e.tflops_per_device, 100 * e.mfu);
   const std::pair<const char*, double> parts[] = {
-      {"compute (forward + backward)", e.compute_s},
-      {"recomputation", e.recompute_s},
-      {"tp communication (exposed)", e.tp_s},
-      {"pp point-to-point (exposed)", e.pp_s},
-      {"dp communication (exposed)", e.dp_s},
-      {"pipeline bubble", e.bubble_s},
-      {"offload traffic (host link)", e.offload_s},
-      {"optimizer step", e.optimizer_s}};
+      {"compute (forward + backward)", e.compute_s}, {"recomputation", e.recompute_s},
+      {"tp communication (exposed)", e.tp_s},        {"pp point-to-point (exposed)", e.pp_s},
+      {"dp communication (exposed)", e.dp_s},        {"pipeline bubble", e.bubble_s},
+      {"offload traffic (host link)", e.offload_s},  {"optimizer step", e.optimizer_s}};
   for (const auto& [what, s] : parts)
     if (s > 0) std::printf("    %-30s %10.3f s  %5.1f%%\n", what, s, 100 * s / e.step_s);
   const planner::Memory& m = e.memory;
   const double usable = eff.usable_memory * cl.memory_bytes;
-  std::printf("  memory per device %s of %s usable (%s): parameters %s, gradients %s, optimizer "
-              "%s, activations %s, buffers %s; headroom %s\n",
-              human_bytes(m.total()).c_str(), human_bytes(usable).c_str(),
-              human_bytes(cl.memory_bytes).c_str(), human_bytes(m.params).c_str(),
-              human_bytes(m.grads).c_str(), human_bytes(m.optimizer).c_str(),
-              human_bytes(m.activations).c_str(), human_bytes(m.buffers).c_str(),
-              human_bytes(usable - m.total()).c_str());
+  std::printf(
+      "  memory per device %s of %s usable (%s): parameters %s, gradients %s, optimizer "
+      "%s, activations %s, buffers %s; headroom %s\n",
+      human_bytes(m.total()).c_str(), human_bytes(usable).c_str(),
+      human_bytes(cl.memory_bytes).c_str(), human_bytes(m.params).c_str(),
+      human_bytes(m.grads).c_str(), human_bytes(m.optimizer).c_str(),
+      human_bytes(m.activations).c_str(), human_bytes(m.buffers).c_str(),
+      human_bytes(usable - m.total()).c_str());
 }
 
 }  // namespace
@@ -132,8 +130,8 @@ int plan_search(const Args& a) {
   planner::SearchOptions opt;
   opt.top = a.i64("top");
   const planner::SearchResult r = planner::search(w, cl, space, opt);
-  HP_CHECK(!r.plans.empty(), "[planner] no configuration of ", a.str("model"), " fits on ",
-           cl.name, " (", cl.devices, " devices): ", r.covered, " covered, ", r.evaluated,
+  HP_CHECK(!r.plans.empty(), "[planner] no configuration of ", a.str("model"), " fits on ", cl.name,
+           " (", cl.devices, " devices): ", r.covered, " covered, ", r.evaluated,
            " evaluated, none within ", human_bytes(opt.efficiency.usable_memory * cl.memory_bytes),
            " per device");
   if (a.has("emit")) {
@@ -153,7 +151,8 @@ int plan_search(const Args& a) {
   std::printf("cluster %s\n", cl.str().c_str());
   std::printf("searched %lld configurations (%lld evaluated, %lld of them fit) in %.2f s\n",
               (long long)r.covered, (long long)r.evaluated, (long long)r.fitting, r.search_s);
-  for (size_t i = 0; i < r.plans.size(); ++i) print_plan(r.plans[i], cl, opt.efficiency, int(i + 1));
+  for (size_t i = 0; i < r.plans.size(); ++i)
+    print_plan(r.plans[i], cl, opt.efficiency, int(i + 1));
   if (a.has("emit")) std::printf("strategy written to %s\n", a.str("emit").c_str());
   return 0;
 }

@@ -9,7 +9,7 @@ namespace hp::planner {
 
 namespace {
 
-constexpr double kGB = 1e9;                  // bandwidths are written in GB/s
+constexpr double kGB = 1e9;                    // bandwidths are written in GB/s
 constexpr double kGiB = 1024.0 * 1024 * 1024;  // memories in GiB
 
 // A positive number at `key` of `n`; errors name the file, line and key.
@@ -25,7 +25,8 @@ Tier parse_tier(const io::YamlNode& t) {
   Tier tier;
   tier.name = t["name"].as_string();
   tier.devices = t["devices"].as_int();
-  HP_CHECK(tier.devices >= 0, "[cluster] ", t["devices"].where(), ": devices must be >= 0 (0: all)");
+  HP_CHECK(tier.devices >= 0, "[cluster] ", t["devices"].where(),
+           ": devices must be >= 0 (0: all)");
   tier.bandwidth = positive(t, "bandwidth_gbps") * kGB;
   const io::YamlNode lat = t["latency_us"];
   tier.latency = lat.as_double() * 1e-6;
@@ -42,9 +43,10 @@ void check_tiers(const io::YamlNode& node, const std::vector<Tier>& tiers) {
              last ? "the outermost tier must have devices: 0 (everyone)"
                   : "only the outermost tier may have devices: 0");
     if (i > 0 && !last)
-      HP_CHECK(tiers[i].devices > tiers[i - 1].devices && tiers[i].devices % tiers[i - 1].devices == 0,
-               "[cluster] ", at, ": a tier of ", tiers[i].devices,
-               " devices does not nest the one inside it (", tiers[i - 1].devices, ")");
+      HP_CHECK(
+          tiers[i].devices > tiers[i - 1].devices && tiers[i].devices % tiers[i - 1].devices == 0,
+          "[cluster] ", at, ": a tier of ", tiers[i].devices,
+          " devices does not nest the one inside it (", tiers[i - 1].devices, ")");
   }
 }
 

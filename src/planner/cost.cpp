@@ -24,7 +24,9 @@ double stage_params(const io::ModelConfig& m, const BlockCost& bc, int64_t block
 
 }  // namespace
 
-int64_t stage_blocks(const io::ModelConfig& m, int64_t pp) { return (m.n_layer + pp - 1) / pp; }
+int64_t stage_blocks(const io::ModelConfig& m, int64_t pp) {
+  return (m.n_layer + pp - 1) / pp;
+}
 
 int64_t full_blocks(const Config& c, int64_t blocks) {
   if (c.recompute != Recompute::kFull) return 0;
@@ -33,12 +35,18 @@ int64_t full_blocks(const Config& c, int64_t blocks) {
 
 const char* schedule_name(Schedule s) {
   switch (s) {
-    case Schedule::kNone: return "none";
-    case Schedule::kGpipe: return "gpipe";
-    case Schedule::k1F1B: return "1f1b";
-    case Schedule::kInterleaved: return "interleaved";
-    case Schedule::kZbH1: return "zb-h1";
-    case Schedule::kZbV: return "zbv";
+    case Schedule::kNone:
+      return "none";
+    case Schedule::kGpipe:
+      return "gpipe";
+    case Schedule::k1F1B:
+      return "1f1b";
+    case Schedule::kInterleaved:
+      return "interleaved";
+    case Schedule::kZbH1:
+      return "zb-h1";
+    case Schedule::kZbV:
+      return "zbv";
   }
   return "?";
 }
@@ -52,8 +60,8 @@ const char* zero_name(Zero z) {
 }
 
 Schedule parse_schedule(const std::string& s) {
-  for (Schedule k : {Schedule::kGpipe, Schedule::k1F1B, Schedule::kInterleaved, Schedule::kZbH1,
-                     Schedule::kZbV})
+  for (Schedule k :
+       {Schedule::kGpipe, Schedule::k1F1B, Schedule::kInterleaved, Schedule::kZbH1, Schedule::kZbV})
     if (s == schedule_name(k)) return k;
   throw Error("[planner] unknown schedule '" + s + "' (gpipe, 1f1b, interleaved, zb-h1, zbv)");
 }
@@ -77,7 +85,9 @@ std::string Config::strategy() const {
     const int64_t n = a == 'd' ? dp : a == 'p' ? pp : tp;
     if (n == 1) continue;
     if (!out.empty()) out += "x";
-    out += (a == 'd' ? (zero == Zero::kFull ? "fsdp" : "dp") : a == 'p' ? "pp" : "tp") +
+    out += (a == 'd'   ? (zero == Zero::kFull ? "fsdp" : "dp")
+            : a == 'p' ? "pp"
+                       : "tp") +
            std::to_string(n);
     if (a == 't' && sp) out += "+sp";
   }
@@ -127,9 +137,9 @@ double all_gather_s(const Cluster& c, int64_t n, int64_t stride, double bytes, d
   for (const Tier& tier : c.tiers) {
     if (inner >= double(n)) break;
     const double k =
-        tier.devices == 0 ? double(n)
-                          : std::clamp(double(tier.devices / std::max<int64_t>(stride, 1)), 1.0,
-                                       double(n));
+        tier.devices == 0
+            ? double(n)
+            : std::clamp(double(tier.devices / std::max<int64_t>(stride, 1)), 1.0, double(n));
     if (k <= inner) continue;
     const double f = k / inner;  // ring members at this tier
     t += (f - 1) / f * (bytes / inner) / (tier.bandwidth * net_eff) + (f - 1) * tier.latency;
@@ -145,23 +155,31 @@ const Tier& p2p_tier(const Cluster& c, int64_t n, int64_t stride) {
 double bubble_microbatches(Schedule s, int64_t p, int64_t v) {
   const double gap = double(p - 1);
   switch (s) {
-    case Schedule::kNone: return 0;
+    case Schedule::kNone:
+      return 0;
     case Schedule::kGpipe:
-    case Schedule::k1F1B: return gap;
-    case Schedule::kInterleaved: return gap / double(v);
-    case Schedule::kZbH1: return gap / 3;
-    case Schedule::kZbV: return gap / 6;
+    case Schedule::k1F1B:
+      return gap;
+    case Schedule::kInterleaved:
+      return gap / double(v);
+    case Schedule::kZbH1:
+      return gap / 3;
+    case Schedule::kZbV:
+      return gap / 6;
   }
   return gap;
 }
 
 double inflight_microbatches(Schedule s, int64_t p, int64_t m, int64_t v) {
   switch (s) {
-    case Schedule::kNone: return 1;
-    case Schedule::kGpipe: return double(m);
+    case Schedule::kNone:
+      return 1;
+    case Schedule::kGpipe:
+      return double(m);
     case Schedule::kInterleaved:
       return std::min(double(m), double(p) * (1 + double(p - 1) / double(p * v)));
-    default: return double(std::min(p, m));
+    default:
+      return double(std::min(p, m));
   }
 }
 
@@ -274,14 +292,12 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);
   // Fully recomputed blocks repeat their forward; the rest recompute the attention core.
   const double full = double(full_blocks(c, blocks));
-  const double stage_rc =
-      c.recompute == Recompute::kNone
-          ? 0
-          : full * (gemm_f + attn_f + elem_f) + (double(blocks) - full) * attn_f;
+  const double stage_rc = c.recompute == Recompute::kNone ? 0
+                                                          : full * (gemm_f + attn_f + elem_f) +
+                                                                (double(blocks) - full) * attn_f;
   // Exposed tp collectives: two per block forward, two backward, two more when recomputed.
-  const double tp_one = c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * kBf16,
-                                                eff.network)
-                                 : 0;
+  const double tp_one =
+      c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * kBf16, eff.network) : 0;
   const double tp_mb = (4 * double(blocks) + 2 * full) * tp_one;
   double pp_mb = 0;
   if (c.pp > 1) {  // activations forward and their gradients back, per chunk, split over tp
@@ -307,10 +323,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   e.bubble_s = bubble_microbatches(c.schedule, c.pp, c.virtual_stages) * (core_mb + fsdp_exposed);
   if (c.dp > 1) {  // once per step, after the last backward: reduce-scatter (+ all-gather)
     const double rs = all_gather_s(cl, c.dp, dstride, kFp32 * p_dev, eff.network);
-    e.dp_s = c.zero == Zero::kNone        ? 2 * rs
-             : c.zero == Zero::kOptimizer ? rs + all_gather_s(cl, c.dp, dstride, kBf16 * p_dev,
-                                                              eff.network)
-                                          : rs + double(mb) * fsdp_exposed;
+    e.dp_s = c.zero == Zero::kNone ? 2 * rs
+             : c.zero == Zero::kOptimizer
+                 ? rs + all_gather_s(cl, c.dp, dstride, kBf16 * p_dev, eff.network)
+                 : rs + double(mb) * fsdp_exposed;
   }
   const double p_opt = p_dev / shard;
   if (c.offload)  // fp32 gradients down, bf16 parameters up, in both directions at once
@@ -320,9 +336,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   e.step_s = double(mb) * core_mb + e.bubble_s + e.dp_s + e.optimizer_s + e.offload_s;
   const double step_tokens = double(w.global_batch * w.seq);
   const double share = full / double(blocks);  // of all blocks, fully recomputed
-  const double rc_flops = c.recompute == Recompute::kNone
-                              ? 0
-                              : share * (bc.gemm_flops + bc.attn_flops) + (1 - share) * bc.attn_flops;
+  const double rc_flops =
+      c.recompute == Recompute::kNone
+          ? 0
+          : share * (bc.gemm_flops + bc.attn_flops) + (1 - share) * bc.attn_flops;
   e.hardware_flops = step_tokens *
                      (double(m.n_layer) * (3 * (bc.gemm_flops + bc.attn_flops) + rc_flops) +
                       6 * h * double(m.vocab)) /

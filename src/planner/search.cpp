@@ -29,7 +29,7 @@ struct Choices {
   std::vector<bool> sp;
   std::vector<Zero> zero;
   std::vector<int64_t> micro_batches;
-  std::vector<std::pair<Schedule, int64_t>> schedules;  // with their virtual stages
+  std::vector<std::pair<Schedule, int64_t>> schedules;    // with their virtual stages
   std::vector<std::pair<Recompute, int64_t>> recomputes;  // with kFull: blocks recomputed
   std::vector<bool> offloads;
 };
@@ -61,8 +61,7 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
       }
     }
   }
-  const std::vector<Recompute> all_rc = {Recompute::kNone, Recompute::kSelective,
-                                         Recompute::kFull};
+  const std::vector<Recompute> all_rc = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
   const int64_t blocks = stage_blocks(w.model, pp);
   for (Recompute r : s.recomputes.empty() ? all_rc : s.recomputes) {
     if (r != Recompute::kFull) {
@@ -85,7 +84,8 @@ bool schedule_ok(Schedule k, int64_t m, int64_t pp) {
 // Configurations of one layout and order with micro-batch `b`.
 int64_t count_mb(const Workload& w, const Choices& ch, int64_t dp, int64_t pp, int64_t b) {
   int64_t schedules = 0;
-  for (const auto& [k, v] : ch.schedules) schedules += schedule_ok(k, w.global_batch / (dp * b), pp);
+  for (const auto& [k, v] : ch.schedules)
+    schedules += schedule_ok(k, w.global_batch / (dp * b), pp);
   return int64_t(ch.sp.size() * ch.zero.size() * ch.recomputes.size() * ch.offloads.size()) *
          schedules;
 }
@@ -146,11 +146,11 @@ double time_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, c
     t += messages * 2 * (tier.latency + bytes / double(c.tp) / (tier.bandwidth * eff.network));
   }
   double bubble = INFINITY;
-  for (const auto& [k, v] : ch.schedules) bubble = std::min(bubble, bubble_microbatches(k, c.pp, v));
+  for (const auto& [k, v] : ch.schedules)
+    bubble = std::min(bubble, bubble_microbatches(k, c.pp, v));
   t += bubble * compute / double(m > 0 ? m : m_max);
   if (c.dp > 1)
-    t += all_gather_s(cl, c.dp, c.stride('d'), 4 * device_params(w.model, c.tp, c.pp),
-                      eff.network);
+    t += all_gather_s(cl, c.dp, c.stride('d'), 4 * device_params(w.model, c.tp, c.pp), eff.network);
   return t;
 }
 
@@ -180,7 +180,9 @@ bool better(const Plan& a, const Plan& b) {
 struct Best {
   int64_t top;
   std::vector<Plan> plans;  // sorted, at most `top`
-  double bound() const { return int64_t(plans.size()) < top ? INFINITY : plans.back().estimate.step_s; }
+  double bound() const {
+    return int64_t(plans.size()) < top ? INFINITY : plans.back().estimate.step_s;
+  }
   void offer(Plan p) {
     if (int64_t(plans.size()) == top && !better(p, plans.back())) return;
     plans.insert(std::upper_bound(plans.begin(), plans.end(), p, better), std::move(p));
@@ -218,8 +220,7 @@ void search_layout(const Workload& w, const Cluster& cl, const Choices& ch, Conf
 
 }  // namespace
 
-SearchResult search(const Workload& w, const Cluster& cl, const Space& s,
-                    const SearchOptions& o) {
+SearchResult search(const Workload& w, const Cluster& cl, const Space& s, const SearchOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   HP_CHECK(o.top >= 1, "[planner] top must be >= 1, got ", o.top);
   HP_CHECK(w.global_batch >= 1 && w.seq >= 1, "[planner] global batch and sequence must be >= 1");

@@ -12,7 +12,9 @@ namespace hp::planner {
 
 namespace {
 
-int64_t& degree(Space& s, char axis) { return axis == 'd' ? s.dp : axis == 'p' ? s.pp : s.tp; }
+int64_t& degree(Space& s, char axis) {
+  return axis == 'd' ? s.dp : axis == 'p' ? s.pp : s.tp;
+}
 
 }  // namespace
 
@@ -29,12 +31,16 @@ void fix_layout(Space& s, const std::string& expr, int64_t devices) {
     size_t digits = t.size();
     while (digits > 0 && std::isdigit(static_cast<unsigned char>(t[digits - 1]))) --digits;
     const std::string name = t.substr(0, digits);
-    const char axis = name == "dp" || name == "fsdp" ? 'd' : name == "pp" ? 'p' : name == "tp" ? 't' : 0;
+    const char axis = name == "dp" || name == "fsdp" ? 'd'
+                      : name == "pp"                 ? 'p'
+                      : name == "tp"                 ? 't'
+                                                     : 0;
     HP_CHECK(axis, "[planner] strategy '", expr, "': unknown term '", term,
              "' (dpN, fsdpN, ppN, tpN, tpN+sp, outermost first)");
     HP_CHECK(s.order.find(axis) == std::string::npos, "[planner] strategy '", expr, "': axis of '",
              term, "' appears twice");
-    HP_CHECK(!sp || axis == 't', "[planner] strategy '", expr, "': +sp goes with tp, not '", term, "'");
+    HP_CHECK(!sp || axis == 't', "[planner] strategy '", expr, "': +sp goes with tp, not '", term,
+             "'");
     s.order += axis;
     if (name == "fsdp") s.zero = Zero::kFull;
     if (axis == 't') s.sp = sp;  // tp8 and tp8+sp are different presets
@@ -104,8 +110,7 @@ void fix_from_yaml(Space& s, const std::string& text, const std::string& file, c
   }
   int64_t m = 0;
   if (root.has("pipeline")) {  // checked as mpmd reads it; stages balanced over the blocks
-    const mpmd::PipelineSpec spec =
-        mpmd::parse_pipeline_text(text, devices, w.model.n_layer, file);
+    const mpmd::PipelineSpec spec = mpmd::parse_pipeline_text(text, devices, w.model.n_layer, file);
     s.schedules = {parse_schedule(mpmd::schedule_name(spec.schedule))};
     s.virtual_stages = spec.virtual_chunks;
     m = spec.microbatches;
@@ -113,8 +118,8 @@ void fix_from_yaml(Space& s, const std::string& text, const std::string& file, c
   if (auto mb = root.get("micro_batch")) s.micro_batches = {mb->as_int()};
   if (m > 0) {
     const int64_t b = w.global_batch / (s.dp * m);
-    HP_CHECK(b * s.dp * m == w.global_batch, "[planner] ", file, ": ", m,
-             " micro-batches on dp", s.dp, " do not divide the global batch ", w.global_batch);
+    HP_CHECK(b * s.dp * m == w.global_batch, "[planner] ", file, ": ", m, " micro-batches on dp",
+             s.dp, " do not divide the global batch ", w.global_batch);
     HP_CHECK(s.micro_batches.empty() || s.micro_batches[0] == b, "[planner] ", file,
              ": micro_batch ", s.micro_batches.empty() ? 0 : s.micro_batches[0], " with ", m,
              " micro-batches on dp", s.dp, " is not the global batch ", w.global_batch);
@@ -141,8 +146,9 @@ std::string strategy_yaml(const Plan& p, const Workload& w, const Cluster& cl) {
   for (char a : c.order) {
     const int64_t n = a == 'd' ? c.dp : a == 'p' ? c.pp : c.tp;
     if (n == 1 && !(a == 'd' && c.devices() == 1)) continue;
-    const std::string name =
-        a == 'd' ? (c.zero == Zero::kFull ? "fsdp" : "dp") : a == 'p' ? "pp" : "tp";
+    const std::string name = a == 'd'   ? (c.zero == Zero::kFull ? "fsdp" : "dp")
+                             : a == 'p' ? "pp"
+                                        : "tp";
     y << (first ? "" : ", ") << name << ": " << n;
     first = false;
     if (a != 'p') presets += (presets.empty() ? "" : ", ") + name;
@@ -152,8 +158,8 @@ std::string strategy_yaml(const Plan& p, const Workload& w, const Cluster& cl) {
   if (!presets.empty()) y << "presets: [" << presets << "]\n";
   y << "mode: warn\n";
   if (c.pp > 1) {
-    y << "pipeline: {schedule: " << schedule_name(c.schedule) << ", microbatches: "
-      << e.microbatches;
+    y << "pipeline: {schedule: " << schedule_name(c.schedule)
+      << ", microbatches: " << e.microbatches;
     if (c.schedule == Schedule::kInterleaved) y << ", virtual: " << c.virtual_stages;
     y << "}\n";
   }

@@ -80,11 +80,11 @@ TEST(Cluster, ErrorsNameFileAndKey) {
 
 TEST(Cost, BlockOfGptByHand) {
   const BlockCost b = block_cost(gpt(2, 4, 2, 8), 8);
-  EXPECT_DOUBLE_EQ(b.gemm_flops, 24 * 4 * 4);         // 2 x 12 h^2
-  EXPECT_DOUBLE_EQ(b.attn_flops, 4 * 8 * 4);          // QK^T and AV: 4 s h
-  EXPECT_DOUBLE_EQ(b.act_split, 24 * 4);              // Korthikanti's 24 s b h
-  EXPECT_DOUBLE_EQ(b.act_whole, 10 * 4);              // and 10 s b h
-  EXPECT_DOUBLE_EQ(b.params, 12 * 16 + 13 * 4);       // 12 h^2 + biases 9h + norms 4h
+  EXPECT_DOUBLE_EQ(b.gemm_flops, 24 * 4 * 4);    // 2 x 12 h^2
+  EXPECT_DOUBLE_EQ(b.attn_flops, 4 * 8 * 4);     // QK^T and AV: 4 s h
+  EXPECT_DOUBLE_EQ(b.act_split, 24 * 4);         // Korthikanti's 24 s b h
+  EXPECT_DOUBLE_EQ(b.act_whole, 10 * 4);         // and 10 s b h
+  EXPECT_DOUBLE_EQ(b.params, 12 * 16 + 13 * 4);  // 12 h^2 + biases 9h + norms 4h
 }
 
 TEST(Cost, HardwareFlopsAreMegatronsFormula) {
@@ -195,7 +195,9 @@ TEST(Cost, StepIsTheSumOfItsParts) {
   EXPECT_NE(why.find("interleaved"), std::string::npos);
 }
 
-Workload small_workload() { return {gpt(8, 512, 8, 512), 32, 512}; }
+Workload small_workload() {
+  return {gpt(8, 512, 8, 512), 32, 512};
+}
 
 TEST(Search, PrunedEqualsExhaustive) {
   const Cluster cl = parse_cluster_text(kSmallCluster, "small");
@@ -248,9 +250,15 @@ TEST(Strategy, FixLayout) {
   EXPECT_EQ(f.zero, Zero::kFull);
   EXPECT_EQ(f.sp, true);
   EXPECT_EQ(f.pp, 1);
-  EXPECT_NE(error_of([] { Space x; fix_layout(x, "dp2xep2", 4); }).find("unknown term 'ep2'"),
+  EXPECT_NE(error_of([] {
+              Space x;
+              fix_layout(x, "dp2xep2", 4);
+            }).find("unknown term 'ep2'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { Space x; fix_layout(x, "dp2xtp2", 8); }).find("spans 4 devices"),
+  EXPECT_NE(error_of([] {
+              Space x;
+              fix_layout(x, "dp2xtp2", 8);
+            }).find("spans 4 devices"),
             std::string::npos);
 }
 
@@ -271,8 +279,10 @@ TEST(Strategy, EmittedYamlReadsBackToTheSamePlan) {
   ASSERT_EQ(again.covered, 1) << yaml;
   EXPECT_EQ(again.plans[0].config.strategy(), r.plans[0].config.strategy());
   EXPECT_EQ(again.plans[0].estimate.step_s, r.plans[0].estimate.step_s);
-  const std::string e =
-      error_of([&] { Space x; fix_from_yaml(x, yaml + "microbatch: 2\n", "plan.yaml", w, 16); });
+  const std::string e = error_of([&] {
+    Space x;
+    fix_from_yaml(x, yaml + "microbatch: 2\n", "plan.yaml", w, 16);
+  });
   EXPECT_NE(e.find("microbatch"), std::string::npos) << e;
 }
 

@@ -15,22 +15,22 @@ namespace hp::planner {
 
 struct Tier {
   std::string name;
-  int64_t devices = 0;    // consecutive devices per domain; 0: every device (the outermost tier)
-  double bandwidth = 0;   // bytes/s per device and direction
-  double latency = 0;     // seconds per message
+  int64_t devices = 0;   // consecutive devices per domain; 0: every device (the outermost tier)
+  double bandwidth = 0;  // bytes/s per device and direction
+  double latency = 0;    // seconds per message
 };
 
 struct Cluster {
   std::string name;
-  std::string file;         // where it was read from, for messages
-  int64_t devices = 0;      // devices planned over
-  std::string device_name;  // "H100 SXM5 80GB"
-  double peak_flops = 0;    // dense bf16 FLOP/s per device
-  double memory_bytes = 0;  // device memory
-  double memory_bandwidth = 0;  // bytes/s of device memory
-  double host_bandwidth = 0;    // bytes/s per device and direction to host memory
-  double host_memory_bytes = 0; // host memory per device
-  std::vector<Tier> tiers;      // innermost first; the last has devices 0
+  std::string file;              // where it was read from, for messages
+  int64_t devices = 0;           // devices planned over
+  std::string device_name;       // "H100 SXM5 80GB"
+  double peak_flops = 0;         // dense bf16 FLOP/s per device
+  double memory_bytes = 0;       // device memory
+  double memory_bandwidth = 0;   // bytes/s of device memory
+  double host_bandwidth = 0;     // bytes/s per device and direction to host memory
+  double host_memory_bytes = 0;  // host memory per device
+  std::vector<Tier> tiers;       // innermost first; the last has devices 0
 
   // The innermost tier whose domain holds `span` consecutive devices (the last tier if none).
   const Tier& tier_for_span(int64_t span) const;

@@ -22,7 +22,7 @@ enum class Zero { kNone, kOptimizer, kFull };
 
 const char* schedule_name(Schedule s);  // "none", "gpipe", "1f1b", "interleaved", "zb-h1", "zbv"
 const char* recompute_name(Recompute r);
-const char* zero_name(Zero z);            // "none", "optimizer", "full"
+const char* zero_name(Zero z);                  // "none", "optimizer", "full"
 Schedule parse_schedule(const std::string& s);  // throws naming the choices
 Recompute parse_recompute(const std::string& s);
 
@@ -30,10 +30,10 @@ Recompute parse_recompute(const std::string& s);
 // why these values). Memory: the share of device memory a plan may fill (the rest is the
 // runtime's context, fragmentation and workspace).
 struct Efficiency {
-  double gemm = 0.7;        // of the dense bf16 peak, for the matrix multiplications
-  double attention = 0.5;   // of the peak, for the attention core (s^2 terms, flash-style)
-  double memory = 0.7;      // of the memory bandwidth, for element-wise work and the optimizer
-  double network = 0.8;     // of each tier's bandwidth, for collectives and point-to-point
+  double gemm = 0.7;       // of the dense bf16 peak, for the matrix multiplications
+  double attention = 0.5;  // of the peak, for the attention core (s^2 terms, flash-style)
+  double memory = 0.7;     // of the memory bandwidth, for element-wise work and the optimizer
+  double network = 0.8;    // of each tier's bandwidth, for collectives and point-to-point
   double usable_memory = 0.9;
 };
 
@@ -50,14 +50,14 @@ struct Config {
   std::string order = "dpt";  // a permutation of d, p, t
   bool sp = false;            // sequence parallelism with tp
   Zero zero = Zero::kNone;
-  int64_t micro_batch = 1;    // sequences per micro-batch
+  int64_t micro_batch = 1;  // sequences per micro-batch
   Schedule schedule = Schedule::kNone;
   int64_t virtual_stages = 1;  // chunks per stage (interleaved: v, zbv: 2)
   Recompute recompute = Recompute::kNone;
   // With kFull: how many of each stage's blocks are fully recomputed (Megatron's
   // --recompute-method block --recompute-num-layers); the others recompute selectively. 0: all.
   int64_t recompute_blocks = 0;
-  bool offload = false;        // optimizer state (and its step) on the host
+  bool offload = false;  // optimizer state (and its step) on the host
   int64_t devices() const { return dp * tp * pp; }
   // The preset-style expression in mesh order: "dp6xpp64xtp8+sp", "fsdp64xtp2" (fsdp: Zero::kFull).
   std::string strategy() const;
@@ -67,11 +67,11 @@ struct Config {
 
 // One transformer block per token (forward), and the model's totals.
 struct BlockCost {
-  double gemm_flops = 0;       // per token: 2 x the block's matrix parameters
-  double attn_flops = 0;       // per token at sequence length seq: 4 x seq x heads x head_dim
-  double params = 0;           // elements of one block (weights, norms, biases)
-  double act_split = 0;        // bytes per token kept for backward that tp splits (no sp)
-  double act_whole = 0;        // bytes per token kept for backward that tp replicates without sp
+  double gemm_flops = 0;  // per token: 2 x the block's matrix parameters
+  double attn_flops = 0;  // per token at sequence length seq: 4 x seq x heads x head_dim
+  double params = 0;      // elements of one block (weights, norms, biases)
+  double act_split = 0;   // bytes per token kept for backward that tp splits (no sp)
+  double act_whole = 0;   // bytes per token kept for backward that tp replicates without sp
   // Bytes per token that element-wise work reads and writes (forward): norms, residual adds and
   // dropout on the model width (replicated across tp without sp), and the activation function
   // and rotary embedding on the tp-split width.
@@ -92,14 +92,14 @@ struct Memory {
 
 // The step of one configuration: seconds per part on the busiest (first) stage, the step, rates.
 struct Estimate {
-  double compute_s = 0;      // forward + backward of the stage's blocks, head, element-wise work
-  double recompute_s = 0;    // the extra forward work of recomputation
+  double compute_s = 0;    // forward + backward of the stage's blocks, head, element-wise work
+  double recompute_s = 0;  // the extra forward work of recomputation
   double tp_s = 0, pp_s = 0, dp_s = 0;  // exposed communication per dimension
-  double bubble_s = 0;       // pipeline idle time of the schedule
-  double offload_s = 0;      // optimizer state traffic over the host link
-  double optimizer_s = 0;    // the optimizer step on the device
+  double bubble_s = 0;                  // pipeline idle time of the schedule
+  double offload_s = 0;                 // optimizer state traffic over the host link
+  double optimizer_s = 0;               // the optimizer step on the device
   double step_s = 0;
-  double hardware_flops = 0;  // per device per step, recomputation included
+  double hardware_flops = 0;     // per device per step, recomputation included
   double tflops_per_device = 0;  // hardware_flops / step_s / 1e12
   double mfu = 0;                // model_flops / (devices x peak x step_s)
   int64_t microbatches = 0;      // per pipeline per step

@@ -25,10 +25,10 @@ struct Space {
   std::vector<Schedule> schedules;     // empty: all (with pp > 1)
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
-  std::vector<Recompute> recomputes;   // empty: all
-  int64_t recompute_blocks = 0;  // with full: blocks per stage recomputed; 0: searched;
-                                 // kAllBlocks: all of them
-  std::vector<bool> offloads;          // empty: off and on
+  std::vector<Recompute> recomputes;  // empty: all
+  int64_t recompute_blocks = 0;       // with full: blocks per stage recomputed; 0: searched;
+                                      // kAllBlocks: all of them
+  std::vector<bool> offloads;         // empty: off and on
 };
 
 struct Plan {
@@ -37,17 +37,17 @@ struct Plan {
 };
 
 struct SearchOptions {
-  int64_t top = 1;     // plans returned
-  bool prune = true;   // false: evaluate every configuration (for tests)
+  int64_t top = 1;    // plans returned
+  bool prune = true;  // false: evaluate every configuration (for tests)
   Efficiency efficiency{};
 };
 
 struct SearchResult {
-  std::vector<Plan> plans;     // best (shortest step) first; all fit in memory
-  int64_t covered = 0;         // configurations the space holds, pruned ones included
-  int64_t evaluated = 0;       // configurations costed by estimate()
-  int64_t fitting = 0;         // evaluated configurations that fit in memory
-  double search_s = 0;         // wall time of the search
+  std::vector<Plan> plans;  // best (shortest step) first; all fit in memory
+  int64_t covered = 0;      // configurations the space holds, pruned ones included
+  int64_t evaluated = 0;    // configurations costed by estimate()
+  int64_t fitting = 0;      // evaluated configurations that fit in memory
+  double search_s = 0;      // wall time of the search
 };
 
 SearchResult search(const Workload& w, const Cluster& c, const Space& space,
