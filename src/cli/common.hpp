@@ -33,12 +33,12 @@ struct StepReport {
   int64_t step = 0;   // 0-based index of the step just done
   int64_t steps = 0;  // total steps of the run
   train::StepResult result;
-  double tokens = 0;              // tokens of the step (all micro-batches)
-  double flops = 0;               // FLOPs of the step
-  double step_s = 0;              // its wall time
-  double mean_step_s = 0;         // the run's mean step time so far (for the ETA)
-  double peak_gflops = 1;         // the sgemm peak measured at start-up
-  size_t peak_bytes = 0;          // the device allocator's peak (per device)
+  double tokens = 0;       // tokens of the step (all micro-batches)
+  double flops = 0;        // FLOPs of the step
+  double step_s = 0;       // its wall time
+  double mean_step_s = 0;  // the run's mean step time so far (for the ETA)
+  double peak_gflops = 1;  // the sgemm peak measured at start-up
+  size_t peak_bytes = 0;   // the device allocator's peak (per device)
   size_t rss_increase_bytes = 0;  // the process's max RSS now minus its RSS when the command began
 };
 
