@@ -6,6 +6,7 @@
 
 #include "hp/core/error.hpp"
 #include "hp/planner/search.hpp"
+#include "test_util.hpp"
 
 namespace hp::planner {
 namespace {
@@ -29,14 +30,7 @@ io::ModelConfig gpt(int64_t layers, int64_t d, int64_t heads, int64_t seq = 1024
   return m;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(Cluster, PresetsParseAndNest) {
   EXPECT_EQ(cluster_presets(), "a100-selene, cloudmatrix384, gb200-nvl72, h100-dgx");
