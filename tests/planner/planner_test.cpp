@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "hp/core/error.hpp"
+#include "hp/mpmd/simulate.hpp"
 #include "hp/planner/search.hpp"
 #include "test_util.hpp"
 
@@ -125,6 +126,29 @@ TEST(Cost, BubbleAndInflight) {
   EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::k1F1B, 4, 8, 1), 4);
   EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::k1F1B, 4, 2, 1), 2);
   EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::kInterleaved, 4, 8, 2), 4 * (1 + 3.0 / 8));
+}
+
+// The closed forms against mpmd's event simulator under equal costs (F = B = W): exact for gpipe,
+// 1f1b, interleaved and zb-h1; zbv's (p-1)/6 is an upper bound of what the simulator finds.
+TEST(Cost, BubbleMatchesTheEventSimulator) {
+  const std::pair<mpmd::ScheduleKind, Schedule> kinds[] = {
+      {mpmd::ScheduleKind::kGpipe, Schedule::kGpipe},
+      {mpmd::ScheduleKind::k1F1B, Schedule::k1F1B},
+      {mpmd::ScheduleKind::kInterleaved, Schedule::kInterleaved},
+      {mpmd::ScheduleKind::kZbH1, Schedule::kZbH1},
+      {mpmd::ScheduleKind::kZbV, Schedule::kZbV}};
+  for (const auto& [mk, k] : kinds)
+    for (int p : {2, 4})
+      for (int m : {p, 2 * p, 4 * p}) {
+        const mpmd::Schedule s = mpmd::make_schedule(mk, p, m, 2);
+        const mpmd::Simulation sim = mpmd::simulate(s, mpmd::CostModel::uniform(s.graph));
+        const double closed = bubble_microbatches(k, p, k == Schedule::kInterleaved ? 2 : 1);
+        SCOPED_TRACE(sim.str());
+        if (k == Schedule::kZbV)
+          EXPECT_LE(sim.bubble_vs_ideal() * m, closed + 1e-9);
+        else
+          EXPECT_NEAR(sim.bubble_vs_ideal() * m, closed, 1e-9);
+      }
 }
 
 TEST(Cost, MemoryAccounting) {
