@@ -121,6 +121,8 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
 }  // namespace
 
 int plan_search(const Args& a) {
+  HP_CHECK(!a.has("devices"),
+           "--devices does not apply with --cluster: the cluster names the devices");
   planner::Workload w;
   w.model = resolve_model(a.str("model"));
   w.global_batch = a.i64("global-batch");
@@ -130,6 +132,9 @@ int plan_search(const Args& a) {
   planner::SearchOptions opt;
   opt.top = a.i64("top");
   const planner::SearchResult r = planner::search(w, cl, space, opt);
+  HP_CHECK(r.covered > 0, "[planner] no configuration of ", a.str("model"), " on ", cl.name, " (",
+           cl.devices, " devices) has what the options fix (degrees that divide the devices, ",
+           "heads and batch; schedules that fit the pipeline)");
   HP_CHECK(!r.plans.empty(), "[planner] no configuration of ", a.str("model"), " fits on ", cl.name,
            " (", cl.devices, " devices): ", r.covered, " covered, ", r.evaluated,
            " evaluated, none within ", human_bytes(opt.efficiency.usable_memory * cl.memory_bytes),

@@ -110,6 +110,8 @@ void fix_from_yaml(Space& s, const std::string& text, const std::string& file, c
   }
   int64_t m = 0;
   if (root.has("pipeline")) {  // checked as mpmd reads it; stages balanced over the blocks
+    HP_CHECK(s.pp > 1, "[planner] ", root["pipeline"].where(),
+             ": a pipeline section needs a pp axis of 2 or more in the mesh");
     const mpmd::PipelineSpec spec = mpmd::parse_pipeline_text(text, devices, w.model.n_layer, file);
     s.schedules = {parse_schedule(mpmd::schedule_name(spec.schedule))};
     s.virtual_stages = spec.virtual_chunks;

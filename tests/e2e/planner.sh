@@ -56,4 +56,7 @@ expect_fail "unknown term 'ep2'" "$HP" plan --model gpt2-tiny --cluster h100-dgx
   --strategy dp4xep2
 expect_fail "unknown schedule 'zb-h3'" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
   --schedule 1f1b,zb-h3
+expect_fail "has what the options fix" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
+  --strategy dp8 --global-batch 4
+expect_fail "fits on" "$HP" plan --model megatron-1t --cluster h100-dgx:8 --global-batch 8 --seq 2048
 echo "planner: ok"
