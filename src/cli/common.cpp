@@ -1,4 +1,5 @@
-// Built-in models, the default job, the sgemm probe and formatting.
+// Built-in models (the small ones here, the large ones of examples/models embedded), the default
+// job, the sgemm probe and formatting.
 #include "cli/common.hpp"
 
 #include <sys/resource.h>
@@ -42,6 +43,8 @@ const std::map<std::string, const char*>& builtins() {
 io::ModelConfig resolve_model(const std::string& s) {
   auto it = builtins().find(s);
   if (it != builtins().end()) return io::ModelConfig::from_json(io::parse_json(it->second, s), s);
+  for (const auto& [name, text] : embedded_models())
+    if (name == s) return io::ModelConfig::from_json(io::parse_json(text, s), s);
   HP_CHECK(std::filesystem::exists(s), "model '", s, "' is neither a built-in (", builtin_models(),
            ") nor an existing config.json or directory");
   return io::ModelConfig::load(s);
@@ -50,6 +53,7 @@ io::ModelConfig resolve_model(const std::string& s) {
 std::string builtin_models() {
   std::string out;
   for (auto& [k, v] : builtins()) out += (out.empty() ? "" : ", ") + k;
+  for (auto& [k, v] : embedded_models()) out += ", " + k;
   return out;
 }
 

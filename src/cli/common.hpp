@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "hp/io/model_config.hpp"
 #include "hp/train/trainer.hpp"
@@ -16,6 +18,9 @@ namespace hp::cli {
 io::ModelConfig resolve_model(const std::string& name_or_path);
 // Names of the built-in models, comma-separated.
 std::string builtin_models();
+// The model configs of examples/models (gpt3-175b, megatron-1t, llama3-70b, llama3-405b):
+// (name, config.json text), embedded by hp_embed (src/cli/CMakeLists.txt).
+const std::vector<std::pair<std::string, std::string>>& embedded_models();
 
 // The embedded default job of `hp train`: examples/train_kjv.yaml, compiled in.
 extern const char* kDefaultTrainYaml;

@@ -240,9 +240,12 @@ inline const Command& check_command() {
 
 inline const Command& plan_command() {
   static const Command c{
-      "hp plan --model NAME|CONFIG (--strategy FILE|PRESET | --device-memory SIZE|P%) [options]",
+      "hp plan --model NAME|CONFIG (--strategy FILE|PRESET | --device-memory SIZE|P% | --cluster "
+      "C) [options]",
       "Plans a training step without running it: on a mesh, the layouts, collectives and memory "
-      "of each\nrank; on one device under offload, the offload plan.",
+      "of each\nrank; on one device under offload, the offload plan. With --cluster, searches "
+      "the strategies of\na cluster instead (--strategy, --micro-batch, --schedule, --recompute "
+      "and --offload fix\nwhat they name) and predicts each one's step time and memory.",
       {{"Step",
         {{.name = "model",
           .meta = "NAME|CONFIG.json|DIR",
@@ -264,7 +267,50 @@ inline const Command& plan_command() {
           .kind = Kind::kFlag,
           .help = "every value's layout, or the offload plan's memory timeline and transfers"}}},
        devices_group(),
-       offload_group()}};
+       offload_group(),
+       {"Planner (with --cluster: search strategies for a cluster; docs/planner.md)",
+        {{.name = "cluster",
+          .meta = "NAME[:N]|FILE",
+          .computed = "none: plan the given strategy on threads",
+          .help = "a preset (a100-selene, h100-dgx, gb200-nvl72, cloudmatrix384) with an optional "
+                  "device count, or a cluster YAML"},
+         {.name = "global-batch",
+          .kind = Kind::kInt,
+          .meta = "B",
+          .dflt = "512",
+          .min = 1,
+          .help = "sequences per optimizer step"},
+         {.name = "micro-batch",
+          .kind = Kind::kInt,
+          .meta = "M",
+          .computed = "searched",
+          .min = 1,
+          .help = "sequences per micro-batch"},
+         {.name = "schedule",
+          .meta = "S[,S...]",
+          .computed = "searched",
+          .help = "pipeline schedules to consider: gpipe, 1f1b, interleaved, zb-h1, zbv"},
+         {.name = "recompute",
+          .kind = Kind::kEnum,
+          .computed = "searched",
+          .choices = {"none", "selective", "full"},
+          .help = "activation recomputation"},
+         {.name = "offload",
+          .kind = Kind::kEnum,
+          .computed = "searched",
+          .choices = {"on", "off"},
+          .help = "optimizer state on the host"},
+         {.name = "top",
+          .kind = Kind::kInt,
+          .meta = "K",
+          .dflt = "1",
+          .min = 1,
+          .help = "plans shown, best first"},
+         {.name = "json", .kind = Kind::kFlag, .help = "one JSON record per plan on stdout"},
+         {.name = "emit",
+          .meta = "FILE.yaml",
+          .computed = "none",
+          .help = "write the best plan's strategy YAML"}}}}};
   return c;
 }
 

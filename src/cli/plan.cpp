@@ -78,6 +78,7 @@ PlanOptions read_plan_options(const Args& a) {
 int cmd_plan(const std::vector<std::string>& argv) {
   Args a(argv, plan_command());
   if (printed_help(a)) return 0;
+  if (a.has("cluster")) return plan_search(a);
   if (!a.has("strategy") && !offload_options(a, std::nullopt).enabled()) {
     std::fprintf(stderr, "usage: %s (see --help)\n", a.command().usage.c_str());
     return 2;

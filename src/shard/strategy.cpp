@@ -117,7 +117,10 @@ Strategy parse_strategy(const std::string& text, int64_t world_size, const std::
   HP_CHECK(world_size >= 1, "[strategy] ", file, ": world size ", world_size);
   const io::YamlNode root = io::YamlNode::parse(text, file);
   HP_CHECK(root.is_map(), "[strategy] ", root.where(), ": expected a map with a 'mesh' key");
-  root.check_keys({"mesh", "rules", "presets", "mode", "offload"});
+  // pipeline: is mpmd's section; micro_batch, recompute, recompute_blocks and zero are the
+  // planner's keys of a plan written by hp plan --emit (docs/planner.md). HyperShard reads none.
+  root.check_keys({"mesh", "rules", "presets", "mode", "offload", "pipeline", "micro_batch",
+                   "recompute", "recompute_blocks", "zero"});
   Strategy s;
   s.file = file;
 

@@ -40,7 +40,8 @@ expect_help train config=none model=gpt2-kjv "init=fresh init" data=kjv data-for
   resume-mode=false log-every=10 sample-tokens=0 "${offload[@]}" "${devices[@]}"
 expect_help check threads=1 "steps=the case's" "${devices[@]}" "${offload[@]}"
 expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain "${devices[@]}" \
-  "${offload[@]}"
+  "${offload[@]}" "cluster=none" global-batch=512 micro-batch=searched schedule=searched \
+  recompute=searched offload=searched top=1 json emit=none
 expect_help generate ckpt=required "prompt=And God said" tokens=200 temperature=0.8 top-k=40 \
   seed=1 threads=1
 expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \

@@ -1,0 +1,146 @@
+// Cluster YAML: parsing, checks that name the file and key, the embedded presets.
+#include "hp/planner/cluster.hpp"
+
+#include <cstdio>
+
+#include "hp/core/error.hpp"
+
+namespace hp::planner {
+
+namespace {
+
+constexpr double kGB = 1e9;                    // bandwidths are written in GB/s
+constexpr double kGiB = 1024.0 * 1024 * 1024;  // memories in GiB
+
+// A positive number at `key` of `n`; errors name the file, line and key.
+double positive(const io::YamlNode& n, const std::string& key) {
+  const io::YamlNode v = n[key];
+  const double x = v.as_double();
+  HP_CHECK(x > 0, "[cluster] ", v.where(), ": ", key, " must be positive, got ", x);
+  return x;
+}
+
+Tier parse_tier(const io::YamlNode& t) {
+  t.check_keys({"name", "devices", "bandwidth_gbps", "latency_us"});
+  Tier tier;
+  tier.name = t["name"].as_string();
+  tier.devices = t["devices"].as_int();
+  HP_CHECK(tier.devices >= 0, "[cluster] ", t["devices"].where(),
+           ": devices must be >= 0 (0: all)");
+  tier.bandwidth = positive(t, "bandwidth_gbps") * kGB;
+  const io::YamlNode lat = t["latency_us"];
+  tier.latency = lat.as_double() * 1e-6;
+  HP_CHECK(tier.latency >= 0, "[cluster] ", lat.where(), ": latency_us must be >= 0");
+  return tier;
+}
+
+void check_tiers(const io::YamlNode& node, const std::vector<Tier>& tiers) {
+  HP_CHECK(!tiers.empty(), "[cluster] ", node.where(), ": at least one tier is needed");
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    const bool last = i + 1 == tiers.size();
+    const std::string at = node.items()[i].where();
+    HP_CHECK(last == (tiers[i].devices == 0), "[cluster] ", at, ": ",
+             last ? "the outermost tier must have devices: 0 (everyone)"
+                  : "only the outermost tier may have devices: 0");
+    if (i > 0 && !last)
+      HP_CHECK(
+          tiers[i].devices > tiers[i - 1].devices && tiers[i].devices % tiers[i - 1].devices == 0,
+          "[cluster] ", at, ": a tier of ", tiers[i].devices,
+          " devices does not nest the one inside it (", tiers[i - 1].devices, ")");
+  }
+}
+
+}  // namespace
+
+const Tier& Cluster::tier_for_span(int64_t span) const {
+  for (const Tier& t : tiers)
+    if (t.devices == 0 || span <= t.devices) return t;
+  return tiers.back();
+}
+
+std::string Cluster::str() const {
+  char b[256];
+  std::snprintf(b, sizeof b, "%s: %lld x %s (%.0f TFLOP/s bf16, %.1f GiB, host link %.0f GB/s)",
+                name.c_str(), (long long)devices, device_name.c_str(), peak_flops / 1e12,
+                memory_bytes / kGiB, host_bandwidth / kGB);
+  std::string out = b;
+  for (const Tier& t : tiers) {
+    std::snprintf(b, sizeof b, " | %s %s: %.0f GB/s, %.0f us", t.name.c_str(),
+                  t.devices ? std::to_string(t.devices).c_str() : "all", t.bandwidth / kGB,
+                  t.latency * 1e6);
+    out += b;
+  }
+  return out;
+}
+
+Cluster parse_cluster(const io::YamlNode& root) {
+  HP_CHECK(root.is_map(), "[cluster] ", root.where(), ": expected a map (name, device, tiers)");
+  root.check_keys({"name", "devices", "device", "host", "tiers"});
+  Cluster c;
+  c.file = root.where();
+  c.name = root["name"].as_string();
+  c.devices = root["devices"].as_int();
+  HP_CHECK(c.devices >= 1, "[cluster] ", root["devices"].where(), ": devices must be >= 1");
+  const io::YamlNode dev = root["device"];
+  dev.check_keys({"name", "peak_bf16_tflops", "memory_gib", "memory_bandwidth_gbps"});
+  c.device_name = dev["name"].as_string();
+  c.peak_flops = positive(dev, "peak_bf16_tflops") * 1e12;
+  c.memory_bytes = positive(dev, "memory_gib") * kGiB;
+  c.memory_bandwidth = positive(dev, "memory_bandwidth_gbps") * kGB;
+  const io::YamlNode host = root["host"];
+  host.check_keys({"memory_gib", "bandwidth_gbps"});
+  c.host_memory_bytes = positive(host, "memory_gib") * kGiB;
+  c.host_bandwidth = positive(host, "bandwidth_gbps") * kGB;
+  const io::YamlNode tiers = root["tiers"];
+  for (const auto& t : tiers.items()) c.tiers.push_back(parse_tier(t));
+  check_tiers(tiers, c.tiers);
+  return c;
+}
+
+Cluster parse_cluster_text(const std::string& text, const std::string& file) {
+  return parse_cluster(io::YamlNode::parse(text, file));
+}
+
+Cluster load_cluster(const std::filesystem::path& path) {
+  return parse_cluster(io::YamlNode::load_file(path));
+}
+
+std::string cluster_presets() {
+  std::string out;
+  for (const auto& [name, text] : embedded_clusters()) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+Cluster resolve_cluster(const std::string& spec) {
+  std::string what = spec, count;
+  const size_t colon = spec.rfind(':');
+  if (colon != std::string::npos) what = spec.substr(0, colon), count = spec.substr(colon + 1);
+  Cluster c;
+  bool found = false;
+  for (const auto& [name, text] : embedded_clusters())
+    if (name == what) c = parse_cluster_text(text, "<preset " + name + ">"), found = true;
+  if (!found) {
+    HP_CHECK(std::filesystem::exists(what), "[cluster] '", what, "' is neither a preset (",
+             cluster_presets(), ") nor an existing cluster YAML file");
+    c = load_cluster(what);
+  }
+  if (!count.empty()) {
+    size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(count, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    HP_CHECK(used == count.size() && n >= 1, "[cluster] '", spec,
+             "': the device count after ':' must be a positive integer, got '", count, "'");
+    c.devices = n;
+  }
+  for (const Tier& t : c.tiers)
+    HP_CHECK(t.devices == 0 || c.devices <= t.devices || c.devices % t.devices == 0, "[cluster] ",
+             c.name, ": ", c.devices, " devices do not fill whole ", t.name, " domains of ",
+             t.devices);
+  return c;
+}
+
+}  // namespace hp::planner

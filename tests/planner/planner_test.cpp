@@ -1,0 +1,308 @@
+// The planner: cluster YAML, cost model pieces against hand-computed values, memory accounting,
+// bubble formulas, the pruned search against the exhaustive one, strategies in and out.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "hp/core/error.hpp"
+#include "hp/mpmd/simulate.hpp"
+#include "hp/planner/search.hpp"
+#include "test_util.hpp"
+
+namespace hp::planner {
+namespace {
+
+// A two-tier cluster: nodes of 4 devices at 100 GB/s, 10 GB/s between nodes; 1 PFLOP/s devices.
+const char* kSmallCluster = R"(name: small
+devices: 16
+device: {name: test, peak_bf16_tflops: 1000, memory_gib: 0.25, memory_bandwidth_gbps: 1000}
+host: {memory_gib: 16, bandwidth_gbps: 10}
+tiers:
+  - {name: node, devices: 4, bandwidth_gbps: 100, latency_us: 1}
+  - {name: net, devices: 0, bandwidth_gbps: 10, latency_us: 10}
+)";
+
+io::ModelConfig gpt(int64_t layers, int64_t d, int64_t heads, int64_t seq = 1024) {
+  io::ModelConfig m;
+  m.arch = io::Architecture::kGpt2;
+  m.n_layer = layers, m.d_model = d, m.n_head = heads, m.n_kv_head = heads;
+  m.head_dim = d / heads, m.d_ff = 4 * d, m.max_seq = seq, m.vocab = 1024;
+  m.validate();
+  return m;
+}
+
+using test::error_of;
+
+TEST(Cluster, PresetsParseAndNest) {
+  EXPECT_EQ(cluster_presets(), "a100-selene, cloudmatrix384, gb200-nvl72, h100-dgx");
+  const Cluster h = resolve_cluster("h100-dgx:16");
+  EXPECT_EQ(h.devices, 16);
+  EXPECT_DOUBLE_EQ(h.peak_flops, 989e12);
+  ASSERT_EQ(h.tiers.size(), 2u);
+  EXPECT_EQ(h.tiers[0].devices, 8);
+  EXPECT_DOUBLE_EQ(h.tiers[0].bandwidth, 450e9);
+  EXPECT_DOUBLE_EQ(h.tiers[1].bandwidth, 50e9);
+  EXPECT_EQ(resolve_cluster("a100-selene").devices, 3072);
+  EXPECT_EQ(resolve_cluster("gb200-nvl72").tiers[0].devices, 72);
+  EXPECT_EQ(resolve_cluster("cloudmatrix384").tiers[0].devices, 384);
+  EXPECT_NE(error_of([] { resolve_cluster("h100-dgx:12"); }).find("do not fill whole nvlink"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { resolve_cluster("h100-dgx:x"); }).find("positive integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { resolve_cluster("tpu-v9"); }).find("neither a preset"),
+            std::string::npos);
+}
+
+TEST(Cluster, ErrorsNameFileAndKey) {
+  std::string bad = kSmallCluster;
+  bad.replace(bad.find("bandwidth_gbps: 100,"), 19, "bandwidth_gbps: -1");
+  std::string e = error_of([&] { parse_cluster_text(bad, "c.yaml"); });
+  EXPECT_NE(e.find("c.yaml:6"), std::string::npos) << e;
+  EXPECT_NE(e.find("bandwidth_gbps must be positive"), std::string::npos) << e;
+  e = error_of([&] { parse_cluster_text("name: x\ndevices: 1\n", "c.yaml"); });
+  EXPECT_NE(e.find("c.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("device"), std::string::npos) << e;
+  std::string typo = kSmallCluster;
+  typo.replace(typo.find("latency_us: 10"), 14, "latncy_us: 10");
+  e = error_of([&] { parse_cluster_text(typo, "c.yaml"); });
+  EXPECT_NE(e.find("c.yaml:7"), std::string::npos) << e;
+  EXPECT_NE(e.find("latncy_us"), std::string::npos) << e;
+  std::string open = kSmallCluster;
+  open.replace(open.find("devices: 0"), 10, "devices: 8");
+  e = error_of([&] { parse_cluster_text(open, "c.yaml"); });
+  EXPECT_NE(e.find("outermost tier must have devices: 0"), std::string::npos) << e;
+}
+
+TEST(Cost, BlockOfGptByHand) {
+  const BlockCost b = block_cost(gpt(2, 4, 2, 8), 8);
+  EXPECT_DOUBLE_EQ(b.gemm_flops, 24 * 4 * 4);    // 2 x 12 h^2
+  EXPECT_DOUBLE_EQ(b.attn_flops, 4 * 8 * 4);     // QK^T and AV: 4 s h
+  EXPECT_DOUBLE_EQ(b.act_split, 24 * 4);         // Korthikanti's 24 s b h
+  EXPECT_DOUBLE_EQ(b.act_whole, 10 * 4);         // and 10 s b h
+  EXPECT_DOUBLE_EQ(b.params, 12 * 16 + 13 * 4);  // 12 h^2 + biases 9h + norms 4h
+}
+
+TEST(Cost, HardwareFlopsAreMegatronsFormula) {
+  // Narayanan et al. 2021, eq. (3): 96 B s l h^2 (1 + s/6h + V/16lh) with full recomputation.
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  Workload w{gpt(8, 256, 8), 64, 512};
+  Config c;
+  c.dp = 16, c.recompute = Recompute::kFull;
+  const Estimate e = estimate(w, cl, c);
+  const double B = 64, s = 512, l = 8, h = 256, V = 1024;
+  const double megatron = 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+  EXPECT_NEAR(e.hardware_flops * 16, megatron, megatron * 1e-12);
+  const double params = double(w.model.parameter_count());
+  EXPECT_NEAR(model_flops(w), B * s * (6 * params + 12 * l * s * h), 1);
+}
+
+TEST(Cost, CollectivesAcrossTiers) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  const double B = 1e9, in = 100e9, out = 10e9;
+  // 4 devices in one node: a ring over the node's links.
+  EXPECT_NEAR(all_reduce_s(cl, 4, 1, B), 2 * (3.0 / 4 * B / in + 3e-6), 1e-12);
+  // 16 devices, consecutive: a ring of 4 in each node, then of 4 nodes over a quarter each.
+  EXPECT_NEAR(all_gather_s(cl, 16, 1, B), 3.0 / 4 * B / in + 3e-6 + 3.0 / 4 * B / 4 / out + 3e-5,
+              1e-12);
+  // 4 devices 4 apart: one per node, all over the network.
+  EXPECT_NEAR(all_gather_s(cl, 4, 4, B), 3.0 / 4 * B / out + 3e-5, 1e-12);
+  // 2 devices 2 apart share a node.
+  EXPECT_NEAR(all_gather_s(cl, 2, 2, B), 0.5 * B / in + 1e-6, 1e-12);
+  EXPECT_EQ(all_reduce_s(cl, 1, 1, B), 0);
+  EXPECT_EQ(p2p_tier(cl, 4, 1).name, "node");
+  EXPECT_EQ(p2p_tier(cl, 2, 4).name, "net");
+}
+
+TEST(Cost, BubbleAndInflight) {
+  EXPECT_DOUBLE_EQ(bubble_microbatches(Schedule::kGpipe, 4, 1), 3);
+  EXPECT_DOUBLE_EQ(bubble_microbatches(Schedule::k1F1B, 4, 1), 3);
+  EXPECT_DOUBLE_EQ(bubble_microbatches(Schedule::kInterleaved, 4, 2), 1.5);
+  EXPECT_DOUBLE_EQ(bubble_microbatches(Schedule::kZbH1, 4, 1), 1);
+  EXPECT_DOUBLE_EQ(bubble_microbatches(Schedule::kNone, 1, 1), 0);
+  // As a share of the step, 1F1B's bubble is (p-1)/(m+p-1).
+  const double m = 8, p = 4, b = bubble_microbatches(Schedule::k1F1B, 4, 1);
+  EXPECT_DOUBLE_EQ(b / (m + b), (p - 1) / (m + p - 1));
+  EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::kGpipe, 4, 8, 1), 8);
+  EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::k1F1B, 4, 8, 1), 4);
+  EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::k1F1B, 4, 2, 1), 2);
+  EXPECT_DOUBLE_EQ(inflight_microbatches(Schedule::kInterleaved, 4, 8, 2), 4 * (1 + 3.0 / 8));
+}
+
+// The closed forms against mpmd's event simulator under equal costs (F = B = W): exact for gpipe,
+// 1f1b, interleaved and zb-h1; zbv's (p-1)/6 is an upper bound of what the simulator finds.
+TEST(Cost, BubbleMatchesTheEventSimulator) {
+  const std::pair<mpmd::ScheduleKind, Schedule> kinds[] = {
+      {mpmd::ScheduleKind::kGpipe, Schedule::kGpipe},
+      {mpmd::ScheduleKind::k1F1B, Schedule::k1F1B},
+      {mpmd::ScheduleKind::kInterleaved, Schedule::kInterleaved},
+      {mpmd::ScheduleKind::kZbH1, Schedule::kZbH1},
+      {mpmd::ScheduleKind::kZbV, Schedule::kZbV}};
+  for (const auto& [mk, k] : kinds)
+    for (int p : {2, 4})
+      for (int m : {p, 2 * p, 4 * p}) {
+        const mpmd::Schedule s = mpmd::make_schedule(mk, p, m, 2);
+        const mpmd::Simulation sim = mpmd::simulate(s, mpmd::CostModel::uniform(s.graph));
+        const double closed = bubble_microbatches(k, p, k == Schedule::kInterleaved ? 2 : 1);
+        SCOPED_TRACE(sim.str());
+        if (k == Schedule::kZbV)
+          EXPECT_LE(sim.bubble_vs_ideal() * m, closed + 1e-9);
+        else
+          EXPECT_NEAR(sim.bubble_vs_ideal() * m, closed, 1e-9);
+      }
+}
+
+TEST(Cost, MemoryAccounting) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  Workload w{gpt(8, 256, 8), 64, 512};
+  const double P = double(w.model.parameter_count());  // tied: one vocabulary table
+  Config c;
+  c.dp = 16;
+  Estimate e = estimate(w, cl, c);
+  EXPECT_DOUBLE_EQ(e.memory.params, 2 * P);
+  EXPECT_DOUBLE_EQ(e.memory.grads, 4 * P);
+  EXPECT_DOUBLE_EQ(e.memory.optimizer, 12 * P);
+  c.zero = Zero::kOptimizer;
+  e = estimate(w, cl, c);
+  EXPECT_DOUBLE_EQ(e.memory.optimizer, 12 * P / 16);  // Megatron's distributed optimizer
+  c.offload = true;
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.optimizer, 0);
+  EXPECT_GT(estimate(w, cl, c).offload_s, 0);
+  // Activations: one micro-batch of 4 x 512 tokens, 8 blocks, no recomputation, no tp:
+  // (10 + 24) s b h + 5 a s^2 b per block, and the fp32 logits and their gradient.
+  c = Config{};
+  c.dp = 16, c.micro_batch = 4;
+  const double tokens = 4 * 512.0, h = 256;
+  const double act = 8 * tokens * (34 * h + 5 * 8 * 512) + 2 * 4 * tokens * 1024;
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations, act);
+  c.recompute = Recompute::kSelective;
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations,
+                   8 * tokens * 34 * h + 2 * 4 * tokens * 1024);
+  // 1F1B holds p micro-batches on its first stage; gpipe all of them.
+  c = Config{};
+  c.dp = 4, c.pp = 4, c.schedule = Schedule::k1F1B, c.recompute = Recompute::kSelective;
+  const double one = 2 * tokens / 4 * 34 * h;  // micro-batch 1: 512 tokens, 2 blocks per stage
+  e = estimate(w, cl, c);
+  EXPECT_DOUBLE_EQ(e.memory.activations, 4 * one + 2 * 4 * 512.0 * 1024);
+  c.schedule = Schedule::kGpipe;
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations, 16 * one + 2 * 4 * 512.0 * 1024);
+}
+
+TEST(Cost, StepIsTheSumOfItsParts) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  Workload w{gpt(8, 256, 8), 64, 512};
+  Config c;
+  c.dp = 2, c.tp = 2, c.pp = 4, c.order = "dpt", c.schedule = Schedule::kInterleaved;
+  c.virtual_stages = 2, c.micro_batch = 4, c.recompute = Recompute::kFull;
+  const Estimate e = estimate(w, cl, c);
+  EXPECT_NEAR(e.step_s,
+              e.compute_s + e.recompute_s + e.tp_s + e.pp_s + e.dp_s + e.bubble_s + e.offload_s +
+                  e.optimizer_s,
+              e.step_s * 1e-12);
+  EXPECT_GT(e.tp_s, 0);
+  EXPECT_GT(e.pp_s, 0);
+  EXPECT_GT(e.dp_s, 0);
+  EXPECT_GT(e.recompute_s, 0);
+  // tp inside the node is cheaper than tp across nodes.
+  Config across = c;
+  across.order = "tpd";  // tp outermost: its 2 members 8 devices apart
+  EXPECT_GT(estimate(w, cl, across).tp_s, e.tp_s);
+  std::string why;
+  Config bad = c;
+  bad.virtual_stages = 5;  // 4 stages of 2 blocks: at most 2 chunks each
+  EXPECT_FALSE(admissible(w, bad, &why));
+  EXPECT_NE(why.find("interleaved"), std::string::npos);
+}
+
+Workload small_workload() {
+  return {gpt(8, 512, 8, 512), 32, 512};
+}
+
+TEST(Search, PrunedEqualsExhaustive) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  const Workload w = small_workload();
+  SearchOptions pruned, all;
+  pruned.top = all.top = 3;
+  all.prune = false;
+  const SearchResult a = search(w, cl, {}, pruned), b = search(w, cl, {}, all);
+  ASSERT_EQ(a.plans.size(), 3u);
+  ASSERT_EQ(b.plans.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(a.plans[i].config.strategy(), b.plans[i].config.strategy());
+    EXPECT_EQ(a.plans[i].estimate.step_s, b.plans[i].estimate.step_s);
+  }
+  EXPECT_EQ(a.covered, b.covered);
+  EXPECT_EQ(b.covered, b.evaluated);
+  EXPECT_LT(a.evaluated, b.evaluated);
+  EXPECT_GT(b.fitting, 0);
+  EXPECT_LT(b.fitting, b.evaluated);  // 256 MiB devices: some configurations do not fit
+}
+
+TEST(Search, NeverProposesAPlanThatDoesNotFit) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  const Workload w = small_workload();
+  SearchOptions o;
+  o.top = 50;
+  const SearchResult r = search(w, cl, {}, o);
+  for (const Plan& p : r.plans) {
+    EXPECT_TRUE(p.estimate.fits);
+    EXPECT_LE(p.estimate.memory.total(), o.efficiency.usable_memory * cl.memory_bytes);
+  }
+  Cluster tiny = cl;
+  tiny.memory_bytes = 1 << 20;  // 1 MiB: nothing fits
+  const SearchResult none = search(w, tiny, {}, o);
+  EXPECT_TRUE(none.plans.empty());
+  EXPECT_GT(none.covered, 0);
+}
+
+TEST(Strategy, FixLayout) {
+  Space s;
+  fix_layout(s, "dp6xpp64xtp8", 3072);
+  EXPECT_EQ(s.dp, 6);
+  EXPECT_EQ(s.pp, 64);
+  EXPECT_EQ(s.tp, 8);
+  EXPECT_EQ(s.order, "dpt");
+  EXPECT_EQ(s.sp, false);  // tp8 is not tp8+sp
+  Space f;
+  fix_layout(f, "fsdpxtp4+sp", 16);
+  EXPECT_EQ(f.dp, 4);
+  EXPECT_EQ(f.zero, Zero::kFull);
+  EXPECT_EQ(f.sp, true);
+  EXPECT_EQ(f.pp, 1);
+  EXPECT_NE(error_of([] {
+              Space x;
+              fix_layout(x, "dp2xep2", 4);
+            }).find("unknown term 'ep2'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              Space x;
+              fix_layout(x, "dp2xtp2", 8);
+            }).find("spans 4 devices"),
+            std::string::npos);
+}
+
+TEST(Strategy, EmittedYamlReadsBackToTheSamePlan) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  const Workload w = small_workload();
+  Space s;
+  s.schedules = {Schedule::kInterleaved};
+  s.offloads = {true};
+  fix_layout(s, "dp2xpp4xtp2", 16);
+  const SearchResult r = search(w, cl, s);
+  ASSERT_FALSE(r.plans.empty());
+  const std::string yaml = strategy_yaml(r.plans[0], w, cl);
+  EXPECT_NE(yaml.find("pipeline: {schedule: interleaved"), std::string::npos) << yaml;
+  Space back;
+  fix_from_yaml(back, yaml, "plan.yaml", w, 16);
+  const SearchResult again = search(w, cl, back);
+  ASSERT_EQ(again.covered, 1) << yaml;
+  EXPECT_EQ(again.plans[0].config.strategy(), r.plans[0].config.strategy());
+  EXPECT_EQ(again.plans[0].estimate.step_s, r.plans[0].estimate.step_s);
+  const std::string e = error_of([&] {
+    Space x;
+    fix_from_yaml(x, yaml + "microbatch: 2\n", "plan.yaml", w, 16);
+  });
+  EXPECT_NE(e.find("microbatch"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace hp::planner
