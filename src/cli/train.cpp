@@ -4,9 +4,9 @@
 // One loop for every world: rank 0 reads the data and broadcasts every batch (and the Ctrl-C
 // decision), prints the progress line and JSON records, and writes checkpoints of global tensors
 // that any world can resume from.
+#include <pthread.h>
 #include <unistd.h>
 
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -32,33 +32,46 @@ namespace hp::cli {
 namespace {
 
 // The signal that asked training to stop (SIGINT, SIGTERM or SIGHUP), 0 while none has.
-volatile std::sig_atomic_t g_stop = 0;
-void on_stop_signal(int sig) {
-  g_stop = sig;
-}
+std::atomic<int> g_stop{0};
 
 // While alive, Ctrl-C, SIGTERM (what mpirun forwards to its ranks, and what schedulers send) and
 // SIGHUP ask the loop to stop after the step in flight and save; a second signal only asks
-// again, so it never kills the final save. The previous handlers come back afterwards.
+// again, so it never kills the final save.
+// The signals are blocked in every thread (threads made later, OpenMP's and oneDNN's included,
+// inherit the mask) and taken by a watcher thread with sigtimedwait: a handler may not run on a
+// compute thread, because Debian's oneDNN JIT GEMM kernels point rsp into the heap while they run
+// and a signal frame written there corrupts it (oneDNN issue #4845). Construct it before any
+// other thread exists. Signals still pending at the end are consumed, not delivered.
 class StopSignals {
  public:
   StopSignals() {
     g_stop = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;  // interrupted writes and fsyncs of a save carry on
-    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &old_[i]);
+    sigemptyset(&set_);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    watcher_ = std::thread([this] {
+      const timespec tick{0, 50'000'000};  // 50 ms: the watcher notices its end in time
+      while (!done_) {
+        const int sig = sigtimedwait(&set_, nullptr, &tick);
+        if (sig > 0) g_stop = sig;
+      }
+    });
   }
   ~StopSignals() {
-    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    done_ = true;
+    watcher_.join();
+    const timespec none{0, 0};
+    while (sigtimedwait(&set_, nullptr, &none) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
-  std::array<struct sigaction, 3> old_{};
+  sigset_t set_{}, old_{};
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
 };
 
 std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const std::string& fmt,
@@ -435,6 +448,7 @@ void RankLoop::sample() {
 }  // namespace
 
 int cmd_train(const std::vector<std::string>& argv) {
+  StopSignals signals;  // before any thread is made: they all inherit the blocked signals
   Args a(argv, train_command());
   if (printed_help(a)) return 0;
   const TrainJob job = read_job(a);
@@ -459,7 +473,6 @@ int cmd_train(const std::vector<std::string>& argv) {
   const Run run{job,       *plan, params, ck,    *src,
                 val.get(), peak,  rss0,   human, !job.json && isatty(fileno(stdout))};
   std::atomic<int> rc{0};
-  StopSignals signals;
   run_ranks(dev, [&](comm::Communicator& c) {
     RankLoop loop(run, c);
     if (int r = loop.run(); r != 0) rc = r;
