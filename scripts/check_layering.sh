@@ -22,10 +22,11 @@ declare -A allowed=(
   [mpmd]="io core"
   [nn]="ops io ir core"
   [optim]="runtime io ir core"
+  [infer]="nn runtime ops io ir core"
   [shard]="ops runtime io comm ir core"
   [memory]="runtime io ir core"
   [train]="nn optim data shard comm memory autodiff runtime ops io ir core"
-  [cli]="train memory shard comm nn optim data autodiff runtime ops io ir backend/cpu core"
+  [cli]="train infer memory shard comm nn optim data autodiff runtime ops io ir backend/cpu core"
 )
 
 # The module of a path below src/ or include/hp/, in REPLY: its first folder, or the first two
