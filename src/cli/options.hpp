@@ -5,6 +5,7 @@
 // Not the meaning of the options: each command's reader (read_job, ...) applies them.
 #pragma once
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "cli/args.hpp"
@@ -272,6 +273,7 @@ inline const Command& plan_command() {
 inline const Command& generate_command() {
   static const SampleOptions d;
   static const infer::EngineOptions e;
+  constexpr double inf = std::numeric_limits<double>::infinity();
   auto num = [](const char* name, const char* meta, double dflt, double min, double max,
                 const char* help) {
     return Option{.name = name,
@@ -326,13 +328,13 @@ one decoded token per step for every running sequence (continuous batching).",
               count("batch", e.max_batch, 1, "sequences decoded together")}},
             {"Sampling",
              {count("tokens", d.tokens, 0, "tokens to generate per sequence"),
-              num("temperature", "T", d.temperature, 0, 1e6, "0: greedy"),
+              num("temperature", "T", d.temperature, 0, inf, "0: greedy"),
               count("top-k", d.top_k, 0, "0: all"),
               num("top-p", "P", 1, 0, 1, "nucleus: the smallest set holding P, in (0, 1]"),
               num("min-p", "P", 0, 0, 1, "drop tokens below P x the top probability"),
-              num("repetition-penalty", "R", 1, 0, 1e6, "> 0; 1: none (prompt and output tokens)"),
-              num("presence-penalty", "X", 0, -1e6, 1e6, "subtracted once per generated token id"),
-              num("frequency-penalty", "X", 0, -1e6, 1e6, "subtracted per occurrence"),
+              num("repetition-penalty", "R", 1, 0, inf, "> 0; 1: none (prompt and output tokens)"),
+              num("presence-penalty", "X", 0, -inf, inf, "subtracted once per generated token id"),
+              num("frequency-penalty", "X", 0, -inf, inf, "subtracted per occurrence"),
               {.name = "stop", .meta = "STR", .computed = "none", .help = "stop before this text"},
               {.name = "eos",
                .kind = Kind::kInt,
