@@ -142,6 +142,14 @@ Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t 
   return x + matmul(gate * up, P.at(l + "mlp.down_proj.weight"), false, true);
 }
 
+// Throws unless batch and seq are positive and seq fits the model's positions.
+void check_tokens(const ModelConfig& c, int64_t batch, int64_t seq) {
+  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
+           seq);
+  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ", c.max_seq,
+           " positions");
+}
+
 // The model's parameters as graph sources, in param_infos() order, and by name.
 std::vector<Var> declare_params(ir::Graph& g, const ModelConfig& c, bool logical_qkv,
                                 ParamVars& P) {
@@ -188,10 +196,7 @@ Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x, const 
 
 Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
              TraceOptions options) {
-  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
-           seq);
-  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ", c.max_seq,
-           " positions");
+  check_tokens(c, batch, seq);
   Traced t;
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
@@ -223,12 +228,8 @@ Shape kv_pool_shape(const ModelConfig& c, int64_t blocks, int64_t block_tokens) 
 
 InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_t pool_blocks,
                         int64_t block_tokens) {
-  HP_CHECK(batch > 0 && seq > 0 && pool_blocks > 0,
-           "[model] batch, seq and pool blocks must be "
-           "positive, got ",
-           batch, ", ", seq, " and ", pool_blocks);
-  HP_CHECK(seq <= c.max_seq, "[model] chunk of ", seq, " tokens exceeds the model's ", c.max_seq,
-           " positions");
+  check_tokens(c, batch, seq);
+  HP_CHECK(pool_blocks > 0, "[model] the KV pool needs blocks, got ", pool_blocks);
   InferTraced t;
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
