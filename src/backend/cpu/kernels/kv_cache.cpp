@@ -1,14 +1,13 @@
 // CPU kernels of the KV-cache ops (src/ops/kv_cache.cpp): kv_write copies one layer's new keys
-// and values into their blocks of the pool; paged_attention runs each query row against its
-// sequence's cached positions, read through the block table (scores, softmax, weighted values),
-// one (sequence, head, row) per OpenMP iteration.
+// and values into their blocks of the pool; paged_attention gathers a sequence's cached keys and
+// values through its block table and runs the query rows of a chunk (or the one row of a decode
+// step) against them with two sgemm products and a causal softmax between.
 #include <algorithm>
 #include <cmath>
-#include <string>
 #include <vector>
 
 #include "backend/cpu/kernels/table.hpp"
-#include "backend/cpu/vec_math.hpp"
+#include "hp/backend/cpu/gemm.hpp"
 #include "hp/core/error.hpp"
 
 namespace hp::cpu {
@@ -61,43 +60,35 @@ void kv_write(KernelArgs& k) {
   }
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {};  // eight lanes the compiler keeps in one vector register
-  int64_t e = 0;
-  for (; e + 8 <= n; e += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[e + l] * b[e + l];
-  float d = 0;
-  for (; e < n; ++e) d += a[e] * b[e];
-  for (float x : acc) d += x;
-  return d;
-}
-
-// One query row against positions [0, len) of its sequence: out = softmax(scale q.K) V, walking
-// the block table one block at a time.
-void attend_row(const PoolView& pool, const int64_t* trow, int64_t layer, int64_t kvh,
-                const float* q, int64_t len, float scale, float* scores, float* out) {
+// Copies positions [0, len) of one kv head's keys (kind 0) or values (kind 1) out of the pool
+// into rows [len, Dh], one block at a time.
+void gather(const PoolView& pool, const int64_t* trow, int64_t layer, int kind, int64_t kvh,
+            int64_t len, float* rows) {
   const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
-  float mx = -INFINITY;
   for (int64_t p0 = 0; p0 < len; p0 += BT) {
-    const float* kb = pool.at(trow, p0, layer, 0) + kvh * Dh;
-    for (int64_t j = 0, n = std::min(BT, len - p0); j < n; ++j) {
-      scores[p0 + j] = dot(q, kb + j * stride, Dh) * scale;
-      mx = std::max(mx, scores[p0 + j]);
-    }
-  }
-  float z = 0;
-  for (int64_t j = 0; j < len; ++j) z += (scores[j] = std::exp(scores[j] - mx));
-  std::fill_n(out, Dh, 0.0f);
-  for (int64_t p0 = 0; p0 < len; p0 += BT) {
-    const float* vb = pool.at(trow, p0, layer, 1) + kvh * Dh;
-    for (int64_t j = 0, n = std::min(BT, len - p0); j < n; ++j) {
-      const float p = scores[p0 + j] / z;
-      const float* vr = vb + j * stride;
-      for (int64_t e = 0; e < Dh; ++e) out[e] += p * vr[e];
-    }
+    const float* src = pool.at(trow, p0, layer, kind) + kvh * Dh;
+    for (int64_t j = 0, n = std::min(BT, len - p0); j < n; ++j)
+      std::copy_n(src + j * stride, Dh, rows + (p0 + j) * Dh);
   }
 }
 
+// Row t of s [T, len] (query row t sits at position len - T + t): softmax over the positions it
+// may see, zero after them.
+void causal_softmax(float* s, int64_t T, int64_t len) {
+  for (int64_t t = 0; t < T; ++t) {
+    float* r = s + t * len;
+    const int64_t seen = len - T + t + 1;
+    const float mx = *std::max_element(r, r + seen);
+    float z = 0;
+    for (int64_t j = 0; j < seen; ++j) z += (r[j] = std::exp(r[j] - mx));
+    for (int64_t j = 0; j < seen; ++j) r[j] /= z;
+    std::fill(r + seen, r + len, 0.0f);
+  }
+}
+
+// Per sequence and kv head: its cached keys and values gathered into contiguous rows, then for
+// each query head of the group S = scale Q K^T [T, len], the causal softmax, and out = S V, the
+// two products on the backend's sgemm (strided over q's and out's [B, T, H, Dh] layout).
 void paged_attention(KernelArgs& k) {
   const PoolView pool(*k.in[1], *k.in[2]);
   const Shape& s = k.in[0]->shape();
@@ -110,36 +101,37 @@ void paged_attention(KernelArgs& k) {
   for (int64_t b = 0; b < B; ++b)
     HP_CHECK(lens[b] >= T && lens[b] <= cap, "sequence ", b, " has length ", lens[b], ": needs ", T,
              " to ", cap, " positions");
-  const float* q = k.in[0]->f32();
-  float* out = k.out[0]->f32();
-  const int64_t rows = B * T * H;
-  const int team = detail::team_size(context(k), rows * cap * Dh);
-  std::string error;
-#pragma omp parallel num_threads(team)
-  {
-    std::vector<float> scores(static_cast<size_t>(cap));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t b = r / (T * H), t = (r / H) % T, h = r % H;
-      try {
-        attend_row(pool, table + b * pool.max_blocks, layer, h / group, q + r * Dh,
-                   lens[b] - T + t + 1, scale, scores.data(), out + r * Dh);
-      } catch (const Error& e) {  // no exception may leave an OpenMP region
-#pragma omp critical
-        error = e.what();
+  std::vector<float> keys(size_t(cap * Dh)), values(keys.size()), scores(size_t(T * cap));
+  const Context ctx = context(k);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = lens[b], *trow = table + b * pool.max_blocks;
+    for (int64_t kvh = 0; kvh < pool.kv_heads; ++kvh) {
+      gather(pool, trow, layer, 0, kvh, len, keys.data());
+      gather(pool, trow, layer, 1, kvh, len, values.data());
+      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+        const int64_t first = (b * T * H + h) * Dh;  // row t of head h at first + t * H * Dh
+        gemm(ctx, false, true, T, len, Dh, scale, k.in[0]->f32() + first, H * Dh, keys.data(), Dh,
+             0.0f, scores.data(), len);
+        causal_softmax(scores.data(), T, len);
+        gemm(ctx, false, false, T, Dh, len, 1.0f, scores.data(), len, values.data(), Dh, 0.0f,
+             k.out[0]->f32() + first, H * Dh);
       }
     }
   }
-  HP_CHECK(error.empty(), error);
 }
 
 }  // namespace
 
 void add_kv_cache_kernels(KernelTable& t) {
   t.add(OpId::kKvWrite, kernel(kv_write));
-  t.add(OpId::kPagedAttention,
-        kernel(paged_attention, [](const Types& in, const ir::Attrs&, int threads) {
-          return sizeof(float) * size_t(threads) * size_t(in[2].shape[1] * in[1].shape[3]);
+  // The gathered keys and values of one kv head and the scores of one query head, at the block
+  // table's capacity, and the products' own workspace.
+  t.add(OpId::kPagedAttention, kernel(paged_attention, [](const Types& in, const ir::Attrs&, int) {
+          const int64_t T = in[0].shape[1], Dh = in[0].shape[3];
+          const int64_t cap = in[2].shape[1] * in[1].shape[3];
+          return sizeof(float) * size_t(2 * cap * Dh + T * cap) +
+                 gemm_scratch_bytes(false, true, T, cap, Dh, 0.0f) +
+                 gemm_scratch_bytes(false, false, T, Dh, cap, 0.0f);
         }));
 }
 
