@@ -13,7 +13,7 @@ run() { "$HP" generate --threads "$THREADS" --temperature 0 --json "$@"; }
 echo "| model | prompt | tokens | round | path | decode tok/s | ttft ms |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 # model, prompt tokens, tokens with the cache, tokens recomputing (fewer: each is a full window)
-for spec in "gpt2-kjv 64 60 20" "gpt2-124m 64 32 6"; do
+for spec in "gpt2-kjv 64 60 20" "llama-kjv 64 60 20" "gpt2-124m 64 32 6"; do
   read -r model prompt cached recomputed <<<"$spec"
   for round in $(seq 1 "$ROUNDS"); do
     for path in cache recompute; do

@@ -266,6 +266,10 @@ const std::vector<Case>& cases() {
                  {{{1, 5, 2, 6}}},
                  [](const Vs& x) { return rope(x[0], 500.0, 3); },
                  [](const Ns& x) { return rope_ref(x[0], 500.0, 3); }});
+    t.push_back({"rope_positions",  // each token at its own position (the inference programs)
+                 {{{2, 5, 3, 8}}, {{2, 5}, Gen::kIds, 40}},
+                 [](const Vs& x) { return rope(x[0], 500.0, x[1]); },
+                 [](const Ns& x) { return rope_ref(x[0], 500.0, 0, &x[1]); }});
     t.push_back(attention_row("attention_t1", {2, 1, 3, 5}, {2, 1, 3, 5}));
     t.push_back(attention_row("attention_t7", {1, 7, 2, 6}, {1, 7, 2, 6}));
     t.push_back(attention_row("attention_gqa_h4_hkv2", {2, 7, 4, 6}, {2, 7, 2, 6}));
