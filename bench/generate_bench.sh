@@ -31,9 +31,12 @@ for spec in "gpt2-kjv 64 60 20" "llama-kjv 64 60 20" "gpt2-124m 64 32 6"; do
 done
 
 echo
-echo "| model | prompt tokens | ttft ms | peak device bytes |"
-echo "| --- | --- | --- | --- |"
-for prompt in 16 64 256 512 1000; do
-  r=$(run --model gpt2-124m --prompt-tokens "$prompt" --tokens 1)
-  echo "| gpt2-124m | $prompt | $(field ttft_ms <<<"$r") | $(field peak_device_bytes <<<"$r") |"
+echo "| model | prompt tokens | round | ttft ms | peak device bytes |"
+echo "| --- | --- | --- | --- | --- |"
+for round in $(seq 1 "$ROUNDS"); do
+  for prompt in 16 64 256 512 1000; do
+    r=$(run --model gpt2-124m --prompt-tokens "$prompt" --tokens 1)
+    echo "| gpt2-124m | $prompt | $round | $(field ttft_ms <<<"$r") |" \
+      "$(field peak_device_bytes <<<"$r") |"
+  done
 done
