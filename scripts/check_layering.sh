@@ -22,11 +22,12 @@ declare -A allowed=(
   [mpmd]="io core"
   [nn]="ops io ir core"
   [optim]="runtime io ir core"
+  [infer]="nn runtime ops io ir core"
   [shard]="ops runtime io comm ir core"
   [memory]="runtime io ir core"
   [planner]="mpmd io core"
   [train]="nn optim data shard comm memory mpmd autodiff runtime ops io ir core"
-  [cli]="planner mpmd train memory shard comm nn optim data autodiff runtime ops io ir backend/cpu core"
+  [cli]="planner mpmd train infer memory shard comm nn optim data autodiff runtime ops io ir backend/cpu core"
 )
 
 # The module of a path below src/ or include/hp/, in REPLY: its first folder, or the first two

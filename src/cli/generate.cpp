@@ -1,80 +1,152 @@
-// `hp generate`: sample text from a checkpoint with a fixed-shape forward program (the context
-// window is padded; causal attention makes the padding invisible to earlier positions).
-// Not a serving engine: no KV cache, one sequence at a time.
-#include <cmath>
+// `hp generate`: options read once into a GenerateJob, the model loaded from a checkpoint or a
+// config (random or given weights), the prompts made into requests and served by the KV-cache
+// engine (hp::infer, docs/inference.md); --recompute runs the earlier window-recompute loop
+// instead, for comparison. Not a server: one batch of requests per run.
+#include "cli/generate.hpp"
+
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
-#include "cli/generate.hpp"
 #include "cli/options.hpp"
 #include "hp/core/rng.hpp"
 #include "hp/data/tokenizer.hpp"
+#include "hp/infer/engine.hpp"
 #include "hp/io/checkpoint.hpp"
+#include "hp/io/json.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/executor.hpp"
 
 namespace hp::cli {
 
-std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
-                        const std::string& prompt, const SampleOptions& o) {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+infer::Request request_of(const SampleOptions& o) {
+  infer::Request r;
+  r.max_tokens = o.tokens;
+  r.sampling.temperature = o.temperature;
+  r.sampling.top_k = o.top_k;
+  r.sampling.seed = o.seed;
+  return r;
+}
+
+// The text of generated ids: the byte of each id below 256 (the byte vocabulary).
+std::string text_of(const std::vector<int64_t>& tokens) {
+  std::string s;
+  for (int64_t t : tokens)
+    if (t >= 0 && t < 256) s.push_back(char(t));
+  return s;
+}
+
+// The earlier generate loop, without a KV cache: the padded window of max_seq positions (the
+// last max_seq tokens) recomputed for every token; draws as the engine's.
+infer::Result recompute_generate(const io::ModelConfig& cfg, const io::TensorMap& params,
+                                 const infer::Request& req, uint64_t seq, int threads) {
+  const auto t0 = Clock::now();  // compiling counts towards the first token, as in the engine
   const int64_t ctx_len = cfg.max_seq;
   nn::Traced tr = nn::trace(cfg, 1, ctx_len, false);
   runtime::Program prog = runtime::compile(*tr.graph, {tr.logits.id});
-  runtime::Executor ex(prog, default_allocator(), runtime::Context{o.threads});
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{threads});
   auto infos = nn::param_infos(cfg);
   for (size_t i = 0; i < infos.size(); ++i) ex.bind(tr.params[i].id, params.at(infos[i].name));
-  data::ByteTokenizer tok;
-  std::vector<int64_t> seq = tok.encode_i64(prompt);
-  if (seq.empty()) seq.push_back('\n');
-  const size_t start = seq.size();
   Tensor window({1, ctx_len}, DType::kI64);
   ex.bind(tr.tokens.id, window);
-  const int64_t V = cfg.vocab;
-  for (int64_t n = 0; n < o.tokens; ++n) {
-    const size_t len = std::min<size_t>(seq.size(), size_t(ctx_len));
+  std::vector<int64_t> seq_tokens = req.prompt;
+  infer::Result res;
+  Clock::time_point first;
+  for (int64_t n = 0; n < req.max_tokens; ++n) {
+    const size_t len = std::min<size_t>(seq_tokens.size(), size_t(ctx_len));
     int64_t* w = window.i64();
     for (int64_t i = 0; i < ctx_len; ++i)
-      w[i] = size_t(i) < len ? seq[seq.size() - len + size_t(i)] : 0;
+      w[i] = size_t(i) < len ? seq_tokens[seq_tokens.size() - len + size_t(i)] : 0;
     ex.run();
-    const float* logits = ex.get(tr.logits.id).f32() + (len - 1) * size_t(V);
-    // Temperature + top-k sampling with a counter-based draw (reproducible from the seed).
-    std::vector<std::pair<float, int64_t>> cand;
-    for (int64_t v = 0; v < V; ++v) cand.push_back({logits[v], v});
-    int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
-    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(),
-                      [](auto& x, auto& y) { return x.first > y.first; });
-    cand.resize(size_t(k));
-    int64_t next = cand[0].second;
-    if (o.temperature > 0) {
-      double mx = cand[0].first, z = 0;
-      std::vector<double> p;
-      for (auto& c : cand) p.push_back(std::exp((c.first - mx) / o.temperature)), z += p.back();
-      double u = rng::uniform(o.seed, 0x5a3b1e, uint64_t(n)) * z, acc = 0;
-      for (size_t i = 0; i < p.size(); ++i) {
-        acc += p[i];
-        if (u < acc) {
-          next = cand[i].second;
-          break;
-        }
-      }
+    const float* logits = ex.get(tr.logits.id).f32() + (len - 1) * size_t(cfg.vocab);
+    const int64_t next = infer::sample(std::span<const float>(logits, size_t(cfg.vocab)),
+                                       req.prompt, res.tokens, req.sampling, seq, uint64_t(n));
+    res.tokens.push_back(next);
+    seq_tokens.push_back(next);
+    if (n == 0) {
+      first = Clock::now();
+      res.ttft_ms = std::chrono::duration<double, std::milli>(first - t0).count();
     }
-    seq.push_back(next);
   }
-  return tok.decode(std::span<const int64_t>(seq.data() + start, seq.size() - start));
+  const double s = std::chrono::duration<double>(Clock::now() - first).count();
+  if (res.tokens.size() > 1 && s > 0) res.decode_tok_s = double(res.tokens.size() - 1) / s;
+  res.finish = "length";
+  return res;
 }
 
-int cmd_generate(const std::vector<std::string>& argv) {
-  Args a(argv, generate_command());
-  if (printed_help(a)) return 0;
-  SampleOptions o;  // what hp generate reads from its options, once
-  o.tokens = a.i64("tokens");
-  o.temperature = a.f64("temperature");
-  o.top_k = a.i64("top-k");
-  o.seed = uint64_t(a.i64("seed"));
-  o.threads = int(a.i64("threads"));
-  const std::string prompt = a.str("prompt");
-  std::filesystem::path dir = a.str("ckpt");
+// What hp generate reads from its options, once.
+struct GenerateJob {
+  std::string ckpt, model, init;
+  std::vector<std::string> prompts;  // texts, or empty with prompt_tokens
+  int64_t prompt_tokens = 0;         // random ids per sequence (--prompt-tokens)
+  int64_t batch = 1;
+  infer::Request request;  // everything but the prompt
+  infer::EngineOptions engine;
+  bool recompute = false, json = false;
+};
+
+std::vector<std::string> read_prompts(const Args& a, int64_t batch) {
+  const int given = int(a.has("prompt")) + int(a.has("prompt-file")) + int(a.has("prompt-tokens"));
+  HP_CHECK(given <= 1, "give one of --prompt, --prompt-file and --prompt-tokens, not ", given);
+  if (a.has("prompt-tokens")) return {};
+  if (!a.has("prompt-file")) return std::vector<std::string>(size_t(batch), a.str("prompt"));
+  std::ifstream f(a.str("prompt-file"), std::ios::binary);
+  HP_CHECK(f, "option --prompt-file: cannot read ", a.str("prompt-file"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (batch == 1) return {ss.str()};
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(ss, line);)
+    if (!line.empty()) lines.push_back(line);
+  HP_CHECK(!lines.empty(), "option --prompt-file: ", a.str("prompt-file"), " holds no prompt");
+  return lines;
+}
+
+GenerateJob read_job(const Args& a) {
+  GenerateJob j;
+  HP_CHECK(a.has("ckpt") != a.has("model"), "give one of --ckpt DIR and --model CONFIG|NAME");
+  HP_CHECK(!a.has("init") || a.has("model"), "option --init needs --model");
+  j.ckpt = a.has("ckpt") ? a.str("ckpt") : "";
+  j.model = a.has("model") ? a.str("model") : "";
+  j.init = a.has("init") ? a.str("init") : "";
+  j.batch = a.i64("batch");
+  j.prompts = read_prompts(a, j.batch);
+  j.prompt_tokens = a.has("prompt-tokens") ? a.i64("prompt-tokens") : 0;
+  infer::SamplingParams& s = j.request.sampling;
+  s.temperature = a.f64("temperature");
+  s.top_k = a.i64("top-k");
+  s.top_p = a.f64("top-p");
+  HP_CHECK(s.top_p > 0, "option --top-p must be in (0, 1], got ", s.top_p);
+  s.min_p = a.f64("min-p");
+  s.repetition_penalty = a.f64("repetition-penalty");
+  HP_CHECK(s.repetition_penalty > 0, "option --repetition-penalty must be > 0, got ",
+           s.repetition_penalty);
+  s.presence_penalty = a.f64("presence-penalty");
+  s.frequency_penalty = a.f64("frequency-penalty");
+  s.seed = uint64_t(a.i64("seed"));
+  j.request.max_tokens = a.i64("tokens");
+  if (a.has("stop")) j.request.stop = {a.str("stop")};
+  j.request.eos = a.i64("eos");
+  j.engine.block_tokens = a.i64("block-tokens");
+  j.engine.prefill_chunk = a.i64("prefill-chunk");
+  j.engine.token_budget = a.i64("token-budget");
+  j.engine.threads = int(a.i64("threads"));
+  j.engine.max_batch = j.batch;
+  j.recompute = a.flag("recompute");
+  j.json = a.flag("json");
+  return j;
+}
+
+// The checkpoint's config and weights (its latest, or one step-<N>).
+std::pair<io::ModelConfig, io::TensorMap> load_checkpoint_model(const std::filesystem::path& dir) {
   std::optional<io::Checkpoint> ck;
   if (std::filesystem::exists(dir / "state.json"))
     ck = io::load_checkpoint(dir);
@@ -86,15 +158,108 @@ int cmd_generate(const std::vector<std::string>& argv) {
   HP_CHECK(ck->extra.contains("config"), "checkpoint in ", dir.string(), " has no model config");
   io::ModelConfig cfg = io::ModelConfig::from_json(
       ck->extra["config"], (step_dir / "state.json").string() + " (extra.config)");
-  {  // before the model is traced: its weights and the logits of one context window
-    const int64_t n = cfg.parameter_count();
-    check_fits_in_memory(
-        uint64_t(checked_add(checked_mul(n, 4), checked_mul(cfg.max_seq, cfg.vocab * 4))),
-        "the model of " + dir.string() + " (" + std::to_string(n) +
-            " parameters): its weights and logits");
-  }
+  check_fits_in_memory(uint64_t(checked_mul(cfg.parameter_count(), 4)),
+                       "the model of " + dir.string() + " (" +
+                           std::to_string(cfg.parameter_count()) + " parameters): its weights");
   auto params = nn::adopt_params(cfg, ck->model, (step_dir / "model.safetensors").string());
-  std::printf("%s%s\n", prompt.c_str(), sample_text(cfg, params, prompt, o).c_str());
+  return {cfg, std::move(params)};
+}
+
+std::pair<io::ModelConfig, io::TensorMap> load_model(const GenerateJob& j) {
+  if (!j.ckpt.empty()) return load_checkpoint_model(j.ckpt);
+  io::ModelConfig cfg = resolve_model(j.model);
+  check_fits_in_memory(uint64_t(checked_mul(cfg.parameter_count(), 4)),
+                       "the model " + j.model + " (" + std::to_string(cfg.parameter_count()) +
+                           " parameters): its weights");
+  if (j.init.empty()) return {cfg, nn::init_params(cfg, 1)};
+  return {cfg, nn::adopt_params(cfg, io::read_safetensors(j.init), j.init)};
+}
+
+// One request per prompt (or per sequence of random ids); the prompts' texts where there are.
+std::vector<infer::Request> requests_of(const GenerateJob& j, const io::ModelConfig& cfg) {
+  std::vector<infer::Request> out;
+  data::ByteTokenizer tok;
+  const size_t n = j.prompts.empty() ? size_t(j.batch) : j.prompts.size();
+  for (size_t s = 0; s < n; ++s) {
+    infer::Request r = j.request;
+    if (j.prompts.empty()) {
+      for (int64_t i = 0; i < j.prompt_tokens; ++i)
+        r.prompt.push_back(
+            int64_t(rng::bits(r.sampling.seed, rng::mix(0x70726f6d7074ull ^ s), uint64_t(i)) %
+                    uint64_t(cfg.vocab)));
+    } else {
+      r.prompt = tok.encode_i64(j.prompts[s]);
+      if (r.prompt.empty()) r.prompt.push_back('\n');
+    }
+    HP_CHECK(int64_t(r.prompt.size()) <= cfg.max_seq, "prompt ", s, " has ", r.prompt.size(),
+             " tokens, more than the model's ", cfg.max_seq, " positions");
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs,
+                   const std::vector<infer::Result>& res) {
+  for (size_t s = 0; s < res.size(); ++s) {
+    if (!j.json) {
+      const std::string prompt = j.prompts.empty() ? "" : j.prompts[s];
+      std::printf("%s%s\n", prompt.c_str(), text_of(res[s].tokens).c_str());
+      continue;
+    }
+    io::Json rec = {{"sequence", s},
+                    {"prompt_tokens", reqs[s].prompt.size()},
+                    {"tokens", res[s].tokens},
+                    {"text", text_of(res[s].tokens)},
+                    {"finish", res[s].finish},
+                    {"ttft_ms", res[s].ttft_ms},
+                    {"decode_tok_s", res[s].decode_tok_s},
+                    {"peak_device_bytes", default_allocator()->peak_bytes()},
+                    {"kv_offloaded_bytes", 0},
+                    {"kv_cache", !j.recompute}};
+    std::printf("%s\n", rec.dump(-1, ' ', false, io::Json::error_handler_t::replace).c_str());
+  }
+}
+
+}  // namespace
+
+std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
+                        const std::string& prompt, const SampleOptions& o) {
+  infer::EngineOptions eo;
+  eo.threads = o.threads;
+  infer::Engine engine(cfg, params, eo, default_allocator());
+  infer::Request r = request_of(o);
+  r.prompt = data::ByteTokenizer().encode_i64(prompt);
+  if (r.prompt.empty()) r.prompt.push_back('\n');
+  if (int64_t(r.prompt.size()) > cfg.max_seq)  // keep the prompt's end, as the window did
+    r.prompt.erase(r.prompt.begin(), r.prompt.end() - cfg.max_seq);
+  return text_of(engine.generate({r})[0].tokens);
+}
+
+int cmd_generate(const std::vector<std::string>& argv) {
+  Args a(argv, generate_command());
+  if (printed_help(a)) return 0;
+  const GenerateJob job = read_job(a);
+  auto [cfg, params] = load_model(job);
+  const std::vector<infer::Request> reqs = requests_of(job, cfg);
+  std::vector<infer::Result> res;
+  if (job.recompute) {
+    for (size_t s = 0; s < reqs.size(); ++s)
+      res.push_back(recompute_generate(cfg, params, reqs[s], s, job.engine.threads));
+  } else {
+    infer::EngineOptions eo = job.engine;
+    // The pool: the `batch` largest contexts the requests can reach.
+    std::vector<int64_t> need;
+    for (const auto& r : reqs)
+      need.push_back(
+          (std::min(int64_t(r.prompt.size()) + r.max_tokens, cfg.max_seq) + eo.block_tokens - 1) /
+          eo.block_tokens);
+    std::sort(need.rbegin(), need.rend());
+    eo.pool_blocks = 0;
+    for (size_t i = 0; i < need.size() && int64_t(i) < eo.max_batch; ++i) eo.pool_blocks += need[i];
+    infer::Engine engine(cfg, params, eo, default_allocator());
+    res = engine.generate(reqs);
+  }
+  print_results(job, reqs, res);
   return 0;
 }
 

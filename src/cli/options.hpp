@@ -5,10 +5,12 @@
 // Not the meaning of the options: each command's reader (read_job, ...) applies them.
 #pragma once
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "cli/args.hpp"
 #include "cli/generate.hpp"
+#include "hp/infer/engine.hpp"
 
 namespace hp::cli {
 
@@ -316,41 +318,93 @@ inline const Command& plan_command() {
 
 inline const Command& generate_command() {
   static const SampleOptions d;
+  static const infer::EngineOptions e;
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  auto num = [](const char* name, const char* meta, double dflt, double min, double max,
+                const char* help) {
+    return Option{.name = name,
+                  .kind = Kind::kFloat,
+                  .meta = meta,
+                  .dflt = default_number(dflt),
+                  .min = min,
+                  .max = max,
+                  .help = help};
+  };
+  auto count = [](const char* name, int64_t dflt, int64_t min, const char* help) {
+    return Option{.name = name,
+                  .kind = Kind::kInt,
+                  .meta = "N",
+                  .dflt = std::to_string(dflt),
+                  .min = double(min),
+                  .help = help};
+  };
   static const Command c{
-      "hp generate --ckpt DIR [options]",
-      "Samples text from a checkpoint: DIR is a checkpoint directory (its latest) or one\nstep-<N> "
-      "inside it.",
-      {{"Sampling",
-        {{.name = "ckpt", .meta = "DIR", .required = true, .help = "the checkpoint"},
-         {.name = "prompt", .meta = "TEXT", .dflt = "And God said"},
-         {.name = "tokens",
+      "hp generate (--ckpt DIR | --model CONFIG|NAME [--init W.safetensors])\n"
+      "            (--prompt TEXT | --prompt-file F | --prompt-tokens N) [options]",
+      "Generates tokens with a KV cache (docs/inference.md): prefill of each prompt in chunks, "
+      "then\none decoded token per step for every running sequence (continuous batching).",
+      {{"Model",
+        {{.name = "ckpt",
+          .meta = "DIR",
+          .computed = "none",
+          .help = "a checkpoint directory (its latest) or one step-<N> inside it"},
+         {.name = "model",
+          .meta = "CONFIG|NAME",
+          .computed = "none",
+          .help = "a built-in model or a HF config.json, instead of --ckpt"},
+         {.name = "init",
+          .meta = "FILE",
+          .computed = "random weights (seed 1)",
+          .help = "safetensors weights for --model"}}},
+       {"Prompts",
+        {{.name = "prompt", .meta = "TEXT", .dflt = "And God said"},
+         {.name = "prompt-file",
+          .meta = "FILE",
+          .computed = "none",
+          .help = "the prompt's text; with --batch, one prompt per line"},
+         {.name = "prompt-tokens",
           .kind = Kind::kInt,
           .meta = "N",
-          .dflt = std::to_string(d.tokens),
-          .min = 0,
-          .help = "bytes to generate"},
-         {.name = "temperature",
-          .kind = Kind::kFloat,
-          .meta = "T",
-          .dflt = default_number(d.temperature),
-          .min = 0,
-          .help = "0: greedy"},
-         {.name = "top-k",
+          .computed = "none",
+          .min = 1,
+          .help = "N seeded random token ids per sequence (benchmarks)"},
+         count("batch", e.max_batch, 1, "sequences decoded together")}},
+       {"Sampling",
+        {count("tokens", d.tokens, 0, "tokens to generate per sequence"),
+         num("temperature", "T", d.temperature, 0, inf, "0: greedy"),
+         count("top-k", d.top_k, 0, "0: all"),
+         num("top-p", "P", 1, 0, 1, "nucleus: the smallest set holding P, in (0, 1]"),
+         num("min-p", "P", 0, 0, 1, "drop tokens below P x the top probability"),
+         num("repetition-penalty", "R", 1, 0, inf, "> 0; 1: none (prompt and output tokens)"),
+         num("presence-penalty", "X", 0, -inf, inf, "subtracted once per generated token id"),
+         num("frequency-penalty", "X", 0, -inf, inf, "subtracted per occurrence"),
+         {.name = "stop", .meta = "STR", .computed = "none", .help = "stop before this text"},
+         {.name = "eos",
           .kind = Kind::kInt,
-          .meta = "K",
-          .dflt = std::to_string(d.top_k),
-          .min = 0,
-          .help = "0: all"},
+          .meta = "ID",
+          .dflt = "-1",
+          .min = -1,
+          .help = "end-of-sequence token id; -1: none"},
          {.name = "seed",
           .kind = Kind::kInt,
           .meta = "S",
           .dflt = std::to_string(d.seed),
-          .min = 0},
+          .min = 0}}},
+       {"Engine",
+        {count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
+         count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
+         count("token-budget", e.token_budget, 0, "tokens per step; 0: prefill-chunk + batch"),
          {.name = "threads",
           .kind = Kind::kInt,
           .meta = "K",
           .dflt = std::to_string(d.threads),
-          .min = 1}}}}};
+          .min = 1},
+         {.name = "recompute",
+          .kind = Kind::kFlag,
+          .help = "no KV cache: recompute the padded window per token (for comparison)"},
+         {.name = "json",
+          .kind = Kind::kFlag,
+          .help = "one JSON record per sequence instead of the text"}}}}};
   return c;
 }
 

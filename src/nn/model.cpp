@@ -84,7 +84,13 @@ Var norm_named(ir::Graph& g, const std::string& module, Var in, Var out) {
   return out;
 }
 
-Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x) {
+// The block's attention: the hooks' (the inference programs' cache) or causal attention.
+Var attend(const BlockHooks& hk, int64_t i, Var q, Var k, Var v, double scale) {
+  return hk.attend ? hk.attend(i, q, k, v) : attention(q, k, v, scale);
+}
+
+Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x,
+               const BlockHooks& hk) {
   const std::string l = layer(c, i);
   g.set_scope("h." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), D = c.d_model, H = c.n_head, Dh = c.head_dim;
@@ -103,7 +109,7 @@ Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i
   Var q = reshape(parts[0], {B, T, H, Dh});
   Var k = reshape(parts[1], {B, T, H, Dh});
   Var v = reshape(parts[2], {B, T, H, Dh});
-  Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, D});
+  Var y = reshape(attend(hk, i, q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, D});
   Var attn_out = matmul(y, P.at(l + "attn.c_proj.weight")) + P.at(l + "attn.c_proj.bias");
   g.set_scope("h." + std::to_string(i) + ".mlp");
   std::tie(x, h) =
@@ -113,7 +119,8 @@ Var gpt2_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i
   return x + (matmul(f, P.at(l + "mlp.c_proj.weight")) + P.at(l + "mlp.c_proj.bias"));
 }
 
-Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x) {
+Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t i, Var x,
+                const BlockHooks& hk) {
   const std::string l = layer(c, i);
   g.set_scope("layers." + std::to_string(i) + ".attn");
   const int64_t B = x.dim(0), T = x.dim(1), H = c.n_head, KV = c.n_kv_head, Dh = c.head_dim;
@@ -122,9 +129,10 @@ Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t 
   Var q = reshape(matmul(h, P.at(l + "self_attn.q_proj.weight"), false, true), {B, T, H, Dh});
   Var k = reshape(matmul(h, P.at(l + "self_attn.k_proj.weight"), false, true), {B, T, KV, Dh});
   Var v = reshape(matmul(h, P.at(l + "self_attn.v_proj.weight"), false, true), {B, T, KV, Dh});
-  q = rope(q, c.rope_theta);
-  k = rope(k, c.rope_theta);
-  Var y = reshape(attention(q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, H * Dh});
+  const bool at = hk.positions.defined();
+  q = at ? rope(q, c.rope_theta, hk.positions) : rope(q, c.rope_theta);
+  k = at ? rope(k, c.rope_theta, hk.positions) : rope(k, c.rope_theta);
+  Var y = reshape(attend(hk, i, q, k, v, 1.0 / std::sqrt(double(Dh))), {B, T, H * Dh});
   x = x + matmul(y, P.at(l + "self_attn.o_proj.weight"), false, true);
   g.set_scope("layers." + std::to_string(i) + ".mlp");
   h = norm_named(g, l + "post_attention_layernorm", x,
@@ -134,11 +142,59 @@ Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t 
   return x + matmul(gate * up, P.at(l + "mlp.down_proj.weight"), false, true);
 }
 
+// Throws unless batch and seq are positive and seq fits the model's positions.
+void check_tokens(const ModelConfig& c, int64_t batch, int64_t seq) {
+  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
+           seq);
+  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ", c.max_seq,
+           " positions");
+}
+
+// The parameters `index` names (indices into param_infos(), ascending) as graph sources, and by
+// name.
+std::vector<Var> declare_params(ir::Graph& g, const ModelConfig& c, bool logical_qkv,
+                                const std::vector<size_t>& index, ParamVars& P) {
+  const std::vector<ParamInfo> infos = param_infos(c);
+  std::vector<Var> out;
+  for (size_t i : index) {
+    const ParamInfo& pi = infos[i];
+    const bool logical = logical_qkv && !pi.logical.empty();
+    out.push_back(g.param(pi.name, logical ? pi.logical : pi.shape));
+    P[pi.name] = out.back();
+  }
+  return out;
+}
+
+// Token embeddings plus, for GPT-2, the learned positions: those of `positions` when defined,
+// else 0..T-1.
+Var embed(ir::Graph& g, const ModelConfig& c, const ParamVars& P, Var tokens, Var positions) {
+  g.set_scope("embed");
+  if (c.arch != Architecture::kGpt2) return embedding(P.at("model.embed_tokens.weight"), tokens);
+  Var wpe = P.at("wpe.weight");
+  if (positions.defined()) return embedding(P.at("wte.weight"), tokens) + embedding(wpe, positions);
+  if (tokens.dim(1) < c.max_seq) wpe = slice(wpe, 0, 0, tokens.dim(1));
+  return embedding(P.at("wte.weight"), tokens) + wpe;
+}
+
+// The final norm and the vocabulary projection of x [..., D].
+Var head(ir::Graph& g, const ModelConfig& c, const ParamVars& P, Var x) {
+  g.set_scope("head");
+  std::string w;
+  if (c.arch == Architecture::kGpt2) {
+    x = norm_named(g, "ln_f", x, layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps));
+    w = c.tied_embeddings ? "wte.weight" : "lm_head.weight";
+  } else {
+    x = norm_named(g, "model.norm", x, rms_norm(x, P.at("model.norm.weight"), c.norm_eps));
+    w = c.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  }
+  return matmul(x, P.at(w), false, true);
+}
+
 }  // namespace
 
-Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x) {
-  return c.arch == Architecture::kGpt2 ? gpt2_block(*x.g, c, P, layer, x)
-                                       : llama_block(*x.g, c, P, layer, x);
+Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x, const BlockHooks& hk) {
+  return c.arch == Architecture::kGpt2 ? gpt2_block(*x.g, c, P, layer, x, hk)
+                                       : llama_block(*x.g, c, P, layer, x, hk);
 }
 
 std::vector<size_t> chunk_params(const ModelConfig& c, const Chunk& k) {
@@ -161,36 +217,19 @@ std::vector<size_t> chunk_params(const ModelConfig& c, const Chunk& k) {
 
 Traced trace_chunk(const ModelConfig& c, int64_t batch, int64_t seq, const Chunk& k, bool with_loss,
                    TraceOptions options) {
-  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
-           seq);
-  HP_CHECK(seq <= c.max_seq, "[model] sequence length ", seq, " exceeds the model's ", c.max_seq,
-           " positions");
+  check_tokens(c, batch, seq);
   HP_CHECK(k.first >= 0 && k.last < c.n_layer && (k.first <= k.last || k.embed || k.head),
            "[model] chunk of blocks ", k.first, "-", k.last, " outside the model's ", c.n_layer);
   Traced t;
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
   ParamVars P;
-  const std::vector<ParamInfo> infos = param_infos(c);
   t.param_index = chunk_params(c, k);
-  for (size_t i : t.param_index) {
-    const ParamInfo& pi = infos[i];
-    const bool logical = options.logical_qkv && !pi.logical.empty();
-    t.params.push_back(g.param(pi.name, logical ? pi.logical : pi.shape));
-    P[pi.name] = t.params.back();
-  }
-  const bool gpt2 = c.arch == Architecture::kGpt2;
+  t.params = declare_params(g, c, options.logical_qkv, t.param_index, P);
   Var x;
   if (k.embed) {
     t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
-    g.set_scope("embed");
-    if (gpt2) {
-      Var wpe = P.at("wpe.weight");
-      if (seq < c.max_seq) wpe = slice(wpe, 0, 0, seq);
-      x = embedding(P.at("wte.weight"), t.tokens) + wpe;
-    } else {
-      x = embedding(P.at("model.embed_tokens.weight"), t.tokens);
-    }
+    x = embed(g, c, P, t.tokens, Var{});
   } else {
     x = t.x_in = g.input("x_in", {{batch, seq, c.d_model}, DType::kF32});
   }
@@ -207,14 +246,7 @@ Traced trace_chunk(const ModelConfig& c, int64_t batch, int64_t seq, const Chunk
     g.set_scope("");
     return t;
   }
-  g.set_scope("head");
-  x = gpt2 ? norm_named(g, "ln_f", x,
-                        layer_norm(x, P.at("ln_f.weight"), P.at("ln_f.bias"), c.norm_eps))
-           : norm_named(g, "model.norm", x, rms_norm(x, P.at("model.norm.weight"), c.norm_eps));
-  const std::string head = !c.tied_embeddings ? "lm_head.weight"
-                           : gpt2             ? "wte.weight"
-                                              : "model.embed_tokens.weight";
-  t.logits = matmul(x, P.at(head), false, true);
+  t.logits = head(g, c, P, x);
   g.set_name(t.logits.id, "logits");
   if (with_loss) {
     t.targets = g.input("targets", {{batch, seq}, DType::kI64});
@@ -229,6 +261,44 @@ Traced trace_chunk(const ModelConfig& c, int64_t batch, int64_t seq, const Chunk
 Traced trace(const ModelConfig& c, int64_t batch, int64_t seq, bool with_loss,
              TraceOptions options) {
   return trace_chunk(c, batch, seq, Chunk::whole(c), with_loss, options);
+}
+
+int64_t kv_max_blocks(const ModelConfig& c, int64_t block_tokens) {
+  HP_CHECK(block_tokens > 0, "[model] block_tokens must be positive, got ", block_tokens);
+  return (c.max_seq + block_tokens - 1) / block_tokens;
+}
+
+Shape kv_pool_shape(const ModelConfig& c, int64_t blocks, int64_t block_tokens) {
+  return {blocks, c.n_layer, 2, block_tokens, c.n_kv_head, c.head_dim};
+}
+
+InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_t pool_blocks,
+                        int64_t block_tokens) {
+  check_tokens(c, batch, seq);
+  HP_CHECK(pool_blocks > 0, "[model] the KV pool needs blocks, got ", pool_blocks);
+  InferTraced t;
+  t.graph = std::make_unique<ir::Graph>();
+  ir::Graph& g = *t.graph;
+  ParamVars P;
+  t.params = declare_params(g, c, false, chunk_params(c, Chunk::whole(c)), P);
+  t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
+  t.positions = g.input("positions", {{batch, seq}, DType::kI64});
+  t.block_table = g.input("block_table", {{batch, kv_max_blocks(c, block_tokens)}, DType::kI64});
+  t.pool = g.input("kv_pool", {kv_pool_shape(c, pool_blocks, block_tokens), DType::kF32});
+  BlockHooks hk;
+  hk.positions = t.positions;
+  hk.attend = [&t](int64_t layer, Var q, Var k, Var v) {
+    Var lengths = kv_write(t.pool, k, v, t.block_table, t.positions, layer);
+    return paged_attention(q, t.pool, t.block_table, lengths, layer,
+                           1.0 / std::sqrt(double(q.dim(3))));
+  };
+  Var x = embed(g, c, P, t.tokens, t.positions);
+  for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x, hk);
+  if (seq > 1) x = slice(x, 1, seq - 1, seq);  // only the last position's logits are read
+  t.logits = reshape(head(g, c, P, x), {batch, c.vocab});
+  g.set_name(t.logits.id, "logits");
+  g.set_scope("");
+  return t;
 }
 
 io::TensorMap init_params(const ModelConfig& c, uint64_t seed) {

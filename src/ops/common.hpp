@@ -38,6 +38,7 @@ void register_elementwise(Table& t);
 void register_matmul(Table& t);
 void register_layout(Table& t);
 void register_nn(Table& t);
+void register_kv_cache(Table& t);
 void register_comm(Table& t);
 
 }  // namespace hp::ops

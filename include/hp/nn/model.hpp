@@ -2,6 +2,7 @@
 // Hugging Face parameter names and layouts, so HF safetensors checkpoints load unchanged.
 // Not a module system: a model is a function that appends nodes to a Graph.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -46,8 +47,19 @@ struct Traced {
 
 using ParamVars = std::map<std::string, ir::Var>;  // HF name -> parameter value
 
+// How a block places its tokens and attends: by default (no hooks) the training step's, tokens
+// at 0..T-1 and causal attention over the block's own q, k, v; the inference programs
+// (trace_infer) give each token its position and attend through the KV cache.
+struct BlockHooks {
+  ir::Var positions;  // i64 [B, T] (Llama's rotary positions); undefined: 0..T-1
+  // The attention output [B, T, H, Dh] of layer `layer` from q [B, T, H, Dh], k and v [B, T,
+  // Hkv, Dh] (rotated for Llama); empty: causal attention.
+  std::function<ir::Var(int64_t layer, ir::Var q, ir::Var k, ir::Var v)> attend;
+};
+
 // One transformer block `layer` of the model on x [B, T, D], reading its parameters from P.
-ir::Var block(const io::ModelConfig& cfg, const ParamVars& P, int64_t layer, ir::Var x);
+ir::Var block(const io::ModelConfig& cfg, const ParamVars& P, int64_t layer, ir::Var x,
+              const BlockHooks& hooks = {});
 
 struct TraceOptions {
   // Trace parameters in their logical shapes (ParamInfo::logical): GPT-2's fused c_attn becomes
@@ -74,6 +86,28 @@ std::vector<size_t> chunk_params(const io::ModelConfig& cfg, const Chunk& chunk)
 // One chunk for a [batch, seq] micro-batch; `with_loss`: training (see Traced).
 Traced trace_chunk(const io::ModelConfig& cfg, int64_t batch, int64_t seq, const Chunk& chunk,
                    bool with_loss = true, TraceOptions options = {});
+
+// An inference program's graph: T new tokens of each of B sequences, their keys and values
+// written to the paged KV pool and their attention read through each sequence's block table
+// (docs/inference.md), and the logits of each sequence's last new token. Prefill chunks run it
+// with B = 1, decode steps with T = 1; the same model code as trace().
+struct InferTraced {
+  std::unique_ptr<ir::Graph> graph;
+  ir::Var tokens;               // i64 [B, T]
+  ir::Var positions;            // i64 [B, T]: consecutive per sequence
+  ir::Var block_table;          // i64 [B, kv_max_blocks]: each sequence's pool blocks, in order
+  ir::Var pool;                 // f32 kv_pool_shape(): bound by the caller, written in place
+  ir::Var logits;               // f32 [B, V]
+  std::vector<ir::Var> params;  // same order as param_infos()
+};
+
+// Blocks of `block_tokens` positions that hold the model's max_seq positions (a block table row).
+int64_t kv_max_blocks(const io::ModelConfig& cfg, int64_t block_tokens);
+// The pool: [blocks, layers, 2 (keys, values), block_tokens, kv heads, head dim].
+Shape kv_pool_shape(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens);
+// Throws when seq exceeds the model's max positions.
+InferTraced trace_infer(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int64_t pool_blocks,
+                        int64_t block_tokens);
 
 // Fresh parameters (GPT-2 / Llama initialisation: normal(0, 0.02), residual projections scaled
 // by 1/sqrt(2 * n_layer), norms 1, biases 0), a pure function of (seed, name, index).

@@ -56,8 +56,22 @@ Var embedding(Var table, Var ids);
 Var cross_entropy(Var logits, Var targets, int64_t ignore_index = -100);
 // Rotary position embedding on x [B, T, H, Dh] (Hugging Face rotate_half convention).
 Var rope(Var x, double theta, int64_t pos_offset = 0);
+// The same with token t of sequence b at positions[b, t] (i64 [B, T]).
+Var rope(Var x, double theta, Var positions);
 // Causal self-attention, fused: q [B, T, H, Dh], k and v [B, T, Hkv, Dh] -> [B, T, H, Dh].
 Var attention(Var q, Var k, Var v, double scale);
+
+// The inference programs' KV cache (docs/inference.md). `pool` f32 [blocks, layers, 2,
+// block_tokens, Hkv, Dh] is a source the caller binds and keeps across runs; `block_table` i64
+// [B, max_blocks] lists each sequence's blocks in order; `positions` i64 [B, T] the position of
+// each new token (consecutive per sequence).
+// Writes k and v [B, T, Hkv, Dh] of `layer` into the pool in place at their positions; returns
+// each sequence's length after the write, i64 [B] (last position + 1), which paged_attention
+// reads, so the write is ordered before every read.
+Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer);
+// Causal attention of q [B, T, H, Dh] (the last T positions of each sequence, which end at
+// lengths[b]) over the pool's keys and values of `layer` at positions [0, lengths[b]).
+Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale);
 
 // Layout. reshape accepts one -1.
 Var reshape(Var x, Shape shape);

@@ -38,6 +38,7 @@ class CpuBackend final : public runtime::Backend {
     add_matmul_kernels(table_);
     add_layout_kernels(table_);
     add_nn_kernels(table_);
+    add_kv_cache_kernels(table_);
     add_comm_kernels(table_);
   }
   std::string_view name() const override { return "cpu"; }

@@ -184,13 +184,14 @@ void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, fl
   }
 }
 
-size_t rope_scratch_bytes(int64_t seq, int64_t head_dim) {
+size_t rope_scratch_bytes(int64_t rows, int64_t head_dim) {
   const int64_t half = head_dim / 2;
-  return sizeof(float) * size_t(half + 2 * seq * half);
+  return sizeof(float) * size_t(half + 2 * rows * half);
 }
 
 void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq, int64_t heads,
-          int64_t head_dim, float theta, int64_t pos_offset, bool inverse) {
+          int64_t head_dim, float theta, int64_t pos_offset, bool inverse,
+          const int64_t* positions) {
   const int64_t half = head_dim / 2;
   if (half == 0 || batch * seq * heads == 0) {
     if (x != y) std::memcpy(y, x, sizeof(float) * batch * seq * heads * head_dim);
@@ -203,11 +204,13 @@ void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t s
     const float expo = static_cast<float>(2 * i) / static_cast<float>(head_dim);
     inv_freq[i] = 1.0f / std::pow(theta, expo);
   }
-  std::vector<float> cs(static_cast<size_t>(seq * half)), sn(cs.size());
-  const int team_t = detail::team_size(ctx, seq * half * 16);
+  // One table row per position: per token with `positions`, else per t.
+  const int64_t rows = positions ? batch * seq : seq;
+  std::vector<float> cs(static_cast<size_t>(rows * half)), sn(cs.size());
+  const int team_t = detail::team_size(ctx, rows * half * 16);
 #pragma omp parallel for num_threads(team_t) schedule(static)
-  for (int64_t t = 0; t < seq; ++t) {
-    const float pos = static_cast<float>(pos_offset + t);
+  for (int64_t t = 0; t < rows; ++t) {
+    const float pos = static_cast<float>(positions ? positions[t] : pos_offset + t);
     for (int64_t i = 0; i < half; ++i) {
       const float a = pos * inv_freq[i];
       cs[t * half + i] = std::cos(a);
@@ -219,7 +222,7 @@ void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t s
   const int team = detail::team_size(ctx, vecs * head_dim);
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t v = 0; v < vecs; ++v) {
-    const int64_t t = (v / heads) % seq;
+    const int64_t t = positions ? v / heads : (v / heads) % seq;
     const float* c = cs.data() + t * half;
     const float* s = sn.data() + t * half;
     const float* x1 = x + v * head_dim;

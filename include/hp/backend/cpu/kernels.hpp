@@ -115,12 +115,15 @@ void embedding_fwd(const Context& ctx, const float* table, const int64_t* ids, f
 void embedding_bwd(const Context& ctx, const float* dout, const int64_t* ids, float* dtable,
                    int64_t n, int64_t vocab, int64_t dim, const VocabShard& shard = {});
 // Rotary embedding, Hugging Face "rotate_half" convention: x [B, T, H, Dh], position of token t
-// is pos_offset + t, frequency i is theta^(-2i/Dh) for i < Dh/2, pairs (i, i + Dh/2).
-// inverse=true applies the opposite rotation (the backward).
+// is pos_offset + t, or positions[b * T + t] when `positions` ([B, T]) is given (the inference
+// programs: each sequence at its own offset); frequency i is theta^(-2i/Dh) for i < Dh/2, pairs
+// (i, i + Dh/2). inverse=true applies the opposite rotation (the backward).
 void rope(const Context& ctx, const float* x, float* y, int64_t batch, int64_t seq, int64_t heads,
-          int64_t head_dim, float theta, int64_t pos_offset, bool inverse);
-// Bytes of workspace rope allocates for itself (its cos / sin tables).
-size_t rope_scratch_bytes(int64_t seq, int64_t head_dim);
+          int64_t head_dim, float theta, int64_t pos_offset, bool inverse,
+          const int64_t* positions = nullptr);
+// Bytes of workspace rope allocates for itself (its cos / sin tables) over `rows` positions: T,
+// or B x T with per-token positions.
+size_t rope_scratch_bytes(int64_t rows, int64_t head_dim);
 
 // ---- optimizer ---------------------------------------------------------------------------
 // One AdamW step in place (PyTorch semantics): p -= lr * wd * p; m,v moments; bias-corrected

@@ -134,14 +134,15 @@ void add_embedding_and_loss(KernelTable& t) {
 void add_positional_and_attention(KernelTable& t) {
   t.add(OpId::kRope,
         kernel(
-            [](KernelArgs& k) {  // attrs: theta, offset, inverse
+            [](KernelArgs& k) {  // attrs: theta, offset, inverse; input 1: positions
               const Shape& s = k.in[0]->shape();
               rope(context(k), k.in[0]->f32(), k.out[0]->f32(), s[0], s[1], s[2], s[3],
                    float(k.node.attrs.f("theta")), k.node.attrs.i("offset", 0),
-                   k.node.attrs.i("inverse", 0) != 0);
+                   k.node.attrs.i("inverse", 0) != 0, k.in.size() > 1 ? k.in[1]->i64() : nullptr);
             },
             [](const Types& in, const ir::Attrs&, int) {
-              return rope_scratch_bytes(in[0].shape[1], in[0].shape[3]);
+              const Shape& s = in[0].shape;
+              return rope_scratch_bytes(in.size() > 1 ? s[0] * s[1] : s[1], s[3]);
             }));
   t.add(OpId::kAttention,
         kernel(

@@ -50,6 +50,7 @@ void add_elementwise_kernels(KernelTable& t);
 void add_matmul_kernels(KernelTable& t);
 void add_layout_kernels(KernelTable& t);
 void add_nn_kernels(KernelTable& t);
+void add_kv_cache_kernels(KernelTable& t);
 void add_comm_kernels(KernelTable& t);
 
 }  // namespace hp::cpu

@@ -1,0 +1,110 @@
+// The KV-cache ops of the inference programs (docs/inference.md): kv_write stores one layer's new
+// keys and values in the paged pool, paged_attention attends over a sequence's cached positions
+// through its block table. Both run only forward (no VJP) and have no sharding rule yet (sharded
+// inference is not part of this landing).
+// Not an allocator: which blocks a sequence holds is the caller's (hp/infer/kv_pool.hpp).
+#include "hp/ops/ops.hpp"
+#include "ops/common.hpp"
+
+namespace hp::ops {
+
+namespace {
+
+// pool f32 [blocks, layers, 2, block_tokens, Hkv, Dh]; returns nothing, throws naming the input.
+void expect_pool(const TensorType& pool, int64_t layer) {
+  HP_CHECK(pool.dtype == DType::kF32 && pool.shape.size() == 6 && pool.shape[2] == 2,
+           "pool must be f32 [blocks, layers, 2, block_tokens, Hkv, Dh], got ", type_str(pool));
+  HP_CHECK(layer >= 0 && layer < pool.shape[1], "layer ", layer, " outside the pool's ",
+           pool.shape[1], " layers");
+}
+
+void expect_i64(const TensorType& t, const Shape& s, const char* what) {
+  HP_CHECK(t.dtype == DType::kI64 && t.shape == s, what, " must be i64", shape_str(s), ", got ",
+           type_str(t));
+}
+
+// The ids of the sequences' blocks: [B, max_blocks].
+void expect_table(const TensorType& t, int64_t batch) {
+  HP_CHECK(t.dtype == DType::kI64 && t.shape.size() == 2 && t.shape[0] == batch,
+           "block_table must be i64 [", batch, ", max_blocks], got ", type_str(t));
+}
+
+// Keys over which a query may attend at most: the block table's capacity.
+int64_t capacity(const Types& in, size_t pool, size_t table) {
+  return in[table].shape[1] * in[pool].shape[3];
+}
+
+void add_kv_write(Table& t) {
+  OpDef w;
+  // (pool, k [B, T, Hkv, Dh], v, block_table [B, max_blocks], positions [B, T]) -> lengths [B];
+  // attrs: layer. Writes into the pool input in place.
+  w.id = OpId::kKvWrite;
+  w.infer = [](const Types& in, const Attrs& at) {
+    expect_arity(in, 5);
+    expect_pool(in[0], at.i("layer"));
+    const Shape& k = in[1].shape;
+    HP_CHECK(in[1].dtype == DType::kF32 && k.size() == 4, "k must be f32 [B, T, Hkv, Dh], got ",
+             type_str(in[1]));
+    HP_CHECK(in[2] == in[1], "v ", type_str(in[2]), " differs from k ", type_str(in[1]));
+    HP_CHECK(k[2] == in[0].shape[4] && k[3] == in[0].shape[5], "k ", shape_str(k),
+             " does not match the pool's heads and head dim ", shape_str(in[0].shape));
+    expect_table(in[3], k[0]);
+    expect_i64(in[4], {k[0], k[1]}, "positions");
+    return Types{{{k[0]}, DType::kI64}};
+  };
+  w.cost = [](const Types& in, const Types& out, const Attrs&) {
+    return Cost{0, 2 * bytes_of({in[1], in[2]}) + bytes_of({in[3], in[4]}) + bytes_of(out)};
+  };
+  t.push_back(std::move(w));
+}
+
+void add_paged_attention(Table& t) {
+  OpDef a;
+  // (q [B, T, H, Dh], pool, block_table [B, max_blocks], lengths [B]) -> out [B, T, H, Dh];
+  // attrs: layer, scale.
+  a.id = OpId::kPagedAttention;
+  a.infer = [](const Types& in, const Attrs& at) {
+    expect_arity(in, 4);
+    const Shape& q = in[0].shape;
+    HP_CHECK(in[0].dtype == DType::kF32 && q.size() == 4, "q must be f32 [B, T, H, Dh], got ",
+             type_str(in[0]));
+    expect_pool(in[1], at.i("layer"));
+    HP_CHECK(q[3] == in[1].shape[5], "q's head dim ", q[3], " differs from the pool's ",
+             in[1].shape[5]);
+    HP_CHECK(q[2] % in[1].shape[4] == 0, "query heads ", q[2], " not a multiple of kv heads ",
+             in[1].shape[4]);
+    expect_table(in[2], q[0]);
+    expect_i64(in[3], {q[0]}, "lengths");
+    return Types{in[0]};
+  };
+  a.cost = [](const Types& in, const Types& out, const Attrs&) {
+    // Every query against at most the table's capacity of keys: QK^T and PV.
+    const Shape& q = in[0].shape;
+    const double keys = double(capacity(in, 1, 2));
+    const double kv_bytes = 2.0 * keys * double(in[1].shape[4] * q[3] * q[0]) * 4.0;
+    return Cost{4.0 * double(numel(q)) * keys, bytes_of({in[0]}) + kv_bytes + bytes_of(out)};
+  };
+  t.push_back(std::move(a));
+}
+
+}  // namespace
+
+void register_kv_cache(Table& t) {
+  add_kv_write(t);
+  add_paged_attention(t);
+}
+
+}  // namespace hp::ops
+
+namespace hp {
+
+Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer) {
+  return pool.g->apply1(ops::op_def(ir::OpId::kKvWrite), {pool, k, v, block_table, positions},
+                        {{"layer", layer}});
+}
+Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale) {
+  return q.g->apply1(ops::op_def(ir::OpId::kPagedAttention), {q, pool, block_table, lengths},
+                     {{"layer", layer}, {"scale", scale}});
+}
+
+}  // namespace hp
