@@ -96,5 +96,6 @@ int cmd_check(const std::vector<std::string>& argv);
 int cmd_generate(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_plan(const std::vector<std::string>& argv);
+int cmd_ckpt(const std::vector<std::string>& argv);
 
 }  // namespace hp::cli

@@ -75,17 +75,14 @@ int cmd_generate(const std::vector<std::string>& argv) {
   o.threads = int(a.i64("threads"));
   const std::string prompt = a.str("prompt");
   std::filesystem::path dir = a.str("ckpt");
-  std::optional<io::Checkpoint> ck;
-  if (std::filesystem::exists(dir / "state.json"))
-    ck = io::load_checkpoint(dir);
-  else
-    ck = io::load_latest(dir);
-  HP_CHECK(ck.has_value(), "no checkpoint in ", dir.string());
-  const std::filesystem::path step_dir =
-      std::filesystem::exists(dir / "state.json") ? dir : dir / io::checkpoint_dir_name(ck->step);
+  const bool step_given = io::is_sharded(dir) || std::filesystem::exists(dir / "state.json");
+  std::optional<std::filesystem::path> step_dir = step_given ? dir : io::resume_dir(dir);
+  HP_CHECK(step_dir.has_value(), "no checkpoint in ", dir.string());
+  std::optional<io::Checkpoint> ck = io::load_step(*step_dir, false);
+  const char* meta = io::is_sharded(*step_dir) ? io::kIndexFile : "state.json";
   HP_CHECK(ck->extra.contains("config"), "checkpoint in ", dir.string(), " has no model config");
-  io::ModelConfig cfg = io::ModelConfig::from_json(
-      ck->extra["config"], (step_dir / "state.json").string() + " (extra.config)");
+  io::ModelConfig cfg = io::ModelConfig::from_json(ck->extra["config"],
+                                                   (*step_dir / meta).string() + " (extra.config)");
   {  // before the model is traced: its weights and the logits of one context window
     const int64_t n = cfg.parameter_count();
     check_fits_in_memory(
@@ -93,7 +90,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
         "the model of " + dir.string() + " (" + std::to_string(n) +
             " parameters): its weights and logits");
   }
-  auto params = nn::adopt_params(cfg, ck->model, (step_dir / "model.safetensors").string());
+  auto params = nn::adopt_params(cfg, ck->model, step_dir->string());
   std::printf("%s%s\n", prompt.c_str(), sample_text(cfg, params, prompt, o).c_str());
   return 0;
 }

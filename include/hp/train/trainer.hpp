@@ -4,6 +4,7 @@
 // rank's parameter shards, gradient accumulation, eval. One device is a mesh of one rank.
 // Not the command line and not the data pipeline: callers hand it token batches.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -67,6 +68,29 @@ class Trainer {
   // Restores the moments from global (HF-shaped) tensors, keeping this rank's pieces.
   void load_optimizer_state(const io::TensorMap& state, int64_t steps_done);
   int64_t steps_done() const { return adam_->steps_done(); }
+
+  // This rank's piece of each parameter (and of its moments) as a box of the global shape its
+  // layout splits (ParamInfo::logical where it has one), in parameter order. `stores`: this rank
+  // writes the piece to a sharded checkpoint (coordinate 0 on the mesh axes the layout leaves
+  // unused, so a replicated piece is written once).
+  struct PieceBox {
+    std::string name;
+    Shape shape, hf_shape;  // global: the split shape and the HF shape (same row-major bytes)
+    Shape offset, extent;
+    bool stores = true;
+  };
+  std::vector<PieceBox> piece_boxes() const;
+  // Copies of this rank's pieces (parameters, AdamW m and v, read back from host or disk when
+  // offloaded) of the pieces it stores, in piece_boxes() order; others are left undefined.
+  struct Snapshot {
+    std::vector<Tensor> param, m, v;
+  };
+  Snapshot snapshot();
+  // Fills this rank's parameter pieces and moments from `read(tensor name, box, dst)` (dst: f32,
+  // the piece's extent; tensor names "<param>", "m/<param>", "v/<param>") and sets the step count.
+  using PieceReader =
+      std::function<void(const std::string& name, const PieceBox& box, Tensor& dst)>;
+  void restore(const PieceReader& read, int64_t steps_done);
 
   const TrainOptions& options() const { return opt_; }
   // The communicator of this rank's mesh (not for the one-device constructor's trainer).
