@@ -42,10 +42,10 @@ resume() {  # resume NAME [devices strategy]: steps 4..6 from ck_NAME
   local extra=()
   [ $# -gt 1 ] && extra=(--devices "$2" --strategy "$3")
   "$HP" train "${common[@]}" --steps 6 --ckpt-dir "$WORK/ck_$1" --resume "${extra[@]}" \
-    > "$WORK/$1.json" || fail "resume under $1"
-  grep -q '"step": 3,' "$WORK/$1.json" && ! grep -q '"step": 2,' "$WORK/$1.json" ||
+    > "$WORK/res_$1.json" || fail "resume under $1"
+  grep -q '"step": 3,' "$WORK/res_$1.json" && ! grep -q '"step": 2,' "$WORK/res_$1.json" ||
     fail "$1 did not continue at step 3"
-  cat "$WORK/r1.json" "$WORK/$1.json" > "$WORK/$1.all.json"
+  cat "$WORK/r1.json" "$WORK/res_$1.json" > "$WORK/$1.all.json"
 }
 resume tp2 threads:2 tp2
 close "$WORK/one.json" "$WORK/tp2.all.json" "fsdp4 -> tp2 (2 ranks)"
