@@ -43,6 +43,19 @@ std::optional<int64_t> parse_step_name(const std::string& name) {
   return v;
 }
 
+// The step directory name DIR/latest holds; nullopt without a `latest` file. Throws when it holds
+// anything but step-<N>.
+std::optional<std::string> latest_name(const fs::path& dir) {
+  const fs::path latest = dir / kLatest;
+  std::error_code ec;
+  if (!fs::is_regular_file(latest, ec)) return std::nullopt;
+  std::string name = read_text_file(latest);
+  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+  HP_CHECK(parse_step_name(name).has_value(), "[checkpoint] ", latest.string(), " holds '", name,
+           "', not step-<N>");
+  return name;
+}
+
 bool complete(const fs::path& step_dir) {
   std::error_code ec;
   if (fs::is_regular_file(step_dir / kIndexFile, ec)) return true;
@@ -171,14 +184,8 @@ Checkpoint load_checkpoint(const fs::path& step_dir) {
 std::optional<Checkpoint> load_latest(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return std::nullopt;
-  const fs::path latest = dir / kLatest;
-  if (fs::is_regular_file(latest, ec)) {
-    std::string name = read_text_file(latest);
-    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    HP_CHECK(parse_step_name(name).has_value(), "[checkpoint] ", latest.string(), " holds '", name,
-             "', not step-<N>");
-    if (complete(dir / name)) return load_checkpoint(dir / name);
-  }
+  if (auto name = latest_name(dir); name && complete(dir / *name))
+    return load_checkpoint(dir / *name);
   // No (usable) pointer: a crash after the rename but before `latest` was written.
   std::vector<int64_t> steps = list_checkpoints(dir);
   if (steps.empty()) return std::nullopt;
@@ -314,17 +321,12 @@ std::string previous_complete(const fs::path& dir, int64_t step) {
 std::optional<fs::path> resume_dir(const fs::path& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return std::nullopt;
-  const fs::path latest = dir / kLatest;
-  if (fs::is_regular_file(latest, ec)) {
-    std::string name = read_text_file(latest);
-    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-    const auto step = parse_step_name(name);
-    HP_CHECK(step.has_value(), "[checkpoint] ", latest.string(), " holds '", name,
-             "', not step-<N>");
-    HP_CHECK(complete(dir / name), "[checkpoint] ", latest.string(), " names ", name, ", which is ",
-             fs::is_directory(dir / name, ec) ? "incomplete (no index.json)" : "missing", "; ",
-             previous_complete(dir, *step));
-    return dir / name;
+  if (auto name = latest_name(dir)) {
+    HP_CHECK(complete(dir / *name), "[checkpoint] ", (dir / kLatest).string(), " names ", *name,
+             ", which is ",
+             fs::is_directory(dir / *name, ec) ? "incomplete (no index.json)" : "missing", "; ",
+             previous_complete(dir, *parse_step_name(*name)));
+    return dir / *name;
   }
   // No pointer: a crash after the rename but before `latest` was written.
   std::vector<int64_t> steps = list_checkpoints(dir);

@@ -62,6 +62,14 @@ for r in 0 1 2 3; do
     fail "fsdp4 resume: rank $r's step-6 file differs from the uninterrupted run's"
 done
 
+# Moments offloaded to disk are saved from there and resume on one device.
+"$HP" train "${common[@]}" --steps 3 --devices threads:2 --strategy fsdp2 --optimizer-state disk \
+  --offload-dir "$WORK/off" --ckpt-dir "$WORK/disk" > "$WORK/d1.json" || fail "fsdp2, state on disk"
+"$HP" train "${common[@]}" --steps 6 --ckpt-dir "$WORK/disk" --resume > "$WORK/d2.json" ||
+  fail "one-device resume of a checkpoint saved from disk-offloaded moments"
+cat "$WORK/d1.json" "$WORK/d2.json" > "$WORK/d.json"
+close "$WORK/one.json" "$WORK/d.json" "fsdp2 (moments on disk) -> one"
+
 # Synchronous saves write the same files.
 "$HP" train "${common[@]}" --steps 3 --devices threads:4 --strategy fsdp4 --ckpt-dir "$WORK/sync" \
   --ckpt-mode sync > /dev/null 2> "$WORK/sync.err" || fail "sync save"

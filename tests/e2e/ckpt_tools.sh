@@ -16,13 +16,21 @@ mesh=(--devices threads:4 --strategy fsdp4)
 grep -q "gathered and written in" "$WORK/single.err" || fail "no save time printed"
 [ -f "$WORK/single/step-2/model.safetensors" ] && [ ! -f "$WORK/single/step-2/index.json" ] ||
   fail "--ckpt-format single did not write the single-file layout"
-"$HP" ckpt export "$WORK/sh" --to "$WORK/model.safetensors" > /dev/null || fail "export"
+"$HP" ckpt export "$WORK/sh/step-2" --to "$WORK/model.safetensors" > /dev/null || fail "export"
 cmp "$WORK/model.safetensors" "$WORK/single/step-2/model.safetensors" ||
   fail "exported model differs from the gathered parameters"
-g1=$("$HP" generate --ckpt "$WORK/sh" --tokens 40) || fail "generate from a sharded checkpoint"
+g1=$("$HP" generate --ckpt "$WORK/sh/step-2" --tokens 40) || fail "generate from a sharded checkpoint"
 g2=$("$HP" generate --ckpt "$WORK/single/step-2" --tokens 40) || fail "generate (single-file)"
 [ "$g1" = "$g2" ] && [ -n "$g1" ] || fail "generate differs: '$g1' vs '$g2'"
 expect_fail "single-file checkpoint" "$HP" ckpt info "$WORK/single"
+# The single-file layout still resumes, under another strategy, exactly as the sharded one does.
+for c in sh single; do
+  "$HP" train "${common[@]}" --steps 4 --devices threads:2 --strategy tp2 --ckpt-dir "$WORK/$c" \
+    --resume > "$WORK/$c.json" || fail "tp2 resume of the $c checkpoint"
+done
+[ "$(losses "$WORK/sh.json" | wc -l)" -eq 2 ] || fail "resume did not train steps 3 and 4"
+diff <(losses "$WORK/sh.json") <(losses "$WORK/single.json") ||
+  fail "single-file and sharded checkpoints resume differently"
 expect_fail "no checkpoint in" "$HP" ckpt export "$WORK/nothing" --to "$WORK/x.safetensors"
 
 # A Hugging Face model in two files, as HF writes them.
