@@ -3,6 +3,8 @@
 // index, rename and `latest`.
 #include "cli/ckpt_save.hpp"
 
+#include <thread>
+
 #include "cli/common.hpp"
 #include "hp/train/checkpoint.hpp"
 
@@ -29,7 +31,8 @@ ShardedSaver::ShardedSaver(SaveOptions opt, comm::Communicator& c,
     : opt_(std::move(opt)), c_(c), comm_timeout_(comm_timeout), log_(log) {}
 
 ShardedSaver::~ShardedSaver() {
-  if (writer_.valid()) writer_.wait();  // an error here has already been, or can no longer be, told
+  // An error here has already been, or can no longer be, told.
+  if (writer_.valid()) writer_.wait_for(opt_.timeout);
 }
 
 fs::path ShardedSaver::rank_file(int rank, const char* ext) const {
@@ -55,21 +58,30 @@ void ShardedSaver::save(train::Trainer& tr, const io::ShardIndex& meta) {
     io::write_json(manifest, io::boxes_to_json(stored), 0);
   };
   pending_ = true;
+  std::promise<void> done;
+  writer_ = done.get_future();
   if (opt_.async) {
-    writer_ = std::async(std::launch::async, work);
+    // Detached: the thread owns everything it touches, so no wait on it is ever unbounded (a
+    // future from std::async would block in its destructor).
+    std::thread([work, p = std::move(done)]() mutable {
+      try {
+        work();
+        p.set_value();
+      } catch (...) {
+        p.set_exception(std::current_exception());
+      }
+    }).detach();
     if (log_)
       std::fprintf(log_, "checkpoint step-%lld: snapshot in %.3f s, writing in the background\n",
                    (long long)meta_.step, seconds_since(started_));
     return;
   }
-  std::promise<void> done;
   try {
     work();
     done.set_value();
   } catch (...) {
     done.set_exception(std::current_exception());
   }
-  writer_ = done.get_future();
   commit();
 }
 

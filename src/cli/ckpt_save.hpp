@@ -29,7 +29,7 @@ class ShardedSaver {
   // `log`: rank 0 prints one line per save and commit there (null: silent).
   ShardedSaver(SaveOptions opt, comm::Communicator& c, std::chrono::milliseconds comm_timeout,
                FILE* log);
-  ~ShardedSaver();  // waits for a writer still running, ignoring its error
+  ~ShardedSaver();  // waits (at most the timeout) for a writer still running, ignoring its error
 
   // Collective. Finishes the previous save, snapshots `tr` and writes this rank's file (on a
   // thread when async; committed by poll() or finish()). `meta`: step, rng, data and extra.
