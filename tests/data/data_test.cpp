@@ -15,6 +15,7 @@
 #include "hp/data/loader.hpp"
 #include "hp/data/tokenizer.hpp"
 #include "hp/io/file.hpp"
+#include "temp_dir.hpp"
 #include "test_inputs.hpp"
 
 namespace fs = std::filesystem;
@@ -22,27 +23,9 @@ namespace fs = std::filesystem;
 namespace hp::data {
 namespace {
 
-class TempDir : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("hp_data_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+using test::TempDir;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 void write_bytes(const fs::path& p, const void* data, size_t n) {
   std::ofstream f(p, std::ios::binary);

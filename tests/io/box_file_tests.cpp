@@ -13,33 +13,16 @@
 #include "hp/io/box_file.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/io/file.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
 namespace hp::io {
 namespace {
 
-class BoxFiles : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("hp_box_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+class BoxFiles : public test::TempDir {};
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 constexpr int64_t kRows = 7, kCols = 5;
 

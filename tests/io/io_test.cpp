@@ -14,6 +14,7 @@
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/io/yaml.hpp"
+#include "temp_dir.hpp"
 #include "test_inputs.hpp"
 
 namespace fs = std::filesystem;
@@ -24,18 +25,7 @@ namespace {
 const fs::path kShared = HP_SHARED_DIR;
 
 // A fresh directory per test, removed afterwards.
-class TempDir : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("hp_io_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+using test::TempDir;
 
 fs::path reference(const std::string& model) {
   const fs::path p = kShared / "reference" / model;
@@ -68,14 +58,7 @@ void expect_bad(const fs::path& p, const std::vector<std::string>& fragments) {
   }
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 // ---- safetensors: reference files ----
 

@@ -14,36 +14,12 @@
 #include "hp/nn/model.hpp"
 #include "hp/shard/strategy.hpp"
 #include "hp/train/checkpoint.hpp"
+#include "train/tiny_cases.hpp"
 
 namespace fs = std::filesystem;
 
 namespace hp::train {
 namespace {
-
-io::ModelConfig tiny() {
-  io::ModelConfig c;
-  c.arch = io::Architecture::kGpt2;
-  c.n_layer = 1;
-  c.d_model = 32;
-  c.n_head = 4;
-  c.n_kv_head = 4;
-  c.head_dim = 8;
-  c.d_ff = 64;
-  c.max_seq = 8;
-  c.vocab = 61;  // uneven splits over 2 and 4 ranks
-  c.tied_embeddings = true;
-  c.validate();
-  return c;
-}
-
-std::pair<Tensor, Tensor> batch(int64_t vocab) {
-  Tensor tokens({4, 8}, DType::kI64), targets({4, 8}, DType::kI64);
-  for (int64_t i = 0; i < 32; ++i) {
-    tokens.i64()[i] = (i * 37 + 11) % vocab;
-    targets.i64()[i] = (i * 53 + 5) % vocab;
-  }
-  return {tokens, targets};
-}
 
 std::unique_ptr<StepPlan> plan_for(const io::ModelConfig& cfg, const std::string& preset,
                                    int ranks) {
@@ -68,7 +44,7 @@ using Range = std::tuple<std::string, uint64_t, uint64_t>;
 
 void round_trip(const std::string& save, int save_ranks, const std::string& load, int load_ranks) {
   SCOPED_TRACE(save + " -> " + load);
-  const io::ModelConfig cfg = tiny();
+  const io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
   const io::TensorMap init = nn::init_params(cfg, 7);
   TrainOptions opt;
   opt.batch = 4;
@@ -148,7 +124,7 @@ TEST(ShardedCheckpoint, RestoresUnderOtherStrategiesReadingOnlyIntersectingBoxes
 // One device stores whole tensors in their logical shapes (GPT-2's c_attn as [D, 3, D]), which a
 // mesh reads back.
 TEST(ShardedCheckpoint, OneDeviceBoxesAreWholeLogicalTensors) {
-  const io::ModelConfig cfg = tiny();
+  const io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
   TrainOptions opt;
   opt.batch = 4;
   opt.seq = 8;
