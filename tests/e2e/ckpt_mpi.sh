@@ -2,12 +2,8 @@
 # A sharded checkpoint under mpirun -np 4 (fsdp4, one rank per process): each process writes its
 # own file, and the checkpoint resumes under tp2 on threads:2 with the one-device losses.
 # usage: ckpt_mpi.sh HP ROOT MPIEXEC
-set -euo pipefail
-HP=$1
+source "$(dirname "$0")/lib.sh"
 MPIEXEC=$3
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
 losses() { grep -o '"loss": [0-9.]*' "$@" | cut -d' ' -f2; }
 common=(--model gpt2-tiny --data kjv --batch 4 --seq 32 --threads 1 --lr 3e-3 --warmup 2 --json)
 "$HP" train "${common[@]}" --steps 4 > "$WORK/one.json" || fail "one device"
