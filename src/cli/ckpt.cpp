@@ -1,5 +1,6 @@
 // `hp ckpt info|export|import`: inspect and verify a sharded checkpoint, stream its model out as
 // one Hugging Face safetensors file, and turn a Hugging Face model into a step-0 checkpoint.
+#include <cmath>
 #include <cstdio>
 
 #include "cli/args.hpp"
@@ -146,6 +147,10 @@ int ckpt_import(const fs::path& hf, const fs::path& dir) {
   for (const nn::ParamInfo& pi : nn::param_infos(cfg)) {
     const Shape shape = pi.logical.empty() ? pi.shape : pi.logical;
     keep.push_back(params.at(pi.name).to(DType::kF32).clone());
+    const float* v = keep.back().f32();
+    for (int64_t i = 0; i < keep.back().numel(); ++i)
+      HP_CHECK(std::isfinite(v[i]), hf.string(), ": tensor '", pi.name,
+               "' holds a non-finite value (", v[i], ") at element ", i);
     for (const char* k : {"", "m/", "v/"}) {
       x.tensors[k + pi.name] = io::TensorRecord{DType::kF32, shape, pi.shape, {}};
       boxes.push_back({k + pi.name, Shape(shape.size(), 0), shape, DType::kF32,

@@ -1,6 +1,8 @@
 // Trainer pieces <-> checkpoint boxes.
 #include "hp/train/checkpoint.hpp"
 
+#include <cmath>
+
 #include "hp/core/error.hpp"
 
 namespace hp::train {
@@ -55,6 +57,10 @@ void restore(Trainer& tr, const std::filesystem::path& step_dir, const io::Shard
                  (step_dir / io::kIndexFile).string(), ": tensor '", name, "' is ",
                  shape_str(rec.shape), ", the model's is ", shape_str(b.shape));
         reader.read(name, rec, b.offset, b.extent, dst.raw());
+        const float* v = dst.f32();
+        for (int64_t i = 0; i < dst.numel(); ++i)
+          HP_CHECK(std::isfinite(v[i]), "[checkpoint] ", step_dir.string(), ": tensor '", name,
+                   "' holds a non-finite value (", v[i], ") in the box at ", shape_str(b.offset));
       },
       index.step);
 }

@@ -73,7 +73,22 @@ cmp "$WORK/model.safetensors" "$WORK/back.safetensors" || fail "import/export ro
   fail "--init of the exported model"
 [ "$(losses "$WORK/a.json" | wc -l)" -eq 2 ] || fail "resume from step 0 did not train 2 steps"
 diff <(losses "$WORK/a.json") <(losses "$WORK/b.json") || fail "imported resume != --init"
-# A weight the index maps to a file that lacks it, and a missing file, are errors naming them.
+# A NaN weight, a missing config.json, a weight the index maps to a file that lacks it, and a
+# missing file are errors naming them.
+cp -r "$WORK/hf" "$WORK/hfnan"
+python3 - "$WORK/hfnan/model-00001-of-00002.safetensors" <<'PY'
+import json, struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", data[:8])[0]
+h = json.loads(data[8:8 + n]); k = sorted(h)[0]
+struct.pack_into("<f", data, 8 + n + h[k]["data_offsets"][0] + 4, float("nan"))
+open(sys.argv[1], "wb").write(data)
+PY
+expect_fail "holds a non-finite value (nan) at element 1" \
+  "$HP" ckpt import "$WORK/hfnan" --to "$WORK/impnan"
+[ ! -e "$WORK/impnan/latest" ] || fail "a refused import left a checkpoint"
+rm "$WORK/hfnan/config.json"
+expect_fail "config.json" "$HP" ckpt import "$WORK/hfnan" --to "$WORK/impnan"
 python3 - "$WORK/hf/model.safetensors.index.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1])); k = sorted(j["weight_map"])[0]

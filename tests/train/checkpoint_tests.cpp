@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -119,6 +120,36 @@ TEST(ShardedCheckpoint, RestoresUnderOtherStrategiesReadingOnlyIntersectingBoxes
   round_trip("fsdp4", 4, "dp2xtp2", 4);
   round_trip("tp2", 2, "fsdp4", 4);
   round_trip("dp2", 2, "tp2", 2);
+}
+
+// A non-finite value in a stored box (its checksum intact) is refused at restore, naming it.
+TEST(ShardedCheckpoint, NonFiniteValuesAreRefused) {
+  const io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.seq = 8;
+  Trainer tr(cfg, nn::init_params(cfg, 7), opt);
+  const fs::path dir =
+      fs::temp_directory_path() / ("hp_ckpt_units_nan_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto boxes = tr.piece_boxes();
+  Trainer::Snapshot snap = tr.snapshot();
+  snap.v[1].f32()[2] = std::nanf("");
+  io::ShardIndex index;
+  index.tensors = tensor_records(boxes);
+  add_boxes(index.tensors, write_pieces(dir / "rank-0.safetensors", boxes, snap, 1 << 20), "r0");
+  io::BoxReader reader(dir);
+  std::string msg;
+  try {
+    restore(tr, dir, index, reader);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("tensor 'v/" + boxes[1].name + "' holds a non-finite value (nan)"),
+            std::string::npos)
+      << msg;
+  fs::remove_all(dir);
 }
 
 // One device stores whole tensors in their logical shapes (GPT-2's c_attn as [D, 3, D]), which a
