@@ -22,6 +22,14 @@ namespace fs = std::filesystem;
 namespace hp::train {
 namespace {
 
+// The [4, 8] step of tiny_cases.hpp's batch.
+TrainOptions options() {
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.seq = 8;
+  return opt;
+}
+
 std::unique_ptr<StepPlan> plan_for(const io::ModelConfig& cfg, const std::string& preset,
                                    int ranks) {
   return plan_step(cfg, shard::preset_strategy(preset, ranks), 4, 8,
@@ -47,9 +55,7 @@ void round_trip(const std::string& save, int save_ranks, const std::string& load
   SCOPED_TRACE(save + " -> " + load);
   const io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
   const io::TensorMap init = nn::init_params(cfg, 7);
-  TrainOptions opt;
-  opt.batch = 4;
-  opt.seq = 8;
+  const TrainOptions opt = options();
   const auto [tokens, targets] = batch(cfg.vocab);
   const fs::path dir = fs::temp_directory_path() /
                        ("hp_ckpt_units_" + save + "_" + load + "_" + std::to_string(::getpid()));
@@ -125,9 +131,7 @@ TEST(ShardedCheckpoint, RestoresUnderOtherStrategiesReadingOnlyIntersectingBoxes
 // A non-finite value in a stored box (its checksum intact) is refused at restore, naming it.
 TEST(ShardedCheckpoint, NonFiniteValuesAreRefused) {
   const io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
-  TrainOptions opt;
-  opt.batch = 4;
-  opt.seq = 8;
+  const TrainOptions opt = options();
   Trainer tr(cfg, nn::init_params(cfg, 7), opt);
   const fs::path dir =
       fs::temp_directory_path() / ("hp_ckpt_units_nan_" + std::to_string(::getpid()));
@@ -156,9 +160,7 @@ TEST(ShardedCheckpoint, NonFiniteValuesAreRefused) {
 // mesh reads back.
 TEST(ShardedCheckpoint, OneDeviceBoxesAreWholeLogicalTensors) {
   const io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
-  TrainOptions opt;
-  opt.batch = 4;
-  opt.seq = 8;
+  const TrainOptions opt = options();
   Trainer one(cfg, nn::init_params(cfg, 7), opt);
   for (const Trainer::PieceBox& b : one.piece_boxes()) {
     EXPECT_TRUE(b.stores);
