@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # recommend): the parser fuzz targets of the slow test fuzz_parsers (scripts/fuzz.sh).
 pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev ocl-icd-opencl-dev googletest libgtest-dev
       libbenchmark-dev nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin
-      bible-kjv-text clang libclang-rt-14-dev)
+      bible-kjv-text clang libclang-rt-14-dev libxxhash-dev)
 # The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
 # reference BLAS, about 50x slower, which would flatter us).
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-pthread); fi

@@ -98,5 +98,6 @@ int cmd_bench(const std::vector<std::string>& argv);
 int cmd_plan(const std::vector<std::string>& argv);
 // hp plan with --cluster: the strategy planner (plan_search.cpp).
 int plan_search(const Args& a);
+int cmd_ckpt(const std::vector<std::string>& argv);
 
 }  // namespace hp::cli

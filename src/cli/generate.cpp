@@ -147,21 +147,18 @@ GenerateJob read_job(const Args& a) {
 
 // The checkpoint's config and weights (its latest, or one step-<N>).
 std::pair<io::ModelConfig, io::TensorMap> load_checkpoint_model(const std::filesystem::path& dir) {
-  std::optional<io::Checkpoint> ck;
-  if (std::filesystem::exists(dir / "state.json"))
-    ck = io::load_checkpoint(dir);
-  else
-    ck = io::load_latest(dir);
-  HP_CHECK(ck.has_value(), "no checkpoint in ", dir.string());
-  const std::filesystem::path step_dir =
-      std::filesystem::exists(dir / "state.json") ? dir : dir / io::checkpoint_dir_name(ck->step);
+  const bool step_given = io::is_sharded(dir) || std::filesystem::exists(dir / "state.json");
+  std::optional<std::filesystem::path> step_dir = step_given ? dir : io::resume_dir(dir);
+  HP_CHECK(step_dir.has_value(), "no checkpoint in ", dir.string());
+  std::optional<io::Checkpoint> ck = io::load_step(*step_dir, false);
+  const char* meta = io::is_sharded(*step_dir) ? io::kIndexFile : "state.json";
   HP_CHECK(ck->extra.contains("config"), "checkpoint in ", dir.string(), " has no model config");
-  io::ModelConfig cfg = io::ModelConfig::from_json(
-      ck->extra["config"], (step_dir / "state.json").string() + " (extra.config)");
+  io::ModelConfig cfg = io::ModelConfig::from_json(ck->extra["config"],
+                                                   (*step_dir / meta).string() + " (extra.config)");
   check_fits_in_memory(uint64_t(checked_mul(cfg.parameter_count(), 4)),
                        "the model of " + dir.string() + " (" +
                            std::to_string(cfg.parameter_count()) + " parameters): its weights");
-  auto params = nn::adopt_params(cfg, ck->model, (step_dir / "model.safetensors").string());
+  auto params = nn::adopt_params(cfg, ck->model, step_dir->string());
   return {cfg, std::move(params)};
 }
 

@@ -1,4 +1,4 @@
-// The `hp` tool: one binary, subcommands train, check, generate, bench, plan.
+// The `hp` tool: one binary, subcommands train, check, generate, bench, plan, ckpt.
 // Not a library entry point: options are parsed here into typed structs, once.
 #include <cstdio>
 #include <string>
@@ -13,6 +13,7 @@ const char* kUsage =
     "  train     train a GPT-2 or Llama model (hp train --help)\n"
     "  check     replay a reference case and compare against expected values\n"
     "  generate  sample text from a checkpoint\n"
+    "  ckpt      inspect, verify, export or import a sharded checkpoint\n"
     "  plan      show layouts, collectives and per-device memory of a strategy\n"
     "  bench     micro-benchmarks: comm, spmd, offload\n";
 }
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return hp::cli::cmd_generate(args);
     if (cmd == "bench") return hp::cli::cmd_bench(args);
     if (cmd == "plan") return hp::cli::cmd_plan(args);
+    if (cmd == "ckpt") return hp::cli::cmd_ckpt(args);
     std::fprintf(stderr, "hp: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const hp::Error& e) {

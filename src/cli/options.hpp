@@ -191,6 +191,16 @@ inline const Command& train_command() {
           .dflt = "3",
           .min = 0,
           .help = "checkpoints kept (0: all)"},
+         {.name = "ckpt-format",
+          .kind = Kind::kEnum,
+          .dflt = "sharded",
+          .choices = {"sharded", "single"},
+          .help = "sharded: each rank writes its pieces; single: gathered to rank 0"},
+         {.name = "ckpt-mode",
+          .kind = Kind::kEnum,
+          .dflt = "async",
+          .choices = {"async", "sync"},
+          .help = "async: training goes on while shards are written"},
          {.name = "resume", .kind = Kind::kFlag, .help = "continue from the latest checkpoint"},
          {.name = "no-resume",
           .kind = Kind::kFlag,
@@ -405,6 +415,22 @@ inline const Command& generate_command() {
          {.name = "json",
           .kind = Kind::kFlag,
           .help = "one JSON record per sequence instead of the text"}}}}};
+  return c;
+}
+
+inline const Command& ckpt_command() {
+  static const Command c{
+      "hp ckpt info|export|import PATH [options]",
+      "Sharded checkpoints. info DIR: tensors, shapes, boxes, sizes, step and strategy of DIR (a\n"
+      "checkpoint directory: its latest; or one step-<N>), every checksum verified. export DIR\n"
+      "--to FILE: one safetensors file of the model with Hugging Face names and shapes. import\n"
+      "HF_DIR --to DIR: a Hugging Face model (config.json with model.safetensors, or sharded\n"
+      "model-*-of-*.safetensors and model.safetensors.index.json) as a step-0 checkpoint.",
+      {{"Tools",
+        {{.name = "to",
+          .meta = "PATH",
+          .computed = "none",
+          .help = "export: the safetensors file; import: the checkpoint directory"}}}}};
   return c;
 }
 

@@ -2,8 +2,8 @@
 // progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C, on one
 // device or one rank per device of --devices threads:N|mpi under --strategy (see docs/cli.md).
 // One loop for every world: rank 0 reads the data and broadcasts every batch (and the Ctrl-C
-// decision), prints the progress line and JSON records, and writes checkpoints of global tensors
-// that any world can resume from.
+// decision), prints the progress line and JSON records; every rank writes its own pieces of a
+// sharded checkpoint (cli/ckpt_save.hpp), which any world and strategy can resume from.
 #include <pthread.h>
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "cli/args.hpp"
+#include "cli/ckpt_save.hpp"
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
 #include "cli/generate.hpp"
@@ -25,6 +26,7 @@
 #include "hp/data/loader.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/io/yaml.hpp"
+#include "hp/train/checkpoint.hpp"
 #include "hp/train/trainer.hpp"
 
 namespace hp::cli {
@@ -116,6 +118,8 @@ struct TrainJob {
   int64_t val_every = 0, val_batches = 0, log_every = 0, sample_tokens = 0;
   std::string ckpt_dir, resume;  // resume: false, true or auto
   int64_t ckpt_every = 0, keep = 0;
+  bool ckpt_single = false;  // --ckpt-format single: gathered to rank 0, one file per kind
+  bool ckpt_async = true;    // --ckpt-mode async: shards written on a thread while training goes on
   bool json = false;
 };
 
@@ -173,6 +177,8 @@ TrainJob read_job(Args& a) {
   job.ckpt_dir = a.has("ckpt-dir") ? a.str("ckpt-dir") : "";
   job.ckpt_every = a.i64("ckpt-every");
   job.keep = a.i64("keep");
+  job.ckpt_single = a.str("ckpt-format") == "single";
+  job.ckpt_async = a.str("ckpt-mode") == "async";
   job.resume = a.flag("no-resume") ? "false" : a.flag("resume") ? "true" : a.str("resume-mode");
   job.json = a.flag("json");
   return job;
@@ -195,29 +201,63 @@ void check_fits(const TrainJob& job) {
                            (mpi ? "" : ", gradients, AdamW state and logits"));
 }
 
+// What a run resumes from: the step directory and its state, as global tensors (single-file
+// checkpoints) or as the index of a sharded one, whose boxes each rank reads itself.
+struct Resume {
+  int64_t step = 0;
+  std::filesystem::path dir;
+  std::optional<io::Checkpoint> single;
+  std::optional<io::ShardIndex> index;
+};
+
 // The latest checkpoint of the job's directory when it resumes (every process reads it: one
-// machine or a shared disk), its model checked against the config naming the file, and the data
-// position restored; none when there is none and that is allowed.
-std::optional<io::Checkpoint> load_resume(const TrainJob& job, data::BatchSource& src,
-                                          FILE* human) {
+// machine or a shared disk): a single-file one's model checked against the config naming the
+// file; a sharded one's index and files checked (a corrupt or incomplete one is an error naming
+// the previous complete step). The data position is restored. None when there is none and that
+// is allowed.
+std::optional<Resume> load_resume(const TrainJob& job, data::BatchSource& src, FILE* human) {
   if (job.ckpt_dir.empty() || job.resume == "false") return std::nullopt;
-  std::optional<io::Checkpoint> ck = io::load_latest(job.ckpt_dir);
-  HP_CHECK(ck || job.resume == "auto", "--resume: no checkpoint in ", job.ckpt_dir);
-  if (!ck) return ck;
-  const std::string step_dir = job.ckpt_dir + "/" + io::checkpoint_dir_name(ck->step);
-  if (ck->extra.contains("config")) {  // a checkpoint of another model is never continued
+  std::optional<std::filesystem::path> dir;
+  try {
+    dir = io::resume_dir(job.ckpt_dir);
+  } catch (const Error& e) {
+    throw Error(std::string("--resume: ") + e.what());
+  }
+  HP_CHECK(dir || job.resume == "auto", "--resume: no checkpoint in ", job.ckpt_dir);
+  if (!dir) return std::nullopt;
+  Resume r;
+  r.dir = *dir;
+  io::Json data;
+  if (io::is_sharded(r.dir)) {
+    try {
+      r.index = io::load_index(r.dir);
+    } catch (const Error& e) {
+      throw Error("--resume: checkpoint " + r.dir.string() +
+                  " is corrupt or incomplete: " + e.what() + "; " +
+                  io::previous_complete(job.ckpt_dir, io::step_of(r.dir).value_or(0)));
+    }
+    r.step = r.index->step;
+    data = r.index->data;
+  } else {
+    r.single = io::load_checkpoint(r.dir);
+    r.step = r.single->step;
+    data = r.single->data;
+  }
+  const io::Json& extra = r.index ? r.index->extra : r.single->extra;
+  if (extra.contains("config")) {  // a checkpoint of another model is never continued
     const std::string diff =
-        io::ModelConfig::from_json(ck->extra["config"], step_dir + "/state.json")
-            .first_difference(job.cfg);
-    HP_CHECK(diff.empty(), "--resume: ", step_dir, " holds another model than this job's: ", diff,
+        io::ModelConfig::from_json(extra["config"], r.dir.string()).first_difference(job.cfg);
+    HP_CHECK(diff.empty(), "--resume: ", r.dir.string(),
+             " holds another model than this job's: ", diff,
              " (the checkpoint's config against this job's); train it with its own config, or "
              "start afresh in another --ckpt-dir");
   }
-  ck->model = nn::adopt_params(job.cfg, std::move(ck->model), step_dir + "/model.safetensors");
-  src.set_position(data::LoaderPosition::from_json(ck->data));
-  if (job.place.dev.rank == 0)
-    std::fprintf(human, "resumed from %s/step-%lld\n", job.ckpt_dir.c_str(), (long long)ck->step);
-  return ck;
+  if (r.single)
+    r.single->model = nn::adopt_params(job.cfg, std::move(r.single->model),
+                                       (r.dir / "model.safetensors").string());
+  src.set_position(data::LoaderPosition::from_json(data));
+  if (job.place.dev.rank == 0) std::fprintf(human, "resumed from %s\n", r.dir.string().c_str());
+  return r;
 }
 
 // Rank 0's tensor (i64 [shape]) on every rank; `t` is read on rank 0 only. One rank: `t`.
@@ -245,7 +285,7 @@ struct Run {
   const TrainJob& job;
   const train::StepPlan& plan;
   const io::TensorMap& params;  // fresh or --init; a resumed checkpoint's model wins
-  const std::optional<io::Checkpoint>& ck;
+  const std::optional<Resume>& ck;
   data::BatchSource& src;
   data::BatchSource* val;
   double peak_gflops;  // sgemm, summed over the devices
@@ -294,17 +334,15 @@ class RankLoop {
         job_(run.job),
         c_(c),
         lead_(c.rank() == 0),
-        tr_(run.plan, c, run.ck ? run.ck->model : run.params, run.job.step),
+        tr_(run.plan, c, run.ck && run.ck->single ? run.ck->single->model : run.params,
+            run.job.step),
         timeout_(tr_.rank_comm().timeout()),
         bshape_{job_.step.batch, job_.step.seq} {
-    if (R_.ck) {
-      try {
-        tr_.load_optimizer_state(R_.ck->optimizer, R_.ck->step);
-      } catch (const Error& e) {
-        throw Error(job_.ckpt_dir + "/" + io::checkpoint_dir_name(R_.ck->step) +
-                    "/optimizer.safetensors: " + e.what());
-      }
-    }
+    if (R_.ck) restore();
+    if (!job_.ckpt_dir.empty() && !job_.ckpt_single)
+      saver_ = std::make_unique<ShardedSaver>(
+          SaveOptions{.dir = job_.ckpt_dir, .keep = int(job_.keep), .async = job_.ckpt_async}, c_,
+          timeout_, lead_ ? R_.human : nullptr);
     if (lead_) print_header(R_, tr_);
   }
   int run();
@@ -315,7 +353,9 @@ class RankLoop {
   std::vector<std::pair<Tensor, Tensor>> next_micro_batches();
   void report(int64_t s, const train::StepResult& r, double dt, double mean_dt, double flops);
   void validate(int64_t s, int64_t done);
+  void restore();
   void save(int64_t done);
+  void save_single(int64_t done);
   void sample();
 
   const Run& R_;
@@ -325,7 +365,24 @@ class RankLoop {
   train::Trainer tr_;
   const std::chrono::milliseconds timeout_;
   const Shape bshape_;
+  std::unique_ptr<ShardedSaver> saver_;
+  int64_t saved_ = -1;  // the step last saved
 };
+
+// The resumed state into this rank's pieces: a single-file checkpoint's moments (its parameters
+// went to the trainer), or a sharded one's boxes that intersect this rank's pieces.
+void RankLoop::restore() {
+  const Resume& ck = *R_.ck;
+  try {
+    if (ck.single) return tr_.load_optimizer_state(ck.single->optimizer, ck.step);
+    io::BoxReader reader(ck.dir);
+    train::restore(tr_, ck.dir, *ck.index, reader);
+  } catch (const Error& e) {
+    if (ck.single) throw Error((ck.dir / "optimizer.safetensors").string() + ": " + e.what());
+    throw Error("--resume: checkpoint " + ck.dir.string() + " is corrupt: " + e.what() + "; " +
+                io::previous_complete(job_.ckpt_dir, ck.step));
+  }
+}
 
 double RankLoop::step_flops() {
   double flops = tr_.flops_per_micro_batch();
@@ -382,7 +439,21 @@ void RankLoop::validate(int64_t s, int64_t done) {
 }
 
 void RankLoop::save(int64_t done) {
-  if (job_.ckpt_dir.empty()) return;
+  if (job_.ckpt_dir.empty() || done == saved_) return;
+  saved_ = done;
+  if (!saver_) return save_single(done);
+  io::ShardIndex meta;
+  meta.step = done;
+  meta.rng = {{"seed", job_.seed}};
+  meta.data = R_.src.position().to_json();  // rank 0's is the one written
+  meta.extra = {{"config", job_.cfg.to_json()}, {"seed", job_.seed}, {"world", c_.size()}};
+  if (job_.place.mesh()) meta.extra["strategy"] = job_.place.spec;
+  saver_->save(tr_, meta);
+}
+
+// --ckpt-format single: every parameter and moment gathered to rank 0, which writes them.
+void RankLoop::save_single(int64_t done) {
+  const auto t0 = std::chrono::steady_clock::now();
   io::Checkpoint out;
   out.step = done;
   out.model = tr_.params();  // collective on a mesh: every rank gathers, rank 0 writes
@@ -392,6 +463,8 @@ void RankLoop::save(int64_t done) {
   out.extra = {{"config", job_.cfg.to_json()}, {"seed", job_.seed}};
   if (job_.place.mesh()) out.extra["strategy"] = job_.place.spec;
   io::save_checkpoint(job_.ckpt_dir, out, {int(job_.keep)});
+  std::fprintf(R_.human, "checkpoint step-%lld: gathered and written in %.3f s\n", (long long)done,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 int RankLoop::run() {
@@ -412,8 +485,10 @@ int RankLoop::run() {
     if (R_.val && job_.val_every > 0 && (done % job_.val_every == 0 || done == job_.steps))
       validate(s, done);
     if (job_.ckpt_every > 0 && done % job_.ckpt_every == 0) save(done);
+    if (saver_) saver_->poll();
   }
   if (done > start) save(done);
+  if (saver_) saver_->finish();
   if (stopped) {
     if (lead_)
       std::fprintf(
@@ -463,7 +538,7 @@ int cmd_train(const std::vector<std::string>& argv) {
                              ? nn::init_params(job.cfg, job.seed)
                              : nn::adopt_params(job.cfg, io::read_safetensors(job.init), job.init);
   auto plan = plan_for(job.cfg, job.place, job.step.batch, job.step.seq, job.step.threads);
-  const std::optional<io::Checkpoint> ck = load_resume(job, *src, human);
+  const std::optional<Resume> ck = load_resume(job, *src, human);
   const Devices& dev = job.place.dev;
   const int64_t D = job.cfg.d_model;
   const double peak =

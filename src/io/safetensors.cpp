@@ -245,7 +245,8 @@ TensorMap read_safetensors(const std::filesystem::path& path, Metadata* metadata
   return r.load_all();
 }
 
-void write_safetensors(OutFile& out, const TensorMap& tensors, const Metadata& metadata) {
+std::string safetensors_header(const std::vector<HeaderEntry>& entries, const Metadata& metadata,
+                               const std::string& where) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -253,20 +254,30 @@ void write_safetensors(OutFile& out, const TensorMap& tensors, const Metadata& m
     header["__metadata__"] = std::move(m);
   }
   uint64_t pos = 0;
-  for (const auto& [name, t] : tensors) {
-    HP_CHECK(t.defined(), "[safetensors] ", out.path().string(), ": tensor '", name,
-             "' is undefined");
-    HP_CHECK(name != "__metadata__", "[safetensors] '__metadata__' is reserved");
-    header[name] = {{"dtype", safetensors_dtype_name(t.dtype())},
-                    {"shape", t.shape()},
-                    {"data_offsets", {pos, pos + t.nbytes()}}};
-    pos += t.nbytes();
+  for (const HeaderEntry& e : entries) {
+    HP_CHECK(e.name != "__metadata__", "[safetensors] ", where, ": '__metadata__' is reserved");
+    HP_CHECK(!header.contains(e.name), "[safetensors] ", where, ": duplicate tensor '", e.name,
+             "'");
+    const uint64_t n = uint64_t(byte_count(e.shape, dtype_size(e.dtype)));
+    header[e.name] = {{"dtype", safetensors_dtype_name(e.dtype)},
+                      {"shape", e.shape},
+                      {"data_offsets", {pos, pos + n}}};
+    pos += n;
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // data starts 8-byte aligned, as HF pads
   const uint64_t n = h.size();
-  out.write(&n, 8);
-  out.write(h);
+  return std::string(reinterpret_cast<const char*>(&n), 8) + h;
+}
+
+void write_safetensors(OutFile& out, const TensorMap& tensors, const Metadata& metadata) {
+  std::vector<HeaderEntry> entries;
+  for (const auto& [name, t] : tensors) {
+    HP_CHECK(t.defined(), "[safetensors] ", out.path().string(), ": tensor '", name,
+             "' is undefined");
+    entries.push_back({name, t.dtype(), t.shape()});
+  }
+  out.write(safetensors_header(entries, metadata, out.path().string()));
   for (const auto& [name, t] : tensors) {
     if (t.is_contiguous()) {
       out.write(t.raw(), t.nbytes());

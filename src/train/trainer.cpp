@@ -380,4 +380,77 @@ void Trainer::load_optimizer_state(const io::TensorMap& state, int64_t steps_don
   adam_->load_state(local, steps_done);
 }
 
+std::vector<Trainer::PieceBox> Trainer::piece_boxes() const {
+  std::vector<PieceBox> out;
+  const shard::Mesh* mesh = plan_.sharded ? &plan_.strategy.mesh : nullptr;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    // A pipeline rank holds whole parameters, some of them: the lowest rank holding one stores it.
+    const size_t id = stage_ ? stage_->param_ids()[i] : i;
+    const nn::ParamInfo& pi = plan_.infos[id];
+    PieceBox b{pi.name, pi.logical.empty() ? pi.shape : pi.logical, pi.shape, {}, {}, true};
+    if (!mesh) {
+      b.offset.assign(b.shape.size(), 0);
+      b.extent = b.shape;
+      b.stores = !stage_ || stage_->owners()[id] == world_->rank();
+      out.push_back(std::move(b));
+      continue;
+    }
+    const shard::Layout& l = plan_.param_layouts[i];
+    const Shape& traced = plan_.traced.params[i].shape();
+    HP_CHECK(traced == b.shape && l.partial.empty(), "[train] parameter '", pi.name, "' traced as ",
+             shape_str(traced), " with layout ", l.str(), " cannot be stored as ",
+             shape_str(b.shape));
+    const shard::Box box = shard::local_box(traced, l, *mesh, rp_->rank);
+    b.offset = box.offset;
+    b.extent = box.extent;
+    const auto coords = mesh->coords(rp_->rank);
+    for (size_t a = 0; a < mesh->ndim(); ++a)
+      if (l.is_unused(mesh->axis_names()[a]) && coords[a] != 0) b.stores = false;
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+std::vector<Trainer::PieceBox> Trainer::global_boxes() const {
+  std::vector<PieceBox> out;
+  for (const nn::ParamInfo& pi : plan_.infos) {
+    const Shape& shape = pi.logical.empty() ? pi.shape : pi.logical;
+    out.push_back({pi.name, shape, pi.shape, Shape(shape.size(), 0), shape, true});
+  }
+  return out;
+}
+
+Trainer::Snapshot Trainer::snapshot() {
+  const std::vector<PieceBox> boxes = piece_boxes();
+  const io::TensorMap state = adam_->state();
+  Snapshot s;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    s.param.emplace_back(), s.m.emplace_back(), s.v.emplace_back();
+    if (!boxes[i].stores) continue;
+    s.param.back() = params_[i].clone();
+    s.m.back() = state.at("m/" + boxes[i].name).clone();
+    s.v.back() = state.at("v/" + boxes[i].name).clone();
+  }
+  return s;
+}
+
+void Trainer::restore(const PieceReader& read, int64_t steps_done) {
+  const std::vector<PieceBox> boxes = piece_boxes();
+  io::TensorMap moments;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const PieceBox& b = boxes[i];
+    HP_CHECK(numel(params_[i].shape()) == numel(b.extent) && params_[i].is_contiguous() &&
+                 params_[i].dtype() == DType::kF32,
+             "[train] piece of '", b.name, "' is ", shape_str(params_[i].shape()), ", its box ",
+             shape_str(b.extent));
+    read(b.name, b, params_[i]);
+    for (const char* k : {"m/", "v/"}) {
+      Tensor t = Tensor::zeros(params_[i].shape(), DType::kF32);
+      read(k + b.name, b, t);
+      moments.emplace(k + b.name, std::move(t));
+    }
+  }
+  adam_->load_state(moments, steps_done);
+}
+
 }  // namespace hp::train

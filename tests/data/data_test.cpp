@@ -15,6 +15,7 @@
 #include "hp/data/loader.hpp"
 #include "hp/data/tokenizer.hpp"
 #include "hp/io/file.hpp"
+#include "test_util.hpp"
 #include "test_inputs.hpp"
 #include "test_util.hpp"
 

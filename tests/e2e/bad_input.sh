@@ -55,8 +55,20 @@ expect_fail "option --steps must be a decimal integer" hp train --model gpt2-tin
 expect_fail "option --steps must be a decimal integer" \
   hp train --model gpt2-tiny "${tiny[@]}" --steps 99999999999999999999
 
-# A checkpoint's step out of range is an error naming state.json and the field.
-hp train --model gpt2-tiny "${tiny[@]}" --steps 2 --ckpt-dir "$WORK/ck" > /dev/null
+# A checkpoint's step out of range is an error naming state.json (single-file layout) or
+# index.json (sharded) and the field.
+hp train --model gpt2-tiny "${tiny[@]}" --steps 2 --ckpt-dir "$WORK/ck" --ckpt-format single \
+  > /dev/null
+hp train --model gpt2-tiny "${tiny[@]}" --steps 2 --ckpt-dir "$WORK/sh" > /dev/null
+cp -r "$WORK/sh" "$WORK/shneg"
+sed -i 's/"step": 2/"step": -5/' "$WORK/shneg/step-2/index.json"
+expect_fail "index.json: 'step' = -5 is out of range" \
+  hp train --model gpt2-tiny "${tiny[@]}" --steps 4 --ckpt-dir "$WORK/shneg" --resume
+expect_fail "index.json: 'step' = -5 is out of range" hp generate --ckpt "$WORK/shneg" --tokens 2
+sed -i 's/"n_layer": 2/"n_layer": 100000000/' "$WORK/sh/step-2/index.json"
+expect_fail "index.json (extra.config): 'n_layer' = 100000000 is out of range" \
+  hp generate --ckpt "$WORK/sh" --tokens 2
+sed -i 's/"n_layer": 100000000/"n_layer": 2/' "$WORK/sh/step-2/index.json"
 cp -r "$WORK/ck" "$WORK/neg"
 sed -i 's/"step": 2/"step": -5/' "$WORK/neg/step-2/state.json"
 expect_fail "state.json: 'step' = -5 is out of range" \
@@ -88,6 +100,9 @@ expect_fail "ck/step-2 holds another model than this job's: 'n_embd' is 64 again
 expect_fail "ck/step-2 holds another model than this job's: 'n_embd' is 64 against 32" \
   hp train --model "$WORK/narrow.json" "${tiny[@]}" --steps 4 --ckpt-dir "$WORK/ck" --resume \
   --devices threads:2
+expect_fail "tensor 'wte.weight' is [256, 64], the model's is [256, 32]" \
+  hp train --model "$WORK/narrow.json" "${tiny[@]}" --steps 4 --ckpt-dir "$WORK/sh" --resume \
+  --devices threads:2 --strategy tp2
 
 # An offload dir that cannot be written: the real reason and the directory (tests run as root,
 # which may write anywhere: a path under a regular file, and a read-only bind mount if allowed).

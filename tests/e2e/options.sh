@@ -36,7 +36,8 @@ devices=("devices=one device" strategy=dpN)
 expect_help train config=none model=gpt2-kjv "init=fresh init" data=kjv data-format=text \
   steps=100 seed=1 json batch=8 seq=128 grad-accum=1 "threads=the cores" lr=3e-4 warmup=0 \
   min-lr-ratio=0.1 beta1=0.9 beta2=0.95 eps=1e-8 weight-decay=0.1 clip=1.0 val-fraction=0.05 \
-  val-every=0 val-batches=4 ckpt-dir=none ckpt-every=0 keep=3 resume no-resume \
+  val-every=0 val-batches=4 ckpt-dir=none ckpt-every=0 keep=3 ckpt-format=sharded \
+  ckpt-mode=async resume no-resume \
   resume-mode=false log-every=10 sample-tokens=0 "${offload[@]}" "${devices[@]}"
 expect_help check threads=1 "steps=the case's" "${devices[@]}" "${offload[@]}"
 expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain "${devices[@]}" \
@@ -47,6 +48,7 @@ expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
   top-k=40 top-p=1 min-p=0 repetition-penalty=1 presence-penalty=0 frequency-penalty=0 \
   stop=none eos=-1 seed=1 block-tokens=16 prefill-chunk=64 token-budget=0 threads=1 recompute \
   json
+expect_help ckpt to=none
 expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \
   devices=threads:2
 expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 batch=2 steps=3 \
@@ -80,6 +82,10 @@ expect_fail "option --layers must be a decimal integer within int64, got 'x'" \
 expect_fail "option --threads must be at least 1, got '0'" \
   "$HP" plan --model gpt2-tiny --devices threads:2 --strategy dp2 --threads 0
 expect_fail "give one of --ckpt DIR and --model CONFIG|NAME" "$HP" generate
+expect_fail "option --ckpt-mode must be one of async, sync, got 'later'" \
+  "$HP" train "${tiny[@]}" --ckpt-mode later
+expect_fail "usage: hp ckpt" "$HP" ckpt verify "$WORK"
+expect_fail "hp ckpt export needs --to" "$HP" ckpt export "$WORK"
 expect_fail "option --steps needs a value" "$HP" train "${tiny[@]}" --steps
 expect_fail "option --json takes no value" "$HP" train "${tiny[@]}" --json=1
 expect_fail "unknown option --bogus (see --help)" "$HP" bench offload --bogus 1

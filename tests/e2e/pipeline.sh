@@ -84,4 +84,14 @@ fi
 if [[ -n "$MPIEXEC" ]] && ((blocks >= 3)); then
   check "pp3 under mpirun -np 3" mpi pp3 timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3
 fi
+# A pipeline run's checkpoint (each stage's rank writes its parameters) resumes on one device.
+if [[ $(basename "$CASE") == gpt2-tiny ]]; then
+  t=(--model gpt2-tiny --data kjv --batch 4 --seq 32 --json --ckpt-dir "$TMP/ck")
+  "$HP" train "${t[@]}" --steps 2 --devices threads:2 --strategy pp2 > /dev/null 2> "$TMP/err.txt" ||
+    { cat "$TMP/err.txt" >&2; fail "pp2 with a checkpoint"; }
+  "$HP" ckpt info "$TMP/ck" > /dev/null || fail "hp ckpt info of a pp2 checkpoint"
+  "$HP" train "${t[@]}" --steps 3 --resume > "$TMP/resumed.txt" 2> "$TMP/err.txt" ||
+    { cat "$TMP/err.txt" >&2; fail "resuming a pp2 checkpoint on one device"; }
+  grep -q '"step": 2,' "$TMP/resumed.txt" || fail "the resumed run did not continue at step 2"
+fi
 echo PASS

@@ -60,3 +60,17 @@ foreach(case gpt2-tiny llama-tiny gpt2-deep llama-deep)
     hp_missing_input(e2e_pipeline_${case} e2e ${HP_SHARED}/reference/${case})
   endif()
 endforeach()
+
+# Sharded checkpoints: save under fsdp4, resume under other worlds and strategies, corruption,
+# failed writers (tests/e2e/ckpt_sharded.sh); hp ckpt export/import (tests/e2e/ckpt_tools.sh).
+foreach(t ckpt_sharded ckpt_tools)
+  add_test(NAME e2e_${t} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${t}.sh $<TARGET_FILE:hp>
+                                 ${PROJECT_SOURCE_DIR})
+  set_tests_properties(e2e_${t} PROPERTIES LABELS e2e TIMEOUT 300)
+endforeach()
+# The same under mpirun: every process writes its own file.
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
+  add_test(NAME mpi_ckpt COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/ckpt_mpi.sh $<TARGET_FILE:hp>
+                                 ${PROJECT_SOURCE_DIR} ${MPIEXEC_EXECUTABLE})
+  set_tests_properties(mpi_ckpt PROPERTIES LABELS mpi TIMEOUT 300)
+endif()

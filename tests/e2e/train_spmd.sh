@@ -31,10 +31,10 @@ printf 'model: gpt2-tiny\ndata: kjv\nbatch: 4\nseq: 32\nthreads: 1\nlr: 3e-3\nwa
 "$HP" train --config "$WORK/job.yaml" --json > "$WORK/yaml.json" || fail "YAML job"
 same loss "$WORK/one.json" "$WORK/yaml.json" "yaml fsdp2"
 
-# Resume: fsdp2 writes step 3 (gathered global tensors); dp2 and one device continue from it.
+# Resume: fsdp2 writes step 3 (each rank its shards); dp2 and one device continue from it.
 "$HP" train "${common[@]}" --steps 3 --devices threads:2 --strategy fsdp2 --ckpt-dir "$WORK/ck" \
   > "$WORK/r1.json" || fail "fsdp2 to step 3"
-[ -f "$WORK/ck/step-3/model.safetensors" ] && [ -f "$WORK/ck/step-3/optimizer.safetensors" ] ||
+[ -f "$WORK/ck/step-3/index.json" ] && [ -f "$WORK/ck/step-3/rank-00001.safetensors" ] ||
   fail "no checkpoint at step 3"
 cp -r "$WORK/ck" "$WORK/ck1"
 "$HP" train "${common[@]}" --steps 6 --devices threads:2 --strategy dp2 --ckpt-dir "$WORK/ck" \

@@ -1,7 +1,9 @@
 // Fuzz target: a checkpoint's metadata. The input becomes step-1/state.json (next to a small valid
 // model and optimizer) and is loaded as `hp train --resume` and `hp generate` read it (the data
 // position, the model config in `extra`); then it becomes DIR/latest and the directory is loaded
-// through it.
+// through it; then it becomes a sharded step-2/index.json (next to a small valid box file),
+// loaded as `hp train --resume` (load_index, resume_dir) and `hp ckpt export` (every box read and
+// its checksum verified) read it.
 #include <unistd.h>
 
 #include <cstddef>
@@ -27,6 +29,10 @@ struct Fixture {
     c.model["w"] = hp::Tensor({2, 3}, hp::DType::kF32);
     c.optimizer["m/w"] = hp::Tensor({2, 3}, hp::DType::kF32);
     hp::io::save_checkpoint(dir, c);
+    fs::create_directories(dir / "step-2");
+    const float w[6] = {1, 2, 3, 4, 5, 6};
+    hp::io::write_box_file(dir / "step-2" / "rank-00000.safetensors",
+                           {{"w", {0, 0}, {2, 3}, hp::DType::kF32, w}}, 12);
   }
   ~Fixture() { fs::remove_all(dir); }
 };
@@ -53,6 +59,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   write(fx.dir / "latest", data, size);
   try {
     hp::io::load_latest(fx.dir);
+  } catch (const hp::Error&) {
+  }
+  try {
+    hp::io::resume_dir(fx.dir);
+  } catch (const hp::Error&) {
+  }
+  write(fx.dir / "step-2" / hp::io::kIndexFile, data, size);
+  try {
+    hp::io::Checkpoint c = hp::io::load_step(fx.dir / "step-2");
+    hp::data::LoaderPosition::from_json(c.data);
   } catch (const hp::Error&) {
   }
   return 0;

@@ -14,6 +14,7 @@
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/io/yaml.hpp"
+#include "test_util.hpp"
 #include "test_inputs.hpp"
 #include "test_util.hpp"
 

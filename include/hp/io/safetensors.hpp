@@ -73,6 +73,18 @@ void write_safetensors(const std::filesystem::path& path, const TensorMap& tenso
 // Streams the same bytes into an open file (the caller syncs / renames).
 void write_safetensors(OutFile& out, const TensorMap& tensors, const Metadata& metadata = {});
 
+// One tensor of a header, its data laid out after the previous one's.
+struct HeaderEntry {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+};
+// The first bytes of a safetensors file holding `entries` contiguously in the given order: the
+// 8-byte length and the JSON header padded with spaces to a multiple of 8 (as write_safetensors
+// writes it), so that a writer can stream the data after it. `where` names the file in errors.
+std::string safetensors_header(const std::vector<HeaderEntry>& entries,
+                               const Metadata& metadata = {}, const std::string& where = "");
+
 // The safetensors spelling of a dtype: "F32", "BF16", "F16", "I32", "I64".
 const char* safetensors_dtype_name(DType t);
 

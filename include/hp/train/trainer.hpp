@@ -77,6 +77,31 @@ class Trainer {
   // of this rank's last step with their start and end (seconds from the step's start).
   mpmd::CostModel measured_pipeline_costs();
   const std::vector<mpmd::Interval>& pipeline_timeline() const;
+  // This rank's piece of each parameter (and of its moments) as a box of the global shape its
+  // layout splits (ParamInfo::logical where it has one), in parameter order. `stores`: this rank
+  // writes the piece to a sharded checkpoint (coordinate 0 on the mesh axes the layout leaves
+  // unused, so a replicated piece is written once).
+  struct PieceBox {
+    std::string name;
+    Shape shape, hf_shape;  // global: the split shape and the HF shape (same row-major bytes)
+    Shape offset, extent;
+    bool stores = true;
+  };
+  std::vector<PieceBox> piece_boxes() const;
+  // Every parameter of the model as a whole box (shapes and names for a checkpoint's index; a
+  // pipeline rank's piece_boxes() holds only its stage's parameters).
+  std::vector<PieceBox> global_boxes() const;
+  // Copies of this rank's pieces (parameters, AdamW m and v, read back from host or disk when
+  // offloaded) of the pieces it stores, in piece_boxes() order; others are left undefined.
+  struct Snapshot {
+    std::vector<Tensor> param, m, v;
+  };
+  Snapshot snapshot();
+  // Fills this rank's parameter pieces and moments from `read(tensor name, box, dst)` (dst: f32,
+  // the piece's extent; tensor names "<param>", "m/<param>", "v/<param>") and sets the step count.
+  using PieceReader =
+      std::function<void(const std::string& name, const PieceBox& box, Tensor& dst)>;
+  void restore(const PieceReader& read, int64_t steps_done);
 
   const TrainOptions& options() const { return opt_; }
   // The communicator of this rank's mesh (not for the one-device constructor's trainer).
