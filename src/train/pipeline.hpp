@@ -23,14 +23,16 @@ namespace hp::train {
 
 class StageRunner {
  public:
-  // `params`: this rank's parameter tensors (params[k] is plan.infos[param_ids()[k]]), bound by
-  // reference: they must outlive the runner and keep their storage.
+  // `plan` (with a pipeline) must outlive the runner; kernels run on `threads` threads; every
+  // receive waits at most `timeout`.
   StageRunner(const StepPlan& plan, comm::Communicator& world, int threads,
               std::shared_ptr<Allocator> device, std::chrono::milliseconds timeout);
   ~StageRunner();
 
   // The parameters this rank's chunks read, as indices into plan.infos, ascending.
   const std::vector<size_t>& param_ids() const { return ids_; }
+  // This rank's parameter tensors (params[k] is plan.infos[param_ids()[k]]), held by handle: the
+  // programs read and the optimizer updates the same storage. Before the first run.
   void bind_params(const std::vector<Tensor>& params);
 
   // One global batch through the schedule: accum[k] += weight * d(batch loss)/d(params[k]) (the
