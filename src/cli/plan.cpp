@@ -11,6 +11,7 @@
 #include "cli/devices.hpp"
 #include "cli/offload.hpp"
 #include "cli/options.hpp"
+#include "hp/mpmd/simulate.hpp"
 #include "hp/train/plan.hpp"
 
 namespace hp::cli {
@@ -75,6 +76,24 @@ PlanOptions read_plan_options(const Args& a) {
 
 }  // namespace
 
+// A pipeline strategy: its stages, the schedule every rank runs (verified) and what the schedule
+// simulator predicts for it with each chunk's cost its blocks (the embeddings and head one each).
+int print_pipeline(const train::StepPlan& plan, const io::ModelConfig& cfg) {
+  const train::PipelinePlan& pp = *plan.pipeline;
+  std::printf("model %s, batch %lld x %lld, pipeline %s\n", io::architecture_name(cfg.arch),
+              (long long)plan.batch, (long long)plan.seq, pp.spec.str().c_str());
+  std::printf("schedule (verified):\n%s\n", pp.schedule.compact().c_str());
+  mpmd::CostModel costs = mpmd::CostModel::uniform(pp.schedule.graph);
+  for (size_t c = 0; c < pp.chunks.size(); ++c) {
+    const double f =
+        double(pp.chunks[c].last - pp.chunks[c].first + 1 + pp.chunks[c].embed + pp.chunks[c].head);
+    costs.chunks[c] = {.f = f, .b = 2 * f, .w = 0};
+  }
+  std::printf("simulated, a block's forward = 1: %s\n",
+              mpmd::simulate(pp.schedule, costs).str().c_str());
+  return 0;
+}
+
 int cmd_plan(const std::vector<std::string>& argv) {
   Args a(argv, plan_command());
   if (printed_help(a)) return 0;
@@ -93,6 +112,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
     return plan_offload_step(cfg, batch, seq, off, threads, po.explain);
   HP_CHECK(a.has("strategy"), "option --strategy is required on a mesh");
   auto plan = plan_for(cfg, place, batch, seq, threads);
+  if (plan->pipeline) return print_pipeline(*plan, cfg);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;
   std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", io::architecture_name(cfg.arch),

@@ -50,6 +50,11 @@ check() {
   same_losses "$name" "$TMP/out.txt"
 }
 
+# hp plan explains a pipeline strategy: its stages, the verified schedule, the simulation.
+"$HP" plan --model gpt2-tiny --devices threads:2 --strategy pp2 > "$TMP/plan.txt" ||
+  fail "hp plan --strategy pp2"
+grep -q "^schedule (verified):" "$TMP/plan.txt" && grep -q "^r1: F1.0 BW1.0" "$TMP/plan.txt" &&
+  grep -q "bubble" "$TMP/plan.txt" || { cat "$TMP/plan.txt" >&2; fail "hp plan pp2 output"; }
 check pp2 threads:2 pp2
 ((blocks >= 3)) && check pp3 threads:3 pp3
 for schedule in gpipe 1f1b interleaved zb-h1 zbv auto; do
