@@ -7,13 +7,14 @@
 
 namespace hp::cli {
 
-int bench_spmd(const std::vector<std::string>& argv);     // bench_spmd.cpp
-int bench_offload(const std::vector<std::string>& argv);  // bench_offload.cpp
-int bench_comm(const std::vector<std::string>& argv);     // bench_comm.cpp
+int bench_spmd(const std::vector<std::string>& argv);      // bench_spmd.cpp
+int bench_offload(const std::vector<std::string>& argv);   // bench_offload.cpp
+int bench_comm(const std::vector<std::string>& argv);      // bench_comm.cpp
 int bench_pipeline(const std::vector<std::string>& argv);  // bench_pipeline.cpp
 
 int cmd_bench(const std::vector<std::string>& argv) {
-  const char* usage = "usage: hp bench comm|spmd|pipeline|offload [options] (hp bench <name> --help)";
+  const char* usage =
+      "usage: hp bench comm|spmd|pipeline|offload [options] (hp bench <name> --help)";
   if (!argv.empty() && argv[0] == "--help") {
     std::puts(usage);
     return 0;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/args.hpp"
+#include "cli/common.hpp"
 #include "cli/devices.hpp"
 #include "cli/options.hpp"
 #include "hp/data/loader.hpp"
@@ -18,12 +19,6 @@
 namespace hp::cli {
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 struct Measured {
   double predicted_s = 0, predicted_bubble = 0;

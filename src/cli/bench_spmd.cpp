@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cli/args.hpp"
+#include "cli/common.hpp"
 #include "cli/devices.hpp"
 #include "cli/options.hpp"
 #include "hp/data/loader.hpp"
@@ -26,13 +27,6 @@ double timed(const std::function<void()>& f) {
   const auto t0 = Clock::now();
   f();
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // One configuration's timed steps over every round, and its communication counters.

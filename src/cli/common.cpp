@@ -2,6 +2,8 @@
 // job, the sgemm probe and formatting.
 #include "cli/common.hpp"
 
+#include <algorithm>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -55,6 +57,13 @@ std::string builtin_models() {
   for (auto& [k, v] : builtins()) out += (out.empty() ? "" : ", ") + k;
   for (auto& [k, v] : embedded_models()) out += ", " + k;
   return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double seconds) {

@@ -25,6 +25,10 @@ const std::vector<std::pair<std::string, std::string>>& embedded_models();
 // The embedded default job of `hp train`: examples/train_kjv.yaml, compiled in.
 extern const char* kDefaultTrainYaml;
 
+// The median of timings (0 for none): what the benchmarks report, robust to the steps another
+// process on the machine slowed.
+double median(std::vector<double> v);
+
 // Achieved sgemm GFLOP/s at [m, k] x [k, n] with `threads`, measured for about `seconds`.
 double sgemm_peak_gflops(int threads, int64_t m, int64_t n, int64_t k, double seconds = 0.3);
 
@@ -33,12 +37,12 @@ struct StepReport {
   int64_t step = 0;   // 0-based index of the step just done
   int64_t steps = 0;  // total steps of the run
   train::StepResult result;
-  double tokens = 0;       // tokens of the step (all micro-batches)
-  double flops = 0;        // FLOPs of the step
-  double step_s = 0;       // its wall time
-  double mean_step_s = 0;  // the run's mean step time so far (for the ETA)
-  double peak_gflops = 1;  // the sgemm peak measured at start-up
-  size_t peak_bytes = 0;   // the device allocator's peak (per device)
+  double tokens = 0;              // tokens of the step (all micro-batches)
+  double flops = 0;               // FLOPs of the step
+  double step_s = 0;              // its wall time
+  double mean_step_s = 0;         // the run's mean step time so far (for the ETA)
+  double peak_gflops = 1;         // the sgemm peak measured at start-up
+  size_t peak_bytes = 0;          // the device allocator's peak (per device)
   size_t rss_increase_bytes = 0;  // the process's max RSS now minus its RSS when the command began
 };
 

@@ -77,18 +77,13 @@ PlanOptions read_plan_options(const Args& a) {
 }  // namespace
 
 // A pipeline strategy: its stages, the schedule every rank runs (verified) and what the schedule
-// simulator predicts for it with each chunk's cost its blocks (the embeddings and head one each).
+// simulator predicts for it under modelled costs (train::modelled_costs).
 int print_pipeline(const train::StepPlan& plan, const io::ModelConfig& cfg) {
   const train::PipelinePlan& pp = *plan.pipeline;
   std::printf("model %s, batch %lld x %lld, pipeline %s\n", io::architecture_name(cfg.arch),
               (long long)plan.batch, (long long)plan.seq, pp.spec.str().c_str());
   std::printf("schedule (verified):\n%s\n", pp.schedule.compact().c_str());
-  mpmd::CostModel costs = mpmd::CostModel::uniform(pp.schedule.graph);
-  for (size_t c = 0; c < pp.chunks.size(); ++c) {
-    const double f =
-        double(pp.chunks[c].last - pp.chunks[c].first + 1 + pp.chunks[c].embed + pp.chunks[c].head);
-    costs.chunks[c] = {.f = f, .b = 2 * f, .w = 0};
-  }
+  const mpmd::CostModel costs = train::modelled_costs(pp.schedule.graph, pp.chunks);
   std::printf("simulated, a block's forward = 1: %s\n",
               mpmd::simulate(pp.schedule, costs).str().c_str());
   return 0;

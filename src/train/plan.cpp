@@ -99,20 +99,24 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Str
   return P;
 }
 
+mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks) {
+  mpmd::CostModel costs = mpmd::CostModel::uniform(g);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const nn::Chunk& k = chunks[c];
+    const double f = double(k.last - k.first + 1 + k.embed + k.head);
+    costs.chunks[c] = {.f = f, .b = 3 * f, .w = 0};
+  }
+  return costs;
+}
+
 namespace {
 
-// The schedule a pipeline spec asks for. `auto` is synthesised from modelled costs: a chunk's
-// forward costs its blocks (the embeddings and the head one block each), its backward twice that.
+// The schedule a pipeline spec asks for; `auto` is synthesised from modelled costs.
 mpmd::Schedule pipeline_schedule(const mpmd::PipelineSpec& spec, const std::vector<nn::Chunk>& cs) {
   const mpmd::ChunkGraph g = spec.chunk_graph();
   const int m = int(spec.microbatches);
   if (spec.schedule != mpmd::ScheduleKind::kAuto) return mpmd::schedule_on(spec.schedule, g, m);
-  mpmd::CostModel costs = mpmd::CostModel::uniform(g);
-  for (size_t c = 0; c < cs.size(); ++c) {
-    const double f = double(cs[c].last - cs[c].first + 1 + cs[c].embed + cs[c].head);
-    costs.chunks[c] = {.f = f, .b = f, .w = f};
-  }
-  return mpmd::synthesise(g, m, costs).schedule;
+  return mpmd::synthesise(g, m, modelled_costs(g, cs)).schedule;
 }
 
 }  // namespace

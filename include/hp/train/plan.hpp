@@ -10,6 +10,7 @@
 #include "hp/io/model_config.hpp"
 #include "hp/memory/options.hpp"
 #include "hp/memory/planner.hpp"
+#include "hp/mpmd/cost.hpp"
 #include "hp/mpmd/pipeline.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/program.hpp"
@@ -60,6 +61,11 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Str
 // stage spans several devices (not supported yet) or the micro-batches outnumber the rows.
 std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec,
                                         int64_t batch, int64_t seq);
+
+// Costs for the schedule simulator and `auto` without measurements: a chunk's forward costs its
+// blocks (the embeddings and the head one block each); its backward three times that, since the
+// runtime's backward recomputes the forward; the weight gradient nothing (it is in the backward).
+mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks);
 
 // A rule's layout written for a parameter's stored (HF) shape, on its logical shape: a stored dim
 // that the logical shape splits in several ([3D] -> [3, D]) puts its axes on the innermost part.
