@@ -76,6 +76,15 @@ void remove_all_quiet(const fs::path& p) {
   fs::remove_all(p, ec);
 }
 
+// What a killed save leaves in a checkpoint directory: a staging dir `.tmp-...`, or a file that
+// write_atomic had not yet renamed (`latest.tmp.<pid>`).
+bool is_leftover(const std::string& name) {
+  if (name.rfind(".tmp-", 0) == 0) return true;
+  const size_t dot = name.rfind(".tmp.");
+  return dot != std::string::npos && dot > 0 && dot + 5 < name.size() &&
+         name.find_first_not_of("0123456789", dot + 5) == std::string::npos;
+}
+
 // The filled temporary dir `tmp` becomes DIR/step-<step>, durably; then `latest` moves and
 // checkpoints beyond keep_last go. `tmp` is left for the caller to remove on failure.
 void publish(const fs::path& dir, const fs::path& tmp, int64_t step, const CheckpointOptions& opt) {
@@ -133,10 +142,9 @@ fs::path save_checkpoint(const fs::path& dir, const Checkpoint& ckpt,
   const fs::path tmp = dir / (".tmp-" + name + "-" + pid);
   const fs::path final_dir = dir / name;
 
-  // Leftovers of crashed saves are garbage: nothing ever reads a .tmp-* directory.
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) remove_all_quiet(e.path());
-  }
+  // Leftovers of crashed saves are garbage: nothing ever reads them.
+  for (const auto& e : fs::directory_iterator(dir))
+    if (is_leftover(e.path().filename().string())) remove_all_quiet(e.path());
 
   try {
     fs::create_directory(tmp);
@@ -266,7 +274,7 @@ void clean_stale(const fs::path& dir, int64_t step) {
   const fs::path keep = staging_dir(dir, step).filename();
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(".tmp-", 0) == 0 && e.path().filename() != keep) remove_all_quiet(e.path());
+    if (is_leftover(name) && e.path().filename() != keep) remove_all_quiet(e.path());
     if (parse_step_name(name) && e.is_directory(ec) && !complete(e.path()))
       remove_all_quiet(e.path());
   }

@@ -22,3 +22,9 @@ target_compile_definitions(check_cases PRIVATE HP_BIN="$<TARGET_FILE:hp>"
                                                HP_SHARED_DIR="${HP_SHARED}")
 add_dependencies(check_cases hp)
 gtest_discover_tests(check_cases PROPERTIES LABELS e2e DISCOVERY_TIMEOUT 60)
+
+# Crash injection: 50 runs killed with SIGKILL at random moments while saving, each resumed to
+# a bitwise-equal end (label slow: several minutes).
+add_test(NAME e2e_crash_save COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/crash_save.sh
+                                     $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_crash_save PROPERTIES LABELS slow TIMEOUT 1800 RUN_SERIAL TRUE)

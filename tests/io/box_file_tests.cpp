@@ -196,11 +196,20 @@ TEST_F(BoxFiles, CommitAndResumeDir) {
   EXPECT_NE(msg.find("previous complete checkpoint is " + (dir_ / "step-1").string()),
             std::string::npos)
       << msg;
-  // The next save removes the incomplete step-2 and a stale staging dir.
+  // The next save removes the incomplete step-2, a stale staging dir and a `latest` a kill left
+  // unrenamed; this step's staging dir, `latest` and files that merely look alike stay.
   fs::create_directories(dir_ / ".tmp-step-9");
+  fs::create_directories(dir_ / ".tmp-step-3");
+  for (const char* f : {"latest.tmp.4242", "notes.tmp.txt", "latest.tmp."})
+    std::ofstream(dir_ / f) << "x";
   clean_stale(dir_, 3);
   EXPECT_FALSE(fs::exists(dir_ / "step-2"));
   EXPECT_FALSE(fs::exists(dir_ / ".tmp-step-9"));
+  EXPECT_FALSE(fs::exists(dir_ / "latest.tmp.4242"));
+  EXPECT_TRUE(fs::exists(dir_ / ".tmp-step-3"));
+  EXPECT_TRUE(fs::exists(dir_ / "notes.tmp.txt"));
+  EXPECT_TRUE(fs::exists(dir_ / "latest.tmp."));
+  EXPECT_TRUE(fs::exists(dir_ / "latest"));
   EXPECT_TRUE(fs::exists(dir_ / "step-1"));
 }
 

@@ -74,12 +74,12 @@ bool is_sharded(const std::filesystem::path& step_dir);
 ShardIndex load_index(const std::filesystem::path& step_dir);
 
 // Saving a sharded checkpoint. Every writer puts its files into staging_dir(DIR, N) (creating it);
-// one process first calls clean_stale (stale .tmp-* dirs of crashed saves and incomplete step-*
-// dirs go, this step's staging dir stays); when every file is durable, that process calls
-// commit_staged, which writes index.json atomically, removes files of the staging dir the index
-// does not name, renames it to DIR/step-<N> (swapping out an older copy), fsyncs, moves `latest`
-// and deletes checkpoints beyond keep_last. A crash before the rename leaves the previous
-// checkpoint and `latest` as they were.
+// one process first calls clean_stale (what crashed saves left: .tmp-* dirs, latest.tmp.<pid>
+// files and incomplete step-* dirs go, this step's staging dir stays); when every file is
+// durable, that process calls commit_staged, which writes index.json atomically, removes files of
+// the staging dir the index does not name, renames it to DIR/step-<N> (swapping out an older
+// copy), fsyncs, moves `latest` and deletes checkpoints beyond keep_last. A crash before the rename
+// leaves the previous checkpoint and `latest` as they were.
 std::filesystem::path staging_dir(const std::filesystem::path& dir, int64_t step);
 void clean_stale(const std::filesystem::path& dir, int64_t step);
 std::filesystem::path commit_staged(const std::filesystem::path& dir, const ShardIndex& index,
