@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 # ocl-icd-opencl-dev: Debian's libdnnl-dev only recommends it, but oneDNN's CMake config
 # (dnnl-config.cmake) requires OpenCL, so a --no-install-recommends install must name it.
 # clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, which clang's packages only
-# recommend): the parser fuzz targets of the slow test fuzz_parsers (scripts/fuzz.sh).
+# recommend): the parser fuzz targets of the slow test fuzz_parsers (scripts/fuzz.sh). libicu-dev:
+# Unicode character classes for the BPE pre-tokenizer (src/data/bpe.cpp); python3-regex: the test
+# that compares it with the regex it reimplements.
 pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev ocl-icd-opencl-dev googletest libgtest-dev
       libbenchmark-dev nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin
-      bible-kjv-text clang libclang-rt-14-dev libxxhash-dev)
+      bible-kjv-text clang libclang-rt-14-dev libxxhash-dev libicu-dev python3-regex)
 # The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
 # reference BLAS, about 50x slower, which would flatter us).
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-pthread); fi
