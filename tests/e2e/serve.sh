@@ -4,10 +4,12 @@
 # blocks back, the next request served), a request timeout (504), and SIGTERM and SIGINT
 # stopping the server (503 to a stream in flight, exit 0).
 source "$(dirname "$0")/lib.sh"
-# gpt2-kjv's shape with 1024 positions: small and fast, with room for long requests.
+# llama-kjv's shape with 1024 positions: small and fast, with room for long requests (and its
+# random weights, unlike GPT-2's, do not decode greedily to one repeated byte).
 cat > "$WORK/long.json" <<'JSON'
-{"model_type": "gpt2", "n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 1024,
- "vocab_size": 256, "layer_norm_epsilon": 1e-5}
+{"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256, "intermediate_size": 688,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024,
+ "vocab_size": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": false}
 JSON
 
 # start_server OUT ARGS...: starts hp serve --port 0 in the background (pid in $pid) and reads
