@@ -7,6 +7,8 @@
 // requests in flight with 503, stop the server and exit 0.
 // Not a multi-model or multi-tenant server: one model, no authentication, no TLS.
 #include <httplib.h>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -19,7 +21,9 @@
 #include <optional>
 #include <random>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
@@ -131,7 +135,7 @@ class Scheduler {
   }
 
   void loop() {
-    std::vector<std::pair<Clock::time_point, int64_t>> rate;  // (time, generated) samples
+    std::deque<std::pair<Clock::time_point, int64_t>> rate;  // (time, generated), oldest first
     for (;;) {
       std::deque<Job> jobs;
       bool stopping;
@@ -173,7 +177,7 @@ class Scheduler {
       // Tokens per second over the last 10 s (over the samples' span while shorter).
       const auto now = Clock::now();
       rate.emplace_back(now, s.generated);
-      std::erase_if(rate, [&](const auto& p) { return now - p.first > std::chrono::seconds(10); });
+      while (now - rate.front().first > std::chrono::seconds(10)) rate.pop_front();
       const double span = std::chrono::duration<double>(now - rate.front().first).count();
       gauges_.tokens_per_s = span > 0 ? double(s.generated - rate.front().second) / span : 0;
       forget_done();  // after the gauges: in_flight 0 means they count every request
