@@ -175,11 +175,17 @@ std::vector<Result> Engine::generate(const std::vector<Request>& requests) {
   for (size_t i = 0; i < requests.size(); ++i)
     check_request(requests[i], "request " + std::to_string(i), cfg_.max_seq);
   std::vector<Result> out(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i)
-    submit(requests[i], i, [&out, i](std::span<const int64_t>, const Result* done) {
-      if (done) out[i] = *done;
-    });
-  while (step()) {
+  std::vector<SeqId> ids;
+  try {
+    for (size_t i = 0; i < requests.size(); ++i)
+      ids.push_back(submit(requests[i], i, [&out, i](std::span<const int64_t>, const Result* done) {
+        if (done) out[i] = *done;
+      }));
+    while (step()) {
+    }
+  } catch (...) {  // no sink may outlive `out`
+    for (SeqId id : ids) cancel(id);
+    throw;
   }
   return out;
 }
