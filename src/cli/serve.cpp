@@ -536,6 +536,11 @@ int cmd_serve(const std::vector<std::string>& argv) {
     http.listen_after_bind();
     listen_ended = true;
   });
+  // httplib's stop() only stops a server already running: a signal that came first waits for
+  // it (5 s at most).
+  const auto started_by = Clock::now() + std::chrono::seconds(5);
+  while (!http.is_running() && !listen_ended && Clock::now() < started_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   while (!StopSignals::received() && !listen_ended)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const int sig = StopSignals::received();
