@@ -110,7 +110,10 @@ void refuse_unsupported(const io::Json& body) {
 }
 
 std::vector<int64_t> completion_prompt(const io::Json& body, const Limits& lim) {
-  const io::Json& p = field(body, "prompt");
+  const io::Json* given = &field(body, "prompt");
+  if (given->is_array() && given->size() == 1 && (*given)[0].is_string())
+    given = &(*given)[0];  // ["text"]: one prompt, as OpenAI's clients may send it
+  const io::Json& p = *given;
   if (p.is_null()) throw ApiError(400, "'prompt' is required", "prompt", "missing_field");
   std::vector<int64_t> ids;
   if (p.is_string()) {
@@ -120,7 +123,8 @@ std::vector<int64_t> completion_prompt(const io::Json& body, const Limits& lim) 
   }
   if (!p.is_array()) wrong_type("prompt", "a string or an array of token ids", p);
   if (p.empty()) bad("prompt", "'prompt' is an empty array");
-  if (p[0].is_string()) bad("prompt", "one prompt per request: 'prompt' holds several strings");
+  if (p[0].is_string() || p[0].is_array())
+    bad("prompt", "one prompt per request: 'prompt' holds several");
   for (const io::Json& t : p) {
     if (!t.is_number_integer()) wrong_type("prompt", "a string or an array of token ids", p);
     const int64_t id = t.get<int64_t>();

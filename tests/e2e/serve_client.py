@@ -128,6 +128,12 @@ status, ids_body = request("POST", "/v1/completions",
 check(status == 200 and ids_body["choices"][0]["text"] == gen["text"],
       f"token-id prompt: {status} {ids_body}")
 
+status, one_body = request("POST", "/v1/completions", dict(greedy, prompt=[PROMPT]))
+check(status == 200 and one_body["choices"][0]["text"] == gen["text"],
+      f"a one-string array prompt: {status} {one_body}")
+expect_error(*request("POST", "/v1/completions", dict(greedy, prompt=["a", "b"])), 400, "prompt",
+             "two prompts")
+
 # Streamed: the chunks add up to the same text, the last says why it ended, usage if asked.
 events, done = stream("/v1/completions", dict(greedy, stream_options={"include_usage": True}))
 check(done, "stream did not end with [DONE]")
