@@ -12,12 +12,20 @@ cat > "$WORK/long.json" <<'JSON'
  "vocab_size": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": false}
 JSON
 
-# start_server OUT ARGS...: starts hp serve --port 0 in the background (pid in $pid) and reads
-# the bound port from its first line (in $port), within 60 s.
+# Eight layers of 512: a 1000-token request takes seconds on any machine (about 100 MB of
+# weights read per token), so that it is sure to outlast a 1 s timeout.
+cat > "$WORK/slow.json" <<'JSON'
+{"model_type": "llama", "num_hidden_layers": 8, "hidden_size": 512, "intermediate_size": 1376,
+ "num_attention_heads": 8, "num_key_value_heads": 2, "max_position_embeddings": 1024,
+ "vocab_size": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": false}
+JSON
+
+# start_server OUT CONFIG ARGS...: starts hp serve --port 0 in the background (pid in $pid) and
+# reads the bound port from its first line (in $port), within 60 s.
 start_server() {
-  local out=$1 i
-  shift
-  "$HP" serve --model "$WORK/long.json" --port 0 --threads 1 "$@" > "$out" 2> "$out.err" &
+  local out=$1 model=$2 i
+  shift 2
+  "$HP" serve --model "$model" --port 0 --threads 1 "$@" > "$out" 2> "$out.err" &
   pid=$!
   for ((i = 0; i < 600; i++)); do
     port=$(grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' "$out" | grep -oE '[0-9]+$' || true)
@@ -40,16 +48,15 @@ stop_server() {
   ((rc == 0)) || fail "SIG${1:-TERM}: hp serve exited $rc: $(cat "$WORK"/*.err)"
 }
 
-start_server "$WORK/main.out" --max-batch 2 --max-queue 2
+start_server "$WORK/main.out" "$WORK/long.json" --max-batch 2 --max-queue 2
 timeout 300 python3 "$ROOT/tests/e2e/serve_client.py" "$HP" "$WORK/long.json" "$port" ||
   { kill -9 "$pid" 2>/dev/null; fail "the client checks failed (server log: $(cat "$WORK/main.out.err"))"; }
 stop_server TERM
 
-# A request past --request-timeout: 504, and the server goes on. A stream in flight when SIGINT
-# comes ends with a 503 error event and [DONE].
-start_server "$WORK/second.out" --request-timeout 0.3
+# A request past --request-timeout: 504, and the server goes on; then SIGINT stops it.
+start_server "$WORK/second.out" "$WORK/slow.json" --request-timeout 1
 python3 - "$port" <<'PY' || { kill -9 "$pid" 2>/dev/null; fail "timeout / shutdown checks failed"; }
-import http.client, json, subprocess, sys, os, signal, time
+import http.client, json, sys
 port = int(sys.argv[1])
 def post(body):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -58,7 +65,7 @@ def post(body):
 c, r = post({"prompt": "And", "max_tokens": 1000, "temperature": 0})
 body = json.loads(r.read())
 assert r.status == 504 and body["error"]["code"] == "timeout", (r.status, body)
-c, r = post({"prompt": "And", "max_tokens": 4, "temperature": 0})
+c, r = post({"prompt": "And", "max_tokens": 2, "temperature": 0})
 assert r.status == 200, (r.status, r.read())
 r.read()
 print("serve: timeout ok")
@@ -67,7 +74,7 @@ stop_server INT
 grep -q "stopped by Interrupt" "$WORK/second.out.err" || fail "no stop line: $(cat "$WORK/second.out.err")"
 
 # SIGTERM while a stream is in flight.
-start_server "$WORK/third.out" --request-timeout 60
+start_server "$WORK/third.out" "$WORK/long.json" --request-timeout 60
 python3 - "$port" "$pid" <<'PY' || { kill -9 "$pid" 2>/dev/null; fail "shutdown with a stream in flight failed"; }
 import http.client, json, os, signal, sys
 port, pid = int(sys.argv[1]), int(sys.argv[2])
