@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 # clang and libclang-rt-14-dev (libFuzzer and the sanitizer runtimes, which clang's packages only
 # recommend): the parser fuzz targets of the slow test fuzz_parsers (scripts/fuzz.sh). libicu-dev:
 # Unicode character classes for the BPE pre-tokenizer (src/data/bpe.cpp); python3-regex: the test
-# that compares it with the regex it reimplements.
+# that compares it with the regex it reimplements. libcpp-httplib-dev: hp serve's HTTP server;
+# python3: the e2e tests' clients (stdlib only).
 pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev ocl-icd-opencl-dev googletest libgtest-dev
       libbenchmark-dev nlohmann-json3-dev libyaml-cpp-dev libopenmpi-dev openmpi-bin
-      bible-kjv-text clang libclang-rt-14-dev libxxhash-dev libicu-dev python3-regex)
+      bible-kjv-text clang libclang-rt-14-dev libxxhash-dev libicu-dev python3-regex
+      libcpp-httplib-dev python3)
 # The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
 # reference BLAS, about 50x slower, which would flatter us).
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-pthread); fi

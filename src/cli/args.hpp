@@ -94,6 +94,7 @@ void apply_yaml(Args& a, const io::YamlNode& y, std::optional<io::YamlNode>& off
 int cmd_train(const std::vector<std::string>& argv);
 int cmd_check(const std::vector<std::string>& argv);
 int cmd_generate(const std::vector<std::string>& argv);
+int cmd_serve(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_plan(const std::vector<std::string>& argv);
 // hp plan with --cluster: the strategy planner (plan_search.cpp).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -152,6 +153,29 @@ std::string human_seconds(double s) {
   else
     std::snprintf(buf, sizeof buf, "%lds", t);
   return buf;
+}
+
+StopSignals::StopSignals() {
+  stop_ = 0;
+  sigemptyset(&set_);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
+  pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  watcher_ = std::thread([this] {
+    const timespec tick{0, 50'000'000};  // 50 ms: the watcher notices its end in time
+    while (!done_) {
+      const int sig = sigtimedwait(&set_, nullptr, &tick);
+      if (sig > 0) stop_ = sig;
+    }
+  });
+}
+
+StopSignals::~StopSignals() {
+  done_ = true;
+  watcher_.join();
+  const timespec none{0, 0};
+  while (sigtimedwait(&set_, nullptr, &none) > 0) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
 }
 
 }  // namespace hp::cli

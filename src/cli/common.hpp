@@ -1,10 +1,13 @@
 // Pieces shared by the hp subcommands: built-in model configs, the embedded default training
-// job, the sgemm peak probe, and small formatting helpers.
+// job, the sgemm peak probe, the stop signals, and small formatting helpers.
 // Not library API: the library proper reads no configuration.
 #pragma once
+#include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -59,6 +62,31 @@ uint64_t machine_memory_bytes();
 // Fails fast, before anything is allocated, when `need` bytes (what, e.g. "parameters,
 // gradients and AdamW state") cannot fit in machine_memory_bytes(); names both byte counts.
 void check_fits_in_memory(uint64_t need, const std::string& what);
+
+// While alive, SIGINT (Ctrl-C), SIGTERM (what mpirun forwards to its ranks, and what schedulers
+// send) and SIGHUP ask the command to stop: received() says which came last (0: none), and the
+// command decides what stopping means (hp train: after the step in flight, then save; hp serve:
+// refuse new requests, end those in flight, exit 0). A second signal only asks again.
+// The signals are blocked in every thread (threads made later, OpenMP's, oneDNN's and the HTTP
+// server's included, inherit the mask) and taken by a watcher thread with sigtimedwait: a handler
+// may not run on a compute thread, because Debian's oneDNN JIT GEMM kernels point rsp into the
+// heap while they run and a signal frame written there corrupts it (oneDNN issue #4845).
+// Construct it before any other thread exists; one at a time. Signals still pending at the end
+// are consumed, not delivered.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static int received() { return stop_; }
+
+ private:
+  static inline std::atomic<int> stop_{0};
+  sigset_t set_{}, old_{};
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
+};
 
 std::string human_bytes(double b);    // "12.3 MiB"
 std::string human_seconds(double s);  // "1h02m", "3m05s", "12s"

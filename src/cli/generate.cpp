@@ -36,14 +36,6 @@ infer::Request request_of(const SampleOptions& o) {
   return r;
 }
 
-// The text of generated ids: the byte of each id below 256 (the byte vocabulary).
-std::string text_of(const std::vector<int64_t>& tokens) {
-  std::string s;
-  for (int64_t t : tokens)
-    if (t >= 0 && t < 256) s.push_back(char(t));
-  return s;
-}
-
 // The earlier generate loop, without a KV cache: the padded window of max_seq positions (the
 // last max_seq tokens) recomputed for every token; draws as the engine's.
 infer::Result recompute_generate(const io::ModelConfig& cfg, const io::TensorMap& params,
@@ -84,7 +76,7 @@ infer::Result recompute_generate(const io::ModelConfig& cfg, const io::TensorMap
 
 // What hp generate reads from its options, once.
 struct GenerateJob {
-  std::string ckpt, model, init;
+  ModelSource source;
   std::vector<std::string> prompts;  // texts, or empty with prompt_tokens
   int64_t prompt_tokens = 0;         // random ids per sequence (--prompt-tokens)
   int64_t batch = 1;
@@ -112,11 +104,7 @@ std::vector<std::string> read_prompts(const Args& a, int64_t batch) {
 
 GenerateJob read_job(const Args& a) {
   GenerateJob j;
-  HP_CHECK(a.has("ckpt") != a.has("model"), "give one of --ckpt DIR and --model CONFIG|NAME");
-  HP_CHECK(!a.has("init") || a.has("model"), "option --init needs --model");
-  j.ckpt = a.has("ckpt") ? a.str("ckpt") : "";
-  j.model = a.has("model") ? a.str("model") : "";
-  j.init = a.has("init") ? a.str("init") : "";
+  j.source = model_source(a);
   j.batch = a.i64("batch");
   j.prompts = read_prompts(a, j.batch);
   j.prompt_tokens = a.has("prompt-tokens") ? a.i64("prompt-tokens") : 0;
@@ -160,16 +148,6 @@ std::pair<io::ModelConfig, io::TensorMap> load_checkpoint_model(const std::files
                            std::to_string(cfg.parameter_count()) + " parameters): its weights");
   auto params = nn::adopt_params(cfg, ck->model, step_dir->string());
   return {cfg, std::move(params)};
-}
-
-std::pair<io::ModelConfig, io::TensorMap> load_model(const GenerateJob& j) {
-  if (!j.ckpt.empty()) return load_checkpoint_model(j.ckpt);
-  io::ModelConfig cfg = resolve_model(j.model);
-  check_fits_in_memory(uint64_t(checked_mul(cfg.parameter_count(), 4)),
-                       "the model " + j.model + " (" + std::to_string(cfg.parameter_count()) +
-                           " parameters): its weights");
-  if (j.init.empty()) return {cfg, nn::init_params(cfg, 1)};
-  return {cfg, nn::adopt_params(cfg, io::read_safetensors(j.init), j.init)};
 }
 
 // One request per prompt (or per sequence of random ids); the prompts' texts where there are.
@@ -219,6 +197,33 @@ void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs
 
 }  // namespace
 
+std::string text_of(const std::vector<int64_t>& tokens) {
+  std::string s;
+  for (int64_t t : tokens)
+    if (t >= 0 && t < 256) s.push_back(char(t));
+  return s;
+}
+
+ModelSource model_source(const Args& a) {
+  HP_CHECK(a.has("ckpt") != a.has("model"), "give one of --ckpt DIR and --model CONFIG|NAME");
+  HP_CHECK(!a.has("init") || a.has("model"), "option --init needs --model");
+  ModelSource m;
+  m.ckpt = a.has("ckpt") ? a.str("ckpt") : "";
+  m.model = a.has("model") ? a.str("model") : "";
+  m.init = a.has("init") ? a.str("init") : "";
+  return m;
+}
+
+std::pair<io::ModelConfig, io::TensorMap> load_model(const ModelSource& m) {
+  if (!m.ckpt.empty()) return load_checkpoint_model(m.ckpt);
+  io::ModelConfig cfg = resolve_model(m.model);
+  check_fits_in_memory(uint64_t(checked_mul(cfg.parameter_count(), 4)),
+                       "the model " + m.model + " (" + std::to_string(cfg.parameter_count()) +
+                           " parameters): its weights");
+  if (m.init.empty()) return {cfg, nn::init_params(cfg, 1)};
+  return {cfg, nn::adopt_params(cfg, io::read_safetensors(m.init), m.init)};
+}
+
 std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
                         const std::string& prompt, const SampleOptions& o) {
   infer::EngineOptions eo;
@@ -236,7 +241,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
   Args a(argv, generate_command());
   if (printed_help(a)) return 0;
   const GenerateJob job = read_job(a);
-  auto [cfg, params] = load_model(job);
+  auto [cfg, params] = load_model(job.source);
   const std::vector<infer::Request> reqs = requests_of(job, cfg);
   std::vector<infer::Result> res;
   if (job.recompute) {

@@ -1,7 +1,12 @@
-// Text sampling shared by `hp generate` and the end of `hp train`.
+// Text sampling shared by `hp generate`, `hp serve` and the end of `hp train`, and the model
+// source of generate and serve (--ckpt DIR | --model CONFIG|NAME [--init W.safetensors]).
 // Not a tokenizer-agnostic API: byte-level vocabulary only.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "cli/args.hpp"
 
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
@@ -15,6 +20,19 @@ struct SampleOptions {
   uint64_t seed = 1;
   int threads = 1;
 };
+
+// Where the model comes from: a checkpoint directory, or a config (built-in name or
+// config.json) with random weights (seed 1) or the --init safetensors.
+struct ModelSource {
+  std::string ckpt, model, init;
+};
+// From --ckpt, --model and --init; throws unless exactly one of --ckpt and --model is given.
+ModelSource model_source(const Args& a);
+// The model's config and weights (a checkpoint's latest step, or the step-<N> directory given).
+std::pair<io::ModelConfig, io::TensorMap> load_model(const ModelSource& m);
+
+// The text of generated ids: the byte of each id below 256 (the byte vocabulary).
+std::string text_of(const std::vector<int64_t>& tokens);
 
 // Continues `prompt` by `o.tokens` bytes; returns only the continuation.
 std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,

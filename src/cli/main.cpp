@@ -1,4 +1,4 @@
-// The `hp` tool: one binary, subcommands train, check, generate, bench, plan, ckpt.
+// The `hp` tool: one binary, subcommands train, check, generate, serve, bench, plan, ckpt.
 // Not a library entry point: options are parsed here into typed structs, once.
 #include <cstdio>
 #include <string>
@@ -13,6 +13,7 @@ const char* kUsage =
     "  train     train a GPT-2 or Llama model (hp train --help)\n"
     "  check     replay a reference case and compare against expected values\n"
     "  generate  sample text from a checkpoint\n"
+    "  serve     an OpenAI-compatible HTTP server for a model\n"
     "  ckpt      inspect, verify, export or import a sharded checkpoint\n"
     "  plan      show layouts, collectives and per-device memory of a strategy\n"
     "  bench     micro-benchmarks: comm, spmd, offload\n";
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     if (cmd == "train") return hp::cli::cmd_train(args);
     if (cmd == "check") return hp::cli::cmd_check(args);
     if (cmd == "generate") return hp::cli::cmd_generate(args);
+    if (cmd == "serve") return hp::cli::cmd_serve(args);
     if (cmd == "bench") return hp::cli::cmd_bench(args);
     if (cmd == "plan") return hp::cli::cmd_plan(args);
     if (cmd == "ckpt") return hp::cli::cmd_ckpt(args);

@@ -60,6 +60,34 @@ inline OptionGroup offload_group() {
             .help = "directory of the disk tier"}}};
 }
 
+// --ckpt, --model and --init: where hp generate and hp serve take the model from
+// (model_source in generate.hpp).
+inline OptionGroup model_group() {
+  return {"Model",
+          {{.name = "ckpt",
+            .meta = "DIR",
+            .computed = "none",
+            .help = "a checkpoint directory (its latest) or one step-<N> inside it"},
+           {.name = "model",
+            .meta = "CONFIG|NAME",
+            .computed = "none",
+            .help = "a built-in model or a HF config.json, instead of --ckpt"},
+           {.name = "init",
+            .meta = "FILE",
+            .computed = "random weights (seed 1)",
+            .help = "safetensors weights for --model"}}};
+}
+
+// An integer option with a default and a lower bound.
+inline Option count_option(const char* name, int64_t dflt, int64_t min, const char* help) {
+  return Option{.name = name,
+                .kind = Kind::kInt,
+                .meta = "N",
+                .dflt = std::to_string(dflt),
+                .min = double(min),
+                .help = help};
+}
+
 inline const Command& train_command() {
   static const Command c{
       "hp train [options]",
@@ -340,32 +368,13 @@ inline const Command& generate_command() {
                   .max = max,
                   .help = help};
   };
-  auto count = [](const char* name, int64_t dflt, int64_t min, const char* help) {
-    return Option{.name = name,
-                  .kind = Kind::kInt,
-                  .meta = "N",
-                  .dflt = std::to_string(dflt),
-                  .min = double(min),
-                  .help = help};
-  };
+  constexpr auto count = count_option;
   static const Command c{
       "hp generate (--ckpt DIR | --model CONFIG|NAME [--init W.safetensors])\n"
       "            (--prompt TEXT | --prompt-file F | --prompt-tokens N) [options]",
       "Generates tokens with a KV cache (docs/inference.md): prefill of each prompt in chunks, "
       "then\none decoded token per step for every running sequence (continuous batching).",
-      {{"Model",
-        {{.name = "ckpt",
-          .meta = "DIR",
-          .computed = "none",
-          .help = "a checkpoint directory (its latest) or one step-<N> inside it"},
-         {.name = "model",
-          .meta = "CONFIG|NAME",
-          .computed = "none",
-          .help = "a built-in model or a HF config.json, instead of --ckpt"},
-         {.name = "init",
-          .meta = "FILE",
-          .computed = "random weights (seed 1)",
-          .help = "safetensors weights for --model"}}},
+      {model_group(),
        {"Prompts",
         {{.name = "prompt", .meta = "TEXT", .dflt = "And God said"},
          {.name = "prompt-file",
@@ -415,6 +424,41 @@ inline const Command& generate_command() {
          {.name = "json",
           .kind = Kind::kFlag,
           .help = "one JSON record per sequence instead of the text"}}}}};
+  return c;
+}
+
+inline const Command& serve_command() {
+  static const infer::EngineOptions e;
+  constexpr auto count = count_option;
+  static const Command c{
+      "hp serve (--ckpt DIR | --model CONFIG|NAME [--init W.safetensors]) [options]",
+      "An OpenAI-compatible HTTP server on the KV-cache engine (docs/inference.md): "
+      "/v1/completions and\n/v1/chat/completions (stream: true as server-sent events), "
+      "/v1/models, /health, /metrics.\nSIGINT or SIGTERM end the requests in flight (503) and "
+      "stop it with exit code 0.",
+      {model_group(),
+       {"Server",
+        {{.name = "host", .meta = "ADDR", .dflt = "127.0.0.1", .help = "the address to listen on"},
+         {.name = "port",
+          .kind = Kind::kInt,
+          .meta = "P",
+          .dflt = "8000",
+          .min = 0,
+          .max = 65535,
+          .help = "0: a free port; the address is printed on stdout"},
+         count("max-queue", 16, 0, "requests waiting beyond the running ones; more get 429"),
+         {.name = "request-timeout",
+          .kind = Kind::kFloat,
+          .meta = "S",
+          .dflt = "300",
+          .min = 0.001,
+          .help = "seconds a request may take, queue included; then 504 and cancelled"}}},
+       {"Engine",
+        {count("max-batch", 4, 1, "requests running at once, each with its whole context"),
+         count("max-batch-tokens", 0, 0, "tokens per engine step; 0: prefill-chunk + max-batch"),
+         count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
+         count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
+         count("threads", 1, 1, "compute threads of the engine")}}}};
   return c;
 }
 

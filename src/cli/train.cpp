@@ -4,12 +4,10 @@
 // One loop for every world: rank 0 reads the data and broadcasts every batch (and the Ctrl-C
 // decision), prints the progress line and JSON records; every rank writes its own pieces of a
 // sharded checkpoint (cli/ckpt_save.hpp), which any world and strategy can resume from.
-#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -32,49 +30,6 @@
 namespace hp::cli {
 
 namespace {
-
-// The signal that asked training to stop (SIGINT, SIGTERM or SIGHUP), 0 while none has.
-std::atomic<int> g_stop{0};
-
-// While alive, Ctrl-C, SIGTERM (what mpirun forwards to its ranks, and what schedulers send) and
-// SIGHUP ask the loop to stop after the step in flight and save; a second signal only asks
-// again, so it never kills the final save.
-// The signals are blocked in every thread (threads made later, OpenMP's and oneDNN's included,
-// inherit the mask) and taken by a watcher thread with sigtimedwait: a handler may not run on a
-// compute thread, because Debian's oneDNN JIT GEMM kernels point rsp into the heap while they run
-// and a signal frame written there corrupts it (oneDNN issue #4845). Construct it before any
-// other thread exists. Signals still pending at the end are consumed, not delivered.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop = 0;
-    sigemptyset(&set_);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    watcher_ = std::thread([this] {
-      const timespec tick{0, 50'000'000};  // 50 ms: the watcher notices its end in time
-      while (!done_) {
-        const int sig = sigtimedwait(&set_, nullptr, &tick);
-        if (sig > 0) g_stop = sig;
-      }
-    });
-  }
-  ~StopSignals() {
-    done_ = true;
-    watcher_.join();
-    const timespec none{0, 0};
-    while (sigtimedwait(&set_, nullptr, &none) > 0) {
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  sigset_t set_{}, old_{};
-  std::atomic<bool> done_{false};
-  std::thread watcher_;
-};
 
 std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const std::string& fmt,
                                                const io::ModelConfig& cfg, data::LoaderOptions lo,
@@ -274,7 +229,7 @@ Tensor broadcast_i64(comm::Communicator& c, const Tensor& t, const Shape& shape,
 // The stop signal any rank received (threads share one; under mpirun each process has its own),
 // the same on every rank; 0 when none.
 int stop_signal(comm::Communicator& c, std::chrono::milliseconds timeout) {
-  int64_t sig = g_stop;
+  int64_t sig = StopSignals::received();
   if (c.size() > 1) c.all_reduce(&sig, &sig, 1, DType::kI64, comm::ReduceOp::kMax).wait(timeout);
   return int(sig);
 }

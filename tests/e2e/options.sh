@@ -48,6 +48,9 @@ expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
   top-k=40 top-p=1 min-p=0 repetition-penalty=1 presence-penalty=0 frequency-penalty=0 \
   stop=none eos=-1 seed=1 block-tokens=16 prefill-chunk=64 token-budget=0 threads=1 recompute \
   json
+expect_help serve ckpt=none model=none "init=random weights (seed 1)" host=127.0.0.1 port=8000 \
+  max-queue=16 request-timeout=300 max-batch=4 max-batch-tokens=0 block-tokens=16 \
+  prefill-chunk=64 threads=1
 expect_help ckpt to=none
 expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \
   devices=threads:2
@@ -82,6 +85,9 @@ expect_fail "option --layers must be a decimal integer within int64, got 'x'" \
 expect_fail "option --threads must be at least 1, got '0'" \
   "$HP" plan --model gpt2-tiny --devices threads:2 --strategy dp2 --threads 0
 expect_fail "give one of --ckpt DIR and --model CONFIG|NAME" "$HP" generate
+expect_fail "give one of --ckpt DIR and --model CONFIG|NAME" "$HP" serve
+expect_fail "option --port must be in [0, 65535], got '70000'" "$HP" serve --model gpt2-tiny \
+  --port 70000
 expect_fail "option --ckpt-mode must be one of async, sync, got 'later'" \
   "$HP" train "${tiny[@]}" --ckpt-mode later
 expect_fail "usage: hp ckpt" "$HP" ckpt verify "$WORK"

@@ -1,11 +1,13 @@
 // The inference engine against the training graph: logits of prefill + decode through the paged
 // KV cache equal a full recompute of the whole sequence at every step (GPT-2, Llama with GQA),
 // across block and prefill-chunk boundaries; sampling filters on hand-made logits; batched
-// generation equals generating each request alone.
+// generation equals generating each request alone; requests submitted while others run, their
+// tokens streamed through sinks, and cancelled requests (blocks back, the others unharmed).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "hp/core/rng.hpp"
 #include "hp/infer/engine.hpp"
@@ -331,6 +333,133 @@ TEST(Generate, PastMaxSeqTheWindowShifts) {
   const auto r = e.generate({greedy_request(random_tokens(30, 50, 4), 30)})[0];
   EXPECT_EQ(r.tokens.size(), 30u);
   EXPECT_EQ(r.finish, "length");
+}
+
+// ---- submitting while running, sinks, cancelling ------------------------------------------
+
+// What a request's sink received: the tokens in order, and the result once done.
+struct Collected {
+  std::vector<int64_t> tokens;
+  std::optional<Result> done;
+  int calls_after_done = 0;
+  TokenSink sink() {
+    return [this](std::span<const int64_t> t, const Result* d) {
+      if (done) ++calls_after_done;
+      tokens.insert(tokens.end(), t.begin(), t.end());
+      if (d) done = *d;
+    };
+  }
+};
+
+TEST(Submit, RequestsJoiningARunningBatchGetTheirTokensAlone) {
+  const auto cfg = llama_config();
+  const io::TensorMap params = random_params(cfg, 5);
+  EngineOptions o;
+  o.block_tokens = 4;
+  o.prefill_chunk = 8;
+  o.max_batch = 2;
+  Engine alone(cfg, params, o, default_allocator()), e(cfg, params, o, default_allocator());
+  std::vector<Request> reqs;
+  for (int64_t n : {9, 3, 14}) reqs.push_back(greedy_request(random_tokens(n, 50, n), 10));
+  std::vector<Collected> got(reqs.size());
+  e.submit(reqs[0], 0, got[0].sink());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(e.step());
+  EXPECT_FALSE(got[0].tokens.empty()) << "no token streamed after 4 steps";
+  e.submit(reqs[1], 0, got[1].sink());
+  e.submit(reqs[2], 0, got[2].sink());  // waits: two places
+  EXPECT_EQ(e.stats().waiting, 2);
+  ASSERT_TRUE(e.step());
+  EXPECT_EQ(e.stats().running, 2);
+  EXPECT_EQ(e.stats().waiting, 1);
+  while (e.step()) {
+  }
+  EXPECT_FALSE(e.step()) << "an idle engine stepped";
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(got[i].done.has_value()) << "request " << i << " not done";
+    EXPECT_EQ(got[i].tokens, got[i].done->tokens) << "streamed tokens differ from the result";
+    EXPECT_EQ(got[i].done->tokens, alone.generate({reqs[i]})[0].tokens) << "request " << i;
+    EXPECT_EQ(got[i].calls_after_done, 0);
+  }
+  EXPECT_EQ(e.stats().generated, 30);
+  EXPECT_EQ(e.pool().free_blocks(), e.pool().blocks()) << "blocks leaked";
+}
+
+TEST(Submit, SinksNeverReceiveTokensAStopStringTakesBack) {
+  const auto cfg = gpt2_config();
+  const io::TensorMap params = random_params(cfg, 5);
+  Engine e(cfg, params, EngineOptions{}, default_allocator());
+  // Byte-valued prompts: the model's vocabulary (50) is all bytes.
+  Request r = greedy_request(random_tokens(5, 50, 9), 12);
+  const auto full = e.generate({r})[0].tokens;
+  ASSERT_EQ(full.size(), 12u);
+  Request stop = r;
+  stop.stop = {std::string{char(full[6]), char(full[7]), char(full[8])}};
+  Collected got;
+  std::vector<size_t> sizes;
+  e.submit(stop, 0, [&](std::span<const int64_t> t, const Result* d) {
+    got.sink()(t, d);
+    sizes.push_back(got.tokens.size());
+  });
+  while (e.step()) {
+  }
+  ASSERT_TRUE(got.done.has_value());
+  EXPECT_EQ(got.done->finish, "stop");
+  EXPECT_EQ(got.tokens, got.done->tokens);
+  // Before the end, nothing past what the result keeps was passed on.
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) EXPECT_LE(sizes[i], got.done->tokens.size());
+  EXPECT_GT(sizes.size(), 2u) << "tokens were not streamed one step at a time";
+}
+
+TEST(Submit, CancelGivesBackBlocksAndLeavesTheOthersUnharmed) {
+  const auto cfg = gpt2_config();
+  const io::TensorMap params = random_params(cfg, 5);
+  EngineOptions o;
+  o.block_tokens = 4;
+  o.max_batch = 2;
+  Engine e(cfg, params, o, default_allocator()), alone(cfg, params, o, default_allocator());
+  const Request a = greedy_request(random_tokens(7, 50, 1), 20);
+  const Request b = greedy_request(random_tokens(12, 50, 2), 20);
+  const Request c = greedy_request(random_tokens(5, 50, 3), 20);
+  Collected ga, gb, gc;
+  const SeqId ia = e.submit(a, 0, ga.sink());
+  e.submit(b, 0, gb.sink());
+  const SeqId ic = e.submit(c, 0, gc.sink());
+  for (int i = 0; i < 5; ++i) e.step();
+  ASSERT_FALSE(ga.tokens.empty());
+  EXPECT_LT(e.pool().free_blocks(), e.pool().blocks());
+  EXPECT_TRUE(e.cancel(ic));  // waiting
+  EXPECT_TRUE(e.cancel(ia));  // running
+  EXPECT_FALSE(e.cancel(ia)) << "cancelled twice";
+  EXPECT_EQ(e.stats().running, 1);
+  EXPECT_EQ(e.stats().waiting, 0);
+  const size_t streamed = ga.tokens.size();
+  while (e.step()) {
+  }
+  EXPECT_EQ(ga.tokens.size(), streamed) << "a cancelled request's sink was called";
+  EXPECT_FALSE(ga.done.has_value());
+  EXPECT_TRUE(gc.tokens.empty());
+  ASSERT_TRUE(gb.done.has_value());
+  EXPECT_EQ(gb.done->tokens, alone.generate({b})[0].tokens);
+  EXPECT_EQ(e.pool().free_blocks(), e.pool().blocks()) << "blocks leaked";
+  EXPECT_FALSE(e.cancel(12345));
+}
+
+TEST(Submit, BadRequestsAreRefusedBeforeQueueing) {
+  const auto cfg = gpt2_config();  // 40 positions
+  const io::TensorMap params = random_params(cfg, 5);
+  Engine e(cfg, params, EngineOptions{}, default_allocator());
+  EXPECT_NE(test::error_of([&] { e.submit(greedy_request({}, 4), 0, {}); }).find("empty prompt"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] {
+              e.submit(greedy_request(random_tokens(41, 50, 1), 4), 0, {});
+            }).find("exceeds the model's 40 positions"),
+            std::string::npos);
+  EXPECT_TRUE(e.idle());
+  Collected none;
+  e.submit(greedy_request({1, 2}, 0), 0, none.sink());  // max_tokens 0: done at once
+  ASSERT_TRUE(none.done.has_value());
+  EXPECT_EQ(none.done->finish, "length");
+  EXPECT_TRUE(e.idle());
 }
 
 }  // namespace
