@@ -1,0 +1,233 @@
+// `hp calibrate`: measures this machine as the planner sees a cluster and writes it as a cluster
+// YAML named `local` (docs/planner.md#the-local-cluster): every rank of --devices measures at
+// once, one thread each, as `hp train --devices` runs them: the CPU backend's sgemm at shapes
+// typical of the models (the efficiency table by shape, and the peak), its fused attention, the
+// element-wise kernels of a GPT-2 block against the memory bandwidth every rank gets while all
+// copy, the communicator's all-reduce (latency and bandwidth), the offload transfer engine's
+// host link. Not a model of anything else: the planner's cost model reads the file.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "cli/args.hpp"
+#include "cli/common.hpp"
+#include "cli/devices.hpp"
+#include "cli/options.hpp"
+#include "cli/probes.hpp"
+#include "hp/backend/cpu/attention.hpp"
+#include "hp/backend/cpu/gemm.hpp"
+#include "hp/backend/cpu/kernels.hpp"
+#include "hp/core/error.hpp"
+#include "hp/planner/cost.hpp"
+
+namespace hp::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kWait = std::chrono::minutes(5);
+
+// GEMM shapes (rows m, inner k, columns n) of the models hp trains: a block's matrices at the
+// widths of gpt2-tiny (64), the benchmark models (256) and GPT-2 124M (768), split over tp, at
+// the rows of one micro-batch per rank. Sorted by m*k*n, the planner's lookup key.
+const std::vector<planner::GemmShape> kGemmShapes = {
+    {128, 64, 64, 0},     {256, 64, 192, 0},   {512, 256, 128, 0},
+    {512, 256, 384, 0},   {1024, 256, 384, 0}, {1024, 256, 768, 0},
+    {1024, 1024, 256, 0}, {2048, 768, 768, 0}, {2048, 768, 2304, 0},
+};
+
+// The best seconds of `reps` calls of fn on this rank after one warm-up, while every other rank
+// times its own at once (barriers around: the ranks share the cores and the memory system).
+// The best, not the median: on a shared machine other processes only ever add time.
+double timed(comm::Communicator& c, int reps, const std::function<void()>& fn) {
+  c.barrier().wait(kWait);
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  c.barrier().wait(kWait);
+  return *std::min_element(t.begin(), t.end());
+}
+
+// FLOP/s of one GEMM shape on one thread: the mean time of the three forms a linear layer runs
+// (forward X W, the input's gradient dY W^T, the weight's gradient X^T dY), all of m*k*n.
+double gemm_flops(comm::Communicator& c, const planner::GemmShape& s, int reps) {
+  const int64_t m = int64_t(s.m), k = int64_t(s.k), n = int64_t(s.n);
+  std::vector<float> a(size_t(m * std::max(k, n)), 0.5f), b(size_t(k * n), 0.25f),
+      out(size_t(std::max(m * std::max(k, n), k * n)));
+  const cpu::Context one{1};
+  const double t = timed(c, reps, [&] {
+    cpu::gemm(one, false, false, m, n, k, 1, a.data(), k, b.data(), n, 0, out.data(), n);
+    cpu::gemm(one, false, true, m, k, n, 1, a.data(), n, b.data(), n, 0, out.data(), k);
+    cpu::gemm(one, true, false, k, n, m, 1, a.data(), k, a.data(), n, 0, out.data(), n);
+  });
+  return 3 * 2 * s.m * s.k * s.n / t;
+}
+
+// The fused causal attention's forward and backward (batch 4, sequence 128, 4 heads of 64: the
+// benchmark models' per-rank shape) as the planner counts it: 4 forwards of the full square
+// (forward, backward twice, and the backward's recomputation of the scores).
+double attention_flops(comm::Communicator& c, int reps) {
+  cpu::AttentionShape s;
+  s.batch = 4, s.seq = 128, s.heads = 4, s.kv_heads = 4, s.head_dim = 64, s.scale = 0.125f;
+  const size_t n = size_t(s.batch * s.seq * s.heads * s.head_dim);
+  std::vector<float> q(n, 0.01f), k(n, 0.02f), v(n, 0.03f), o(n), lse(n / size_t(s.head_dim)),
+      dq(n), dk(n), dv(n);
+  const cpu::Context one{1};
+  const double t = timed(c, reps, [&] {
+    cpu::attention_fwd(one, s, q.data(), k.data(), v.data(), o.data(), lse.data());
+    cpu::attention_bwd(one, s, q.data(), k.data(), v.data(), o.data(), lse.data(), o.data(),
+                       dq.data(), dk.data(), dv.data());
+  });
+  const double tokens = double(s.batch * s.seq);
+  return 4 * tokens * 4 * double(s.seq * s.heads * s.head_dim) / t;
+}
+
+// Bytes per second the element-wise kernels of one GPT-2 block (1024 tokens, width 256) move by
+// the planner's count (planner::block_cost: norms, residual adds and GELU, forward and backward
+// at 3x the forward): two layer norms forward and backward, two residual adds, the bias + GELU
+// forward and backward.
+double elementwise_bytes_per_s(comm::Communicator& c, int reps) {
+  const int64_t rows = 1024, h = 256, f = 4 * h;
+  io::ModelConfig m;
+  m.arch = io::Architecture::kGpt2;
+  m.n_layer = 1, m.d_model = h, m.n_head = 4, m.n_kv_head = 4, m.head_dim = h / 4, m.d_ff = f;
+  m.max_seq = 128, m.vocab = 256;
+  const planner::BlockCost bc = planner::block_cost(m, 128, 4);
+  const double bytes = 3 * double(rows) * (bc.elementwise_whole + bc.elementwise_split);
+  const size_t big = size_t(rows * f), cols = size_t(f), n_rows = size_t(rows);
+  std::vector<float> x(big, 0.1f), y(big), dy(big, 0.01f), dx(big), g(cols, 1.0f), bias(cols, 0.0f),
+      dg(cols), db(cols), mean(n_rows), rstd(n_rows);
+  const cpu::Context one{1};
+  const cpu::Dims shape = {rows, h};
+  const double t = timed(c, reps, [&] {
+    for (int i = 0; i < 2; ++i) {
+      cpu::layer_norm_fwd(one, x.data(), g.data(), bias.data(), y.data(), mean.data(), rstd.data(),
+                          rows, h, 1e-5f);
+      cpu::layer_norm_bwd(one, dy.data(), x.data(), g.data(), mean.data(), rstd.data(), dx.data(),
+                          dg.data(), db.data(), rows, h);
+      cpu::binary(one, cpu::Binary::kAdd, x.data(), shape, y.data(), shape, dx.data(), shape);
+    }
+    cpu::bias_gelu_fwd(one, x.data(), bias.data(), y.data(), rows, f);
+    cpu::bias_gelu_bwd(one, x.data(), bias.data(), dy.data(), dx.data(), db.data(), rows, f);
+  });
+  return bytes / t;
+}
+
+// Seconds of one all-reduce of `bytes` on the world (every rank calls it).
+double all_reduce_s(comm::Communicator& c, size_t bytes, int iters) {
+  std::vector<float> in(bytes / 4, 1.0f), out(bytes / 4);
+  return time_collective(c, iters, 2, [&] {
+    issue_collective(c, Coll::kAllReduce, in.data(), out.data(), bytes / 4).wait(kWait);
+  });
+}
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      std::string s = line.substr(line.find(':') + 1);
+      s.erase(0, s.find_first_not_of(' '));
+      s.erase(std::remove(s.begin(), s.end(), '"'), s.end());
+      return s;
+    }
+  return "CPU";
+}
+
+struct Measured {
+  std::vector<planner::GemmShape> gemm;  // shares filled in
+  double peak = 0, attention = 0, elementwise = 0, memcpy_gbps = 0;
+  double ar_small_s = 0, ar_big_s = 0;
+  Link link;
+};
+
+}  // namespace
+
+int cmd_calibrate(const std::vector<std::string>& argv) {
+  Args a(argv, calibrate_command());
+  if (printed_help(a)) return 0;
+  const Devices dev = parse_devices(a.str("devices"));
+  const bool quick = a.flag("quick");
+  const std::filesystem::path out =
+      a.has("out") ? std::filesystem::path(a.str("out")) : planner::local_cluster_path();
+  const int reps = quick ? 2 : 5;
+  const size_t small = 4096, big = size_t(quick ? 4 : 16) << 20;
+  const auto t0 = Clock::now();
+  Measured m;
+  run_ranks(dev, [&](comm::Communicator& c) {
+    std::vector<double> flops;
+    for (const planner::GemmShape& s : kGemmShapes) flops.push_back(gemm_flops(c, s, reps));
+    const double attn = attention_flops(c, reps), elem = elementwise_bytes_per_s(c, reps);
+    c.barrier().wait(kWait);
+    const double copy = memcpy_gbps(size_t(64) << 20, 1);  // every rank at once
+    c.barrier().wait(kWait);
+    const double ar_small = c.size() > 1 ? all_reduce_s(c, small, quick ? 20 : 200) : 0;
+    const double ar_big = c.size() > 1 ? all_reduce_s(c, big, quick ? 3 : 10) : 0;
+    if (c.rank() != 0) return;
+    m.gemm = kGemmShapes;
+    for (size_t i = 0; i < flops.size(); ++i) m.peak = std::max(m.peak, flops[i]);
+    for (size_t i = 0; i < flops.size(); ++i) m.gemm[i].share = flops[i] / m.peak;
+    m.attention = attn, m.elementwise = elem, m.memcpy_gbps = copy;
+    m.ar_small_s = ar_small, m.ar_big_s = ar_big;
+  });
+  {
+    memory::TransferEngine engine;  // the offload tiers' default: copies on their own threads
+    m.link = calibrate_link(engine);
+  }
+  planner::Cluster cl;
+  cl.name = "local";
+  cl.devices = dev.count;
+  cl.device_name = cpu_name() + ", one thread per rank";
+  cl.peak_flops = m.peak;
+  cl.element_bytes = 4;  // the CPU backend trains in f32
+  const double per_rank = double(machine_memory_bytes()) / double(dev.count);
+  cl.memory_bytes = cl.host_memory_bytes = per_rank;
+  // Bytes read + written per second per rank while every rank copies; where the element-wise
+  // kernels move their bytes faster (their working set in cache), theirs.
+  cl.memory_bandwidth = std::max(2 * m.memcpy_gbps * 1e9, m.elementwise);
+  cl.host_bandwidth = m.link.gbps * 1e9;
+  // all-reduce = 2 (n-1)/n bytes / bw + 2 (n-1) latency, from a small and a large message.
+  const double n = dev.count, ring = 2 * (n - 1) / n;
+  double bw = 1e12, lat = 0;
+  if (dev.count > 1) {
+    bw = std::max(1e6, ring * double(big - small) / std::max(1e-9, m.ar_big_s - m.ar_small_s));
+    lat = std::max(0.0, (m.ar_small_s - ring * double(small) / bw) / (2 * (n - 1)));
+  }
+  cl.tiers = {{dev.kind, 0, bw, lat}};
+  planner::Efficiency eff;
+  eff.gemm_shapes = m.gemm;
+  eff.gemm = 1;
+  eff.attention = std::min(1.0, m.attention / m.peak);
+  eff.memory = m.elementwise / cl.memory_bandwidth;
+  eff.network = 1;  // the tier's bandwidth is what the communicator reached
+  eff.overlap = overlap_pays(dev, 1);
+  cl.efficiency = eff;
+  const double spent = std::chrono::duration<double>(Clock::now() - t0).count();
+  char comment[512];
+  std::snprintf(comment, sizeof comment,
+                "Written by hp calibrate%s in %.1f s: %d ranks (%s), one thread each, measured at "
+                "once.\nPeak: the best sgemm rate of one thread; the gemm shares are each shape's "
+                "rate over it.\nMemory: machine memory shared by the ranks; host link: the "
+                "offload transfer engine's copy\n(latency %.1f us).",
+                quick ? " --quick" : "", spent, dev.count, dev.kind.c_str(), m.link.latency_us);
+  const std::string yaml = planner::cluster_yaml(cl, comment);
+  planner::parse_cluster_text(yaml, out.string());  // what --cluster will read back
+  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+  std::ofstream f(out);
+  f << yaml;
+  f.close();
+  HP_CHECK(f.good(), "[calibrate] cannot write ", out.string());
+  std::printf("%s", yaml.c_str());
+  std::printf("# written to %s\n", out.string().c_str());
+  return 0;
+}
+
+}  // namespace hp::cli
