@@ -13,8 +13,8 @@
 
 namespace hp::cli {
 
-// A built-in model name ("gpt2-kjv", "gpt2-124m", "llama-kjv", ...) or a path to a config.json
-// or a directory holding one.
+// A built-in model name ("gpt2-kjv", "gpt2-124m", "llama-kjv", ...) or a path to a config.json,
+// a directory holding one, or a reference case's directory (its case.json's "model").
 io::ModelConfig resolve_model(const std::string& name_or_path);
 // Names of the built-in models, comma-separated.
 std::string builtin_models();
