@@ -50,13 +50,19 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
 
 // What hp train runs, where the options left the choice open: pipelines of one device per
 // stage, no accumulation within a step without pp (--grad-accum does that), full sharding but
-// not ZeRO-1, no optimizer offload (the offload: options do that), and the CPU backend's fused
-// attention, which recomputes its core in the backward: selective recomputation, nothing more.
+// not ZeRO-1, no optimizer offload (the offload: options do that). Recomputation: the CPU
+// backend's fused attention recomputes its core in the backward (selective); a pipeline stage's
+// backward recomputes its whole forward (train::modelled_costs: B = 3 F), i.e. full
+// recomputation of every block.
 void runtime_space(planner::Space& s) {
   s.pipeline_alone = true;
   s.one_microbatch = true;
   s.zeros = {planner::Zero::kNone, planner::Zero::kFull};
-  if (s.recomputes.empty()) s.recomputes = {planner::Recompute::kSelective};
+  if (s.recomputes.empty()) {
+    s.recomputes = {planner::Recompute::kSelective};
+    s.pipeline_recomputes = {planner::Recompute::kFull};
+  }
+  if (s.recompute_blocks == 0) s.recompute_blocks = planner::kAllBlocks;  // all blocks or none
   if (s.offloads.empty()) s.offloads = {false};
 }
 

@@ -27,7 +27,9 @@ import json, sys
 recs = [json.loads(l) for l in sys.argv[1].splitlines()]
 assert recs, "no plan"
 for r in recs:
-    assert r["step_s"] > 0 and r["recompute"] == "selective" and r["offload"] == "off", r
+    assert r["step_s"] > 0 and r["offload"] == "off", r
+    # the CPU attention recomputes its scores; a pipeline stage's backward its whole forward
+    assert r["recompute"] == ("full" if r["pp"] > 1 else "selective"), r
     assert r["zero"] in ("none", "full"), r          # the runtime has no ZeRO-1
     assert r["pp"] in (1, 2) and (r["pp"] == 1 or r["dp"] * r["tp"] == 1), r
     assert r["pp"] > 1 or r["micro_batch"] * r["dp"] == 8, r  # no accumulation without pp
