@@ -21,11 +21,15 @@
 #include "cli/devices.hpp"
 #include "cli/options.hpp"
 #include "cli/probes.hpp"
+#include "hp/autodiff/grad.hpp"
 #include "hp/backend/cpu/attention.hpp"
 #include "hp/backend/cpu/gemm.hpp"
 #include "hp/backend/cpu/kernels.hpp"
 #include "hp/core/error.hpp"
+#include "hp/nn/model.hpp"
+#include "hp/ops/ops.hpp"
 #include "hp/planner/cost.hpp"
+#include "hp/runtime/executor.hpp"
 
 namespace hp::cli {
 
@@ -101,35 +105,68 @@ double attention_flops(comm::Communicator& c, int reps) {
   return 4 * tokens * 4 * double(s.seq * s.heads * s.head_dim) / t;
 }
 
-// Bytes per second the element-wise kernels of one GPT-2 block (1024 tokens, width 256) move by
-// the planner's count (planner::block_cost: norms, residual adds and GELU, forward and backward
-// at 3x the forward): two layer norms forward and backward, two residual adds, the bias + GELU
-// forward and backward.
-double elementwise_bytes_per_s(comm::Communicator& c, int reps) {
-  const int64_t rows = 1024, h = 256, f = 4 * h;
+// A tensor of `shape` filled with `v` (the values do not change the kernels' time).
+Tensor filled(const Shape& shape, float v) {
+  return Tensor::from_f32(shape, std::vector<float>(size_t(numel(shape)), v));
+}
+
+// The calibration block: GPT-2 width 256, 4 heads, batch 4 x 128 (the benchmark models' rows per
+// rank under dp2).
+io::ModelConfig calibration_block() {
   io::ModelConfig m;
   m.arch = io::Architecture::kGpt2;
-  m.n_layer = 1, m.d_model = h, m.n_head = 4, m.n_kv_head = 4, m.head_dim = h / 4, m.d_ff = f;
+  m.n_layer = 1, m.d_model = 256, m.n_head = 4, m.n_kv_head = 4, m.head_dim = 64, m.d_ff = 1024;
   m.max_seq = 128, m.vocab = 256;
-  const planner::BlockCost bc = planner::block_cost(m, 128, 4);
-  const double bytes = 3 * double(rows) * (bc.elementwise_whole + bc.elementwise_split);
-  const size_t big = size_t(rows * f), cols = size_t(f), n_rows = size_t(rows);
-  std::vector<float> x(big, 0.1f), y(big), dy(big, 0.01f), dx(big), g(cols, 1.0f), bias(cols, 0.0f),
-      dg(cols), db(cols), mean(n_rows), rstd(n_rows);
-  const cpu::Context one{1};
-  const cpu::Dims shape = {rows, h};
-  const double t = timed(c, reps, [&] {
-    for (int i = 0; i < 2; ++i) {
-      cpu::layer_norm_fwd(one, x.data(), g.data(), bias.data(), y.data(), mean.data(), rstd.data(),
-                          rows, h, 1e-5f);
-      cpu::layer_norm_bwd(one, dy.data(), x.data(), g.data(), mean.data(), rstd.data(), dx.data(),
-                          dg.data(), db.data(), rows, h);
-      cpu::binary(one, cpu::Binary::kAdd, x.data(), shape, y.data(), shape, dx.data(), shape);
-    }
-    cpu::bias_gelu_fwd(one, x.data(), bias.data(), y.data(), rows, f);
-    cpu::bias_gelu_bwd(one, x.data(), bias.data(), dy.data(), dx.data(), db.data(), rows, f);
-  });
-  return bytes / t;
+  return m;
+}
+constexpr int64_t kBlockBatch = 4, kBlockSeq = 128;
+
+// Seconds of one GPT-2 block's forward and backward as the trainer runs it: traced by nn::block,
+// differentiated, compiled and run by the executor on the CPU backend (one thread), every op of
+// the block included, not only those the cost model names.
+double block_seconds(comm::Communicator& c, int reps) {
+  const io::ModelConfig cfg = calibration_block();
+  const int64_t B = kBlockBatch, T = kBlockSeq, D = cfg.d_model;
+  ir::Graph g;
+  nn::ParamVars P;
+  std::vector<ir::Var> wrt;
+  std::vector<std::pair<ir::ValueId, Tensor>> feeds;
+  for (const auto& pi : nn::param_infos(cfg)) {
+    if (pi.name.rfind("h.0.", 0) != 0) continue;
+    P[pi.name] = g.param(pi.name, pi.shape);
+    wrt.push_back(P[pi.name]);
+    feeds.push_back({P[pi.name].id, filled(pi.shape, 0.02f)});
+  }
+  const ir::Var x = g.param("x", {B, T, D});
+  const ir::Var r = g.input("r", {{B, T, D}, DType::kF32});
+  feeds.push_back({x.id, filled({B, T, D}, 0.5f)});
+  feeds.push_back({r.id, filled({B, T, D}, 0.1f)});
+  wrt.push_back(x);
+  const ir::Var loss = sum(nn::block(cfg, P, 0, x) * r);
+  std::vector<ir::ValueId> outs{loss.id};
+  for (const ir::Var& gv : autodiff::grad(loss, wrt)) outs.push_back(gv.id);
+  const runtime::Program prog = runtime::compile(g, outs);
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
+  for (auto& [v, t] : feeds) ex.bind(v, t);
+  return timed(c, reps, [&] { ex.run(); });
+}
+
+// The share of the memory bandwidth that makes the calibration block's measured time what the
+// cost model adds up (planner::estimate's per-block terms: GEMMs at their measured shares, the
+// attention, and element-wise bytes): the time the GEMMs and attention do not explain, charged
+// to the element-wise bytes, which thereby also carry the block's other ops (splits, copies,
+// reductions, dispatch). At most 1 (then the kernels' own bandwidth is the ceiling).
+double elementwise_share(const planner::Cluster& cl, double block_s) {
+  const io::ModelConfig cfg = calibration_block();
+  const planner::BlockCost bc = planner::block_cost(cfg, kBlockSeq, cl.element_bytes);
+  const double tokens = double(kBlockBatch * kBlockSeq);
+  const planner::Efficiency& e = *cl.efficiency;
+  const double gemm = 3 * planner::block_gemm_s(bc, tokens, 1, cl.peak_flops, e);
+  // Forward, backward (twice the forward) and the backward's recomputation of the scores.
+  const double attn = 4 * tokens * bc.attn_flops / (cl.peak_flops * e.attention);
+  const double bytes = 3 * tokens * (bc.elementwise_whole + bc.elementwise_split);
+  const double rest = block_s - gemm - attn;
+  return rest > 0 ? std::min(1.0, bytes / rest / cl.memory_bandwidth) : 1.0;
 }
 
 // Seconds of one all-reduce of `bytes` on the world (every rank calls it).
@@ -154,7 +191,7 @@ std::string cpu_name() {
 
 struct Measured {
   std::vector<planner::GemmShape> gemm;  // shares filled in
-  double peak = 0, attention = 0, elementwise = 0, memcpy_gbps = 0;
+  double peak = 0, attention = 0, block_s = 0, memcpy_gbps = 0;
   double ar_small_s = 0, ar_big_s = 0;
   Link link;
 };
@@ -175,7 +212,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   run_ranks(dev, [&](comm::Communicator& c) {
     std::vector<double> flops;
     for (const planner::GemmShape& s : kGemmShapes) flops.push_back(gemm_flops(c, s, reps));
-    const double attn = attention_flops(c, reps), elem = elementwise_bytes_per_s(c, reps);
+    const double attn = attention_flops(c, reps), block = block_seconds(c, reps);
     c.barrier().wait(kWait);
     const double copy = memcpy_gbps(size_t(64) << 20, 1);  // every rank at once
     c.barrier().wait(kWait);
@@ -185,7 +222,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     m.gemm = kGemmShapes;
     for (size_t i = 0; i < flops.size(); ++i) m.peak = std::max(m.peak, flops[i]);
     for (size_t i = 0; i < flops.size(); ++i) m.gemm[i].share = flops[i] / m.peak;
-    m.attention = attn, m.elementwise = elem, m.memcpy_gbps = copy;
+    m.attention = attn, m.block_s = block, m.memcpy_gbps = copy;
     m.ar_small_s = ar_small, m.ar_big_s = ar_big;
   });
   {
@@ -200,9 +237,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   cl.element_bytes = 4;  // the CPU backend trains in f32
   const double per_rank = double(machine_memory_bytes()) / double(dev.count);
   cl.memory_bytes = cl.host_memory_bytes = per_rank;
-  // Bytes read + written per second per rank while every rank copies; where the element-wise
-  // kernels move their bytes faster (their working set in cache), theirs.
-  cl.memory_bandwidth = std::max(2 * m.memcpy_gbps * 1e9, m.elementwise);
+  cl.memory_bandwidth = 2 * m.memcpy_gbps * 1e9;  // read + written per rank while all copy
   cl.host_bandwidth = m.link.gbps * 1e9;
   // all-reduce = 2 (n-1)/n bytes / bw + 2 (n-1) latency, from a small and a large message.
   const double n = dev.count, ring = 2 * (n - 1) / n;
@@ -216,18 +251,20 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   eff.gemm_shapes = m.gemm;
   eff.gemm = 1;
   eff.attention = std::min(1.0, m.attention / m.peak);
-  eff.memory = m.elementwise / cl.memory_bandwidth;
   eff.network = 1;  // the tier's bandwidth is what the communicator reached
   eff.overlap = overlap_pays(dev, 1);
   cl.efficiency = eff;
+  cl.efficiency->memory = elementwise_share(cl, m.block_s);
   const double spent = std::chrono::duration<double>(Clock::now() - t0).count();
   char comment[512];
   std::snprintf(comment, sizeof comment,
                 "Written by hp calibrate%s in %.1f s: %d ranks (%s), one thread each, measured at "
                 "once.\nPeak: the best sgemm rate of one thread; the gemm shares are each shape's "
                 "rate over it.\nMemory: machine memory shared by the ranks; host link: the "
-                "offload transfer engine's copy\n(latency %.1f us).",
-                quick ? " --quick" : "", spent, dev.count, dev.kind.c_str(), m.link.latency_us);
+                "offload transfer engine's copy\n(latency %.1f us). The calibration block "
+                "(GPT-2 width 256, 4 x 128 tokens, forward and backward): %.1f ms.",
+                quick ? " --quick" : "", spent, dev.count, dev.kind.c_str(), m.link.latency_us,
+                m.block_s * 1e3);
   const std::string yaml = planner::cluster_yaml(cl, comment);
   planner::parse_cluster_text(yaml, out.string());  // what --cluster will read back
   if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
