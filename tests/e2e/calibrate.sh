@@ -50,6 +50,7 @@ grep -qF "strategy $file)" "$WORK/auto.txt" || fail "the run's strategy is not $
 sed -n '/^strategy auto: /,/^model /p' "$WORK/auto.txt" | sed '1d;$d' >"$WORK/printed.yaml"
 cmp -s "$WORK/printed.yaml" "$file" || fail "printed strategy differs from $file"
 grep -q '^mesh: {' "$file" || fail "no mesh in $(cat "$file")"
+! grep -q 'warning: \[strategy\]' "$WORK/auto.txt" || fail "the trainer warned: $(cat "$WORK/auto.txt")"
 # The file as hp plan --emit writes it reads back to the same plan (hp plan --strategy FILE).
 "$HP" plan --model gpt2-tiny --cluster "$WORK/local.yaml" --global-batch 8 --seq 32 \
   --strategy "$file" --json >/dev/null || fail "hp plan refused $(cat "$file")"
@@ -57,4 +58,12 @@ grep -q '^mesh: {' "$file" || fail "no mesh in $(cat "$file")"
 paste "$WORK/one" "$WORK/two" | awk '
   { d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > 1e-5) { print "step " NR ": " $2 " vs " $1; bad = 1 } }
   END { exit bad }' || fail "auto ($(head -1 "$file")) differs from one device"
+# A file whose planner keys the trainer does not run as written: a warning naming each key.
+printf 'mesh: {dp: 2}\npresets: [dp]\nmicro_batch: 2\nrecompute: full\nzero: optimizer\n' \
+  >"$WORK/other.yaml"
+"$HP" train --model gpt2-tiny --data random --batch 8 --seq 32 --steps 1 --devices threads:2 \
+  --strategy "$WORK/other.yaml" >"$WORK/other.txt" 2>&1 || fail "$(cat "$WORK/other.txt")"
+for key in "other.yaml:3:14 (micro_batch)" "other.yaml:4:12 (recompute)" "other.yaml:5:7 (zero)"; do
+  grep -qF "$key" "$WORK/other.txt" || fail "no warning at $key: $(cat "$WORK/other.txt")"
+done
 echo "calibrate: ok"
