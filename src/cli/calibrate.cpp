@@ -225,6 +225,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     m.attention = attn, m.block_s = block, m.memcpy_gbps = copy;
     m.ar_small_s = ar_small, m.ar_big_s = ar_big;
   });
+  if (dev.rank != 0) return 0;  // mpi: rank 0 writes what every rank measured
   {
     memory::TransferEngine engine;  // the offload tiers' default: copies on their own threads
     m.link = calibrate_link(engine);
