@@ -4,7 +4,9 @@
 # against the one hp train measures running the same strategy file; then the planner's own top
 # choice, run the same way. Rounds alternate the strategies, so a slow spell on a shared machine
 # hits them all; a strategy's measured step is the best and the median of its timed steps (the
-# first step of each run is a warm-up) over all rounds.
+# first step of each run is a warm-up) over all rounds; beside it, the CPU time per rank per step
+# (a run's CPU seconds less a one-step run's), which other processes on the machine do not
+# inflate but which does not see time spent waiting (pipeline bubbles, the slower rank).
 # usage: bench/plan_accuracy.sh [HP] [WORK_DIR] [ROUNDS] [MODEL] [BATCH] [SEQ]
 set -euo pipefail
 HP=${1:-build/bin/hp}
@@ -63,33 +65,47 @@ for n in "${names[@]}"; do
     python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print(r["step_s"], r["strategy"], r["schedule"], r["micro_batch"])' \
       >"$W/$n.predicted"
   : >"$W/$n.measured"
+  : >"$W/$n.cpu$STEPS"
+  : >"$W/$n.cpu1"
 done
+# CPU seconds (user + system) of a run of `$1` steps.
+cpu_of() {
+  /usr/bin/time -f "%U %S" -o "$W/time" "$HP" train --model "$MODEL" --data random \
+    --batch "$BATCH" --seq "$SEQ" --steps "$1" --devices threads:2 --threads 1 \
+    --strategy "$W/$n.yaml" --json 2>/dev/null
+  awk '{ print $1 + $2 }' "$W/time" >>"$W/$n.cpu$1"
+}
 for round in $(seq "$ROUNDS"); do
   for n in "${names[@]}"; do
-    "$HP" train --model "$MODEL" --data random --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
-      --devices threads:2 --threads 1 --strategy "$W/$n.yaml" --json 2>/dev/null |
-      python3 -c 'import json,sys
+    cpu_of "$STEPS" | python3 -c 'import json,sys
 for l in sys.stdin:
     r = json.loads(l)
     if "step_s" in r and r["step"] > 0: print(r["step_s"])' >>"$W/$n.measured"
+    cpu_of 1 >/dev/null
   done
 done
-python3 - "$W" "${names[@]}" <<'PY'
+python3 - "$W" "$STEPS" "${names[@]}" <<'PY'
 import statistics, sys
-w, names = sys.argv[1], sys.argv[2:]
+w, steps, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rows, errs = [], []
 for n in names:
     p = open(f"{w}/{n}.predicted").read().split()
     m = [float(x) for x in open(f"{w}/{n}.measured").read().split()]
     best, med = min(m), statistics.median(m)
+    # CPU per rank per step: the runs' CPU seconds less a one-step run's (start-up and the
+    # warm-up step), over the other steps and the 2 ranks; blind to waits and bubbles.
+    many = [float(x) for x in open(f"{w}/{n}.cpu{steps}").read().split()]
+    one = [float(x) for x in open(f"{w}/{n}.cpu1").read().split()]
+    cpu = statistics.median([(a - b) / (steps - 1) / 2 for a, b in zip(many, one)])
     err = (float(p[0]) - best) / best
     if n != "top": errs.append(abs(err))
     label = n if n != "top" else f"top choice: {p[1]} {p[2]} mb{p[3]}"
-    rows.append((label, float(p[0]), best, med, err))
-print("| strategy | predicted ms | measured ms (best) | measured ms (median) | error vs best |")
-print("|---|---|---|---|---|")
-for label, p, b, m, e in rows:
-    print(f"| {label} | {p*1e3:.1f} | {b*1e3:.1f} | {m*1e3:.1f} | {e*100:+.1f}% |")
+    rows.append((label, float(p[0]), best, med, err, cpu))
+print("| strategy | predicted ms | measured ms (best) | measured ms (median) | error vs best "
+      "| CPU ms per rank per step |")
+print("|---|---|---|---|---|---|")
+for label, p, b, m, e, c in rows:
+    print(f"| {label} | {p*1e3:.1f} | {b*1e3:.1f} | {m*1e3:.1f} | {e*100:+.1f}% | {c*1e3:.1f} |")
 print(f"mean |error| {statistics.mean(errs)*100:.1f}%, max {max(errs)*100:.1f}%")
 fastest = min(rows[:-1], key=lambda r: r[2])
 top = rows[-1]

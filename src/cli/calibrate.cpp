@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -155,7 +156,8 @@ double block_seconds(comm::Communicator& c, int reps) {
 // cost model adds up (planner::estimate's per-block terms: GEMMs at their measured shares, the
 // attention, and element-wise bytes): the time the GEMMs and attention do not explain, charged
 // to the element-wise bytes, which thereby also carry the block's other ops (splits, copies,
-// reductions, dispatch). At most 1 (then the kernels' own bandwidth is the ceiling).
+// reductions, dispatch). Above 1 where those bytes move faster than a 64 MiB copy (from cache);
+// at most planner::kMaxMemoryShare.
 double elementwise_share(const planner::Cluster& cl, double block_s) {
   const io::ModelConfig cfg = calibration_block();
   const planner::BlockCost bc = planner::block_cost(cfg, kBlockSeq, cl.element_bytes);
@@ -165,16 +167,28 @@ double elementwise_share(const planner::Cluster& cl, double block_s) {
   // Forward, backward (twice the forward) and the backward's recomputation of the scores.
   const double attn = 4 * tokens * bc.attn_flops / (cl.peak_flops * e.attention);
   const double bytes = 3 * tokens * (bc.elementwise_whole + bc.elementwise_split);
-  const double rest = block_s - gemm - attn;
-  return rest > 0 ? std::min(1.0, bytes / rest / cl.memory_bandwidth) : 1.0;
+  const double rest = std::max(block_s - gemm - attn, 0.01 * block_s);
+  return std::min(planner::kMaxMemoryShare, bytes / rest / cl.memory_bandwidth);
 }
 
-// Seconds of one all-reduce of `bytes` on the world (every rank calls it).
-double all_reduce_s(comm::Communicator& c, size_t bytes, int iters) {
+// Seconds of one all-reduce of `bytes` on the world (every rank calls it): the best of `trials`
+// means over `iters` calls (other processes on the machine only add time).
+double all_reduce_s(comm::Communicator& c, size_t bytes, int iters, int trials) {
   std::vector<float> in(bytes / 4, 1.0f), out(bytes / 4);
-  return time_collective(c, iters, 2, [&] {
-    issue_collective(c, Coll::kAllReduce, in.data(), out.data(), bytes / 4).wait(kWait);
-  });
+  double best = 1e30;
+  for (int t = 0; t < trials; ++t)
+    best = std::min(
+        best, time_collective(c, iters, 2, [&] {
+          issue_collective(c, Coll::kAllReduce, in.data(), out.data(), bytes / 4).wait(kWait);
+        }));
+  return best;
+}
+
+// Bytes per second one rank copies (64 MiB) while every rank copies at once, in CPU time.
+double copy_bytes_per_s(comm::Communicator& c, int reps) {
+  const size_t n = size_t(64) << 20;
+  std::vector<char> a(n, 1), b(n, 2);
+  return double(n) / timed(c, reps, [&] { std::memcpy(b.data(), a.data(), n); });
 }
 
 std::string cpu_name() {
@@ -191,7 +205,7 @@ std::string cpu_name() {
 
 struct Measured {
   std::vector<planner::GemmShape> gemm;  // shares filled in
-  double peak = 0, attention = 0, block_s = 0, memcpy_gbps = 0;
+  double peak = 0, attention = 0, block_s = 0, copy_gbps = 0;
   double ar_small_s = 0, ar_big_s = 0;
   Link link;
 };
@@ -213,16 +227,15 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     std::vector<double> flops;
     for (const planner::GemmShape& s : kGemmShapes) flops.push_back(gemm_flops(c, s, reps));
     const double attn = attention_flops(c, reps), block = block_seconds(c, reps);
-    c.barrier().wait(kWait);
-    const double copy = memcpy_gbps(size_t(64) << 20, 1);  // every rank at once
-    c.barrier().wait(kWait);
-    const double ar_small = c.size() > 1 ? all_reduce_s(c, small, quick ? 20 : 200) : 0;
-    const double ar_big = c.size() > 1 ? all_reduce_s(c, big, quick ? 3 : 10) : 0;
+    const double copy = copy_bytes_per_s(c, reps) / 1e9;  // every rank at once
+    const int trials = quick ? 2 : 5;
+    const double ar_small = c.size() > 1 ? all_reduce_s(c, small, quick ? 10 : 50, trials) : 0;
+    const double ar_big = c.size() > 1 ? all_reduce_s(c, big, quick ? 2 : 4, trials) : 0;
     if (c.rank() != 0) return;
     m.gemm = kGemmShapes;
     for (size_t i = 0; i < flops.size(); ++i) m.peak = std::max(m.peak, flops[i]);
     for (size_t i = 0; i < flops.size(); ++i) m.gemm[i].share = flops[i] / m.peak;
-    m.attention = attn, m.block_s = block, m.memcpy_gbps = copy;
+    m.attention = attn, m.block_s = block, m.copy_gbps = copy;
     m.ar_small_s = ar_small, m.ar_big_s = ar_big;
   });
   if (dev.rank != 0) return 0;  // mpi: rank 0 writes what every rank measured
@@ -238,7 +251,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   cl.element_bytes = 4;  // the CPU backend trains in f32
   const double per_rank = double(machine_memory_bytes()) / double(dev.count);
   cl.memory_bytes = cl.host_memory_bytes = per_rank;
-  cl.memory_bandwidth = 2 * m.memcpy_gbps * 1e9;  // read + written per rank while all copy
+  cl.memory_bandwidth = 2 * m.copy_gbps * 1e9;  // read + written per rank while all copy
   cl.host_bandwidth = m.link.gbps * 1e9;
   // all-reduce = 2 (n-1)/n bytes / bw + 2 (n-1) latency, from a small and a large message.
   const double n = dev.count, ring = 2 * (n - 1) / n;

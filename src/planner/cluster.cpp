@@ -54,11 +54,12 @@ void check_tiers(const io::YamlNode& node, const std::vector<Tier>& tiers) {
   }
 }
 
-// A share of a peak at `key` of `n`: in (0, 1].
-double share(const io::YamlNode& n, const std::string& key) {
+// A share of a peak at `key` of `n`: in (0, most].
+double share(const io::YamlNode& n, const std::string& key, double most = 1) {
   const io::YamlNode v = n[key];
   const double x = v.as_double();
-  HP_CHECK(x > 0 && x <= 1, "[cluster] ", v.where(), ": ", key, " must be in (0, 1], got ", x);
+  HP_CHECK(x > 0 && x <= most, "[cluster] ", v.where(), ": ", key, " must be in (0, ", most,
+           "], got ", x);
   return x;
 }
 
@@ -83,7 +84,7 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
     }
   }
   if (e.has("attention")) eff.attention = share(e, "attention");
-  if (e.has("memory")) eff.memory = share(e, "memory");
+  if (e.has("memory")) eff.memory = share(e, "memory", kMaxMemoryShare);
   if (e.has("network")) eff.network = share(e, "network");
   if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
   if (auto o = e.get("overlap")) eff.overlap = o->as_bool();

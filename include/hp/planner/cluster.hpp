@@ -23,6 +23,8 @@ struct Tier {
   double latency = 0;    // seconds per message
 };
 
+inline constexpr double kMaxMemoryShare = 8;
+
 // One GEMM measured: rows m, inner dimension k, columns n, and the share of the device's peak
 // it reached.
 struct GemmShape {
@@ -39,8 +41,10 @@ struct Efficiency {
   // log m*k*n, clamped at the ends) instead of `gemm`.
   std::vector<GemmShape> gemm_shapes;
   double attention = 0.5;  // of the peak, for the attention core (s^2 terms, flash-style)
-  double memory = 0.7;     // of the memory bandwidth, for element-wise work and the optimizer
-  double network = 0.8;    // of each tier's bandwidth, for collectives and point-to-point
+  // Of the memory bandwidth, for element-wise work and the optimizer; a measured one may exceed
+  // 1 (up to kMaxMemoryShare) where the element-wise work runs from cache.
+  double memory = 0.7;
+  double network = 0.8;  // of each tier's bandwidth, for collectives and point-to-point
   double usable_memory = 0.9;
   // Whether collectives run beside compute (a GPU's copy engines, spare cores): without it the
   // full-sharding gathers are exposed as the other collectives are.
