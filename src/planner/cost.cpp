@@ -347,7 +347,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   if (c.offload)  // fp32 gradients down, bf16 parameters up, in both directions at once
     e.offload_s = kFp32 * p_opt / (cl.host_bandwidth * eff.network);
   else  // Adam reads and writes the fp32 master, m and v, reads the gradient, writes bf16
-    e.optimizer_s = (elem < kFp32 ? 30 : 28) * p_opt / mem_rate;
+    // The optimizer state streams from memory: no share above the bandwidth (a measured
+    // element-wise share above 1 is activations served from cache).
+    e.optimizer_s =
+        (elem < kFp32 ? 30 : 28) * p_opt / (cl.memory_bandwidth * std::min(eff.memory, 1.0));
   e.step_s = double(mb) * core_mb + e.bubble_s + e.dp_s + e.optimizer_s + e.offload_s;
   const double step_tokens = double(w.global_batch * w.seq);
   const double share = full / double(blocks);  // of all blocks, fully recomputed
