@@ -2,9 +2,10 @@
 // YAML named `local` (docs/planner.md#the-local-cluster): every rank of --devices measures at
 // once, one thread each, as `hp train --devices` runs them: the CPU backend's sgemm at shapes
 // typical of the models (the efficiency table by shape, and the peak), its fused attention, the
-// element-wise kernels of a GPT-2 block against the memory bandwidth every rank gets while all
-// copy, the communicator's all-reduce (latency and bandwidth), the offload transfer engine's
-// host link. Not a model of anything else: the planner's cost model reads the file.
+// memory bandwidth every rank gets while all copy, one GPT-2 block run forward and backward by
+// the executor (the element-wise share: what the GEMMs and attention leave of its time), the
+// communicator's all-reduce (latency and bandwidth), the offload transfer engine's host link.
+// Not a model of anything else: the planner's cost model reads the file.
 #include <time.h>
 
 #include <algorithm>
@@ -14,7 +15,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <thread>
 #include <vector>
 
 #include "cli/args.hpp"
@@ -25,7 +25,6 @@
 #include "hp/autodiff/grad.hpp"
 #include "hp/backend/cpu/attention.hpp"
 #include "hp/backend/cpu/gemm.hpp"
-#include "hp/backend/cpu/kernels.hpp"
 #include "hp/core/error.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/ops/ops.hpp"

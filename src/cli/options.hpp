@@ -500,7 +500,7 @@ inline const Command& calibrate_command() {
           .help = "the ranks measured at once, one thread each (the cluster's device count)"},
          {.name = "quick",
           .kind = Kind::kFlag,
-          .help = "fewer repetitions and smaller messages (about 3 s; for tests)"}}}}};
+          .help = "fewer repetitions and smaller messages (a few seconds; for tests)"}}}}};
   return c;
 }
 
