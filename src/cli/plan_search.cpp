@@ -140,10 +140,13 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
 
 AutoStrategy auto_strategy(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int devices,
                            const std::string& cluster) {
-  std::string spec = cluster;
-  if (spec == "local" || std::filesystem::is_regular_file(spec))
-    spec += ":" + std::to_string(devices);
-  const planner::Cluster cl = planner::resolve_cluster(spec);
+  const size_t colon = cluster.rfind(':');
+  const bool counted = colon != std::string::npos && colon + 1 < cluster.size() &&
+                       cluster.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+  const planner::Cluster cl =
+      planner::resolve_cluster(counted ? cluster : cluster + ":" + std::to_string(devices));
+  HP_CHECK(cl.devices == devices, "--strategy auto: --cluster ", cluster, " has ", cl.devices,
+           " devices but --devices gives ", devices);
   planner::Workload w{cfg, batch, seq};
   planner::Space space;
   runtime_space(space);

@@ -18,6 +18,9 @@ grep -q 'peak_f32_tflops' "$WORK/local.yaml" || fail "no f32 peak in $(cat "$WOR
 grep -q '^  gemm:$' "$WORK/local.yaml" || fail "no gemm table in $(cat "$WORK/local.yaml")"
 grep -q '^devices: 2$' "$WORK/local.yaml" || fail "not 2 devices: $(cat "$WORK/local.yaml")"
 
+expect_fail "has 4 devices but --devices gives 2" "$HP" train --model gpt2-tiny --data random \
+  --steps 1 --devices threads:2 --strategy auto --cluster "$WORK/local.yaml:4"
+
 # The default path is the one --cluster local reads.
 "$HP" calibrate --quick --devices threads:2 >/dev/null
 [[ -f "$XDG_CONFIG_HOME/hp/cluster-local.yaml" ]] || fail "no $XDG_CONFIG_HOME/hp/cluster-local.yaml"
