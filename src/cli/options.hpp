@@ -299,7 +299,8 @@ inline const Command& plan_command() {
           .meta = "NAME[:N]|FILE",
           .computed = "none: plan the given strategy on threads",
           .help = "a preset (a100-selene, h100-dgx, gb200-nvl72, cloudmatrix384) with an optional "
-                  "device count, or a cluster YAML"},
+                  "device count, local (this machine as hp calibrate measured it), or a cluster "
+                  "YAML"},
          {.name = "global-batch",
           .kind = Kind::kInt,
           .meta = "B",
