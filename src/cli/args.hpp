@@ -97,6 +97,7 @@ int cmd_generate(const std::vector<std::string>& argv);
 int cmd_serve(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_plan(const std::vector<std::string>& argv);
+int cmd_calibrate(const std::vector<std::string>& argv);
 // hp plan with --cluster: the strategy planner (plan_search.cpp).
 int plan_search(const Args& a);
 int cmd_ckpt(const std::vector<std::string>& argv);

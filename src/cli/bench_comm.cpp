@@ -15,6 +15,7 @@
 #include "cli/args.hpp"
 #include "cli/devices.hpp"
 #include "cli/options.hpp"
+#include "cli/probes.hpp"
 #include "hp/comm/communicator.hpp"
 #include "hp/core/bytes.hpp"
 #ifdef HP_HAVE_MPI
@@ -26,9 +27,6 @@ namespace {
 
 using comm::Communicator;
 using comm::ReduceOp;
-using comm::Work;
-
-using Clock = std::chrono::steady_clock;
 
 // What hp bench comm reads from its options, once.
 struct BenchOptions {
@@ -47,18 +45,6 @@ BenchOptions read_options(const Args& a) {
   HP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes,
            "[bench] need 4 <= --min-bytes <= --max-bytes");
   return o;
-}
-
-enum class Coll { kAllReduce, kAllGather, kReduceScatter };
-const char* coll_name(Coll c) {
-  return c == Coll::kAllReduce   ? "all_reduce"
-         : c == Coll::kAllGather ? "all_gather"
-                                 : "reduce_scatter";
-}
-// nccl-tests bus bandwidth factors.
-double bus_factor(Coll c, int n) {
-  if (n <= 1) return 1.0;
-  return c == Coll::kAllReduce ? 2.0 * (n - 1) / n : double(n - 1) / n;
 }
 
 // The busbw that shared-memory data movement allows, as a share of the memcpy bandwidth each
@@ -89,50 +75,6 @@ std::vector<size_t> sizes(const BenchOptions& o, int n) {
   return out;
 }
 
-// Best-of-5 memcpy of `bytes` by each of `threads` threads at once, as GB/s per thread (bytes
-// copied, like algbw). With threads = ranks this is what the data movement allows each rank
-// when every rank copies through the same memory system at the same time.
-double memcpy_gbps(size_t bytes, int threads = 1) {
-  std::vector<std::vector<char>> a(size_t(threads), std::vector<char>(bytes, 1)),
-      b(size_t(threads), std::vector<char>(bytes, 2));
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    auto t0 = Clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] { std::memcpy(b[size_t(t)].data(), a[size_t(t)].data(), bytes); });
-    for (auto& th : pool) th.join();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return double(bytes) / best / 1e9;
-}
-
-Work issue(Communicator& c, Coll k, const float* in, float* out, size_t total) {
-  size_t n = size_t(c.size());
-  switch (k) {
-    case Coll::kAllReduce:
-      return c.all_reduce(in, out, total, DType::kF32, ReduceOp::kSum);
-    case Coll::kAllGather:
-      return c.all_gather(in, out, total / n, DType::kF32);
-    case Coll::kReduceScatter:
-      return c.reduce_scatter(in, out, total / n, DType::kF32, ReduceOp::kSum);
-  }
-  return {};
-}
-
-// Seconds per call of fn, averaged over iters after warmup; the same on every rank (max).
-double time_it(Communicator& c, const BenchOptions& o, const std::function<void()>& fn) {
-  for (int i = 0; i < o.warmup; ++i) fn();
-  c.barrier().wait(std::chrono::minutes(5));
-  auto t0 = Clock::now();
-  for (int i = 0; i < o.iters; ++i) fn();
-  double t = std::chrono::duration<double>(Clock::now() - t0).count() / o.iters;
-  // Agree on the slowest rank's time (a collective of its own, not timed).
-  double all = t;
-  c.all_reduce(&t, &all, 1, DType::kI64, ReduceOp::kMax).wait(std::chrono::minutes(1));
-  return all;
-}
-
 void print_header(const char* extra) {
   std::printf("%-15s %12s %12s %10s %10s %10s %s\n", "collective", "size(B)", "count(f32)",
               "time(us)", "algbw(GB/s)", "busbw(GB/s)", extra);
@@ -158,16 +100,18 @@ void bench_threads(const BenchOptions& o) {
     for (Coll k : {Coll::kAllReduce, Coll::kAllGather, Coll::kReduceScatter}) {
       for (size_t bytes : sizes(o, c.size())) {
         const size_t total = bytes / 4, chunk = total / size_t(c.size());
-        double t = time_it(
-            c, o, [&] { issue(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5)); });
+        double t = time_collective(c, o.iters, o.warmup, [&] {
+          issue_collective(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5));
+        });
         // In place, as nccl-tests also reports: all-gather's input is this rank's piece of the
         // output, reduce-scatter's output is its piece of the input, all-reduce reads and
         // writes one buffer.
         const float* ip =
             k == Coll::kAllGather ? out.data() + size_t(c.rank()) * chunk : out.data();
         float* op = k == Coll::kReduceScatter ? out.data() + size_t(c.rank()) * chunk : out.data();
-        double ti =
-            time_it(c, o, [&] { issue(c, k, ip, op, total).wait(std::chrono::minutes(5)); });
+        double ti = time_collective(c, o.iters, o.warmup, [&] {
+          issue_collective(c, k, ip, op, total).wait(std::chrono::minutes(5));
+        });
         if (c.rank() != 0) continue;
         double alg = double(bytes) / t / 1e9, bus = alg * bus_factor(k, c.size());
         double bus_i = double(bytes) / ti / 1e9 * bus_factor(k, c.size());
@@ -200,10 +144,11 @@ void bench_mpi(const BenchOptions& o, Communicator& c) {
     for (size_t bytes : sizes(o, c.size())) {
       size_t total = bytes / 4;
       int per = int(total / size_t(c.size()));
-      double t = time_it(
-          c, o, [&] { issue(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5)); });
+      double t = time_collective(c, o.iters, o.warmup, [&] {
+        issue_collective(c, k, in.data(), out.data(), total).wait(std::chrono::minutes(5));
+      });
       std::vector<int> counts(size_t(c.size()), per);
-      double td = time_it(c, o, [&] {
+      double td = time_collective(c, o.iters, o.warmup, [&] {
         if (k == Coll::kAllReduce)
           MPI_Allreduce(in.data(), out.data(), int(total), MPI_FLOAT, MPI_SUM, direct);
         else if (k == Coll::kAllGather)
@@ -213,7 +158,7 @@ void bench_mpi(const BenchOptions& o, Communicator& c) {
       });
       // The backend issues MPI_I* collectives (so waits can time out); this is the same call
       // made directly and waited for with MPI_Wait.
-      double tn = time_it(c, o, [&] {
+      double tn = time_collective(c, o.iters, o.warmup, [&] {
         MPI_Request r;
         if (k == Coll::kAllReduce)
           MPI_Iallreduce(in.data(), out.data(), int(total), MPI_FLOAT, MPI_SUM, direct, &r);

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli/options.hpp"
+#include "cli/probes.hpp"
 #include "hp/core/error.hpp"
 #include "hp/train/trainer.hpp"
 
@@ -35,36 +36,6 @@ Tensor random_tokens(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
   return Tensor::from_i64({b, t}, v);
 }
 
-// The link as `engine` carries a copy (one transfer thread, or the inline team), submission and
-// wait included, between buffers allocated as the tiers allocate theirs: bandwidth from 64 MiB
-// copies, the fixed cost per transfer from 256 KiB ones (medians).
-struct Link {
-  double gbps = 0, latency_us = 0;
-};
-Link calibrate_link(TransferEngine& engine) {
-  auto median_seconds = [&](size_t n, int reps) {
-    // Buffers as the tiers allocate them (huge pages where the kernel gives them).
-    auto mem = std::make_shared<Allocator>("calibration", 0, Tier::kHost);
-    Storage sa(mem, n), sb(mem, n);
-    char *a = static_cast<char*>(sa.data()), *b = static_cast<char*>(sb.data());
-    std::memset(a, 1, n);
-    std::memset(b, 0, n);
-    std::vector<double> t;
-    for (int r = 0; r < reps; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      engine.copy(b, a, n).wait(std::chrono::seconds(60));
-      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  };
-  const size_t big = size_t(64) << 20, small = size_t(256) << 10;
-  Link l;
-  const double bw = double(big) / median_seconds(big, 9);
-  l.gbps = bw / 1e9;
-  l.latency_us = std::max(0.0, median_seconds(small, 41) - double(small) / bw) * 1e6;
-  return l;
-}
 // The benchmark's options: a GPT-2 shape, the run and where the disk tier goes (defaults:
 // bench_offload_command in options.hpp).
 struct BenchOptions {

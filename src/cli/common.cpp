@@ -50,6 +50,16 @@ io::ModelConfig resolve_model(const std::string& s) {
     if (name == s) return io::ModelConfig::from_json(io::parse_json(text, s), s);
   HP_CHECK(std::filesystem::exists(s), "model '", s, "' is neither a built-in (", builtin_models(),
            ") nor an existing config.json or directory");
+  const std::filesystem::path c = std::filesystem::path(s) / "case.json";
+  if (std::filesystem::is_directory(s) &&
+      !std::filesystem::exists(std::filesystem::path(s) / "config.json") &&
+      std::filesystem::exists(c)) {  // a reference case (../shared/reference/*): its model
+    std::ifstream in(c);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const io::Json j = io::parse_json(text, c.string());
+    HP_CHECK(j.contains("model"), "model '", s, "': ", c.string(), " has no \"model\" config");
+    return io::ModelConfig::from_json(j["model"], c.string());
+  }
   return io::ModelConfig::load(s);
 }
 

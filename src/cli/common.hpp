@@ -16,11 +16,20 @@
 
 namespace hp::cli {
 
-// A built-in model name ("gpt2-kjv", "gpt2-124m", "llama-kjv", ...) or a path to a config.json
-// or a directory holding one.
+// A built-in model name ("gpt2-kjv", "gpt2-124m", "llama-kjv", ...) or a path to a config.json,
+// a directory holding one, or a reference case's directory (its case.json's "model").
 io::ModelConfig resolve_model(const std::string& name_or_path);
 // Names of the built-in models, comma-separated.
 std::string builtin_models();
+// hp train --strategy auto (plan_search.cpp): the planner's best plan for a [batch, seq] step of
+// `cfg` on `devices` devices of `cluster` ("local", a preset or a cluster file), searched among
+// what the runtime runs; `yaml` is the strategy file (as hp plan --emit writes it), `summary`
+// one line naming it and its predicted step.
+struct AutoStrategy {
+  std::string yaml, summary;
+};
+AutoStrategy auto_strategy(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int devices,
+                           const std::string& cluster);
 // The model configs of examples/models (gpt3-175b, megatron-1t, llama3-70b, llama3-405b):
 // (name, config.json text), embedded by hp_embed (src/cli/CMakeLists.txt).
 const std::vector<std::pair<std::string, std::string>>& embedded_models();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "hp/comm/threads.hpp"
 #include "hp/core/error.hpp"
@@ -60,6 +61,41 @@ namespace {
 // A strategy file with a `pipeline:` section.
 bool has_pipeline_section(const std::string& path) {
   return io::YamlNode::load_file(path).get("pipeline").has_value();
+}
+
+// The planner's keys of a strategy file (hp plan --emit: micro_batch, recompute, zero) against
+// what this run does: one warning each where the trainer runs something else, since it only
+// reads them. `microbatches`: the pipeline's, 0 without one.
+std::vector<std::string> planner_key_warnings(const std::string& path, int64_t batch,
+                                              int64_t microbatches) {
+  std::vector<std::string> out;
+  const io::YamlNode root = io::YamlNode::load_file(path);
+  int64_t replicas = 1;
+  for (const auto& [name, size] : root["mesh"].entries())
+    if (name == "dp" || name == "fsdp") replicas *= size.as_int();
+  const int64_t mb = microbatches > 0 ? batch / microbatches : batch / replicas;
+  if (auto m = root.get("micro_batch"); m && m->as_int() != mb)
+    out.push_back(m->where() + ": micro_batch " + std::to_string(m->as_int()) +
+                  " is not what this run does (" + std::to_string(mb) +
+                  " rows per micro-batch: the batch over " +
+                  (microbatches > 0 ? "the pipeline's micro-batches)" : "the data axes)"));
+  const std::string runs = microbatches > 0 ? "full" : "selective";
+  if (auto r = root.get("recompute"); r && r->as_string() != runs && r->as_string() != "none")
+    out.push_back(r->where() + ": recompute " + r->as_string() + " is not what this run does (" +
+                  runs + ": " +
+                  (microbatches > 0 ? "a stage's backward recomputes its forward)"
+                                    : "the attention recomputes its scores, nothing else)"));
+  if (auto z = root.get("zero"); z && z->as_string() == "optimizer")
+    out.push_back(z->where() +
+                  ": zero optimizer (ZeRO-1) is not run here: the optimizer state is sharded with "
+                  "fsdp only");
+  return out;
+}
+
+void warn_planner_keys(const Placement& p, int64_t batch, int64_t microbatches) {
+  if (p.dev.rank != 0 || !std::filesystem::is_regular_file(p.spec)) return;
+  for (const std::string& w : planner_key_warnings(p.spec, batch, microbatches))
+    std::fprintf(stderr, "warning: [strategy] %s\n", w.c_str());
 }
 
 }  // namespace
@@ -118,8 +154,10 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
             : mpmd::pipeline_from_preset(
                   p.spec, world, cfg.n_layer, mpmd::ScheduleKind::k1F1B,
                   std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
+    warn_planner_keys(p, batch, spec.microbatches);
     return train::plan_pipeline(cfg, spec, batch, seq);
   }
+  warn_planner_keys(p, batch, 0);
   auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());
   plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);
   if (p.dev.rank == 0)

@@ -1,4 +1,5 @@
-// The `hp` tool: one binary, subcommands train, check, generate, serve, bench, plan, ckpt.
+// The `hp` tool: one binary, subcommands train, check, generate, serve, bench, plan,
+// calibrate, ckpt.
 // Not a library entry point: options are parsed here into typed structs, once.
 #include <cstdio>
 #include <string>
@@ -16,6 +17,7 @@ const char* kUsage =
     "  serve     an OpenAI-compatible HTTP server for a model\n"
     "  ckpt      inspect, verify, export or import a sharded checkpoint\n"
     "  plan      show layouts, collectives and per-device memory of a strategy\n"
+    "  calibrate measure this machine for the planner (--cluster local)\n"
     "  bench     micro-benchmarks: comm, spmd, offload\n";
 }
 
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     if (cmd == "serve") return hp::cli::cmd_serve(args);
     if (cmd == "bench") return hp::cli::cmd_bench(args);
     if (cmd == "plan") return hp::cli::cmd_plan(args);
+    if (cmd == "calibrate") return hp::cli::cmd_calibrate(args);
     if (cmd == "ckpt") return hp::cli::cmd_ckpt(args);
     std::fprintf(stderr, "hp: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;

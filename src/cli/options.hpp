@@ -35,6 +35,20 @@ inline OptionGroup devices_group() {
             .help = "a strategy file or a preset (dp2, fsdp4, tp2, dp2xtp2, ...)"}}};
 }
 
+// hp train's devices: --strategy also takes `auto` (the planner's choice on --cluster).
+inline OptionGroup train_devices_group() {
+  OptionGroup g = devices_group();
+  g.options[1].help =
+      "a strategy file, a preset (dp2, fsdp4, tp2, dp2xtp2, ...), or auto: the planner's best "
+      "on --cluster for this job, printed before training (docs/planner.md)";
+  g.options.push_back({.name = "cluster",
+                       .meta = "local|FILE",
+                       .computed = "local",
+                       .help = "with --strategy auto: the cluster searched, hp calibrate's file by "
+                               "default; its device count is --devices'"});
+  return g;
+}
+
 // The offload options over a YAML `offload:` map (hp::memory's keys; see docs/offload.md).
 inline OptionGroup offload_group() {
   return {"Memory (offload; per rank on a mesh)",
@@ -251,7 +265,7 @@ inline const Command& train_command() {
           .min = 0,
           .help = "bytes of sample text printed at the end"}}},
        offload_group(),
-       devices_group()}};
+       train_devices_group()}};
   return c;
 }
 
@@ -313,7 +327,8 @@ inline const Command& plan_command() {
           .meta = "NAME[:N]|FILE",
           .computed = "none: plan the given strategy on threads",
           .help = "a preset (a100-selene, h100-dgx, gb200-nvl72, cloudmatrix384) with an optional "
-                  "device count, or a cluster YAML"},
+                  "device count, local (this machine as hp calibrate measured it), or a cluster "
+                  "YAML"},
          {.name = "global-batch",
           .kind = Kind::kInt,
           .meta = "B",
@@ -508,6 +523,29 @@ inline const Command& bench_spmd_command() {
           .min = 1,
           .help = "rounds, each running every row once in turn; a row reports its median step"},
          {.name = "devices", .meta = "threads:N", .dflt = "threads:2"}}}}};
+  return c;
+}
+
+inline const Command& calibrate_command() {
+  static const Command c{
+      "hp calibrate [options]",
+      "Measures this machine as the planner's `local` cluster (docs/planner.md): sgemm by shape "
+      "and its\npeak, attention, element-wise kernels and memory bandwidth, the communicator's "
+      "all-reduce and\nthe offload host link, every rank of --devices at once with one thread "
+      "each; writes a\ncluster YAML that `hp plan --cluster local` and `hp train --strategy "
+      "auto` read.",
+      {{"Run",
+        {{.name = "out",
+          .meta = "FILE.yaml",
+          .computed = "$XDG_CONFIG_HOME/hp/cluster-local.yaml",
+          .help = "where to write (without XDG_CONFIG_HOME: ~/.config/hp/cluster-local.yaml)"},
+         {.name = "devices",
+          .meta = "threads:N|mpi",
+          .dflt = "threads:2",
+          .help = "the ranks measured at once, one thread each (the cluster's device count)"},
+         {.name = "quick",
+          .kind = Kind::kFlag,
+          .help = "fewer repetitions and smaller messages (a few seconds; for tests)"}}}}};
   return c;
 }
 

@@ -48,6 +48,24 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
   return s;
 }
 
+// What hp train runs, where the options left the choice open: pipelines of one device per
+// stage, no accumulation within a step without pp (--grad-accum does that), full sharding but
+// not ZeRO-1, no optimizer offload (the offload: options do that). Recomputation: the CPU
+// backend's fused attention recomputes its core in the backward (selective); a pipeline stage's
+// backward recomputes its whole forward (train::modelled_costs: B = 3 F), i.e. full
+// recomputation of every block.
+void runtime_space(planner::Space& s) {
+  s.pipeline_alone = true;
+  s.one_microbatch = true;
+  s.zeros = {planner::Zero::kNone, planner::Zero::kFull};
+  if (s.recomputes.empty()) {
+    s.recomputes = {planner::Recompute::kSelective};
+    s.pipeline_recomputes = {planner::Recompute::kFull};
+  }
+  if (s.recompute_blocks == 0) s.recompute_blocks = planner::kAllBlocks;  // all blocks or none
+  if (s.offloads.empty()) s.offloads = {false};
+}
+
 io::Json plan_json(const planner::Plan& p, const planner::Workload& w,
                    const planner::SearchResult& r, int rank) {
   const planner::Config& c = p.config;
@@ -97,7 +115,7 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
   std::printf(", optimizer sharding %s, offload %s, mesh order %s\n", planner::zero_name(c.zero),
               c.offload ? "on" : "off", c.order.c_str());
   std::printf(
-      "  step %.3f s: %.0f TFLOP/s per device (hardware, recomputation counted), MFU %.1f%%\n",
+      "  step %.4g s: %.3g TFLOP/s per device (hardware, recomputation counted), MFU %.1f%%\n",
       e.step_s, e.tflops_per_device, 100 * e.mfu);
   const std::pair<const char*, double> parts[] = {
       {"compute (forward + backward)", e.compute_s}, {"recomputation", e.recompute_s},
@@ -120,6 +138,36 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
 
 }  // namespace
 
+AutoStrategy auto_strategy(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int devices,
+                           const std::string& cluster) {
+  const size_t colon = cluster.rfind(':');
+  const bool counted = colon != std::string::npos && colon + 1 < cluster.size() &&
+                       cluster.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+  const planner::Cluster cl =
+      planner::resolve_cluster(counted ? cluster : cluster + ":" + std::to_string(devices));
+  HP_CHECK(cl.devices == devices, "--strategy auto: --cluster ", cluster, " has ", cl.devices,
+           " devices but --devices gives ", devices);
+  planner::Workload w{cfg, batch, seq};
+  planner::Space space;
+  runtime_space(space);
+  planner::SearchOptions opt;
+  if (cl.efficiency) opt.efficiency = *cl.efficiency;
+  const planner::SearchResult r = planner::search(w, cl, space, opt);
+  HP_CHECK(!r.plans.empty(), "--strategy auto: no configuration the runtime runs fits on ", cl.name,
+           " (", cl.devices, " devices) for batch ", batch, " x ", seq, ": ", r.covered,
+           " covered, ", r.evaluated, " evaluated");
+  AutoStrategy out;
+  out.yaml = planner::strategy_yaml(r.plans[0], w, cl);
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "strategy auto: %s, predicted %.1f ms per step on %s:%lld (%lld configurations "
+                "searched)",
+                r.plans[0].config.strategy().c_str(), r.plans[0].estimate.step_s * 1e3,
+                cl.name.c_str(), (long long)cl.devices, (long long)r.covered);
+  out.summary = line;
+  return out;
+}
+
 int plan_search(const Args& a) {
   HP_CHECK(!a.has("devices"),
            "--devices does not apply with --cluster: the cluster names the devices");
@@ -128,9 +176,11 @@ int plan_search(const Args& a) {
   w.global_batch = a.i64("global-batch");
   w.seq = a.has("seq") ? a.i64("seq") : w.model.max_seq;
   const planner::Cluster cl = planner::resolve_cluster(a.str("cluster"));
-  const planner::Space space = read_space(a, w, cl.devices);
+  planner::Space space = read_space(a, w, cl.devices);
+  if (cl.name == "local") runtime_space(space);  // this machine: what hp train runs here
   planner::SearchOptions opt;
   opt.top = a.i64("top");
+  if (cl.efficiency) opt.efficiency = *cl.efficiency;  // measured (hp calibrate)
   const planner::SearchResult r = planner::search(w, cl, space, opt);
   HP_CHECK(r.covered > 0, "[planner] no configuration of ", a.str("model"), " on ", cl.name, " (",
            cl.devices, " devices) has what the options fix (degrees that divide the devices, ",

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 
@@ -101,6 +103,28 @@ train::TrainOptions step_options(const Args& a, const TrainJob& job) {
   return opt;
 }
 
+// --strategy auto: the planner's choice for this job on --cluster (hp calibrate's `local` by
+// default) with the devices' count, written to a strategy file of this process (the checkpoints
+// record its path as they do any file's) and printed by rank 0 before training.
+Placement place_auto(const Args& a, const TrainJob& job) {
+  const Devices& dev = job.place.dev;
+  const AutoStrategy s = auto_strategy(job.cfg, job.step.batch, job.step.seq, dev.count,
+                                       a.has("cluster") ? a.str("cluster") : "local");
+  const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                     ("hp-strategy-auto-" + std::to_string(::getpid()) + ".yaml");
+  {
+    std::ofstream out(file);
+    out << s.yaml;
+    HP_CHECK(out.good(), "--strategy auto: cannot write ", file.string());
+  }
+  if (dev.rank == 0) {
+    std::fprintf(a.flag("json") ? stderr : stdout, "%s; written to %s:\n%s", s.summary.c_str(),
+                 file.string().c_str(), s.yaml.c_str());
+    std::fflush(stdout);
+  }
+  return place(dev, file.string());
+}
+
 // Reads the job from the options, the YAML config (or the embedded default job) applied to them
 // and the strategy: an `offload:` section may come from the config or the strategy file, not both.
 TrainJob read_job(Args& a) {
@@ -112,8 +136,16 @@ TrainJob read_job(Args& a) {
   TrainJob job;
   job.cfg = resolve_model(a.str("model"));
   job.steps = a.i64("steps");
-  job.place = parse_placement(a);
+  const bool planned = a.has("strategy") && a.str("strategy") == "auto";
+  HP_CHECK(!a.has("cluster") || planned, "--cluster applies with --strategy auto only");
+  if (planned) {
+    HP_CHECK(a.has("devices"), "--strategy auto needs --devices threads:N or mpi");
+    job.place.dev = parse_devices(a.str("devices"));
+  } else {
+    job.place = parse_placement(a);
+  }
   job.step = step_options(a, job);
+  if (planned) job.place = place_auto(a, job);
   if (auto st = job.place.offload_section()) {
     HP_CHECK(!offload, "offload: given in both the config and the strategy; keep one");
     offload = st;

@@ -1,7 +1,11 @@
 // Cluster YAML: parsing, checks that name the file and key, the embedded presets.
 #include "hp/planner/cluster.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 
 #include "hp/core/error.hpp"
 
@@ -50,7 +54,58 @@ void check_tiers(const io::YamlNode& node, const std::vector<Tier>& tiers) {
   }
 }
 
+// A share of a peak at `key` of `n`: in (0, most].
+double share(const io::YamlNode& n, const std::string& key, double most = 1) {
+  const io::YamlNode v = n[key];
+  const double x = v.as_double();
+  HP_CHECK(x > 0 && x <= most, "[cluster] ", v.where(), ": ", key, " must be in (0, ", most,
+           "], got ", x);
+  return x;
+}
+
+// The `efficiency:` section: every key optional but the ones given checked.
+Efficiency parse_efficiency(const io::YamlNode& e) {
+  e.check_keys({"gemm", "attention", "memory", "network", "usable_memory", "overlap"});
+  Efficiency eff;
+  if (auto g = e.get("gemm")) {
+    if (g->is_sequence()) {
+      for (const io::YamlNode& s : g->items()) {
+        s.check_keys({"m", "k", "n", "share"});
+        eff.gemm_shapes.push_back(
+            {positive(s, "m"), positive(s, "k"), positive(s, "n"), share(s, "share")});
+      }
+      HP_CHECK(!eff.gemm_shapes.empty(), "[cluster] ", g->where(), ": gemm lists no shape");
+      std::sort(
+          eff.gemm_shapes.begin(), eff.gemm_shapes.end(),
+          [](const GemmShape& a, const GemmShape& b) { return a.m * a.k * a.n < b.m * b.k * b.n; });
+      eff.gemm = eff.gemm_shapes.back().share;
+    } else {
+      eff.gemm = share(e, "gemm");
+    }
+  }
+  if (e.has("attention")) eff.attention = share(e, "attention");
+  if (e.has("memory")) eff.memory = share(e, "memory", kMaxMemoryShare);
+  if (e.has("network")) eff.network = share(e, "network");
+  if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
+  if (auto o = e.get("overlap")) eff.overlap = o->as_bool();
+  return eff;
+}
+
 }  // namespace
+
+double Efficiency::gemm_share(double m, double k, double n) const {
+  if (gemm_shapes.empty()) return gemm;
+  const double x = std::log(m * k * n);
+  const GemmShape* lo = &gemm_shapes.front();
+  if (x <= std::log(lo->m * lo->k * lo->n)) return lo->share;
+  for (const GemmShape& hi : gemm_shapes) {
+    const double xl = std::log(lo->m * lo->k * lo->n), xh = std::log(hi.m * hi.k * hi.n);
+    if (x <= xh)
+      return xh > xl ? lo->share + (hi.share - lo->share) * (x - xl) / (xh - xl) : hi.share;
+    lo = &hi;
+  }
+  return gemm_shapes.back().share;
+}
 
 const Tier& Cluster::tier_for_span(int64_t span) const {
   for (const Tier& t : tiers)
@@ -75,16 +130,22 @@ std::string Cluster::str() const {
 
 Cluster parse_cluster(const io::YamlNode& root) {
   HP_CHECK(root.is_map(), "[cluster] ", root.where(), ": expected a map (name, device, tiers)");
-  root.check_keys({"name", "devices", "device", "host", "tiers"});
+  root.check_keys({"name", "devices", "device", "host", "tiers", "efficiency"});
   Cluster c;
   c.file = root.where();
   c.name = root["name"].as_string();
   c.devices = root["devices"].as_int();
   HP_CHECK(c.devices >= 1, "[cluster] ", root["devices"].where(), ": devices must be >= 1");
   const io::YamlNode dev = root["device"];
-  dev.check_keys({"name", "peak_bf16_tflops", "memory_gib", "memory_bandwidth_gbps"});
+  dev.check_keys(
+      {"name", "peak_bf16_tflops", "peak_f32_tflops", "memory_gib", "memory_bandwidth_gbps"});
   c.device_name = dev["name"].as_string();
-  c.peak_flops = positive(dev, "peak_bf16_tflops") * 1e12;
+  const bool f32 = dev.has("peak_f32_tflops");
+  HP_CHECK(f32 != dev.has("peak_bf16_tflops"), "[cluster] ", dev.where(),
+           ": give one of peak_bf16_tflops and peak_f32_tflops (the precision the device trains "
+           "in)");
+  c.peak_flops = positive(dev, f32 ? "peak_f32_tflops" : "peak_bf16_tflops") * 1e12;
+  c.element_bytes = f32 ? 4 : 2;
   c.memory_bytes = positive(dev, "memory_gib") * kGiB;
   c.memory_bandwidth = positive(dev, "memory_bandwidth_gbps") * kGB;
   const io::YamlNode host = root["host"];
@@ -94,7 +155,48 @@ Cluster parse_cluster(const io::YamlNode& root) {
   const io::YamlNode tiers = root["tiers"];
   for (const auto& t : tiers.items()) c.tiers.push_back(parse_tier(t));
   check_tiers(tiers, c.tiers);
+  if (auto e = root.get("efficiency")) c.efficiency = parse_efficiency(*e);
   return c;
+}
+
+std::string cluster_yaml(const Cluster& c, const std::string& comment) {
+  std::ostringstream y;
+  y.precision(6);
+  std::istringstream lines(comment);
+  for (std::string line; std::getline(lines, line);) y << "# " << line << "\n";
+  y << "name: " << c.name << "\ndevices: " << c.devices << "\ndevice:\n  name: \"" << c.device_name
+    << "\"\n  " << (c.element_bytes == 4 ? "peak_f32_tflops: " : "peak_bf16_tflops: ")
+    << c.peak_flops / 1e12 << "\n  memory_gib: " << c.memory_bytes / kGiB
+    << "\n  memory_bandwidth_gbps: " << c.memory_bandwidth / kGB
+    << "\nhost:\n  memory_gib: " << c.host_memory_bytes / kGiB
+    << "\n  bandwidth_gbps: " << c.host_bandwidth / kGB << "\ntiers:\n";
+  for (const Tier& t : c.tiers)
+    y << "  - {name: " << t.name << ", devices: " << t.devices
+      << ", bandwidth_gbps: " << t.bandwidth / kGB << ", latency_us: " << t.latency * 1e6 << "}\n";
+  if (!c.efficiency) return y.str();
+  const Efficiency& e = *c.efficiency;
+  y << "efficiency:\n";
+  if (e.gemm_shapes.empty()) {
+    y << "  gemm: " << e.gemm << "\n";
+  } else {
+    y << "  gemm:\n";
+    for (const GemmShape& g : e.gemm_shapes)
+      y << "    - {m: " << g.m << ", k: " << g.k << ", n: " << g.n << ", share: " << g.share
+        << "}\n";
+  }
+  y << "  attention: " << e.attention << "\n  memory: " << e.memory << "\n  network: " << e.network
+    << "\n  usable_memory: " << e.usable_memory << "\n  overlap: " << (e.overlap ? "true" : "false")
+    << "\n";
+  return y.str();
+}
+
+std::filesystem::path local_cluster_path() {
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  const char* home = std::getenv("HOME");
+  const std::filesystem::path base = xdg && *xdg     ? std::filesystem::path(xdg)
+                                     : home && *home ? std::filesystem::path(home) / ".config"
+                                                     : std::filesystem::path(".config");
+  return base / "hp" / "cluster-local.yaml";
 }
 
 Cluster parse_cluster_text(const std::string& text, const std::string& file) {
@@ -119,6 +221,16 @@ Cluster resolve_cluster(const std::string& spec) {
   bool found = false;
   for (const auto& [name, text] : embedded_clusters())
     if (name == what) c = parse_cluster_text(text, "<preset " + name + ">"), found = true;
+  if (!found && what == "local") {
+    const std::filesystem::path p = local_cluster_path();
+    HP_CHECK(std::filesystem::exists(p),
+             "[cluster] 'local' is this machine as measured by hp "
+             "calibrate, and there is no calibration at ",
+             p.string(),
+             ": run `hp calibrate` first "
+             "(or pass the file it wrote with --cluster FILE)");
+    c = load_cluster(p), found = true;
+  }
   if (!found) {
     HP_CHECK(std::filesystem::exists(what), "[cluster] '", what, "' is neither a preset (",
              cluster_presets(), ") nor an existing cluster YAML file");

@@ -11,7 +11,7 @@ namespace hp::planner {
 
 namespace {
 
-constexpr double kBf16 = 2, kFp32 = 4;
+constexpr double kFp32 = 4;
 
 // Parameters of the busiest stage (its blocks, one vocabulary table, positions and the final
 // norm: the first and last stages hold about as much), before tp.
@@ -94,24 +94,26 @@ std::string Config::strategy() const {
   return out.empty() ? "dp1" : out;
 }
 
-BlockCost block_cost(const io::ModelConfig& m, int64_t seq) {
+BlockCost block_cost(const io::ModelConfig& m, int64_t seq, double element_bytes) {
+  const double elem = element_bytes;  // bytes of an activation element
   const double h = double(m.d_model), f = double(m.d_ff);
   const double q = double(m.n_head * m.head_dim), kv = double(m.n_kv_head * m.head_dim);
   const bool gpt = m.arch == io::Architecture::kGpt2;
   const double matrices = h * q + 2 * h * kv + q * h + (gpt ? 2 : 3) * h * f;
   BlockCost b;
+  b.matrices = {{{h, q + 2 * kv}, {q, h}, {h, (gpt ? 1 : 2) * f}, {f, h}}};
   b.gemm_flops = 2 * matrices;
   b.attn_flops = 4 * double(seq) * q;  // QK^T and AV, the full square as Megatron counts it
   b.params = matrices + (gpt ? (q + 2 * kv + h + f + h) + 4 * h : 2 * h);
   // Korthikanti et al. 2022, generalised to GQA and SwiGLU: Q, K, V, the output projection's
   // input and the MLP's inner activations are split by tp; norms' inputs, the blocks' inputs and
   // dropout masks (1 byte, GPT only) are not.
-  b.act_split = kBf16 * (2 * q + 2 * kv) + kBf16 * (gpt ? 2 : 3) * f;
-  b.act_whole = kBf16 * 4 * h + (gpt ? 2 * h : 0);
+  b.act_split = elem * (2 * q + 2 * kv) + elem * (gpt ? 2 : 3) * f;
+  b.act_whole = elem * 4 * h + (gpt ? 2 * h : 0);
   // Two norms (read, write: 4h), two residual adds (6h), GPT's two dropouts (6h with masks);
   // GELU reads and writes f, SwiGLU reads gate and up and writes f, RoPE rewrites q and k.
-  b.elementwise_whole = kBf16 * (gpt ? 16 * h : 10 * h);
-  b.elementwise_split = kBf16 * (gpt ? 2 * f : 3 * f + 2 * (q + kv));
+  b.elementwise_whole = elem * (gpt ? 16 * h : 10 * h);
+  b.elementwise_split = elem * (gpt ? 2 * f : 3 * f + 2 * (q + kv));
   return b;
 }
 
@@ -126,6 +128,15 @@ double model_flops(const Workload& w) {
   const double tokens = double(w.global_batch) * double(w.seq);
   const double params = double(w.model.n_layer) * b.params + embedding_params(w.model);
   return tokens * (6 * params + 3 * double(w.model.n_layer) * b.attn_flops);
+}
+
+double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,
+                    const Efficiency& eff) {
+  if (eff.gemm_shapes.empty()) return tokens * bc.gemm_flops / tp / (peak * eff.gemm);
+  double s = 0;
+  for (const auto& [k, n] : bc.matrices)
+    s += 2 * tokens * k * n / tp / (peak * eff.gemm_share(tokens, k, n / tp));
+  return s;
 }
 
 double all_reduce_s(const Cluster& c, int64_t n, int64_t stride, double bytes, double net_eff) {
@@ -229,18 +240,20 @@ struct Activations {
 };
 
 Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, double p_dev,
-                    const Activations& act, double inflight) {
+                    const Activations& act, double inflight, double elem) {
   Memory mem;
   const double tokens = double(c.micro_batch * w.seq);
   const double shard = c.zero == Zero::kNone ? 1 : double(c.dp);
   const bool full = c.zero == Zero::kFull;
-  mem.params = kBf16 * (full ? p_dev / double(c.dp) + 2 * bc.params / double(c.tp) : p_dev);
+  mem.params = elem * (full ? p_dev / double(c.dp) + 2 * bc.params / double(c.tp) : p_dev);
   mem.grads = kFp32 * (full ? p_dev / double(c.dp) : p_dev);
-  mem.optimizer = c.offload ? 0 : 3 * kFp32 * p_dev / shard;  // fp32 master, Adam m and v
+  // Adam m and v, and an fp32 master copy unless the parameters are fp32 already.
+  const double state = (elem < kFp32 ? 3 : 2) * kFp32;
+  mem.optimizer = c.offload ? 0 : state * p_dev / shard;
   const double logits = 2 * kFp32 * tokens * double(w.model.vocab) / double(c.tp);
   mem.activations = inflight * act.stored + act.working + logits;
   // tp/sp gather buffers and the pipeline's send and receive buffers.
-  mem.buffers = 4 * kBf16 * tokens * double(w.model.d_model);
+  mem.buffers = 4 * elem * tokens * double(w.model.d_model);
   return mem;
 }
 
@@ -249,13 +262,13 @@ Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, dou
 // scores without recomputation). `working`: one block's activations while it is recomputed,
 // held once whatever the micro-batches in flight.
 Activations microbatch_activations(const Workload& w, const Config& c, const BlockCost& bc,
-                                   int64_t blocks) {
+                                   int64_t blocks, double elem) {
   const double tokens = double(c.micro_batch * w.seq), t = double(c.tp);
   const double whole = bc.act_whole / (c.sp ? t : 1), split = bc.act_split / t;
   const double scores = 5 * double(w.model.n_head) * double(w.seq) / t;  // softmax, dropout
   const double kept = whole + split + (c.recompute == Recompute::kNone ? scores : 0);
   const double full = double(full_blocks(c, blocks));
-  const double input = kBf16 * double(w.model.d_model) / (c.sp ? t : 1);
+  const double input = elem * double(w.model.d_model) / (c.sp ? t : 1);
   return {tokens * (full * input + (double(blocks) - full) * kept), full > 0 ? tokens * kept : 0};
 }
 
@@ -265,30 +278,32 @@ double device_params(const io::ModelConfig& m, int64_t tp, int64_t pp) {
   return stage_params(m, block_cost(m, 1), stage_blocks(m, pp)) / double(tp);
 }
 
-Memory memory_floor(const Workload& w, const Config& c) {
-  const BlockCost bc = block_cost(w.model, w.seq);
+Memory memory_floor(const Workload& w, const Config& c, double element_bytes) {
+  const BlockCost bc = block_cost(w.model, w.seq, element_bytes);
   const int64_t blocks = stage_blocks(w.model, c.pp);
   return stage_memory(w, c, bc, stage_params(w.model, bc, blocks) / double(c.tp),
-                      microbatch_activations(w, c, bc, blocks), 1);
+                      microbatch_activations(w, c, bc, blocks, element_bytes), 1, element_bytes);
 }
 
 Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const Efficiency& eff) {
   std::string why;
   HP_CHECK(admissible(w, c, &why), "[planner] ", c.strategy(), ": ", why);
   const io::ModelConfig& m = w.model;
-  const BlockCost bc = block_cost(m, w.seq);
+  const double elem = cl.element_bytes;  // bytes of an activation and parameter element
+  const BlockCost bc = block_cost(m, w.seq, elem);
   const int64_t blocks = stage_blocks(m, c.pp), mb = w.global_batch / (c.dp * c.micro_batch);
   const double t = double(c.tp), tokens = double(c.micro_batch * w.seq);
-  const double gemm_rate = cl.peak_flops * eff.gemm, attn_rate = cl.peak_flops * eff.attention;
+  const double attn_rate = cl.peak_flops * eff.attention;
   const double mem_rate = cl.memory_bandwidth * eff.memory, h = double(m.d_model);
   Estimate e;
   e.microbatches = mb;
   // One block, one micro-batch, forward, per device.
-  const double gemm_f = tokens * bc.gemm_flops / t / gemm_rate;
+  const double gemm_f = block_gemm_s(bc, tokens, t, cl.peak_flops, eff);
   const double attn_f = tokens * bc.attn_flops / t / attn_rate;
   const double elem_f =
       tokens * (bc.elementwise_whole / (c.sp ? t : 1) + bc.elementwise_split / t) / mem_rate;
-  const double head = 3 * tokens * 2 * h * double(m.vocab) / t / gemm_rate;
+  const double head = 3 * tokens * 2 * h * double(m.vocab) / t /
+                      (cl.peak_flops * eff.gemm_share(tokens, h, double(m.vocab) / t));
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);
   // Fully recomputed blocks repeat their forward; the rest recompute the attention core.
   const double full = double(full_blocks(c, blocks));
@@ -297,13 +312,13 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
                                                                 (double(blocks) - full) * attn_f;
   // Exposed tp collectives: two per block forward, two backward, two more when recomputed.
   const double tp_one =
-      c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * kBf16, eff.network) : 0;
+      c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * elem, eff.network) : 0;
   const double tp_mb = (4 * double(blocks) + 2 * full) * tp_one;
   double pp_mb = 0;
   if (c.pp > 1) {  // activations forward and their gradients back, per chunk, split over tp
     const Tier& tier = p2p_tier(cl, c.pp, c.stride('p'));
     pp_mb = 2 * double(c.virtual_stages) *
-            (tier.latency + tokens * h * kBf16 / t / (tier.bandwidth * eff.network));
+            (tier.latency + tokens * h * elem / t / (tier.bandwidth * eff.network));
   }
   const double p_dev = stage_params(m, bc, blocks) / t;
   const double shard = c.zero == Zero::kNone ? 1 : double(c.dp);
@@ -311,10 +326,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   double fsdp_mb = 0;  // ZeRO-3 gathers the stage's parameters per micro-batch, overlapped
   if (c.zero == Zero::kFull) {
     const double gathers = full > 0 ? 3 : 2;
-    fsdp_mb = gathers * all_gather_s(cl, c.dp, dstride, kBf16 * p_dev, eff.network);
+    fsdp_mb = gathers * all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network);
   }
   const double compute_mb = double(blocks) * block_fb + head;
-  const double fsdp_exposed = std::max(0.0, fsdp_mb - compute_mb);
+  const double fsdp_exposed = eff.overlap ? std::max(0.0, fsdp_mb - compute_mb) : fsdp_mb;
   const double core_mb = compute_mb + stage_rc + tp_mb + pp_mb;
   e.compute_s = double(mb) * compute_mb;
   e.recompute_s = double(mb) * stage_rc;
@@ -325,14 +340,17 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
     const double rs = all_gather_s(cl, c.dp, dstride, kFp32 * p_dev, eff.network);
     e.dp_s = c.zero == Zero::kNone ? 2 * rs
              : c.zero == Zero::kOptimizer
-                 ? rs + all_gather_s(cl, c.dp, dstride, kBf16 * p_dev, eff.network)
+                 ? rs + all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network)
                  : rs + double(mb) * fsdp_exposed;
   }
   const double p_opt = p_dev / shard;
   if (c.offload)  // fp32 gradients down, bf16 parameters up, in both directions at once
     e.offload_s = kFp32 * p_opt / (cl.host_bandwidth * eff.network);
   else  // Adam reads and writes the fp32 master, m and v, reads the gradient, writes bf16
-    e.optimizer_s = 30 * p_opt / mem_rate;
+    // The optimizer state streams from memory: no share above the bandwidth (a measured
+    // element-wise share above 1 is activations served from cache).
+    e.optimizer_s =
+        (elem < kFp32 ? 30 : 28) * p_opt / (cl.memory_bandwidth * std::min(eff.memory, 1.0));
   e.step_s = double(mb) * core_mb + e.bubble_s + e.dp_s + e.optimizer_s + e.offload_s;
   const double step_tokens = double(w.global_batch * w.seq);
   const double share = full / double(blocks);  // of all blocks, fully recomputed
@@ -346,11 +364,11 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
                      double(c.devices());
   e.tflops_per_device = e.hardware_flops / e.step_s / 1e12;
   e.mfu = model_flops(w) / (double(c.devices()) * cl.peak_flops * e.step_s);
-  const Activations act = microbatch_activations(w, c, bc, blocks);
+  const Activations act = microbatch_activations(w, c, bc, blocks, elem);
   e.memory = stage_memory(w, c, bc, p_dev, act,
-                          inflight_microbatches(c.schedule, c.pp, mb, c.virtual_stages));
+                          inflight_microbatches(c.schedule, c.pp, mb, c.virtual_stages), elem);
   e.fits = e.memory.total() <= eff.usable_memory * cl.memory_bytes &&
-           (!c.offload || 3 * kFp32 * p_opt <= cl.host_memory_bytes);
+           (!c.offload || (elem < kFp32 ? 3 : 2) * kFp32 * p_opt <= cl.host_memory_bytes);
   return e;
 }
 

@@ -39,10 +39,13 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
   for (bool v : {false, true})
     if ((!v || tp > 1) && (!s.sp || *s.sp == v)) c.sp.push_back(v);
   for (Zero z : {Zero::kNone, Zero::kOptimizer, Zero::kFull})
-    if ((z == Zero::kNone || dp > 1) && (!s.zero || *s.zero == z)) c.zero.push_back(z);
+    if ((z == Zero::kNone || dp > 1) && (!s.zero || *s.zero == z) &&
+        (s.zeros.empty() || std::find(s.zeros.begin(), s.zeros.end(), z) != s.zeros.end()))
+      c.zero.push_back(z);
   for (int64_t b : divisors(w.global_batch / dp))
-    if (s.micro_batches.empty() ||
-        std::find(s.micro_batches.begin(), s.micro_batches.end(), b) != s.micro_batches.end())
+    if ((s.micro_batches.empty() ||
+         std::find(s.micro_batches.begin(), s.micro_batches.end(), b) != s.micro_batches.end()) &&
+        (!s.one_microbatch || pp > 1 || b == w.global_batch / dp))
       c.micro_batches.push_back(b);
   if (pp == 1) {
     if (s.schedules.empty()) c.schedules.push_back({Schedule::kNone, 1});
@@ -63,7 +66,9 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
   }
   const std::vector<Recompute> all_rc = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
   const int64_t blocks = stage_blocks(w.model, pp);
-  for (Recompute r : s.recomputes.empty() ? all_rc : s.recomputes) {
+  const std::vector<Recompute>& rcs =
+      pp > 1 && !s.pipeline_recomputes.empty() ? s.pipeline_recomputes : s.recomputes;
+  for (Recompute r : rcs.empty() ? all_rc : rcs) {
     if (r != Recompute::kFull) {
       c.recomputes.push_back({r, 0});
       continue;
@@ -115,15 +120,22 @@ std::vector<std::string> orders(const Space& s, int64_t dp, int64_t tp, int64_t 
 // No configuration of the layout takes less: its compute at full sp, without recomputation.
 double compute_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, int64_t dp,
                      int64_t tp, int64_t pp) {
-  const BlockCost bc = block_cost(w.model, w.seq);
+  const BlockCost bc = block_cost(w.model, w.seq, cl.element_bytes);
   const double tokens = double(w.global_batch / dp * w.seq), t = double(tp);
   const double blocks = double(stage_blocks(w.model, pp));
   const double per_token =
-      bc.gemm_flops / t / (cl.peak_flops * eff.gemm) +
       bc.attn_flops / t / (cl.peak_flops * eff.attention) +
       (bc.elementwise_whole + bc.elementwise_split) / t / (cl.memory_bandwidth * eff.memory);
-  const double head = 6 * double(w.model.d_model * w.model.vocab) / t / (cl.peak_flops * eff.gemm);
-  return tokens * (3 * blocks * per_token + head);
+  // GEMMs at the best share any micro-batch size reaches (a measured table: its best shape).
+  Efficiency best = eff;
+  if (!eff.gemm_shapes.empty()) {
+    best.gemm = 0;
+    for (const GemmShape& g : eff.gemm_shapes) best.gemm = std::max(best.gemm, g.share);
+    best.gemm_shapes.clear();
+  }
+  const double head = 6 * double(w.model.d_model * w.model.vocab) / t / (cl.peak_flops * best.gemm);
+  return 3 * blocks * (tokens * per_token + block_gemm_s(bc, tokens, t, cl.peak_flops, best)) +
+         tokens * head;
 }
 
 // No configuration of the layout and order (`c`) with `m` micro-batches per step takes less:
@@ -157,7 +169,7 @@ double time_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, c
 // No configuration of the layout needs less memory: one micro-batch in flight, the smallest
 // micro-batch, the most sparing sp and offload the space allows, the least of its sharding and
 // recomputation choices.
-double memory_floor_of(const Workload& w, const Choices& ch, Config c) {
+double memory_floor_of(const Workload& w, const Choices& ch, Config c, double element_bytes) {
   c.sp = ch.sp.back();
   c.micro_batch = ch.micro_batches.front();
   c.offload = ch.offloads.back();
@@ -165,7 +177,7 @@ double memory_floor_of(const Workload& w, const Choices& ch, Config c) {
   for (Zero z : ch.zero)
     for (const auto& [r, k] : ch.recomputes) {
       c.zero = z, c.recompute = r, c.recompute_blocks = k;
-      best = std::min(best, memory_floor(w, c).total());
+      best = std::min(best, memory_floor(w, c, element_bytes).total());
     }
   return best;
 }
@@ -235,6 +247,7 @@ SearchResult search(const Workload& w, const Cluster& cl, const Space& s, const 
       const int64_t dp = n / tp / pp;
       if (s.dp && (dp != s.dp || tp != s.tp || pp != s.pp)) continue;
       if (w.global_batch % dp != 0 || w.model.n_head % tp != 0 || pp > w.model.n_layer) continue;
+      if (s.pipeline_alone && pp > 1 && pp != n) continue;
       layouts.push_back({dp, tp, pp, compute_floor(w, cl, o.efficiency, dp, tp, pp)});
     }
   std::sort(layouts.begin(), layouts.end(),
@@ -249,7 +262,7 @@ SearchResult search(const Workload& w, const Cluster& cl, const Space& s, const 
     Config c;
     c.dp = l.dp, c.tp = l.tp, c.pp = l.pp;
     c.schedule = ch.schedules.front().first, c.virtual_stages = ch.schedules.front().second;
-    const bool too_big = o.prune && memory_floor_of(w, ch, c) > usable;
+    const bool too_big = o.prune && memory_floor_of(w, ch, c, cl.element_bytes) > usable;
     for (const std::string& order : orders(s, l.dp, l.tp, l.pp)) {
       c.order = order;
       if (o.prune &&

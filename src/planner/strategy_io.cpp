@@ -136,7 +136,7 @@ std::string strategy_yaml(const Plan& p, const Workload& w, const Cluster& cl) {
   char line[256];
   std::snprintf(line, sizeof line,
                 "# hp plan: %s, %lld layers, d %lld, on %s (%lld devices), global batch %lld x "
-                "%lld tokens\n# predicted step %.3f s, %.0f TFLOP/s per device, MFU %.1f%%, "
+                "%lld tokens\n# predicted step %.4g s, %.3g TFLOP/s per device, MFU %.1f%%, "
                 "peak memory %.1f GiB of %.1f GiB\n",
                 io::architecture_name(w.model.arch), (long long)w.model.n_layer,
                 (long long)w.model.d_model, cl.name.c_str(), (long long)cl.devices,

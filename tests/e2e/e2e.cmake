@@ -9,7 +9,8 @@ foreach(case gpt2-tiny llama-tiny)
     hp_missing_input(e2e_check_${case} e2e ${HP_SHARED}/reference/${case})
   endif()
 endforeach()
-foreach(t train_resume train_cli generate generate_kv bad_input options signals planner serve)
+foreach(t train_resume train_cli generate generate_kv bad_input options signals planner serve
+          calibrate)
   add_test(NAME e2e_${t} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${t}.sh $<TARGET_FILE:hp>
                                  ${PROJECT_SOURCE_DIR})
   set_tests_properties(e2e_${t} PROPERTIES LABELS e2e)

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "hp/core/error.hpp"
 #include "hp/mpmd/simulate.hpp"
@@ -71,6 +74,159 @@ TEST(Cluster, ErrorsNameFileAndKey) {
   open.replace(open.find("devices: 0"), 10, "devices: 8");
   e = error_of([&] { parse_cluster_text(open, "c.yaml"); });
   EXPECT_NE(e.find("outermost tier must have devices: 0"), std::string::npos) << e;
+}
+
+// A calibrated cluster as hp calibrate writes it: an f32 peak and a measured efficiency table.
+const char* kLocalCluster = R"(# measured
+name: local
+devices: 2
+device: {name: cpu, peak_f32_tflops: 0.2, memory_gib: 8, memory_bandwidth_gbps: 20}
+host: {memory_gib: 8, bandwidth_gbps: 5}
+tiers:
+  - {name: threads, devices: 0, bandwidth_gbps: 4, latency_us: 20}
+efficiency:
+  gemm:
+    - {m: 1024, k: 256, n: 768, share: 0.8}
+    - {m: 128, k: 64, n: 64, share: 0.4}
+  attention: 0.6
+  memory: 0.9
+  network: 1
+  overlap: false
+)";
+
+TEST(Cluster, CalibrationRoundTrip) {
+  const Cluster a = parse_cluster_text(kLocalCluster, "local.yaml");
+  EXPECT_EQ(a.element_bytes, 4);
+  EXPECT_DOUBLE_EQ(a.peak_flops, 0.2e12);
+  ASSERT_TRUE(a.efficiency.has_value());
+  ASSERT_EQ(a.efficiency->gemm_shapes.size(), 2u);
+  EXPECT_DOUBLE_EQ(a.efficiency->gemm_shapes[0].share, 0.4);  // sorted by m*k*n
+  EXPECT_FALSE(a.efficiency->overlap);
+  const std::string text = cluster_yaml(a, "written\nby a test");
+  EXPECT_EQ(text.rfind("# written\n# by a test\n", 0), 0u) << text;
+  const Cluster b = parse_cluster_text(text, "again.yaml");
+  EXPECT_EQ(cluster_yaml(b, "written\nby a test"), text);
+  EXPECT_EQ(b.name, "local");
+  EXPECT_EQ(b.devices, 2);
+  EXPECT_EQ(b.element_bytes, 4);
+  EXPECT_DOUBLE_EQ(b.peak_flops, a.peak_flops);
+  EXPECT_DOUBLE_EQ(b.tiers[0].latency, 20e-6);
+  EXPECT_DOUBLE_EQ(b.efficiency->attention, 0.6);
+  EXPECT_DOUBLE_EQ(b.efficiency->memory, 0.9);
+  EXPECT_FALSE(b.efficiency->overlap);
+  // A preset has no efficiency section and keeps its bf16 peak through the round trip.
+  const Cluster h = resolve_cluster("h100-dgx:16");
+  const Cluster h2 = parse_cluster_text(cluster_yaml(h), "h.yaml");
+  EXPECT_EQ(h2.element_bytes, 2);
+  EXPECT_FALSE(h2.efficiency.has_value());
+  EXPECT_DOUBLE_EQ(h2.peak_flops, h.peak_flops);
+  EXPECT_EQ(h2.tiers.size(), 2u);
+}
+
+TEST(Cluster, CalibrationErrorsNameFileLineAndKey) {
+  auto error_with = [](const std::string& from, const std::string& to) {
+    std::string t = kLocalCluster;
+    t.replace(t.find(from), from.size(), to);
+    return error_of([&] { parse_cluster_text(t, "local.yaml"); });
+  };
+  std::string e = error_with("attention: 0.6", "attention: 1.5");
+  EXPECT_NE(e.find("local.yaml:12"), std::string::npos) << e;
+  EXPECT_NE(e.find("attention must be in (0, 1]"), std::string::npos) << e;
+  e = error_with("share: 0.8", "shar: 0.8");
+  EXPECT_NE(e.find("local.yaml:10"), std::string::npos) << e;
+  EXPECT_NE(e.find("shar"), std::string::npos) << e;
+  e = error_with("peak_f32_tflops: 0.2,", "peak_f32_tflops: 0.2, peak_bf16_tflops: 1,");
+  EXPECT_NE(e.find("local.yaml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("one of peak_bf16_tflops and peak_f32_tflops"), std::string::npos) << e;
+  e = error_with("overlap: false", "overlap: maybe");
+  EXPECT_NE(e.find("local.yaml:15"), std::string::npos) << e;
+  e = error_with("  memory: 0.9", "  memroy: 0.9");
+  EXPECT_NE(e.find("memroy"), std::string::npos) << e;
+  e = error_with("m: 128,", "m: -128,");
+  EXPECT_NE(e.find("m must be positive"), std::string::npos) << e;
+}
+
+TEST(Cluster, LocalNamesCalibrate) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "hp_local_cluster";
+  std::filesystem::remove_all(dir);
+  const char* old = std::getenv("XDG_CONFIG_HOME");
+  const std::string saved = old ? old : "";
+  setenv("XDG_CONFIG_HOME", dir.c_str(), 1);
+  EXPECT_EQ(local_cluster_path(), dir / "hp" / "cluster-local.yaml");
+  std::string e = error_of([] { resolve_cluster("local:2"); });
+  EXPECT_NE(e.find("run `hp calibrate` first"), std::string::npos) << e;
+  EXPECT_NE(e.find((dir / "hp" / "cluster-local.yaml").string()), std::string::npos) << e;
+  std::filesystem::create_directories(dir / "hp");
+  std::ofstream(dir / "hp" / "cluster-local.yaml") << kLocalCluster;
+  const Cluster c = resolve_cluster("local:1");
+  EXPECT_EQ(c.devices, 1);
+  EXPECT_EQ(c.element_bytes, 4);
+  if (old)
+    setenv("XDG_CONFIG_HOME", saved.c_str(), 1);
+  else
+    unsetenv("XDG_CONFIG_HOME");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cost, GemmShareByShape) {
+  const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  const Efficiency& e = *cl.efficiency;
+  EXPECT_DOUBLE_EQ(e.gemm_share(64, 64, 64), 0.4);       // below the table: its first
+  EXPECT_DOUBLE_EQ(e.gemm_share(4096, 1024, 768), 0.8);  // above: its last
+  EXPECT_DOUBLE_EQ(e.gemm_share(128, 64, 64), 0.4);
+  // Halfway in log(m k n) between the two shapes: halfway between their shares.
+  const double mid = std::sqrt(128.0 * 64 * 64 * 1024 * 256 * 768);
+  EXPECT_NEAR(e.gemm_share(mid, 1, 1), 0.6, 1e-12);
+  // Without a table every shape gets the one share, and the block's GEMMs take
+  // tokens x flops / tp / (peak x share), as before.
+  Efficiency flat;
+  EXPECT_DOUBLE_EQ(flat.gemm_share(1, 1, 1), flat.gemm);
+  const BlockCost b = block_cost(gpt(2, 256, 4, 128), 128);
+  EXPECT_DOUBLE_EQ(block_gemm_s(b, 1024, 2, 1e12, flat), 1024 * b.gemm_flops / 2 / (1e12 * 0.7));
+  double by_shape = 0;
+  for (const auto& [k, n] : b.matrices)
+    by_shape += 2 * 1024 * k * n / 2 / (0.2e12 * e.gemm_share(1024, k, n / 2));
+  EXPECT_DOUBLE_EQ(block_gemm_s(b, 1024, 2, 0.2e12, e), by_shape);
+  // f32: twice the activation bytes of bf16.
+  const BlockCost f = block_cost(gpt(2, 256, 4, 128), 128, 4);
+  EXPECT_DOUBLE_EQ(f.act_split, 2 * b.act_split);
+  EXPECT_DOUBLE_EQ(f.elementwise_whole, 2 * b.elementwise_whole);
+}
+
+TEST(Search, RuntimeRestrictions) {
+  const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  Workload w{gpt(4, 256, 4, 128), 8, 128};
+  Space s;
+  s.pipeline_alone = true;
+  s.one_microbatch = true;
+  s.zeros = {Zero::kNone, Zero::kFull};
+  SearchOptions o;
+  o.top = 1000;
+  o.efficiency = *cl.efficiency;
+  Cluster four = cl;
+  four.devices = 4;
+  const SearchResult r = search(w, four, s, o);
+  ASSERT_FALSE(r.plans.empty());
+  bool pp = false, full = false;
+  for (const Plan& p : r.plans) {
+    const Config& c = p.config;
+    EXPECT_NE(c.zero, Zero::kOptimizer) << c.strategy();
+    EXPECT_TRUE(c.pp == 1 || c.pp == 4) << c.strategy();
+    if (c.pp == 1) {
+      EXPECT_EQ(c.micro_batch * c.dp, 8) << c.strategy();
+    }
+    pp = pp || c.pp == 4;
+    full = full || c.zero == Zero::kFull;
+  }
+  EXPECT_TRUE(pp);
+  EXPECT_TRUE(full);
+  // Without the restrictions the same search proposes what they exclude.
+  const SearchResult open = search(w, four, {}, o);
+  bool excluded = false;
+  for (const Plan& p : open.plans)
+    excluded = excluded || p.config.zero == Zero::kOptimizer || p.config.pp == 2 ||
+               (p.config.pp == 1 && p.config.micro_batch * p.config.dp < 8);
+  EXPECT_TRUE(excluded);
 }
 
 TEST(Cost, BlockOfGptByHand) {

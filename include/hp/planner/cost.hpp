@@ -3,10 +3,13 @@
 // transformer on a Cluster, in closed form. One transformer block is costed once and multiplied
 // by the blocks a stage holds, so evaluating a configuration costs the same for any depth.
 // Not a simulator of a schedule's events (mpmd::simulate does that) and not calibrated here:
-// Efficiency holds the one table of achieved fractions every prediction uses.
+// Efficiency (cluster.hpp) holds the table of achieved fractions every prediction uses: the
+// planner's one table, or the cluster's measured one.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "hp/io/model_config.hpp"
 #include "hp/planner/cluster.hpp"
@@ -25,17 +28,6 @@ const char* recompute_name(Recompute r);
 const char* zero_name(Zero z);                  // "none", "optimizer", "full"
 Schedule parse_schedule(const std::string& s);  // throws naming the choices
 Recompute parse_recompute(const std::string& s);
-
-// The achieved share of each peak, one table for every model and cluster (docs/planner.md says
-// why these values). Memory: the share of device memory a plan may fill (the rest is the
-// runtime's context, fragmentation and workspace).
-struct Efficiency {
-  double gemm = 0.7;       // of the dense bf16 peak, for the matrix multiplications
-  double attention = 0.5;  // of the peak, for the attention core (s^2 terms, flash-style)
-  double memory = 0.7;     // of the memory bandwidth, for element-wise work and the optimizer
-  double network = 0.8;    // of each tier's bandwidth, for collectives and point-to-point
-  double usable_memory = 0.9;
-};
 
 struct Workload {
   io::ModelConfig model;
@@ -67,6 +59,10 @@ struct Config {
 
 // One transformer block per token (forward), and the model's totals.
 struct BlockCost {
+  // The block's weight matrices as (inner k, outer n) of the GEMM each is (QKV, output
+  // projection, MLP in, MLP out; Llama's gate and up as one): what a GEMM's efficiency is looked
+  // up by.
+  std::array<std::pair<double, double>, 4> matrices{};
   double gemm_flops = 0;  // per token: 2 x the block's matrix parameters
   double attn_flops = 0;  // per token at sequence length seq: 4 x seq x heads x head_dim
   double params = 0;      // elements of one block (weights, norms, biases)
@@ -77,7 +73,8 @@ struct BlockCost {
   // and rotary embedding on the tp-split width.
   double elementwise_whole = 0, elementwise_split = 0;
 };
-BlockCost block_cost(const io::ModelConfig& m, int64_t seq);
+// Activation bytes at `element_bytes` per element (2: bf16, 4: f32, the cluster's precision).
+BlockCost block_cost(const io::ModelConfig& m, int64_t seq, double element_bytes = 2);
 // Parameters outside the blocks: token (and position) embeddings, an untied head, final norm.
 double embedding_params(const io::ModelConfig& m);
 // Model FLOPs of one step: 6 x parameters x tokens plus attention (12 x layers x seq^2 x
@@ -134,8 +131,13 @@ double inflight_microbatches(Schedule s, int64_t p, int64_t m, int64_t v);
 // Whether `c` is a configuration this model and batch admit (degrees divide, tp divides the
 // heads, pp at most the layers, chunk counts divide); `why` says what fails.
 bool admissible(const Workload& w, const Config& c, std::string* why = nullptr);
-// The memory of `c` with a single micro-batch in flight: no schedule holds less.
-Memory memory_floor(const Workload& w, const Config& c);
+// The memory of `c` with a single micro-batch in flight: no schedule holds less (parameters and
+// activations at `element_bytes` each, the cluster's precision).
+Memory memory_floor(const Workload& w, const Config& c, double element_bytes = 2);
+// Seconds of the GEMMs of `tokens` rows through the block's matrices (forward: one GEMM each,
+// split over tp), at the share of the peak `eff` gives each shape.
+double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,
+                    const Efficiency& eff);
 // Costs one admissible configuration.
 Estimate estimate(const Workload& w, const Cluster& cl, const Config& c,
                   const Efficiency& eff = {});

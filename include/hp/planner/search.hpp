@@ -21,14 +21,23 @@ struct Space {
   std::string order;               // fixed mesh order ("dpt"); empty: every order
   std::optional<bool> sp;
   std::optional<Zero> zero;
+  std::vector<Zero> zeros;             // the sharding choices allowed (empty: all)
   std::vector<int64_t> micro_batches;  // empty: every divisor of the batch per replica
   std::vector<Schedule> schedules;     // empty: all (with pp > 1)
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
   std::vector<Recompute> recomputes;  // empty: all
-  int64_t recompute_blocks = 0;       // with full: blocks per stage recomputed; 0: searched;
-                                      // kAllBlocks: all of them
-  std::vector<bool> offloads;         // empty: off and on
+  // With pp > 1, instead of `recomputes` when not empty (a runtime whose pipeline stages
+  // recompute differently from its other steps).
+  std::vector<Recompute> pipeline_recomputes;
+  int64_t recompute_blocks = 0;  // with full: blocks per stage recomputed; 0: searched;
+                                 // kAllBlocks: all of them
+  std::vector<bool> offloads;    // empty: off and on
+  // What a runtime that cannot run every configuration allows (hp train --strategy auto):
+  // pp > 1 only as the one axis (a stage per device), and without pp one micro-batch per
+  // replica per step (no accumulation: micro-batch = global batch / dp).
+  bool pipeline_alone = false;
+  bool one_microbatch = false;
 };
 
 struct Plan {

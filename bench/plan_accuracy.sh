@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The planner on this machine (docs/planner.md#accuracy-on-this-machine): hp calibrate, then for
+# dp2, fsdp2, tp2, tp2+sp and pp2 (one thread per rank) the step time hp plan --cluster predicts
+# against the one hp train measures running the same strategy file; then the planner's own top
+# choice, run the same way. Rounds alternate the strategies, so a slow spell on a shared machine
+# hits them all; a strategy's measured step is the best and the median of its timed steps (the
+# first step of each run is a warm-up) over all rounds; beside it, the CPU time per rank per step
+# (a run's CPU seconds less a one-step run's), which other processes on the machine do not
+# inflate but which does not see time spent waiting (pipeline bubbles, the slower rank).
+# usage: bench/plan_accuracy.sh [HP] [WORK_DIR] [ROUNDS] [MODEL] [BATCH] [SEQ]
+set -euo pipefail
+HP=${1:-build/bin/hp}
+W=${2:-/tmp/hp_plan_accuracy}
+ROUNDS=${3:-3}
+MODEL=${4:-gpt2-kjv}
+BATCH=${5:-8}
+SEQ=${6:-128}
+STEPS=6
+mkdir -p "$W"
+"$HP" calibrate --devices threads:2 --out "$W/local.yaml" >/dev/null
+common=(--model "$MODEL" --global-batch "$BATCH" --seq "$SEQ")
+
+# The five strategies as files: what hp plan fixes and hp train runs (micro-batch: the batch per
+# replica; pp2: 1F1B over 4 micro-batches, whose stages' backward recomputes the forward).
+half=$((BATCH / 2))
+cat >"$W/dp2.yaml" <<Y
+mesh: {dp: 2}
+presets: [dp]
+micro_batch: $half
+recompute: selective
+zero: none
+Y
+cat >"$W/fsdp2.yaml" <<Y
+mesh: {fsdp: 2}
+presets: [fsdp]
+micro_batch: $half
+recompute: selective
+zero: full
+Y
+cat >"$W/tp2.yaml" <<Y
+mesh: {tp: 2}
+presets: [tp]
+micro_batch: $BATCH
+recompute: selective
+zero: none
+Y
+cat >"$W/tp2+sp.yaml" <<Y
+mesh: {tp: 2}
+presets: [tp, sp]
+micro_batch: $BATCH
+recompute: selective
+zero: none
+Y
+cat >"$W/pp2.yaml" <<Y
+mesh: {pp: 2}
+pipeline: {schedule: 1f1b, microbatches: 4}
+micro_batch: $((BATCH / 4))
+recompute: full
+zero: none
+Y
+"$HP" plan "${common[@]}" --cluster "$W/local.yaml" --emit "$W/top.yaml" --json >"$W/top.json"
+names=(dp2 fsdp2 tp2 tp2+sp pp2 top)
+for n in "${names[@]}"; do
+  "$HP" plan "${common[@]}" --cluster "$W/local.yaml" --strategy "$W/$n.yaml" --json |
+    python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print(r["step_s"], r["strategy"], r["schedule"], r["micro_batch"])' \
+      >"$W/$n.predicted"
+  : >"$W/$n.measured"
+  : >"$W/$n.cpu$STEPS"
+  : >"$W/$n.cpu1"
+done
+# CPU seconds (user + system) of a run of `$1` steps.
+cpu_of() {
+  /usr/bin/time -f "%U %S" -o "$W/time" "$HP" train --model "$MODEL" --data random \
+    --batch "$BATCH" --seq "$SEQ" --steps "$1" --devices threads:2 --threads 1 \
+    --strategy "$W/$n.yaml" --json 2>/dev/null
+  awk '{ print $1 + $2 }' "$W/time" >>"$W/$n.cpu$1"
+}
+for round in $(seq "$ROUNDS"); do
+  for n in "${names[@]}"; do
+    cpu_of "$STEPS" | python3 -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l)
+    if "step_s" in r and r["step"] > 0: print(r["step_s"])' >>"$W/$n.measured"
+    cpu_of 1 >/dev/null
+  done
+done
+python3 - "$W" "$STEPS" "${names[@]}" <<'PY'
+import statistics, sys
+w, steps, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rows, errs = [], []
+for n in names:
+    p = open(f"{w}/{n}.predicted").read().split()
+    m = [float(x) for x in open(f"{w}/{n}.measured").read().split()]
+    best, med = min(m), statistics.median(m)
+    # CPU per rank per step: the runs' CPU seconds less a one-step run's (start-up and the
+    # warm-up step), over the other steps and the 2 ranks; blind to waits and bubbles.
+    many = [float(x) for x in open(f"{w}/{n}.cpu{steps}").read().split()]
+    one = [float(x) for x in open(f"{w}/{n}.cpu1").read().split()]
+    cpu = statistics.median([(a - b) / (steps - 1) / 2 for a, b in zip(many, one)])
+    err = (float(p[0]) - best) / best
+    if n != "top": errs.append(abs(err))
+    label = n if n != "top" else f"top choice: {p[1]} {p[2]} mb{p[3]}"
+    rows.append((label, float(p[0]), best, med, err, cpu))
+print("| strategy | predicted ms | measured ms (best) | measured ms (median) | error vs best "
+      "| CPU ms per rank per step |")
+print("|---|---|---|---|---|---|")
+for label, p, b, m, e, c in rows:
+    print(f"| {label} | {p*1e3:.1f} | {b*1e3:.1f} | {m*1e3:.1f} | {e*100:+.1f}% | {c*1e3:.1f} |")
+print(f"mean |error| {statistics.mean(errs)*100:.1f}%, max {max(errs)*100:.1f}%")
+fastest = min(rows[:-1], key=lambda r: r[2])
+top = rows[-1]
+print(f"measured fastest of the five: {fastest[0]} {fastest[2]*1e3:.1f} ms; planner's top choice "
+      f"measured {top[2]*1e3:.1f} ms ({(top[2]/fastest[2]-1)*100:+.1f}%)")
+PY

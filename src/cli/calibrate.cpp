@@ -1,0 +1,293 @@
+// `hp calibrate`: measures this machine as the planner sees a cluster and writes it as a cluster
+// YAML named `local` (docs/planner.md#the-local-cluster): every rank of --devices measures at
+// once, one thread each, as `hp train --devices` runs them: the CPU backend's sgemm at shapes
+// typical of the models (the efficiency table by shape, and the peak), its fused attention, the
+// memory bandwidth every rank gets while all copy, one GPT-2 block run forward and backward by
+// the executor (the element-wise share: what the GEMMs and attention leave of its time), the
+// communicator's all-reduce (latency and bandwidth), the offload transfer engine's host link.
+// Not a model of anything else: the planner's cost model reads the file.
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "cli/args.hpp"
+#include "cli/common.hpp"
+#include "cli/devices.hpp"
+#include "cli/options.hpp"
+#include "cli/probes.hpp"
+#include "hp/autodiff/grad.hpp"
+#include "hp/backend/cpu/attention.hpp"
+#include "hp/backend/cpu/gemm.hpp"
+#include "hp/core/error.hpp"
+#include "hp/nn/model.hpp"
+#include "hp/ops/ops.hpp"
+#include "hp/planner/cost.hpp"
+#include "hp/runtime/executor.hpp"
+
+namespace hp::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kWait = std::chrono::minutes(5);
+
+// GEMM shapes (rows m, inner k, columns n) of the models hp trains: a block's matrices at the
+// widths of gpt2-tiny (64), the benchmark models (256) and GPT-2 124M (768), split over tp, at
+// the rows of one micro-batch per rank. Sorted by m*k*n, the planner's lookup key.
+const std::vector<planner::GemmShape> kGemmShapes = {
+    {128, 64, 64, 0},     {256, 64, 192, 0},   {512, 256, 128, 0},
+    {512, 256, 384, 0},   {1024, 256, 384, 0}, {1024, 256, 768, 0},
+    {1024, 1024, 256, 0}, {2048, 768, 768, 0}, {2048, 768, 2304, 0},
+};
+
+// This thread's CPU seconds: the time it ran, not the time other processes of a shared machine
+// held its core.
+double thread_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// The best of `reps` calls of fn on this rank after one warm-up, in this thread's CPU seconds,
+// while every other rank times its own at once (barriers around: the ranks share the cores and
+// the memory system). The kernels run on the calling thread (one thread per rank).
+double timed(comm::Communicator& c, int reps, const std::function<void()>& fn) {
+  c.barrier().wait(kWait);
+  fn();
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = thread_seconds();
+    fn();
+    best = std::min(best, thread_seconds() - t0);
+  }
+  c.barrier().wait(kWait);
+  return best;
+}
+
+// FLOP/s of one GEMM shape on one thread: the mean time of the three forms a linear layer runs
+// (forward X W, the input's gradient dY W^T, the weight's gradient X^T dY), all of m*k*n.
+double gemm_flops(comm::Communicator& c, const planner::GemmShape& s, int reps) {
+  const int64_t m = int64_t(s.m), k = int64_t(s.k), n = int64_t(s.n);
+  std::vector<float> a(size_t(m * std::max(k, n)), 0.5f), b(size_t(k * n), 0.25f),
+      out(size_t(std::max(m * std::max(k, n), k * n)));
+  const cpu::Context one{1};
+  const double t = timed(c, reps, [&] {
+    cpu::gemm(one, false, false, m, n, k, 1, a.data(), k, b.data(), n, 0, out.data(), n);
+    cpu::gemm(one, false, true, m, k, n, 1, a.data(), n, b.data(), n, 0, out.data(), k);
+    cpu::gemm(one, true, false, k, n, m, 1, a.data(), k, a.data(), n, 0, out.data(), n);
+  });
+  return 3 * 2 * s.m * s.k * s.n / t;
+}
+
+// The fused causal attention's forward and backward (batch 4, sequence 128, 4 heads of 64: the
+// benchmark models' per-rank shape) as the planner counts it: 4 forwards of the full square
+// (forward, backward twice, and the backward's recomputation of the scores).
+double attention_flops(comm::Communicator& c, int reps) {
+  cpu::AttentionShape s;
+  s.batch = 4, s.seq = 128, s.heads = 4, s.kv_heads = 4, s.head_dim = 64, s.scale = 0.125f;
+  const size_t n = size_t(s.batch * s.seq * s.heads * s.head_dim);
+  std::vector<float> q(n, 0.01f), k(n, 0.02f), v(n, 0.03f), o(n), lse(n / size_t(s.head_dim)),
+      dq(n), dk(n), dv(n);
+  const cpu::Context one{1};
+  const double t = timed(c, reps, [&] {
+    cpu::attention_fwd(one, s, q.data(), k.data(), v.data(), o.data(), lse.data());
+    cpu::attention_bwd(one, s, q.data(), k.data(), v.data(), o.data(), lse.data(), o.data(),
+                       dq.data(), dk.data(), dv.data());
+  });
+  const double tokens = double(s.batch * s.seq);
+  return 4 * tokens * 4 * double(s.seq * s.heads * s.head_dim) / t;
+}
+
+// A tensor of `shape` filled with `v` (the values do not change the kernels' time).
+Tensor filled(const Shape& shape, float v) {
+  return Tensor::from_f32(shape, std::vector<float>(size_t(numel(shape)), v));
+}
+
+// The calibration block: GPT-2 width 256, 4 heads, batch 4 x 128 (the benchmark models' rows per
+// rank under dp2).
+io::ModelConfig calibration_block() {
+  io::ModelConfig m;
+  m.arch = io::Architecture::kGpt2;
+  m.n_layer = 1, m.d_model = 256, m.n_head = 4, m.n_kv_head = 4, m.head_dim = 64, m.d_ff = 1024;
+  m.max_seq = 128, m.vocab = 256;
+  return m;
+}
+constexpr int64_t kBlockBatch = 4, kBlockSeq = 128;
+
+// Seconds of one GPT-2 block's forward and backward as the trainer runs it: traced by nn::block,
+// differentiated, compiled and run by the executor on the CPU backend (one thread), every op of
+// the block included, not only those the cost model names.
+double block_seconds(comm::Communicator& c, int reps) {
+  const io::ModelConfig cfg = calibration_block();
+  const int64_t B = kBlockBatch, T = kBlockSeq, D = cfg.d_model;
+  ir::Graph g;
+  nn::ParamVars P;
+  std::vector<ir::Var> wrt;
+  std::vector<std::pair<ir::ValueId, Tensor>> feeds;
+  for (const auto& pi : nn::param_infos(cfg)) {
+    if (pi.name.rfind("h.0.", 0) != 0) continue;
+    P[pi.name] = g.param(pi.name, pi.shape);
+    wrt.push_back(P[pi.name]);
+    feeds.push_back({P[pi.name].id, filled(pi.shape, 0.02f)});
+  }
+  const ir::Var x = g.param("x", {B, T, D});
+  const ir::Var r = g.input("r", {{B, T, D}, DType::kF32});
+  feeds.push_back({x.id, filled({B, T, D}, 0.5f)});
+  feeds.push_back({r.id, filled({B, T, D}, 0.1f)});
+  wrt.push_back(x);
+  const ir::Var loss = sum(nn::block(cfg, P, 0, x) * r);
+  std::vector<ir::ValueId> outs{loss.id};
+  for (const ir::Var& gv : autodiff::grad(loss, wrt)) outs.push_back(gv.id);
+  const runtime::Program prog = runtime::compile(g, outs);
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
+  for (auto& [v, t] : feeds) ex.bind(v, t);
+  return timed(c, reps, [&] { ex.run(); });
+}
+
+// The share of the memory bandwidth that makes the calibration block's measured time what the
+// cost model adds up (planner::estimate's per-block terms: GEMMs at their measured shares, the
+// attention, and element-wise bytes): the time the GEMMs and attention do not explain, charged
+// to the element-wise bytes, which thereby also carry the block's other ops (splits, copies,
+// reductions, dispatch). Above 1 where those bytes move faster than a 64 MiB copy (from cache);
+// at most planner::kMaxMemoryShare.
+double elementwise_share(const planner::Cluster& cl, double block_s) {
+  const io::ModelConfig cfg = calibration_block();
+  const planner::BlockCost bc = planner::block_cost(cfg, kBlockSeq, cl.element_bytes);
+  const double tokens = double(kBlockBatch * kBlockSeq);
+  const planner::Efficiency& e = *cl.efficiency;
+  const double gemm = 3 * planner::block_gemm_s(bc, tokens, 1, cl.peak_flops, e);
+  // Forward, backward (twice the forward) and the backward's recomputation of the scores.
+  const double attn = 4 * tokens * bc.attn_flops / (cl.peak_flops * e.attention);
+  const double bytes = 3 * tokens * (bc.elementwise_whole + bc.elementwise_split);
+  const double rest = std::max(block_s - gemm - attn, 0.01 * block_s);
+  return std::min(planner::kMaxMemoryShare, bytes / rest / cl.memory_bandwidth);
+}
+
+// Seconds of one all-reduce of `bytes` on the world (every rank calls it): the best of `trials`
+// means over `iters` calls (other processes on the machine only add time).
+double all_reduce_s(comm::Communicator& c, size_t bytes, int iters, int trials) {
+  std::vector<float> in(bytes / 4, 1.0f), out(bytes / 4);
+  double best = 1e30;
+  for (int t = 0; t < trials; ++t)
+    best = std::min(
+        best, time_collective(c, iters, 2, [&] {
+          issue_collective(c, Coll::kAllReduce, in.data(), out.data(), bytes / 4).wait(kWait);
+        }));
+  return best;
+}
+
+// Bytes per second one rank copies (64 MiB) while every rank copies at once, in CPU time.
+double copy_bytes_per_s(comm::Communicator& c, int reps) {
+  const size_t n = size_t(64) << 20;
+  std::vector<char> a(n, 1), b(n, 2);
+  return double(n) / timed(c, reps, [&] { std::memcpy(b.data(), a.data(), n); });
+}
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      std::string s = line.substr(line.find(':') + 1);
+      s.erase(0, s.find_first_not_of(' '));
+      s.erase(std::remove(s.begin(), s.end(), '"'), s.end());
+      return s;
+    }
+  return "CPU";
+}
+
+struct Measured {
+  std::vector<planner::GemmShape> gemm;  // shares filled in
+  double peak = 0, attention = 0, block_s = 0, copy_gbps = 0;
+  double ar_small_s = 0, ar_big_s = 0;
+  Link link;
+};
+
+}  // namespace
+
+int cmd_calibrate(const std::vector<std::string>& argv) {
+  Args a(argv, calibrate_command());
+  if (printed_help(a)) return 0;
+  const Devices dev = parse_devices(a.str("devices"));
+  const bool quick = a.flag("quick");
+  const std::filesystem::path out =
+      a.has("out") ? std::filesystem::path(a.str("out")) : planner::local_cluster_path();
+  const int reps = quick ? 2 : 5;
+  const size_t small = 4096, big = size_t(quick ? 4 : 16) << 20;
+  const auto t0 = Clock::now();
+  Measured m;
+  run_ranks(dev, [&](comm::Communicator& c) {
+    std::vector<double> flops;
+    for (const planner::GemmShape& s : kGemmShapes) flops.push_back(gemm_flops(c, s, reps));
+    const double attn = attention_flops(c, reps), block = block_seconds(c, reps);
+    const double copy = copy_bytes_per_s(c, reps) / 1e9;  // every rank at once
+    const int trials = quick ? 2 : 5;
+    const double ar_small = c.size() > 1 ? all_reduce_s(c, small, quick ? 10 : 50, trials) : 0;
+    const double ar_big = c.size() > 1 ? all_reduce_s(c, big, quick ? 2 : 4, trials) : 0;
+    if (c.rank() != 0) return;
+    m.gemm = kGemmShapes;
+    for (size_t i = 0; i < flops.size(); ++i) m.peak = std::max(m.peak, flops[i]);
+    for (size_t i = 0; i < flops.size(); ++i) m.gemm[i].share = flops[i] / m.peak;
+    m.attention = attn, m.block_s = block, m.copy_gbps = copy;
+    m.ar_small_s = ar_small, m.ar_big_s = ar_big;
+  });
+  if (dev.rank != 0) return 0;  // mpi: rank 0 writes what every rank measured
+  {
+    memory::TransferEngine engine;  // the offload tiers' default: copies on their own threads
+    m.link = calibrate_link(engine);
+  }
+  planner::Cluster cl;
+  cl.name = "local";
+  cl.devices = dev.count;
+  cl.device_name = cpu_name() + ", one thread per rank";
+  cl.peak_flops = m.peak;
+  cl.element_bytes = 4;  // the CPU backend trains in f32
+  const double per_rank = double(machine_memory_bytes()) / double(dev.count);
+  cl.memory_bytes = cl.host_memory_bytes = per_rank;
+  cl.memory_bandwidth = 2 * m.copy_gbps * 1e9;  // read + written per rank while all copy
+  cl.host_bandwidth = m.link.gbps * 1e9;
+  // all-reduce = 2 (n-1)/n bytes / bw + 2 (n-1) latency, from a small and a large message.
+  const double n = dev.count, ring = 2 * (n - 1) / n;
+  double bw = 1e12, lat = 0;
+  if (dev.count > 1) {
+    bw = std::max(1e6, ring * double(big - small) / std::max(1e-9, m.ar_big_s - m.ar_small_s));
+    lat = std::max(0.0, (m.ar_small_s - ring * double(small) / bw) / (2 * (n - 1)));
+  }
+  cl.tiers = {{dev.kind, 0, bw, lat}};
+  planner::Efficiency eff;
+  eff.gemm_shapes = m.gemm;
+  eff.gemm = 1;
+  eff.attention = std::min(1.0, m.attention / m.peak);
+  eff.network = 1;  // the tier's bandwidth is what the communicator reached
+  eff.overlap = overlap_pays(dev, 1);
+  cl.efficiency = eff;
+  cl.efficiency->memory = elementwise_share(cl, m.block_s);
+  const double spent = std::chrono::duration<double>(Clock::now() - t0).count();
+  char comment[512];
+  std::snprintf(comment, sizeof comment,
+                "Written by hp calibrate%s in %.1f s: %d ranks (%s), one thread each, measured at "
+                "once.\nPeak: the best sgemm rate of one thread; the gemm shares are each shape's "
+                "rate over it.\nMemory: machine memory shared by the ranks; host link: the "
+                "offload transfer engine's copy\n(latency %.1f us). The calibration block "
+                "(GPT-2 width 256, 4 x 128 tokens, forward and backward): %.1f ms.",
+                quick ? " --quick" : "", spent, dev.count, dev.kind.c_str(), m.link.latency_us,
+                m.block_s * 1e3);
+  const std::string yaml = planner::cluster_yaml(cl, comment);
+  planner::parse_cluster_text(yaml, out.string());  // what --cluster will read back
+  if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
+  std::ofstream f(out);
+  f << yaml;
+  f.close();
+  HP_CHECK(f.good(), "[calibrate] cannot write ", out.string());
+  std::printf("%s", yaml.c_str());
+  std::printf("# written to %s\n", out.string().c_str());
+  return 0;
+}
+
+}  // namespace hp::cli
