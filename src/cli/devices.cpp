@@ -118,7 +118,9 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
             : mpmd::pipeline_from_preset(
                   p.spec, world, cfg.n_layer, mpmd::ScheduleKind::k1F1B,
                   std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
-    return train::plan_pipeline(cfg, spec, batch, seq);
+    auto plan = train::plan_pipeline(cfg, spec, batch, seq, planning_topology());
+    plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);  // inside stages of several
+    return plan;
   }
   auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());
   plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);
