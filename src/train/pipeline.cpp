@@ -197,7 +197,11 @@ double StageRunner::broadcast_loss(double loss) {
 }
 
 int StageRunner::tag(int consumer_chunk, int mb, bool grad) const {
-  return (mb * int(pp_.chunks.size()) + consumer_chunk) * 2 + (grad ? 1 : 0);
+  const int t = (mb * int(pp_.chunks.size()) + consumer_chunk) * 2 + (grad ? 1 : 0);
+  HP_CHECK(t < kSharedGradTag, "[pipeline] ", pp_.chunks.size(), " chunks and ",
+           pp_.schedule.microbatches, " micro-batches need more message tags than ",
+           kSharedGradTag);
+  return t;
 }
 
 void StageRunner::send(const Tensor& piece, int64_t rows, int peer, int tag) {

@@ -26,6 +26,10 @@
 
 namespace hp::train {
 
+// Point-to-point tags: a boundary message's is below kSharedGradTag; the tied parameters' gradient
+// exchange uses kSharedGradTag + parameter index (backends take tags below 30000).
+inline constexpr int kSharedGradTag = 20000;
+
 // One part of a tensor moving from one stage's layout to another's: the box (global coordinates)
 // that world rank `from` sends and world rank `to` receives.
 struct BoundaryPart {

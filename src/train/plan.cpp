@@ -222,9 +222,8 @@ size_t planned_state_bytes(const StepPlan& plan, int rank) {
     for (size_t i : held) {
       const auto& pi = plan.infos[i];
       b += 4 * sizeof(float) *
-           size_t(numel(shard::local_shape(pi.logical.empty() ? pi.shape : pi.logical,
-                                           st.param_layouts[i], st.strategy.mesh,
-                                           rank - st.first_rank)));
+           size_t(numel(shard::local_shape(st.param_shape(pi), st.param_layouts[i],
+                                           st.strategy.mesh, rank - st.first_rank)));
     }
     return b;
   }

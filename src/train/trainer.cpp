@@ -95,19 +95,9 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
   state_bytes_ = device_->live_bytes();
 }
 
-namespace {
-
-// The shape a pipeline stage holds parameter `pi` in: logical when the stage is sharded (its
-// chunks are traced with logical q, k, v), as stored otherwise.
-const Shape& stage_shape(const StagePlan& st, const nn::ParamInfo& pi) {
-  return st.sharded && !pi.logical.empty() ? pi.logical : pi.shape;
-}
-
-}  // namespace
-
 Tensor Trainer::stage_piece(size_t i, const Tensor& global) const {
   const StagePlan& st = stage_->stage_plan();
-  Tensor full = global.to(DType::kF32).reshape(stage_shape(st, plan_.infos[i]));
+  Tensor full = global.to(DType::kF32).reshape(st.param_shape(plan_.infos[i]));
   if (!st.sharded) return full;
   return shard::local_piece(full, st.param_layouts[i], st.strategy.mesh, stage_->local_rank());
 }
@@ -127,7 +117,7 @@ void Trainer::exchange_shared_grads() {
     if (holders.size() < 2) continue;
     const int tag = kSharedGradTag + int(i);
     const nn::ParamInfo& pi = plan_.infos[i];
-    const Shape& shape = stage_shape(mine, pi);
+    const Shape& shape = mine.param_shape(pi);
     const shard::Box held =
         shard::local_box(shape, mine.param_layouts[i], mine.strategy.mesh, stage_->local_rank());
     std::vector<std::pair<comm::Work, Tensor>> recvs;
@@ -135,8 +125,8 @@ void Trainer::exchange_shared_grads() {
     for (int other : holders) {
       if (other == stage_->stage()) continue;
       const StagePlan& st = stages[size_t(other)];
-      HP_CHECK(stage_shape(st, pi) == shape, "[train] parameter '", pi.name, "' is held as ",
-               shape_str(stage_shape(st, pi)), " by stage ", other, " and as ", shape_str(shape),
+      HP_CHECK(st.param_shape(pi) == shape, "[train] parameter '", pi.name, "' is held as ",
+               shape_str(st.param_shape(pi)), " by stage ", other, " and as ", shape_str(shape),
                " by stage ", stage_->stage());
       for (const BoundaryPart& p :
            boundary_parts(shape, mine, mine.param_layouts[i], st, st.param_layouts[i]))
@@ -177,9 +167,8 @@ Tensor Trainer::from_owner(size_t i, const std::function<Tensor(size_t)>& local)
   Tensor t(pi.shape, DType::kF32);
   if (owner == stage_->stage()) {
     const size_t k = size_t(std::lower_bound(ids.begin(), ids.end(), i) - ids.begin());
-    t = st.sharded
-            ? stage_->stage_comm()->gather(local(k), stage_shape(st, pi), st.param_layouts[i])
-            : local(k).clone();
+    t = st.sharded ? stage_->stage_comm()->gather(local(k), st.param_shape(pi), st.param_layouts[i])
+                   : local(k).clone();
     t = t.reshape(pi.shape);
     if (!t.is_contiguous()) t = t.clone();
   }

@@ -61,6 +61,26 @@ foreach(case gpt2-tiny llama-tiny gpt2-deep llama-deep)
   endif()
 endforeach()
 
+# Pipeline stages on sub-meshes (dp2, tp2 and 2+1 devices per stage, every schedule, the 2+1
+# layout under mpirun, checkpoints across layouts) on the cases with 4+ blocks
+# (tests/e2e/pipeline_submesh.sh).
+foreach(case gpt2-deep llama-deep)
+  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+    set(launcher "")
+    set(labels e2e)
+    if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
+      set(launcher ${MPIEXEC_EXECUTABLE})
+      set(labels "e2e;mpi")
+    endif()
+    add_test(NAME e2e_pipeline_submesh_${case}
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/pipeline_submesh.sh $<TARGET_FILE:hp>
+                     ${HP_SHARED}/reference/${case} ${launcher})
+    set_tests_properties(e2e_pipeline_submesh_${case} PROPERTIES LABELS "${labels}" TIMEOUT 300)
+  else()
+    hp_missing_input(e2e_pipeline_submesh_${case} e2e ${HP_SHARED}/reference/${case})
+  endif()
+endforeach()
+
 # Sharded checkpoints: save under fsdp4, resume under other worlds and strategies, corruption,
 # failed writers (tests/e2e/ckpt_sharded.sh); hp ckpt export/import (tests/e2e/ckpt_tools.sh).
 foreach(t ckpt_sharded ckpt_tools)

@@ -34,6 +34,11 @@ struct StagePlan {
   shard::Layout boundary;
 
   int size() const { return int(strategy.mesh.size()); }
+  // The shape the stage holds a parameter in: logical when sharded (its chunks are traced with
+  // logical q, k, v), as stored otherwise.
+  const Shape& param_shape(const nn::ParamInfo& pi) const {
+    return sharded && !pi.logical.empty() ? pi.logical : pi.shape;
+  }
   bool holds(int world_rank) const {
     return world_rank >= first_rank && world_rank < first_rank + size();
   }

@@ -152,7 +152,6 @@ class Trainer {
   Tensor from_owner(size_t i, const std::function<Tensor(size_t)>& local);
   // This rank's piece of parameter i's global tensor on its stage's mesh (whole on one device).
   Tensor stage_piece(size_t i, const Tensor& global) const;
-  static constexpr int kSharedGradTag = 1 << 20;  // above the boundary messages' tags
 
   std::unique_ptr<StepPlan> own_plan_;  // the one-device constructor's
   const StepPlan& plan_;
