@@ -6,6 +6,7 @@
 // Not the preset matrix: tests/e2e/spmd.sh runs every preset on the shared reference cases.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -256,6 +257,37 @@ TEST(Pipeline, StagesOnSubMeshesMatchOneDevice) {
   expect_pipeline_matches(io::Architecture::kGpt2, "pp2xfsdp2", 4, K::kZbH1, 2);
   expect_pipeline_matches(io::Architecture::kGpt2, two_plus_one("tp2", "1f1b", 3), 3);
   expect_pipeline_matches(io::Architecture::kLlama, two_plus_one("dp2", "gpipe", 3), 3);
+}
+
+// A rank failing inside a stage of two devices: its stage peer (in a collective) and the next
+// stage (waiting on the boundary) fail naming it and its reason instead of waiting on.
+TEST(Pipeline, AnErrorOnOneStageReachesEveryRank) {
+  io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
+  cfg.n_layer = 4;
+  const io::TensorMap init = nn::init_params(cfg, 7);
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.seq = 8;
+  const auto [tokens, targets] = batch(cfg.vocab);
+  auto plan = plan_pipeline(cfg, two_plus_one("tp2", "1f1b", 3), 4, 8);
+  std::vector<std::string> errors(3);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(comm::ThreadWorld(3).run([&](comm::Communicator& c) {
+    Trainer tr(*plan, c, init, opt);
+    tr.step(tokens, targets);
+    if (c.rank() == 1) throw Error("planted failure on rank 1");
+    try {
+      tr.step(tokens, targets);
+    } catch (const std::exception& e) {
+      errors[size_t(c.rank())] = e.what();
+      throw;
+    }
+  }),
+               Error);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  for (int r : {0, 2})  // the executor's context, then the failed rank's reason
+    EXPECT_NE(errors[size_t(r)].find("rank 1 failed: planted failure"), std::string::npos)
+        << r << ": " << errors[size_t(r)];
 }
 
 TEST(Pipeline, RefusesWhatItCannotRun) {
