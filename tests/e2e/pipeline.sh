@@ -5,13 +5,7 @@
 # with 3 micro-batches of the case's batch (uneven: 2+1+1 of 4; fewer when it has fewer rows), interleaved with chunks placed by hand, and, when an
 # mpirun is given, pp3 under mpirun -np 3. Stages on several devices: pipeline_submesh.sh.
 # usage: pipeline.sh HP CASE_DIR [MPIEXEC]
-set -euo pipefail
-HP=$1
-CASE=$2
-MPIEXEC=${3:-}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-source "$(dirname "$0")/pipeline_lib.sh"
+source "$(dirname "$0")/pipeline_lib.sh" "$@"
 
 # hp plan explains a pipeline strategy: its stages, the verified schedule, the simulation.
 "$HP" plan --model gpt2-tiny --devices threads:2 --strategy pp2 > "$TMP/plan.txt" ||

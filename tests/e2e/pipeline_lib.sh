@@ -1,6 +1,13 @@
-# Shared by pipeline.sh and pipeline_submesh.sh (sourced; expects HP, CASE and TMP set): the case's
-# block count and batch rows, its single-device losses, and `check`, which runs `hp check` under a
-# pipeline strategy and compares its losses with one device's.
+# Shared by pipeline.sh and pipeline_submesh.sh (sourced with their arguments HP CASE_DIR
+# [MPIEXEC]): a scratch directory TMP, the case's block count and batch rows, its single-device
+# losses, and `check`, which runs `hp check` under a pipeline strategy and compares its losses
+# with one device's.
+set -euo pipefail
+HP=$1
+CASE=$2
+MPIEXEC=${3:-}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 loss() { grep '"step"' "$1" | sed 's/.*"loss": \([0-9.e+-]*\).*/\1/'; }
 blocks=$(sed -n '/^  "model": {/,/^  }/p' "$CASE/case.json" |

@@ -8,13 +8,7 @@
 # device, a one-device checkpoint under 2+1 and a 2+1 one (tp-sharded pieces) under pp2xdp2, each
 # to the uninterrupted run's losses.
 # usage: pipeline_submesh.sh HP CASE_DIR [MPIEXEC]
-set -euo pipefail
-HP=$1
-CASE=$2
-MPIEXEC=${3:-}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-source "$(dirname "$0")/pipeline_lib.sh"
+source "$(dirname "$0")/pipeline_lib.sh" "$@"
 ((blocks >= 4)) || fail "$CASE: $blocks blocks, the sub-mesh layouts need 4"
 half=$((blocks / 2))
 last=$((blocks - 1))
