@@ -4,9 +4,9 @@
 # tp2, and stages of 2+1 devices (tp2, then one device; and dp2 written as rules), under every
 # schedule with 3 micro-batches of the case's batch (2+1+1 of 4: a dp2 stage gets one-row
 # micro-batches), and the presets pp2xdp2 / pp2xtp2 as given on the command line. When an mpirun
-# is given, the 2+1 layout under mpirun -np 3. On gpt2-deep, a pp2xdp2 checkpoint resumes on one
-# device, a one-device checkpoint under 2+1 and a 2+1 one (tp-sharded pieces) under pp2xdp2, each
-# to the uninterrupted run's losses.
+# is given, the 2+1 layout under mpirun -np 3 and pp2xdp2 under -np 4 (two stage groups split at
+# once). On gpt2-deep, a pp2xdp2 checkpoint resumes on one device, a one-device checkpoint under
+# 2+1 and a 2+1 one (tp-sharded pieces) under pp2xdp2, each to the uninterrupted run's losses.
 # usage: pipeline_submesh.sh HP CASE_DIR [MPIEXEC]
 source "$(dirname "$0")/pipeline_lib.sh" "$@"
 ((blocks >= 4)) || fail "$CASE: $blocks blocks, the sub-mesh layouts need 4"
@@ -57,6 +57,8 @@ check "preset pp2xtp2" threads:4 pp2xtp2
 if [[ -n "$MPIEXEC" ]]; then
   check "tp2+1 under mpirun -np 3" mpi "$TMP/tp2+1-1f1b.yaml" \
     timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3
+  check "pp2xdp2 under mpirun -np 4" mpi pp2xdp2 \
+    timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 4
 fi
 
 # Checkpoints across layouts, each resumed at step 2 with the losses of an uninterrupted
