@@ -137,28 +137,32 @@ StagePlan plan_stage(const io::ModelConfig& cfg, const std::vector<nn::ParamInfo
   st.first_rank = int(s.first_rank);
   st.sharded = s.devices > 1;
   const std::string what = "[pipeline] stage " + std::to_string(i) + " (" + s.where + ")";
-  if (!st.sharded) {
+  const bool given =
+      !s.strategy.empty() || (s.strategy_rules.IsDefined() && !s.strategy_rules.IsNull());
+  HP_CHECK(given || !st.sharded, what, " runs on ", s.devices,
+           " devices and has no strategy for them (e.g. strategy: dp", s.devices, ")");
+  if (given) {  // parsed for one device too, so that a wrong one is reported, not ignored
+    try {
+      st.strategy = !s.strategy.empty()
+                        ? shard::preset_strategy(s.strategy, s.devices)
+                        : shard::parse_strategy(YAML::Dump(s.strategy_rules), s.devices, s.where);
+    } catch (const Error& e) {
+      throw Error(detail::cat(what, ": its strategy: ", e.what()));
+    }
+  }
+  if (!st.sharded) {  // runs its chunks as traced: a mesh of one rank, everything replicated
     st.strategy.mesh = shard::Mesh({"stage"}, {1});
     for (const auto& pi : infos) st.param_layouts.push_back(Layout::replicated(pi.shape.size()));
     st.boundary = Layout::replicated(3);
     return st;
-  }
-  HP_CHECK(!s.strategy.empty() || s.strategy_rules, what, " runs on ", s.devices,
-           " devices and has no strategy for them (e.g. strategy: dp", s.devices, ")");
-  try {
-    st.strategy = !s.strategy.empty()
-                      ? shard::preset_strategy(s.strategy, s.devices)
-                      : shard::parse_strategy(YAML::Dump(s.strategy_rules), s.devices, s.where);
-  } catch (const Error& e) {
-    throw Error(detail::cat(what, ": its strategy: ", e.what()));
   }
   HP_CHECK(st.strategy.mesh.size() == s.devices, what, " has ", s.devices,
            " devices but its strategy's mesh ", st.strategy.mesh.str(), " has ",
            st.strategy.mesh.size());
   shard::fit_presets_to_kv_heads(st.strategy, cfg.n_kv_head);
   for (const auto& pi : infos) {
-    const Shape& logical = pi.logical.empty() ? pi.shape : pi.logical;
-    Layout l = logical_layout(st.strategy.layout_for(pi.name, pi.shape.size()), pi.shape, logical);
+    Layout l = logical_layout(st.strategy.layout_for(pi.name, pi.shape.size()), pi.shape,
+                              st.param_shape(pi));
     l.check(st.strategy.mesh);
     st.param_layouts.push_back(std::move(l));
   }

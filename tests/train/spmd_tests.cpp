@@ -303,6 +303,9 @@ TEST(Pipeline, RefusesWhatItCannotRun) {
   EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // two devices and no strategy for them
   spec.stages[0].strategy = "tp4";
   EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // a strategy for other devices
+  spec = mpmd::pipeline_from_preset("pp2", 2, 2, mpmd::ScheduleKind::k1F1B, 2, 2);
+  spec.stages[1].strategy = "tp2";
+  EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // idem on a one-device stage
 }
 
 }  // namespace
