@@ -156,8 +156,8 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
   P->traced = nn::trace_chunk(plan_.cfg, rows, plan_.seq, k, train || k.head, to);
   std::vector<ir::ValueId> outs{k.head || train ? P->traced.loss.id : P->traced.x_out.id};
   // Where a stage of several devices delivers them: the loss replicated, each gradient in its
-  // parameter's layout (reduced over the stage's data axes in the program), activations and
-  // their gradients in the boundary layout.
+  // parameter's layout but partial over the data axes (summed once per step, reduce_grads),
+  // activations and their gradients in the boundary layout.
   std::vector<shard::Layout> layouts{k.head || train ? shard::Layout::replicated(0) : st.boundary};
   if (train) {
     std::vector<ir::Var> wrt = P->traced.params;
@@ -165,7 +165,7 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
     P->grads = autodiff::grad(P->traced.loss, wrt);
     for (const ir::Var& g : P->grads) outs.push_back(g.id);
     for (size_t j = 0; j < P->traced.params.size(); ++j)
-      layouts.push_back(st.param_layouts[P->traced.param_index[j]]);
+      layouts.push_back(st.grad_layout(P->traced.param_index[j]));
     if (!k.embed) layouts.push_back(st.boundary);
   }
   if (st.sharded) {
@@ -369,6 +369,39 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
   HP_CHECK(flights_.empty() && outgoing_.empty(), "[pipeline] the schedule left ", flights_.size(),
            " micro-batches in flight");
   return broadcast_loss(loss_);
+}
+
+void StageRunner::reduce_grads(std::vector<Tensor>& accum) {
+  const StagePlan& st = stage_plan();
+  if (!st.sharded) return;
+  // Each group of partial axes: its gradients packed into one buffer, all-reduced, unpacked.
+  std::map<std::vector<std::string>, std::vector<size_t>> groups;
+  for (size_t k = 0; k < ids_.size(); ++k) {
+    const shard::Layout l = st.grad_layout(ids_[k]);
+    if (l.partial.empty()) continue;
+    std::vector<std::string> axes;  // mesh order
+    for (const auto& a : st.strategy.mesh.axis_names())
+      if (l.is_partial(a)) axes.push_back(a);
+    groups[axes].push_back(k);
+  }
+  for (const auto& [axes, ks] : groups) {
+    size_t n = 0;
+    for (size_t k : ks) n += size_t(accum[k].numel());
+    std::vector<float> buf(n);
+    size_t at = 0;
+    for (size_t k : ks) {
+      std::memcpy(buf.data() + at, accum[k].raw(), accum[k].nbytes());
+      at += size_t(accum[k].numel());
+    }
+    rc_->group(axes)
+        .all_reduce(buf.data(), buf.data(), n, DType::kF32, comm::ReduceOp::kSum)
+        .wait(timeout_);
+    at = 0;
+    for (size_t k : ks) {
+      std::memcpy(accum[k].raw(), buf.data() + at, accum[k].nbytes());
+      at += size_t(accum[k].numel());
+    }
+  }
 }
 
 double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {

@@ -67,6 +67,10 @@ class StageRunner {
   // batch loss, the same on every rank.
   double run(const Tensor& tokens, const Tensor& targets, double weight,
              std::vector<Tensor>& accum);
+  // After the step's run() calls: sums the parameter gradients that the programs left partial
+  // over the stage's data axes (StagePlan::grad_layout), one all-reduce per group of axes.
+  // Collective over the stage; nothing on a one-device stage.
+  void reduce_grads(std::vector<Tensor>& accum);
   // The loss of one global batch, forward only, as one micro-batch through the chunks in order.
   double eval(const Tensor& tokens, const Tensor& targets);
   // FLOPs of one global batch's forwards and backwards on this rank (backwards recompute).

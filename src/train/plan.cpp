@@ -121,6 +121,14 @@ mpmd::Schedule pipeline_schedule(const mpmd::PipelineSpec& spec, const std::vect
 
 }  // namespace
 
+Layout StagePlan::grad_layout(size_t i) const {
+  Layout l = param_layouts[i];
+  for (const auto& a : data_axes)
+    if (l.is_unused(a)) l.partial.push_back(a);
+  l.normalize();
+  return l;
+}
+
 int PipelinePlan::stage_of(int world_rank) const {
   for (size_t s = 0; s < stages.size(); ++s)
     if (stages[s].holds(world_rank)) return int(s);
@@ -170,6 +178,8 @@ StagePlan plan_stage(const io::ModelConfig& cfg, const std::vector<nn::ParamInfo
   HP_CHECK(tokens.partial.empty() && tokens.dims[1].empty(), what,
            ": the tokens' layout must split the batch only, got ", tokens.str());
   st.boundary.dims = {tokens.dims[0], {}, {}};
+  for (const auto& a : st.strategy.mesh.axis_names())
+    if (tokens.dim_of(a) == 0) st.data_axes.push_back(a);
   return st;
 }
 

@@ -286,6 +286,7 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
     for (Tensor& a : accum_) std::memset(a.raw(), 0, a.nbytes());
     for (const auto& [tokens, targets] : micro)
       r.loss += stage_->run(tokens, targets, 1.0 / double(n), accum_) / double(n);
+    stage_->reduce_grads(accum_);
     HP_CHECK(std::isfinite(r.loss), "[train] loss is not finite (", r.loss, ") at optimizer step ",
              adam_->steps_done());
     exchange_shared_grads();

@@ -32,6 +32,13 @@ struct StagePlan {
   // The layout of the activations crossing the stage's boundaries ([rows, seq, d_model]: x_in,
   // x_out and their gradients): the tokens' batch split (over the data axes), replicated otherwise.
   shard::Layout boundary;
+  std::vector<std::string> data_axes;  // the axes splitting the batch, in mesh order
+
+  // Where parameter i's gradient is delivered by each micro-batch's program: its parameter's
+  // layout, partial over the data axes that layout leaves unused (dp; fsdp splits the parameter,
+  // so its gradient is reduce-scattered in the program). StageRunner::reduce_grads sums those
+  // partial gradients over the stage once per step.
+  shard::Layout grad_layout(size_t i) const;
 
   int size() const { return int(strategy.mesh.size()); }
   // The shape the stage holds a parameter in: logical when sharded (its chunks are traced with
