@@ -155,7 +155,9 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
                   p.spec, world, cfg.n_layer, mpmd::ScheduleKind::k1F1B,
                   std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
     warn_planner_keys(p, batch, spec.microbatches);
-    return train::plan_pipeline(cfg, spec, batch, seq);
+    auto plan = train::plan_pipeline(cfg, spec, batch, seq, planning_topology());
+    plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);  // inside stages of several
+    return plan;
   }
   warn_planner_keys(p, batch, 0);
   auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());

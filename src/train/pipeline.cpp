@@ -5,10 +5,47 @@
 #include <cstring>
 
 #include "hp/autodiff/grad.hpp"
+#include "hp/io/box_file.hpp"
 #include "hp/runtime/backend.hpp"
 #include "hp/shard/layout.hpp"
 
 namespace hp::train {
+
+std::vector<BoundaryPart> boundary_parts(const Shape& shape, const StagePlan& from,
+                                         const shard::Layout& lf, const StagePlan& to,
+                                         const shard::Layout& lt) {
+  const shard::Mesh& mf = from.strategy.mesh;
+  std::vector<BoundaryPart> out;
+  for (int s = 0; s < from.size(); ++s) {
+    const auto coords = mf.coords(s);
+    bool copy = true;  // the one copy of its piece that is sent
+    for (size_t a = 0; a < mf.ndim(); ++a)
+      if (lf.is_unused(mf.axis_names()[a]) && coords[a] != 0) copy = false;
+    if (!copy) continue;
+    const shard::Box held = shard::local_box(shape, lf, mf, s);
+    for (int r = 0; r < to.size(); ++r) {
+      shard::Box b = shard::intersect(held, shard::local_box(shape, lt, to.strategy.mesh, r));
+      if (b.numel() > 0) out.push_back({from.first_rank + s, to.first_rank + r, std::move(b)});
+    }
+  }
+  return out;
+}
+
+Tensor extract_box(const Tensor& piece, const shard::Box& pb, const shard::Box& box) {
+  Tensor out(box.extent, piece.dtype());
+  if (box.numel() == 0) return out;
+  io::copy_box(static_cast<const uint8_t*>(piece.raw()), pb.offset, pb.extent,
+               static_cast<uint8_t*>(out.raw()), box.offset, box.extent, box.offset, box.extent,
+               dtype_size(piece.dtype()));
+  return out;
+}
+
+void insert_box(Tensor& piece, const shard::Box& pb, const shard::Box& box, const Tensor& part) {
+  if (box.numel() == 0) return;
+  io::copy_box(static_cast<const uint8_t*>(part.raw()), box.offset, box.extent,
+               static_cast<uint8_t*>(piece.raw()), pb.offset, pb.extent, box.offset, box.extent,
+               dtype_size(piece.dtype()));
+}
 
 namespace {
 
@@ -32,11 +69,23 @@ int64_t counted_targets(const Tensor& targets, int64_t first, int64_t n) {
 
 // One chunk's program for one row count: the forward (to x_out; the head chunk: to its loss) or
 // the training program (loss, then the gradient of every chunk parameter, then x_in's).
+// On a stage of several devices the program is the chunk's step lowered for this rank.
 struct StageRunner::Programs {
   nn::Traced traced;
   std::vector<ir::Var> grads;
+  shard::Propagation prop;        // a stage of several devices
+  shard::Lowered lowered;         // idem: its graph, or none (the traced graph is the rank's)
+  std::vector<ir::ValueId> outs;  // the program's outputs (local ids), in the order traced
   runtime::Program program;
   std::unique_ptr<runtime::Executor> ex;
+
+  ir::ValueId local(ir::ValueId global) const {
+    return lowered.graph ? lowered.map[size_t(global)] : global;
+  }
+  // The layout of an input on the stage's mesh (none on one device).
+  shard::Layout layout(ir::ValueId v) const {
+    return lowered.graph ? prop.layout[size_t(v)] : shard::Layout();
+  }
 };
 
 // A micro-batch of a chunk between its forward and its backward: the input it read, and the
@@ -54,14 +103,25 @@ StageRunner::StageRunner(const StepPlan& plan, comm::Communicator& world, int th
       ctx_{threads},
       device_(std::move(device)),
       timeout_(timeout) {
-  HP_CHECK(world.size() == pp_.schedule.graph.ranks, "[pipeline] the schedule has ",
-           pp_.schedule.graph.ranks, " stages but the world ", world.size(), " ranks");
+  HP_CHECK(
+      int(pp_.stages.size()) == pp_.schedule.graph.ranks && world.size() == pp_.spec.world_size(),
+      "[pipeline] the schedule has ", pp_.schedule.graph.ranks, " stages over ",
+      pp_.spec.world_size(), " devices but the world ", world.size(), " ranks");
+  stage_ = pp_.stage_of(world.rank());
+  const StagePlan& st = stage_plan();
+  local_ = world.rank() - st.first_rank;
+  if (st.sharded) {  // the stage's own communicator and mesh (collective over the stage)
+    std::vector<int> ranks(size_t(st.size()));
+    for (int r = 0; r < st.size(); ++r) ranks[size_t(r)] = st.first_rank + r;
+    stage_world_ = world.split(ranks);
+    rc_ = std::make_unique<shard::RankComm>(st.strategy.mesh, *stage_world_, timeout);
+  }
   holders_.resize(plan.infos.size());
   for (int c = 0; c < int(pp_.chunks.size()); ++c)
     for (size_t i : nn::chunk_params(plan.cfg, pp_.chunks[size_t(c)])) {
       auto& h = holders_[i];
       if (std::find(h.begin(), h.end(), rank_of_chunk(c)) == h.end()) h.push_back(rank_of_chunk(c));
-      if (rank_of_chunk(c) == world.rank()) ids_.push_back(i);
+      if (rank_of_chunk(c) == stage_) ids_.push_back(i);
     }
   for (auto& h : holders_) {
     HP_CHECK(!h.empty(), "[pipeline] a parameter no chunk reads");
@@ -89,20 +149,39 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
   auto& slot = programs_[{chunk, rows, train}];
   if (slot) return *slot;
   const nn::Chunk& k = pp_.chunks[size_t(chunk)];
+  const StagePlan& st = stage_plan();
   auto P = std::make_unique<Programs>();
-  P->traced = nn::trace_chunk(plan_.cfg, rows, plan_.seq, k, train || k.head);
+  nn::TraceOptions to;
+  to.logical_qkv = st.sharded;
+  P->traced = nn::trace_chunk(plan_.cfg, rows, plan_.seq, k, train || k.head, to);
   std::vector<ir::ValueId> outs{k.head || train ? P->traced.loss.id : P->traced.x_out.id};
+  // Where a stage of several devices delivers them: the loss replicated, each gradient in its
+  // parameter's layout but partial over the data axes (summed once per step, reduce_grads),
+  // activations and their gradients in the boundary layout.
+  std::vector<shard::Layout> layouts{k.head || train ? shard::Layout::replicated(0) : st.boundary};
   if (train) {
     std::vector<ir::Var> wrt = P->traced.params;
     if (!k.embed) wrt.push_back(P->traced.x_in);
     P->grads = autodiff::grad(P->traced.loss, wrt);
     for (const ir::Var& g : P->grads) outs.push_back(g.id);
+    for (size_t j = 0; j < P->traced.params.size(); ++j)
+      layouts.push_back(st.grad_layout(P->traced.param_index[j]));
+    if (!k.embed) layouts.push_back(st.boundary);
   }
-  P->program = runtime::compile(*P->traced.graph, outs);
+  if (st.sharded) {
+    P->prop = propagate_chunk(st, P->traced, outs, layouts, pp_.topo);
+    P->lowered = shard::lower(*P->traced.graph, P->prop, local_, plan_.lower);
+    P->outs = P->lowered.outputs;
+    P->program = runtime::compile(*P->lowered.graph, P->outs);
+  } else {
+    P->outs = std::move(outs);
+    P->program = runtime::compile(*P->traced.graph, P->outs);
+  }
   P->ex = std::make_unique<runtime::Executor>(P->program, device_, ctx_);
+  if (st.sharded) P->ex->set_comm_runner(&rc_->runner(P->lowered.plans));
   for (size_t j = 0; j < P->traced.params.size(); ++j) {
     const auto it = std::lower_bound(ids_.begin(), ids_.end(), P->traced.param_index[j]);
-    P->ex->bind(P->traced.params[j].id, params_[size_t(it - ids_.begin())]);
+    P->ex->bind(P->local(P->traced.params[j].id), params_[size_t(it - ids_.begin())]);
   }
   slot = std::move(P);
   return *slot;
@@ -111,23 +190,61 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
 double StageRunner::broadcast_loss(double loss) {
   int64_t bits;  // the last chunk's rank computed it; the bits of a double travel as an integer
   std::memcpy(&bits, &loss, sizeof bits);
-  world_.broadcast(&bits, 1, DType::kI64, rank_of_chunk(int(pp_.chunks.size()) - 1)).wait(timeout_);
+  const int head = rank_of_chunk(int(pp_.chunks.size()) - 1);  // every rank of it has the loss
+  world_.broadcast(&bits, 1, DType::kI64, pp_.stages[size_t(head)].first_rank).wait(timeout_);
   std::memcpy(&loss, &bits, sizeof bits);
   return loss;
 }
 
 int StageRunner::tag(int consumer_chunk, int mb, bool grad) const {
-  return (mb * int(pp_.chunks.size()) + consumer_chunk) * 2 + (grad ? 1 : 0);
-}
-
-void StageRunner::send(const Tensor& t, int peer, int tag) {
-  sends_.emplace_back(world_.send(t.raw(), size_t(t.numel()), t.dtype(), peer, tag), t);
-}
-
-Tensor StageRunner::recv(const Shape& shape, int peer, int tag) {
-  Tensor t(shape, DType::kF32);
-  world_.recv(t.raw(), size_t(t.numel()), DType::kF32, peer, tag).wait(timeout_);
+  const int t = (mb * int(pp_.chunks.size()) + consumer_chunk) * 2 + (grad ? 1 : 0);
+  HP_CHECK(t < kSharedGradTag, "[pipeline] ", pp_.chunks.size(), " chunks and ",
+           pp_.schedule.microbatches, " micro-batches need more message tags than ",
+           kSharedGradTag);
   return t;
+}
+
+void StageRunner::send(const Tensor& piece, int64_t rows, int peer, int tag) {
+  const StagePlan& from = stage_plan();
+  const StagePlan& to = pp_.stages[size_t(peer)];
+  const Shape shape = boundary_shape(rows);
+  const shard::Box held = shard::local_box(shape, from.boundary, from.strategy.mesh, local_);
+  for (const BoundaryPart& p : boundary_parts(shape, from, from.boundary, to, to.boundary)) {
+    if (p.from != world_.rank()) continue;
+    Tensor part = held == p.box ? piece : extract_box(piece, held, p.box);
+    sends_.emplace_back(world_.send(part.raw(), size_t(part.numel()), part.dtype(), p.to, tag),
+                        part);
+  }
+}
+
+Tensor StageRunner::recv(int64_t rows, int peer, int tag) {
+  const StagePlan& from = pp_.stages[size_t(peer)];
+  const StagePlan& to = stage_plan();
+  const Shape shape = boundary_shape(rows);
+  const shard::Box mine = shard::local_box(shape, to.boundary, to.strategy.mesh, local_);
+  Tensor piece(mine.extent, DType::kF32);
+  // Every part is posted before any is waited for: the sending ranks send in their own order.
+  std::vector<std::pair<comm::Work, Tensor>> works;
+  std::vector<shard::Box> boxes;
+  for (const BoundaryPart& p : boundary_parts(shape, from, from.boundary, to, to.boundary)) {
+    if (p.to != world_.rank()) continue;
+    Tensor part = p.box == mine ? piece : Tensor(p.box.extent, DType::kF32);
+    works.emplace_back(world_.recv(part.raw(), size_t(part.numel()), DType::kF32, p.from, tag),
+                       part);
+    boxes.push_back(p.box);
+  }
+  for (size_t j = 0; j < works.size(); ++j) {
+    works[j].first.wait(timeout_);
+    if (!(boxes[j] == mine)) insert_box(piece, mine, boxes[j], works[j].second);
+  }
+  return piece;
+}
+
+Tensor StageRunner::input_piece(const Tensor& t, int64_t first, int64_t n,
+                                const shard::Layout& layout) const {
+  Tensor rows = rows_of(t, first, n);
+  const StagePlan& st = stage_plan();
+  return st.sharded ? shard::local_piece(rows, layout, st.strategy.mesh, local_) : rows;
 }
 
 void StageRunner::forward(int chunk, int mb) {
@@ -135,14 +252,14 @@ void StageRunner::forward(int chunk, int mb) {
   if (k.head) return;  // the head's forward runs inside its backward, which needs its loss
   Flight& f = flights_[{chunk, mb}];
   const auto [first, n] = rows_[size_t(mb)];
-  if (k.embed) f.input = rows_of(tokens_, first, n);
+  Programs& P = programs(chunk, n, false);
+  if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
   HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
            " before its input arrived");
-  Programs& P = programs(chunk, n, false);
-  P.ex->bind(k.embed ? P.traced.tokens.id : P.traced.x_in.id, f.input);
+  P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
   P.ex->run();
-  Tensor x = P.ex->get(P.traced.x_out.id).clone();
-  if (rank_of_chunk(chunk + 1) == world_.rank())
+  Tensor x = P.ex->get(P.outs[0]).clone();
+  if (rank_of_chunk(chunk + 1) == stage_)
     flights_[{chunk + 1, mb}].input = x;
   else
     outgoing_[{chunk, mb, false}] = x;
@@ -158,32 +275,33 @@ void StageRunner::backward(int chunk, int mb, std::vector<Tensor>& accum) {
   HP_CHECK(k.embed || f.input.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ",
            mb, " before its forward");
   const auto [first, n] = rows_[size_t(mb)];
-  if (k.embed) f.input = rows_of(tokens_, first, n);
   Programs& P = programs(chunk, n, true);
-  P.ex->bind(k.embed ? P.traced.tokens.id : P.traced.x_in.id, f.input);
+  if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
+  P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
   if (k.head) {
-    P.ex->bind(P.traced.targets.id, rows_of(targets_, first, n));
+    P.ex->bind(P.local(P.traced.targets.id),
+               input_piece(targets_, first, n, P.layout(P.traced.targets.id)));
   } else {
     HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
              " before its output's gradient arrived");
-    P.ex->bind(P.traced.g_out.id, f.g_out);
+    P.ex->bind(P.local(P.traced.g_out.id), f.g_out);
   }
   P.ex->run();
   // The head's loss is its micro-batch's mean: weighted into the batch's, and so are all the
   // gradients that flow from it (the other chunks' arrive weighted).
   const float scale = k.head ? float(weights_[size_t(mb)]) : 1.0f;
-  if (k.head) loss_ += double(weights_[size_t(mb)]) * double(P.ex->get(P.traced.loss.id).f32()[0]);
+  if (k.head) loss_ += double(weights_[size_t(mb)]) * double(P.ex->get(P.outs[0]).f32()[0]);
   const runtime::Backend& be = runtime::default_backend();
   for (size_t j = 0; j < P.traced.params.size(); ++j) {
-    const Tensor& g = P.ex->get(P.grads[j].id);
+    const Tensor& g = P.ex->get(P.outs[1 + j]);
     const auto pos =
         size_t(std::lower_bound(ids_.begin(), ids_.end(), P.traced.param_index[j]) - ids_.begin());
     be.axpby(ctx_, g.numel(), 1.0f, accum[pos].f32(), scale * weight_, g.f32(), accum[pos].f32());
   }
   if (k.embed) return;
-  Tensor gin = P.ex->get(P.grads.back().id).clone();
+  Tensor gin = P.ex->get(P.outs.back()).clone();
   if (scale != 1.0f) be.scale(ctx_, gin.f32(), gin.numel(), scale);
-  if (rank_of_chunk(chunk - 1) == world_.rank())
+  if (rank_of_chunk(chunk - 1) == stage_)
     flights_[{chunk - 1, mb}].g_out = gin;
   else
     outgoing_[{chunk, mb, true}] = gin;
@@ -213,8 +331,7 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  const int64_t D = plan_.cfg.d_model;
-  for (const mpmd::Action& a : pp_.schedule.actions[size_t(world_.rank())]) {
+  for (const mpmd::Action& a : pp_.schedule.actions[size_t(stage_)]) {
     const double start = seconds();
     if (mpmd::is_compute(a.kind) && a.kind != mpmd::ActionKind::kOpt)
       timeline_.push_back({start, start, a});
@@ -232,13 +349,14 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
       case mpmd::ActionKind::kSend: {
         auto it = outgoing_.find({a.chunk, a.microbatch, a.grad});
         HP_CHECK(it != outgoing_.end(), "[pipeline] ", a.str(), " before its data was computed");
-        send(it->second, a.peer, tag(a.peer_chunk, a.microbatch, a.grad));
+        send(it->second, rows_[size_t(a.microbatch)].second, a.peer,
+             tag(a.peer_chunk, a.microbatch, a.grad));
         outgoing_.erase(it);
         break;
       }
       case mpmd::ActionKind::kRecv: {
-        const Shape s{rows_[size_t(a.microbatch)].second, plan_.seq, D};
-        Tensor t = recv(s, a.peer, tag(a.chunk, a.microbatch, a.grad));
+        Tensor t =
+            recv(rows_[size_t(a.microbatch)].second, a.peer, tag(a.chunk, a.microbatch, a.grad));
         Flight& f = flights_[{a.chunk, a.microbatch}];
         (a.grad ? f.g_out : f.input) = std::move(t);
         break;
@@ -253,29 +371,64 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
   return broadcast_loss(loss_);
 }
 
+void StageRunner::reduce_grads(std::vector<Tensor>& accum) {
+  const StagePlan& st = stage_plan();
+  if (!st.sharded) return;
+  // Each group of partial axes: its gradients packed into one buffer, all-reduced, unpacked.
+  std::map<std::vector<std::string>, std::vector<size_t>> groups;
+  for (size_t k = 0; k < ids_.size(); ++k) {
+    const shard::Layout l = st.grad_layout(ids_[k]);
+    if (l.partial.empty()) continue;
+    std::vector<std::string> axes;  // mesh order
+    for (const auto& a : st.strategy.mesh.axis_names())
+      if (l.is_partial(a)) axes.push_back(a);
+    groups[axes].push_back(k);
+  }
+  for (const auto& [axes, ks] : groups) {
+    size_t n = 0;
+    for (size_t k : ks) n += size_t(accum[k].numel());
+    std::vector<float> buf(n);
+    size_t at = 0;
+    for (size_t k : ks) {
+      std::memcpy(buf.data() + at, accum[k].raw(), accum[k].nbytes());
+      at += size_t(accum[k].numel());
+    }
+    rc_->group(axes)
+        .all_reduce(buf.data(), buf.data(), n, DType::kF32, comm::ReduceOp::kSum)
+        .wait(timeout_);
+    at = 0;
+    for (size_t k : ks) {
+      std::memcpy(accum[k].raw(), buf.data() + at, accum[k].nbytes());
+      at += size_t(accum[k].numel());
+    }
+  }
+}
+
 double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {
   const Tensor tok = tokens.dtype() == DType::kI64 ? tokens : tokens.to(DType::kI64);
   const Tensor tgt = targets.dtype() == DType::kI64 ? targets : targets.to(DType::kI64);
   const int64_t B = tok.shape()[0];
-  const int me = world_.rank(), C = int(pp_.chunks.size());
+  const int me = stage_, C = int(pp_.chunks.size());
   double loss = 0;
   Tensor x;
   for (int c = 0; c < C; ++c) {
     if (rank_of_chunk(c) != me) continue;
     const nn::Chunk& k = pp_.chunks[size_t(c)];
-    if (!k.embed && !x.defined())
-      x = recv({B, plan_.seq, plan_.cfg.d_model}, rank_of_chunk(c - 1), tag(c, 0, false));
+    if (!k.embed && !x.defined()) x = recv(B, rank_of_chunk(c - 1), tag(c, 0, false));
     Programs& P = programs(c, B, false);
-    P.ex->bind(k.embed ? P.traced.tokens.id : P.traced.x_in.id, k.embed ? tok : x);
-    if (k.head) P.ex->bind(P.traced.targets.id, tgt);
+    P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id),
+               k.embed ? input_piece(tok, 0, B, P.layout(P.traced.tokens.id)) : x);
+    if (k.head)
+      P.ex->bind(P.local(P.traced.targets.id),
+                 input_piece(tgt, 0, B, P.layout(P.traced.targets.id)));
     P.ex->run();
     if (k.head) {
-      loss = double(P.ex->get(P.traced.loss.id).f32()[0]);
+      loss = double(P.ex->get(P.outs[0]).f32()[0]);
       break;
     }
-    x = P.ex->get(P.traced.x_out.id).clone();
+    x = P.ex->get(P.outs[0]).clone();
     if (rank_of_chunk(c + 1) != me) {
-      send(x, rank_of_chunk(c + 1), tag(c + 1, 0, false));
+      send(x, B, rank_of_chunk(c + 1), tag(c + 1, 0, false));
       x = Tensor();
     }
   }
@@ -296,10 +449,11 @@ std::vector<mpmd::ChunkCost> StageRunner::measured_costs() {
     sum[size_t(2 * iv.action.chunk + back)] += iv.end - iv.start;
     count[size_t(2 * iv.action.chunk + back)] += 1;
   }
-  // Each chunk's means come from the rank holding it: summed over ranks in nanoseconds.
+  // Each chunk's means come from the first rank of the stage holding it: summed over ranks in
+  // nanoseconds.
   std::vector<int64_t> ns(sum.size());
   for (size_t i = 0; i < sum.size(); ++i)
-    ns[i] = count[i] > 0 ? int64_t(1e9 * sum[i] / count[i]) : 0;
+    ns[i] = count[i] > 0 && local_ == 0 ? int64_t(1e9 * sum[i] / count[i]) : 0;
   world_.all_reduce(ns.data(), ns.data(), ns.size(), DType::kI64, comm::ReduceOp::kSum)
       .wait(timeout_);
   std::vector<mpmd::ChunkCost> out;
@@ -313,7 +467,7 @@ double StageRunner::flops_per_batch() {
   double f = 0;
   const int m = pp_.schedule.microbatches;
   for (int c = 0; c < int(pp_.chunks.size()); ++c) {
-    if (rank_of_chunk(c) != world_.rank()) continue;
+    if (rank_of_chunk(c) != stage_) continue;
     for (int mb = 0; mb < m; ++mb) {
       const int64_t n = shard::split_range(plan_.batch, m, mb).second;
       f += programs(c, n, true).program.flops;

@@ -5,8 +5,12 @@
 // weighted parameter gradients into the accumulators and sending the input's gradient back; a
 // weight-gradient action (W) is then nothing left to do. Only chunk inputs are kept between F and
 // B (as under full recomputation). Programs are compiled per micro-batch row count (at most two
-// when the rows do not divide evenly). Used by train::Trainer; not a trainer itself: clipping and
-// AdamW stay there.
+// when the rows do not divide evenly). A stage of several devices runs each chunk SPMD on its own
+// sub-mesh (the chunk's step propagated over the stage's strategy and lowered per rank, its
+// collectives over the stage's communicator); activations and their gradients cross the boundary
+// between two stages as the parts each receiving rank's piece needs, sent point-to-point by the
+// one copy of each part on the sending stage (boundary_parts). Used by train::Trainer; not a
+// trainer itself: clipping and AdamW stay there.
 #pragma once
 #include <chrono>
 #include <map>
@@ -17,9 +21,32 @@
 #include "hp/comm/communicator.hpp"
 #include "hp/mpmd/simulate.hpp"
 #include "hp/runtime/executor.hpp"
+#include "hp/shard/comm.hpp"
 #include "hp/train/plan.hpp"
 
 namespace hp::train {
+
+// Point-to-point tags: a boundary message's is below kSharedGradTag; the tied parameters' gradient
+// exchange uses kSharedGradTag + parameter index (backends take tags below 30000).
+inline constexpr int kSharedGradTag = 20000;
+
+// One part of a tensor moving from one stage's layout to another's: the box (global coordinates)
+// that world rank `from` sends and world rank `to` receives.
+struct BoundaryPart {
+  int from = 0, to = 0;
+  shard::Box box;
+};
+// Every part of a `shape` tensor laid out as `lf` on stage `from` that stage `to` needs in `lt`:
+// each receiving rank's piece intersected with the pieces of the sending ranks that hold the one
+// copy sent (coordinate 0 on the mesh axes `lf` leaves unused). Non-empty parts only.
+std::vector<BoundaryPart> boundary_parts(const Shape& shape, const StagePlan& from,
+                                         const shard::Layout& lf, const StagePlan& to,
+                                         const shard::Layout& lt);
+// The sub-box `box` of `piece` (which holds `piece_box`), as a tensor of its own; and its inverse,
+// writing `part` into `piece` at `box`.
+Tensor extract_box(const Tensor& piece, const shard::Box& piece_box, const shard::Box& box);
+void insert_box(Tensor& piece, const shard::Box& piece_box, const shard::Box& box,
+                const Tensor& part);
 
 class StageRunner {
  public:
@@ -40,6 +67,10 @@ class StageRunner {
   // batch loss, the same on every rank.
   double run(const Tensor& tokens, const Tensor& targets, double weight,
              std::vector<Tensor>& accum);
+  // After the step's run() calls: sums the parameter gradients that the programs left partial
+  // over the stage's data axes (StagePlan::grad_layout), one all-reduce per group of axes.
+  // Collective over the stage; nothing on a one-device stage.
+  void reduce_grads(std::vector<Tensor>& accum);
   // The loss of one global batch, forward only, as one micro-batch through the chunks in order.
   double eval(const Tensor& tokens, const Tensor& targets);
   // FLOPs of one global batch's forwards and backwards on this rank (backwards recompute).
@@ -52,12 +83,19 @@ class StageRunner {
   // The compute actions of the last run() with their start and end, seconds from its start.
   const std::vector<mpmd::Interval>& timeline() const { return timeline_; }
 
-  // The rank holding chunk `c` (the schedule's stage of it).
+  // The stage holding chunk `c` (the schedule's rank of it).
   int rank_of_chunk(int c) const;
-  // For each parameter of plan.infos, the lowest rank holding it (its owner in gathers), and
-  // every rank holding it, ascending (two for a tied embedding on different stages).
+  // For each parameter of plan.infos, the lowest stage holding it (its owner in gathers and in
+  // the gradient norm), and every stage holding it, ascending (two for a tied embedding on
+  // different stages).
   const std::vector<int>& owners() const { return owner_; }
   const std::vector<int>& holders(size_t i) const { return holders_[i]; }
+  // This rank's stage, its plan and this rank's position in it; the stage's communicator (null
+  // for a one-device stage).
+  int stage() const { return stage_; }
+  const StagePlan& stage_plan() const { return pp_.stages[size_t(stage_)]; }
+  int local_rank() const { return local_; }
+  shard::RankComm* stage_comm() { return rc_.get(); }
 
  private:
   struct Programs;  // one chunk's compiled programs for one row count
@@ -65,8 +103,13 @@ class StageRunner {
   Programs& programs(int chunk, int64_t rows, bool train);
   void forward(int chunk, int mb);
   void backward(int chunk, int mb, std::vector<Tensor>& accum);
-  void send(const Tensor& t, int peer, int tag);
-  Tensor recv(const Shape& shape, int peer, int tag);
+  // Sends this rank's parts of `piece` (its piece of a [rows, seq, D] boundary tensor) to stage
+  // `peer`; receives this rank's piece from stage `peer`.
+  void send(const Tensor& piece, int64_t rows, int peer, int tag);
+  Tensor recv(int64_t rows, int peer, int tag);
+  Shape boundary_shape(int64_t rows) const { return {rows, plan_.seq, plan_.cfg.d_model}; }
+  // This rank's piece of rows [first, first + n) of a [batch, seq] i64 input in `layout`.
+  Tensor input_piece(const Tensor& t, int64_t first, int64_t n, const shard::Layout& layout) const;
   int tag(int consumer_chunk, int mb, bool grad) const;
   double broadcast_loss(double loss);  // from the rank of the last chunk to every rank
 
@@ -76,6 +119,9 @@ class StageRunner {
   runtime::Context ctx_;
   std::shared_ptr<Allocator> device_;
   std::chrono::milliseconds timeout_;
+  int stage_ = 0, local_ = 0;
+  std::unique_ptr<comm::Communicator> stage_world_;  // the stage's ranks (several devices)
+  std::unique_ptr<shard::RankComm> rc_;              // its mesh over them
   std::vector<size_t> ids_;
   std::vector<int> owner_;
   std::vector<std::vector<int>> holders_;

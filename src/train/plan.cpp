@@ -121,13 +121,84 @@ mpmd::Schedule pipeline_schedule(const mpmd::PipelineSpec& spec, const std::vect
 
 }  // namespace
 
+Layout StagePlan::grad_layout(size_t i) const {
+  Layout l = param_layouts[i];
+  for (const auto& a : data_axes)
+    if (l.is_unused(a)) l.partial.push_back(a);
+  l.normalize();
+  return l;
+}
+
+int PipelinePlan::stage_of(int world_rank) const {
+  for (size_t s = 0; s < stages.size(); ++s)
+    if (stages[s].holds(world_rank)) return int(s);
+  throw Error(detail::cat("[pipeline] rank ", world_rank, " belongs to no stage"));
+}
+
+namespace {
+
+// Stage `i`'s strategy over its own devices: its preset or rules (a mesh of one rank for a
+// one-device stage), the parameters' logical layouts on it and its boundary layout.
+StagePlan plan_stage(const io::ModelConfig& cfg, const std::vector<nn::ParamInfo>& infos,
+                     const mpmd::StageSpec& s, size_t i) {
+  StagePlan st;
+  st.first_rank = int(s.first_rank);
+  st.sharded = s.devices > 1;
+  const std::string what = "[pipeline] stage " + std::to_string(i) + " (" + s.where + ")";
+  const bool given =
+      !s.strategy.empty() || (s.strategy_rules.IsDefined() && !s.strategy_rules.IsNull());
+  HP_CHECK(given || !st.sharded, what, " runs on ", s.devices,
+           " devices and has no strategy for them (e.g. strategy: dp", s.devices, ")");
+  if (given) {  // parsed for one device too, so that a wrong one is reported, not ignored
+    try {
+      st.strategy = !s.strategy.empty()
+                        ? shard::preset_strategy(s.strategy, s.devices)
+                        : shard::parse_strategy(YAML::Dump(s.strategy_rules), s.devices, s.where);
+    } catch (const Error& e) {
+      throw Error(detail::cat(what, ": its strategy: ", e.what()));
+    }
+  }
+  if (!st.sharded) {  // runs its chunks as traced: a mesh of one rank, everything replicated
+    st.strategy.mesh = shard::Mesh({"stage"}, {1});
+    for (const auto& pi : infos) st.param_layouts.push_back(Layout::replicated(pi.shape.size()));
+    st.boundary = Layout::replicated(3);
+    return st;
+  }
+  HP_CHECK(st.strategy.mesh.size() == s.devices, what, " has ", s.devices,
+           " devices but its strategy's mesh ", st.strategy.mesh.str(), " has ",
+           st.strategy.mesh.size());
+  shard::fit_presets_to_kv_heads(st.strategy, cfg.n_kv_head);
+  for (const auto& pi : infos) {
+    Layout l = logical_layout(st.strategy.layout_for(pi.name, pi.shape.size()), pi.shape,
+                              st.param_shape(pi));
+    l.check(st.strategy.mesh);
+    st.param_layouts.push_back(std::move(l));
+  }
+  Layout tokens = st.strategy.layout_for("tokens", 2, false);
+  HP_CHECK(tokens.partial.empty() && tokens.dims[1].empty(), what,
+           ": the tokens' layout must split the batch only, got ", tokens.str());
+  st.boundary.dims = {tokens.dims[0], {}, {}};
+  for (const auto& a : st.strategy.mesh.axis_names())
+    if (tokens.dim_of(a) == 0) st.data_axes.push_back(a);
+  return st;
+}
+
+}  // namespace
+
+shard::Propagation propagate_chunk(const StagePlan& stage, const nn::Traced& t,
+                                   const std::vector<ir::ValueId>& outputs,
+                                   const std::vector<Layout>& output_layouts,
+                                   const shard::Topology& topo) {
+  std::map<ir::ValueId, Layout> sources;
+  for (size_t j = 0; j < t.params.size(); ++j)
+    sources[t.params[j].id] = stage.param_layouts[t.param_index[j]];
+  if (t.x_in.id >= 0) sources[t.x_in.id] = stage.boundary;
+  if (t.g_out.id >= 0) sources[t.g_out.id] = stage.boundary;
+  return shard::propagate(*t.graph, outputs, output_layouts, stage.strategy, topo, sources);
+}
+
 std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec,
-                                        int64_t batch, int64_t seq) {
-  for (size_t i = 0; i < spec.stages.size(); ++i)
-    HP_CHECK(spec.stages[i].devices == 1, "[pipeline] stage ", i, " (", spec.stages[i].where,
-             ") runs on ", spec.stages[i].devices,
-             " devices: a stage on several devices (its own dp/tp inside) is not supported yet; "
-             "give each stage one device");
+                                        int64_t batch, int64_t seq, const shard::Topology& topo) {
   HP_CHECK(spec.microbatches <= batch, "[pipeline] ", spec.microbatches,
            " micro-batches of a batch of ", batch, " rows: at most one micro-batch per row");
   auto P = std::make_unique<StepPlan>();
@@ -139,6 +210,9 @@ std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::
   for (const auto& pi : P->infos) P->param_layouts.push_back(Layout::replicated(pi.shape.size()));
   PipelinePlan pp;
   pp.spec = spec;
+  pp.topo = topo;
+  for (size_t i = 0; i < spec.stages.size(); ++i)
+    pp.stages.push_back(plan_stage(cfg, P->infos, spec.stages[i], i));
   const auto chunks = spec.chunks();
   for (size_t c = 0; c < chunks.size(); ++c)
     pp.chunks.push_back(
@@ -151,13 +225,20 @@ std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::
 
 size_t planned_state_bytes(const StepPlan& plan, int rank) {
   size_t b = 0;
-  if (plan.pipeline) {  // the parameters of the rank's chunks, whole
+  if (plan.pipeline) {  // the pieces of the parameters of the rank's stage's chunks
     std::set<size_t> held;
     const PipelinePlan& pp = *plan.pipeline;
+    const int s = pp.stage_of(rank);
+    const StagePlan& st = pp.stages[size_t(s)];
     for (size_t c = 0; c < pp.chunks.size(); ++c)
-      if (pp.schedule.graph.rank_of[c] == rank)
+      if (pp.schedule.graph.rank_of[c] == s)
         for (size_t i : nn::chunk_params(plan.cfg, pp.chunks[c])) held.insert(i);
-    for (size_t i : held) b += 4 * sizeof(float) * size_t(numel(plan.infos[i].shape));
+    for (size_t i : held) {
+      const auto& pi = plan.infos[i];
+      b += 4 * sizeof(float) *
+           size_t(numel(shard::local_shape(st.param_shape(pi), st.param_layouts[i],
+                                           st.strategy.mesh, rank - st.first_rank)));
+    }
     return b;
   }
   for (size_t i = 0; i < plan.infos.size(); ++i)  // parameter, gradient, two AdamW moments

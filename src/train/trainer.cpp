@@ -85,7 +85,7 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
     const auto& pi = plan_.infos[i];
     auto it = params.find(pi.name);
     HP_CHECK(it != params.end(), "[train] missing parameter '", pi.name, "'");
-    params_.push_back(it->second.to(DType::kF32, device_).reshape(pi.shape));
+    params_.push_back(stage_piece(i, it->second).to(DType::kF32, device_));
     refs.push_back({pi.name, params_.back(), pi.decay});
   }
   stage_->bind_params(params_);
@@ -95,38 +95,84 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
   state_bytes_ = device_->live_bytes();
 }
 
-// Each parameter a pipeline rank holds: the gradient contributions of every rank holding it (a
-// tied embedding: the first and the last stage) summed on each of them, identically.
+Tensor Trainer::stage_piece(size_t i, const Tensor& global) const {
+  const StagePlan& st = stage_->stage_plan();
+  Tensor full = global.to(DType::kF32).reshape(st.param_shape(plan_.infos[i]));
+  if (!st.sharded) return full;
+  return shard::local_piece(full, st.param_layouts[i], st.strategy.mesh, stage_->local_rank());
+}
+
+// Each parameter held by several stages (a tied embedding: the first and the last): every rank
+// holding a piece of it adds the other stages' contributions to that piece, received as the parts
+// of the other stages' layouts that it needs (boundary_parts), so all copies stay identical.
 void Trainer::exchange_shared_grads() {
   const int me = world_->rank();
+  const auto& stages = plan_.pipeline->stages;
+  const StagePlan& mine = stage_->stage_plan();
+  const auto timeout = rc_->timeout();
+  std::vector<std::pair<comm::Work, Tensor>> sends;
   for (size_t k = 0; k < params_.size(); ++k) {
     const size_t i = stage_->param_ids()[k];
     const std::vector<int>& holders = stage_->holders(i);
     if (holders.size() < 2) continue;
-    HP_CHECK(holders.size() == 2, "[train] parameter '", plan_.infos[i].name, "' is held by ",
-             holders.size(), " ranks");
-    const int peer = holders[0] == me ? holders[1] : holders[0];
-    Tensor theirs(accum_[k].shape(), DType::kF32);
-    const size_t n = size_t(accum_[k].numel());
-    comm::Work w = world_->send(accum_[k].raw(), n, DType::kF32, peer, int(i));
-    world_->recv(theirs.raw(), n, DType::kF32, peer, int(i)).wait(rc_->timeout());
-    w.wait(rc_->timeout());
-    runtime::default_backend().axpby(runtime::Context{opt_.threads}, int64_t(n), 1.0f,
-                                     accum_[k].f32(), 1.0f, theirs.f32(), accum_[k].f32());
+    const int tag = kSharedGradTag + int(i);
+    const nn::ParamInfo& pi = plan_.infos[i];
+    const Shape& shape = mine.param_shape(pi);
+    const shard::Box held =
+        shard::local_box(shape, mine.param_layouts[i], mine.strategy.mesh, stage_->local_rank());
+    std::vector<std::pair<comm::Work, Tensor>> recvs;
+    std::vector<shard::Box> boxes;
+    for (int other : holders) {
+      if (other == stage_->stage()) continue;
+      const StagePlan& st = stages[size_t(other)];
+      HP_CHECK(st.param_shape(pi) == shape, "[train] parameter '", pi.name, "' is held as ",
+               shape_str(st.param_shape(pi)), " by stage ", other, " and as ", shape_str(shape),
+               " by stage ", stage_->stage());
+      for (const BoundaryPart& p :
+           boundary_parts(shape, mine, mine.param_layouts[i], st, st.param_layouts[i]))
+        if (p.from == me) {
+          Tensor part = extract_box(accum_[k], held, p.box);
+          sends.emplace_back(world_->send(part.raw(), size_t(part.numel()), DType::kF32, p.to, tag),
+                             part);
+        }
+      for (const BoundaryPart& p :
+           boundary_parts(shape, st, st.param_layouts[i], mine, mine.param_layouts[i]))
+        if (p.to == me) {
+          Tensor part(p.box.extent, DType::kF32);
+          recvs.emplace_back(
+              world_->recv(part.raw(), size_t(part.numel()), DType::kF32, p.from, tag), part);
+          boxes.push_back(p.box);
+        }
+    }
+    // The parts sent above are copies: accum_ may take the sum while they are in flight.
+    for (size_t j = 0; j < recvs.size(); ++j) {
+      recvs[j].first.wait(timeout);
+      Tensor cur = extract_box(accum_[k], held, boxes[j]);
+      runtime::default_backend().axpby(runtime::Context{opt_.threads}, cur.numel(), 1.0f, cur.f32(),
+                                       1.0f, recvs[j].second.f32(), cur.f32());
+      insert_box(accum_[k], held, boxes[j], cur);
+    }
   }
+  for (auto& [w, buf] : sends) w.wait(timeout);
 }
 
-// Parameter i's value on every rank, from the lowest rank holding it (`local(k)` on that rank is
-// its tensor, k its position among the rank's parameters). Collective.
+// Parameter i's value on every rank, from the lowest stage holding it (`local(k)` on its ranks is
+// their piece, k its position among the stage's parameters): gathered over that stage's mesh,
+// then broadcast from its first rank. Collective.
 Tensor Trainer::from_owner(size_t i, const std::function<Tensor(size_t)>& local) {
   const int owner = stage_->owners()[i];
+  const StagePlan& st = plan_.pipeline->stages[size_t(owner)];
   const auto& ids = stage_->param_ids();
-  Tensor t(plan_.infos[i].shape, DType::kF32);
-  if (owner == world_->rank()) {
+  const nn::ParamInfo& pi = plan_.infos[i];
+  Tensor t(pi.shape, DType::kF32);
+  if (owner == stage_->stage()) {
     const size_t k = size_t(std::lower_bound(ids.begin(), ids.end(), i) - ids.begin());
-    t = local(k).clone().reshape(plan_.infos[i].shape);
+    t = st.sharded ? stage_->stage_comm()->gather(local(k), st.param_shape(pi), st.param_layouts[i])
+                   : local(k).clone();
+    t = t.reshape(pi.shape);
+    if (!t.is_contiguous()) t = t.clone();
   }
-  world_->broadcast(t.raw(), size_t(t.numel()), DType::kF32, owner).wait(rc_->timeout());
+  world_->broadcast(t.raw(), size_t(t.numel()), DType::kF32, st.first_rank).wait(rc_->timeout());
   return t;
 }
 
@@ -240,6 +286,7 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
     for (Tensor& a : accum_) std::memset(a.raw(), 0, a.nbytes());
     for (const auto& [tokens, targets] : micro)
       r.loss += stage_->run(tokens, targets, 1.0 / double(n), accum_) / double(n);
+    stage_->reduce_grads(accum_);
     HP_CHECK(std::isfinite(r.loss), "[train] loss is not finite (", r.loss, ") at optimizer step ",
              adam_->steps_done());
     exchange_shared_grads();
@@ -282,19 +329,27 @@ double Trainer::clip(const runtime::Context& ctx, const std::vector<Tensor*>& gr
   const shard::Mesh& mesh = plan_.strategy.mesh;
   const auto coords = mesh.coords(world_->rank());
   float ss = 0;
-  for (size_t i = 0; i < grads.size() && stage_; ++i)  // a pipeline: each parameter by its owner
-    if (stage_->owners()[stage_->param_ids()[i]] == world_->rank())
-      ss += float(runtime::default_backend().sum_squares(ctx, grads[i]->f32(), grads[i]->numel()));
-  for (size_t i = 0; i < grads.size() && !stage_; ++i) {
-    // Every piece counts once towards the norm: the ranks holding copies of it (those differing
-    // only along axes the layout leaves unused) each sum squares over their own slice of it.
+  // Every piece counts once towards the norm: the ranks holding copies of it (those differing
+  // only along axes the layout leaves unused) each sum squares over their own slice of it. A
+  // pipeline: only the ranks of the stage owning the parameter count it, over their stage's mesh.
+  auto add = [&](const Tensor& g, const shard::Layout& l, const shard::Mesh& m,
+                 const std::vector<int64_t>& at) {
     int64_t copies = 1, index = 0;
-    for (size_t a = 0; a < mesh.ndim(); ++a)
-      if (plan_.param_layouts[i].is_unused(mesh.axis_names()[a]))
-        index = index * mesh.sizes()[a] + coords[a], copies *= mesh.sizes()[a];
-    const auto [off, len] = shard::split_range(grads[i]->numel(), copies, index);
-    ss += float(runtime::default_backend().sum_squares(ctx, grads[i]->f32() + off, len));
+    for (size_t a = 0; a < m.ndim(); ++a)
+      if (l.is_unused(m.axis_names()[a]))
+        index = index * m.sizes()[a] + at[a], copies *= m.sizes()[a];
+    const auto [off, len] = shard::split_range(g.numel(), copies, index);
+    ss += float(runtime::default_backend().sum_squares(ctx, g.f32() + off, len));
+  };
+  for (size_t i = 0; i < grads.size() && stage_; ++i) {
+    const size_t id = stage_->param_ids()[i];
+    const StagePlan& st = stage_->stage_plan();
+    if (stage_->owners()[id] == stage_->stage())
+      add(*grads[i], st.param_layouts[id], st.strategy.mesh,
+          st.strategy.mesh.coords(stage_->local_rank()));
   }
+  for (size_t i = 0; i < grads.size() && !stage_; ++i)
+    add(*grads[i], plan_.param_layouts[i], mesh, coords);
   world_->all_reduce(&ss, &ss, 1, DType::kF32, comm::ReduceOp::kSum).wait(rc_->timeout());
   const double norm = std::sqrt(double(ss));
   HP_CHECK(std::isfinite(norm), "[clip] gradient norm is not finite (", norm, ")");
@@ -360,7 +415,7 @@ void Trainer::load_optimizer_state(const io::TensorMap& state, int64_t steps_don
         const std::string name = key + plan_.infos[i].name;
         auto it = state.find(name);
         HP_CHECK(it != state.end(), "[train] optimizer state lacks '", name, "'");
-        local.emplace(name, it->second.reshape(plan_.infos[i].shape));
+        local.emplace(name, stage_piece(i, it->second));
       }
     return adam_->load_state(local, steps_done);
   }
@@ -388,10 +443,23 @@ std::vector<Trainer::PieceBox> Trainer::piece_boxes() const {
     const size_t id = stage_ ? stage_->param_ids()[i] : i;
     const nn::ParamInfo& pi = plan_.infos[id];
     PieceBox b{pi.name, pi.logical.empty() ? pi.shape : pi.logical, pi.shape, {}, {}, true};
+    if (stage_ && stage_->stage_plan().sharded) {  // its piece on the stage's mesh
+      const StagePlan& st = stage_->stage_plan();
+      const shard::Layout& l = st.param_layouts[id];
+      const shard::Box box = shard::local_box(b.shape, l, st.strategy.mesh, stage_->local_rank());
+      b.offset = box.offset;
+      b.extent = box.extent;
+      const auto coords = st.strategy.mesh.coords(stage_->local_rank());
+      b.stores = stage_->owners()[id] == stage_->stage();
+      for (size_t a = 0; a < st.strategy.mesh.ndim(); ++a)
+        if (l.is_unused(st.strategy.mesh.axis_names()[a]) && coords[a] != 0) b.stores = false;
+      out.push_back(std::move(b));
+      continue;
+    }
     if (!mesh) {
       b.offset.assign(b.shape.size(), 0);
       b.extent = b.shape;
-      b.stores = !stage_ || stage_->owners()[id] == world_->rank();
+      b.stores = !stage_ || (stage_->owners()[id] == stage_->stage() && stage_->local_rank() == 0);
       out.push_back(std::move(b));
       continue;
     }

@@ -3,52 +3,9 @@
 # the reference comparisons (losses, step-0 gradients, final weights) and prints the
 # single-device losses within 1e-5 relative, for pp2, pp3 (blocks split unevenly), every schedule
 # with 3 micro-batches of the case's batch (uneven: 2+1+1 of 4; fewer when it has fewer rows), interleaved with chunks placed by hand, and, when an
-# mpirun is given, pp3 under mpirun -np 3. A stage on several devices is refused, naming it.
+# mpirun is given, pp3 under mpirun -np 3. Stages on several devices: pipeline_submesh.sh.
 # usage: pipeline.sh HP CASE_DIR [MPIEXEC]
-set -euo pipefail
-HP=$1
-CASE=$2
-MPIEXEC=${3:-}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-loss() { grep '"step"' "$1" | sed 's/.*"loss": \([0-9.e+-]*\).*/\1/'; }
-blocks=$(sed -n '/^  "model": {/,/^  }/p' "$CASE/case.json" |
-  grep -oE '"(n_layer|num_hidden_layers)": *[0-9]+' | tr -dc '0-9')
-((blocks >= 2)) || fail "$CASE: $blocks blocks"
-# The batch from the header of batch.safetensors ("tokens": [B, T+1]): 3 micro-batches when it has
-# the rows (a batch of 4 then splits 2+1+1), else one per row.
-shape=$(head -c 4096 "$CASE/batch.safetensors" | grep -ao '"shape": *\[[0-9]*, *[0-9]*\]' | head -n 1 |
-  tr -dc '0-9,')
-batch=${shape%,*}
-((batch >= 1)) || fail "$CASE: no batch shape in batch.safetensors"
-micro=$((batch < 3 ? batch : 3))
-
-"$HP" check "$CASE" > "$TMP/single.txt" || fail "single-device check"
-loss "$TMP/single.txt" > "$TMP/single.loss"
-[[ -s "$TMP/single.loss" ]] || fail "no single-device losses"
-
-# same_losses NAME FILE: FILE's losses are the single device's (1e-5 relative), one per step.
-same_losses() {
-  loss "$2" > "$TMP/run.loss"
-  [[ $(wc -l < "$TMP/run.loss") -eq $(wc -l < "$TMP/single.loss") ]] ||
-    { cat "$2" >&2; fail "$1: step count"; }
-  paste "$TMP/single.loss" "$TMP/run.loss" | awk -v s="$1" '
-    { d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > w) w = r;
-      if (r > 1e-5) { print "FAIL: " s ": step " NR-1 " loss " $2 " vs " $1 > "/dev/stderr"; bad = 1 } }
-    END { printf "%-28s max loss rel err vs one device %.2e\n", s, w; exit bad }'
-}
-
-# check NAME DEVICES STRATEGY [launcher...]: hp check passes and matches one device.
-check() {
-  local name=$1 devices=$2 strategy=$3
-  shift 3
-  "$@" "$HP" check "$CASE" --devices "$devices" --strategy "$strategy" > "$TMP/out.txt" \
-    2> "$TMP/err.txt" || { cat "$TMP/out.txt" "$TMP/err.txt" >&2; fail "$name"; }
-  grep -q '"ok": false' "$TMP/out.txt" && { cat "$TMP/out.txt" >&2; fail "$name: a check failed"; }
-  grep -q '"check": "grad"' "$TMP/out.txt" || fail "$name: no gradient check ran"
-  same_losses "$name" "$TMP/out.txt"
-}
+source "$(dirname "$0")/pipeline_lib.sh" "$@"
 
 # hp plan explains a pipeline strategy: its stages, the verified schedule, the simulation.
 "$HP" plan --model gpt2-tiny --devices threads:2 --strategy pp2 > "$TMP/plan.txt" ||
@@ -80,11 +37,6 @@ pipeline:
       devices: 1
 YAML
   check "interleaved by hand" threads:2 "$TMP/hand.yaml"
-fi
-if ! out=$("$HP" check "$CASE" --devices threads:4 --strategy pp2xdp2 2>&1); then
-  grep -q "devices: a stage on several devices" <<<"$out" || fail "pp2xdp2: $out"
-else
-  fail "pp2xdp2 ran: stages on several devices are not supported yet"
 fi
 if [[ -n "$MPIEXEC" ]] && ((blocks >= 3)); then
   check "pp3 under mpirun -np 3" mpi pp3 timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3

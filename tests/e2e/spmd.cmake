@@ -42,23 +42,32 @@ if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
   endif()
 endif()
 
-# Pipeline strategies (labels e2e; mpi where mpirun runs pp3): every schedule, uneven stages and
-# micro-batches against the reference and one device (tests/e2e/pipeline.sh).
+# Pipeline strategies (labels e2e; mpi where mpirun runs): every schedule, uneven stages and
+# micro-batches against the reference and one device (tests/e2e/pipeline.sh, pp3 under mpirun on
+# gpt2-deep); on the cases with 4+ blocks, stages on sub-meshes (dp2, tp2 and 2+1 devices per
+# stage, the 2+1 layout under mpirun, checkpoints across layouts: tests/e2e/pipeline_submesh.sh).
 foreach(case gpt2-tiny llama-tiny gpt2-deep llama-deep)
-  if(EXISTS ${HP_SHARED}/reference/${case}/case.json)
+  set(scripts pipeline)
+  if(case MATCHES "-deep$")
+    list(APPEND scripts pipeline_submesh)
+  endif()
+  foreach(script ${scripts})
+    if(NOT EXISTS ${HP_SHARED}/reference/${case}/case.json)
+      hp_missing_input(e2e_${script}_${case} e2e ${HP_SHARED}/reference/${case})
+      continue()
+    endif()
     set(launcher "")
     set(labels e2e)
-    if(case STREQUAL "gpt2-deep" AND MPI_FOUND AND MPIEXEC_EXECUTABLE)
+    if(MPI_FOUND AND MPIEXEC_EXECUTABLE AND (case STREQUAL "gpt2-deep" OR script STREQUAL
+                                                                           "pipeline_submesh"))
       set(launcher ${MPIEXEC_EXECUTABLE})
       set(labels "e2e;mpi")
     endif()
-    add_test(NAME e2e_pipeline_${case}
-             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/pipeline.sh $<TARGET_FILE:hp>
+    add_test(NAME e2e_${script}_${case}
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${script}.sh $<TARGET_FILE:hp>
                      ${HP_SHARED}/reference/${case} ${launcher})
-    set_tests_properties(e2e_pipeline_${case} PROPERTIES LABELS "${labels}" TIMEOUT 300)
-  else()
-    hp_missing_input(e2e_pipeline_${case} e2e ${HP_SHARED}/reference/${case})
-  endif()
+    set_tests_properties(e2e_${script}_${case} PROPERTIES LABELS "${labels}" TIMEOUT 300)
+  endforeach()
 endforeach()
 
 # Sharded checkpoints: save under fsdp4, resume under other worlds and strategies, corruption,

@@ -6,6 +6,7 @@
 // Not the preset matrix: tests/e2e/spmd.sh runs every preset on the shared reference cases.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -160,10 +161,9 @@ TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
 
 // A pipeline step against one device: losses of three steps and an eval, the step-0 gradients
 // (summed over micro-batches, the tied embedding over both stages holding it) and the final
-// weights, for a pipeline preset under `schedule` with `m` micro-batches of a batch of 4.
-void expect_pipeline_matches(io::Architecture arch, const std::string& preset, int ranks,
-                             mpmd::ScheduleKind schedule, int m) {
-  SCOPED_TRACE(preset + " " + mpmd::schedule_name(schedule) + " m=" + std::to_string(m));
+// weights, for a pipeline of 4 blocks over `ranks` devices, with a batch of 4.
+void expect_pipeline_matches(io::Architecture arch, const mpmd::PipelineSpec& spec, int ranks) {
+  SCOPED_TRACE(spec.str());
   io::ModelConfig cfg = tiny(arch);
   cfg.n_layer = 4;
   const io::TensorMap init = nn::init_params(cfg, 7);
@@ -183,8 +183,7 @@ void expect_pipeline_matches(io::Architecture arch, const std::string& preset, i
   want.push_back(one.eval(tokens, targets));
   const io::TensorMap final_one = one.params();
 
-  auto plan = plan_pipeline(
-      cfg, mpmd::pipeline_from_preset(preset, ranks, cfg.n_layer, schedule, m, 2), 4, 8);
+  auto plan = plan_pipeline(cfg, spec, 4, 8);
   std::vector<std::vector<double>> got(static_cast<size_t>(ranks));
   io::TensorMap got_grads, got_final;
   comm::ThreadWorld(ranks).run([&](comm::Communicator& c) {
@@ -216,6 +215,23 @@ void expect_pipeline_matches(io::Architecture arch, const std::string& preset, i
   }
 }
 
+// The same for a pipeline preset under `schedule` with `m` micro-batches.
+void expect_pipeline_matches(io::Architecture arch, const std::string& preset, int ranks,
+                             mpmd::ScheduleKind schedule, int m) {
+  expect_pipeline_matches(arch, mpmd::pipeline_from_preset(preset, ranks, 4, schedule, m, 2),
+                          ranks);
+}
+
+// Stages of two devices then one: blocks 0-1 on two devices under `strategy`, blocks 2-3 on one.
+mpmd::PipelineSpec two_plus_one(const std::string& strategy, const std::string& schedule, int m) {
+  return mpmd::parse_pipeline_text("pipeline:\n  schedule: " + schedule +
+                                       "\n  microbatches: " + std::to_string(m) +
+                                       "\n  stages:\n    - blocks: \"0-1\"\n      devices: 2\n"
+                                       "      strategy: " +
+                                       strategy + "\n    - blocks: \"2-3\"\n      devices: 1\n",
+                                   3, 4);
+}
+
 TEST(Pipeline, EveryScheduleMatchesOneDevice) {
   using K = mpmd::ScheduleKind;
   for (K k : {K::kGpipe, K::k1F1B, K::kInterleaved, K::kZbH1, K::kZbV, K::kAuto})
@@ -230,6 +246,50 @@ TEST(Pipeline, UnevenStagesAndMicroBatches) {
   expect_pipeline_matches(io::Architecture::kGpt2, "pp4", 4, K::k1F1B, 2);
 }
 
+// Stages on sub-meshes: each SPMD inside (gradients reduced over the stage's own data axes), the
+// boundary between stages of different sizes and layouts, the tied embedding's gradient exchanged
+// between two groups, 3 micro-batches of 4 rows (a stage of dp2 gets a micro-batch of one row: one
+// of its ranks holds none).
+TEST(Pipeline, StagesOnSubMeshesMatchOneDevice) {
+  using K = mpmd::ScheduleKind;
+  expect_pipeline_matches(io::Architecture::kGpt2, "pp2xdp2", 4, K::k1F1B, 3);
+  expect_pipeline_matches(io::Architecture::kLlama, "pp2xtp2", 4, K::kGpipe, 3);
+  expect_pipeline_matches(io::Architecture::kGpt2, "pp2xfsdp2", 4, K::kZbH1, 2);
+  expect_pipeline_matches(io::Architecture::kGpt2, two_plus_one("tp2", "1f1b", 3), 3);
+  expect_pipeline_matches(io::Architecture::kLlama, two_plus_one("dp2", "gpipe", 3), 3);
+}
+
+// A rank failing inside a stage of two devices: its stage peer (in a collective) and the next
+// stage (waiting on the boundary) fail naming it and its reason instead of waiting on.
+TEST(Pipeline, AnErrorOnOneStageReachesEveryRank) {
+  io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
+  cfg.n_layer = 4;
+  const io::TensorMap init = nn::init_params(cfg, 7);
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.seq = 8;
+  const auto [tokens, targets] = batch(cfg.vocab);
+  auto plan = plan_pipeline(cfg, two_plus_one("tp2", "1f1b", 3), 4, 8);
+  std::vector<std::string> errors(3);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(comm::ThreadWorld(3).run([&](comm::Communicator& c) {
+    Trainer tr(*plan, c, init, opt);
+    tr.step(tokens, targets);
+    if (c.rank() == 1) throw Error("planted failure on rank 1");
+    try {
+      tr.step(tokens, targets);
+    } catch (const std::exception& e) {
+      errors[size_t(c.rank())] = e.what();
+      throw;
+    }
+  }),
+               Error);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(60));
+  for (int r : {0, 2})  // the executor's context, then the failed rank's reason
+    EXPECT_NE(errors[size_t(r)].find("rank 1 failed: planted failure"), std::string::npos)
+        << r << ": " << errors[size_t(r)];
+}
+
 TEST(Pipeline, RefusesWhatItCannotRun) {
   io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
   cfg.n_layer = 2;
@@ -237,10 +297,15 @@ TEST(Pipeline, RefusesWhatItCannotRun) {
       plan_pipeline(cfg, mpmd::pipeline_from_preset("pp2", 2, 2, mpmd::ScheduleKind::k1F1B, 5, 2),
                     4, 8),
       Error);  // 5 micro-batches of 4 rows
-  EXPECT_THROW(
-      plan_pipeline(
-          cfg, mpmd::pipeline_from_preset("pp2xdp2", 4, 2, mpmd::ScheduleKind::k1F1B, 2, 2), 4, 8),
-      Error);  // a stage on two devices
+  mpmd::PipelineSpec spec =
+      mpmd::pipeline_from_preset("pp2xdp2", 4, 2, mpmd::ScheduleKind::k1F1B, 2, 2);
+  spec.stages[0].strategy.clear();
+  EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // two devices and no strategy for them
+  spec.stages[0].strategy = "tp4";
+  EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // a strategy for other devices
+  spec = mpmd::pipeline_from_preset("pp2", 2, 2, mpmd::ScheduleKind::k1F1B, 2, 2);
+  spec.stages[1].strategy = "tp2";
+  EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // idem on a one-device stage
 }
 
 }  // namespace

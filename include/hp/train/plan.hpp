@@ -18,13 +18,60 @@
 
 namespace hp::train {
 
+// One pipeline stage on its own devices: world ranks [first_rank, first_rank + size()). A stage of
+// several devices runs its chunks SPMD: each chunk's step is propagated over `strategy` (its mesh
+// has the stage's ranks, numbered from 0 within the stage) and lowered per rank, as a
+// non-pipeline step is. A one-device stage runs its chunks' programs as traced.
+struct StagePlan {
+  shard::Strategy strategy;  // one device: a mesh of one rank
+  bool sharded = false;      // several devices: lowered over `strategy`
+  int first_rank = 0;
+  // Per parameter of StepPlan::infos (logical shapes), its layout on this stage's mesh (only the
+  // parameters of the stage's chunks are held; replicated when not sharded).
+  std::vector<shard::Layout> param_layouts;
+  // The layout of the activations crossing the stage's boundaries ([rows, seq, d_model]: x_in,
+  // x_out and their gradients): the tokens' batch split (over the data axes), replicated otherwise.
+  shard::Layout boundary;
+  std::vector<std::string> data_axes;  // the axes splitting the batch, in mesh order
+
+  // Where parameter i's gradient is delivered by each micro-batch's program: its parameter's
+  // layout, partial over the data axes that layout leaves unused (dp; fsdp splits the parameter,
+  // so its gradient is reduce-scattered in the program). StageRunner::reduce_grads sums those
+  // partial gradients over the stage once per step.
+  shard::Layout grad_layout(size_t i) const;
+
+  int size() const { return int(strategy.mesh.size()); }
+  // The shape the stage holds a parameter in: logical when sharded (its chunks are traced with
+  // logical q, k, v), as stored otherwise.
+  const Shape& param_shape(const nn::ParamInfo& pi) const {
+    return sharded && !pi.logical.empty() ? pi.logical : pi.shape;
+  }
+  bool holds(int world_rank) const {
+    return world_rank >= first_rank && world_rank < first_rank + size();
+  }
+};
+
 // A pipeline: the model cut into chunks (model order) placed on stages, and the schedule every
-// rank runs, verified when planned. Each stage is one rank of the world for now.
+// stage runs (each device of a stage the stage's row), verified when planned.
 struct PipelinePlan {
   mpmd::PipelineSpec spec;
   mpmd::Schedule schedule;
   std::vector<nn::Chunk> chunks;  // by chunk id (the schedule's), in model order
+  std::vector<StagePlan> stages;  // by the schedule's rank (stage index)
+  // What the stages' propagation costs moves with.
+  shard::Topology topo = shard::Topology::uniform(20e9, 5e-6, "threads");
+
+  // The stage a world rank belongs to.
+  int stage_of(int world_rank) const;
 };
+
+// A chunk's step on its stage's mesh: the chunk traced in logical shapes, propagated over the
+// stage's strategy with its parameters in their layouts, x_in and g_out in the boundary layout,
+// and `outputs` delivered in `output_layouts` (the same propagation a non-pipeline step gets).
+shard::Propagation propagate_chunk(const StagePlan& stage, const nn::Traced& traced,
+                                   const std::vector<ir::ValueId>& outputs,
+                                   const std::vector<shard::Layout>& output_layouts,
+                                   const shard::Topology& topo);
 
 // What every rank shares: the traced global step with gradients and its layouts.
 struct StepPlan {
@@ -56,11 +103,13 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, int64_t batch, i
 std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Strategy& strategy,
                                     int64_t batch, int64_t seq, const shard::Topology& topo);
 
-// A pipeline over `spec.world_size()` ranks, each stage on one rank: the chunks of `spec`, and its
-// schedule over `spec.microbatches` micro-batches of a [batch, seq] step, verified. Throws when a
-// stage spans several devices (not supported yet) or the micro-batches outnumber the rows.
-std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec,
-                                        int64_t batch, int64_t seq);
+// A pipeline over `spec.world_size()` ranks: the chunks of `spec`, each stage's strategy over its
+// own devices (a preset or rules; required for a stage of several devices), and its schedule over
+// `spec.microbatches` micro-batches of a [batch, seq] step, verified. Throws on a stage strategy
+// error (naming the stage) or when the micro-batches outnumber the rows.
+std::unique_ptr<StepPlan> plan_pipeline(
+    const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec, int64_t batch, int64_t seq,
+    const shard::Topology& topo = shard::Topology::uniform(20e9, 5e-6, "threads"));
 
 // Costs for the schedule simulator and `auto` without measurements: a chunk's forward costs its
 // blocks (the embeddings and the head one block each); its backward three times that, since the

@@ -150,6 +150,8 @@ class Trainer {
   void init_pipeline(const io::TensorMap& params);
   void exchange_shared_grads();
   Tensor from_owner(size_t i, const std::function<Tensor(size_t)>& local);
+  // This rank's piece of parameter i's global tensor on its stage's mesh (whole on one device).
+  Tensor stage_piece(size_t i, const Tensor& global) const;
 
   std::unique_ptr<StepPlan> own_plan_;  // the one-device constructor's
   const StepPlan& plan_;
