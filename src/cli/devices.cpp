@@ -71,8 +71,9 @@ std::vector<std::string> planner_key_warnings(const std::string& path, int64_t b
   std::vector<std::string> out;
   const io::YamlNode root = io::YamlNode::load_file(path);
   int64_t replicas = 1;
-  for (const auto& [name, size] : root["mesh"].entries())
-    if (name == "dp" || name == "fsdp") replicas *= size.as_int();
+  if (auto mesh = root.get("mesh"))  // a file may hold only a pipeline: section
+    for (const auto& [name, size] : mesh->entries())
+      if (name == "dp" || name == "fsdp") replicas *= size.as_int();
   const int64_t mb = microbatches > 0 ? batch / microbatches : batch / replicas;
   if (auto m = root.get("micro_batch"); m && m->as_int() != mb)
     out.push_back(m->where() + ": micro_batch " + std::to_string(m->as_int()) +
