@@ -74,7 +74,8 @@ std::vector<std::string> planner_key_warnings(const std::string& path, int64_t b
   if (auto mesh = root.get("mesh"))  // a file may hold only a pipeline: section
     for (const auto& [name, size] : mesh->entries())
       if (name == "dp" || name == "fsdp") replicas *= size.as_int();
-  const int64_t mb = microbatches > 0 ? batch / microbatches : batch / replicas;
+  // A pipeline's micro-batch is split again over its stages' data axes.
+  const int64_t mb = batch / (std::max<int64_t>(microbatches, 1) * replicas);
   if (auto m = root.get("micro_batch"); m && m->as_int() != mb)
     out.push_back(m->where() + ": micro_batch " + std::to_string(m->as_int()) +
                   " is not what this run does (" + std::to_string(mb) +

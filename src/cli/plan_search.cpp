@@ -48,14 +48,14 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
   return s;
 }
 
-// What hp train runs, where the options left the choice open: pipelines of one device per
-// stage, no accumulation within a step without pp (--grad-accum does that), full sharding but
-// not ZeRO-1, no optimizer offload (the offload: options do that). Recomputation: the CPU
-// backend's fused attention recomputes its core in the backward (selective); a pipeline stage's
-// backward recomputes its whole forward (train::modelled_costs: B = 3 F), i.e. full
-// recomputation of every block.
+// What hp train runs, where the options left the choice open: pipelines with pp outermost and
+// the mesh's other axes inside every stage, no accumulation within a step without pp (--grad-accum
+// does that), full sharding but not ZeRO-1, no optimizer offload (the offload: options do that).
+// Recomputation: the CPU backend's fused attention recomputes its core in the backward (selective);
+// a pipeline stage's backward recomputes its whole forward (train::modelled_costs: B = 3 F), i.e.
+// full recomputation of every block.
 void runtime_space(planner::Space& s) {
-  s.pipeline_alone = true;
+  s.pipeline_outermost = true;
   s.one_microbatch = true;
   s.zeros = {planner::Zero::kNone, planner::Zero::kFull};
   if (s.recomputes.empty()) {

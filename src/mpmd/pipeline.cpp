@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "hp/core/error.hpp"
@@ -238,22 +239,53 @@ PipelineSpec parse_pipeline(const io::YamlNode& node, int64_t world_size, int64_
   return spec;
 }
 
-PipelineSpec parse_pipeline_text(const std::string& text, int64_t world_size, int64_t num_blocks,
-                                 const std::string& file, const BalanceInput* costs) {
-  io::YamlNode doc = io::YamlNode::parse(text, file);
+namespace {
+
+// The stage strategy a strategy document's mesh implies around its `pp` axis: its other axes as
+// a preset expression ("dp2", "dp2xtp2+sp"), when every one of them is named in `presets:`
+// (dp, fsdp, tp; sp joins tp). Empty when the document lays tensors out by rules instead.
+std::string stage_preset_of_mesh(const io::YamlNode& doc) {
+  const auto mesh = doc.get("mesh");
+  const auto presets = doc.get("presets");
+  if (!mesh || !mesh->is_map() || !presets || !presets->is_sequence()) return "";
+  std::set<std::string> named;
+  for (const io::YamlNode& p : presets->items()) named.insert(p.as_string());
+  std::string out;
+  for (const auto& [axis, size] : mesh->entries()) {
+    if (axis == "pp") continue;
+    if (!named.count(axis) || (axis != "dp" && axis != "fsdp" && axis != "tp")) return "";
+    out += (out.empty() ? "" : "x") + axis + std::to_string(size.as_int());
+    if (axis == "tp" && named.count("sp")) out += "+sp";
+  }
+  return out;
+}
+
+// The `pipeline:` section of a parsed strategy document; stages neither listed nor given a
+// strategy take the one the mesh implies.
+PipelineSpec pipeline_of_document(const io::YamlNode& doc, int64_t world_size, int64_t num_blocks,
+                                  const BalanceInput* costs) {
   PipelineParseOptions opts;
   opts.costs = costs;
   if (auto mesh = doc.get("mesh"); mesh && mesh->is_map()) opts.mesh_pp = mesh->get_int("pp", 0);
-  return parse_pipeline(doc["pipeline"], world_size, num_blocks, opts);
+  PipelineSpec spec = parse_pipeline(doc["pipeline"], world_size, num_blocks, opts);
+  if (opts.mesh_pp > 0 && !doc["pipeline"].get("stages")) {
+    const std::string preset = stage_preset_of_mesh(doc);
+    for (StageSpec& st : spec.stages)
+      if (st.strategy.empty() && st.devices > 1) st.strategy = preset;
+  }
+  return spec;
+}
+
+}  // namespace
+
+PipelineSpec parse_pipeline_text(const std::string& text, int64_t world_size, int64_t num_blocks,
+                                 const std::string& file, const BalanceInput* costs) {
+  return pipeline_of_document(io::YamlNode::parse(text, file), world_size, num_blocks, costs);
 }
 
 PipelineSpec load_pipeline(const std::filesystem::path& path, int64_t world_size,
                            int64_t num_blocks, const BalanceInput* costs) {
-  io::YamlNode doc = io::YamlNode::load_file(path);
-  PipelineParseOptions opts;
-  opts.costs = costs;
-  if (auto mesh = doc.get("mesh"); mesh && mesh->is_map()) opts.mesh_pp = mesh->get_int("pp", 0);
-  return parse_pipeline(doc["pipeline"], world_size, num_blocks, opts);
+  return pipeline_of_document(io::YamlNode::load_file(path), world_size, num_blocks, costs);
 }
 
 namespace {

@@ -111,6 +111,7 @@ std::vector<std::string> orders(const Space& s, int64_t dp, int64_t tp, int64_t 
     for (char a : o)
       if ((a == 'd' ? dp : a == 'p' ? pp : tp) > 1) key += a;
     if (std::find(keys.begin(), keys.end(), key) != keys.end()) continue;
+    if (s.pipeline_outermost && pp > 1 && key[0] != 'p') continue;
     keys.push_back(key);
     out.push_back(o);
   }

@@ -85,6 +85,19 @@ pipeline:
   EXPECT_TRUE(p.stages[1].strategy_rules.IsMap());
 }
 
+TEST(MpmdPipeline, AMeshAroundPpGivesEveryStageItsOtherAxes) {
+  const auto stage_strategy = [](const std::string& mesh, const std::string& presets) {
+    const PipelineSpec p = parse_pipeline_text(
+        "mesh: " + mesh + "\npresets: " + presets + "\npipeline: {schedule: 1f1b}\n", 8, 4);
+    EXPECT_EQ(p.stages.size(), 2u);
+    return p.stages[1].strategy;
+  };
+  EXPECT_EQ(stage_strategy("{pp: 2, dp: 4}", "[dp]"), "dp4");
+  EXPECT_EQ(stage_strategy("{pp: 2, dp: 2, tp: 2}", "[dp, tp, sp]"), "dp2xtp2+sp");
+  EXPECT_EQ(stage_strategy("{pp: 2, fsdp: 4}", "[fsdp]"), "fsdp4");
+  EXPECT_EQ(stage_strategy("{pp: 2, dp: 4}", "[]"), "");  // laid out by rules: not guessed
+}
+
 TEST(MpmdPipeline, ErrorsNameTheFileLineAndField) {
   const std::string head = "pipeline:\n  schedule: 1f1b\n  microbatches: 2\n  stages:\n";
   struct Case {

@@ -34,9 +34,11 @@ struct Space {
                                  // kAllBlocks: all of them
   std::vector<bool> offloads;    // empty: off and on
   // What a runtime that cannot run every configuration allows (hp train --strategy auto):
-  // pp > 1 only as the one axis (a stage per device), and without pp one micro-batch per
-  // replica per step (no accumulation: micro-batch = global batch / dp).
+  // pp > 1 only as the one axis (a stage per device), or only as the outermost axis (stages on
+  // consecutive ranks), and without pp one micro-batch per replica per step (no accumulation:
+  // micro-batch = global batch / dp).
   bool pipeline_alone = false;
+  bool pipeline_outermost = false;
   bool one_microbatch = false;
 };
 
