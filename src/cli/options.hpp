@@ -353,8 +353,9 @@ inline const Command& plan_command() {
          {.name = "offload",
           .kind = Kind::kEnum,
           .computed = "searched",
-          .choices = {"on", "off"},
-          .help = "optimizer state on the host"},
+          .choices = {"on", "off", "optimizer", "activations", "all"},
+          .help = "what lives on the host: on = optimizer state (activations searched), "
+                  "optimizer, activations, all, off"},
          {.name = "top",
           .kind = Kind::kInt,
           .meta = "K",

@@ -44,7 +44,11 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
     s.recomputes = {planner::parse_recompute(a.str("recompute"))};
     if (s.recomputes[0] == planner::Recompute::kFull) s.recompute_blocks = planner::kAllBlocks;
   }
-  if (a.has("offload")) s.offloads = {a.str("offload") == "on"};
+  if (a.has("offload")) {  // on: optimizer state on the host, activations searched
+    const std::string v = a.str("offload");  // one of the option's choices
+    s.offloads = {v == "on" || v == "optimizer" || v == "all"};
+    if (v != "on") s.activation_offloads = {v == "activations" || v == "all"};
+  }
   return s;
 }
 
@@ -64,6 +68,7 @@ void runtime_space(planner::Space& s) {
   }
   if (s.recompute_blocks == 0) s.recompute_blocks = planner::kAllBlocks;  // all blocks or none
   if (s.offloads.empty()) s.offloads = {false};
+  s.activation_offloads = {false};  // the trainer's offload is budget-driven (--device-memory)
 }
 
 io::Json plan_json(const planner::Plan& p, const planner::Workload& w,
@@ -81,15 +86,22 @@ io::Json plan_json(const planner::Plan& p, const planner::Workload& w,
   j["virtual_stages"] = c.virtual_stages;
   j["recompute"] = planner::recompute_name(c.recompute);
   j["recompute_blocks"] = planner::full_blocks(c, planner::stage_blocks(w.model, c.pp));
-  j["offload"] = c.offload ? "on" : "off";
+  j["offload"] = c.offload || c.offload_activations ? "on" : "off";
+  j["offload_optimizer"] = c.offload;
+  j["offload_activations"] = c.offload_activations;
   j["step_s"] = e.step_s;
   j["tflops_per_device"] = e.tflops_per_device;
   j["mfu"] = e.mfu;
   j["peak_memory_bytes"] = e.memory.total();
-  j["breakdown_s"] = {{"compute", e.compute_s}, {"recompute", e.recompute_s},
-                      {"tp", e.tp_s},           {"pp", e.pp_s},
-                      {"dp", e.dp_s},           {"bubble", e.bubble_s},
-                      {"offload", e.offload_s}, {"optimizer", e.optimizer_s}};
+  j["breakdown_s"] = {{"compute", e.compute_s},
+                      {"recompute", e.recompute_s},
+                      {"tp", e.tp_s},
+                      {"pp", e.pp_s},
+                      {"dp", e.dp_s},
+                      {"bubble", e.bubble_s},
+                      {"offload", e.offload_s},
+                      {"activation_offload", e.act_offload_s},
+                      {"optimizer", e.optimizer_s}};
   j["memory_bytes"] = {{"params", e.memory.params},
                        {"grads", e.memory.grads},
                        {"optimizer", e.memory.optimizer},
@@ -112,16 +124,21 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
   std::printf(", recompute %s", planner::recompute_name(c.recompute));
   if (c.recompute == planner::Recompute::kFull)
     std::printf(" (%lld blocks per stage)", (long long)c.recompute_blocks);
+  const char* off = c.offload && c.offload_activations ? "optimizer state and activations"
+                    : c.offload                        ? "optimizer state"
+                    : c.offload_activations            ? "activations"
+                                                       : "off";
   std::printf(", optimizer sharding %s, offload %s, mesh order %s\n", planner::zero_name(c.zero),
-              c.offload ? "on" : "off", c.order.c_str());
+              off, c.order.c_str());
   std::printf(
       "  step %.4g s: %.3g TFLOP/s per device (hardware, recomputation counted), MFU %.1f%%\n",
       e.step_s, e.tflops_per_device, 100 * e.mfu);
   const std::pair<const char*, double> parts[] = {
-      {"compute (forward + backward)", e.compute_s}, {"recomputation", e.recompute_s},
-      {"tp communication (exposed)", e.tp_s},        {"pp point-to-point (exposed)", e.pp_s},
-      {"dp communication (exposed)", e.dp_s},        {"pipeline bubble", e.bubble_s},
-      {"offload traffic (host link)", e.offload_s},  {"optimizer step", e.optimizer_s}};
+      {"compute (forward + backward)", e.compute_s},    {"recomputation", e.recompute_s},
+      {"tp communication (exposed)", e.tp_s},           {"pp point-to-point (exposed)", e.pp_s},
+      {"dp communication (exposed)", e.dp_s},           {"pipeline bubble", e.bubble_s},
+      {"offload traffic (host link)", e.offload_s},     {"optimizer step", e.optimizer_s},
+      {"activation offload (exposed)", e.act_offload_s}};
   for (const auto& [what, s] : parts)
     if (s > 0) std::printf("    %-30s %10.3f s  %5.1f%%\n", what, s, 100 * s / e.step_s);
   const planner::Memory& m = e.memory;
@@ -134,6 +151,9 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
       human_bytes(m.grads).c_str(), human_bytes(m.optimizer).c_str(),
       human_bytes(m.activations).c_str(), human_bytes(m.buffers).c_str(),
       human_bytes(usable - m.total()).c_str());
+  if (e.host_bytes > 0)
+    std::printf("  on the host per device %s of %s\n", human_bytes(e.host_bytes).c_str(),
+                human_bytes(cl.host_memory_bytes).c_str());
 }
 
 }  // namespace

@@ -234,11 +234,19 @@ bool admissible(const Workload& w, const Config& c, std::string* why) {
 
 namespace {
 
-// Memory of the busiest stage; `mb_act` is one micro-batch's activations of the whole stage.
 struct Activations {
   double stored = 0, working = 0;
 };
 
+// Of one micro-batch's stored activations, what stays on the device: all of them, or with
+// activation offload two blocks' worth (the block whose activations are leaving and the one
+// whose are arriving).
+double device_stored(const Workload& w, const Config& c, const Activations& act) {
+  if (!c.offload_activations) return act.stored;
+  return act.stored * std::min(1.0, 2.0 / double(stage_blocks(w.model, c.pp)));
+}
+
+// Memory of the busiest stage; `act` is one micro-batch's activations of the whole stage.
 Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, double p_dev,
                     const Activations& act, double inflight, double elem) {
   Memory mem;
@@ -251,7 +259,7 @@ Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, dou
   const double state = (elem < kFp32 ? 3 : 2) * kFp32;
   mem.optimizer = c.offload ? 0 : state * p_dev / shard;
   const double logits = 2 * kFp32 * tokens * double(w.model.vocab) / double(c.tp);
-  mem.activations = inflight * act.stored + act.working + logits;
+  mem.activations = inflight * device_stored(w, c, act) + act.working + logits;
   // tp/sp gather buffers and the pipeline's send and receive buffers.
   mem.buffers = 4 * elem * tokens * double(w.model.d_model);
   return mem;
@@ -330,11 +338,20 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   }
   const double compute_mb = double(blocks) * block_fb + head;
   const double fsdp_exposed = eff.overlap ? std::max(0.0, fsdp_mb - compute_mb) : fsdp_mb;
-  const double core_mb = compute_mb + stage_rc + tp_mb + pp_mb;
+  const Activations act = microbatch_activations(w, c, bc, blocks, elem);
+  // Offloaded activations go down after each block's forward and come back before its
+  // backward, on the host link while the micro-batch computes.
+  const double act_link = c.offload_activations ? 2 * (act.stored - device_stored(w, c, act)) /
+                                                      (cl.host_bandwidth * eff.network)
+                                                : 0;
+  const double act_exposed =
+      eff.overlap ? std::max(0.0, act_link - (compute_mb + stage_rc)) : act_link;
+  const double core_mb = compute_mb + stage_rc + tp_mb + pp_mb + act_exposed;
   e.compute_s = double(mb) * compute_mb;
   e.recompute_s = double(mb) * stage_rc;
   e.tp_s = double(mb) * tp_mb;
   e.pp_s = double(mb) * pp_mb;
+  e.act_offload_s = double(mb) * act_exposed;
   e.bubble_s = bubble_microbatches(c.schedule, c.pp, c.virtual_stages) * (core_mb + fsdp_exposed);
   if (c.dp > 1) {  // once per step, after the last backward: reduce-scatter (+ all-gather)
     const double rs = all_gather_s(cl, c.dp, dstride, kFp32 * p_dev, eff.network);
@@ -364,11 +381,12 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
                      double(c.devices());
   e.tflops_per_device = e.hardware_flops / e.step_s / 1e12;
   e.mfu = model_flops(w) / (double(c.devices()) * cl.peak_flops * e.step_s);
-  const Activations act = microbatch_activations(w, c, bc, blocks, elem);
-  e.memory = stage_memory(w, c, bc, p_dev, act,
-                          inflight_microbatches(c.schedule, c.pp, mb, c.virtual_stages), elem);
+  const double inflight = inflight_microbatches(c.schedule, c.pp, mb, c.virtual_stages);
+  e.memory = stage_memory(w, c, bc, p_dev, act, inflight, elem);
+  e.host_bytes = (c.offload ? (elem < kFp32 ? 3 : 2) * kFp32 * p_opt : 0) +
+                 inflight * (act.stored - device_stored(w, c, act));
   e.fits = e.memory.total() <= eff.usable_memory * cl.memory_bytes &&
-           (!c.offload || (elem < kFp32 ? 3 : 2) * kFp32 * p_opt <= cl.host_memory_bytes);
+           e.host_bytes <= cl.host_memory_bytes;
   return e;
 }
 

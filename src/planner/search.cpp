@@ -31,7 +31,7 @@ struct Choices {
   std::vector<int64_t> micro_batches;
   std::vector<std::pair<Schedule, int64_t>> schedules;    // with their virtual stages
   std::vector<std::pair<Recompute, int64_t>> recomputes;  // with kFull: blocks recomputed
-  std::vector<bool> offloads;
+  std::vector<bool> offloads, act_offloads;
 };
 
 Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64_t pp) {
@@ -78,6 +78,8 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
         c.recomputes.push_back({r, k});
   }
   c.offloads = s.offloads.empty() ? std::vector<bool>{false, true} : s.offloads;
+  c.act_offloads =
+      s.activation_offloads.empty() ? std::vector<bool>{false, true} : s.activation_offloads;
   return c;
 }
 
@@ -91,7 +93,8 @@ int64_t count_mb(const Workload& w, const Choices& ch, int64_t dp, int64_t pp, i
   int64_t schedules = 0;
   for (const auto& [k, v] : ch.schedules)
     schedules += schedule_ok(k, w.global_batch / (dp * b), pp);
-  return int64_t(ch.sp.size() * ch.zero.size() * ch.recomputes.size() * ch.offloads.size()) *
+  return int64_t(ch.sp.size() * ch.zero.size() * ch.recomputes.size() * ch.offloads.size() *
+                 ch.act_offloads.size()) *
          schedules;
 }
 
@@ -174,6 +177,7 @@ double memory_floor_of(const Workload& w, const Choices& ch, Config c, double el
   c.sp = ch.sp.back();
   c.micro_batch = ch.micro_batches.front();
   c.offload = ch.offloads.back();
+  c.offload_activations = ch.act_offloads.back();
   double best = INFINITY;
   for (Zero z : ch.zero)
     for (const auto& [r, k] : ch.recomputes) {
@@ -183,8 +187,12 @@ double memory_floor_of(const Workload& w, const Choices& ch, Config c, double el
   return best;
 }
 
+// Faster first; at equal step time, what moves less over the host link, then less memory.
 bool better(const Plan& a, const Plan& b) {
   if (a.estimate.step_s != b.estimate.step_s) return a.estimate.step_s < b.estimate.step_s;
+  const int a_off = a.config.offload + a.config.offload_activations;
+  const int b_off = b.config.offload + b.config.offload_activations;
+  if (a_off != b_off) return a_off < b_off;
   if (a.estimate.memory.total() != b.estimate.memory.total())
     return a.estimate.memory.total() < b.estimate.memory.total();
   return a.config.strategy() < b.config.strategy();
@@ -218,15 +226,17 @@ void search_layout(const Workload& w, const Cluster& cl, const Choices& ch, Conf
       for (bool sp : ch.sp)
         for (Zero z : ch.zero)
           for (const auto& [rc, blocks] : ch.recomputes)
-            for (bool off : ch.offloads) {
-              c.sp = sp, c.zero = z, c.micro_batch = b, c.schedule = k, c.virtual_stages = v;
-              c.recompute = rc, c.recompute_blocks = blocks, c.offload = off;
-              ++r.covered, ++r.evaluated;
-              Plan p{c, estimate(w, cl, c, o.efficiency)};
-              if (!p.estimate.fits) continue;
-              ++r.fitting;
-              best.offer(std::move(p));
-            }
+            for (bool off : ch.offloads)
+              for (bool act : ch.act_offloads) {
+                c.sp = sp, c.zero = z, c.micro_batch = b, c.schedule = k, c.virtual_stages = v;
+                c.recompute = rc, c.recompute_blocks = blocks, c.offload = off;
+                c.offload_activations = act;
+                ++r.covered, ++r.evaluated;
+                Plan p{c, estimate(w, cl, c, o.efficiency)};
+                if (!p.estimate.fits) continue;
+                ++r.fitting;
+                best.offer(std::move(p));
+              }
     }
   }
 }

@@ -102,11 +102,19 @@ void fix_from_yaml(Space& s, const std::string& text, const std::string& file, c
     HP_CHECK(s.recompute_blocks >= 1 && s.recomputes == std::vector{Recompute::kFull}, "[planner] ",
              k->where(), ": recompute_blocks must be >= 1, with recompute: full");
   }
+  s.offloads = {false};
+  s.activation_offloads = {false};
   if (auto off = root.get("offload")) {
-    off->check_keys({"optimizer_state"});
+    off->check_keys({"optimizer_state", "offload"});
     s.offloads = {off->get_string("optimizer_state", "device") != "device"};
-  } else {
-    s.offloads = {false};
+    std::stringstream items(off->get_string("offload", "none"));
+    for (std::string item; std::getline(items, item, ',');) {
+      item.erase(0, item.find_first_not_of(' '));
+      item.erase(item.find_last_not_of(' ') + 1);
+      HP_CHECK(item == "activations" || item == "none", "[planner] ", (*off)["offload"].where(),
+               ": the planner offloads optimizer state and activations, not '", item, "'");
+      if (item == "activations") s.activation_offloads = {true};
+    }
   }
   int64_t m = 0;
   if (root.has("pipeline")) {  // checked as mpmd reads it; stages balanced over the blocks
@@ -169,7 +177,12 @@ std::string strategy_yaml(const Plan& p, const Workload& w, const Cluster& cl) {
   if (c.recompute == Recompute::kFull)
     y << "recompute_blocks: " << full_blocks(c, stage_blocks(w.model, c.pp)) << "\n";
   y << "zero: " << zero_name(c.zero) << "\n";
-  if (c.offload) y << "offload: {optimizer_state: host}\n";
+  if (c.offload || c.offload_activations) {
+    y << "offload: {";
+    if (c.offload) y << "optimizer_state: host" << (c.offload_activations ? ", " : "");
+    if (c.offload_activations) y << "offload: activations";
+    y << "}\n";
+  }
   return y.str();
 }
 

@@ -343,6 +343,37 @@ TEST(Cost, MemoryAccounting) {
   EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations, 16 * one + 2 * 4 * 512.0 * 1024);
 }
 
+TEST(Cost, ActivationOffloadMovesWhatTheDeviceNoLongerHolds) {
+  Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  Workload w{gpt(8, 256, 8), 64, 512};
+  Config c;  // 4 blocks per stage: two stay on the device, two go to the host
+  c.dp = 4, c.pp = 2, c.schedule = Schedule::k1F1B, c.recompute = Recompute::kSelective;
+  const double one = 4 * 512.0 * 34 * 256;  // one micro-batch's stored activations of the stage
+  const double inflight = 2, m = 16;        // 1F1B on its first stage: min(p, m) of 16
+  Efficiency serial;
+  serial.overlap = false;
+  const Estimate kept = estimate(w, cl, c, serial);
+  c.offload_activations = true;
+  const Estimate off = estimate(w, cl, c, serial);
+  EXPECT_DOUBLE_EQ(kept.memory.activations - off.memory.activations, inflight * one / 2);
+  EXPECT_DOUBLE_EQ(off.host_bytes, inflight * one / 2);
+  EXPECT_EQ(kept.act_offload_s, 0);
+  // Down after the forward, up before the backward, over the 10 GB/s host link, not overlapped.
+  EXPECT_NEAR(off.act_offload_s, m * 2 * (one / 2) / (10e9 * serial.network), 1e-15);
+  EXPECT_NEAR(off.step_s - kept.step_s, off.act_offload_s + off.bubble_s - kept.bubble_s,
+              kept.step_s * 1e-12);
+  // Overlapped with compute, only what the compute does not cover is exposed.
+  const Estimate hidden = estimate(w, cl, c);
+  EXPECT_LT(hidden.act_offload_s, off.act_offload_s);
+  cl.host_bandwidth = 1e15;
+  EXPECT_EQ(estimate(w, cl, c).act_offload_s, 0);
+  cl.host_memory_bytes = off.host_bytes * 0.99;  // the host must hold what it is sent
+  EXPECT_FALSE(estimate(w, cl, c).fits);
+  // Two blocks per stage stay on the device anyway: nothing moves.
+  c.pp = 4;
+  EXPECT_EQ(estimate(w, cl, c).host_bytes, 0);
+}
+
 TEST(Cost, StepIsTheSumOfItsParts) {
   const Cluster cl = parse_cluster_text(kSmallCluster, "small");
   Workload w{gpt(8, 256, 8), 64, 512};
@@ -352,7 +383,7 @@ TEST(Cost, StepIsTheSumOfItsParts) {
   const Estimate e = estimate(w, cl, c);
   EXPECT_NEAR(e.step_s,
               e.compute_s + e.recompute_s + e.tp_s + e.pp_s + e.dp_s + e.bubble_s + e.offload_s +
-                  e.optimizer_s,
+                  e.act_offload_s + e.optimizer_s,
               e.step_s * 1e-12);
   EXPECT_GT(e.tp_s, 0);
   EXPECT_GT(e.pp_s, 0);
@@ -442,11 +473,14 @@ TEST(Strategy, EmittedYamlReadsBackToTheSamePlan) {
   Space s;
   s.schedules = {Schedule::kInterleaved};
   s.offloads = {true};
+  s.activation_offloads = {true};
   fix_layout(s, "dp2xpp4xtp2", 16);
   const SearchResult r = search(w, cl, s);
   ASSERT_FALSE(r.plans.empty());
   const std::string yaml = strategy_yaml(r.plans[0], w, cl);
   EXPECT_NE(yaml.find("pipeline: {schedule: interleaved"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("offload: {optimizer_state: host, offload: activations}"), std::string::npos)
+      << yaml;
   Space back;
   fix_from_yaml(back, yaml, "plan.yaml", w, 16);
   const SearchResult again = search(w, cl, back);
@@ -458,6 +492,13 @@ TEST(Strategy, EmittedYamlReadsBackToTheSamePlan) {
     fix_from_yaml(x, yaml + "microbatch: 2\n", "plan.yaml", w, 16);
   });
   EXPECT_NE(e.find("microbatch"), std::string::npos) << e;
+  std::string params = yaml;
+  params.replace(params.find("offload: activations"), 20, "offload: params");
+  const std::string p = error_of([&] {
+    Space x;
+    fix_from_yaml(x, params, "plan.yaml", w, 16);
+  });
+  EXPECT_NE(p.find("not 'params'"), std::string::npos) << p;
 }
 
 }  // namespace

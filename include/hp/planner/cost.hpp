@@ -50,6 +50,10 @@ struct Config {
   // --recompute-method block --recompute-num-layers); the others recompute selectively. 0: all.
   int64_t recompute_blocks = 0;
   bool offload = false;  // optimizer state (and its step) on the host
+  // Stored activations on the host: each block's activations of a micro-batch go down after its
+  // forward and come back before its backward, overlapped with the micro-batch's compute; the
+  // device keeps two blocks' worth per micro-batch in flight (one leaving, one arriving).
+  bool offload_activations = false;
   int64_t devices() const { return dp * tp * pp; }
   // The preset-style expression in mesh order: "dp6xpp64xtp8+sp", "fsdp64xtp2" (fsdp: Zero::kFull).
   std::string strategy() const;
@@ -94,6 +98,7 @@ struct Estimate {
   double tp_s = 0, pp_s = 0, dp_s = 0;  // exposed communication per dimension
   double bubble_s = 0;                  // pipeline idle time of the schedule
   double offload_s = 0;                 // optimizer state traffic over the host link
+  double act_offload_s = 0;             // activation traffic over the host link, exposed
   double optimizer_s = 0;               // the optimizer step on the device
   double step_s = 0;
   double hardware_flops = 0;     // per device per step, recomputation included
@@ -101,7 +106,8 @@ struct Estimate {
   double mfu = 0;                // model_flops / (devices x peak x step_s)
   int64_t microbatches = 0;      // per pipeline per step
   Memory memory;
-  bool fits = false;  // memory.total() <= usable memory
+  double host_bytes = 0;  // per device on the host: offloaded optimizer state and activations
+  bool fits = false;      // memory.total() <= usable memory, host_bytes <= host memory
 };
 
 // Blocks of the busiest stage: ceil(layers / pp).

@@ -30,9 +30,10 @@ struct Space {
   // With pp > 1, instead of `recomputes` when not empty (a runtime whose pipeline stages
   // recompute differently from its other steps).
   std::vector<Recompute> pipeline_recomputes;
-  int64_t recompute_blocks = 0;  // with full: blocks per stage recomputed; 0: searched;
-                                 // kAllBlocks: all of them
-  std::vector<bool> offloads;    // empty: off and on
+  int64_t recompute_blocks = 0;           // with full: blocks per stage recomputed; 0: searched;
+                                          // kAllBlocks: all of them
+  std::vector<bool> offloads;             // optimizer state on the host; empty: off and on
+  std::vector<bool> activation_offloads;  // activations on the host; empty: off and on
   // What a runtime that cannot run every configuration allows (hp train --strategy auto):
   // pp > 1 only as the one axis (a stage per device), or only as the outermost axis (stages on
   // consecutive ranks), and without pp one micro-batch per replica per step (no accumulation:
