@@ -18,15 +18,16 @@ double CostModel::duration(const Action& a) const {
   if (a.kind == ActionKind::kOpt) return 0;  // per rank: the simulator adds opt[rank]
   if (!is_compute(a.kind)) return 0;
   const ChunkCost& c = chunks.at(size_t(a.chunk));
+  const double k = scale(a.chunk, a.microbatch);
   switch (a.kind) {
     case ActionKind::kF:
-      return c.f;
+      return k * c.f;
     case ActionKind::kB:
-      return c.b;
+      return k * c.b;
     case ActionKind::kW:
-      return c.w;
+      return k * c.w;
     case ActionKind::kBW:
-      return c.b + c.w;
+      return k * (c.b + c.w);
     default:
       return 0;
   }
@@ -41,6 +42,11 @@ void CostModel::check(const ChunkGraph& g) const {
                  c.out_bytes >= 0 && c.w_bytes <= c.act_bytes,
              "[mpmd] chunk c", i, ": costs must be >= 0 and w_bytes <= act_bytes");
   }
+  HP_CHECK(microbatch_scale.empty() || microbatch_scale.size() == chunks.size(),
+           "[mpmd] cost model: micro-batch scales for ", microbatch_scale.size(), " chunks of ",
+           chunks.size());
+  for (const auto& row : microbatch_scale)
+    for (double k : row) HP_CHECK(k >= 0, "[mpmd] cost model: a micro-batch scale is negative");
   HP_CHECK(opt.empty() || opt.size() == size_t(g.ranks), "[mpmd] cost model: ", opt.size(),
            " optimizer times for ", g.ranks, " ranks");
   HP_CHECK(memory_budget.empty() || memory_budget.size() == size_t(g.ranks),

@@ -121,13 +121,21 @@ LowerBound lower_bound(const ChunkGraph& g, int microbatches, const CostModel& c
   std::vector<double> busy(size_t(g.ranks), 0.0);
   for (int c = 0; c < g.chunks(); ++c) {
     const auto& k = costs.chunks[size_t(c)];
-    busy[size_t(g.rank_of[size_t(c)])] += microbatches * (k.f + k.b + k.w);
+    double n = 0;  // micro-batches, each at its scale
+    for (int mb = 0; mb < microbatches; ++mb) n += costs.scale(c, mb);
+    busy[size_t(g.rank_of[size_t(c)])] += n * (k.f + k.b + k.w);
   }
   for (size_t r = 0; r < busy.size(); ++r) {
     if (!costs.opt.empty()) busy[r] += costs.opt[r];
     lb.busiest = std::max(lb.busiest, busy[r]);
   }
   ListCosts lc = list_costs(g, costs);
+  if (!costs.microbatch_scale.empty())  // the path of the cheapest micro-batch of each chunk
+    for (int c = 0; c < g.chunks(); ++c) {
+      double k = kInf;
+      for (int mb = 0; mb < microbatches; ++mb) k = std::min(k, costs.scale(c, mb));
+      lc.f[size_t(c)] *= k, lc.b[size_t(c)] *= k, lc.w[size_t(c)] *= k;
+    }
   auto succs = g.succs();
   std::vector<double> f_end(size_t(g.chunks()), 0.0), b_end(size_t(g.chunks()), 0.0);
   std::vector<double> first_start(busy.size(), kInf);

@@ -35,6 +35,32 @@ TEST(MpmdSimulate, GpipeAndOneFOneBBubbleIsPMinusOneOverMPlusPMinusOne) {
   }
 }
 
+TEST(MpmdSimulate, MicrobatchScalesVaryTheWorkOfOneMicrobatch) {
+  // GPipe on 2 ranks, 3 micro-batches, F = 1 and BW = 2: the step is 3 (m + p - 1) = 12.
+  // Micro-batch 1 costs twice as much on rank 0: its F ends at 3, which delays rank 1's F1 and
+  // F2 by one, and its BW takes 4 instead of 2: rank 0's backwards end at 7 + 2 + 4 + 2 = 15.
+  const Schedule s = make_schedule(ScheduleKind::kGpipe, 2, 3);
+  CostModel costs = CostModel::uniform(s.graph);
+  costs.microbatch_scale = {{1, 2, 1}, {1, 1, 1}};
+  const Simulation sim = simulate(s, costs);
+  SCOPED_TRACE(sim.str());
+  EXPECT_DOUBLE_EQ(sim.step_time, 15);
+  EXPECT_DOUBLE_EQ(sim.busy[0], 12);
+  EXPECT_DOUBLE_EQ(sim.busy[1], 9);
+  LowerBound lb = lower_bound(s.graph, 3, costs);
+  EXPECT_DOUBLE_EQ(lb.busiest, 12);
+  // F F B B W of the cheapest micro-batch of each chunk: 5 at scale 1; with rank 0's
+  // micro-batches at 2, 2 and 3, its F, B and W take 2 each: 2 + 1 + 1 + 2 + 2 = 8.
+  EXPECT_DOUBLE_EQ(lb.critical_path, 5);
+  costs.microbatch_scale[0] = {2, 2, 3};
+  lb = lower_bound(s.graph, 3, costs);
+  EXPECT_DOUBLE_EQ(lb.critical_path, 8);
+  costs.microbatch_scale[1] = {1, 1};  // too few micro-batches: an error, not a read past
+  EXPECT_THROW(simulate(s, costs), std::exception);
+  costs.microbatch_scale[1] = {1, -1, 1};
+  EXPECT_THROW(simulate(s, costs), Error);
+}
+
 TEST(MpmdSimulate, InterleavedBubbleIsPMinusOneOverVmOfTheIdealStep) {
   // Exactly Megatron's (p-1)/(v m) for every m here, multiples of p or not.
   for (int p = 2; p <= 5; ++p) {

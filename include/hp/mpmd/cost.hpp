@@ -37,6 +37,10 @@ struct CostModel {
   std::vector<double> opt;             // per rank optimizer step time; empty: 0
   std::vector<double> memory_budget;   // per rank, in act_bytes units; empty or <= 0: unlimited
   std::function<Link(int, int)> link;  // (from rank, to rank); empty: free and instantaneous
+  // Per chunk and micro-batch, a factor on f, b and w (inputs whose work varies by micro-batch:
+  // images per sample); empty: 1. The synthesiser schedules on the chunk costs (the mean, when
+  // these average 1) and simulates with the factors.
+  std::vector<std::vector<double>> microbatch_scale;
 
   // Every chunk of g with the same costs.
   static CostModel uniform(const ChunkGraph& g, double f = 1, double b = 1, double w = 1);
@@ -44,6 +48,10 @@ struct CostModel {
     return link ? link(from, to).time(bytes) : 0.0;
   }
   double duration(const Action& a) const;  // compute time of an action (0 for SEND and RECV)
+  double scale(int chunk, int microbatch) const {
+    return microbatch_scale.empty() ? 1.0
+                                    : microbatch_scale.at(size_t(chunk)).at(size_t(microbatch));
+  }
   // Throws unless there is one ChunkCost per chunk of g and no negative number.
   void check(const ChunkGraph& g) const;
 };
