@@ -185,7 +185,7 @@ Result run_chain(const Study& st, const std::vector<Group>& gs, int64_t size, bo
   mpmd::Simulation sim;
   if (synth) {
     try {
-      const mpmd::SynthResult sr = mpmd::synthesise(g, int(m), costs);
+      const mpmd::SynthResult sr = mpmd::synthesise(g, int(m), costs, {.evaluations = 60});
       sim = mpmd::simulate(sr.schedule, costs);
       r.schedule = "auto";
     } catch (const Error&) {
@@ -262,21 +262,24 @@ int main(int argc, char** argv) try {
         if (r.fits && (uni.step == 0 || r.step < uni.step)) uni = r;
       }
     }
+  // The encoder on e devices in pe stages of tp te, the decoder on the rest in p stages of tp td.
   for (int64_t e = 8; e <= n / 2; e += 8)
-    for (int64_t te : {1, 2, 4, 8})
-      for (int64_t td : {1, 2, 4, 8})
-        for (int64_t p : {1, 2, 3, 4, 6, 8}) {
-          if (e % te || (n - e) % (td * p) || 48 % p) continue;
-          const int64_t de = e / te, dd = (n - e) / (td * p);
-          const int64_t size = std::lcm(de, dd);
-          if (batch % size || size > batch / 2) continue;
-          std::vector<Group> gs = {{0, 48, te, de}};
-          for (int64_t k = 0; k < p; ++k)
-            gs.push_back({48 + k * 48 / p, 48 + (k + 1) * 48 / p, td, dd});
-          const Result r = run_chain(st, gs, size, true);
-          ++het_n;
-          if (r.fits && (het.step == 0 || r.step < het.step)) het = r;
-        }
+    for (int64_t pe : {1, 2, 4})
+      for (int64_t te : {1, 2, 4, 8})
+        for (int64_t td : {1, 2, 4, 8})
+          for (int64_t p : {1, 2, 3, 4, 6, 8}) {
+            if (e % (te * pe) || (n - e) % (td * p) || 48 % p) continue;
+            const int64_t de = e / (te * pe), dd = (n - e) / (td * p);
+            const int64_t size = std::lcm(de, dd);
+            if (batch % size || size > batch / 2) continue;
+            std::vector<Group> gs;
+            for (int64_t k = 0; k < pe; ++k) gs.push_back({k * 48 / pe, (k + 1) * 48 / pe, te, de});
+            for (int64_t k = 0; k < p; ++k)
+              gs.push_back({48 + k * 48 / p, 48 + (k + 1) * 48 / p, td, dd});
+            const Result r = run_chain(st, gs, size, true);
+            ++het_n;
+            if (r.fits && (het.step == 0 || r.step < het.step)) het = r;
+          }
   std::printf(
       "| layout kind | best layout | schedule | step s | utilisation (MFU) "
       "|\n|---|---|---|---|---|\n");
