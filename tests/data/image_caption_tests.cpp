@@ -48,7 +48,7 @@ TEST(ImageCaption, LayoutOfInputsAndTargets) {
   ASSERT_EQ(b.target.shape(), Shape({B, N + T}));
   const auto in = b.input.to_i64_vector(), tg = b.target.to_i64_vector();
   for (int64_t r = 0; r < B; ++r) {
-    std::vector<int64_t> image(size_t(P));
+    std::vector<int64_t> image(static_cast<size_t>(P));
     image_of(v, 5, uint64_t(r), image.data());
     const std::string cap = caption_of(5, uint64_t(r), T + 1);
     for (int64_t i = 0; i < P; ++i) ASSERT_EQ(in[size_t(r * (P + T) + i)], image[size_t(i)]);
