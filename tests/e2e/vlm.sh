@@ -2,7 +2,8 @@
 # The vision-language model vlm-tiny. hp check on its PyTorch float64 reference case
 # (tests/reference/vlm-tiny, scripts/vlm_reference.py) on one device, then with the encoder and
 # projector on one device and the decoder on two (dp2) under --devices threads:3
-# (examples/vlm_pipeline.yaml, and the same stages under gpipe and zb-h1): reference checks pass
+# (examples/vlm_pipeline.yaml, and the same stages under gpipe and zb-h1, and with a tp2 decoder
+# stage, whose ranks then hold less than dp2's): reference checks pass
 # and losses equal one device's within 1e-5 relative. hp train --model vlm-tiny on the synthetic
 # captioned images: the loss falls below half its start, and the 1 + 2 pipeline trains to one
 # device's losses.
@@ -17,6 +18,14 @@ for schedule in gpipe zb-h1; do
   sed "s/schedule: 1f1b/schedule: $schedule/" "$STRATEGY" > "$TMP/$schedule.yaml"
   check "encoder 1 + decoder dp2 $schedule" threads:3 "$TMP/$schedule.yaml"
 done
+sed "s/strategy: dp2/strategy: tp2/" "$STRATEGY" > "$TMP/tp2.yaml"
+check "encoder 1 + decoder tp2 1f1b" threads:3 "$TMP/tp2.yaml"
+# tp2 splits the decoder's weights: its ranks hold less than the dp2 ranks' whole copies.
+state() { grep -o '"planned_max": [0-9]*' "$1" | tr -dc '0-9'; }
+"$HP" check "$CASE" --devices threads:3 --strategy "$STRATEGY" > "$TMP/dp2.txt"
+(($(state "$TMP/out.txt") < $(state "$TMP/dp2.txt"))) ||
+  fail "tp2 state $(state "$TMP/out.txt") bytes per rank, not below dp2's $(state "$TMP/dp2.txt")"
+
 
 # Training on the synthetic set: the caption is only predictable from the image, so the loss must
 # fall well below what the caption's text alone allows after a few steps.
