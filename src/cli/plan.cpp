@@ -65,7 +65,8 @@ PlanOptions read_plan_options(const Args& a) {
   PlanOptions o;
   o.cfg = resolve_model(a.str("model"));
   o.batch = a.i64("batch");
-  o.seq = a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, o.cfg.max_seq);
+  o.seq =
+      a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, o.cfg.max_seq - o.cfg.vision.tokens());
   o.threads = int(a.has("threads") ? a.i64("threads")
                                    : int64_t(std::max(1u, std::thread::hardware_concurrency())));
   o.place = parse_placement(a);

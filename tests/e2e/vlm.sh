@@ -3,7 +3,8 @@
 # (tests/reference/vlm-tiny, scripts/vlm_reference.py) on one device, then with the encoder and
 # projector on one device and the decoder on two (dp2) under --devices threads:3
 # (examples/vlm_pipeline.yaml, and the same stages under gpipe and zb-h1, and with a tp2 decoder
-# stage, whose ranks then hold less than dp2's): reference checks pass
+# stage, whose ranks then hold less than dp2's), and the whole model as dp2 and tp2: reference
+# checks pass
 # and losses equal one device's within 1e-5 relative. hp train --model vlm-tiny on the synthetic
 # captioned images: the loss falls below half its start, and the 1 + 2 pipeline trains to one
 # device's losses.
@@ -14,6 +15,7 @@ source "$(dirname "$0")/pipeline_lib.sh" "$HP" "$REPO/tests/reference/vlm-tiny"
 STRATEGY=$REPO/examples/vlm_pipeline.yaml
 
 check "encoder 1 + decoder dp2 1f1b" threads:3 "$STRATEGY"
+for s in dp2 tp2; do check "whole model $s" threads:2 "$s"; done
 for schedule in gpipe zb-h1; do
   sed "s/schedule: 1f1b/schedule: $schedule/" "$STRATEGY" > "$TMP/$schedule.yaml"
   check "encoder 1 + decoder dp2 $schedule" threads:3 "$TMP/$schedule.yaml"
