@@ -8,14 +8,19 @@
 # and losses equal one device's within 1e-5 relative. hp train --model vlm-tiny on the synthetic
 # captioned images: the loss falls below half its start, and the 1 + 2 pipeline trains to one
 # device's losses.
-# usage: vlm.sh HP REPO
+# When an mpirun is given, the 1 + 2 layout also under mpirun -np 3.
+# usage: vlm.sh HP REPO [MPIEXEC]
 HP=$1
 REPO=$2
-source "$(dirname "$0")/pipeline_lib.sh" "$HP" "$REPO/tests/reference/vlm-tiny"
+source "$(dirname "$0")/pipeline_lib.sh" "$HP" "$REPO/tests/reference/vlm-tiny" "${3:-}"
 STRATEGY=$REPO/examples/vlm_pipeline.yaml
 
 check "encoder 1 + decoder dp2 1f1b" threads:3 "$STRATEGY"
 for s in dp2 tp2; do check "whole model $s" threads:2 "$s"; done
+if [[ -n "$MPIEXEC" ]]; then
+  check "encoder 1 + decoder dp2 under mpirun -np 3" mpi "$STRATEGY" \
+    timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3
+fi
 for schedule in gpipe zb-h1; do
   sed "s/schedule: 1f1b/schedule: $schedule/" "$STRATEGY" > "$TMP/$schedule.yaml"
   check "encoder 1 + decoder dp2 $schedule" threads:3 "$TMP/$schedule.yaml"
