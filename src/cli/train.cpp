@@ -1,9 +1,9 @@
-// `hp train`: trains a GPT-2 or Llama model from a YAML config (flags override it) with a live
-// progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C, on one
-// device or one rank per device of --devices threads:N|mpi under --strategy (see docs/cli.md).
-// One loop for every world: rank 0 reads the data and broadcasts every batch (and the Ctrl-C
-// decision), prints the progress line and JSON records; every rank writes its own pieces of a
-// sharded checkpoint (cli/ckpt_save.hpp), which any world and strategy can resume from.
+// `hp train`: trains a GPT-2, Llama or vision-language model from a YAML config (flags override it)
+// with a live progress line, JSON records, validation, atomic checkpoints, bitwise resume and
+// Ctrl-C, on one device or one rank per device of --devices threads:N|mpi under --strategy (see
+// docs/cli.md). One loop for every world: rank 0 reads the data and broadcasts every batch (and the
+// Ctrl-C decision), prints the progress line and JSON records; every rank writes its own pieces of
+// a sharded checkpoint (cli/ckpt_save.hpp), which any world and strategy can resume from.
 #include <unistd.h>
 
 #include <atomic>
@@ -196,7 +196,7 @@ void check_fits(const TrainJob& job) {
   const int64_t logits =
       mpi ? 0 : checked_mul(checked_mul(job.step.batch, job.step.seq), checked_mul(cfg.vocab, 4));
   check_fits_in_memory(uint64_t(checked_add(checked_mul(n, per_param), logits)),
-                       std::string(io::architecture_name(cfg.arch)) + " with " + std::to_string(n) +
+                       std::string(cfg.model_type()) + " with " + std::to_string(n) +
                            " parameters: its parameters" +
                            (mpi ? "" : ", gradients, AdamW state and logits"));
 }
@@ -301,7 +301,7 @@ void print_header(const Run& R, const train::Trainer& tr) {
   const io::ModelConfig& cfg = job.cfg;
   const train::TrainOptions& o = job.step;
   std::fprintf(R.human, "model %s: %lld layers, d=%lld, %lld heads, vocab %lld | batch %lld x %lld",
-               io::architecture_name(cfg.arch), (long long)cfg.n_layer, (long long)cfg.d_model,
+               cfg.model_type(), (long long)cfg.n_layer, (long long)cfg.d_model,
                (long long)cfg.n_head, (long long)cfg.vocab, (long long)o.batch, (long long)o.seq);
   if (!job.place.mesh()) {
     std::fprintf(R.human, " x %lld micro | %d threads | sgemm peak %.1f GFLOP/s\n",

@@ -61,6 +61,8 @@ struct ModelConfig {
   VisionConfig vision;
 
   bool has_vision() const { return vision.n_layer > 0; }
+  // The config's model_type: "gpt2", "llama" or "vlm".
+  const char* model_type() const { return has_vision() ? "vlm" : architecture_name(arch); }
   // The blocks a pipeline numbers: the encoder's (a vision-language model), then the decoder's.
   int64_t blocks() const { return vision.n_layer + n_layer; }
 
