@@ -32,7 +32,6 @@ state() { grep -o '"planned_max": [0-9]*' "$1" | tr -dc '0-9'; }
 (($(state "$TMP/out.txt") < $(state "$TMP/dp2.txt"))) ||
   fail "tp2 state $(state "$TMP/out.txt") bytes per rank, not below dp2's $(state "$TMP/dp2.txt")"
 
-
 # Training on the synthetic set: 60 steps take the loss from ln 256 to below half of it (reading
 # the image shows only later, below the 0.111 the captions' text allows: docs/mpmd.md).
 train() {
