@@ -174,6 +174,8 @@ TrainJob read_job(Args& a) {
   job.val_batches = a.i64("val-batches");
   job.log_every = a.i64("log-every");
   job.sample_tokens = a.i64("sample-tokens");
+  HP_CHECK(job.sample_tokens == 0 || !job.cfg.has_vision(),
+           "--sample-tokens: a vision-language model has no image to caption after training");
   job.ckpt_dir = a.has("ckpt-dir") ? a.str("ckpt-dir") : "";
   job.ckpt_every = a.i64("ckpt-every");
   job.keep = a.i64("keep");
@@ -510,8 +512,8 @@ int RankLoop::run() {
 
 // The sample after training (--sample-tokens), from rank 0.
 void RankLoop::sample() {
-  if (job_.sample_tokens <= 0 || job_.cfg.has_vision()) return;  // no image to caption
-  io::TensorMap p = tr_.params();                                // collective on a mesh
+  if (job_.sample_tokens <= 0) return;
+  io::TensorMap p = tr_.params();  // collective on a mesh
   if (!lead_) return;
   SampleOptions so;
   so.tokens = job_.sample_tokens;
