@@ -7,7 +7,8 @@
 # checks pass and losses equal one device's within 1e-5 relative. hp train --model vlm-tiny on the synthetic
 # captioned images: the loss falls below half its start, and the 1 + 2 pipeline trains to one
 # device's losses; a checkpoint resumes on one device and under the pipeline.
-# When an mpirun is given, the 1 + 2 layout also under mpirun -np 3.
+# When an mpirun is given, the 1 + 2 layout also under mpirun -np 3. What the model does not do
+# (other data, sampling, inference, a stage boundary inside the encoder) fails naming why.
 # usage: vlm.sh HP REPO [MPIEXEC]
 HP=$1
 REPO=$2
@@ -65,3 +66,19 @@ same_losses "resumed on one device" "$TMP/resumed.txt"
 resume --steps 6 --ckpt-dir "$TMP/ck2" --resume --devices threads:3 --strategy "$STRATEGY" \
   > "$TMP/resumed_pp.txt" || { cat "$TMP/train_err.txt" >&2; fail "resume under $STRATEGY"; }
 same_losses "resumed under encoder 1 + dp2" "$TMP/resumed_pp.txt"
+
+# What the vision-language model does not do fails, naming why.
+expect_error() {
+  local want=$1
+  shift
+  timeout 60 "$HP" "$@" > /dev/null 2> "$TMP/err.txt" && fail "hp $* succeeded"
+  grep -q "$want" "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "hp $*: no '$want'"; }
+}
+expect_error "trains on --data images" train --model vlm-tiny --data kjv --steps 1
+expect_error "no image to caption" train --model vlm-tiny --sample-tokens 5 --steps 1
+expect_error "inference of a vision-language model is not supported" \
+  generate --model vlm-tiny --prompt a --tokens 3
+sed 's/"0-1"/"0"/; s/"2-3"/"1-3"/' "$STRATEGY" > "$TMP/inside.yaml"
+expect_error "the encoder's blocks 0-1 go whole with the embeddings" \
+  check "$CASE" --devices threads:3 --strategy "$TMP/inside.yaml"
+echo "errors: 4 refused as expected"
