@@ -10,6 +10,7 @@
 #include "cli/devices.hpp"
 #include "cli/offload.hpp"
 #include "cli/options.hpp"
+#include "hp/data/image_caption.hpp"
 #include "hp/io/json.hpp"
 #include "hp/io/safetensors.hpp"
 
@@ -42,6 +43,18 @@ std::pair<Tensor, Tensor> shift(const Tensor& tokens) {
       y.push_back(all[size_t(b * (T + 1) + t + 1)]);
     }
   return {Tensor::from_i64({B, T}, x), Tensor::from_i64({B, T}, y)};
+}
+
+// The step's inputs and targets: the tokens shifted, or for a vision-language case its images
+// (pixel_values) then its captions (tokens [B, T+1]) as nn::batch_shapes lays them out.
+std::pair<Tensor, Tensor> case_inputs(const io::ModelConfig& cfg, const io::TensorMap& batch,
+                                      const std::string& where) {
+  if (!cfg.has_vision()) return shift(batch.at("tokens"));
+  HP_CHECK(batch.count("pixel_values"), "[check] ", where,
+           ": a vision-language case's batch needs a 'pixel_values' tensor");
+  data::Batch b = data::image_caption_batch(data::pixel_levels(batch.at("pixel_values")),
+                                            batch.at("tokens"), cfg.vision.tokens());
+  return {b.input, b.target};
 }
 
 // One kind of comparison (losses, gradients or final weights): how many were compared, the worst
@@ -220,7 +233,7 @@ int cmd_check(const std::vector<std::string>& argv) {
       where);
   auto batch = io::read_safetensors(dir / io::json_string(c, "batch", "batch.safetensors", where));
   HP_CHECK(batch.count("tokens"), "[check] ", where, ": batch has no 'tokens' tensor");
-  auto [x, y] = shift(batch.at("tokens"));
+  auto [x, y] = case_inputs(cfg, batch, where);
   const int64_t case_steps = io::json_int(c, "steps", where);
   const int64_t steps = co.steps.value_or(case_steps);
   HP_CHECK(steps >= 1, "[check] ", where, ": steps must be at least 1, got ", steps);
@@ -236,7 +249,7 @@ int cmd_check(const std::vector<std::string>& argv) {
 
   train::TrainOptions opt;
   opt.batch = x.dim(0);
-  opt.seq = x.dim(1);
+  opt.seq = batch.at("tokens").dim(1) - 1;  // a vision-language model's: caption tokens
   opt.threads = co.threads;
   opt.clip = 0;
   const io::Json& o = io::json_require(c, "optimizer", where);

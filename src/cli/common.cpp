@@ -38,6 +38,15 @@ const std::map<std::string, const char*>& builtins() {
            "intermediate_size": 688, "num_attention_heads": 4, "num_key_value_heads": 2,
            "max_position_embeddings": 128, "vocab_size": 256, "rms_norm_eps": 1e-6,
            "rope_theta": 10000.0, "tie_word_embeddings": false})"},
+      {"vlm-tiny",
+       R"({"model_type": "vlm", "projector_hidden_act": "gelu_pytorch_tanh",
+           "vision_config": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
+             "num_attention_heads": 4, "image_size": 16, "patch_size": 4, "num_channels": 3,
+             "layer_norm_eps": 1e-5, "hidden_act": "gelu_pytorch_tanh"},
+           "text_config": {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+             "intermediate_size": 172, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "max_position_embeddings": 64, "vocab_size": 256, "rms_norm_eps": 1e-6,
+             "rope_theta": 10000.0, "tie_word_embeddings": false}})"},
   };
   return m;
 }

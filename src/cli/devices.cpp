@@ -152,9 +152,9 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
     const int64_t world = p.dev.count;
     const mpmd::PipelineSpec spec =
         std::filesystem::is_regular_file(p.spec)
-            ? mpmd::load_pipeline(p.spec, world, cfg.n_layer)
+            ? mpmd::load_pipeline(p.spec, world, cfg.blocks())
             : mpmd::pipeline_from_preset(
-                  p.spec, world, cfg.n_layer, mpmd::ScheduleKind::k1F1B,
+                  p.spec, world, cfg.blocks(), mpmd::ScheduleKind::k1F1B,
                   std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
     warn_planner_keys(p, batch, spec.microbatches);
     auto plan = train::plan_pipeline(cfg, spec, batch, seq, planning_topology());

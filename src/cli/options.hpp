@@ -114,16 +114,18 @@ inline const Command& train_command() {
          {.name = "model",
           .meta = "NAME|CONFIG.json|DIR",
           .dflt = "gpt2-kjv",
-          .help = "built-in (gpt2-kjv, gpt2-tiny, gpt2-124m, llama-kjv), a HF config.json, or a "
+          .help = "built-in (gpt2-kjv, gpt2-tiny, gpt2-124m, llama-kjv, vlm-tiny), a HF "
+                  "config.json, or a "
                   "directory holding one"},
          {.name = "init",
           .meta = "W.safetensors",
           .computed = "fresh init",
           .help = "initial weights with HF names"},
          {.name = "data",
-          .meta = "kjv|random|PATH",
+          .meta = "kjv|random|images|PATH",
           .dflt = "kjv",
-          .help = "the KJV text, uniform random tokens, or a file"},
+          .help = "the KJV text, uniform random tokens, a file, or (a vision-language model's "
+                  "default) synthetic captioned images"},
          {.name = "data-format",
           .kind = Kind::kEnum,
           .dflt = "text",

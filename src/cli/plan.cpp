@@ -41,8 +41,8 @@ int plan_offload_step(const io::ModelConfig& cfg, int64_t batch, int64_t seq,
                       const memory::OffloadOptions& off, int threads, bool explain) {
   const auto step = train::plan_step(cfg, batch, seq);
   auto rp = train::plan_rank(*step, 0, off, threads);  // refers to the step's graph
-  std::printf("model %s, batch %lld x %lld, one device, offload\n%s",
-              io::architecture_name(cfg.arch), (long long)batch, (long long)seq, off.str().c_str());
+  std::printf("model %s, batch %lld x %lld, one device, offload\n%s", cfg.model_type(),
+              (long long)batch, (long long)seq, off.str().c_str());
   if (!rp->offload) {
     std::printf("nothing to offload: device peak %s\n", memory::format_bytes(rp->peak).c_str());
     return 0;
@@ -65,7 +65,8 @@ PlanOptions read_plan_options(const Args& a) {
   PlanOptions o;
   o.cfg = resolve_model(a.str("model"));
   o.batch = a.i64("batch");
-  o.seq = a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, o.cfg.max_seq);
+  o.seq =
+      a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, o.cfg.max_seq - o.cfg.vision.tokens());
   o.threads = int(a.has("threads") ? a.i64("threads")
                                    : int64_t(std::max(1u, std::thread::hardware_concurrency())));
   o.place = parse_placement(a);
@@ -80,8 +81,8 @@ PlanOptions read_plan_options(const Args& a) {
 // simulator predicts for it under modelled costs (train::modelled_costs).
 int print_pipeline(const train::StepPlan& plan, const io::ModelConfig& cfg) {
   const train::PipelinePlan& pp = *plan.pipeline;
-  std::printf("model %s, batch %lld x %lld, pipeline %s\n", io::architecture_name(cfg.arch),
-              (long long)plan.batch, (long long)plan.seq, pp.spec.str().c_str());
+  std::printf("model %s, batch %lld x %lld, pipeline %s\n", cfg.model_type(), (long long)plan.batch,
+              (long long)plan.seq, pp.spec.str().c_str());
   std::printf("schedule (verified):\n%s\n", pp.schedule.compact().c_str());
   const mpmd::CostModel costs = train::modelled_costs(pp.schedule.graph, pp.chunks);
   std::printf("simulated, a block's forward = 1: %s\n",
@@ -110,9 +111,8 @@ int cmd_plan(const std::vector<std::string>& argv) {
   if (plan->pipeline) return print_pipeline(*plan, cfg);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;
-  std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", io::architecture_name(cfg.arch),
-              (long long)batch, (long long)seq, p.mesh.str().c_str(),
-              shard::mode_name(plan->strategy.mode).c_str());
+  std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", cfg.model_type(), (long long)batch,
+              (long long)seq, p.mesh.str().c_str(), shard::mode_name(plan->strategy.mode).c_str());
   if (po.explain) std::fputs(p.str(g).c_str(), stdout);
   std::printf("collectives per step:\n");
   int64_t total = 0;

@@ -220,9 +220,9 @@ int plan_search(const Args& a) {
     return 0;
   }
   std::printf("model %s: %s, %lld blocks, d %lld, %.3g parameters; global batch %lld x %lld\n",
-              a.str("model").c_str(), io::architecture_name(w.model.arch),
-              (long long)w.model.n_layer, (long long)w.model.d_model,
-              double(w.model.parameter_count()), (long long)w.global_batch, (long long)w.seq);
+              a.str("model").c_str(), w.model.model_type(), (long long)w.model.n_layer,
+              (long long)w.model.d_model, double(w.model.parameter_count()),
+              (long long)w.global_batch, (long long)w.seq);
   std::printf("cluster %s\n", cl.str().c_str());
   std::printf("searched %lld configurations (%lld evaluated, %lld of them fit) in %.2f s\n",
               (long long)r.covered, (long long)r.evaluated, (long long)r.fitting, r.search_s);

@@ -1,9 +1,9 @@
-// `hp train`: trains a GPT-2 or Llama model from a YAML config (flags override it) with a live
-// progress line, JSON records, validation, atomic checkpoints, bitwise resume and Ctrl-C, on one
-// device or one rank per device of --devices threads:N|mpi under --strategy (see docs/cli.md).
-// One loop for every world: rank 0 reads the data and broadcasts every batch (and the Ctrl-C
-// decision), prints the progress line and JSON records; every rank writes its own pieces of a
-// sharded checkpoint (cli/ckpt_save.hpp), which any world and strategy can resume from.
+// `hp train`: trains a GPT-2, Llama or vision-language model from a YAML config (flags override it)
+// with a live progress line, JSON records, validation, atomic checkpoints, bitwise resume and
+// Ctrl-C, on one device or one rank per device of --devices threads:N|mpi under --strategy (see
+// docs/cli.md). One loop for every world: rank 0 reads the data and broadcasts every batch (and the
+// Ctrl-C decision), prints the progress line and JSON records; every rank writes its own pieces of
+// a sharded checkpoint (cli/ckpt_save.hpp), which any world and strategy can resume from.
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +23,7 @@
 #include "cli/offload.hpp"
 #include "cli/options.hpp"
 #include "hp/data/corpus.hpp"
+#include "hp/data/image_caption.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/io/yaml.hpp"
@@ -37,6 +38,15 @@ std::unique_ptr<data::BatchSource> make_source(const std::string& spec, const st
                                                const io::ModelConfig& cfg, data::LoaderOptions lo,
                                                double val_fraction,
                                                std::unique_ptr<data::BatchSource>* val) {
+  HP_CHECK((spec == "images") == cfg.has_vision(), "--data ", spec, ": ",
+           cfg.has_vision() ? "a vision-language model trains on --data images"
+                            : "--data images is for a vision-language model");
+  if (spec == "images") {  // the synthetic set; validation draws other samples
+    if (val)
+      *val = std::make_unique<data::ImageCaptionSource>(
+          cfg.vision, data::LoaderOptions{lo.batch, lo.seq, lo.seed + 1});
+    return std::make_unique<data::ImageCaptionSource>(cfg.vision, lo);
+  }
   if (spec == "random") {
     if (val)
       *val = std::make_unique<data::RandomTokenSource>(
@@ -86,7 +96,9 @@ struct TrainJob {
 train::TrainOptions step_options(const Args& a, const TrainJob& job) {
   train::TrainOptions opt;
   opt.batch = a.i64("batch");
-  opt.seq = a.has("seq") ? a.i64("seq") : std::min<int64_t>(128, job.cfg.max_seq);
+  // A vision-language model's positions start with its image's tokens.
+  opt.seq = a.has("seq") ? a.i64("seq")
+                         : std::min<int64_t>(128, job.cfg.max_seq - job.cfg.vision.tokens());
   const Devices& dev = job.place.dev;
   const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
   opt.threads = int(a.has("threads") ? a.i64("threads")
@@ -154,13 +166,16 @@ TrainJob read_job(Args& a) {
   job.accum = a.i64("grad-accum");
   job.seed = uint64_t(a.i64("seed"));
   job.init = a.has("init") ? a.str("init") : "";
-  job.data = a.str("data");
+  // A vision-language model's data is the synthetic image + caption set unless named.
+  job.data = job.cfg.has_vision() && !a.has("data") ? "images" : a.str("data");
   job.data_format = a.str("data-format");
   job.val_fraction = a.f64("val-fraction");
   job.val_every = a.i64("val-every");
   job.val_batches = a.i64("val-batches");
   job.log_every = a.i64("log-every");
   job.sample_tokens = a.i64("sample-tokens");
+  HP_CHECK(job.sample_tokens == 0 || !job.cfg.has_vision(),
+           "--sample-tokens: a vision-language model has no image to caption after training");
   job.ckpt_dir = a.has("ckpt-dir") ? a.str("ckpt-dir") : "";
   job.ckpt_every = a.i64("ckpt-every");
   job.keep = a.i64("keep");
@@ -183,7 +198,7 @@ void check_fits(const TrainJob& job) {
   const int64_t logits =
       mpi ? 0 : checked_mul(checked_mul(job.step.batch, job.step.seq), checked_mul(cfg.vocab, 4));
   check_fits_in_memory(uint64_t(checked_add(checked_mul(n, per_param), logits)),
-                       std::string(io::architecture_name(cfg.arch)) + " with " + std::to_string(n) +
+                       std::string(cfg.model_type()) + " with " + std::to_string(n) +
                            " parameters: its parameters" +
                            (mpi ? "" : ", gradients, AdamW state and logits"));
 }
@@ -248,6 +263,7 @@ std::optional<Resume> load_resume(const TrainJob& job, data::BatchSource& src, F
 }
 
 // Rank 0's tensor (i64 [shape]) on every rank; `t` is read on rank 0 only. One rank: `t`.
+// Shapes: nn::batch_shapes.
 Tensor broadcast_i64(comm::Communicator& c, const Tensor& t, const Shape& shape,
                      std::chrono::milliseconds timeout) {
   if (c.size() == 1) return t.dtype() == DType::kI64 ? t : t.to(DType::kI64);
@@ -287,7 +303,7 @@ void print_header(const Run& R, const train::Trainer& tr) {
   const io::ModelConfig& cfg = job.cfg;
   const train::TrainOptions& o = job.step;
   std::fprintf(R.human, "model %s: %lld layers, d=%lld, %lld heads, vocab %lld | batch %lld x %lld",
-               io::architecture_name(cfg.arch), (long long)cfg.n_layer, (long long)cfg.d_model,
+               cfg.model_type(), (long long)cfg.n_layer, (long long)cfg.d_model,
                (long long)cfg.n_head, (long long)cfg.vocab, (long long)o.batch, (long long)o.seq);
   if (!job.place.mesh()) {
     std::fprintf(R.human, " x %lld micro | %d threads | sgemm peak %.1f GFLOP/s\n",
@@ -324,7 +340,7 @@ class RankLoop {
         tr_(run.plan, c, run.ck && run.ck->single ? run.ck->single->model : run.params,
             run.job.step),
         timeout_(tr_.rank_comm().timeout()),
-        bshape_{job_.step.batch, job_.step.seq} {
+        shapes_(nn::batch_shapes(run.job.cfg, run.job.step.batch, run.job.step.seq)) {
     if (R_.ck) restore();
     if (!job_.ckpt_dir.empty() && !job_.ckpt_single)
       saver_ = std::make_unique<ShardedSaver>(
@@ -351,7 +367,7 @@ class RankLoop {
   const bool lead_;
   train::Trainer tr_;
   const std::chrono::milliseconds timeout_;
-  const Shape bshape_;
+  const nn::BatchShapes shapes_;
   std::unique_ptr<ShardedSaver> saver_;
   int64_t saved_ = -1;  // the step last saved
 };
@@ -384,8 +400,8 @@ std::vector<std::pair<Tensor, Tensor>> RankLoop::next_micro_batches() {
   for (int64_t m = 0; m < job_.accum; ++m) {
     data::Batch b;
     if (lead_) b = R_.src.next();
-    Tensor x = broadcast_i64(c_, b.input, bshape_, timeout_);
-    Tensor y = broadcast_i64(c_, b.target, bshape_, timeout_);
+    Tensor x = broadcast_i64(c_, b.input, shapes_.tokens, timeout_);
+    Tensor y = broadcast_i64(c_, b.target, shapes_.targets, timeout_);
     micro.push_back({x, y});
   }
   return micro;
@@ -414,8 +430,8 @@ void RankLoop::validate(int64_t s, int64_t done) {
   for (int64_t k = 0; k < job_.val_batches; ++k) {
     data::Batch vb;
     if (lead_) vb = R_.val->next();
-    vl += tr_.eval(broadcast_i64(c_, vb.input, bshape_, timeout_),
-                   broadcast_i64(c_, vb.target, bshape_, timeout_)) /
+    vl += tr_.eval(broadcast_i64(c_, vb.input, shapes_.tokens, timeout_),
+                   broadcast_i64(c_, vb.target, shapes_.targets, timeout_)) /
           double(job_.val_batches);
   }
   if (!lead_) return;

@@ -1,4 +1,5 @@
-// Parsing and validation of HF config.json for GPT-2 and Llama into ModelConfig.
+// Parsing and validation of HF config.json for GPT-2, Llama and the vision-language model (a
+// LLaVA-style config: vision_config, text_config) into ModelConfig.
 // Not a general HF config loader: keys that change the math and are not implemented are errors.
 #include "hp/io/model_config.hpp"
 
@@ -86,6 +87,37 @@ ModelConfig parse_llama(const Json& j, const std::string& w) {
   return c;
 }
 
+// A LLaVA-style config: "vision_config" (the ViT encoder) and "text_config" (a Llama decoder).
+ModelConfig parse_vlm(const Json& j, const std::string& w) {
+  const Json& t = json_require(j, "text_config", w);
+  const std::string tw = w + ": text_config";
+  HP_CHECK(t.is_object() && json_string(t, "model_type", "llama", tw) == "llama", "[config] ", tw,
+           ": the decoder must be a llama config object");
+  ModelConfig c = parse_llama(t, tw);
+  const Json& v = json_require(j, "vision_config", w);
+  const std::string vw = w + ": vision_config";
+  HP_CHECK(v.is_object(), "[config] ", vw, ": expected a JSON object");
+  VisionConfig& vc = c.vision;
+  vc.n_layer =
+      check_size(json_int(v, "num_hidden_layers", vw), "num_hidden_layers", kMaxLayers, vw);
+  vc.d_model = check_size(json_int(v, "hidden_size", vw), "hidden_size", kMaxWidth, vw);
+  vc.n_head =
+      check_size(json_int(v, "num_attention_heads", vw), "num_attention_heads", kMaxHeads, vw);
+  vc.d_ff = check_size(json_int(v, "intermediate_size", vw), "intermediate_size", kMaxWidth, vw);
+  vc.image_size = check_size(json_int(v, "image_size", vw), "image_size", kMaxHeads, vw);
+  vc.patch_size = check_size(json_int(v, "patch_size", vw), "patch_size", kMaxHeads, vw);
+  vc.channels = check_size(json_int(v, "num_channels", 3, vw), "num_channels", 64, vw);
+  vc.norm_eps = json_double(v, "layer_norm_eps", 1e-5, vw);
+  // The encoder's MLP and the projector use the tanh gelu the gelu op computes.
+  const std::string act = json_string(v, "hidden_act", "gelu_pytorch_tanh", vw);
+  HP_CHECK(act == "gelu_pytorch_tanh", "[config] ", vw, ": hidden_act '", act,
+           "' is not supported (only gelu_pytorch_tanh)");
+  const std::string pact = json_string(j, "projector_hidden_act", "gelu_pytorch_tanh", w);
+  HP_CHECK(pact == "gelu_pytorch_tanh", "[config] ", w, ": projector_hidden_act '", pact,
+           "' is not supported (only gelu_pytorch_tanh)");
+  return c;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const Json& j, const std::string& where) {
@@ -96,9 +128,11 @@ ModelConfig ModelConfig::from_json(const Json& j, const std::string& where) {
     c = parse_gpt2(j, where);
   } else if (type == "llama") {
     c = parse_llama(j, where);
+  } else if (type == "vlm") {
+    c = parse_vlm(j, where);
   } else {
     throw Error("[config] " + where + ": model_type '" + type +
-                "' is not supported (use gpt2 or llama)");
+                "' is not supported (use gpt2, llama or vlm)");
   }
   c.validate(where);
   return c;
@@ -141,6 +175,28 @@ void ModelConfig::validate(const std::string& where) const {
     HP_CHECK(rope_theta > 0, "[config] ", where, ": 'rope_theta' must be positive, got ",
              rope_theta);
   }
+  if (!has_vision()) return;
+  const VisionConfig& v = vision;
+  const std::string vw = where + ": vision_config";
+  HP_CHECK(!gpt2, "[config] ", where, ": a vision-language model's decoder must be llama");
+  check_size(v.d_model, "hidden_size", kMaxWidth, vw);
+  check_size(v.n_head, "num_attention_heads", kMaxHeads, vw);
+  check_size(v.d_ff, "intermediate_size", kMaxWidth, vw);
+  check_size(v.patch_size, "patch_size", kMaxHeads, vw);
+  check_size(v.channels, "num_channels", 64, vw);
+  HP_CHECK(v.n_layer <= kMaxLayers, "[config] ", vw, ": 'num_hidden_layers' = ", v.n_layer,
+           " is out of range (max ", kMaxLayers, ")");
+  HP_CHECK(v.d_model % v.n_head == 0, "[config] ", vw, ": 'hidden_size' (", v.d_model,
+           ") is not divisible by 'num_attention_heads' (", v.n_head, ")");
+  HP_CHECK(v.image_size % v.patch_size == 0, "[config] ", vw, ": 'image_size' (", v.image_size,
+           ") is not divisible by 'patch_size' (", v.patch_size, ")");
+  HP_CHECK(v.patch_dim() <= kMaxWidth, "[config] ", vw, ": a patch has ", v.patch_dim(),
+           " values (max ", kMaxWidth, ")");
+  HP_CHECK(v.norm_eps > 0, "[config] ", vw, ": 'layer_norm_eps' must be positive, got ",
+           v.norm_eps);
+  // The decoder's positions hold the image's tokens and at least one caption token.
+  HP_CHECK(max_seq > v.tokens(), "[config] ", where, ": text_config 'max_position_embeddings' (",
+           max_seq, ") must exceed the image's ", v.tokens(), " patch tokens");
 }
 
 int64_t ModelConfig::parameter_count() const {
@@ -160,6 +216,17 @@ int64_t ModelConfig::parameter_count() const {
     rest = add(mul(V, D), D);  // embed_tokens, norm
   }
   if (!tied_embeddings) rest = add(rest, mul(V, D));
+  if (has_vision()) {
+    const VisionConfig& v = vision;
+    // Per encoder block: two layer norms (2 Dv each), q, k, v, o (Dv x Dv each, and a bias but
+    // k's), fc1 (Fv x Dv + Fv), fc2 (Dv x Fv + Dv); then patch embedding, positions, final norm,
+    // projector.
+    const int64_t Dv = v.d_model, Fv = v.d_ff;
+    const int64_t block = add(add(mul(4 * Dv, Dv), 8 * Dv), add(mul(2 * Dv, Fv), Fv));
+    rest = add(rest, mul(v.n_layer, block));
+    rest = add(rest, add(mul(v.patch_dim() + 1 + v.tokens(), Dv), 2 * Dv));
+    rest = add(rest, add(mul(Dv + 1, D), mul(D + 1, D)));
+  }
   return add(mul(n_layer, per_layer), rest);
 }
 
@@ -192,7 +259,25 @@ Json ModelConfig::to_json() const {
     j["rope_scaling"] = nullptr;
     j["hidden_act"] = activation;
   }
-  return j;
+  if (!has_vision()) return j;
+  Json v;
+  v["model_type"] = "vit";
+  v["num_hidden_layers"] = vision.n_layer;
+  v["hidden_size"] = vision.d_model;
+  v["intermediate_size"] = vision.d_ff;
+  v["num_attention_heads"] = vision.n_head;
+  v["image_size"] = vision.image_size;
+  v["patch_size"] = vision.patch_size;
+  v["num_channels"] = vision.channels;
+  v["layer_norm_eps"] = vision.norm_eps;
+  v["hidden_act"] = "gelu_pytorch_tanh";
+  j["model_type"] = "llama";
+  j.erase("architectures");
+  return Json{{"model_type", "vlm"},
+              {"architectures", {"VlmForConditionalGeneration"}},
+              {"projector_hidden_act", "gelu_pytorch_tanh"},
+              {"vision_config", v},
+              {"text_config", j}};
 }
 
 std::string ModelConfig::first_difference(const ModelConfig& other) const {

@@ -35,17 +35,17 @@ constexpr TpRule kTpRules[] = {
     {"h.*.attn.c_proj.weight", 0, 2},
     {"h.*.mlp.c_proj.weight", 0, 2},
     {"wte.weight", 0, 2},  // vocabulary-parallel embedding (and tied head)
-    // Llama
-    {"model.layers.*.self_attn.q_proj.weight", 0, 2},
-    {"model.layers.*.self_attn.k_proj.weight", 0, 2},
-    {"model.layers.*.self_attn.v_proj.weight", 0, 2},
-    {"model.layers.*.self_attn.o_proj.weight", 1, 2},
-    {"model.layers.*.mlp.gate_proj.weight", 0, 2},
-    {"model.layers.*.mlp.up_proj.weight", 0, 2},
-    {"model.layers.*.mlp.down_proj.weight", 1, 2},
-    {"model.embed_tokens.weight", 0, 2},
+    // Llama (a leading * also matches a vision-language model's "language_model." decoder)
+    {"*model.layers.*.self_attn.q_proj.weight", 0, 2},
+    {"*model.layers.*.self_attn.k_proj.weight", 0, 2},
+    {"*model.layers.*.self_attn.v_proj.weight", 0, 2},
+    {"*model.layers.*.self_attn.o_proj.weight", 1, 2},
+    {"*model.layers.*.mlp.gate_proj.weight", 0, 2},
+    {"*model.layers.*.mlp.up_proj.weight", 0, 2},
+    {"*model.layers.*.mlp.down_proj.weight", 1, 2},
+    {"*model.embed_tokens.weight", 0, 2},
     // both: an untied head [vocab, d_model] is vocabulary-parallel
-    {"lm_head.weight", 0, 2},
+    {"*lm_head.weight", 0, 2},
 };
 
 // Modules whose input and output activations sequence parallelism splits on the sequence dim
@@ -54,9 +54,9 @@ constexpr const char* kNormModules[] = {
     "h.*.ln_1",
     "h.*.ln_2",
     "ln_f",
-    "model.layers.*.input_layernorm",
-    "model.layers.*.post_attention_layernorm",
-    "model.norm",
+    "*model.layers.*.input_layernorm",
+    "*model.layers.*.post_attention_layernorm",
+    "*model.norm",
 };
 
 std::string joined(const std::vector<std::string>& v, const char* sep) {

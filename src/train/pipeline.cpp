@@ -309,9 +309,11 @@ void StageRunner::backward(int chunk, int mb, std::vector<Tensor>& accum) {
 
 double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weight,
                         std::vector<Tensor>& accum) {
-  HP_CHECK(tokens.shape() == Shape({plan_.batch, plan_.seq}) && targets.shape() == tokens.shape(),
-           "[pipeline] batch ", shape_str(tokens.shape()), ", the plan needs [", plan_.batch, ", ",
-           plan_.seq, "]");
+  const nn::BatchShapes shapes = nn::batch_shapes(plan_.cfg, plan_.batch, plan_.seq);
+  HP_CHECK(tokens.shape() == shapes.tokens && targets.shape() == shapes.targets,
+           "[pipeline] batch ", shape_str(tokens.shape()), " and targets ",
+           shape_str(targets.shape()), ", the plan needs ", shape_str(shapes.tokens), " and ",
+           shape_str(shapes.targets));
   tokens_ = tokens.dtype() == DType::kI64 ? tokens : tokens.to(DType::kI64);
   targets_ = targets.dtype() == DType::kI64 ? targets : targets.to(DType::kI64);
   const int m = pp_.schedule.microbatches;

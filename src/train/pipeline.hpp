@@ -103,12 +103,14 @@ class StageRunner {
   Programs& programs(int chunk, int64_t rows, bool train);
   void forward(int chunk, int mb);
   void backward(int chunk, int mb, std::vector<Tensor>& accum);
-  // Sends this rank's parts of `piece` (its piece of a [rows, seq, D] boundary tensor) to stage
+  // Sends this rank's parts of `piece` (its piece of a boundary_shape tensor) to stage
   // `peer`; receives this rank's piece from stage `peer`.
   void send(const Tensor& piece, int64_t rows, int peer, int tag);
   Tensor recv(int64_t rows, int peer, int tag);
-  Shape boundary_shape(int64_t rows) const { return {rows, plan_.seq, plan_.cfg.d_model}; }
-  // This rank's piece of rows [first, first + n) of a [batch, seq] i64 input in `layout`.
+  Shape boundary_shape(int64_t rows) const {
+    return {rows, nn::boundary_seq(plan_.cfg, plan_.seq), plan_.cfg.d_model};
+  }
+  // This rank's piece of rows [first, first + n) of a [batch, ...] i64 input in `layout`.
   Tensor input_piece(const Tensor& t, int64_t first, int64_t n, const shard::Layout& layout) const;
   int tag(int consumer_chunk, int mb, bool grad) const;
   double broadcast_loss(double loss);  // from the rank of the last chunk to every rank

@@ -7,3 +7,5 @@ add_test(NAME data_pretokenize_vs_regex
          COMMAND python3 ${CMAKE_CURRENT_LIST_DIR}/pretokenize_vs_regex.py
                  $<TARGET_FILE:pretokenize_tool>)
 set_tests_properties(data_pretokenize_vs_regex PROPERTIES LABELS unit)
+# The synthetic image + caption set of the vision-language model, a third source of data_test.
+target_sources(data_test PRIVATE ${CMAKE_CURRENT_LIST_DIR}/image_caption_tests.cpp)

@@ -29,3 +29,17 @@ gtest_discover_tests(check_cases PROPERTIES LABELS e2e DISCOVERY_TIMEOUT 60)
 add_test(NAME e2e_crash_save COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/crash_save.sh
                                      $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
 set_tests_properties(e2e_crash_save PROPERTIES LABELS slow TIMEOUT 1800 RUN_SERIAL TRUE)
+
+# The vision-language model: its reference case in the repository, one device and 1 + 2 stages.
+add_test(NAME e2e_check_vlm-tiny COMMAND $<TARGET_FILE:hp> check
+                                         ${PROJECT_SOURCE_DIR}/tests/reference/vlm-tiny)
+set(vlm_mpi "")
+set(vlm_labels e2e)
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE)  # the 1 + 2 layout also under mpirun -np 3
+  set(vlm_mpi ${MPIEXEC_EXECUTABLE})
+  set(vlm_labels "e2e;mpi")
+endif()
+add_test(NAME e2e_vlm COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/vlm.sh $<TARGET_FILE:hp>
+                              ${PROJECT_SOURCE_DIR} ${vlm_mpi})
+set_tests_properties(e2e_check_vlm-tiny PROPERTIES LABELS e2e)
+set_tests_properties(e2e_vlm PROPERTIES LABELS "${vlm_labels}")

@@ -1,4 +1,5 @@
-// ModelConfig: the normalised shape of a GPT-2 or Llama model, parsed from a Hugging Face
+// ModelConfig: the normalised shape of a GPT-2 or Llama model, or of a vision-language model (a
+// ViT encoder and projector in front of a Llama decoder), parsed from a Hugging Face-style
 // config.json and written back in the same form.
 // Not a model builder (nn/ does that) and not every HF option: unsupported ones are errors.
 #pragma once
@@ -22,6 +23,25 @@ inline constexpr int64_t kMaxHeads = int64_t(1) << 16;      // n_head, n_kv_head
 inline constexpr int64_t kMaxPositions = int64_t(1) << 24;  // max_seq
 inline constexpr int64_t kMaxVocab = int64_t(1) << 24;
 
+// The vision encoder of a vision-language model (config.json "vision_config"): square images of
+// `channels` x `image_size` x `image_size` cut into patches of `patch_size` x `patch_size`, each
+// patch a token; pre-norm blocks with bidirectional attention and a gelu (tanh) MLP.
+struct VisionConfig {
+  int64_t n_layer = 0;  // 0: no vision encoder (a text-only model)
+  int64_t d_model = 0;
+  int64_t n_head = 0;
+  int64_t d_ff = 0;
+  int64_t image_size = 0;
+  int64_t patch_size = 0;
+  int64_t channels = 0;
+  double norm_eps = 1e-5;
+
+  int64_t grid() const { return patch_size > 0 ? image_size / patch_size : 0; }
+  int64_t tokens() const { return grid() * grid(); }  // patches per image
+  int64_t patch_dim() const { return channels * patch_size * patch_size; }
+  int64_t pixels() const { return channels * image_size * image_size; }
+};
+
 struct ModelConfig {
   Architecture arch = Architecture::kGpt2;
   int64_t n_layer = 0;
@@ -36,6 +56,15 @@ struct ModelConfig {
   double rope_theta = 10000.0;  // Llama only
   bool tied_embeddings = true;
   std::string activation = "gelu_new";  // GPT-2: gelu_new / gelu_pytorch_tanh / gelu; Llama: silu
+  // A vision-language model (model_type "vlm"): the decoder above is its "text_config" (Llama),
+  // its input starts with one token per image patch, projected to d_model.
+  VisionConfig vision;
+
+  bool has_vision() const { return vision.n_layer > 0; }
+  // The config's model_type: "gpt2", "llama" or "vlm".
+  const char* model_type() const { return has_vision() ? "vlm" : architecture_name(arch); }
+  // The blocks a pipeline numbers: the encoder's (a vision-language model), then the decoder's.
+  int64_t blocks() const { return vision.n_layer + n_layer; }
 
   // From a parsed config.json; `where` names it in errors. Validates.
   static ModelConfig from_json(const Json& j, const std::string& where = "config.json");

@@ -1,5 +1,6 @@
-// Model builders: trace a GPT-2 or Llama training step (forward + loss) from a ModelConfig, with
-// Hugging Face parameter names and layouts, so HF safetensors checkpoints load unchanged.
+// Model builders: trace a GPT-2, Llama or vision-language (ViT encoder, projector, Llama decoder)
+// training step (forward + loss) from a ModelConfig, with Hugging Face-style parameter names and
+// layouts, so HF safetensors checkpoints load unchanged.
 // Not a module system: a model is a function that appends nodes to a Graph.
 #pragma once
 #include <functional>
@@ -25,6 +26,17 @@ struct ParamInfo {
   Shape logical;
 };
 
+// The inputs of a [batch, seq] step: tokens and targets [batch, seq]. A vision-language model's
+// token row is its image's pixel levels (0..255, channels x rows x columns) followed by `seq`
+// caption tokens, and its targets cover the image's patch tokens then the caption (ignored
+// positions -100): i64 [batch, pixels + seq] and [batch, image tokens + seq].
+struct BatchShapes {
+  Shape tokens, targets;
+};
+BatchShapes batch_shapes(const io::ModelConfig& cfg, int64_t batch, int64_t seq);
+// The positions the decoder runs over for `seq` tokens: seq after the image's tokens.
+int64_t boundary_seq(const io::ModelConfig& cfg, int64_t seq);
+
 // The parameters of a model, in a stable order.
 std::vector<ParamInfo> param_infos(const io::ModelConfig& cfg);
 
@@ -35,12 +47,13 @@ std::vector<ParamInfo> param_infos(const io::ModelConfig& cfg);
 // vector-Jacobian product.
 struct Traced {
   std::unique_ptr<ir::Graph> graph;
-  ir::Var tokens;                   // i64 [B, T] (a chunk with the embeddings)
-  ir::Var targets;                  // i64 [B, T] (train, a chunk with the head)
-  ir::Var loss;                     // f32 [] (train)
-  ir::Var logits;                   // f32 [B, T, V] (a chunk with the head)
-  ir::Var x_in;                     // f32 [B, T, D] (a chunk without the embeddings)
-  ir::Var x_out, g_out;             // f32 [B, T, D] (a chunk without the head; g_out: train)
+  ir::Var tokens;        // i64 batch_shapes().tokens (a chunk with the embeddings)
+  ir::Var targets;       // i64 batch_shapes().targets (train, a chunk with the head)
+  ir::Var loss;          // f32 [] (train)
+  ir::Var logits;        // f32 [B, T, V] (a chunk with the head)
+  ir::Var x_in;          // f32 [B, T', D] (a chunk without the embeddings)
+  ir::Var x_out, g_out;  // f32 [B, T', D] (a chunk without the head; g_out: train)
+  // (T' = T, or image tokens + T for a vision-language model: boundary_seq)
   std::vector<ir::Var> params;      // in param_infos() order: all, or the chunk's
   std::vector<size_t> param_index;  // params[k] is param_infos()[param_index[k]]
 };
@@ -74,11 +87,14 @@ Traced trace(const io::ModelConfig& cfg, int64_t batch, int64_t seq, bool with_l
              TraceOptions options = {});
 
 // A contiguous part of the model: transformer blocks [first, last] (inclusive; none when
-// last < first), with the embeddings and/or the final norm and head.
+// last < first; numbered as ModelConfig::blocks() counts them, a vision-language model's encoder
+// first), with the embeddings and/or the final norm and head. A vision-language model's chunk
+// with the embeddings (patches and caption tokens) holds the whole encoder and the projector:
+// every chunk boundary carries [B, image tokens + seq, d_model].
 struct Chunk {
   int64_t first = 0, last = -1;
   bool embed = false, head = false;
-  static Chunk whole(const io::ModelConfig& cfg) { return {0, cfg.n_layer - 1, true, true}; }
+  static Chunk whole(const io::ModelConfig& cfg) { return {0, cfg.blocks() - 1, true, true}; }
 };
 // The parameters `chunk` reads (indices into param_infos()); a tied embedding belongs to both
 // the chunk with the embeddings and the one with the head.
