@@ -100,14 +100,18 @@ void add_paged_attention(Table& t) {
   // Query heads split evenly; the pool's kv heads with them when they divide as evenly, else
   // every rank reads the kv heads of its own query heads from a whole pool (attention's rule).
   a.sharding = "bThD,NLSRkD,bM,b->bThD";
+  // The pool is placed first (the largest input), so its axes may have left none for the query
+  // heads: those axes then split the query heads too.
   a.place = [](PlaceCtx& x) {
     std::vector<std::string>&h = x.axes(x.factor(0, 2)), &k = x.axes(x.factor(1, 4));
-    const int64_t n = x.ways(h);
-    if (h.empty() || x.extent(x.factor(0, 2)) % n != 0) {
+    const std::vector<std::string> axes = h.empty() ? k : h;
+    const int64_t n = x.ways(axes);
+    if (axes.empty() || x.extent(x.factor(0, 2)) % n != 0) {
       h.clear();
       k.clear();
     } else {
-      k = x.extent(x.factor(1, 4)) % n == 0 ? h : std::vector<std::string>{};
+      h = axes;
+      k = x.extent(x.factor(1, 4)) % n == 0 ? axes : std::vector<std::string>{};
     }
   };
   // On a rank holding only some query heads: their group size and where they start in it.

@@ -62,7 +62,7 @@ std::vector<int64_t> random_tokens(int64_t n, int64_t vocab, uint64_t stream) {
 // fn(rank's engine mesh) on every rank of a threads world over `strategy`'s mesh.
 void on_mesh(const shard::Strategy& strategy, const std::function<void(EngineMesh)>& fn) {
   comm::ThreadWorld(int(strategy.mesh.size())).run([&](comm::Communicator& c) {
-    shard::RankComm rc(strategy.mesh, c);
+    shard::RankComm rc(strategy.mesh, c, std::chrono::milliseconds(20000));
     fn(EngineMesh{strategy, &rc});
   });
 }
@@ -101,6 +101,9 @@ std::vector<std::vector<int64_t>> sharded_decode(const io::ModelConfig& cfg,
     o.prefill_chunk = 8;
     o.max_batch = 2;
     Engine e(cfg, params, o, default_allocator(), m);
+    // Its slice of the pool: kv heads split when tp divides them, else all of them.
+    const int64_t tp = st.mesh.size(), heads = cfg.n_kv_head;
+    EXPECT_EQ(e.pool().tensor().shape()[4], heads % tp == 0 ? heads / tp : heads);
     std::vector<std::vector<int64_t>> seqs{random_tokens(11, cfg.vocab, 1),
                                            random_tokens(5, cfg.vocab, 2)};
     std::vector<SeqKv> kv(2);
@@ -108,8 +111,9 @@ std::vector<std::vector<int64_t>> sharded_decode(const io::ModelConfig& cfg,
     for (size_t s = 0; s < 2; ++s) {
       const std::vector<float> got = e.prefill(kv[s], seqs[s]);
       next.push_back(argmax(got));
-      if (rank == 0)
+      if (rank == 0) {
         EXPECT_LE(relative_error(got, recompute(cfg, params, seqs[s])), 1e-5) << "prefill " << s;
+      }
     }
     std::vector<std::vector<int64_t>> out(2);
     while (int64_t(seqs[0].size()) < positions) {
@@ -122,10 +126,13 @@ std::vector<std::vector<int64_t>> sharded_decode(const io::ModelConfig& cfg,
         const std::span<const float> row(got.data() + s * size_t(cfg.vocab), size_t(cfg.vocab));
         next[s] = argmax(row);
         if (rank != 0) continue;
+        // A throw, not an ASSERT: it ends every rank at once (ThreadWorld), none left waiting.
         const std::vector<float> want = recompute(cfg, params, seqs[s]);
-        ASSERT_LE(relative_error(row, want), 1e-5)
-            << strategy << ": sequence " << s << " at " << seqs[s].size() << " positions";
-        ASSERT_EQ(next[s], argmax(want)) << "sequence " << s << " at " << seqs[s].size();
+        const double err = relative_error(row, want);
+        HP_CHECK(err <= 1e-5, strategy, ": sequence ", s, " at ", seqs[s].size(),
+                 " positions: logits off by ", err, " of the recompute");
+        HP_CHECK(next[s] == argmax(want), strategy, ": sequence ", s, " at ", seqs[s].size(),
+                 " positions: greedy ", next[s], " vs ", argmax(want));
       }
     }
     std::lock_guard<std::mutex> lock(mu);

@@ -87,4 +87,5 @@ await rejects(
 await rejects(
   () => client.completions.create({ model, prompt: "a", max_tokens: 1_000_000 }),
   OpenAI.BadRequestError, 400, "context_length_exceeded");
-console.log(`serve_node: ok (openai ${OpenAI.VERSION ?? "?"}, ${chunks} stream chunks)`);
+const sdk = JSON.parse(readFileSync(new URL("./node_modules/openai/package.json", import.meta.url)));
+console.log(`serve_node: ok (openai ${sdk.version}, ${chunks} stream chunks)`);
