@@ -49,7 +49,7 @@ grep -q '"prompt_tokens":5,' "$WORK/expected.json" || fail "prompt not BPE-encod
 "$HP" serve --model "$WORK/model.json" --tokenizer "$WORK/tok" --port 0 --threads 1 \
   > "$WORK/serve.out" 2> "$WORK/serve.err" &
 pid=$!
-trap 'kill -9 $pid 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for ((i = 0; i < 600; i++)); do
   port=$(grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' "$WORK/serve.out" | grep -oE '[0-9]+$' || true)
   [[ -n $port ]] && break
