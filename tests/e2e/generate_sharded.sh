@@ -1,7 +1,8 @@
 # hp generate with --devices and --strategy against one device: greedy and sampled tokens of a
 # batch of prompts of different lengths under tp2 and dp2 on threads:2, dp2xtp2 on threads:4, and
 # tp2 under mpirun -np 2 (--devices mpi) when MPI is built; an error on the ranks (a prompt
-# longer than the model) ends the run with the message, never a hang; a pipeline is refused.
+# longer than the model, refused before the ranks start; a strategy moving the KV pool, refused
+# on every rank) ends the run with the message, never a hang; a pipeline is refused.
 # usage: generate_sharded.sh HP ROOT [MPIEXEC]
 source "$(dirname "$0")/lib.sh"
 MPIEXEC=${3:-}
@@ -31,5 +32,14 @@ done
 long=$(head -c 600 /dev/zero | tr '\0' a)
 expect_fail "more than the model's" timeout 60 "$HP" generate --model gpt2-tiny --prompt "$long" \
   --devices threads:2 --strategy tp2
+# An error inside the ranks (compiling a program under a strategy that would move the KV pool)
+# ends the run with its message on threads and under mpirun.
+printf 'mesh: {tp: 2}\npresets: [tp]\nrules:\n  - match: kv_pool\n    layout: [tp]\n' > "$WORK/pool.yaml"
+expect_fail "moves the KV pool" timeout 60 "$HP" generate --model gpt2-tiny --tokens 4 \
+  --devices threads:2 --strategy "$WORK/pool.yaml"
+if [[ -n $MPIEXEC ]]; then
+  expect_fail "moves the KV pool" timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 \
+    "$HP" generate --model gpt2-tiny --tokens 4 --devices mpi --strategy "$WORK/pool.yaml"
+fi
 expect_fail "is a pipeline" "$HP" generate --model gpt2-tiny --devices threads:2 --strategy pp2
 echo "generate_sharded: ok"
