@@ -284,7 +284,9 @@ InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_
   t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
   t.positions = g.input("positions", {{batch, seq}, DType::kI64});
   t.block_table = g.input("block_table", {{batch, kv_max_blocks(c, block_tokens)}, DType::kI64});
-  t.pool = g.input("kv_pool", {kv_pool_shape(c, pool_blocks, block_tokens), DType::kF32});
+  // Persistent state, not a per-step input: splitting it (kv heads over tp) splits no batch.
+  t.pool = g.input("kv_pool", {kv_pool_shape(c, pool_blocks, block_tokens), DType::kF32},
+                   ir::ValueKind::kState);
   BlockHooks hk;
   hk.positions = t.positions;
   hk.attend = [&t](int64_t layer, Var q, Var k, Var v) {
