@@ -116,6 +116,7 @@ std::vector<std::vector<int64_t>> sharded_decode(const io::ModelConfig& cfg,
       }
     }
     std::vector<std::vector<int64_t>> out(2);
+    m.comm->reset_stats();
     while (int64_t(seqs[0].size()) < positions) {
       for (size_t s = 0; s < 2; ++s) {
         seqs[s].push_back(next[s]);
@@ -135,6 +136,11 @@ std::vector<std::vector<int64_t>> sharded_decode(const io::ModelConfig& cfg,
                  " positions: greedy ", next[s], " vs ", argmax(want));
       }
     }
+    // Megatron's decode step: the residual stream reduced after each layer's attention and MLP,
+    // the embedding's vocabulary shards summed, the logits gathered; the weights never move.
+    const int64_t steps = int64_t(out[0].size());
+    EXPECT_LE(m.comm->collectives_issued(), steps * (2 * cfg.n_layer + 2))
+        << m.comm->collectives_issued() << " collectives in " << steps << " decode steps";
     std::lock_guard<std::mutex> lock(mu);
     per_rank[size_t(rank)] = out;
   });
