@@ -18,6 +18,9 @@ pkgs=(cmake ninja-build g++ pkg-config libdnnl-dev ocl-icd-opencl-dev googletest
 # The PyTorch baseline runs its matmuls in OpenBLAS (without it, Debian falls back to the
 # reference BLAS, about 50x slower, which would flatter us).
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-torch python3-numpy libopenblas0-pthread); fi
+# node and npm: the OpenAI Node SDK client of tests/e2e/serve_node.sh; Debian's, unless a node
+# with its npm is installed already (NodeSource's nodejs holds npm and conflicts with Debian's).
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -31,6 +34,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+
+# The SDK at the version tests/e2e/node/package-lock.json pins, into its git-ignored node_modules.
+npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error >/dev/null
 
 jobs=$(nproc)
 log=build/setup-build.log

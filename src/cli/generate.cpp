@@ -1,18 +1,23 @@
 // `hp generate`: options read once into a GenerateJob, the model loaded from a checkpoint or a
 // config (random or given weights), the prompts made into requests and served by the KV-cache
 // engine (hp::infer, docs/inference.md); --recompute runs the earlier window-recompute loop
-// instead, for comparison. Not a server: one batch of requests per run.
+// instead, for comparison. With --devices/--strategy each rank runs the engine over its piece of
+// the model (tp) and its share of the requests (dp); rank 0 prints every request's result.
+// Not a server: one batch of requests per run.
 #include "cli/generate.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
+#include "cli/devices.hpp"
 #include "cli/options.hpp"
+#include "cli/text_codec.hpp"
 #include "hp/core/rng.hpp"
 #include "hp/data/tokenizer.hpp"
 #include "hp/infer/engine.hpp"
@@ -83,6 +88,8 @@ struct GenerateJob {
   infer::Request request;  // everything but the prompt
   infer::EngineOptions engine;
   bool recompute = false, json = false;
+  TextCodec codec;
+  Placement place;  // one device unless --devices or --strategy
 };
 
 std::vector<std::string> read_prompts(const Args& a, int64_t batch) {
@@ -130,6 +137,12 @@ GenerateJob read_job(const Args& a) {
   j.engine.max_batch = j.batch;
   j.recompute = a.flag("recompute");
   j.json = a.flag("json");
+  j.codec = TextCodec::load(a.has("tokenizer") ? a.str("tokenizer") : "");
+  j.engine.token_text = j.codec.token_text();
+  j.place = parse_placement(a);
+  HP_CHECK(!j.place.pipeline, "hp generate: --strategy ", j.place.spec,
+           " is a pipeline; inference runs dp and tp strategies");
+  HP_CHECK(!j.recompute || !j.place.mesh(), "option --recompute runs on one device only");
   return j;
 }
 
@@ -153,7 +166,6 @@ std::pair<io::ModelConfig, io::TensorMap> load_checkpoint_model(const std::files
 // One request per prompt (or per sequence of random ids); the prompts' texts where there are.
 std::vector<infer::Request> requests_of(const GenerateJob& j, const io::ModelConfig& cfg) {
   std::vector<infer::Request> out;
-  data::ByteTokenizer tok;
   const size_t n = j.prompts.empty() ? size_t(j.batch) : j.prompts.size();
   for (size_t s = 0; s < n; ++s) {
     infer::Request r = j.request;
@@ -163,7 +175,7 @@ std::vector<infer::Request> requests_of(const GenerateJob& j, const io::ModelCon
             int64_t(rng::bits(r.sampling.seed, rng::mix(0x70726f6d7074ull ^ s), uint64_t(i)) %
                     uint64_t(cfg.vocab)));
     } else {
-      r.prompt = tok.encode_i64(j.prompts[s]);
+      r.prompt = j.codec.encode(j.prompts[s]);
       if (r.prompt.empty()) r.prompt.push_back('\n');
     }
     HP_CHECK(int64_t(r.prompt.size()) <= cfg.max_seq, "prompt ", s, " has ", r.prompt.size(),
@@ -178,13 +190,13 @@ void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs
   for (size_t s = 0; s < res.size(); ++s) {
     if (!j.json) {
       const std::string prompt = j.prompts.empty() ? "" : j.prompts[s];
-      std::printf("%s%s\n", prompt.c_str(), text_of(res[s].tokens).c_str());
+      std::printf("%s%s\n", prompt.c_str(), j.codec.decode(res[s].tokens).c_str());
       continue;
     }
     io::Json rec = {{"sequence", s},
                     {"prompt_tokens", reqs[s].prompt.size()},
                     {"tokens", res[s].tokens},
-                    {"text", text_of(res[s].tokens)},
+                    {"text", j.codec.decode(res[s].tokens)},
                     {"finish", res[s].finish},
                     {"ttft_ms", res[s].ttft_ms},
                     {"decode_tok_s", res[s].decode_tok_s},
@@ -237,27 +249,103 @@ std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,
   return text_of(engine.generate({r})[0].tokens);
 }
 
+namespace {
+
+// The pool of an engine serving `reqs`: the `max_batch` largest contexts they can reach.
+int64_t pool_blocks_for(const std::vector<infer::Request>& reqs, const io::ModelConfig& cfg,
+                        const infer::EngineOptions& eo) {
+  std::vector<int64_t> need;
+  for (const auto& r : reqs)
+    need.push_back(
+        (std::min(int64_t(r.prompt.size()) + r.max_tokens, cfg.max_seq) + eo.block_tokens - 1) /
+        eo.block_tokens);
+  std::sort(need.rbegin(), need.rend());
+  int64_t blocks = 0;
+  for (size_t i = 0; i < need.size() && int64_t(i) < eo.max_batch; ++i) blocks += need[i];
+  return std::max<int64_t>(blocks, 1);
+}
+
+// Each rank of the placement's world serves the requests of its data-parallel replica (request
+// i on replica i mod dp, drawing as sequence i) with an engine over the replica's tensor-parallel
+// mesh; every rank gets every result (one sum over the world of what each replica's first rank
+// holds). Runs one device's engine when there is no mesh.
+std::vector<infer::Result> sharded_generate(const GenerateJob& job, const io::ModelConfig& cfg,
+                                            const io::TensorMap& params,
+                                            const std::vector<infer::Request>& reqs) {
+  const shard::Strategy& st = *job.place.strategy;
+  const shard::Mesh& mesh = st.mesh;
+  const int64_t dp = mesh.has_axis("dp") ? mesh.axis_size("dp") : 1;
+  const size_t n = reqs.size();
+  const int64_t width = 4 + job.request.max_tokens;  // count, finish, ttft, tok/s, tokens
+  std::vector<infer::Result> out(n);
+  std::mutex mu;
+  run_ranks(job.place.dev, [&](comm::Communicator& c) {
+    shard::RankComm world(mesh, c);
+    const int64_t replica = dp > 1 ? mesh.coords(c.rank())[mesh.axis_index("dp")] : 0;
+    infer::EngineMesh em{infer::replica_strategy(st), nullptr};
+    std::unique_ptr<shard::RankComm> rc;
+    if (em.strategy.mesh.size() > 1) {
+      rc = std::make_unique<shard::RankComm>(
+          em.strategy.mesh, world.group(em.strategy.mesh.axis_names()), world.timeout());
+      em.comm = rc.get();
+    }
+    std::vector<infer::Request> mine;
+    std::vector<uint64_t> seqs;
+    for (size_t i = size_t(replica); i < n; i += size_t(dp)) {
+      mine.push_back(reqs[i]);
+      seqs.push_back(i);
+    }
+    std::vector<int64_t> packed(n * size_t(width), 0);
+    if (!mine.empty()) {
+      infer::EngineOptions eo = job.engine;
+      eo.pool_blocks = pool_blocks_for(mine, cfg, eo);
+      infer::Engine engine(cfg, params, eo, default_allocator(), em);
+      const std::vector<infer::Result> res = engine.generate(mine, seqs);
+      if (!rc || rc->rank() == 0)  // one rank of the replica reports it
+        for (size_t k = 0; k < res.size(); ++k) {
+          int64_t* row = packed.data() + seqs[k] * size_t(width);
+          const infer::Result& r = res[k];
+          row[0] = int64_t(r.tokens.size());
+          row[1] = r.finish == "length" ? 1 : r.finish == "stop" ? 2 : 3;
+          row[2] = int64_t(r.ttft_ms * 1e3);
+          row[3] = int64_t(r.decode_tok_s * 1e3);
+          std::copy(r.tokens.begin(), r.tokens.end(), row + 4);
+        }
+    }
+    c.all_reduce(packed.data(), packed.data(), packed.size(), DType::kI64, comm::ReduceOp::kSum)
+        .wait(world.timeout());
+    if (c.rank() != 0) return;
+    std::lock_guard<std::mutex> lock(mu);
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t* row = packed.data() + i * size_t(width);
+      out[i].tokens.assign(row + 4, row + 4 + row[0]);
+      out[i].finish = row[1] == 1 ? "length" : row[1] == 2 ? "stop" : "eos";
+      out[i].ttft_ms = double(row[2]) / 1e3;
+      out[i].decode_tok_s = double(row[3]) / 1e3;
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
 int cmd_generate(const std::vector<std::string>& argv) {
   Args a(argv, generate_command());
   if (printed_help(a)) return 0;
   const GenerateJob job = read_job(a);
   auto [cfg, params] = load_model(job.source);
+  job.codec.check_model(cfg);
   const std::vector<infer::Request> reqs = requests_of(job, cfg);
   std::vector<infer::Result> res;
-  if (job.recompute) {
+  if (job.place.mesh()) {
+    res = sharded_generate(job, cfg, params, reqs);
+    if (job.place.dev.rank != 0) return 0;  // mpi: rank 0 prints
+  } else if (job.recompute) {
     for (size_t s = 0; s < reqs.size(); ++s)
       res.push_back(recompute_generate(cfg, params, reqs[s], s, job.engine.threads));
   } else {
     infer::EngineOptions eo = job.engine;
-    // The pool: the `batch` largest contexts the requests can reach.
-    std::vector<int64_t> need;
-    for (const auto& r : reqs)
-      need.push_back(
-          (std::min(int64_t(r.prompt.size()) + r.max_tokens, cfg.max_seq) + eo.block_tokens - 1) /
-          eo.block_tokens);
-    std::sort(need.rbegin(), need.rend());
-    eo.pool_blocks = 0;
-    for (size_t i = 0; i < need.size() && int64_t(i) < eo.max_batch; ++i) eo.pool_blocks += need[i];
+    eo.pool_blocks = pool_blocks_for(reqs, cfg, eo);
     infer::Engine engine(cfg, params, eo, default_allocator());
     res = engine.generate(reqs);
   }

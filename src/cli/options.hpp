@@ -76,6 +76,25 @@ inline OptionGroup offload_group() {
 
 // --ckpt, --model and --init: where hp generate and hp serve take the model from
 // (model_source in generate.hpp).
+// --tokenizer of generate and serve.
+inline Option tokenizer_option() {
+  return {.name = "tokenizer",
+          .meta = "DIR|FILE",
+          .computed = "bytes",
+          .help =
+              "a GPT-2 vocab.json + merges.txt directory or an HF tokenizer.json: prompts "
+              "encoded and output decoded with it"};
+}
+
+// hp generate's devices: the model cut over tp, the requests over dp (docs/inference.md).
+inline OptionGroup inference_devices_group() {
+  OptionGroup g = devices_group();
+  g.options[1].help =
+      "a strategy file or preset over dp and tp (tp2, dp2, dp2xtp2): tp splits the weights, "
+      "heads and KV pool, dp the requests";
+  return g;
+}
+
 inline OptionGroup model_group() {
   return {"Model",
           {{.name = "ckpt",
@@ -395,6 +414,7 @@ inline const Command& generate_command() {
       {model_group(),
        {"Prompts",
         {{.name = "prompt", .meta = "TEXT", .dflt = "And God said"},
+         tokenizer_option(),
          {.name = "prompt-file",
           .meta = "FILE",
           .computed = "none",
@@ -441,7 +461,8 @@ inline const Command& generate_command() {
           .help = "no KV cache: recompute the padded window per token (for comparison)"},
          {.name = "json",
           .kind = Kind::kFlag,
-          .help = "one JSON record per sequence instead of the text"}}}}};
+          .help = "one JSON record per sequence instead of the text"}}},
+       inference_devices_group()}};
   return c;
 }
 
@@ -456,7 +477,8 @@ inline const Command& serve_command() {
       "stop it with exit code 0.",
       {model_group(),
        {"Server",
-        {{.name = "host", .meta = "ADDR", .dflt = "127.0.0.1", .help = "the address to listen on"},
+        {tokenizer_option(),
+         {.name = "host", .meta = "ADDR", .dflt = "127.0.0.1", .help = "the address to listen on"},
          {.name = "port",
           .kind = Kind::kInt,
           .meta = "P",

@@ -5,8 +5,6 @@
 #include <cmath>
 #include <limits>
 
-#include "hp/data/tokenizer.hpp"
-
 namespace hp::cli::serve {
 
 ApiError::ApiError(int s, std::string message, std::string p, std::string c)
@@ -117,7 +115,7 @@ std::vector<int64_t> completion_prompt(const io::Json& body, const Limits& lim) 
   if (p.is_null()) throw ApiError(400, "'prompt' is required", "prompt", "missing_field");
   std::vector<int64_t> ids;
   if (p.is_string()) {
-    ids = data::ByteTokenizer().encode_i64(p.get<std::string>());
+    ids = lim.codec.encode(p.get<std::string>());
     if (ids.empty()) ids.push_back('\n');  // as hp generate: an empty prompt is one newline
     return ids;
   }
@@ -217,7 +215,8 @@ ApiRequest parse_request(const std::string& text, bool chat, const Limits& lim, 
   infer::Request& r = out.engine;
   const char* prompt_param = chat ? "messages" : "prompt";
   if (chat) {
-    r.prompt = data::ByteTokenizer().encode_i64(chat_prompt(field(body, "messages")));
+    r.prompt = lim.codec.encode(chat_prompt(field(body, "messages")));
+    if (r.prompt.empty()) r.prompt.push_back('\n');
   } else {
     r.prompt = completion_prompt(body, lim);
   }

@@ -1,13 +1,14 @@
 // The OpenAI-compatible request and response bodies of `hp serve` (docs/inference.md, "hp
 // serve"): a completion or chat request read into an engine request with every field checked
 // (type, range, the model's context), and the bodies written back: whole responses, stream
-// chunks, errors, the chat template over the byte tokenizer.
+// chunks, errors, the chat template over the server's tokenizer (bytes unless --tokenizer).
 // Not the server: no sockets and no threads here (serve.cpp).
 #pragma once
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
+#include "cli/text_codec.hpp"
 #include "hp/infer/engine.hpp"
 #include "hp/io/json.hpp"
 
@@ -30,6 +31,7 @@ struct Limits {
   int64_t max_seq = 0;         // the model's context: prompt + max_tokens at most
   int64_t vocab = 0;           // prompt token ids are below it
   int64_t pool_positions = 0;  // the KV pool's positions: prompt + max_tokens at most
+  TextCodec codec;             // how prompts are encoded (bytes unless --tokenizer)
 };
 
 struct ApiRequest {

@@ -43,7 +43,11 @@ void Engine::accept(Sequence& s, std::span<const float> logits) {
   ++generated_;
   out.tokens.push_back(tok);
   s.context.push_back(tok);
-  if (tok >= 0 && tok < 256) {
+  if (o_.token_text) {
+    const std::string bytes = o_.token_text(tok);
+    s.text += bytes;
+    s.text_tok.insert(s.text_tok.end(), bytes.size(), i);
+  } else if (tok >= 0 && tok < 256) {
     s.text.push_back(char(tok));
     s.text_tok.push_back(i);
   }
@@ -171,16 +175,20 @@ bool Engine::step() {
   return true;
 }
 
-std::vector<Result> Engine::generate(const std::vector<Request>& requests) {
+std::vector<Result> Engine::generate(const std::vector<Request>& requests,
+                                     std::span<const uint64_t> seqs) {
+  HP_CHECK(seqs.empty() || seqs.size() == requests.size(), "[engine] ", seqs.size(),
+           " sequence numbers for ", requests.size(), " requests");
   for (size_t i = 0; i < requests.size(); ++i)
     check_request(requests[i], "request " + std::to_string(i), cfg_.max_seq);
   std::vector<Result> out(requests.size());
   std::vector<SeqId> ids;
   try {
     for (size_t i = 0; i < requests.size(); ++i)
-      ids.push_back(submit(requests[i], i, [&out, i](std::span<const int64_t>, const Result* done) {
-        if (done) out[i] = *done;
-      }));
+      ids.push_back(submit(requests[i], seqs.empty() ? i : seqs[i],
+                           [&out, i](std::span<const int64_t>, const Result* done) {
+                             if (done) out[i] = *done;
+                           }));
     while (step()) {
     }
   } catch (...) {  // no sink may outlive `out`

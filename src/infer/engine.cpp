@@ -5,24 +5,91 @@
 #include <algorithm>
 
 #include "hp/nn/model.hpp"
+#include "hp/shard/lower.hpp"
 
 namespace hp::infer {
 
 struct Engine::Compiled {
   nn::InferTraced tr;
+  shard::Lowered lowered;  // on a mesh: this rank's graph, which prog refers to
   runtime::Program prog;
   std::unique_ptr<runtime::Executor> ex;  // refers to prog: built after it, never moved
   Tensor tokens, positions, table;
+  ir::ValueId logits = -1;  // in prog's graph
 };
 
+namespace {
+
+bool on_mesh(const EngineMesh& m) {
+  return m.comm != nullptr;
+}
+
+// The pool [blocks, layers, 2, block_tokens, kv heads, head dim] on the mesh: a "kv_pool" rule's
+// layout, else kv heads split over tp where tp divides them (attention's heads split with them).
+shard::Layout pool_layout(const io::ModelConfig& cfg, const EngineMesh& m) {
+  if (!on_mesh(m)) return shard::Layout::replicated(6);
+  if (m.strategy.rule_for("kv_pool", false)) return m.strategy.layout_for("kv_pool", 6, false);
+  shard::Layout l = shard::Layout::replicated(6);
+  if (m.strategy.mesh.has_axis("tp") && cfg.n_kv_head % m.strategy.mesh.axis_size("tp") == 0)
+    l.dims[4] = {"tp"};
+  l.normalize();
+  return l;
+}
+
+// The config whose pool shape is this rank's piece of the pool: its kv heads.
+io::ModelConfig pool_config(io::ModelConfig cfg, const EngineMesh& m, const shard::Layout& l) {
+  if (!on_mesh(m)) return cfg;
+  cfg.n_kv_head =
+      shard::local_shape(nn::kv_pool_shape(cfg, 1, 1), l, m.strategy.mesh, m.comm->rank())[4];
+  return cfg;
+}
+
+// The strategy as the programs use it: the presets' kv-head fit, and only their parameter rules
+// (their activation rules are written for the training step's [B, T, ...] values).
+EngineMesh fitted(EngineMesh m, int64_t kv_heads) {
+  if (on_mesh(m)) {
+    HP_CHECK(m.strategy.mesh.size() == m.comm->mesh().size(), "[engine] the strategy's mesh ",
+             m.strategy.mesh.str(), " is not the communicator's ", m.comm->mesh().str());
+    shard::fit_presets_to_kv_heads(m.strategy, kv_heads);
+    std::erase_if(m.strategy.rules,
+                  [](const shard::Rule& r) { return r.from_preset && !r.params_only; });
+  }
+  return m;
+}
+
+}  // namespace
+
+shard::Strategy replica_strategy(const shard::Strategy& s) {
+  if (!s.mesh.has_axis("dp")) return s;
+  shard::Strategy r = s;
+  std::vector<std::string> names;
+  std::vector<int64_t> sizes;
+  for (size_t a = 0; a < s.mesh.ndim(); ++a)
+    if (s.mesh.axis_names()[a] != "dp") {
+      names.push_back(s.mesh.axis_names()[a]);
+      sizes.push_back(s.mesh.sizes()[a]);
+    }
+  if (names.empty()) names = {"dp"}, sizes = {1};  // pure dp: a replica is one device
+  r.mesh = shard::Mesh(names, sizes);
+  std::erase(r.presets, std::string("dp"));
+  for (shard::Rule& rule : r.rules) {
+    for (auto& d : rule.layout.dims) std::erase(d, std::string("dp"));
+    std::erase(rule.layout.partial, std::string("dp"));
+    rule.layout.normalize();
+  }
+  return r;
+}
+
 Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOptions o,
-               std::shared_ptr<Allocator> device)
+               std::shared_ptr<Allocator> device, EngineMesh mesh)
     : cfg_(cfg),
+      mesh_(fitted(std::move(mesh), cfg.n_kv_head)),
+      pool_layout_(pool_layout(cfg, mesh_)),
       params_(params),
       o_(o),
       device_(device),
       pool_(
-          cfg,
+          pool_config(cfg, mesh_, pool_layout_),
           o.pool_blocks > 0 ? o.pool_blocks : o.max_batch * nn::kv_max_blocks(cfg, o.block_tokens),
           o.block_tokens, device) {
   HP_CHECK(o.prefill_chunk > 0, "[engine] prefill_chunk must be positive, got ", o.prefill_chunk);
@@ -31,6 +98,17 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
   HP_CHECK(o.threads > 0, "[engine] threads must be positive, got ", o.threads);
   if (o_.token_budget == 0) o_.token_budget = o_.prefill_chunk + o_.max_batch;
   o_.prefill_chunk = std::min(o_.prefill_chunk, cfg.max_seq);
+  if (!on_mesh(mesh_)) return;
+  const shard::Mesh& m = mesh_.strategy.mesh;
+  for (const auto& pi : nn::param_infos(cfg)) {
+    const Shape& shape = pi.logical.empty() ? pi.shape : pi.logical;
+    shard::Layout l =
+        shard::logical_layout(mesh_.strategy.layout_for(pi.name, pi.shape.size()), pi.shape, shape);
+    l.check(m);
+    param_layouts_.push_back(l);
+    const Tensor full = params.at(pi.name).to(DType::kF32).reshape(shape);
+    params_[pi.name] = shard::local_piece(full, l, m, mesh_.comm->rank());
+  }
 }
 
 Engine::~Engine() = default;
@@ -39,19 +117,43 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   auto& slot = programs_[{batch, seq}];
   if (slot) return *slot;
   auto c = std::make_unique<Compiled>();
-  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens());
-  c->prog = runtime::compile(*c->tr.graph, {c->tr.logits.id});
+  nn::TraceOptions to;
+  to.logical_qkv = on_mesh(mesh_);
+  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens(), to);
+  auto local = [&c](ir::ValueId v) { return c->lowered.graph ? c->lowered.map[size_t(v)] : v; };
+  if (on_mesh(mesh_)) {
+    std::map<ir::ValueId, shard::Layout> sources{{c->tr.pool.id, pool_layout_}};
+    for (size_t i = 0; i < c->tr.params.size(); ++i)
+      sources[c->tr.params[i].id] = param_layouts_[i];
+    const shard::Propagation prop =
+        shard::propagate(*c->tr.graph, {c->tr.logits.id}, {shard::Layout::replicated(2)},
+                         mesh_.strategy, shard::Topology::uniform(20e9, 5e-6, "threads"), sources);
+    // The programs write the pool in place: a copy moved elsewhere would lose the writes.
+    for (const auto& r : prop.redistributions)
+      HP_CHECK(r.value != c->tr.pool.id, "[engine] the strategy moves the KV pool at ", r.where,
+               " (", r.plan.from.str(), " -> ", r.plan.to.str(),
+               "): it must be read where it lies; give kv_pool the layout of the heads");
+    shard::LowerOptions lo;
+    lo.overlap = false;  // a decode step has nothing to overlap its few collectives with
+    c->lowered = shard::lower(*c->tr.graph, prop, mesh_.comm->rank(), lo);
+    c->logits = c->lowered.outputs[0];
+    c->prog = runtime::compile(*c->lowered.graph, {c->logits});
+  } else {
+    c->logits = c->tr.logits.id;
+    c->prog = runtime::compile(*c->tr.graph, {c->logits});
+  }
   c->ex = std::make_unique<runtime::Executor>(c->prog, device_, runtime::Context{o_.threads});
+  if (on_mesh(mesh_)) c->ex->set_comm_runner(&mesh_.comm->runner(c->lowered.plans));
   const auto infos = nn::param_infos(cfg_);
   for (size_t i = 0; i < infos.size(); ++i)
-    c->ex->bind(c->tr.params[i].id, params_.at(infos[i].name));
+    c->ex->bind(local(c->tr.params[i].id), params_.at(infos[i].name));
   c->tokens = Tensor({batch, seq}, DType::kI64, device_);
   c->positions = Tensor({batch, seq}, DType::kI64, device_);
   c->table = Tensor({batch, pool_.max_blocks()}, DType::kI64, device_);
-  c->ex->bind(c->tr.tokens.id, c->tokens);
-  c->ex->bind(c->tr.positions.id, c->positions);
-  c->ex->bind(c->tr.block_table.id, c->table);
-  c->ex->bind(c->tr.pool.id, pool_.tensor());
+  c->ex->bind(local(c->tr.tokens.id), c->tokens);
+  c->ex->bind(local(c->tr.positions.id), c->positions);
+  c->ex->bind(local(c->tr.block_table.id), c->table);
+  c->ex->bind(local(c->tr.pool.id), pool_.tensor());
   slot = std::move(c);
   return *slot;
 }
@@ -75,7 +177,7 @@ std::vector<float> Engine::run(const std::vector<SeqKv*>& seqs, std::span<const 
   }
   c.ex->run();
   for (SeqKv* s : seqs) s->length += seq;
-  const Tensor& l = c.ex->get(c.tr.logits.id);
+  const Tensor& l = c.ex->get(c.logits);
   return std::vector<float>(l.f32(), l.f32() + l.numel());
 }
 

@@ -401,7 +401,7 @@ Shape kv_pool_shape(const ModelConfig& c, int64_t blocks, int64_t block_tokens) 
 }
 
 InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_t pool_blocks,
-                        int64_t block_tokens) {
+                        int64_t block_tokens, TraceOptions options) {
   check_tokens(c, batch, seq);
   HP_CHECK(!c.has_vision(), "[model] inference of a vision-language model is not supported");
   HP_CHECK(pool_blocks > 0, "[model] the KV pool needs blocks, got ", pool_blocks);
@@ -409,11 +409,13 @@ InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_
   t.graph = std::make_unique<ir::Graph>();
   ir::Graph& g = *t.graph;
   ParamVars P;
-  t.params = declare_params(g, c, false, chunk_params(c, Chunk::whole(c)), P);
+  t.params = declare_params(g, c, options.logical_qkv, chunk_params(c, Chunk::whole(c)), P);
   t.tokens = g.input("tokens", {{batch, seq}, DType::kI64});
   t.positions = g.input("positions", {{batch, seq}, DType::kI64});
   t.block_table = g.input("block_table", {{batch, kv_max_blocks(c, block_tokens)}, DType::kI64});
-  t.pool = g.input("kv_pool", {kv_pool_shape(c, pool_blocks, block_tokens), DType::kF32});
+  // Persistent state, not a per-step input: splitting it (kv heads over tp) splits no batch.
+  t.pool = g.input("kv_pool", {kv_pool_shape(c, pool_blocks, block_tokens), DType::kF32},
+                   ir::ValueKind::kState);
   BlockHooks hk;
   hk.positions = t.positions;
   hk.attend = [&t](int64_t layer, Var q, Var k, Var v) {

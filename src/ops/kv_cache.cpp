@@ -1,7 +1,8 @@
 // The KV-cache ops of the inference programs (docs/inference.md): kv_write stores one layer's new
 // keys and values in the paged pool, paged_attention attends over a sequence's cached positions
-// through its block table. Both run only forward (no VJP) and have no sharding rule yet (sharded
-// inference is not part of this landing).
+// through its block table. Both run only forward (no VJP). Sharded (tensor-parallel) inference
+// splits the pool's kv heads with the query heads, or keeps every kv head on every rank when
+// there are fewer kv heads than ranks, as attention does with k and v.
 // Not an allocator: which blocks a sequence holds is the caller's (hp/infer/kv_pool.hpp).
 #include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
@@ -52,6 +53,10 @@ void add_kv_write(Table& t) {
     expect_i64(in[4], {k[0], k[1]}, "positions");
     return Types{{{k[0]}, DType::kI64}};
   };
+  // Each rank writes the kv heads it holds of the pool; the pool is bound in place, so it keeps
+  // its own layout and k, v come in it. The lengths are whole whatever splits the heads.
+  w.sharding = "NLSRkD,bTkD,bTkD,bM,bT->b";
+  w.place = [](PlaceCtx& x) { x.reduced_inside(x.factor(1, 2)); };
   w.cost = [](const Types& in, const Types& out, const Attrs&) {
     return Cost{0, 2 * bytes_of({in[1], in[2]}) + bytes_of({in[3], in[4]}) + bytes_of(out)};
   };
@@ -61,7 +66,8 @@ void add_kv_write(Table& t) {
 void add_paged_attention(Table& t) {
   OpDef a;
   // (q [B, T, H, Dh], pool, block_table [B, max_blocks], lengths [B]) -> out [B, T, H, Dh];
-  // attrs: layer, scale.
+  // attrs: layer, scale; group and head_offset when this rank holds only some query heads of a
+  // group with their whole kv head (SPMD lowering sets them).
   a.id = OpId::kPagedAttention;
   a.infer = [](const Types& in, const Attrs& at) {
     expect_arity(in, 4);
@@ -71,8 +77,15 @@ void add_paged_attention(Table& t) {
     expect_pool(in[1], at.i("layer"));
     HP_CHECK(q[3] == in[1].shape[5], "q's head dim ", q[3], " differs from the pool's ",
              in[1].shape[5]);
-    HP_CHECK(q[2] % in[1].shape[4] == 0, "query heads ", q[2], " not a multiple of kv heads ",
-             in[1].shape[4]);
+    if (const int64_t group = at.i("group", 0); group > 0) {
+      const int64_t off = at.i("head_offset", 0);
+      HP_CHECK(off >= 0 && (off + q[2] - 1) / group < in[1].shape[4], "query heads [", off, ", ",
+               off + q[2], ") in groups of ", group, " need more than the pool's ", in[1].shape[4],
+               " kv heads");
+    } else {
+      HP_CHECK(q[2] % in[1].shape[4] == 0, "query heads ", q[2], " not a multiple of kv heads ",
+               in[1].shape[4]);
+    }
     expect_table(in[2], q[0]);
     expect_i64(in[3], {q[0]}, "lengths");
     return Types{in[0]};
@@ -83,6 +96,31 @@ void add_paged_attention(Table& t) {
     const double keys = double(capacity(in, 1, 2));
     const double kv_bytes = 2.0 * keys * double(in[1].shape[4] * q[3] * q[0]) * 4.0;
     return Cost{4.0 * double(numel(q)) * keys, bytes_of({in[0]}) + kv_bytes + bytes_of(out)};
+  };
+  // Query heads split evenly; the pool's kv heads with them when they divide as evenly, else
+  // every rank reads the kv heads of its own query heads from a whole pool (attention's rule).
+  a.sharding = "bThD,NLSRkD,bM,b->bThD";
+  // The pool is placed first (the largest input), so its axes may have left none for the query
+  // heads: those axes then split the query heads too.
+  a.place = [](PlaceCtx& x) {
+    std::vector<std::string>&h = x.axes(x.factor(0, 2)), &k = x.axes(x.factor(1, 4));
+    const std::vector<std::string> axes = h.empty() ? k : h;
+    const int64_t n = x.ways(axes);
+    if (axes.empty() || x.extent(x.factor(0, 2)) % n != 0) {
+      h.clear();
+      k.clear();
+    } else {
+      h = axes;
+      k = x.extent(x.factor(1, 4)) % n == 0 ? axes : std::vector<std::string>{};
+    }
+  };
+  // On a rank holding only some query heads: their group size and where they start in it.
+  a.localize = [](LocalizeCtx& x) {
+    const Shape &q = x.global_in(0), &pool = x.global_in(1);
+    if (x.in[0].shape()[2] == q[2]) return;
+    const int64_t group = q[2] / pool[4];
+    x.attrs.set("group", group);
+    x.attrs.set("head_offset", x.in_offset(0, 2) - x.in_offset(1, 4) * group);
   };
   t.push_back(std::move(a));
 }

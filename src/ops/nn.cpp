@@ -363,7 +363,7 @@ void add_positional_and_attention(Table& t) {
     if (a.in.size() > 1) return {a.g.apply1(op_def(OpId::kRope), {a.dout[0], a.in[1]}, at), Var{}};
     return {a.g.apply1(op_def(OpId::kRope), {a.dout[0]}, at)};
   };
-  r.sharding = "bThD->bThD";
+  r.sharding = "bThD,bT->bThD";  // positions, when given, follow the tokens' batch
   t.push_back(std::move(r));
 
   // Query heads split evenly. Kv heads split with them when they divide as evenly, so each rank

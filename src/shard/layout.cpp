@@ -243,4 +243,30 @@ Shape local_shape(const Shape& global, const Layout& layout, const Mesh& mesh, i
   return local_box(global, layout, mesh, rank).extent;
 }
 
+Layout logical_layout(const Layout& stored, const Shape& ss, const Shape& ls) {
+  if (ss == ls) return stored;
+  Layout out;
+  out.dims.resize(ls.size());
+  out.partial = stored.partial;
+  out.reduce = stored.reduce;
+  size_t i = 0, j = 0;
+  while (i < ss.size() && j < ls.size()) {
+    const size_t a = i, c = j;
+    int64_t pi = ss[i++], pj = ls[j++];
+    while (pi != pj) {
+      if (pi < pj)
+        pi *= ss[i++];
+      else
+        pj *= ls[j++];
+    }
+    size_t last = c;  // innermost logical dim of the group with extent > 1
+    for (size_t k = c; k < j; ++k)
+      if (ls[k] > 1) last = k;
+    for (size_t k = a; k < i; ++k)
+      out.dims[last].insert(out.dims[last].end(), stored.dims[k].begin(), stored.dims[k].end());
+  }
+  out.normalize();
+  return out;
+}
+
 }  // namespace hp::shard

@@ -115,7 +115,8 @@ void einsum(Builder& b, const Node& n, const ir::Graph& g) {
   if (arrow == std::string::npos) bad(n, "no '->'");
   std::vector<std::string> ins = split_on(s.substr(0, arrow), ',');
   std::vector<std::string> outs = split_on(s.substr(arrow + 2), ',');
-  if (n.inputs.empty()) ins.clear();
+  // Operands past the node's inputs are optional inputs it leaves out (rope's positions).
+  if (ins.size() > n.inputs.size()) ins.resize(n.inputs.size());
   if (ins.size() != n.inputs.size() || outs.size() != n.outputs.size())
     bad(n, "operand count differs from the node's " + std::to_string(n.inputs.size()) +
                " inputs and " + std::to_string(n.outputs.size()) + " outputs");

@@ -10,11 +10,21 @@ foreach(case gpt2-tiny llama-tiny)
   endif()
 endforeach()
 foreach(t train_resume train_cli generate generate_kv bad_input options signals planner serve
-          calibrate)
+          calibrate serve_node)
   add_test(NAME e2e_${t} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${t}.sh $<TARGET_FILE:hp>
                                  ${PROJECT_SOURCE_DIR})
   set_tests_properties(e2e_${t} PROPERTIES LABELS e2e)
 endforeach()
+
+# hp generate under tp2, dp2 and dp2xtp2 on threads and tp2 under mpirun -np 2 (when MPI is
+# built) against one device.
+set(hp_mpiexec "")
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
+  set(hp_mpiexec ${MPIEXEC_EXECUTABLE})
+endif()
+add_test(NAME e2e_generate_sharded COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/generate_sharded.sh
+                                           $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR} "${hp_mpiexec}")
+set_tests_properties(e2e_generate_sharded PROPERTIES LABELS e2e)
 
 # hp check must fail on damaged expected results (a copy of gpt2-tiny edited one way at a time).
 add_executable(check_cases ${CMAKE_CURRENT_LIST_DIR}/check_cases.cpp)

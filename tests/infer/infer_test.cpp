@@ -311,6 +311,33 @@ TEST(Generate, EosAndStopStringsEndASequence) {
   EXPECT_TRUE(std::equal(stopped.tokens.begin(), stopped.tokens.end(), full.begin()));
 }
 
+// A tokenizer's text (EngineOptions::token_text: here id 7 reads "<7>"): a stop string starting
+// inside one token's text and ending in the next cuts the output before the token it starts in.
+TEST(Generate, StopStringsMatchTheTokensText) {
+  const auto cfg = gpt2_config();
+  const io::TensorMap params = random_params(cfg, 5);
+  EngineOptions o;
+  o.token_text = [](int64_t id) {
+    std::string t = "<";
+    t += std::to_string(id);
+    t += '>';
+    return t;
+  };
+  Engine e(cfg, params, o, default_allocator());
+  Request r = greedy_request(random_tokens(5, 50, 9), 10);
+  const auto full = e.generate({r})[0].tokens;
+  ASSERT_EQ(full.size(), 10u);
+  Request stop = r;
+  std::string across = std::to_string(full[4]);
+  across += "><";
+  across += std::to_string(full[5]);
+  stop.stop = {across};
+  const auto stopped = e.generate({stop})[0];
+  EXPECT_EQ(stopped.finish, "stop");
+  const size_t first = size_t(std::find(full.begin(), full.end(), full[4]) - full.begin());
+  EXPECT_EQ(stopped.tokens, std::vector<int64_t>(full.begin(), full.begin() + int64_t(first)));
+}
+
 TEST(Generate, SeededSamplingRepeatsAndASeedChangesIt) {
   const auto cfg = llama_config();
   const io::TensorMap params = random_params(cfg, 5);

@@ -121,9 +121,10 @@ struct InferTraced {
 int64_t kv_max_blocks(const io::ModelConfig& cfg, int64_t block_tokens);
 // The pool: [blocks, layers, 2 (keys, values), block_tokens, kv heads, head dim].
 Shape kv_pool_shape(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens);
-// Throws when seq exceeds the model's max positions.
+// Throws when seq exceeds the model's max positions. `options`: as trace's (logical shapes for
+// programs that are sharded).
 InferTraced trace_infer(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int64_t pool_blocks,
-                        int64_t block_tokens);
+                        int64_t block_tokens, TraceOptions options = {});
 
 // Fresh parameters (GPT-2 / Llama initialisation: normal(0, 0.02), residual projections scaled
 // by 1/sqrt(2 * n_layer), norms 1, biases 0), a pure function of (seed, name, index).

@@ -73,4 +73,8 @@ Box local_box(const Shape& global, const Layout& layout, const Mesh& mesh, int r
 // Extents of the piece `rank` holds; uneven splits give some ranks one more element per split.
 Shape local_shape(const Shape& global, const Layout& layout, const Mesh& mesh, int rank);
 
+// A rule's layout written for a parameter's stored (HF) shape, on its logical shape: a stored dim
+// that the logical shape splits in several ([3D] -> [3, D]) puts its axes on the innermost part.
+Layout logical_layout(const Layout& stored, const Shape& stored_shape, const Shape& logical_shape);
+
 }  // namespace hp::shard

@@ -27,7 +27,8 @@ struct NodeRule {
 
 // The rule of node `n` of `g`. Einsum strings: one letter per dim, "..." for leading dims (aligned
 // from the right across operands), an upper-case letter for a dim that must stay whole; factors
-// of the inputs missing from an output make that output a partial sum. Throws "[shard] op 'x':
+// of the inputs missing from an output make that output a partial sum; operands past a node's
+// inputs are optional inputs it leaves out. Throws "[shard] op 'x':
 // ..." when the string does not fit the node.
 NodeRule node_rule(const ir::Graph& g, const ir::Node& n);
 

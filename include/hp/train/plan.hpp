@@ -116,10 +116,7 @@ std::unique_ptr<StepPlan> plan_pipeline(
 // runtime's backward recomputes the forward; the weight gradient nothing (it is in the backward).
 mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks);
 
-// A rule's layout written for a parameter's stored (HF) shape, on its logical shape: a stored dim
-// that the logical shape splits in several ([3D] -> [3, D]) puts its axes on the innermost part.
-shard::Layout logical_layout(const shard::Layout& stored, const Shape& stored_shape,
-                             const Shape& logical_shape);
+using shard::logical_layout;  // the step's parameters are traced in logical shapes
 
 // Bytes one rank holds for parameters, gradients and AdamW state, from the layouts.
 size_t planned_state_bytes(const StepPlan& plan, int rank);

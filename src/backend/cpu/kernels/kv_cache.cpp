@@ -92,7 +92,11 @@ void causal_softmax(float* s, int64_t T, int64_t len) {
 void paged_attention(KernelArgs& k) {
   const PoolView pool(*k.in[1], *k.in[2]);
   const Shape& s = k.in[0]->shape();
-  const int64_t B = s[0], T = s[1], H = s[2], Dh = s[3], group = H / pool.kv_heads;
+  // A rank of a tensor-parallel program holds query heads [off, off + H) of groups of `group`
+  // (attributes set by lowering); otherwise all of them.
+  const int64_t B = s[0], T = s[1], H = s[2], Dh = s[3];
+  const int64_t group = k.node.attrs.i("group", H / pool.kv_heads);
+  const int64_t off = k.node.attrs.i("head_offset", 0);
   const int64_t layer = k.node.attrs.i("layer");
   const float scale = float(k.node.attrs.f("scale"));
   const int64_t* table = k.in[2]->i64();
@@ -105,10 +109,11 @@ void paged_attention(KernelArgs& k) {
   const Context ctx = context(k);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t len = lens[b], *trow = table + b * pool.max_blocks;
-    for (int64_t kvh = 0; kvh < pool.kv_heads; ++kvh) {
+    for (int64_t kvh = off / group; kvh <= (off + H - 1) / group; ++kvh) {
       gather(pool, trow, layer, 0, kvh, len, keys.data());
       gather(pool, trow, layer, 1, kvh, len, values.data());
-      for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+      for (int64_t h = std::max<int64_t>(0, kvh * group - off);
+           h < std::min(H, (kvh + 1) * group - off); ++h) {
         const int64_t first = (b * T * H + h) * Dh;  // row t of head h at first + t * H * Dh
         gemm(ctx, false, true, T, len, Dh, scale, k.in[0]->f32() + first, H * Dh, keys.data(), Dh,
              0.0f, scores.data(), len);
