@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "cli/args.hpp"
@@ -29,13 +30,15 @@ struct Measured {
 Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt,
                       const Devices& dev, mpmd::ScheduleKind kind, int64_t m, int64_t steps,
                       const io::TensorMap& params,
-                      const std::vector<std::pair<Tensor, Tensor>>& batches) {
+                      const std::vector<std::pair<Tensor, Tensor>>& batches,
+                      const std::string& timeline_dir) {
   const auto spec = mpmd::pipeline_from_preset("pp" + std::to_string(dev.count), dev.count,
                                                cfg.n_layer, kind, m, 2);
   auto plan = train::plan_pipeline(cfg, spec, opt.batch, opt.seq);
   Measured out;
   const size_t n = size_t(dev.count);
   std::vector<std::vector<double>> busy(n), phase(n), optim(n);
+  mpmd::Simulation predicted, measured;  // --timeline
   run_ranks(dev, [&](comm::Communicator& c) {
     train::Trainer tr(*plan, c, params, opt);
     tr.step(batches[0].first, batches[0].second);  // warm-up: programs compiled, buffers placed
@@ -45,20 +48,46 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
       const mpmd::Simulation sim = mpmd::simulate(plan->pipeline->schedule, costs);
       out.predicted_s = sim.step_time;
       out.predicted_bubble = sim.mean_bubble();
+      predicted = sim;
     }
+    std::vector<mpmd::Interval> last;  // the last timed step's schedule, on the steady clock
     for (int64_t s = 1; s < steps; ++s) {
       const auto t0 = std::chrono::steady_clock::now();
       const train::StepResult r = tr.step(batches[size_t(s)].first, batches[size_t(s)].second);
       const double dt =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      last.clear();
+      const double at = std::chrono::duration<double>(t0.time_since_epoch()).count();
+      for (mpmd::Interval iv : tr.step_timeline())
+        if (iv.action.kind != mpmd::ActionKind::kOpt) {  // the schedule's part, as predicted
+          iv.start += at, iv.end += at;
+          last.push_back(iv);
+        }
       double b = 0;
-      for (const mpmd::Interval& iv : tr.pipeline_timeline()) b += iv.end - iv.start;
+      for (const mpmd::Interval& iv : tr.step_timeline())
+        if (mpmd::is_compute(iv.action.kind) && iv.action.kind != mpmd::ActionKind::kOpt)
+          b += iv.end - iv.start;
       const size_t me = size_t(c.rank());
       busy[me].push_back(b);
       phase[me].push_back(dt - r.optimizer_seconds);
       optim[me].push_back(r.optimizer_seconds);
     }
+    if (!timeline_dir.empty()) {
+      mpmd::Simulation sim = gather_timeline(c, last, "measured", tr.rank_comm().timeout());
+      if (c.rank() == 0) measured = std::move(sim);
+    }
   });
+  if (!timeline_dir.empty()) {  // both drawn over the longer of the two steps
+    const std::string name = mpmd::schedule_name(kind);
+    predicted.name = name + " predicted";
+    measured.name = name + " measured";
+    measured.microbatches = predicted.microbatches;
+    const double span = std::max(predicted.step_time, measured.step_time);
+    const std::filesystem::path dir(timeline_dir);
+    std::filesystem::create_directories(dir);
+    mpmd::write_timeline_svg(predicted, dir / (name + "-predicted.svg"), span);
+    mpmd::write_timeline_svg(measured, dir / (name + "-measured.svg"), span);
+  }
   // The schedule's time is the slowest rank's (ranks end together only at the next step).
   std::vector<double> step_times, bubbles;
   for (size_t s = 0; s < phase[0].size(); ++s) {
@@ -107,8 +136,8 @@ int bench_pipeline(const std::vector<std::string>& argv) {
               "error", "predicted bubble", "measured bubble", "optimizer ms");
   std::stringstream list(a.str("schedules"));
   for (std::string name; std::getline(list, name, ',');) {
-    const Measured r =
-        run_schedule(cfg, opt, dev, mpmd::parse_schedule_kind(name), m, steps, params, batches);
+    const Measured r = run_schedule(cfg, opt, dev, mpmd::parse_schedule_kind(name), m, steps,
+                                    params, batches, a.has("timeline") ? a.str("timeline") : "");
     std::printf("%-12s %13.1f %12.1f %7.1f%% %16.1f%% %15.1f%% %13.1f\n", name.c_str(),
                 1e3 * r.predicted_s, 1e3 * r.schedule_s,
                 100.0 * (r.predicted_s - r.schedule_s) / r.schedule_s, 100.0 * r.predicted_bubble,
