@@ -606,6 +606,13 @@ inline const Command& bench_pipeline_command() {
           .dflt = "6",
           .min = 2,
           .help = "steps per schedule, the first a warm-up; the median of the others is reported"},
+         {.name = "profile-steps",
+          .kind = Kind::kInt,
+          .meta = "N",
+          .dflt = "3",
+          .min = 1,
+          .help = "profiling steps after the warm-up: the median of their action times is the "
+                  "simulator's costs"},
          {.name = "schedules",
           .meta = "LIST",
           .dflt = "gpipe,1f1b,interleaved,zb-h1,zbv",
