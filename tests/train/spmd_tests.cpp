@@ -238,9 +238,9 @@ TEST(Pipeline, EveryScheduleMatchesOneDevice) {
     expect_pipeline_matches(io::Architecture::kGpt2, "pp2", 2, k, 3);
 }
 
-// Under a schedule with B and W apart, a one-device stage runs two programs: its W computes
-// weight gradients (measured time for every chunk, the first chunk's whole backward), while a
-// fused schedule's W has nothing left to do.
+// Under a schedule with B and W apart, a one-device stage runs two programs: the first chunk's B
+// has nothing to send back, so its whole backward is in W (W takes longer than B), while a fused
+// schedule's W has nothing left to do.
 TEST(Pipeline, SplitSchedulesComputeWeightGradientsInW) {
   using K = mpmd::ScheduleKind;
   io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
@@ -260,13 +260,13 @@ TEST(Pipeline, SplitSchedulesComputeWeightGradientsInW) {
       if (c.rank() == 0) costs = m.chunks;
     });
     ASSERT_EQ(costs.size(), 2u);
-    for (const mpmd::ChunkCost& cc : costs) {
-      if (k == K::kZbH1)
-        EXPECT_GT(cc.w, 0.0) << mpmd::schedule_name(k);
-      else
-        EXPECT_EQ(cc.w, 0.0) << mpmd::schedule_name(k);
+    if (k == K::kZbH1) {
+      EXPECT_GT(costs[0].w, costs[0].b);
+    } else {
+      EXPECT_EQ(costs[0].w, 0.0);
+      EXPECT_EQ(costs[1].w, 0.0);
     }
-    EXPECT_GT(costs[1].b, 0.0);  // the head's B: its forward, loss and input gradient
+    EXPECT_GT(costs[1].b, 0.0);  // the head's B: its input gradient
   }
 }
 
