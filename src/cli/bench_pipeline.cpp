@@ -80,18 +80,19 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
       out.predicted_bubble = sim.mean_bubble();
       predicted = sim;
     }
-    std::vector<mpmd::Interval> last;  // the last timed step's schedule, on the steady clock
+    // Each timed step's schedule on the steady clock (--timeline draws the median step).
+    std::vector<std::vector<mpmd::Interval>> timed;
     for (int64_t s = 1; s < steps; ++s) {
       const auto t0 = std::chrono::steady_clock::now();
       const train::StepResult r = tr.step(batches[size_t(s)].first, batches[size_t(s)].second);
       const double dt =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      last.clear();
       const double at = std::chrono::duration<double>(t0.time_since_epoch()).count();
+      timed.emplace_back();
       for (mpmd::Interval iv : tr.step_timeline())
         if (iv.action.kind != mpmd::ActionKind::kOpt) {  // the schedule's part, as predicted
           iv.start += at, iv.end += at;
-          last.push_back(iv);
+          timed.back().push_back(iv);
         }
       double b = 0;
       for (const mpmd::Interval& iv : tr.step_timeline())
@@ -102,8 +103,16 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
       phase[me].push_back(dt - r.optimizer_seconds);
       optim[me].push_back(r.optimizer_seconds);
     }
-    if (!timeline_dir.empty()) {
-      mpmd::Simulation sim = gather_timeline(c, last, "measured", tr.rank_comm().timeout());
+    if (!timeline_dir.empty()) {  // the step whose slowest rank's time is the median
+      std::vector<int64_t> ns;
+      for (double t : phase[size_t(c.rank())]) ns.push_back(int64_t(1e9 * t));
+      c.all_reduce(ns.data(), ns.data(), ns.size(), DType::kI64, comm::ReduceOp::kMax)
+          .wait(tr.rank_comm().timeout());
+      std::vector<size_t> order(ns.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ns[x] < ns[y]; });
+      mpmd::Simulation sim =
+          gather_timeline(c, timed[order[order.size() / 2]], "measured", tr.rank_comm().timeout());
       if (c.rank() == 0) measured = std::move(sim);
     }
   });

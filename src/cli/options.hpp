@@ -621,8 +621,8 @@ inline const Command& bench_pipeline_command() {
          {.name = "timeline",
           .meta = "DIR",
           .computed = "none",
-          .help = "per schedule, DIR/<schedule>-predicted.svg and -measured.svg (the last timed "
-                  "step) on one time scale"}}}}};
+          .help = "per schedule, DIR/<schedule>-predicted.svg and -measured.svg (the median "
+                  "timed step) on one time scale"}}}}};
   return c;
 }
 
