@@ -1,12 +1,14 @@
 // `hp bench pipeline`: a GPT-2 pipeline on threads:N, one stage per rank, under each schedule.
-// After a warm-up step, a profiling step measures each chunk's forward and backward; the schedule
-// simulator predicts the step from those costs; then the other steps are measured. Prints per
-// schedule the predicted and measured time of the schedule's part of the step (the optimizer after
-// it is printed apart), the error, and the bubble (idle share of that time, mean over ranks) of
-// each. Not a correctness test: tests/e2e/pipeline.sh compares losses.
+// After a warm-up step, profiling steps measure each chunk's F, B and W (their median is the
+// cost); the schedule simulator predicts the step from those costs; then the other steps are
+// measured. Prints per schedule the predicted and measured time of the schedule's part of the step
+// (the optimizer after it is printed apart), the error, the bubble (idle share of that time, mean
+// over ranks) of each and the schedule's closed-form bubble under equal stage costs. Not a
+// correctness test: tests/e2e/pipeline.sh compares losses.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "cli/args.hpp"
@@ -25,40 +27,106 @@ struct Measured {
   double schedule_s = 0, bubble = 0, optimizer_s = 0;  // medians over the timed steps
 };
 
+// The schedule's closed-form bubble as a share of the step, under equal costs per stage
+// (docs/mpmd.md): x = (p-1)/m for gpipe and 1f1b, (p-1)/(vm) interleaved, (p-1)/(3m) zb-h1 over
+// the ideal step; zbv about none.
+double closed_form_bubble(mpmd::ScheduleKind kind, int p, int64_t m, int v) {
+  using K = mpmd::ScheduleKind;
+  const double x = kind == K::kZbV           ? 0.0
+                   : kind == K::kInterleaved ? double(p - 1) / double(v * m)
+                   : kind == K::kZbH1        ? double(p - 1) / double(3 * m)
+                                             : double(p - 1) / double(m);
+  return x / (1 + x);
+}
+
+// The per-chunk median of several profiling steps' costs.
+mpmd::CostModel median_costs(const std::vector<mpmd::CostModel>& runs) {
+  mpmd::CostModel out = runs.front();
+  for (size_t c = 0; c < out.chunks.size(); ++c)
+    for (double mpmd::ChunkCost::*field :
+         {&mpmd::ChunkCost::f, &mpmd::ChunkCost::b, &mpmd::ChunkCost::w}) {
+      std::vector<double> v;
+      for (const mpmd::CostModel& r : runs) v.push_back(r.chunks[c].*field);
+      out.chunks[c].*field = median(v);
+    }
+  return out;
+}
+
 // One schedule: profile, simulate, then the timed steps; rank 0's step times, every rank's busy.
 Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt,
                       const Devices& dev, mpmd::ScheduleKind kind, int64_t m, int64_t steps,
-                      const io::TensorMap& params,
-                      const std::vector<std::pair<Tensor, Tensor>>& batches) {
+                      int64_t profile_steps, const io::TensorMap& params,
+                      const std::vector<std::pair<Tensor, Tensor>>& batches,
+                      const std::string& timeline_dir) {
   const auto spec = mpmd::pipeline_from_preset("pp" + std::to_string(dev.count), dev.count,
                                                cfg.n_layer, kind, m, 2);
   auto plan = train::plan_pipeline(cfg, spec, opt.batch, opt.seq);
   Measured out;
   const size_t n = size_t(dev.count);
   std::vector<std::vector<double>> busy(n), phase(n), optim(n);
+  mpmd::Simulation predicted, measured;  // --timeline
   run_ranks(dev, [&](comm::Communicator& c) {
     train::Trainer tr(*plan, c, params, opt);
     tr.step(batches[0].first, batches[0].second);  // warm-up: programs compiled, buffers placed
-    tr.step(batches[0].first, batches[0].second);  // the profiling step: the costs predicted from
-    const mpmd::CostModel costs = tr.measured_pipeline_costs();
+    std::vector<mpmd::CostModel> runs;             // the profiling steps: the costs predicted from
+    for (int64_t s = 0; s < profile_steps; ++s) {
+      tr.step(batches[0].first, batches[0].second);
+      runs.push_back(tr.measured_pipeline_costs());
+    }
+    const mpmd::CostModel costs = median_costs(runs);
     if (c.rank() == 0) {
       const mpmd::Simulation sim = mpmd::simulate(plan->pipeline->schedule, costs);
       out.predicted_s = sim.step_time;
       out.predicted_bubble = sim.mean_bubble();
+      predicted = sim;
     }
+    // Each timed step's schedule on the steady clock (--timeline draws the median step).
+    std::vector<std::vector<mpmd::Interval>> timed;
     for (int64_t s = 1; s < steps; ++s) {
       const auto t0 = std::chrono::steady_clock::now();
       const train::StepResult r = tr.step(batches[size_t(s)].first, batches[size_t(s)].second);
       const double dt =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double at = std::chrono::duration<double>(t0.time_since_epoch()).count();
+      timed.emplace_back();
+      for (mpmd::Interval iv : tr.step_timeline())
+        if (iv.action.kind != mpmd::ActionKind::kOpt) {  // the schedule's part, as predicted
+          iv.start += at, iv.end += at;
+          timed.back().push_back(iv);
+        }
       double b = 0;
-      for (const mpmd::Interval& iv : tr.pipeline_timeline()) b += iv.end - iv.start;
+      for (const mpmd::Interval& iv : tr.step_timeline())
+        if (mpmd::is_compute(iv.action.kind) && iv.action.kind != mpmd::ActionKind::kOpt)
+          b += iv.end - iv.start;
       const size_t me = size_t(c.rank());
       busy[me].push_back(b);
       phase[me].push_back(dt - r.optimizer_seconds);
       optim[me].push_back(r.optimizer_seconds);
     }
+    if (!timeline_dir.empty()) {  // the step whose slowest rank's time is the median
+      std::vector<int64_t> ns;
+      for (double t : phase[size_t(c.rank())]) ns.push_back(int64_t(1e9 * t));
+      c.all_reduce(ns.data(), ns.data(), ns.size(), DType::kI64, comm::ReduceOp::kMax)
+          .wait(tr.rank_comm().timeout());
+      std::vector<size_t> order(ns.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ns[x] < ns[y]; });
+      mpmd::Simulation sim =
+          gather_timeline(c, timed[order[order.size() / 2]], "measured", tr.rank_comm().timeout());
+      if (c.rank() == 0) measured = std::move(sim);
+    }
   });
+  if (!timeline_dir.empty()) {  // both drawn over the longer of the two steps
+    const std::string name = mpmd::schedule_name(kind);
+    predicted.name = name + " predicted";
+    measured.name = name + " measured";
+    measured.microbatches = predicted.microbatches;
+    const double span = std::max(predicted.step_time, measured.step_time);
+    const std::filesystem::path dir(timeline_dir);
+    std::filesystem::create_directories(dir);
+    mpmd::write_timeline_svg(predicted, dir / (name + "-predicted.svg"), span);
+    mpmd::write_timeline_svg(measured, dir / (name + "-measured.svg"), span);
+  }
   // The schedule's time is the slowest rank's (ranks end together only at the next step).
   std::vector<double> step_times, bubbles;
   for (size_t s = 0; s < phase[0].size(); ++s) {
@@ -90,7 +158,8 @@ int bench_pipeline(const std::vector<std::string>& argv) {
   opt.batch = a.i64("batch");
   opt.seq = a.i64("seq");
   opt.threads = int(a.i64("threads"));
-  const int64_t m = a.i64("microbatches"), steps = a.i64("steps");
+  const int64_t m = a.i64("microbatches"), steps = a.i64("steps"),
+                profile_steps = a.i64("profile-steps");
   data::RandomTokenSource src(cfg.vocab, {opt.batch, opt.seq, 7});
   std::vector<std::pair<Tensor, Tensor>> batches;
   for (int64_t s = 0; s < steps; ++s) {
@@ -103,16 +172,18 @@ int bench_pipeline(const std::vector<std::string>& argv) {
       "threads:%d x %d thread(s), %lld timed steps per schedule\n",
       (long long)cfg.n_layer, (long long)cfg.d_model, (long long)opt.seq, (long long)opt.batch,
       (long long)m, dev.count, dev.count, opt.threads, (long long)(steps - 1));
-  std::printf("%-12s %13s %12s %8s %17s %16s %13s\n", "schedule", "predicted ms", "measured ms",
-              "error", "predicted bubble", "measured bubble", "optimizer ms");
+  std::printf("%-12s %13s %12s %8s %17s %16s %6s %13s\n", "schedule", "predicted ms", "measured ms",
+              "error", "predicted bubble", "measured bubble", "bound", "optimizer ms");
   std::stringstream list(a.str("schedules"));
   for (std::string name; std::getline(list, name, ',');) {
-    const Measured r =
-        run_schedule(cfg, opt, dev, mpmd::parse_schedule_kind(name), m, steps, params, batches);
-    std::printf("%-12s %13.1f %12.1f %7.1f%% %16.1f%% %15.1f%% %13.1f\n", name.c_str(),
+    const mpmd::ScheduleKind kind = mpmd::parse_schedule_kind(name);
+    const Measured r = run_schedule(cfg, opt, dev, kind, m, steps, profile_steps, params, batches,
+                                    a.has("timeline") ? a.str("timeline") : "");
+    std::printf("%-12s %13.1f %12.1f %7.1f%% %16.1f%% %15.1f%% %5.1f%% %13.1f\n", name.c_str(),
                 1e3 * r.predicted_s, 1e3 * r.schedule_s,
                 100.0 * (r.predicted_s - r.schedule_s) / r.schedule_s, 100.0 * r.predicted_bubble,
-                100.0 * r.bubble, 1e3 * r.optimizer_s);
+                100.0 * r.bubble, 100.0 * closed_form_bubble(kind, dev.count, m, 2),
+                1e3 * r.optimizer_s);
     std::fflush(stdout);
   }
   return 0;

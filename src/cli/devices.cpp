@@ -2,8 +2,10 @@
 #include "cli/devices.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -211,6 +213,57 @@ StepsResult run_steps(const train::StepPlan& plan, const Devices& dev, const io:
     }
   });
   return res;
+}
+
+}  // namespace hp::cli
+
+namespace hp::cli {
+
+mpmd::Simulation gather_timeline(comm::Communicator& c, const std::vector<mpmd::Interval>& mine,
+                                 std::string name, std::chrono::milliseconds timeout) {
+  constexpr size_t kFields = 8;  // start and end (ns), kind, chunk, micro-batch, peer, peer chunk,
+                                 // gradient
+  std::vector<int64_t> out;
+  for (const mpmd::Interval& iv : mine) {
+    const mpmd::Action& a = iv.action;
+    out.insert(out.end(),
+               {int64_t(std::llround(iv.start * 1e9)), int64_t(std::llround(iv.end * 1e9)),
+                int64_t(a.kind), a.chunk, a.microbatch, a.peer, a.peer_chunk, int64_t(a.grad)});
+  }
+  const size_t n = size_t(c.size());
+  std::vector<int64_t> counts(n);
+  const int64_t count = int64_t(out.size());
+  c.all_gather(&count, counts.data(), 1, DType::kI64).wait(timeout);
+  std::vector<size_t> sizes(counts.begin(), counts.end());
+  size_t total = 0;
+  for (size_t s : sizes) total += s;
+  std::vector<int64_t> all(std::max<size_t>(total, 1));
+  c.all_gather(out.data(), all.data(), sizes, DType::kI64).wait(timeout);
+  int64_t origin = std::numeric_limits<int64_t>::max();
+  for (size_t i = 0; i < total; i += kFields) origin = std::min(origin, all[i]);
+  mpmd::Simulation sim;
+  sim.name = std::move(name);
+  sim.timeline.resize(n);
+  sim.busy.assign(n, 0.0);
+  size_t at = 0;
+  for (size_t r = 0; r < n; ++r)
+    for (const size_t end = at + sizes[r]; at < end; at += kFields) {
+      const int64_t* f = all.data() + at;
+      mpmd::Interval iv{.start = 1e-9 * double(f[0] - origin),
+                        .end = 1e-9 * double(f[1] - origin),
+                        .action = {.kind = mpmd::ActionKind(f[2]),
+                                   .chunk = int(f[3]),
+                                   .microbatch = int(f[4]),
+                                   .peer = int(f[5]),
+                                   .peer_chunk = int(f[6]),
+                                   .grad = f[7] != 0}};
+      sim.step_time = std::max(sim.step_time, iv.end);
+      if (mpmd::is_compute(iv.action.kind)) sim.busy[r] += iv.end - iv.start;
+      sim.timeline[r].push_back(iv);
+    }
+  for (size_t r = 0; r < n; ++r)
+    sim.bubble.push_back(sim.step_time > 0 ? (sim.step_time - sim.busy[r]) / sim.step_time : 0);
+  return sim;
 }
 
 }  // namespace hp::cli

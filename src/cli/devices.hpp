@@ -3,6 +3,7 @@
 // once), planned once and run on every rank.
 // Not library API: parsing and printing only; the work is in hp::train::Trainer.
 #pragma once
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -86,5 +87,16 @@ StepsResult run_steps(const train::StepPlan& plan, const Devices& dev, const io:
                       const std::vector<std::pair<Tensor, Tensor>>& batches,
                       const std::function<void(int64_t, const train::StepResult&)>& on_step,
                       const std::function<void(train::Trainer&)>& on_start = {});
+
+}  // namespace hp::cli
+
+namespace hp::cli {
+
+// Every rank's measured intervals (seconds on the steady clock, which the ranks of one machine
+// share), gathered on every rank: one row per world rank, times from the earliest start, as a
+// Simulation of what ran (step_time: the latest end; busy: compute, SEND and RECV excluded; the
+// bubble per rank over step_time). Collective.
+mpmd::Simulation gather_timeline(comm::Communicator& c, const std::vector<mpmd::Interval>& mine,
+                                 std::string name, std::chrono::milliseconds timeout);
 
 }  // namespace hp::cli

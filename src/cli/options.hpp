@@ -284,7 +284,12 @@ inline const Command& train_command() {
           .meta = "N",
           .dflt = "0",
           .min = 0,
-          .help = "bytes of sample text printed at the end"}}},
+          .help = "bytes of sample text printed at the end"},
+         {.name = "trace",
+          .meta = "FILE.json",
+          .computed = "none",
+          .help = "every rank's measured timeline of every step (pipeline actions, or the step's "
+                  "program and optimizer), gathered to rank 0, as Chrome-trace JSON (Perfetto)"}}},
        offload_group(),
        train_devices_group()}};
   return c;
@@ -340,7 +345,15 @@ inline const Command& plan_command() {
           .help = "threads per device, as hp train runs (sizes the kernels' workspace)"},
          {.name = "explain",
           .kind = Kind::kFlag,
-          .help = "every value's layout, or the offload plan's memory timeline and transfers"}}},
+          .help = "every value's layout, or the offload plan's memory timeline and transfers"},
+         {.name = "timeline",
+          .meta = "FILE.svg",
+          .computed = "none",
+          .help = "a pipeline strategy: its simulated timeline, one row per rank"},
+         {.name = "profile",
+          .kind = Kind::kFlag,
+          .help = "a pipeline strategy: simulate with the costs of a profiling step run on "
+                  "--devices (fresh weights, random tokens) instead of modelled costs"}}},
        devices_group(),
        offload_group(),
        {"Planner (with --cluster: search strategies for a cluster; docs/planner.md)",
@@ -618,11 +631,23 @@ inline const Command& bench_pipeline_command() {
           .dflt = "6",
           .min = 2,
           .help = "steps per schedule, the first a warm-up; the median of the others is reported"},
+         {.name = "profile-steps",
+          .kind = Kind::kInt,
+          .meta = "N",
+          .dflt = "3",
+          .min = 1,
+          .help = "profiling steps after the warm-up: the median of their action times is the "
+                  "simulator's costs"},
          {.name = "schedules",
           .meta = "LIST",
           .dflt = "gpipe,1f1b,interleaved,zb-h1,zbv",
           .help = "comma-separated schedules"},
-         {.name = "devices", .meta = "threads:N", .dflt = "threads:2"}}}}};
+         {.name = "devices", .meta = "threads:N", .dflt = "threads:2"},
+         {.name = "timeline",
+          .meta = "DIR",
+          .computed = "none",
+          .help = "per schedule, DIR/<schedule>-predicted.svg and -measured.svg (the median "
+                  "timed step) on one time scale"}}}}};
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include "cli/devices.hpp"
 #include "cli/offload.hpp"
 #include "cli/options.hpp"
+#include "hp/data/loader.hpp"
 #include "hp/mpmd/simulate.hpp"
 #include "hp/train/plan.hpp"
 
@@ -59,6 +60,8 @@ struct PlanOptions {
   Placement place;             // one device unless --devices or --strategy
   memory::OffloadOptions offload;
   bool explain = false;
+  std::string timeline;  // --timeline: a pipeline's simulated timeline as SVG
+  bool profile = false;  // --profile: a pipeline simulated with measured costs
 };
 
 PlanOptions read_plan_options(const Args& a) {
@@ -72,21 +75,60 @@ PlanOptions read_plan_options(const Args& a) {
   o.place = parse_placement(a);
   o.offload = offload_options(a, o.place.offload_section());
   o.explain = a.flag("explain");
+  o.timeline = a.has("timeline") ? a.str("timeline") : "";
+  o.profile = a.flag("profile");
   return o;
 }
 
 }  // namespace
 
+// A warm-up and a profiling step of the pipeline on its devices (fresh weights, random tokens):
+// the chunks' measured costs (Trainer::measured_pipeline_costs).
+mpmd::CostModel profiled_costs(const train::StepPlan& plan, const PlanOptions& po) {
+  train::TrainOptions opt;
+  opt.batch = plan.batch;
+  opt.seq = plan.seq;
+  opt.threads = po.threads;
+  const io::TensorMap params = nn::init_params(po.cfg, 1);
+  data::RandomTokenSource src(po.cfg.vocab, {plan.batch, plan.seq, 7});
+  const data::Batch b = src.next();
+  mpmd::CostModel costs;
+  run_ranks(po.place.dev, [&](comm::Communicator& c) {
+    train::Trainer tr(plan, c, params, opt);
+    tr.step(b.input, b.target);  // warm-up: programs compiled, buffers placed
+    tr.step(b.input, b.target);
+    mpmd::CostModel mine = tr.measured_pipeline_costs();  // collective: the same on every rank
+    if (c.rank() == 0) costs = std::move(mine);
+  });
+  return costs;
+}
+
 // A pipeline strategy: its stages, the schedule every rank runs (verified) and what the schedule
-// simulator predicts for it under modelled costs (train::modelled_costs).
-int print_pipeline(const train::StepPlan& plan, const io::ModelConfig& cfg) {
+// simulator predicts for it under modelled costs (train::modelled_costs) or, with --profile,
+// measured ones; --explain prints each rank's simulated actions, --timeline draws them.
+int print_pipeline(const train::StepPlan& plan, const PlanOptions& po) {
   const train::PipelinePlan& pp = *plan.pipeline;
-  std::printf("model %s, batch %lld x %lld, pipeline %s\n", cfg.model_type(), (long long)plan.batch,
-              (long long)plan.seq, pp.spec.str().c_str());
+  std::printf("model %s, batch %lld x %lld, pipeline %s\n", po.cfg.model_type(),
+              (long long)plan.batch, (long long)plan.seq, pp.spec.str().c_str());
   std::printf("schedule (verified):\n%s\n", pp.schedule.compact().c_str());
-  const mpmd::CostModel costs = train::modelled_costs(pp.schedule.graph, pp.chunks);
-  std::printf("simulated, a block's forward = 1: %s\n",
-              mpmd::simulate(pp.schedule, costs).str().c_str());
+  const mpmd::CostModel costs = po.profile
+                                    ? profiled_costs(plan, po)
+                                    : train::modelled_costs(pp.schedule.graph, pp.chunks, pp.spec);
+  const mpmd::Simulation sim = mpmd::simulate(pp.schedule, costs);
+  std::printf("simulated, %s: %s\n",
+              po.profile ? "costs of a profiling step (seconds)" : "a block's forward = 1",
+              sim.str().c_str());
+  if (po.explain)
+    for (size_t r = 0; r < sim.timeline.size(); ++r) {
+      std::printf("r%zu:", r);
+      for (const mpmd::Interval& iv : sim.timeline[r])
+        std::printf(" %s [%.4g, %.4g)", iv.action.str().c_str(), iv.start, iv.end);
+      std::printf("\n");
+    }
+  if (!po.timeline.empty()) {
+    mpmd::write_timeline_svg(sim, po.timeline);
+    std::printf("timeline written to %s\n", po.timeline.c_str());
+  }
   return 0;
 }
 
@@ -108,7 +150,9 @@ int cmd_plan(const std::vector<std::string>& argv) {
     return plan_offload_step(cfg, batch, seq, off, threads, po.explain);
   HP_CHECK(a.has("strategy"), "option --strategy is required on a mesh");
   auto plan = plan_for(cfg, place, batch, seq, threads);
-  if (plan->pipeline) return print_pipeline(*plan, cfg);
+  HP_CHECK(plan->pipeline || (po.timeline.empty() && !po.profile),
+           "--timeline and --profile need a pipeline strategy (ppN or a pipeline: section)");
+  if (plan->pipeline) return print_pipeline(*plan, po);
   const auto& p = plan->prop;
   const ir::Graph& g = *plan->traced.graph;
   std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", cfg.model_type(), (long long)batch,

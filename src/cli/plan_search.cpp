@@ -56,8 +56,9 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
 // the mesh's other axes inside every stage, no accumulation within a step without pp (--grad-accum
 // does that), full sharding but not ZeRO-1, no optimizer offload (the offload: options do that).
 // Recomputation: the CPU backend's fused attention recomputes its core in the backward (selective);
-// a pipeline stage's backward recomputes its whole forward (train::modelled_costs: B = 3 F), i.e.
-// full recomputation of every block.
+// a pipeline stage of several devices recomputes its whole forward in its backward
+// (train::modelled_costs: B = 3 F), i.e. full recomputation of every block (a one-device stage
+// keeps its forward's values: modelled here as full recomputation all the same).
 void runtime_space(planner::Space& s) {
   s.pipeline_outermost = true;
   s.one_microbatch = true;

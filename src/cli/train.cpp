@@ -88,6 +88,7 @@ struct TrainJob {
   bool ckpt_single = false;  // --ckpt-format single: gathered to rank 0, one file per kind
   bool ckpt_async = true;    // --ckpt-mode async: shards written on a thread while training goes on
   bool json = false;
+  std::string trace;  // --trace: the measured timeline's Chrome-trace file, or none
 };
 
 // The step's options from the command line (and the YAML applied to it). Unless given, the
@@ -183,6 +184,7 @@ TrainJob read_job(Args& a) {
   job.ckpt_async = a.str("ckpt-mode") == "async";
   job.resume = a.flag("no-resume") ? "false" : a.flag("resume") ? "true" : a.str("resume-mode");
   job.json = a.flag("json");
+  job.trace = a.has("trace") ? a.str("trace") : "";
   return job;
 }
 
@@ -360,6 +362,7 @@ class RankLoop {
   void save(int64_t done);
   void save_single(int64_t done);
   void sample();
+  void write_trace();
 
   const Run& R_;
   const TrainJob& job_;
@@ -369,7 +372,8 @@ class RankLoop {
   const std::chrono::milliseconds timeout_;
   const nn::BatchShapes shapes_;
   std::unique_ptr<ShardedSaver> saver_;
-  int64_t saved_ = -1;  // the step last saved
+  int64_t saved_ = -1;                 // the step last saved
+  std::vector<mpmd::Interval> trace_;  // --trace: every step's actions, seconds on the steady clock
 };
 
 // The resumed state into this rank's pieces: a single-file checkpoint's moments (its parameters
@@ -482,6 +486,13 @@ int RankLoop::run() {
     const auto t0 = std::chrono::steady_clock::now();
     const train::StepResult r = tr_.step(micro);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!job_.trace.empty()) {
+      const double at = std::chrono::duration<double>(t0.time_since_epoch()).count();
+      for (mpmd::Interval iv : tr_.step_timeline()) {
+        iv.start += at, iv.end += at;
+        trace_.push_back(iv);
+      }
+    }
     done = s + 1;
     if (s > start) spent += dt, ++timed;  // the first step warms caches up
     if (lead_) report(s, r, dt, timed ? spent / double(timed) : dt, flops);
@@ -492,6 +503,7 @@ int RankLoop::run() {
   }
   if (done > start) save(done);
   if (saver_) saver_->finish();
+  write_trace();
   if (stopped) {
     if (lead_)
       std::fprintf(
@@ -508,6 +520,18 @@ int RankLoop::run() {
         human_bytes(double(tr_.device().peak_bytes())).c_str(), job_.place.mesh() ? "/device" : "");
   sample();
   return 0;
+}
+
+// --trace: every rank's actions gathered to rank 0 (collective), which writes them.
+void RankLoop::write_trace() {
+  if (job_.trace.empty()) return;
+  const mpmd::Simulation sim = gather_timeline(c_, trace_, "hp train", timeout_);
+  if (!lead_) return;
+  mpmd::write_chrome_trace(sim, job_.trace);
+  size_t n = 0;
+  for (const auto& row : sim.timeline) n += row.size();
+  std::fprintf(R_.human, "trace: %zu actions of %zu ranks over %.3f s written to %s\n", n,
+               sim.timeline.size(), sim.step_time, job_.trace.c_str());
 }
 
 // The sample after training (--sample-tokens), from rank 0.

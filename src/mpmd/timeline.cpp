@@ -27,6 +27,8 @@ const char* colour(ActionKind k) {
       return "#f28e2b";
     case ActionKind::kOpt:
       return "#9c9c9c";
+    case ActionKind::kRecv:  // a measured timeline's wait for a message
+      return "#e15759";
     default:
       return "#bab0ac";
   }
@@ -52,8 +54,8 @@ void legend(std::ostringstream& os, const Simulation& sim, double x0) {
   for (const auto& row : sim.timeline)
     for (const auto& iv : row) used[iv.action.kind] |= iv.end > iv.start;
   double x = x0;
-  for (auto k :
-       {ActionKind::kF, ActionKind::kB, ActionKind::kW, ActionKind::kBW, ActionKind::kOpt}) {
+  for (auto k : {ActionKind::kF, ActionKind::kB, ActionKind::kW, ActionKind::kBW, ActionKind::kOpt,
+                 ActionKind::kSend, ActionKind::kRecv}) {
     if (!used[k]) continue;
     os << "<rect x='" << x << "' y='30' width='12' height='12' fill='" << colour(k) << "'/>"
        << "<text x='" << x + 16 << "' y='40'>" << kind_name(k) << "</text>\n";
@@ -67,10 +69,11 @@ void legend(std::ostringstream& os, const Simulation& sim, double x0) {
 
 }  // namespace
 
-std::string timeline_svg(const Simulation& sim) {
+std::string timeline_svg(const Simulation& sim, double span) {
   const double left = 50, top = 56, row = 30, plot_w = 1000;
   size_t ranks = sim.timeline.size();
-  double scale = sim.step_time > 0 ? plot_w / sim.step_time : 1;
+  if (span <= 0) span = sim.step_time;
+  double scale = span > 0 ? plot_w / span : 1;
   double height = top + row * double(ranks) + 40;
   std::ostringstream os;
   os << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + plot_w + 20 << "' height='"
@@ -103,10 +106,10 @@ std::string timeline_svg(const Simulation& sim) {
        << std::max(0.5, (t.end - t.start) * scale) << "' height='3' fill='"
        << colour(ActionKind::kSend) << "'><title>" << t.send.str() << "</title></rect>\n";
   }
-  double axis_y = top + row * double(ranks) + 4, step = tick_step(sim.step_time, 10);
+  double axis_y = top + row * double(ranks) + 4, step = tick_step(span, 10);
   os << "<line x1='" << left << "' y1='" << axis_y << "' x2='" << left + plot_w << "' y2='"
      << axis_y << "' stroke='black'/>\n";
-  for (double t = 0; t <= sim.step_time * (1 + 1e-9); t += step) {
+  for (double t = 0; t <= span * (1 + 1e-9); t += step) {
     double x = left + t * scale;
     os << "<line x1='" << x << "' y1='" << axis_y << "' x2='" << x << "' y2='" << axis_y + 5
        << "' stroke='black'/><text x='" << x << "' y='" << axis_y + 17 << "' text-anchor='middle'>"
@@ -156,8 +159,8 @@ std::string chrome_trace(const Simulation& sim, double us_per_unit) {
   return doc.dump(1);
 }
 
-void write_timeline_svg(const Simulation& sim, const std::filesystem::path& path) {
-  io::write_atomic(path, timeline_svg(sim));
+void write_timeline_svg(const Simulation& sim, const std::filesystem::path& path, double span) {
+  io::write_atomic(path, timeline_svg(sim, span));
 }
 
 void write_chrome_trace(const Simulation& sim, const std::filesystem::path& path,

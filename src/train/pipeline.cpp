@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 
 #include "hp/autodiff/grad.hpp"
 #include "hp/io/box_file.hpp"
+#include "hp/ir/split.hpp"
 #include "hp/runtime/backend.hpp"
 #include "hp/shard/layout.hpp"
 
@@ -68,8 +70,9 @@ int64_t counted_targets(const Tensor& targets, int64_t first, int64_t n) {
 }  // namespace
 
 // One chunk's program for one row count: the forward (to x_out; the head chunk: to its loss) or
-// the training program (loss, then the gradient of every chunk parameter, then x_in's).
-// On a stage of several devices the program is the chunk's step lowered for this rank.
+// the training program (loss, then the gradient of every chunk parameter, then x_in's). On a
+// stage of several devices the program is the chunk's step lowered for this rank; on one device
+// the training program is cut in parts (F, then B and W or BW), each with its own executor.
 struct StageRunner::Programs {
   nn::Traced traced;
   std::vector<ir::Var> grads;
@@ -78,6 +81,17 @@ struct StageRunner::Programs {
   std::vector<ir::ValueId> outs;  // the program's outputs (local ids), in the order traced
   runtime::Program program;
   std::unique_ptr<runtime::Executor> ex;
+  std::vector<ir::GraphPart> parts;  // a one-device training step cut in parts
+  std::vector<runtime::Program> part_programs;
+  std::vector<std::unique_ptr<runtime::Executor>> part_ex;
+
+  // Whether a part after `k` reads value `v` of the step.
+  bool read_after(size_t k, ir::ValueId v) const {
+    for (size_t j = k + 1; j < parts.size(); ++j)
+      for (const auto& in : parts[j].inputs)
+        if (in.first == v) return true;
+    return false;
+  }
 
   ir::ValueId local(ir::ValueId global) const {
     return lowered.graph ? lowered.map[size_t(global)] : global;
@@ -93,6 +107,7 @@ struct StageRunner::Programs {
 struct StageRunner::Flight {
   Tensor input;
   Tensor g_out;
+  std::map<ir::ValueId, Tensor> kept;  // values of the chunk's step its later parts read
 };
 
 StageRunner::StageRunner(const StepPlan& plan, comm::Communicator& world, int threads,
@@ -110,6 +125,8 @@ StageRunner::StageRunner(const StepPlan& plan, comm::Communicator& world, int th
   stage_ = pp_.stage_of(world.rank());
   const StagePlan& st = stage_plan();
   local_ = world.rank() - st.first_rank;
+  keep_ = !st.sharded;
+  split_ = keep_ && pp_.schedule.split_backward;
   if (st.sharded) {  // the stage's own communicator and mesh (collective over the stage)
     std::vector<int> ranks(size_t(st.size()));
     for (int r = 0; r < st.size(); ++r) ranks[size_t(r)] = st.first_rank + r;
@@ -167,6 +184,29 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
     for (size_t j = 0; j < P->traced.params.size(); ++j)
       layouts.push_back(st.grad_layout(P->traced.param_index[j]));
     if (!k.embed) layouts.push_back(st.boundary);
+  }
+  if (train && keep_) {  // F: x_out (the head: its loss); B: x_in's gradient; W: the parameters'
+    std::vector<ir::ValueId> f{k.head ? P->traced.loss.id : P->traced.x_out.id}, b, w;
+    if (!k.embed) b.push_back(P->grads.back().id);
+    for (size_t j = 0; j < P->traced.params.size(); ++j) w.push_back(P->grads[j].id);
+    if (!split_) b.insert(b.end(), w.begin(), w.end());
+    P->parts = ir::split_graph(*P->traced.graph, split_ ? std::vector{f, b, w} : std::vector{f, b});
+    for (const ir::GraphPart& part : P->parts) {
+      std::vector<ir::ValueId> outs;
+      for (const auto& o : part.outputs) outs.push_back(o.second);
+      P->part_programs.push_back(runtime::compile(*part.graph, outs));
+    }
+    for (const runtime::Program& prog : P->part_programs)  // the programs no longer move
+      P->part_ex.push_back(std::make_unique<runtime::Executor>(prog, device_, ctx_));
+    for (size_t i = 0; i < P->parts.size(); ++i)  // every part reads the same parameter tensors
+      for (const auto& [v, in] : P->parts[i].inputs)
+        for (size_t j = 0; j < P->traced.params.size(); ++j)
+          if (P->traced.params[j].id == v) {
+            const auto it = std::lower_bound(ids_.begin(), ids_.end(), P->traced.param_index[j]);
+            P->part_ex[i]->bind(in, params_[size_t(it - ids_.begin())]);
+          }
+    slot = std::move(P);
+    return *slot;
   }
   if (st.sharded) {
     P->prop = propagate_chunk(st, P->traced, outs, layouts, pp_.topo);
@@ -249,20 +289,77 @@ Tensor StageRunner::input_piece(const Tensor& t, int64_t first, int64_t n,
 
 void StageRunner::forward(int chunk, int mb) {
   const nn::Chunk& k = pp_.chunks[size_t(chunk)];
-  if (k.head) return;  // the head's forward runs inside its backward, which needs its loss
+  if (k.head && !keep_)
+    return;  // the head's forward runs inside its backward, which needs its loss
   Flight& f = flights_[{chunk, mb}];
   const auto [first, n] = rows_[size_t(mb)];
-  Programs& P = programs(chunk, n, false);
-  if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
-  HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
-           " before its input arrived");
-  P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
-  P.ex->run();
-  Tensor x = P.ex->get(P.outs[0]).clone();
+  Tensor x;
+  if (keep_) {
+    if (k.embed) f.input = rows_of(tokens_, first, n);
+    HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
+             " before its input arrived");
+    std::vector<Tensor> none;
+    Programs& P = programs(chunk, n, true);
+    const auto outs = run_part(chunk, 0, f, mb, none);
+    if (k.head) {
+      loss_ += weights_[size_t(mb)] * double(outs.at(P.traced.loss.id).f32()[0]);
+      return;
+    }
+    x = outs.at(P.traced.x_out.id).clone();
+  } else {
+    Programs& P = programs(chunk, n, false);
+    if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
+    HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
+             " before its input arrived");
+    P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
+    P.ex->run();
+    x = P.ex->get(P.outs[0]).clone();
+  }
   if (rank_of_chunk(chunk + 1) == stage_)
     flights_[{chunk + 1, mb}].input = x;
   else
     outgoing_[{chunk, mb, false}] = x;
+}
+
+std::map<ir::ValueId, Tensor> StageRunner::run_part(int chunk, size_t k, Flight& f, int mb,
+                                                    std::vector<Tensor>& accum) {
+  const auto [first, n] = rows_[size_t(mb)];
+  Programs& P = programs(chunk, n, true);
+  const ir::GraphPart& part = P.parts[k];
+  runtime::Executor& ex = *P.part_ex[k];
+  for (const auto& [v, in] : part.inputs) {  // parameters are bound once
+    if (v == P.traced.tokens.id || v == P.traced.x_in.id) ex.bind(in, f.input);
+    if (v == P.traced.g_out.id) {
+      HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
+               " before its output's gradient arrived");
+      ex.bind(in, f.g_out);
+    }
+    if (v == P.traced.targets.id) ex.bind(in, rows_of(targets_, first, n));
+    if (auto it = f.kept.find(v); it != f.kept.end()) ex.bind(in, it->second);
+  }
+  if (!part.outputs.empty()) ex.run();                 // a first chunk's B has nothing to compute
+  for (auto it = f.kept.begin(); it != f.kept.end();)  // what no later part reads is done with
+    it = P.read_after(k, it->first) ? std::next(it) : f.kept.erase(it);
+  std::map<ir::ValueId, Tensor> outs;
+  for (const auto& [v, o] : part.outputs) {
+    outs[v] = ex.get(o);
+    if (P.read_after(k, v)) f.kept[v] = outs[v].clone();  // the next micro-batch reuses buffers
+  }
+  // The head's loss is its micro-batch's mean: weighted into the batch's, and so are all the
+  // gradients that flow from it (the other chunks' arrive weighted).
+  const float scale = pp_.chunks[size_t(chunk)].head ? float(weights_[size_t(mb)]) : 1.0f;
+  for (size_t j = 0; j < P.traced.params.size(); ++j)
+    if (auto it = outs.find(P.grads[j].id); it != outs.end())
+      accumulate(P, j, it->second, scale, accum);
+  return outs;
+}
+
+void StageRunner::accumulate(const Programs& P, size_t j, const Tensor& g, float scale,
+                             std::vector<Tensor>& accum) {
+  const auto pos =
+      size_t(std::lower_bound(ids_.begin(), ids_.end(), P.traced.param_index[j]) - ids_.begin());
+  runtime::default_backend().axpby(ctx_, g.numel(), 1.0f, accum[pos].f32(), scale * weight_,
+                                   g.f32(), accum[pos].f32());
 }
 
 void StageRunner::backward(int chunk, int mb, std::vector<Tensor>& accum) {
@@ -276,35 +373,47 @@ void StageRunner::backward(int chunk, int mb, std::vector<Tensor>& accum) {
            mb, " before its forward");
   const auto [first, n] = rows_[size_t(mb)];
   Programs& P = programs(chunk, n, true);
-  if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
-  P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
-  if (k.head) {
-    P.ex->bind(P.local(P.traced.targets.id),
-               input_piece(targets_, first, n, P.layout(P.traced.targets.id)));
-  } else {
-    HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
-             " before its output's gradient arrived");
-    P.ex->bind(P.local(P.traced.g_out.id), f.g_out);
-  }
-  P.ex->run();
-  // The head's loss is its micro-batch's mean: weighted into the batch's, and so are all the
-  // gradients that flow from it (the other chunks' arrive weighted).
   const float scale = k.head ? float(weights_[size_t(mb)]) : 1.0f;
-  if (k.head) loss_ += double(weights_[size_t(mb)]) * double(P.ex->get(P.outs[0]).f32()[0]);
-  const runtime::Backend& be = runtime::default_backend();
-  for (size_t j = 0; j < P.traced.params.size(); ++j) {
-    const Tensor& g = P.ex->get(P.outs[1 + j]);
-    const auto pos =
-        size_t(std::lower_bound(ids_.begin(), ids_.end(), P.traced.param_index[j]) - ids_.begin());
-    be.axpby(ctx_, g.numel(), 1.0f, accum[pos].f32(), scale * weight_, g.f32(), accum[pos].f32());
+  Tensor gin;
+  if (keep_) {
+    HP_CHECK(f.input.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
+             " before its forward");
+    const auto outs = run_part(chunk, 1, f, mb, accum);
+    if (!k.embed) gin = outs.at(P.grads.back().id).clone();
+    if (split_) flights_[{chunk, mb}] = std::move(f);  // its W reads what B kept
+  } else {
+    if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
+    P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
+    if (k.head) {
+      P.ex->bind(P.local(P.traced.targets.id),
+                 input_piece(targets_, first, n, P.layout(P.traced.targets.id)));
+    } else {
+      HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
+               " before its output's gradient arrived");
+      P.ex->bind(P.local(P.traced.g_out.id), f.g_out);
+    }
+    P.ex->run();
+    if (k.head) loss_ += double(weights_[size_t(mb)]) * double(P.ex->get(P.outs[0]).f32()[0]);
+    for (size_t j = 0; j < P.traced.params.size(); ++j)
+      accumulate(P, j, P.ex->get(P.outs[1 + j]), scale, accum);
+    if (!k.embed) gin = P.ex->get(P.outs.back()).clone();
   }
   if (k.embed) return;
-  Tensor gin = P.ex->get(P.outs.back()).clone();
-  if (scale != 1.0f) be.scale(ctx_, gin.f32(), gin.numel(), scale);
+  if (scale != 1.0f) runtime::default_backend().scale(ctx_, gin.f32(), gin.numel(), scale);
   if (rank_of_chunk(chunk - 1) == stage_)
     flights_[{chunk - 1, mb}].g_out = gin;
   else
     outgoing_[{chunk, mb, true}] = gin;
+}
+
+void StageRunner::weight_grads(int chunk, int mb, std::vector<Tensor>& accum) {
+  if (!split_) return;  // B's program computed them
+  auto it = flights_.find({chunk, mb});
+  HP_CHECK(it != flights_.end(), "[pipeline] W of chunk ", chunk, " micro-batch ", mb,
+           " before its B");
+  Flight f = std::move(it->second);
+  flights_.erase(it);
+  run_part(chunk, 2, f, mb, accum);
 }
 
 double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weight,
@@ -335,8 +444,7 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
   };
   for (const mpmd::Action& a : pp_.schedule.actions[size_t(stage_)]) {
     const double start = seconds();
-    if (mpmd::is_compute(a.kind) && a.kind != mpmd::ActionKind::kOpt)
-      timeline_.push_back({start, start, a});
+    if (a.kind != mpmd::ActionKind::kOpt) timeline_.push_back({start, start, a});
     switch (a.kind) {
       case mpmd::ActionKind::kF:
         forward(a.chunk, a.microbatch);
@@ -345,7 +453,9 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
       case mpmd::ActionKind::kBW:
         backward(a.chunk, a.microbatch, accum);
         break;
-      case mpmd::ActionKind::kW:    // done with B: the backward program computes both
+      case mpmd::ActionKind::kW:
+        weight_grads(a.chunk, a.microbatch, accum);
+        break;
       case mpmd::ActionKind::kOpt:  // the trainer's, after the batch
         break;
       case mpmd::ActionKind::kSend: {
@@ -443,13 +553,15 @@ std::vector<mpmd::ChunkCost> StageRunner::measured_costs() {
   const int C = int(pp_.chunks.size());
   HP_CHECK(!timeline_.empty() || world_.size() == 1,
            "[pipeline] measured_costs: no step has run on rank ", world_.rank());
-  // Per chunk: forward and backward seconds summed over the step's micro-batches, and their count.
-  std::vector<double> sum(size_t(2 * C), 0.0), count(size_t(2 * C), 0.0);
+  // Per chunk: F, B (or BW) and W seconds summed over the step's micro-batches, and their count.
+  std::vector<double> sum(size_t(3 * C), 0.0), count(size_t(3 * C), 0.0);
   for (const mpmd::Interval& iv : timeline_) {
-    if (iv.action.kind == mpmd::ActionKind::kW) continue;  // nothing left to do after B
-    const bool back = iv.action.kind != mpmd::ActionKind::kF;
-    sum[size_t(2 * iv.action.chunk + back)] += iv.end - iv.start;
-    count[size_t(2 * iv.action.chunk + back)] += 1;
+    if (!mpmd::is_compute(iv.action.kind)) continue;
+    const int part = iv.action.kind == mpmd::ActionKind::kF   ? 0
+                     : iv.action.kind == mpmd::ActionKind::kW ? 2
+                                                              : 1;
+    sum[size_t(3 * iv.action.chunk + part)] += iv.end - iv.start;
+    count[size_t(3 * iv.action.chunk + part)] += 1;
   }
   // Each chunk's means come from the first rank of the stage holding it: summed over ranks in
   // nanoseconds.
@@ -460,8 +572,9 @@ std::vector<mpmd::ChunkCost> StageRunner::measured_costs() {
       .wait(timeout_);
   std::vector<mpmd::ChunkCost> out;
   for (int c = 0; c < C; ++c)
-    out.push_back(
-        {.f = 1e-9 * double(ns[size_t(2 * c)]), .b = 1e-9 * double(ns[size_t(2 * c + 1)]), .w = 0});
+    out.push_back({.f = 1e-9 * double(ns[size_t(3 * c)]),
+                   .b = 1e-9 * double(ns[size_t(3 * c + 1)]),
+                   .w = 1e-9 * double(ns[size_t(3 * c + 2)])});
   return out;
 }
 
@@ -472,8 +585,10 @@ double StageRunner::flops_per_batch() {
     if (rank_of_chunk(c) != stage_) continue;
     for (int mb = 0; mb < m; ++mb) {
       const int64_t n = shard::split_range(plan_.batch, m, mb).second;
-      f += programs(c, n, true).program.flops;
-      if (!pp_.chunks[size_t(c)].head) f += programs(c, n, false).program.flops;
+      const Programs& P = programs(c, n, true);
+      f += P.program.flops;
+      for (const runtime::Program& part : P.part_programs) f += part.flops;
+      if (!keep_ && !pp_.chunks[size_t(c)].head) f += programs(c, n, false).program.flops;
     }
   }
   return f;

@@ -1,16 +1,18 @@
 // StageRunner: one rank's part of a pipeline step. It runs the verified schedule's actions for the
-// chunks this rank holds: a forward (F) runs the chunk's forward program and sends its activation
-// on; a backward (B, or BW) runs the chunk's training program, which recomputes the forward from
-// the stored input and differentiates sum(x_out * g_out) (the head chunk: its loss), adding the
-// weighted parameter gradients into the accumulators and sending the input's gradient back; a
-// weight-gradient action (W) is then nothing left to do. Only chunk inputs are kept between F and
-// B (as under full recomputation). Programs are compiled per micro-batch row count (at most two
-// when the rows do not divide evenly). A stage of several devices runs each chunk SPMD on its own
-// sub-mesh (the chunk's step propagated over the stage's strategy and lowered per rank, its
-// collectives over the stage's communicator); activations and their gradients cross the boundary
-// between two stages as the parts each receiving rank's piece needs, sent point-to-point by the
-// one copy of each part on the sending stage (boundary_parts). Used by train::Trainer; not a
-// trainer itself: clipping and AdamW stay there.
+// chunks this rank holds. On a one-device stage the chunk's training step (the forward, then the
+// gradients of sum(x_out * g_out), or of the head's loss, with respect to its parameters and
+// x_in) is cut in parts (ir::split_graph): F runs the forward and keeps the values the backward
+// reads; B computes x_in's gradient and W the parameter gradients (schedules with B and W apart,
+// zero-bubble), or BW both; the weighted parameter gradients go into the accumulators and x_in's
+// gradient goes back. A stage of several devices runs each chunk SPMD on its own sub-mesh (the
+// chunk's step propagated over the stage's strategy and lowered per rank, its collectives over the
+// stage's communicator): there F runs a forward program and B (or BW) the whole training program,
+// recomputing the forward from the chunk's input, the only value kept in between; W is empty.
+// Programs are compiled per micro-batch row count (at most two when the rows do not divide
+// evenly). Activations and their gradients cross the boundary between two stages as the parts
+// each receiving rank's piece needs, sent point-to-point by the one copy of each part on the
+// sending stage (boundary_parts). Used by train::Trainer; not a trainer itself: clipping and
+// AdamW stay there.
 #pragma once
 #include <chrono>
 #include <map>
@@ -73,14 +75,16 @@ class StageRunner {
   void reduce_grads(std::vector<Tensor>& accum);
   // The loss of one global batch, forward only, as one micro-batch through the chunks in order.
   double eval(const Tensor& tokens, const Tensor& targets);
-  // FLOPs of one global batch's forwards and backwards on this rank (backwards recompute).
+  // FLOPs of one global batch's forwards and backwards on this rank (recomputed forwards
+  // included on a stage of several devices).
   double flops_per_batch();
 
-  // Each chunk's forward (F; 0 for the head, whose forward runs in its backward) and backward
-  // (B or BW, recomputed forward included; W costs nothing) seconds in the last run(), mean over
-  // its micro-batches, for every chunk (collective): the costs of a profiling step.
+  // Each chunk's forward (F), input-gradient (B or BW) and weight-gradient (W; 0 when fused or on
+  // a stage of several devices) seconds in the last run(), mean over its micro-batches, for every
+  // chunk (collective): the costs of a profiling step.
   std::vector<mpmd::ChunkCost> measured_costs();
-  // The compute actions of the last run() with their start and end, seconds from its start.
+  // Every action of the last run() (compute, SEND, RECV) with its start and end, seconds from the
+  // run's start.
   const std::vector<mpmd::Interval>& timeline() const { return timeline_; }
 
   // The stage holding chunk `c` (the schedule's rank of it).
@@ -102,7 +106,16 @@ class StageRunner {
   struct Flight;    // one micro-batch of one chunk between its forward and its backward
   Programs& programs(int chunk, int64_t rows, bool train);
   void forward(int chunk, int mb);
-  void backward(int chunk, int mb, std::vector<Tensor>& accum);
+  void backward(int chunk, int mb, std::vector<Tensor>& accum);      // B or BW
+  void weight_grads(int chunk, int mb, std::vector<Tensor>& accum);  // W
+  // Runs part `k` of the chunk's cut step for a micro-batch in flight: binds its inputs from the
+  // flight, keeps in it what later parts read, adds the parameter gradients it computes into
+  // `accum`; returns its outputs by value of the chunk's step (valid until its next run).
+  std::map<ir::ValueId, Tensor> run_part(int chunk, size_t k, Flight& f, int mb,
+                                         std::vector<Tensor>& accum);
+  // accum[position of chunk parameter j] += scale * weight * g.
+  void accumulate(const Programs& P, size_t j, const Tensor& g, float scale,
+                  std::vector<Tensor>& accum);
   // Sends this rank's parts of `piece` (its piece of a boundary_shape tensor) to stage
   // `peer`; receives this rank's piece from stage `peer`.
   void send(const Tensor& piece, int64_t rows, int peer, int tag);
@@ -122,6 +135,8 @@ class StageRunner {
   std::shared_ptr<Allocator> device_;
   std::chrono::milliseconds timeout_;
   int stage_ = 0, local_ = 0;
+  bool keep_ = false;   // the step cut in parts, F's values kept (a one-device stage)
+  bool split_ = false;  // and B apart from W (a schedule with W)
   std::unique_ptr<comm::Communicator> stage_world_;  // the stage's ranks (several devices)
   std::unique_ptr<shard::RankComm> rc_;              // its mesh over them
   std::vector<size_t> ids_;

@@ -73,12 +73,15 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Str
   return P;
 }
 
-mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks) {
+mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks,
+                               const mpmd::PipelineSpec& spec) {
   mpmd::CostModel costs = mpmd::CostModel::uniform(g);
   for (size_t c = 0; c < chunks.size(); ++c) {
     const nn::Chunk& k = chunks[c];
     const double f = double(k.last - k.first + 1 + k.embed + k.head);
-    costs.chunks[c] = {.f = f, .b = 3 * f, .w = 0};
+    const bool kept = spec.stages[size_t(g.rank_of[c])].devices == 1;
+    costs.chunks[c] = kept ? mpmd::ChunkCost{.f = f, .b = f, .w = f}
+                           : mpmd::ChunkCost{.f = f, .b = 3 * f, .w = 0};
   }
   return costs;
 }
@@ -90,7 +93,7 @@ mpmd::Schedule pipeline_schedule(const mpmd::PipelineSpec& spec, const std::vect
   const mpmd::ChunkGraph g = spec.chunk_graph();
   const int m = int(spec.microbatches);
   if (spec.schedule != mpmd::ScheduleKind::kAuto) return mpmd::schedule_on(spec.schedule, g, m);
-  return mpmd::synthesise(g, m, modelled_costs(g, cs)).schedule;
+  return mpmd::synthesise(g, m, modelled_costs(g, cs, spec)).schedule;
 }
 
 }  // namespace

@@ -185,11 +185,6 @@ mpmd::CostModel Trainer::measured_pipeline_costs() {
   return costs;
 }
 
-const std::vector<mpmd::Interval>& Trainer::pipeline_timeline() const {
-  HP_CHECK(stage_ != nullptr, "[train] pipeline_timeline: not a pipeline step");
-  return stage_->timeline();
-}
-
 const RankProgram& Trainer::rank_program() const {
   HP_CHECK(rp_ != nullptr, "[train] a pipeline rank has one program per chunk, not one");
   return *rp_;
@@ -282,17 +277,31 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   const size_t n = micro.size();
   stall_s_ = 0;
   StepResult r;
+  timeline_.clear();
+  const auto t_step = std::chrono::steady_clock::now();
+  auto since_step = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_step).count();
+  };
   if (stage_) {  // each batch through the schedule, its gradients weighted into accum_
     for (Tensor& a : accum_) std::memset(a.raw(), 0, a.nbytes());
-    for (const auto& [tokens, targets] : micro)
+    for (const auto& [tokens, targets] : micro) {
+      const double at = since_step();
       r.loss += stage_->run(tokens, targets, 1.0 / double(n), accum_) / double(n);
+      for (mpmd::Interval iv : stage_->timeline()) {
+        iv.start += at, iv.end += at;
+        timeline_.push_back(iv);
+      }
+    }
     stage_->reduce_grads(accum_);
     HP_CHECK(std::isfinite(r.loss), "[train] loss is not finite (", r.loss, ") at optimizer step ",
              adam_->steps_done());
     exchange_shared_grads();
   }
   for (size_t k = 0; k < n && !stage_; ++k) {
+    const double at = since_step();
     run_batch(*exec_, runner_.get(), *rp_, micro[k].first, micro[k].second);
+    timeline_.push_back(
+        {at, since_step(), {.kind = mpmd::ActionKind::kBW, .chunk = 0, .microbatch = int(k)}});
     const double loss = output(0).f32()[0];
     HP_CHECK(std::isfinite(loss), "[train] loss is not finite (", loss, ") at optimizer step ",
              adam_->steps_done());
@@ -321,6 +330,8 @@ StepResult Trainer::step(const std::vector<std::pair<Tensor, Tensor>>& micro) {
   r.stall_seconds = stall_s_;
   r.optimizer_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double end = since_step();
+  timeline_.push_back({end - r.optimizer_seconds, end, {.kind = mpmd::ActionKind::kOpt}});
   return r;
 }
 

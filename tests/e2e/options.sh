@@ -38,9 +38,11 @@ expect_help train config=none model=gpt2-kjv "init=fresh init" data=kjv data-for
   min-lr-ratio=0.1 beta1=0.9 beta2=0.95 eps=1e-8 weight-decay=0.1 clip=1.0 val-fraction=0.05 \
   val-every=0 val-batches=4 ckpt-dir=none ckpt-every=0 keep=3 ckpt-format=sharded \
   ckpt-mode=async resume no-resume \
-  resume-mode=false log-every=10 sample-tokens=0 "${offload[@]}" "${devices[@]}" cluster=local
+  resume-mode=false log-every=10 sample-tokens=0 trace=none "${offload[@]}" "${devices[@]}" \
+  cluster=local
 expect_help check threads=1 "steps=the case's" "${devices[@]}" "${offload[@]}"
-expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain "${devices[@]}" \
+expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain timeline=none profile \
+  "${devices[@]}" \
   "${offload[@]}" "cluster=none" global-batch=512 micro-batch=searched schedule=searched \
   recompute=searched offload=searched top=1 json emit=none
 expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
@@ -59,7 +61,8 @@ expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 b
 expect_help calibrate "out=\$XDG_CONFIG_HOME/hp/cluster-local.yaml" devices=threads:2 quick
 expect_help "bench comm" devices=threads:4 min-bytes=1KiB max-bytes=64MiB iters=20 warmup=3
 expect_help "bench pipeline" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 microbatches=4 \
-  threads=1 steps=6 schedules=gpipe,1f1b,interleaved,zb-h1,zbv devices=threads:2
+  threads=1 steps=6 profile-steps=3 schedules=gpipe,1f1b,interleaved,zb-h1,zbv devices=threads:2 \
+  timeline=none
 # Ranges and choices are shown with the default.
 entries train | grep -E '^  --beta1 ' | grep -qF "(default: 0.9, in [0, 1])" ||
   fail "hp train --help does not show --beta1's range"

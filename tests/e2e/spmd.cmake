@@ -83,3 +83,16 @@ if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
                                  ${PROJECT_SOURCE_DIR} ${MPIEXEC_EXECUTABLE})
   set_tests_properties(mpi_ckpt PROPERTIES LABELS mpi TIMEOUT 300)
 endif()
+
+# Pipeline timelines and traces (label e2e; mpi where mpirun runs): hp plan --timeline (modelled
+# and --profile costs), hp train --trace parsed and checked against the schedule, on threads:2,
+# for dp2, and under mpirun -np 2 (tests/e2e/pipeline_trace.sh, tests/e2e/trace_check.py).
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
+  add_test(NAME e2e_pipeline_trace COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/pipeline_trace.sh
+                                           $<TARGET_FILE:hp> ${MPIEXEC_EXECUTABLE})
+  set_tests_properties(e2e_pipeline_trace PROPERTIES LABELS "e2e;mpi" TIMEOUT 300)
+else()
+  add_test(NAME e2e_pipeline_trace COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/pipeline_trace.sh
+                                           $<TARGET_FILE:hp>)
+  set_tests_properties(e2e_pipeline_trace PROPERTIES LABELS e2e TIMEOUT 300)
+endif()

@@ -1,12 +1,15 @@
 // The IR's own checks: type-inference errors that name the op and the shapes, Graph::verify and
 // Graph::str, runtime::compile's liveness (buffer reuse, outputs kept, dead code dropped), and
-// the executor's kernels taken from a backend (a missing one named with its op and backend).
+// the executor's kernels taken from a backend (a missing one named with its op and backend), and
+// ir::split_graph (a training step cut into forward, input-gradient and weight-gradient programs).
 // Not the op table (ops_test.cpp runs every op against references and finite differences).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include "hp/backend/cpu/backend.hpp"
 #include "hp/core/rng.hpp"
 #include "hp/ir/op_def.hpp"
+#include "hp/ir/split.hpp"
 #include "hp/ops/ops.hpp"
 #include "hp/ops/registry.hpp"
 #include "hp/runtime/executor.hpp"
@@ -262,6 +266,71 @@ TEST(Backend, AMissingKernelIsAnErrorNamingTheOpAndTheBackendWhenTheExecutorIsBu
   e.bind(x.id, xt);
   e.run();
   EXPECT_NEAR(e.get(y.id).f32()[0], 2.0 * std::tanh(0.5), 1e-6);
+}
+
+// A two-layer step cut as a pipeline chunk's F (y), B (x's gradient) and W (the weights'): each
+// node runs in exactly one part, the forward's values are read rather than recomputed, B computes
+// no matmul weight's gradient, every wanted value is handed on by exactly one part (the layer
+// norm's weight gradients come from the node B runs for x's), and the parts run in order
+// reproduce the whole program's outputs bitwise.
+TEST(Split, ForwardInputGradientAndWeightGradientsRunEachNodeOnceAndAgree) {
+  Graph g;
+  Var x = g.input("x", {{4, 8}}), w1 = g.param("w1", {8, 6}), w2 = g.param("w2", {6, 3});
+  Var gamma = g.param("gamma", {6}), beta = g.param("beta", {6});
+  Var g_out = g.input("g_out", {{4, 3}});
+  Var y = matmul(layer_norm(tanh(matmul(x, w1)), gamma, beta, 1e-5), w2);
+  Var loss = sum(mul(y, g_out));
+  const Vs gr = autodiff::grad(loss, {w1, w2, gamma, beta, x});
+  const std::vector<ir::ValueId> wanted_w{gr[0].id, gr[1].id, gr[2].id, gr[3].id};
+  const auto parts = ir::split_graph(g, {{y.id}, {gr[4].id}, wanted_w});
+  ASSERT_EQ(parts.size(), 3u);
+
+  const runtime::Program whole =
+      runtime::compile(g, {y.id, gr[0].id, gr[1].id, gr[2].id, gr[3].id, gr[4].id});
+  size_t computed = 0, in_parts = 0;
+  for (const auto& ins : whole.instrs) computed += ins.kind == runtime::InstrKind::kCompute;
+  for (const auto& p : parts) in_parts += p.graph->nodes().size();
+  EXPECT_EQ(in_parts, computed);  // nothing recomputed, nothing dropped
+  for (const auto& [v, in] : parts[0].inputs) EXPECT_NE(v, g_out.id);  // F needs no gradient
+  for (const auto& [v, o] : parts[1].outputs)
+    EXPECT_TRUE(v != gr[0].id && v != gr[1].id);  // B leaves the matmul weights' to W
+  for (Var v : gr) {
+    int handed = 0;
+    for (const auto& p : parts)
+      for (const auto& o : p.outputs) handed += o.first == v.id;
+    EXPECT_EQ(handed, 1) << "%" << v.id;
+  }
+  bool reads_forward = false;
+  for (const auto& [v, in] : parts[1].inputs) reads_forward |= g.value(v).producer >= 0;
+  EXPECT_TRUE(reads_forward);  // B reads F's values
+
+  std::map<ir::ValueId, Tensor> src;
+  for (Var v : {x, w1, w2, gamma, beta, g_out}) {
+    std::vector<float> d(size_t(numel(v.shape())));
+    for (size_t i = 0; i < d.size(); ++i) d[i] = float(rng::normal(3, uint64_t(v.id), i));
+    src[v.id] = Tensor::from_f32(v.shape(), d);
+  }
+  runtime::Executor ref(whole, default_allocator(), runtime::Context{1});
+  for (auto& [v, t] : src) ref.bind(v, t);
+  ref.run();
+  std::map<ir::ValueId, Tensor> vals = src;  // values of g, filled part by part
+  std::vector<runtime::Program> progs;
+  for (const auto& p : parts) {
+    std::vector<ir::ValueId> outs;
+    for (const auto& o : p.outputs) outs.push_back(o.second);
+    progs.push_back(runtime::compile(*p.graph, outs));
+  }
+  for (size_t k = 0; k < parts.size(); ++k) {
+    runtime::Executor ex(progs[k], default_allocator(), runtime::Context{1});
+    for (const auto& [v, in] : parts[k].inputs) ex.bind(in, vals.at(v));
+    ex.run();
+    for (const auto& [v, o] : parts[k].outputs) vals[v] = ex.get(o).clone();
+  }
+  for (Var v : {y, gr[0], gr[1], gr[2], gr[3], gr[4]}) {
+    const Tensor& want = ref.get(v.id);
+    ASSERT_TRUE(vals.count(v.id)) << "%" << v.id << " computed by no part";
+    EXPECT_EQ(0, std::memcmp(want.raw(), vals.at(v.id).raw(), want.nbytes())) << "%" << v.id;
+  }
 }
 
 }  // namespace

@@ -238,6 +238,38 @@ TEST(Pipeline, EveryScheduleMatchesOneDevice) {
     expect_pipeline_matches(io::Architecture::kGpt2, "pp2", 2, k, 3);
 }
 
+// Under a schedule with B and W apart, a one-device stage runs two programs: the first chunk's B
+// has nothing to send back, so its whole backward is in W (W takes longer than B), while a fused
+// schedule's W has nothing left to do.
+TEST(Pipeline, SplitSchedulesComputeWeightGradientsInW) {
+  using K = mpmd::ScheduleKind;
+  io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
+  cfg.n_layer = 4;
+  const io::TensorMap init = nn::init_params(cfg, 7);
+  TrainOptions opt;
+  opt.batch = 4;
+  opt.seq = 8;
+  const auto [tokens, targets] = batch(cfg.vocab);
+  for (K k : {K::kZbH1, K::k1F1B}) {
+    auto plan = plan_pipeline(cfg, mpmd::pipeline_from_preset("pp2", 2, 4, k, 3, 2), 4, 8);
+    std::vector<mpmd::ChunkCost> costs;
+    comm::ThreadWorld(2).run([&](comm::Communicator& c) {
+      Trainer tr(*plan, c, init, opt);
+      tr.step(tokens, targets);
+      const mpmd::CostModel m = tr.measured_pipeline_costs();  // collective
+      if (c.rank() == 0) costs = m.chunks;
+    });
+    ASSERT_EQ(costs.size(), 2u);
+    if (k == K::kZbH1) {
+      EXPECT_GT(costs[0].w, costs[0].b);
+    } else {
+      EXPECT_EQ(costs[0].w, 0.0);
+      EXPECT_EQ(costs[1].w, 0.0);
+    }
+    EXPECT_GT(costs[1].b, 0.0);  // the head's B: its input gradient
+  }
+}
+
 TEST(Pipeline, UnevenStagesAndMicroBatches) {
   using K = mpmd::ScheduleKind;
   expect_pipeline_matches(io::Architecture::kGpt2, "pp3", 3, K::k1F1B, 3);

@@ -53,13 +53,14 @@ struct Simulation {
 Simulation simulate(const Schedule& s, const CostModel& costs);
 
 // SVG: one row per rank, one box per compute action coloured by kind with its micro-batch, a
-// legend and a time axis; transfers as thin bars under the rows.
-std::string timeline_svg(const Simulation& sim);
+// legend and a time axis; transfers as thin bars under the rows. `span`: the time axis' length
+// (0: the step), to draw several timelines on one scale.
+std::string timeline_svg(const Simulation& sim, double span = 0);
 // Chrome trace JSON (chrome://tracing, Perfetto): one thread per rank, one per link direction.
 // `us_per_unit`: microseconds per unit of the costs (1e6 when costs are seconds).
 std::string chrome_trace(const Simulation& sim, double us_per_unit = 1e6);
 // Writes either to a file (atomically); throws naming the path.
-void write_timeline_svg(const Simulation& sim, const std::filesystem::path& path);
+void write_timeline_svg(const Simulation& sim, const std::filesystem::path& path, double span = 0);
 void write_chrome_trace(const Simulation& sim, const std::filesystem::path& path,
                         double us_per_unit = 1e6);
 

@@ -112,9 +112,11 @@ std::unique_ptr<StepPlan> plan_pipeline(
     const shard::Topology& topo = shard::Topology::uniform(20e9, 5e-6, "threads"));
 
 // Costs for the schedule simulator and `auto` without measurements: a chunk's forward costs its
-// blocks (the embeddings and the head one block each); its backward three times that, since the
-// runtime's backward recomputes the forward; the weight gradient nothing (it is in the backward).
-mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks);
+// blocks (the embeddings and the head one block each); on a one-device stage (forward values
+// kept) its input gradient and its weight gradients one forward each; on a stage of several
+// devices its backward three times the forward, which it recomputes, and W nothing.
+mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks,
+                               const mpmd::PipelineSpec& spec);
 
 using shard::logical_layout;  // the step's parameters are traced in logical shapes
 

@@ -73,10 +73,12 @@ class Trainer {
   int64_t steps_done() const { return adam_->steps_done(); }
 
   // A pipeline rank (plan_pipeline): every chunk's forward and backward seconds in the last step
-  // (a profiling step), as the schedule simulator's costs (collective), and the compute actions
-  // of this rank's last step with their start and end (seconds from the step's start).
+  // (a profiling step), as the schedule simulator's costs (collective).
   mpmd::CostModel measured_pipeline_costs();
-  const std::vector<mpmd::Interval>& pipeline_timeline() const;
+  // What this rank did in its last step, seconds from the step's start: a pipeline rank's
+  // schedule actions of every batch (compute, SEND, RECV); otherwise one BW (chunk 0) per
+  // micro-batch, the step's program; then OPT, clipping and the optimizer.
+  const std::vector<mpmd::Interval>& step_timeline() const { return timeline_; }
   // This rank's piece of each parameter (and of its moments) as a box of the global shape its
   // layout splits (ParamInfo::logical where it has one), in parameter order. `stores`: this rank
   // writes the piece to a sharded checkpoint (coordinate 0 on the mesh axes the layout leaves
@@ -170,6 +172,7 @@ class Trainer {
   std::unique_ptr<StageRunner> stage_;  // a pipeline plan: this rank's chunks and the schedule
   size_t state_bytes_ = 0;
   double stall_s_ = 0;
+  std::vector<mpmd::Interval> timeline_;  // the last step's (step_timeline)
 };
 
 }  // namespace hp::train
