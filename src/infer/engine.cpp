@@ -24,7 +24,7 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
       pool_(
           cfg,
           o.pool_blocks > 0 ? o.pool_blocks : o.max_batch * nn::kv_max_blocks(cfg, o.block_tokens),
-          o.block_tokens, device) {
+          o.block_tokens, device, o.kv) {
   HP_CHECK(o.prefill_chunk > 0, "[engine] prefill_chunk must be positive, got ", o.prefill_chunk);
   HP_CHECK(o.max_batch > 0, "[engine] max_batch must be positive, got ", o.max_batch);
   HP_CHECK(o.token_budget >= 0, "[engine] token_budget must be >= 0, got ", o.token_budget);
@@ -39,7 +39,8 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   auto& slot = programs_[{batch, seq}];
   if (slot) return *slot;
   auto c = std::make_unique<Compiled>();
-  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens());
+  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens(),
+                          o_.kv.host_blocks, o_.kv.fetch_slots, o_.kv.staging_blocks);
   c->prog = runtime::compile(*c->tr.graph, {c->tr.logits.id});
   c->ex = std::make_unique<runtime::Executor>(c->prog, device_, runtime::Context{o_.threads});
   const auto infos = nn::param_infos(cfg_);
@@ -52,6 +53,8 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   c->ex->bind(c->tr.positions.id, c->positions);
   c->ex->bind(c->tr.block_table.id, c->table);
   c->ex->bind(c->tr.pool.id, pool_.tensor());
+  if (c->tr.host_pool.defined()) c->ex->bind(c->tr.host_pool.id, pool_.host_tensor());
+  if (c->tr.staging.defined()) c->ex->bind(c->tr.staging.id, pool_.staging_tensor());
   slot = std::move(c);
   return *slot;
 }
