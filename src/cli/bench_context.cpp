@@ -20,8 +20,8 @@ infer::Request probe_request(int64_t prompt, int64_t tokens, int64_t vocab) {
   r.max_tokens = tokens;
   r.sampling.temperature = 0;
   for (int64_t i = 0; i < prompt; ++i)
-    r.prompt.push_back(int64_t(rng::bits(1, rng::mix(0x636f6e74657874ull), uint64_t(i)) %
-                               uint64_t(vocab)));
+    r.prompt.push_back(
+        int64_t(rng::bits(1, rng::mix(0x636f6e74657874ull), uint64_t(i)) % uint64_t(vocab)));
   return r;
 }
 
@@ -54,8 +54,10 @@ Search longest(const io::ModelConfig& cfg, const io::TensorMap& params,
   int64_t lo = 0, top = hi - 1;  // lo: known to run (0: nothing yet)
   while (lo < top) {
     const int64_t mid = (lo + top + 1) / 2;
-    if (!probe(mid)) top = mid - 1;
-    else lo = mid;
+    if (!probe(mid))
+      top = mid - 1;
+    else
+      lo = mid;
   }
   if (s.max != lo && lo > 0) probe(lo);  // the tokens and peak of the maximum itself
   return s;
@@ -90,9 +92,8 @@ int bench_context(const std::vector<std::string>& argv) {
     } catch (const OutOfMemory& e) {
       refusal = e.what();
     }
-    const PlannedRun free_run =
-        run_planned(cfg, params, {probe_request(offload.max, tokens, cfg.vocab)}, eo,
-                    memory::Budget{}, "none");
+    const PlannedRun free_run = run_planned(
+        cfg, params, {probe_request(offload.max, tokens, cfg.vocab)}, eo, memory::Budget{}, "none");
     equal = free_run.results[0].tokens == offload.tokens;
   }
   const double ratio = resident.max > 0 ? double(offload.max) / double(resident.max) : 0;
@@ -116,12 +117,14 @@ int bench_context(const std::vector<std::string>& argv) {
               memory::format_bytes(budget).c_str(), (long long)tokens);
   std::printf("  resident (--kv-offload none): longest prompt %lld (peak %s)\n",
               (long long)resident.max, memory::format_bytes(resident.peak).c_str());
-  std::printf("  offloaded (%s): longest prompt %lld (peak %s), greedy tokens %s the unbudgeted "
-              "run's\n",
-              offload.mode.c_str(), (long long)offload.max,
-              memory::format_bytes(offload.peak).c_str(), equal ? "equal to" : "DIFFER from");
+  std::printf(
+      "  offloaded (%s): longest prompt %lld (peak %s), greedy tokens %s the unbudgeted "
+      "run's\n",
+      offload.mode.c_str(), (long long)offload.max, memory::format_bytes(offload.peak).c_str(),
+      equal ? "equal to" : "DIFFER from");
   std::printf("  ratio %.2f\n", ratio);
-  if (!refusal.empty()) std::printf("  --kv-offload none at %lld: %s\n", (long long)offload.max, refusal.c_str());
+  if (!refusal.empty())
+    std::printf("  --kv-offload none at %lld: %s\n", (long long)offload.max, refusal.c_str());
   return 0;
 }
 

@@ -186,17 +186,17 @@ void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs
       std::printf("%s%s\n", prompt.c_str(), text_of(res[s].tokens).c_str());
       continue;
     }
-    io::Json rec = {{"sequence", s},
-                    {"prompt_tokens", reqs[s].prompt.size()},
-                    {"tokens", res[s].tokens},
-                    {"text", text_of(res[s].tokens)},
-                    {"finish", res[s].finish},
-                    {"ttft_ms", res[s].ttft_ms},
-                    {"decode_tok_s", res[s].decode_tok_s},
-                    {"peak_device_bytes",
-                     run ? run->peak_device_bytes : default_allocator()->peak_bytes()},
-                    {"kv_offloaded_bytes", run ? run->kv_offloaded_bytes : 0},
-                    {"kv_cache", !j.recompute}};
+    io::Json rec = {
+        {"sequence", s},
+        {"prompt_tokens", reqs[s].prompt.size()},
+        {"tokens", res[s].tokens},
+        {"text", text_of(res[s].tokens)},
+        {"finish", res[s].finish},
+        {"ttft_ms", res[s].ttft_ms},
+        {"decode_tok_s", res[s].decode_tok_s},
+        {"peak_device_bytes", run ? run->peak_device_bytes : default_allocator()->peak_bytes()},
+        {"kv_offloaded_bytes", run ? run->kv_offloaded_bytes : 0},
+        {"kv_cache", !j.recompute}};
     if (run) {
       rec["kv_plan"] = run->plan.mode;
       rec["device_budget"] = run->plan.budget;

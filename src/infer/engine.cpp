@@ -39,8 +39,8 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   auto& slot = programs_[{batch, seq}];
   if (slot) return *slot;
   auto c = std::make_unique<Compiled>();
-  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens(),
-                          o_.kv.host_blocks, o_.kv.fetch_slots, o_.kv.staging_blocks);
+  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens(), o_.kv.host_blocks,
+                          o_.kv.fetch_slots, o_.kv.staging_blocks);
   c->prog = runtime::compile(*c->tr.graph, {c->tr.logits.id});
   c->ex = std::make_unique<runtime::Executor>(c->prog, device_, runtime::Context{o_.threads});
   const auto infos = nn::param_infos(cfg_);

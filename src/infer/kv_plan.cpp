@@ -51,8 +51,7 @@ ProgramBytes program_bytes(const io::ModelConfig& cfg, const EngineOptions& o, i
 }  // namespace
 
 double KvPlan::overlapped_s(double bw, double rho) const {
-  return std::max(decode_device_bytes / bw,
-                  (decode_host_bytes + decode_fetch_bytes) * rho / bw);
+  return std::max(decode_device_bytes / bw, (decode_host_bytes + decode_fetch_bytes) * rho / bw);
 }
 
 EngineOptions KvPlan::engine(EngineOptions base) const {
@@ -80,9 +79,9 @@ std::string KvPlan::explain(double bw) const {
                 "scratch %s); "
                 "smallest budget for this mode %s\n",
                 mib(double(device_bytes())).c_str(),
-                budget ? mib(double(budget)).c_str() : "an unlimited", mib(double(weight_bytes)).c_str(),
-                mib(double(kv_device_bytes)).c_str(), mib(double(staging_bytes)).c_str(),
-                mib(double(program_bytes)).c_str(),
+                budget ? mib(double(budget)).c_str() : "an unlimited",
+                mib(double(weight_bytes)).c_str(), mib(double(kv_device_bytes)).c_str(),
+                mib(double(staging_bytes)).c_str(), mib(double(program_bytes)).c_str(),
                 mib(double(scratch_bytes)).c_str(), mib(double(min_budget)).c_str());
   s += line;
   std::snprintf(line, sizeof line,
@@ -91,7 +90,7 @@ std::string KvPlan::explain(double bw) const {
                 (long long)resident, mib(double(kv_device_bytes) / double(layers)).c_str(),
                 (long long)resident, (long long)blocks_per_seq,
                 mib(double(kv_host_bytes) / double(layers)).c_str(),
-                mode == "fetch"   ? ", fetched into device staging before the layer's attention"
+                mode == "fetch"    ? ", fetched into device staging before the layer's attention"
                 : mode == "direct" ? ", attended where they live"
                                    : "");
   s += line;
@@ -113,8 +112,7 @@ std::string KvPlan::explain(double bw) const {
 
 KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
                const std::string& mode) {
-  HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" ||
-               mode == "disk",
+  HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" || mode == "disk",
            "--kv-offload must be auto, host, direct, disk or none, got '", mode, "'");
   HP_CHECK(mode != "disk",
            "--kv-offload disk: the KV pool has no disk tier yet; use host or direct");
@@ -142,8 +140,7 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
     // The staging: one layer of the fetched blocks of every sequence.
     const size_t staging = size_t(p.batch * slots) * p.block_bytes / size_t(cfg.n_layer);
     return p.weight_bytes + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes + staging +
-           it->second.held +
-           it->second.scratch;
+           it->second.held + it->second.scratch;
   };
   auto fits = [&](size_t bytes) { return budget == 0 || bytes <= budget; };
   const size_t whole = device(N, false, false);
@@ -157,8 +154,8 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
                         " positions need " + bytes_str(whole) + " on the device (" +
                         bytes_str(size_t(p.batch * N) * p.block_bytes) +
                         " of KV), over the budget of " + bytes_str(budget) +
-                        "; the smallest budget that holds it is " + std::to_string(whole) + " bytes" +
-                        " (or allow offload: --kv-offload auto)");
+                        "; the smallest budget that holds it is " + std::to_string(whole) +
+                        " bytes" + " (or allow offload: --kv-offload auto)");
     p.resident = N;
   } else {
     const bool fetch = m == "host";
@@ -168,9 +165,9 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
                         " positions need at least " + bytes_str(p.min_budget) +
                         " on the device (weights, programs and scratch" +
                         (fetch ? std::string(", one layer's staging") : std::string()) +
-                        ") with every KV block offloaded, over the budget of " +
-                        bytes_str(budget) + "; the smallest feasible budget is " +
-                        std::to_string(p.min_budget) + " bytes (" + bytes_str(p.min_budget) + ")");
+                        ") with every KV block offloaded, over the budget of " + bytes_str(budget) +
+                        "; the smallest feasible budget is " + std::to_string(p.min_budget) +
+                        " bytes (" + bytes_str(p.min_budget) + ")");
     int64_t lo = 0, hi = N;  // the most resident blocks that fit: device() grows with r
     while (lo < hi) {
       const int64_t mid = (lo + hi + 1) / 2;

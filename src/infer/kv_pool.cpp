@@ -21,9 +21,9 @@ KvPool::KvPool(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens,
     HP_CHECK(placement_.staging_blocks >= placement_.fetch_slots, "[kv pool] ",
              placement_.staging_blocks, " staging blocks for ", placement_.fetch_slots,
              " fetch slots per sequence");
-    staging_ = Tensor::zeros({placement_.staging_blocks, 2, block_tokens, cfg.n_kv_head,
-                              cfg.head_dim},
-                             DType::kF32, device);
+    staging_ =
+        Tensor::zeros({placement_.staging_blocks, 2, block_tokens, cfg.n_kv_head, cfg.head_dim},
+                      DType::kF32, device);
   }
   pool_ =
       Tensor::zeros(nn::kv_pool_shape(cfg, blocks, block_tokens), DType::kF32, std::move(device));

@@ -131,8 +131,8 @@ void add_kv_fetch(Table& t) {
   f.cost = [](const Types& in, const Types&, const Attrs& at) {
     // The link bytes at most: every staged block read from the host and written on the device.
     const Shape& s = in[0].shape;
-    return Cost{0, 2.0 * double(in[3].shape[0] * at.i("fetch_slots") * s[1] * s[2] * s[3] * s[4]) *
-                       4.0};
+    return Cost{
+        0, 2.0 * double(in[3].shape[0] * at.i("fetch_slots") * s[1] * s[2] * s[3] * s[4]) * 4.0};
   };
   t.push_back(std::move(f));
 }

@@ -40,8 +40,8 @@ io::TensorMap random_params(const io::ModelConfig& cfg) {
   for (const auto& pi : nn::param_infos(cfg)) {
     Tensor t(pi.shape, DType::kF32);
     for (int64_t i = 0; i < t.numel(); ++i)
-      t.f32()[i] = float(pi.init_value +
-                         0.2 * rng::normal(7, rng::stream_of(pi.name.c_str()), uint64_t(i)));
+      t.f32()[i] =
+          float(pi.init_value + 0.2 * rng::normal(7, rng::stream_of(pi.name.c_str()), uint64_t(i)));
     out.emplace(pi.name, std::move(t));
   }
   return out;
@@ -60,7 +60,7 @@ EngineOptions small_blocks() {
   return o;
 }
 
-struct Run {
+struct Generated {
   KvPlan plan;
   std::vector<std::vector<float>> logits;  // after the prompt, then after each decoded token
   std::vector<int64_t> tokens;             // greedy
@@ -69,12 +69,12 @@ struct Run {
 
 // The prompt prefilled, then greedy tokens decoded until the context is full, under `budget`
 // (0: none) with the plan of `mode`; the device allocator holds the budget less the scratch.
-Run run(const io::ModelConfig& cfg, const io::TensorMap& params, const std::vector<int64_t>& prompt,
-        int64_t context, size_t budget, const std::string& mode) {
-  Run r;
+Generated run(const io::ModelConfig& cfg, const io::TensorMap& params,
+              const std::vector<int64_t>& prompt, int64_t context, size_t budget,
+              const std::string& mode) {
+  Generated r;
   r.plan = plan_kv(cfg, small_blocks(), context, budget, mode);
-  auto device =
-      std::make_shared<Allocator>("device", budget ? budget - r.plan.scratch_bytes : 0);
+  auto device = std::make_shared<Allocator>("device", budget ? budget - r.plan.scratch_bytes : 0);
   EngineOptions eo = r.plan.engine(small_blocks());
   eo.kv.host = std::make_shared<Allocator>("host", 0, Tier::kHost);
   io::TensorMap on_device;
@@ -111,12 +111,12 @@ TEST(KvOffload, FetchedAndDirectEqualResidentBitwise) {
   const io::ModelConfig cfg = long_llama();
   const io::TensorMap params = random_params(cfg);
   const std::vector<int64_t> prompt = prompt_of(45, cfg.vocab);
-  const Run all = run(cfg, params, prompt, 120, 0, "none");
+  const Generated all = run(cfg, params, prompt, 120, 0, "none");
   ASSERT_EQ(all.plan.mode, "resident");
   ASSERT_EQ(all.logits.size(), 76u);
   for (const std::string mode : {"host", "direct"}) {
     const size_t budget = mixed_budget(cfg, 120, mode);
-    const Run off = run(cfg, params, prompt, 120, budget, mode);
+    const Generated off = run(cfg, params, prompt, 120, budget, mode);
     EXPECT_EQ(off.plan.mode, mode == "host" ? "fetch" : "direct");
     // Some blocks of the sequence on each side, the tail written on the host.
     EXPECT_GT(off.plan.resident, 0) << mode;
@@ -139,14 +139,14 @@ TEST(KvOffload, InfeasibleBudgetNamesTheSmallest) {
   for (const std::string mode : {"host", "direct"}) {
     const size_t least = plan_kv(cfg, small_blocks(), 100, 0, mode).min_budget;
     const KvPlan p = plan_kv(cfg, small_blocks(), 100, least, mode);
-    EXPECT_EQ(p.resident, 0) << mode;
+    EXPECT_LT(p.resident, p.blocks_per_seq) << mode;
     EXPECT_LE(p.device_bytes(), least) << mode;
     try {
       plan_kv(cfg, small_blocks(), 100, least - 1, mode);
       ADD_FAILURE() << mode << ": a budget under the smallest was accepted";
     } catch (const OutOfMemory& e) {
-      EXPECT_NE(std::string(e.what()).find("smallest feasible budget is " +
-                                           std::to_string(least) + " bytes"),
+      EXPECT_NE(std::string(e.what()).find("smallest feasible budget is " + std::to_string(least) +
+                                           " bytes"),
                 std::string::npos)
           << e.what();
     }
@@ -196,7 +196,7 @@ void check_reference(const std::string& name) {
   const std::vector<int64_t> prompt = prompt_of(9, cfg.vocab);
   const int64_t context = cfg.max_seq;
   for (const std::string mode : {"host", "direct"}) {
-    const Run off = run(cfg, params, prompt, context, mixed_budget(cfg, context, mode), mode);
+    const Generated off = run(cfg, params, prompt, context, mixed_budget(cfg, context, mode), mode);
     ASSERT_GT(off.host, 0u) << name << " " << mode;
     std::vector<int64_t> seq = prompt;
     for (size_t i = 0; i < off.logits.size(); ++i) {
@@ -212,8 +212,12 @@ void check_reference(const std::string& name) {
   }
 }
 
-TEST(KvOffload, GptReferenceLogitsMatchRecompute) { check_reference("gpt2-tiny"); }
-TEST(KvOffload, LlamaReferenceLogitsMatchRecompute) { check_reference("llama-tiny"); }
+TEST(KvOffload, GptReferenceLogitsMatchRecompute) {
+  check_reference("gpt2-tiny");
+}
+TEST(KvOffload, LlamaReferenceLogitsMatchRecompute) {
+  check_reference("llama-tiny");
+}
 
 }  // namespace
 }  // namespace hp::infer

@@ -28,7 +28,7 @@ struct KvPlan {
   size_t weight_bytes = 0, program_bytes = 0, scratch_bytes = 0;
   size_t kv_device_bytes = 0, kv_host_bytes = 0;  // resident and offloaded blocks
   size_t staging_bytes = 0;  // fetch: one layer of every sequence's host blocks, on the device
-  size_t min_budget = 0;  // the smallest budget this mode fits in at this context
+  size_t min_budget = 0;     // the smallest budget this mode fits in at this context
   // Per decode token at the full context: bytes read on the device (weights, resident and staged
   // KV), bytes read in the host tier by the attention (direct), bytes copied host to device.
   double decode_device_bytes = 0, decode_host_bytes = 0, decode_fetch_bytes = 0;

@@ -28,10 +28,10 @@ struct SeqKv {
 // Where the blocks live: all on the device (host_blocks 0), or a sequence's first `resident`
 // blocks on the device and the others in the host tier.
 struct KvPlacement {
-  int64_t host_blocks = 0;  // blocks of the host pool
-  int64_t resident = 0;     // per sequence: its first blocks on the device (with host blocks)
-  int64_t fetch_slots = 0;  // host blocks per sequence staged on the device for a layer's
-                            // attention; 0: the attention reads them in the host tier
+  int64_t host_blocks = 0;     // blocks of the host pool
+  int64_t resident = 0;        // per sequence: its first blocks on the device (with host blocks)
+  int64_t fetch_slots = 0;     // host blocks per sequence staged on the device for a layer's
+                               // attention; 0: the attention reads them in the host tier
   int64_t staging_blocks = 0;  // the staging's blocks (of one layer): sequences x fetch_slots
   std::shared_ptr<Allocator> host;  // the host tier (needed with host blocks)
 };
@@ -66,7 +66,7 @@ class KvPool {
   int64_t block_tokens_, max_blocks_, max_seq_;
   KvPlacement placement_;
   Tensor pool_, host_, staging_;
-  std::vector<int64_t> free_;  // a stack: the most recently freed block is reused first
+  std::vector<int64_t> free_;       // a stack: the most recently freed block is reused first
   std::vector<int64_t> host_free_;  // ids from blocks() on
 };
 

@@ -93,13 +93,13 @@ Traced trace_chunk(const io::ModelConfig& cfg, int64_t batch, int64_t seq, const
 // with B = 1, decode steps with T = 1; the same model code as trace().
 struct InferTraced {
   std::unique_ptr<ir::Graph> graph;
-  ir::Var tokens;               // i64 [B, T]
-  ir::Var positions;            // i64 [B, T]: consecutive per sequence
-  ir::Var block_table;          // i64 [B, kv_max_blocks]: each sequence's pool blocks, in order
-  ir::Var pool;                 // f32 kv_pool_shape(): bound by the caller, written in place
-  ir::Var host_pool;            // f32 kv_pool_shape() of the host blocks; undefined: none
-  ir::Var staging;  // f32 [staging blocks, 2, block_tokens, kv heads, head dim]; or undefined
-  ir::Var logits;               // f32 [B, V]
+  ir::Var tokens;       // i64 [B, T]
+  ir::Var positions;    // i64 [B, T]: consecutive per sequence
+  ir::Var block_table;  // i64 [B, kv_max_blocks]: each sequence's pool blocks, in order
+  ir::Var pool;         // f32 kv_pool_shape(): bound by the caller, written in place
+  ir::Var host_pool;    // f32 kv_pool_shape() of the host blocks; undefined: none
+  ir::Var staging;      // f32 [staging blocks, 2, block_tokens, kv heads, head dim]; or undefined
+  ir::Var logits;       // f32 [B, V]
   std::vector<ir::Var> params;  // same order as param_infos()
 };
 

@@ -70,8 +70,7 @@ Var attention(Var q, Var k, Var v, double scale);
 // reads, so the write is ordered before every read.
 // With an offloaded pool, `host` f32 [host blocks, layers, 2, block_tokens, Hkv, Dh] holds the
 // blocks whose ids are >= the device pool's block count (id - device blocks), written in place too.
-Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer,
-             Var host = {});
+Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer, Var host = {});
 // Causal attention of q [B, T, H, Dh] (the last T positions of each sequence, which end at
 // lengths[b]) over the pool's keys and values of `layer` at positions [0, lengths[b]). Blocks
 // with ids >= the pool's block count are read from `host`: the host pool itself (attention where
