@@ -29,3 +29,8 @@ gtest_discover_tests(check_cases PROPERTIES LABELS e2e DISCOVERY_TIMEOUT 60)
 add_test(NAME e2e_crash_save COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/crash_save.sh
                                      $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
 set_tests_properties(e2e_crash_save PROPERTIES LABELS slow TIMEOUT 1800 RUN_SERIAL TRUE)
+
+# KV offload under --device-memory and hp bench context on a small Llama (a few seconds).
+add_test(NAME e2e_kv_offload COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/kv_offload.sh
+                                     $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_kv_offload PROPERTIES LABELS e2e)
