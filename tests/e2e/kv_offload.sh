@@ -5,6 +5,7 @@
 #   the budget;
 # - --kv-offload none at a context over the budget, and an offload budget under the smallest
 #   feasible one, are refused before running, naming the budget that would do;
+# - hp plan --infer-context prints the same plan without running;
 # - hp bench context finds a longer prompt with offload than resident (ratio > 1), its tokens
 #   at the offloaded maximum bitwise those of a run without a budget.
 source "$(dirname "$0")/lib.sh"
@@ -32,6 +33,10 @@ for mode in host:fetch:1100 direct:direct:1000; do
 done
 expect_fail "the smallest budget that holds it is" gen --device-memory 1000KiB --kv-offload none
 expect_fail "the smallest feasible budget is" gen --device-memory 900KiB --kv-offload host
+p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 1100KiB \
+  --kv-offload host) || fail "hp plan --infer-context: $p"
+grep -q "kv plan: fetch" <<<"$p" || fail "hp plan --infer-context: no fetch plan: $p"
+grep -q "per decode token: device reads" <<<"$p" || fail "hp plan: no decode bytes: $p"
 
 b=$("$HP" bench context --model "$WORK/small.json" --device-memory 1100KiB --tokens 8 \
   --kv-offload host --json) || fail "hp bench context: $b"
