@@ -1,5 +1,5 @@
-// `hp bench`: dispatches to `hp bench comm|spmd|pipeline|offload` (bench_comm.cpp,
-// bench_spmd.cpp, bench_pipeline.cpp, bench_offload.cpp).
+// `hp bench`: dispatches to `hp bench comm|spmd|pipeline|offload|context` (bench_comm.cpp,
+// bench_spmd.cpp, bench_pipeline.cpp, bench_offload.cpp, bench_context.cpp).
 #include <cstdio>
 
 #include "cli/args.hpp"
@@ -11,10 +11,11 @@ int bench_spmd(const std::vector<std::string>& argv);      // bench_spmd.cpp
 int bench_offload(const std::vector<std::string>& argv);   // bench_offload.cpp
 int bench_comm(const std::vector<std::string>& argv);      // bench_comm.cpp
 int bench_pipeline(const std::vector<std::string>& argv);  // bench_pipeline.cpp
+int bench_context(const std::vector<std::string>& argv);   // bench_context.cpp
 
 int cmd_bench(const std::vector<std::string>& argv) {
   const char* usage =
-      "usage: hp bench comm|spmd|pipeline|offload [options] (hp bench <name> --help)";
+      "usage: hp bench comm|spmd|pipeline|offload|context [options] (hp bench <name> --help)";
   if (!argv.empty() && argv[0] == "--help") {
     std::puts(usage);
     return 0;
@@ -25,6 +26,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   if (argv[0] == "offload") return bench_offload(rest);
   if (argv[0] == "comm") return bench_comm(rest);
   if (argv[0] == "pipeline") return bench_pipeline(rest);
+  if (argv[0] == "context") return bench_context(rest);
   throw Error("unknown benchmark '" + argv[0] + "'");
 }
 

@@ -23,6 +23,7 @@
 #include "hp/infer/engine.hpp"
 #include "hp/io/checkpoint.hpp"
 #include "hp/io/json.hpp"
+#include "hp/memory/tiers.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/executor.hpp"
 
@@ -87,6 +88,8 @@ struct GenerateJob {
   int64_t batch = 1;
   infer::Request request;  // everything but the prompt
   infer::EngineOptions engine;
+  memory::Budget device_memory;  // --device-memory; unlimited: none
+  std::string kv_offload = "auto";
   bool recompute = false, json = false;
   TextCodec codec;
   Placement place;  // one device unless --devices or --strategy
@@ -135,6 +138,8 @@ GenerateJob read_job(const Args& a) {
   j.engine.token_budget = a.i64("token-budget");
   j.engine.threads = int(a.i64("threads"));
   j.engine.max_batch = j.batch;
+  if (a.has("device-memory")) j.device_memory = memory::parse_budget(a.str("device-memory"));
+  j.kv_offload = a.str("kv-offload");
   j.recompute = a.flag("recompute");
   j.json = a.flag("json");
   j.codec = TextCodec::load(a.has("tokenizer") ? a.str("tokenizer") : "");
@@ -143,6 +148,8 @@ GenerateJob read_job(const Args& a) {
   HP_CHECK(!j.place.pipeline, "hp generate: --strategy ", j.place.spec,
            " is a pipeline; inference runs dp and tp strategies");
   HP_CHECK(!j.recompute || !j.place.mesh(), "option --recompute runs on one device only");
+  HP_CHECK(j.device_memory.unlimited() || !j.place.mesh(),
+           "option --device-memory (KV offload) runs on one device only");
   return j;
 }
 
@@ -186,23 +193,29 @@ std::vector<infer::Request> requests_of(const GenerateJob& j, const io::ModelCon
 }
 
 void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs,
-                   const std::vector<infer::Result>& res) {
+                   const std::vector<infer::Result>& res, const PlannedRun* run) {
   for (size_t s = 0; s < res.size(); ++s) {
     if (!j.json) {
       const std::string prompt = j.prompts.empty() ? "" : j.prompts[s];
       std::printf("%s%s\n", prompt.c_str(), j.codec.decode(res[s].tokens).c_str());
       continue;
     }
-    io::Json rec = {{"sequence", s},
-                    {"prompt_tokens", reqs[s].prompt.size()},
-                    {"tokens", res[s].tokens},
-                    {"text", j.codec.decode(res[s].tokens)},
-                    {"finish", res[s].finish},
-                    {"ttft_ms", res[s].ttft_ms},
-                    {"decode_tok_s", res[s].decode_tok_s},
-                    {"peak_device_bytes", default_allocator()->peak_bytes()},
-                    {"kv_offloaded_bytes", 0},
-                    {"kv_cache", !j.recompute}};
+    io::Json rec = {
+        {"sequence", s},
+        {"prompt_tokens", reqs[s].prompt.size()},
+        {"tokens", res[s].tokens},
+        {"text", j.codec.decode(res[s].tokens)},
+        {"finish", res[s].finish},
+        {"ttft_ms", res[s].ttft_ms},
+        {"decode_tok_s", res[s].decode_tok_s},
+        {"peak_device_bytes", run ? run->peak_device_bytes : default_allocator()->peak_bytes()},
+        {"kv_offloaded_bytes", run ? run->kv_offloaded_bytes : 0},
+        {"kv_cache", !j.recompute}};
+    if (run) {
+      rec["kv_plan"] = run->plan.mode;
+      rec["device_budget"] = run->plan.budget;
+      rec["kv_dtype"] = "f32";
+    }
     std::printf("%s\n", rec.dump(-1, ' ', false, io::Json::error_handler_t::replace).c_str());
   }
 }
@@ -327,7 +340,43 @@ std::vector<infer::Result> sharded_generate(const GenerateJob& job, const io::Mo
   return out;
 }
 
+
+int64_t longest_context(const io::ModelConfig& cfg, const std::vector<infer::Request>& reqs) {
+  int64_t context = 1;
+  for (const auto& r : reqs)
+    context = std::max(context, std::min(int64_t(r.prompt.size()) + r.max_tokens, cfg.max_seq));
+  return context;
+}
 }  // namespace
+
+size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo, int64_t context,
+                      const memory::Budget& budget) {
+  if (budget.bytes != 0 || budget.unlimited()) return budget.bytes;
+  return budget.resolve(infer::plan_kv(cfg, eo, context, 0, "none").device_bytes());
+}
+
+PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
+                       const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
+                       const memory::Budget& budget, const std::string& mode) {
+  const int64_t context = longest_context(cfg, reqs);
+  PlannedRun out;
+  out.plan = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget), mode);
+  // The allocator holds what the plan places; the kernels' scratch is kept free beside it.
+  auto device = std::make_shared<Allocator>(
+      "device", out.plan.budget ? out.plan.budget - out.plan.scratch_bytes : 0);
+  memory::TieredPool tiers(device, 0);
+  eo = out.plan.engine(eo);
+  eo.kv.host = tiers.host();
+  io::TensorMap on_device;
+  for (const auto& [name, t] : params) on_device.emplace(name, t.clone(device));
+  {
+    infer::Engine engine(cfg, on_device, eo, device);
+    out.results = engine.generate(reqs);
+    out.kv_offloaded_bytes = engine.pool().host_bytes();
+  }
+  out.peak_device_bytes = device->peak_bytes();
+  return out;
+}
 
 int cmd_generate(const std::vector<std::string>& argv) {
   Args a(argv, generate_command());
@@ -340,16 +389,20 @@ int cmd_generate(const std::vector<std::string>& argv) {
   if (job.place.mesh()) {
     res = sharded_generate(job, cfg, params, reqs);
     if (job.place.dev.rank != 0) return 0;  // mpi: rank 0 prints
-  } else if (job.recompute) {
+    print_results(job, reqs, res, nullptr);
+    return 0;
+  }
+  if (job.recompute) {
     for (size_t s = 0; s < reqs.size(); ++s)
       res.push_back(recompute_generate(cfg, params, reqs[s], s, job.engine.threads));
-  } else {
-    infer::EngineOptions eo = job.engine;
-    eo.pool_blocks = pool_blocks_for(reqs, cfg, eo);
-    infer::Engine engine(cfg, params, eo, default_allocator());
-    res = engine.generate(reqs);
+    print_results(job, reqs, res, nullptr);
+    return 0;
   }
-  print_results(job, reqs, res);
+  const PlannedRun run =
+      run_planned(cfg, params, reqs, job.engine, job.device_memory, job.kv_offload);
+  if (!job.json && !job.device_memory.unlimited())
+    std::fprintf(stderr, "%s", run.plan.explain().c_str());
+  print_results(job, reqs, run.results, &run);
   return 0;
 }
 

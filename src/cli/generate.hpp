@@ -8,8 +8,10 @@
 
 #include "cli/args.hpp"
 
+#include "hp/infer/kv_plan.hpp"
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
+#include "hp/memory/options.hpp"
 
 namespace hp::cli {
 
@@ -33,6 +35,25 @@ std::pair<io::ModelConfig, io::TensorMap> load_model(const ModelSource& m);
 
 // The text of generated ids: the byte of each id below 256 (the byte vocabulary).
 std::string text_of(const std::vector<int64_t>& tokens);
+
+// A run of the engine under a device budget (docs/inference.md, "KV offload"): the KV plan for
+// the requests' longest context, the weights copied into a device allocator of the budget (less
+// the kernels' scratch, which it does not see), the offloaded blocks in the host tier.
+struct PlannedRun {
+  infer::KvPlan plan;
+  std::vector<infer::Result> results;
+  size_t peak_device_bytes = 0;   // the device allocator's measured peak
+  size_t kv_offloaded_bytes = 0;  // the host pool
+};
+// Throws hp::OutOfMemory before running when the plan cannot meet the budget. `budget` as
+// --device-memory (a percentage: of the plan's unconstrained device bytes); `mode` as
+// --kv-offload.
+PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
+                       const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
+                       const memory::Budget& budget, const std::string& mode);
+// The budget in bytes: a percentage of what the whole cache needs on the device at `context`.
+size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo, int64_t context,
+                      const memory::Budget& budget);
 
 // Continues `prompt` by `o.tokens` bytes; returns only the continuation.
 std::string sample_text(const io::ModelConfig& cfg, const io::TensorMap& params,

@@ -18,7 +18,7 @@ const char* kUsage =
     "  ckpt      inspect, verify, export or import a sharded checkpoint\n"
     "  plan      show layouts, collectives and per-device memory of a strategy\n"
     "  calibrate measure this machine for the planner (--cluster local)\n"
-    "  bench     micro-benchmarks: comm, spmd, offload\n";
+    "  bench     micro-benchmarks: comm, spmd, offload, context\n";
 }
 
 int main(int argc, char** argv) {

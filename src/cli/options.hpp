@@ -353,7 +353,24 @@ inline const Command& plan_command() {
          {.name = "profile",
           .kind = Kind::kFlag,
           .help = "a pipeline strategy: simulate with the costs of a profiling step run on "
-                  "--devices (fresh weights, random tokens) instead of modelled costs"}}},
+                  "--devices (fresh weights, random tokens) instead of modelled costs"},
+         {.name = "infer-context",
+          .kind = Kind::kInt,
+          .meta = "N",
+          .computed = "none",
+          .min = 1,
+          .help = "plan inference instead: the KV offload of N positions under --device-memory"},
+         {.name = "infer-batch",
+          .kind = Kind::kInt,
+          .meta = "B",
+          .dflt = "1",
+          .min = 1,
+          .help = "with --infer-context: sequences decoded together"},
+         {.name = "kv-offload",
+          .kind = Kind::kEnum,
+          .dflt = "auto",
+          .choices = {"auto", "host", "direct", "disk", "none"},
+          .help = "with --infer-context: as hp generate's"}}},
        devices_group(),
        offload_group(),
        {"Planner (with --cluster: search strategies for a cluster; docs/planner.md)",
@@ -472,6 +489,16 @@ inline const Command& generate_command() {
          {.name = "recompute",
           .kind = Kind::kFlag,
           .help = "no KV cache: recompute the padded window per token (for comparison)"},
+         {.name = "device-memory",
+          .meta = "SIZE|P%",
+          .computed = "none",
+          .help = "device budget (64MiB, or a share of what the whole cache needs); KV blocks "
+                  "that do not fit go to the host"},
+         {.name = "kv-offload",
+          .kind = Kind::kEnum,
+          .dflt = "auto",
+          .choices = {"auto", "host", "direct", "disk", "none"},
+          .help = "host: fetched per layer; direct: attended in the host tier; none: all resident"},
          {.name = "json",
           .kind = Kind::kFlag,
           .help = "one JSON record per sequence instead of the text"}}},
@@ -669,6 +696,33 @@ inline const Command& bench_offload_command() {
           .dflt = "offload_bench",
           .help = "the disk tier (removed afterwards)"},
          {.name = "explain", .kind = Kind::kFlag, .help = "print each offload plan"}}}}};
+  return c;
+}
+
+inline const Command& bench_context_command() {
+  static const infer::EngineOptions e;
+  static const Command c{
+      "hp bench context (--ckpt DIR | --model CONFIG|NAME [--init W.safetensors]) "
+      "--device-memory SIZE [options]",
+      "The longest prompt that prefills and then decodes --tokens greedy tokens under the device "
+      "budget,\n"
+      "found by running (a binary search on the prompt length): with every KV block "
+      "resident\n"
+      "(--kv-offload none) and with offload; prints both and their ratio (f32 KV).",
+      {model_group(),
+       {"Run",
+        {{.name = "device-memory", .meta = "SIZE", .help = "the device budget, e.g. 96MiB"},
+         count_option("tokens", 16, 1, "tokens decoded after each prompt"),
+         {.name = "kv-offload",
+          .kind = Kind::kEnum,
+          .dflt = "auto",
+          .choices = {"auto", "host", "direct"},
+          .help = "the offload of the second search (auto: the plan's choice)"},
+         count_option("max-prompt", 0, 0, "the longest prompt tried; 0: max positions - tokens"),
+         count_option("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
+         count_option("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run"),
+         {.name = "threads", .kind = Kind::kInt, .meta = "K", .dflt = "1", .min = 1},
+         {.name = "json", .kind = Kind::kFlag, .help = "one JSON record on stdout"}}}}};
   return c;
 }
 

@@ -9,8 +9,10 @@
 #include "cli/args.hpp"
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
+#include "cli/generate.hpp"
 #include "cli/offload.hpp"
 #include "cli/options.hpp"
+#include "cli/probes.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/mpmd/simulate.hpp"
 #include "hp/train/plan.hpp"
@@ -132,10 +134,29 @@ int print_pipeline(const train::StepPlan& plan, const PlanOptions& po) {
   return 0;
 }
 
+namespace {
+// hp plan --infer-context N: the KV offload plan of an inference job, with the decode time
+// predicted from this machine's memory bandwidth (a memcpy moves each byte twice: read, write).
+int plan_inference(const Args& a) {
+  const io::ModelConfig cfg = resolve_model(a.str("model"));
+  infer::EngineOptions eo;
+  eo.max_batch = a.i64("infer-batch");
+  const int64_t context = a.i64("infer-context");
+  const memory::Budget budget =
+      a.has("device-memory") ? memory::parse_budget(a.str("device-memory")) : memory::Budget{};
+  const infer::KvPlan p = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget),
+                                         a.str("kv-offload"));
+  const double bw = 2e9 * memcpy_gbps(size_t(64) << 20);
+  std::fputs(p.explain(bw).c_str(), stdout);
+  return 0;
+}
+}  // namespace
+
 int cmd_plan(const std::vector<std::string>& argv) {
   Args a(argv, plan_command());
   if (printed_help(a)) return 0;
   if (a.has("cluster")) return plan_search(a);
+  if (a.has("infer-context")) return plan_inference(a);
   if (!a.has("strategy") && !offload_options(a, std::nullopt).enabled()) {
     std::fprintf(stderr, "usage: %s (see --help)\n", a.command().usage.c_str());
     return 2;

@@ -91,7 +91,7 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
       pool_(
           pool_config(cfg, mesh_, pool_layout_),
           o.pool_blocks > 0 ? o.pool_blocks : o.max_batch * nn::kv_max_blocks(cfg, o.block_tokens),
-          o.block_tokens, device) {
+          o.block_tokens, device, o.kv) {
   HP_CHECK(o.prefill_chunk > 0, "[engine] prefill_chunk must be positive, got ", o.prefill_chunk);
   HP_CHECK(o.max_batch > 0, "[engine] max_batch must be positive, got ", o.max_batch);
   HP_CHECK(o.token_budget >= 0, "[engine] token_budget must be >= 0, got ", o.token_budget);
@@ -99,6 +99,9 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
   if (o_.token_budget == 0) o_.token_budget = o_.prefill_chunk + o_.max_batch;
   o_.prefill_chunk = std::min(o_.prefill_chunk, cfg.max_seq);
   if (!on_mesh(mesh_)) return;
+  HP_CHECK(o_.kv.host_blocks == 0,
+           "[engine] KV offload under a strategy is not supported: run on one device, or give "
+           "the budget room for the whole cache");
   const shard::Mesh& m = mesh_.strategy.mesh;
   for (const auto& pi : nn::param_infos(cfg)) {
     const Shape& shape = pi.logical.empty() ? pi.shape : pi.logical;
@@ -119,7 +122,8 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   auto c = std::make_unique<Compiled>();
   nn::TraceOptions to;
   to.logical_qkv = on_mesh(mesh_);
-  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens(), to);
+  c->tr = nn::trace_infer(cfg_, batch, seq, pool_.blocks(), pool_.block_tokens(), o_.kv.host_blocks,
+                          o_.kv.fetch_slots, o_.kv.staging_blocks, to);
   auto local = [&c](ir::ValueId v) { return c->lowered.graph ? c->lowered.map[size_t(v)] : v; };
   if (on_mesh(mesh_)) {
     std::map<ir::ValueId, shard::Layout> sources{{c->tr.pool.id, pool_layout_}};
@@ -154,6 +158,8 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   c->ex->bind(local(c->tr.positions.id), c->positions);
   c->ex->bind(local(c->tr.block_table.id), c->table);
   c->ex->bind(local(c->tr.pool.id), pool_.tensor());
+  if (c->tr.host_pool.defined()) c->ex->bind(local(c->tr.host_pool.id), pool_.host_tensor());
+  if (c->tr.staging.defined()) c->ex->bind(local(c->tr.staging.id), pool_.staging_tensor());
   slot = std::move(c);
   return *slot;
 }

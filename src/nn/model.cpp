@@ -401,7 +401,8 @@ Shape kv_pool_shape(const ModelConfig& c, int64_t blocks, int64_t block_tokens) 
 }
 
 InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_t pool_blocks,
-                        int64_t block_tokens, TraceOptions options) {
+                        int64_t block_tokens, int64_t host_blocks, int64_t fetch_slots,
+                        int64_t staging_blocks, TraceOptions options) {
   check_tokens(c, batch, seq);
   HP_CHECK(!c.has_vision(), "[model] inference of a vision-language model is not supported");
   HP_CHECK(pool_blocks > 0, "[model] the KV pool needs blocks, got ", pool_blocks);
@@ -418,10 +419,20 @@ InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_
                    ir::ValueKind::kState);
   BlockHooks hk;
   hk.positions = t.positions;
-  hk.attend = [&t](int64_t layer, Var q, Var k, Var v) {
-    Var lengths = kv_write(t.pool, k, v, t.block_table, t.positions, layer);
+  if (host_blocks > 0)
+    t.host_pool =
+        g.input("kv_host_pool", {kv_pool_shape(c, host_blocks, block_tokens), DType::kF32});
+  if (host_blocks > 0 && fetch_slots > 0)
+    t.staging = g.input("kv_staging",
+                        {{staging_blocks, 2, block_tokens, c.n_kv_head, c.head_dim}, DType::kF32});
+  hk.attend = [&t, pool_blocks, fetch_slots](int64_t layer, Var q, Var k, Var v) {
+    Var lengths = kv_write(t.pool, k, v, t.block_table, t.positions, layer, t.host_pool);
+    if (t.staging.defined())
+      lengths =
+          kv_fetch(t.staging, t.host_pool, t.block_table, lengths, layer, pool_blocks, fetch_slots);
     return paged_attention(q, t.pool, t.block_table, lengths, layer,
-                           1.0 / std::sqrt(double(q.dim(3))));
+                           1.0 / std::sqrt(double(q.dim(3))),
+                           t.staging.defined() ? t.staging : t.host_pool, fetch_slots);
   };
   Var x = embed(g, c, P, t.tokens, t.positions);
   for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x, hk);

@@ -1,8 +1,10 @@
 // The KV-cache ops of the inference programs (docs/inference.md): kv_write stores one layer's new
 // keys and values in the paged pool, paged_attention attends over a sequence's cached positions
-// through its block table. Both run only forward (no VJP). Sharded (tensor-parallel) inference
-// splits the pool's kv heads with the query heads, or keeps every kv head on every rank when
-// there are fewer kv heads than ranks, as attention does with k and v.
+// through its block table, and kv_fetch copies one layer of a sequence's offloaded (host) blocks
+// into device staging before the layer's attention. All run only forward (no VJP). Sharded
+// (tensor-parallel) inference splits the pool's kv heads with the query heads, or keeps every kv
+// head on every rank when there are fewer kv heads than ranks, as attention does with k and v;
+// kv_fetch and the host pool have no sharding rule (offload is for one device).
 // Not an allocator: which blocks a sequence holds is the caller's (hp/infer/kv_pool.hpp).
 #include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
@@ -24,6 +26,25 @@ void expect_i64(const TensorType& t, const Shape& s, const char* what) {
            type_str(t));
 }
 
+// The host pool of an offloaded cache: the device pool's shape but for the block count.
+void expect_host(const TensorType& host, const TensorType& pool) {
+  HP_CHECK(host.dtype == DType::kF32 && host.shape.size() == 6 &&
+               Shape(host.shape.begin() + 1, host.shape.end()) ==
+                   Shape(pool.shape.begin() + 1, pool.shape.end()),
+           "host pool ", type_str(host), " does not match the pool ", type_str(pool));
+}
+
+// kv_fetch's staging: [rows, 2, block_tokens, Hkv, Dh], rows for fetch_slots blocks of each of
+// `batch` sequences.
+void expect_staging(const TensorType& st, const TensorType& pool, int64_t batch, const Attrs& at) {
+  const Shape& s = st.shape;
+  HP_CHECK(st.dtype == DType::kF32 && s.size() == 5 &&
+               Shape(s.begin() + 1, s.end()) == Shape(pool.shape.begin() + 2, pool.shape.end()) &&
+               s[0] >= batch * at.i("fetch_slots"),
+           "staging ", type_str(st), " does not hold ", at.i("fetch_slots"), " blocks of ", batch,
+           " sequences of the pool ", type_str(pool));
+}
+
 // The ids of the sequences' blocks: [B, max_blocks].
 void expect_table(const TensorType& t, int64_t batch) {
   HP_CHECK(t.dtype == DType::kI64 && t.shape.size() == 2 && t.shape[0] == batch,
@@ -37,12 +58,13 @@ int64_t capacity(const Types& in, size_t pool, size_t table) {
 
 void add_kv_write(Table& t) {
   OpDef w;
-  // (pool, k [B, T, Hkv, Dh], v, block_table [B, max_blocks], positions [B, T]) -> lengths [B];
-  // attrs: layer. Writes into the pool input in place.
+  // (pool, k [B, T, Hkv, Dh], v, block_table [B, max_blocks], positions [B, T] [, host pool])
+  // -> lengths [B]; attrs: layer. Writes into the pool (or the host pool) input in place.
   w.id = OpId::kKvWrite;
   w.infer = [](const Types& in, const Attrs& at) {
-    expect_arity(in, 5);
+    HP_CHECK(in.size() == 5 || in.size() == 6, "expects 5 or 6 inputs, got ", in.size());
     expect_pool(in[0], at.i("layer"));
+    if (in.size() == 6) expect_host(in[5], in[0]);
     const Shape& k = in[1].shape;
     HP_CHECK(in[1].dtype == DType::kF32 && k.size() == 4, "k must be f32 [B, T, Hkv, Dh], got ",
              type_str(in[1]));
@@ -65,12 +87,13 @@ void add_kv_write(Table& t) {
 
 void add_paged_attention(Table& t) {
   OpDef a;
-  // (q [B, T, H, Dh], pool, block_table [B, max_blocks], lengths [B]) -> out [B, T, H, Dh];
-  // attrs: layer, scale; group and head_offset when this rank holds only some query heads of a
-  // group with their whole kv head (SPMD lowering sets them).
+  // (q [B, T, H, Dh], pool, block_table [B, max_blocks], lengths [B] [, host]) -> out [B, T, H,
+  // Dh]; attrs: layer, scale, fetch_slots (> 0: host is kv_fetch's staging, else the host pool);
+  // group and head_offset when this rank holds only some query heads of a group with their whole
+  // kv head (SPMD lowering sets them).
   a.id = OpId::kPagedAttention;
   a.infer = [](const Types& in, const Attrs& at) {
-    expect_arity(in, 4);
+    HP_CHECK(in.size() == 4 || in.size() == 5, "expects 4 or 5 inputs, got ", in.size());
     const Shape& q = in[0].shape;
     HP_CHECK(in[0].dtype == DType::kF32 && q.size() == 4, "q must be f32 [B, T, H, Dh], got ",
              type_str(in[0]));
@@ -88,6 +111,8 @@ void add_paged_attention(Table& t) {
     }
     expect_table(in[2], q[0]);
     expect_i64(in[3], {q[0]}, "lengths");
+    if (in.size() == 5 && at.i("fetch_slots") == 0) expect_host(in[4], in[1]);
+    if (in.size() == 5 && at.i("fetch_slots") > 0) expect_staging(in[4], in[1], q[0], at);
     return Types{in[0]};
   };
   a.cost = [](const Types& in, const Types& out, const Attrs&) {
@@ -125,24 +150,62 @@ void add_paged_attention(Table& t) {
   t.push_back(std::move(a));
 }
 
+void add_kv_fetch(Table& t) {
+  OpDef f;
+  // (staging, host pool, block_table [B, max_blocks], lengths [B]) -> lengths [B]; attrs: layer,
+  // device_blocks, fetch_slots. Writes into the staging input in place; lengths orders it after
+  // the layer's kv_write.
+  f.id = OpId::kKvFetch;
+  f.infer = [](const Types& in, const Attrs& at) {
+    expect_arity(in, 4);
+    expect_pool(in[1], at.i("layer"));
+    const int64_t B = in[3].shape.empty() ? -1 : in[3].shape[0];
+    expect_table(in[2], B);
+    expect_i64(in[3], {B}, "lengths");
+    HP_CHECK(at.i("fetch_slots") > 0 && at.i("device_blocks") >= 0, "fetch_slots ",
+             at.i("fetch_slots"), " and device_blocks ", at.i("device_blocks"),
+             " must be positive and >= 0");
+    expect_staging(in[0], in[1], B, at);
+    return Types{in[3]};
+  };
+  f.cost = [](const Types& in, const Types&, const Attrs& at) {
+    // The link bytes at most: every staged block read from the host and written on the device.
+    const Shape& s = in[0].shape;
+    return Cost{
+        0, 2.0 * double(in[3].shape[0] * at.i("fetch_slots") * s[1] * s[2] * s[3] * s[4]) * 4.0};
+  };
+  t.push_back(std::move(f));
+}
+
 }  // namespace
 
 void register_kv_cache(Table& t) {
   add_kv_write(t);
   add_paged_attention(t);
+  add_kv_fetch(t);
 }
 
 }  // namespace hp::ops
 
 namespace hp {
 
-Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer) {
-  return pool.g->apply1(ops::op_def(ir::OpId::kKvWrite), {pool, k, v, block_table, positions},
-                        {{"layer", layer}});
+Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer, Var host) {
+  std::vector<Var> in = {pool, k, v, block_table, positions};
+  if (host.defined()) in.push_back(host);
+  return pool.g->apply1(ops::op_def(ir::OpId::kKvWrite), in, {{"layer", layer}});
 }
-Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale) {
-  return q.g->apply1(ops::op_def(ir::OpId::kPagedAttention), {q, pool, block_table, lengths},
-                     {{"layer", layer}, {"scale", scale}});
+Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale,
+                    Var host, int64_t fetch_slots) {
+  std::vector<Var> in = {q, pool, block_table, lengths};
+  if (host.defined()) in.push_back(host);
+  return q.g->apply1(ops::op_def(ir::OpId::kPagedAttention), in,
+                     {{"layer", layer}, {"scale", scale}, {"fetch_slots", fetch_slots}});
+}
+Var kv_fetch(Var staging, Var host, Var block_table, Var lengths, int64_t layer,
+             int64_t device_blocks, int64_t slots) {
+  return host.g->apply1(
+      ops::op_def(ir::OpId::kKvFetch), {staging, host, block_table, lengths},
+      {{"layer", layer}, {"device_blocks", device_blocks}, {"fetch_slots", slots}});
 }
 
 }  // namespace hp

@@ -53,3 +53,7 @@ add_test(NAME e2e_vlm COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/vlm.sh $<TARGET_FIL
                               ${PROJECT_SOURCE_DIR} ${vlm_mpi})
 set_tests_properties(e2e_check_vlm-tiny PROPERTIES LABELS e2e)
 set_tests_properties(e2e_vlm PROPERTIES LABELS "${vlm_labels}")
+# KV offload under --device-memory and hp bench context on a small Llama (a few seconds).
+add_test(NAME e2e_kv_offload COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/kv_offload.sh
+                                     $<TARGET_FILE:hp> ${PROJECT_SOURCE_DIR})
+set_tests_properties(e2e_kv_offload PROPERTIES LABELS e2e)

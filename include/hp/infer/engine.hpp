@@ -37,7 +37,8 @@ struct EngineOptions {
   int64_t prefill_chunk = 64;  // at most this many prompt tokens per program run
   int64_t max_batch = 1;       // sequences running (holding cache) at once
   int64_t token_budget = 0;    // tokens per step; 0: prefill_chunk + max_batch
-  int64_t pool_blocks = 0;     // 0: max_batch contexts of max_seq positions
+  int64_t pool_blocks = 0;     // on the device; 0: max_batch contexts of max_seq positions
+  KvPlacement kv;              // offloaded blocks (infer::plan_kv); default: none
   int threads = 1;
   // The bytes of a token, which stop strings are matched on; empty: ids below 256 are bytes and
   // others none (the byte vocabulary).

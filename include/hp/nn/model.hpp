@@ -109,11 +109,13 @@ Traced trace_chunk(const io::ModelConfig& cfg, int64_t batch, int64_t seq, const
 // with B = 1, decode steps with T = 1; the same model code as trace().
 struct InferTraced {
   std::unique_ptr<ir::Graph> graph;
-  ir::Var tokens;               // i64 [B, T]
-  ir::Var positions;            // i64 [B, T]: consecutive per sequence
-  ir::Var block_table;          // i64 [B, kv_max_blocks]: each sequence's pool blocks, in order
-  ir::Var pool;                 // f32 kv_pool_shape(): bound by the caller, written in place
-  ir::Var logits;               // f32 [B, V]
+  ir::Var tokens;       // i64 [B, T]
+  ir::Var positions;    // i64 [B, T]: consecutive per sequence
+  ir::Var block_table;  // i64 [B, kv_max_blocks]: each sequence's pool blocks, in order
+  ir::Var pool;         // f32 kv_pool_shape(): bound by the caller, written in place
+  ir::Var host_pool;    // f32 kv_pool_shape() of the host blocks; undefined: none
+  ir::Var staging;      // f32 [staging blocks, 2, block_tokens, kv heads, head dim]; or undefined
+  ir::Var logits;       // f32 [B, V]
   std::vector<ir::Var> params;  // same order as param_infos()
 };
 
@@ -121,10 +123,14 @@ struct InferTraced {
 int64_t kv_max_blocks(const io::ModelConfig& cfg, int64_t block_tokens);
 // The pool: [blocks, layers, 2 (keys, values), block_tokens, kv heads, head dim].
 Shape kv_pool_shape(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens);
-// Throws when seq exceeds the model's max positions. `options`: as trace's (logical shapes for
-// programs that are sharded).
+// Throws when seq exceeds the model's max positions. With host_blocks > 0 the block ids from
+// pool_blocks on name blocks of the host pool: each layer's attention reads them there
+// (fetch_slots 0) or from the device staging (a source of staging_blocks >= batch x fetch_slots
+// blocks of one layer, bound by the caller) that a kv_fetch fills just before it. `options`: as
+// trace's (logical shapes for programs that are sharded).
 InferTraced trace_infer(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int64_t pool_blocks,
-                        int64_t block_tokens, TraceOptions options = {});
+                        int64_t block_tokens, int64_t host_blocks = 0, int64_t fetch_slots = 0,
+                        int64_t staging_blocks = 0, TraceOptions options = {});
 
 // Fresh parameters (GPT-2 / Llama initialisation: normal(0, 0.02), residual projections scaled
 // by 1/sqrt(2 * n_layer), norms 1, biases 0), a pure function of (seed, name, index).

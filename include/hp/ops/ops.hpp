@@ -68,10 +68,22 @@ Var attention(Var q, Var k, Var v, double scale);
 // Writes k and v [B, T, Hkv, Dh] of `layer` into the pool in place at their positions; returns
 // each sequence's length after the write, i64 [B] (last position + 1), which paged_attention
 // reads, so the write is ordered before every read.
-Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer);
+// With an offloaded pool, `host` f32 [host blocks, layers, 2, block_tokens, Hkv, Dh] holds the
+// blocks whose ids are >= the device pool's block count (id - device blocks), written in place too.
+Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t layer, Var host = {});
 // Causal attention of q [B, T, H, Dh] (the last T positions of each sequence, which end at
-// lengths[b]) over the pool's keys and values of `layer` at positions [0, lengths[b]).
-Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale);
+// lengths[b]) over the pool's keys and values of `layer` at positions [0, lengths[b]). Blocks
+// with ids >= the pool's block count are read from `host`: the host pool itself (attention where
+// the KV lives, fetch_slots 0), or the staging kv_fetch filled (fetch_slots per sequence).
+Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale,
+                    Var host = {}, int64_t fetch_slots = 0);
+// Copies `layer` of each sequence's host blocks (ids >= device_blocks, up to lengths[b]) from
+// `host` into `staging` f32 [rows, 2, block_tokens, Hkv, Dh] in place, sequence b's host blocks
+// in table order at rows b * slots, b * slots + 1, ...: the fetch of an offloaded KV cache just
+// before the layer's attention. Returns `lengths` (i64 [B]) for the attention to read, which
+// orders it after the fetch. Throws when a sequence holds more than `slots` host blocks.
+Var kv_fetch(Var staging, Var host, Var block_table, Var lengths, int64_t layer,
+             int64_t device_blocks, int64_t slots);
 
 // Layout. reshape accepts one -1.
 Var reshape(Var x, Shape shape);

@@ -1,0 +1,63 @@
+// The static KV offload plan of an inference job (docs/inference.md, "KV offload"): from the model
+// config, the engine options, the longest context and a device budget, where each sequence's KV
+// blocks live (its first `resident` blocks on the device, the rest in the host tier), how much
+// device memory the weights, the programs and their scratch take, and what one decode token reads
+// and fetches. Computed before running; a budget changes only where blocks live, never the block
+// size, the prefill chunks or the arithmetic.
+// Not the engine: it sizes and places, the engine (engine.hpp) runs what it sized.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "hp/infer/engine.hpp"
+#include "hp/io/model_config.hpp"
+
+namespace hp::infer {
+
+// How host blocks are attended: fetched into device staging per layer ("fetch"), or read where
+// they live by the attention kernel ("direct"); "resident": no host blocks.
+struct KvPlan {
+  std::string mode;
+  int64_t batch = 1, context = 0, block_tokens = 16, layers = 1;
+  int64_t blocks_per_seq = 0;  // ceil(context / block_tokens)
+  int64_t resident = 0;        // per sequence, on the device
+  int64_t fetch_slots = 0;     // per sequence, staged on the device for one layer (fetch)
+  size_t budget = 0;           // 0: unlimited
+  size_t block_bytes = 0;      // one block, every layer
+  size_t weight_bytes = 0, program_bytes = 0, scratch_bytes = 0;
+  size_t kv_device_bytes = 0, kv_host_bytes = 0;  // resident and offloaded blocks
+  size_t staging_bytes = 0;  // fetch: one layer of every sequence's host blocks, on the device
+  size_t min_budget = 0;     // the smallest budget this mode fits in at this context
+  // Per decode token at the full context: bytes read on the device (weights, resident and staged
+  // KV), bytes read in the host tier by the attention (direct), bytes copied host to device.
+  double decode_device_bytes = 0, decode_host_bytes = 0, decode_fetch_bytes = 0;
+
+  // Device memory the plan holds: weights, resident KV, staging, programs (arenas, outputs,
+  // inputs) and the largest kernel scratch.
+  size_t device_bytes() const {
+    return weight_bytes + kv_device_bytes + staging_bytes + program_bytes + scratch_bytes;
+  }
+  // Seconds per decode token when device and host share one memory of `bw` bytes/s and copies run
+  // on the compute cores (nothing overlaps): every byte read once, a fetched byte read and written.
+  double shared_memory_s(double bw) const {
+    return (decode_device_bytes + decode_host_bytes + 2 * decode_fetch_bytes) / bw;
+  }
+  // With a link `rho` times slower than the device memory, fetches overlapped with compute:
+  // max(device bytes / bw, link bytes / (bw / rho)) (host reads count as link bytes).
+  double overlapped_s(double bw, double rho) const;
+  // The engine options that run this plan (the host allocator still to set in kv.host).
+  EngineOptions engine(EngineOptions base) const;
+  // The plan in words, one line per item, with the decode time at `bw` bytes/s (0: not shown).
+  std::string explain(double bw = 0) const;
+};
+
+// mode: "none" (every block on the device), "host" (fetch), "direct", or "auto" (the fastest
+// that fits: resident first, then direct on a backend whose kernels read host memory, which the
+// CPU's do, else fetch). Throws hp::OutOfMemory before anything runs when the budget cannot hold
+// the plan, naming the smallest budget that could ("none" at a too-long context: the budget the
+// whole cache needs), and hp::Error for a mode it does not know ("disk" is not wired yet).
+KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& engine, int64_t context,
+               size_t budget, const std::string& mode);
+
+}  // namespace hp::infer

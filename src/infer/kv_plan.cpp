@@ -1,0 +1,202 @@
+// The static KV offload plan: the programs the engine will compile are traced and compiled here
+// to learn their device memory exactly (arenas, outputs, inputs, kernel scratch), then the largest
+// number of resident blocks per sequence that fits the budget is searched for.
+#include "hp/infer/kv_plan.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "hp/nn/model.hpp"
+#include "hp/runtime/program.hpp"
+
+namespace hp::infer {
+
+namespace {
+
+// "12.50 MiB".
+std::string bytes_str(size_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", double(b) / double(1 << 20));
+  return buf;
+}
+
+// Device bytes of every program the engine may compile (prefill chunks of batch 1, decode of 1 to
+// max_batch sequences) with `slots` staged host blocks per sequence, and their largest scratch.
+struct ProgramBytes {
+  size_t held = 0, scratch = 0;
+};
+
+ProgramBytes program_bytes(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context,
+                           int64_t slots, bool host) {
+  std::vector<std::pair<int64_t, int64_t>> shapes;  // [B, T]
+  const int64_t chunk = std::min(o.prefill_chunk, cfg.max_seq);
+  if (chunk <= context) shapes.push_back({1, chunk});
+  for (int64_t T = 1; T < chunk && T <= context; T *= 2) shapes.push_back({1, T});  // the rest
+  for (int64_t b = 1; b <= o.max_batch; ++b) shapes.push_back({b, 1});
+  std::sort(shapes.begin(), shapes.end());
+  shapes.erase(std::unique(shapes.begin(), shapes.end()), shapes.end());
+  const int64_t max_blocks = nn::kv_max_blocks(cfg, o.block_tokens);
+  ProgramBytes out;
+  for (auto [B, T] : shapes) {
+    nn::InferTraced tr = nn::trace_infer(cfg, B, T, 1, o.block_tokens, host || slots > 0 ? 1 : 0,
+                                         slots, slots * o.max_batch);
+    runtime::Program p = runtime::compile(*tr.graph, {tr.logits.id});
+    out.held += p.arena_bytes + p.output_bytes + size_t(B * (2 * T + max_blocks)) * 8;
+    out.scratch = std::max(out.scratch, runtime::scratch_bytes(p, o.threads));
+  }
+  return out;
+}
+
+}  // namespace
+
+double KvPlan::overlapped_s(double bw, double rho) const {
+  return std::max(decode_device_bytes / bw, (decode_host_bytes + decode_fetch_bytes) * rho / bw);
+}
+
+EngineOptions KvPlan::engine(EngineOptions base) const {
+  base.pool_blocks = std::max<int64_t>(1, batch * resident);
+  base.kv = {};
+  if (mode == "resident") return base;
+  base.kv.host_blocks = batch * (blocks_per_seq - resident);
+  base.kv.resident = resident;
+  base.kv.fetch_slots = fetch_slots;
+  base.kv.staging_blocks = batch * fetch_slots;
+  return base;
+}
+
+std::string KvPlan::explain(double bw) const {
+  auto mib = [](double b) { return bytes_str(size_t(b)); };
+  char line[512];
+  std::string s;
+  std::snprintf(line, sizeof line,
+                "kv plan: %s, %lld sequence(s) of %lld positions in blocks of %lld (%s each)\n",
+                mode.c_str(), (long long)batch, (long long)context, (long long)block_tokens,
+                mib(double(block_bytes)).c_str());
+  s += line;
+  std::snprintf(line, sizeof line,
+                "  device: %s of %s budget (weights %s, resident KV %s, staging %s, programs %s, "
+                "scratch %s); "
+                "smallest budget for this mode %s\n",
+                mib(double(device_bytes())).c_str(),
+                budget ? mib(double(budget)).c_str() : "an unlimited",
+                mib(double(weight_bytes)).c_str(), mib(double(kv_device_bytes)).c_str(),
+                mib(double(staging_bytes)).c_str(), mib(double(program_bytes)).c_str(),
+                mib(double(scratch_bytes)).c_str(), mib(double(min_budget)).c_str());
+  s += line;
+  std::snprintf(line, sizeof line,
+                "  per layer: blocks [0, %lld) of each sequence resident (%s), [%lld, %lld) on the "
+                "host (%s)%s\n",
+                (long long)resident, mib(double(kv_device_bytes) / double(layers)).c_str(),
+                (long long)resident, (long long)blocks_per_seq,
+                mib(double(kv_host_bytes) / double(layers)).c_str(),
+                mode == "fetch"    ? ", fetched into device staging before the layer's attention"
+                : mode == "direct" ? ", attended where they live"
+                                   : "");
+  s += line;
+  std::snprintf(line, sizeof line,
+                "  per decode token: device reads %s, host reads %s, fetched %s\n",
+                mib(decode_device_bytes).c_str(), mib(decode_host_bytes).c_str(),
+                mib(decode_fetch_bytes).c_str());
+  s += line;
+  if (bw > 0) {
+    std::snprintf(line, sizeof line,
+                  "  predicted decode: %.2f ms/token at %.1f GB/s shared memory; overlapped over a "
+                  "link rho=4: %.2f ms, rho=10: %.2f ms\n",
+                  shared_memory_s(bw) * 1e3, bw / 1e9, overlapped_s(bw, 4) * 1e3,
+                  overlapped_s(bw, 10) * 1e3);
+    s += line;
+  }
+  return s;
+}
+
+KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
+               const std::string& mode) {
+  HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" || mode == "disk",
+           "--kv-offload must be auto, host, direct, disk or none, got '", mode, "'");
+  HP_CHECK(mode != "disk",
+           "--kv-offload disk: the KV pool has no disk tier yet; use host or direct");
+  HP_CHECK(context > 0 && context <= cfg.max_seq, "[kv plan] a context of ", context,
+           " positions: needs 1 to the model's ", cfg.max_seq);
+  KvPlan p;
+  p.batch = o.max_batch;
+  p.context = context;
+  p.block_tokens = o.block_tokens;
+  p.blocks_per_seq = (context + o.block_tokens - 1) / o.block_tokens;
+  p.budget = budget;
+  p.layers = cfg.n_layer;
+  p.block_bytes = size_t(cfg.n_layer * 2 * o.block_tokens * cfg.n_kv_head * cfg.head_dim) * 4;
+  p.weight_bytes = size_t(cfg.parameter_count()) * 4;
+  const int64_t N = p.blocks_per_seq;
+  // Device bytes with `r` resident blocks per sequence, fetching (or not) the others.
+  std::map<std::pair<int64_t, bool>, ProgramBytes> memo;
+  auto device = [&](int64_t r, bool fetch, bool host) {
+    const int64_t slots = fetch && r < N ? N - r : 0;
+    auto it = memo.find({slots, host && r < N});
+    if (it == memo.end())
+      it = memo.emplace(std::pair{slots, host && r < N},
+                        program_bytes(cfg, o, context, slots, host && r < N))
+               .first;
+    // The staging: one layer of the fetched blocks of every sequence.
+    const size_t staging = size_t(p.batch * slots) * p.block_bytes / size_t(cfg.n_layer);
+    return p.weight_bytes + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes + staging +
+           it->second.held + it->second.scratch;
+  };
+  auto fits = [&](size_t bytes) { return budget == 0 || bytes <= budget; };
+  const size_t whole = device(N, false, false);
+  std::string m = mode;
+  if (m == "auto") m = fits(whole) ? "resident" : "direct";  // the CPU kernels read host memory
+  if (m == "none") m = "resident";
+  if (m == "resident") {
+    p.min_budget = whole;
+    if (!fits(whole))
+      throw OutOfMemory("[kv plan] --kv-offload none: " + std::to_string(context) +
+                        " positions need " + bytes_str(whole) + " on the device (" +
+                        bytes_str(size_t(p.batch * N) * p.block_bytes) +
+                        " of KV), over the budget of " + bytes_str(budget) +
+                        "; the smallest budget that holds it is " + std::to_string(whole) +
+                        " bytes" + " (or allow offload: --kv-offload auto)");
+    p.resident = N;
+  } else {
+    const bool fetch = m == "host";
+    p.min_budget = device(0, fetch, true);
+    if (!fits(p.min_budget))
+      throw OutOfMemory("[kv plan] --kv-offload " + mode + ": " + std::to_string(context) +
+                        " positions need at least " + bytes_str(p.min_budget) +
+                        " on the device (weights, programs and scratch" +
+                        (fetch ? std::string(", one layer's staging") : std::string()) +
+                        ") with every KV block offloaded, over the budget of " + bytes_str(budget) +
+                        "; the smallest feasible budget is " + std::to_string(p.min_budget) +
+                        " bytes (" + bytes_str(p.min_budget) + ")");
+    int64_t lo = 0, hi = N;  // the most resident blocks that fit: device() grows with r
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (fits(device(mid, fetch, true)))
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    p.resident = lo;
+    m = lo == N ? "resident" : fetch ? "fetch" : "direct";
+    p.fetch_slots = m == "fetch" ? N - lo : 0;
+  }
+  p.mode = m;
+  const ProgramBytes& pb = memo.at({p.fetch_slots, m != "resident"});
+  p.program_bytes = pb.held;
+  p.scratch_bytes = pb.scratch;
+  p.kv_device_bytes = size_t(std::max<int64_t>(1, p.batch * p.resident)) * p.block_bytes;
+  p.staging_bytes = size_t(p.batch * p.fetch_slots) * p.block_bytes / size_t(cfg.n_layer);
+  p.kv_host_bytes = size_t(p.batch * (N - p.resident)) * p.block_bytes;
+  const double per_pos = double(p.block_bytes) / double(o.block_tokens);
+  const double dev_pos = double(std::min(context, p.resident * o.block_tokens));
+  const double host_kv = double(p.batch) * double(context - int64_t(dev_pos)) * per_pos;
+  p.decode_device_bytes = double(p.weight_bytes) + double(p.batch) * dev_pos * per_pos;
+  if (m == "direct") p.decode_host_bytes = host_kv;
+  if (m == "fetch") {
+    p.decode_fetch_bytes = host_kv;
+    p.decode_device_bytes += host_kv;  // the staging is read by the attention
+  }
+  return p;
+}
+
+}  // namespace hp::infer

@@ -1,0 +1,49 @@
+# KV offload under --device-memory (docs/inference.md, "KV offload"), on a small Llama of 512
+# positions with random weights:
+# - greedy tokens with the host blocks fetched per layer (host) or attended in place (direct)
+#   equal the unconstrained run's, with KV really offloaded and the measured device peak under
+#   the budget;
+# - --kv-offload none at a context over the budget, and an offload budget under the smallest
+#   feasible one, are refused before running, naming the budget that would do;
+# - hp plan --infer-context prints the same plan without running;
+# - hp bench context finds a longer prompt with offload than resident (ratio > 1), its tokens
+#   at the offloaded maximum bitwise those of a run without a budget.
+source "$(dirname "$0")/lib.sh"
+field() { grep -oE "\"$1\":(\[[^]]*\]|[^,}]*)" | sed "s/^\"$1\"://"; }
+cat > "$WORK/small.json" <<'JSON'
+{"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 172,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
+ "vocab_size": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": false}
+JSON
+gen() {
+  "$HP" generate --threads 1 --model "$WORK/small.json" --prompt-tokens 300 --tokens 20 \
+    --temperature 0 --json "$@"
+}
+free=$(gen) || fail "hp generate: $free"
+[[ $(field kv_offloaded_bytes <<<"$free") == 0 ]] || fail "offloaded without a budget: $free"
+for mode in host:fetch:1100 direct:direct:1000; do
+  IFS=: read -r flag plan kib <<<"$mode"
+  out=$(gen --device-memory "${kib}KiB" --kv-offload "$flag") || fail "--kv-offload $flag: $out"
+  [[ $(field kv_plan <<<"$out") == "\"$plan\"" ]] || fail "--kv-offload $flag: not $plan: $out"
+  [[ $(field tokens <<<"$out") == "$(field tokens <<<"$free")" ]] ||
+    fail "--kv-offload $flag: greedy tokens differ: $out vs $free"
+  (($(field kv_offloaded_bytes <<<"$out") > 0)) || fail "--kv-offload $flag: nothing offloaded"
+  peak=$(field peak_device_bytes <<<"$out")
+  ((peak > 0 && peak <= kib * 1024)) || fail "--kv-offload $flag: peak $peak over ${kib}KiB"
+done
+expect_fail "the smallest budget that holds it is" gen --device-memory 1000KiB --kv-offload none
+expect_fail "the smallest feasible budget is" gen --device-memory 900KiB --kv-offload host
+p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 1100KiB \
+  --kv-offload host) || fail "hp plan --infer-context: $p"
+grep -q "kv plan: fetch" <<<"$p" || fail "hp plan --infer-context: no fetch plan: $p"
+grep -q "per decode token: device reads" <<<"$p" || fail "hp plan: no decode bytes: $p"
+
+b=$("$HP" bench context --model "$WORK/small.json" --device-memory 1100KiB --tokens 8 \
+  --kv-offload host --json) || fail "hp bench context: $b"
+for key in resident_max offload_max ratio dtype; do
+  grep -q "\"$key\":" <<<"$b" || fail "bench context --json lacks $key: $b"
+done
+awk -v r="$(field ratio <<<"$b")" 'BEGIN { exit !(r > 1) }' || fail "ratio not over 1: $b"
+(($(field resident_max <<<"$b") > 0)) || fail "no resident maximum: $b"
+[[ $(field bitwise_equal_at_offload_max <<<"$b") == true ]] || fail "tokens differ: $b"
+echo "kv offload: ok ($b)"
