@@ -15,39 +15,19 @@
 #include "hp/io/json.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/executor.hpp"
+#include "infer_util.hpp"
 #include "test_inputs.hpp"
 #include "test_util.hpp"
 
 namespace hp::infer {
 namespace {
 
+using test::recompute;
+using test::relative_error;
+
 namespace fs = std::filesystem;
 
 const fs::path kShared = HP_SHARED_DIR;
-
-// The last position's logits of one device's training graph over all of `tokens`.
-std::vector<float> recompute(const io::ModelConfig& cfg, const io::TensorMap& params,
-                             const std::vector<int64_t>& tokens) {
-  const int64_t T = int64_t(tokens.size());
-  nn::Traced tr = nn::trace(cfg, 1, T, false);
-  runtime::Program prog = runtime::compile(*tr.graph, {tr.logits.id});
-  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
-  const auto infos = nn::param_infos(cfg);
-  for (size_t i = 0; i < infos.size(); ++i) ex.bind(tr.params[i].id, params.at(infos[i].name));
-  ex.bind(tr.tokens.id, Tensor::from_i64({1, T}, tokens));
-  ex.run();
-  const float* l = ex.get(tr.logits.id).f32() + (T - 1) * cfg.vocab;
-  return std::vector<float>(l, l + cfg.vocab);
-}
-
-double relative_error(std::span<const float> a, std::span<const float> b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    diff = std::max(diff, double(std::abs(a[i] - b[i])));
-    scale = std::max(scale, double(std::abs(b[i])));
-  }
-  return diff / scale;  // NaN anywhere fails every <= check
-}
 
 int64_t argmax(std::span<const float> l) {
   return int64_t(std::max_element(l.begin(), l.end()) - l.begin());

@@ -17,10 +17,13 @@
 #include "hp/io/safetensors.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/executor.hpp"
+#include "infer_util.hpp"
 #include "test_inputs.hpp"
 
 namespace hp::infer {
 namespace {
+
+using test::recompute;
 
 namespace fs = std::filesystem;
 
@@ -167,21 +170,6 @@ TEST(KvOffload, InfeasibleBudgetNamesTheSmallest) {
   EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, whole, "auto").mode, "resident");
   EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, whole - 1, "auto").mode, "direct");
   EXPECT_THROW(plan_kv(cfg, small_blocks(), 100, whole, "disk"), Error);
-}
-
-// The last position's logits of the training graph's forward over all of `tokens`.
-std::vector<float> recompute(const io::ModelConfig& cfg, const io::TensorMap& params,
-                             const std::vector<int64_t>& tokens) {
-  const int64_t T = int64_t(tokens.size());
-  nn::Traced tr = nn::trace(cfg, 1, T, false);
-  runtime::Program prog = runtime::compile(*tr.graph, {tr.logits.id});
-  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
-  const auto infos = nn::param_infos(cfg);
-  for (size_t i = 0; i < infos.size(); ++i) ex.bind(tr.params[i].id, params.at(infos[i].name));
-  ex.bind(tr.tokens.id, Tensor::from_i64({1, T}, tokens));
-  ex.run();
-  const float* l = ex.get(tr.logits.id).f32() + (T - 1) * cfg.vocab;
-  return std::vector<float>(l, l + cfg.vocab);
 }
 
 void check_reference(const std::string& name) {
