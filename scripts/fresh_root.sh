@@ -85,6 +85,13 @@ mkdir -p "$root/src"
   while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done |
   tar --null -T - -cf -) | tar -C "$root/src" -xf -
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# The network's TLS trust as this machine has it (an egress proxy's CA, where there is one): a
+# newcomer's machine on the same network trusts it too (npm fetches over https).
+ca_env=()
+if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/hp-fresh-root-ca.crt"
+  ca_env=(NODE_EXTRA_CA_CERTS=/etc/hp-fresh-root-ca.crt)
+fi
 mount_in "$root/proc" -t proc proc
 mount_in "$root/dev" --bind /dev
 mount_in "$root/dev/pts" --bind /dev/pts  # apt logs through a pseudo-terminal
@@ -96,7 +103,7 @@ echo "fresh_root: running 'scripts/setup.sh && build/bin/hp train' in $root (lim
 start=$SECONDS
 rc=0
 timeout --kill-after=30 "$limit" chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${ca_env[@]}" \
   bash -c 'cd /src && scripts/setup.sh && build/bin/hp train' > "$log" 2>&1 || rc=$?
 elapsed=$((SECONDS - start))
 echo "fresh_root: finished with status $rc after ${elapsed} s ($((elapsed / 60)) min $((elapsed % 60)) s)"
