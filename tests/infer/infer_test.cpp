@@ -20,6 +20,7 @@
 namespace hp::infer {
 namespace {
 
+using test::random_params;
 using test::recompute;
 using test::relative_error;
 
@@ -40,19 +41,6 @@ io::ModelConfig llama_config() {  // GQA: 4 query heads over 2 kv heads
                          "tie_word_embeddings": false})",
                      "llama"),
       "llama");
-}
-
-// Random weights large enough that attention is far from uniform: init value + N(0, 0.2).
-io::TensorMap random_params(const io::ModelConfig& cfg, uint64_t seed) {
-  io::TensorMap out;
-  for (const auto& pi : nn::param_infos(cfg)) {
-    Tensor t(pi.shape, DType::kF32);
-    for (int64_t i = 0; i < t.numel(); ++i)
-      t.f32()[i] = float(pi.init_value +
-                         0.2 * rng::normal(seed, rng::stream_of(pi.name.c_str()), uint64_t(i)));
-    out.emplace(pi.name, std::move(t));
-  }
-  return out;
 }
 
 std::vector<int64_t> random_tokens(int64_t n, int64_t vocab, uint64_t stream) {

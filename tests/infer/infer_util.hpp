@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "hp/core/rng.hpp"
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/nn/model.hpp"
@@ -26,6 +27,19 @@ inline std::vector<float> recompute(const io::ModelConfig& cfg, const io::Tensor
   ex.run();
   const float* l = ex.get(tr.logits.id).f32() + (T - 1) * cfg.vocab;
   return std::vector<float>(l, l + cfg.vocab);
+}
+
+// Random weights large enough that attention is far from uniform: init value + N(0, 0.2).
+inline io::TensorMap random_params(const io::ModelConfig& cfg, uint64_t seed) {
+  io::TensorMap out;
+  for (const auto& pi : nn::param_infos(cfg)) {
+    Tensor t(pi.shape, DType::kF32);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.f32()[i] = float(pi.init_value +
+                         0.2 * rng::normal(seed, rng::stream_of(pi.name.c_str()), uint64_t(i)));
+    out.emplace(pi.name, std::move(t));
+  }
+  return out;
 }
 
 // max |a - b| / max |b|; infinite when a holds a NaN.

@@ -23,6 +23,7 @@
 namespace hp::infer {
 namespace {
 
+using test::random_params;
 using test::recompute;
 
 namespace fs = std::filesystem;
@@ -36,18 +37,6 @@ io::ModelConfig long_llama() {  // GQA, 128 positions
                          "tie_word_embeddings": false})",
                      "llama"),
       "llama");
-}
-
-io::TensorMap random_params(const io::ModelConfig& cfg) {
-  io::TensorMap out;
-  for (const auto& pi : nn::param_infos(cfg)) {
-    Tensor t(pi.shape, DType::kF32);
-    for (int64_t i = 0; i < t.numel(); ++i)
-      t.f32()[i] =
-          float(pi.init_value + 0.2 * rng::normal(7, rng::stream_of(pi.name.c_str()), uint64_t(i)));
-    out.emplace(pi.name, std::move(t));
-  }
-  return out;
 }
 
 std::vector<int64_t> prompt_of(int64_t n, int64_t vocab) {
@@ -112,7 +101,7 @@ size_t mixed_budget(const io::ModelConfig& cfg, int64_t context, const std::stri
 
 TEST(KvOffload, FetchedAndDirectEqualResidentBitwise) {
   const io::ModelConfig cfg = long_llama();
-  const io::TensorMap params = random_params(cfg);
+  const io::TensorMap params = random_params(cfg, 7);
   const std::vector<int64_t> prompt = prompt_of(45, cfg.vocab);
   const Generated all = run(cfg, params, prompt, 120, 0, "none");
   ASSERT_EQ(all.plan.mode, "resident");
