@@ -266,6 +266,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   eff.attention = std::min(1.0, m.attention / m.peak);
   eff.network = 1;  // the tier's bandwidth is what the communicator reached
   eff.overlap = overlap_pays(dev, 1);
+  eff.per_tensor_collectives = true;  // the trainer this file plans for issues them so
   cl.efficiency = eff;
   cl.efficiency->memory = elementwise_share(cl, m.block_s);
   const double spent = std::chrono::duration<double>(Clock::now() - t0).count();

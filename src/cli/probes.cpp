@@ -2,12 +2,17 @@
 #include "cli/probes.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
+#include "hp/backend/cpu/context.hpp"
+#include "hp/backend/cpu/gemm.hpp"
 #include "hp/core/allocator.hpp"
 #include "hp/core/tensor.hpp"
 
@@ -70,29 +75,87 @@ double time_collective(comm::Communicator& c, int iters, int warmup,
   return all;
 }
 
-Link calibrate_link(memory::TransferEngine& engine) {
-  auto median_seconds = [&](size_t n, int reps) {
-    // Buffers as the tiers allocate them (huge pages where the kernel gives them).
-    auto mem = std::make_shared<Allocator>("calibration", 0, Tier::kHost);
-    Storage sa(mem, n), sb(mem, n);
-    char *a = static_cast<char*>(sa.data()), *b = static_cast<char*>(sb.data());
-    std::memset(a, 1, n);
-    std::memset(b, 0, n);
-    std::vector<double> t;
-    for (int r = 0; r < reps; ++r) {
-      auto t0 = Clock::now();
-      engine.copy(b, a, n).wait(std::chrono::seconds(60));
-      t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+Link calibrate_link(memory::TransferEngine& engine, int busy_threads) {
+  std::atomic<bool> stop{false};
+  std::thread busy;
+  if (busy_threads > 0)
+    busy = std::thread([&] {
+      const int64_t n = 512;
+      std::vector<float> a(size_t(n * n), 0.5f), b(size_t(n * n), 0.25f), c(size_t(n * n));
+      const cpu::Context ctx{busy_threads};
+      while (!stop.load())
+        cpu::gemm(ctx, false, false, n, n, n, 1, a.data(), n, b.data(), n, 0, c.data(), n);
+    });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      if (t.joinable()) t.join();
     }
+  } join{stop, busy};
+  // Buffers as the tiers allocate them (huge pages where the kernel gives them).
+  auto mem = std::make_shared<Allocator>("calibration", 0, Tier::kHost);
+  auto time_copy = [&](char* dst, const char* src, size_t n) {
+    auto t0 = Clock::now();
+    engine.copy(dst, src, n).wait(std::chrono::seconds(60));
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  auto median = [](std::vector<double> t) {
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
   };
-  const size_t big = size_t(64) << 20, small = size_t(256) << 10;
+  // Copies between distinct buffers, as a step's are (each value its own home and device
+  // buffer): a ring of pairs, 256 MiB in all, so that no copy finds its buffers in cache.
+  auto median_seconds = [&](size_t n, int reps) {
+    const size_t pairs = std::clamp<size_t>((size_t(256) << 20) / (2 * n), 2, 64);
+    std::vector<std::unique_ptr<Storage>> a, b;
+    for (size_t i = 0; i < pairs; ++i) {
+      a.push_back(std::make_unique<Storage>(mem, n));
+      b.push_back(std::make_unique<Storage>(mem, n));
+      std::memset(a.back()->data(), 1, n);
+      std::memset(b.back()->data(), 0, n);
+    }
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r)
+      t.push_back(time_copy(static_cast<char*>(b[size_t(r) % pairs]->data()),
+                            static_cast<const char*>(a[size_t(r) % pairs]->data()), n));
+    return median(t);
+  };
+  // Two sizes the inline team splits alike: the bandwidth from their difference, the fixed cost
+  // per transfer (submission, waking the team) from what the smaller one takes beyond it.
+  const size_t big = size_t(8) << 20, small = size_t(1) << 20;
+  const double t_big = median_seconds(big, 33), t_small = median_seconds(small, 65);
+  const double bw = t_big > t_small ? double(big - small) / (t_big - t_small) : double(big) / t_big;
   Link l;
-  const double bw = double(big) / median_seconds(big, 9);
   l.gbps = bw / 1e9;
-  l.latency_us = std::max(0.0, median_seconds(small, 41) - double(small) / bw) * 1e6;
+  l.latency_us = std::max(0.0, t_small - double(small) / bw) * 1e6;
+
+  // Write-backs: the source written just before (as the op producing the value leaves it), the
+  // destination one of 16 rotating buffers (64 MiB in all), so it is not in cache.
+  const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE) > 0 ? sysconf(_SC_LEVEL3_CACHE_SIZE)
+                                                      : sysconf(_SC_LEVEL2_CACHE_SIZE);
+  const size_t wb = size_t(4) << 20;
+  Storage src(mem, wb);
+  std::vector<std::unique_ptr<Storage>> dst;
+  for (int i = 0; i < 16; ++i) {
+    dst.push_back(std::make_unique<Storage>(mem, wb));
+    std::memset(dst.back()->data(), 0, wb);
+  }
+  std::vector<double> t;
+  for (int r = 0; r < 33; ++r) {
+    std::memset(src.data(), r, wb);
+    t.push_back(time_copy(static_cast<char*>(dst[size_t(r) % dst.size()]->data()),
+                          static_cast<const char*>(src.data()), wb));
+  }
+  l.writeback_gbps = double(wb) / std::max(1e-9, median(t) - l.latency_us * 1e-6) / 1e9;
+  l.writeback_cached_bytes = llc > 0 ? size_t(llc) / 2 : 0;
   return l;
+}
+
+void set_link(memory::CostModel& cm, const Link& l) {
+  cm.writeback_bytes_per_s = l.writeback_gbps * 1e9;
+  cm.writeback_cached_bytes = l.writeback_cached_bytes;
 }
 
 }  // namespace hp::cli

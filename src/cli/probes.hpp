@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "hp/comm/communicator.hpp"
+#include "hp/memory/planner.hpp"
 #include "hp/memory/transfer.hpp"
 
 namespace hp::cli {
@@ -30,11 +31,21 @@ double time_collective(comm::Communicator& c, int iters, int warmup,
                        const std::function<void()>& fn);
 
 // The link as `engine` carries a copy (one transfer thread, or the inline team), submission and
-// wait included, between buffers allocated as the tiers allocate theirs: bandwidth from 64 MiB
-// copies, the fixed cost per transfer from 256 KiB ones (medians).
+// wait included, between buffers allocated as the tiers allocate theirs, each copy between a
+// pair of its own (a step copies many values, none of them in cache): bandwidth and the fixed
+// cost per transfer from the medians of 8 MiB and 1 MiB copies. A write-back copies a value
+// the compute has just written: `writeback_gbps` is measured so, from a 4 MiB source written
+// right before each copy into destinations that are not in cache, and holds for write-backs of
+// up to `writeback_cached_bytes` (half the last-level cache; 0 where the size is unknown).
 struct Link {
-  double gbps = 0, latency_us = 0;
+  double gbps = 0, latency_us = 0, writeback_gbps = 0;
+  size_t writeback_cached_bytes = 0;
 };
-Link calibrate_link(memory::TransferEngine& engine);
+// `writeback_gbps` and `writeback_cached_bytes` of `l` on a memory::CostModel.
+void set_link(memory::CostModel& cm, const Link& l);
+// With `busy_threads` > 0 the copies are timed while a team of that many threads runs sgemm, as
+// the compute does while a transfer thread copies in a step (on a CPU the two share the cores and
+// the memory bus; leave it 0 for inline copies, which run in place of the compute).
+Link calibrate_link(memory::TransferEngine& engine, int busy_threads = 0);
 
 }  // namespace hp::cli

@@ -21,8 +21,9 @@ double CostModel::compute_seconds(const ir::Cost& c) const {
   return std::max(c.flops / (gflops * 1e9), c.bytes / mem_bytes_per_s);
 }
 
-double CostModel::transfer_seconds(size_t bytes) const {
-  return latency_s + double(bytes) / link_bytes_per_s;
+double CostModel::transfer_seconds(size_t bytes, bool to_device) const {
+  const bool cached = !to_device && writeback_bytes_per_s > 0 && bytes <= writeback_cached_bytes;
+  return latency_s + double(bytes) / (cached ? writeback_bytes_per_s : link_bytes_per_s);
 }
 
 namespace {
@@ -528,21 +529,21 @@ SimResult simulate(const OffloadPlan& plan, const CostModel& cost) {
         break;
       }
       case InstrKind::kPrefetch:
-      case InstrKind::kEvict:
-        if (at[k] >= 0 && cost.inline_copies) {  // on the compute cores: the step waits
-          double x = cost.transfer_seconds(plan.transfers[size_t(at[k])].bytes);
+      case InstrKind::kEvict: {
+        if (at[k] < 0) break;
+        const PlannedTransfer& tr = plan.transfers[size_t(at[k])];
+        const double x = cost.transfer_seconds(tr.bytes, tr.to_device);
+        r.link_busy_s += x;
+        if (cost.inline_copies) {  // on the compute cores: the step waits
           t += x;
           r.stall_s += x;
-          r.link_busy_s += x;
           done[size_t(ins.value)] = t;
-        } else if (at[k] >= 0) {
-          double x = cost.transfer_seconds(plan.transfers[size_t(at[k])].bytes);
-          double start = std::max(t, link);
-          link = start + x;
-          r.link_busy_s += x;
+        } else {
+          link = std::max(t, link) + x;
           done[size_t(ins.value)] = link;
         }
         break;
+      }
       case InstrKind::kWait:
         if (done[size_t(ins.value)] > t) {
           r.stall_s += done[size_t(ins.value)] - t;

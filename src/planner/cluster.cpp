@@ -65,7 +65,8 @@ double share(const io::YamlNode& n, const std::string& key, double most = 1) {
 
 // The `efficiency:` section: every key optional but the ones given checked.
 Efficiency parse_efficiency(const io::YamlNode& e) {
-  e.check_keys({"gemm", "attention", "memory", "network", "usable_memory", "overlap"});
+  e.check_keys({"gemm", "attention", "memory", "network", "usable_memory", "overlap",
+                "per_tensor_collectives"});
   Efficiency eff;
   if (auto g = e.get("gemm")) {
     if (g->is_sequence()) {
@@ -88,6 +89,7 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
   if (e.has("network")) eff.network = share(e, "network");
   if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
   if (auto o = e.get("overlap")) eff.overlap = o->as_bool();
+  if (auto o = e.get("per_tensor_collectives")) eff.per_tensor_collectives = o->as_bool();
   return eff;
 }
 
@@ -186,7 +188,7 @@ std::string cluster_yaml(const Cluster& c, const std::string& comment) {
   }
   y << "  attention: " << e.attention << "\n  memory: " << e.memory << "\n  network: " << e.network
     << "\n  usable_memory: " << e.usable_memory << "\n  overlap: " << (e.overlap ? "true" : "false")
-    << "\n";
+    << "\n  per_tensor_collectives: " << (e.per_tensor_collectives ? "true" : "false") << "\n";
   return y.str();
 }
 

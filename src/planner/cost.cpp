@@ -22,6 +22,12 @@ double stage_params(const io::ModelConfig& m, const BlockCost& bc, int64_t block
          (gpt ? double(m.max_seq) * h + 2 * h : h);
 }
 
+// Parameter tensors of the busiest stage, counted as stage_params counts elements.
+double stage_tensors(const io::ModelConfig& m, const BlockCost& bc, int64_t blocks) {
+  const bool gpt = m.arch == io::Architecture::kGpt2;
+  return double(blocks) * bc.tensors + (gpt ? 4 : 2);
+}
+
 }  // namespace
 
 int64_t stage_blocks(const io::ModelConfig& m, int64_t pp) {
@@ -105,6 +111,7 @@ BlockCost block_cost(const io::ModelConfig& m, int64_t seq, double element_bytes
   b.gemm_flops = 2 * matrices;
   b.attn_flops = 4 * double(seq) * q;  // QK^T and AV, the full square as Megatron counts it
   b.params = matrices + (gpt ? (q + 2 * kv + h + f + h) + 4 * h : 2 * h);
+  b.tensors = gpt ? 12 : 9;
   // Korthikanti et al. 2022, generalised to GQA and SwiGLU: Q, K, V, the output projection's
   // input and the MLP's inner activations are split by tp; norms' inputs, the blocks' inputs and
   // dropout masks (1 byte, GPT only) are not.
@@ -331,10 +338,16 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double p_dev = stage_params(m, bc, blocks) / t;
   const double shard = c.zero == Zero::kNone ? 1 : double(c.dp);
   const int64_t dstride = c.stride('d');
+  // A runtime that issues a collective per parameter tensor pays the rings' latency per tensor:
+  // what every call beyond the first adds to a gather (an all-reduce pays it twice).
+  const double per_call =
+      eff.per_tensor_collectives
+          ? (stage_tensors(m, bc, blocks) - 1) * all_gather_s(cl, c.dp, dstride, 0, eff.network)
+          : 0;
   double fsdp_mb = 0;  // ZeRO-3 gathers the stage's parameters per micro-batch, overlapped
   if (c.zero == Zero::kFull) {
     const double gathers = full > 0 ? 3 : 2;
-    fsdp_mb = gathers * all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network);
+    fsdp_mb = gathers * (all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network) + per_call);
   }
   const double compute_mb = double(blocks) * block_fb + head;
   const double fsdp_exposed = eff.overlap ? std::max(0.0, fsdp_mb - compute_mb) : fsdp_mb;
@@ -354,10 +367,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   e.act_offload_s = double(mb) * act_exposed;
   e.bubble_s = bubble_microbatches(c.schedule, c.pp, c.virtual_stages) * (core_mb + fsdp_exposed);
   if (c.dp > 1) {  // once per step, after the last backward: reduce-scatter (+ all-gather)
-    const double rs = all_gather_s(cl, c.dp, dstride, kFp32 * p_dev, eff.network);
+    const double rs = all_gather_s(cl, c.dp, dstride, kFp32 * p_dev, eff.network) + per_call;
     e.dp_s = c.zero == Zero::kNone ? 2 * rs
              : c.zero == Zero::kOptimizer
-                 ? rs + all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network)
+                 ? rs + all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network) + per_call
                  : rs + double(mb) * fsdp_exposed;
   }
   const double p_opt = p_dev / shard;

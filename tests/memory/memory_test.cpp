@@ -331,6 +331,31 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
     for (const auto& t : inline_plan.transfers) copy_s += inl.cost.transfer_seconds(t.bytes);
     EXPECT_NEAR(isim.stall_s, copy_s, 1e-9 + 1e-9 * copy_s);
     EXPECT_NEAR(isim.step_s, isim.compute_s + copy_s, 1e-9 + 1e-9 * isim.step_s);
+    // Write-backs of values that fit the cache go at their own (faster) rate, prefetches and
+    // larger write-backs at the link's.
+    if (budget == min) {
+      CostModel wb = inl.cost;
+      wb.writeback_bytes_per_s = 4 * wb.link_bytes_per_s;
+      size_t largest = 0;
+      for (const auto& t : inline_plan.transfers)
+        if (!t.to_device) largest = std::max(largest, t.bytes);
+      ASSERT_GT(largest, 0u);
+      wb.writeback_cached_bytes = largest;
+      double expect = 0;
+      int fast = 0;
+      for (const auto& t : inline_plan.transfers) {
+        const bool cached = !t.to_device;
+        fast += cached;
+        expect += wb.latency_s +
+                  double(t.bytes) / (cached ? wb.writeback_bytes_per_s : wb.link_bytes_per_s);
+      }
+      ASSERT_GT(fast, 0);
+      EXPECT_NEAR(simulate(inline_plan, wb).stall_s, expect, 1e-9 + 1e-9 * expect);
+      EXPECT_LT(expect, copy_s);
+      // A write-back larger than the cache goes at the link's rate.
+      EXPECT_DOUBLE_EQ(wb.transfer_seconds(largest + 1, false), wb.transfer_seconds(largest + 1));
+      EXPECT_LT(wb.transfer_seconds(largest, false), wb.transfer_seconds(largest));
+    }
 
     for (CopyMode mode : {CopyMode::kThreads, CopyMode::kInline}) {
       const OffloadPlan& pl = mode == CopyMode::kInline ? inline_plan : plan;

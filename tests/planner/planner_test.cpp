@@ -92,6 +92,7 @@ efficiency:
   memory: 0.9
   network: 1
   overlap: false
+  per_tensor_collectives: true
 )";
 
 TEST(Cluster, CalibrationRoundTrip) {
@@ -102,6 +103,7 @@ TEST(Cluster, CalibrationRoundTrip) {
   ASSERT_EQ(a.efficiency->gemm_shapes.size(), 2u);
   EXPECT_DOUBLE_EQ(a.efficiency->gemm_shapes[0].share, 0.4);  // sorted by m*k*n
   EXPECT_FALSE(a.efficiency->overlap);
+  EXPECT_TRUE(a.efficiency->per_tensor_collectives);
   const std::string text = cluster_yaml(a, "written\nby a test");
   EXPECT_EQ(text.rfind("# written\n# by a test\n", 0), 0u) << text;
   const Cluster b = parse_cluster_text(text, "again.yaml");
@@ -114,6 +116,7 @@ TEST(Cluster, CalibrationRoundTrip) {
   EXPECT_DOUBLE_EQ(b.efficiency->attention, 0.6);
   EXPECT_DOUBLE_EQ(b.efficiency->memory, 0.9);
   EXPECT_FALSE(b.efficiency->overlap);
+  EXPECT_TRUE(b.efficiency->per_tensor_collectives);
   // A preset has no efficiency section and keeps its bf16 peak through the round trip.
   const Cluster h = resolve_cluster("h100-dgx:16");
   const Cluster h2 = parse_cluster_text(cluster_yaml(h), "h.yaml");
@@ -398,6 +401,27 @@ TEST(Cost, StepIsTheSumOfItsParts) {
   bad.virtual_stages = 5;  // 4 stages of 2 blocks: at most 2 chunks each
   EXPECT_FALSE(admissible(w, bad, &why));
   EXPECT_NE(why.find("interleaved"), std::string::npos);
+}
+
+// A runtime that issues a collective per parameter tensor pays the ring's latency per tensor:
+// dp2's gradient all-reduce (2 ring passes of 1 step each) gains 2 x (tensors - 1) latencies,
+// and full sharding's gathers gain theirs too.
+TEST(Cost, PerTensorCollectivesPayTheLatencyPerTensor) {
+  const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  const Workload w{gpt(4, 256, 4, 128), 8, 128};
+  Efficiency bucketed = *cl.efficiency, per_tensor = bucketed;
+  bucketed.per_tensor_collectives = false;
+  per_tensor.per_tensor_collectives = true;
+  Config c;
+  c.dp = 2, c.micro_batch = 4;
+  const double tensors = 4 * 12 + 4;  // GPT-2: 12 per block; wte, wpe, ln_f weight and bias
+  const double latency = cl.tiers[0].latency;
+  EXPECT_NEAR(estimate(w, cl, c, per_tensor).dp_s - estimate(w, cl, c, bucketed).dp_s,
+              2 * (tensors - 1) * latency, 1e-12);
+  c.zero = Zero::kFull;
+  // One micro-batch per replica: its forward and backward gathers and the reduce-scatter.
+  EXPECT_NEAR(estimate(w, cl, c, per_tensor).step_s - estimate(w, cl, c, bucketed).step_s,
+              3 * (tensors - 1) * latency, 1e-12);
 }
 
 Workload small_workload() {

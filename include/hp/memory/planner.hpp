@@ -17,14 +17,18 @@ namespace hp::memory {
 // transfers from bytes over one shared device<->host link plus a fixed latency.
 struct CostModel {
   double gflops = 50;
-  double link_bytes_per_s = 8e9;
+  double link_bytes_per_s = 8e9;  // a prefetch: host -> device
   double latency_s = 10e-6;
+  // A write-back (device -> host) of up to `writeback_cached_bytes`: its source was just written
+  // by the compute, so on a CPU device it is read from the last-level cache (0: the link rate).
+  double writeback_bytes_per_s = 0;
+  size_t writeback_cached_bytes = 0;
   double mem_bytes_per_s = 20e9;
   // Copies run on the compute cores at the point of issue (CopyMode::kInline): each one stalls
   // the step for its whole time, and a prefetch is best issued right before its use.
   bool inline_copies = false;
   double compute_seconds(const ir::Cost& c) const;
-  double transfer_seconds(size_t bytes) const;
+  double transfer_seconds(size_t bytes, bool to_device = true) const;
 };
 
 struct PlanRequest {

@@ -49,6 +49,10 @@ struct Efficiency {
   // Whether collectives run beside compute (a GPU's copy engines, spare cores): without it the
   // full-sharding gathers are exposed as the other collectives are.
   bool overlap = true;
+  // Whether the runtime issues one collective per parameter tensor (the gradients' all-reduce,
+  // full sharding's gathers and reduce-scatters) rather than one per bucket, as this project's
+  // trainer does: each call then pays the tiers' latency. hp calibrate sets it.
+  bool per_tensor_collectives = false;
   // The share of the peak a GEMM of m x k times k x n reaches.
   double gemm_share(double m, double k, double n) const;
 };

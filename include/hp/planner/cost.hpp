@@ -70,6 +70,7 @@ struct BlockCost {
   double gemm_flops = 0;  // per token: 2 x the block's matrix parameters
   double attn_flops = 0;  // per token at sequence length seq: 4 x seq x heads x head_dim
   double params = 0;      // elements of one block (weights, norms, biases)
+  double tensors = 0;     // parameter tensors of one block (GPT-2 12, Llama 9)
   double act_split = 0;   // bytes per token kept for backward that tp splits (no sp)
   double act_whole = 0;   // bytes per token kept for backward that tp replicates without sp
   // Bytes per token that element-wise work reads and writes (forward): norms, residual adds and
