@@ -2,12 +2,15 @@
 // and values into their blocks of the pool; paged_attention gathers a sequence's cached keys and
 // values through its block table and runs the query rows of a chunk (or the one row of a decode
 // step) against them with two sgemm products and a causal softmax between.
+#include <omp.h>
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <memory>
 #include <vector>
 
 #include "backend/cpu/kernels/table.hpp"
+#include "backend/cpu/vec_math.hpp"
 #include "hp/backend/cpu/gemm.hpp"
 #include "hp/core/error.hpp"
 
@@ -90,23 +93,143 @@ void gather(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer,
   }
 }
 
+// softmax of r[0, n) in place, eight lanes at a time.
+void softmax_row(float* r, int64_t n) {
+  using namespace detail;
+  const __m256 mx = _mm256_set1_ps(row_max(r, n));
+  const float z = row_reduce(n, [&](int64_t i, int64_t k) {
+    const __m256 e = vexp(_mm256_sub_ps(ld(r + i, k), mx));
+    st(r + i, k, e);
+    return e;
+  });
+  const __m256 inv = _mm256_set1_ps(1.0f / z);
+  row_for(n, [&](int64_t i, int64_t k) { st(r + i, k, _mm256_mul_ps(ld(r + i, k), inv)); });
+}
+
 // Row t of s [T, len] (query row t sits at position len - T + t): softmax over the positions it
 // may see, zero after them.
 void causal_softmax(float* s, int64_t T, int64_t len) {
   for (int64_t t = 0; t < T; ++t) {
     float* r = s + t * len;
     const int64_t seen = len - T + t + 1;
-    const float mx = *std::max_element(r, r + seen);
-    float z = 0;
-    for (int64_t j = 0; j < seen; ++j) z += (r[j] = std::exp(r[j] - mx));
-    for (int64_t j = 0; j < seen; ++j) r[j] /= z;
+    softmax_row(r, seen);
     std::fill(r + seen, r + len, 0.0f);
+  }
+}
+
+// [sum of a[0]'s lanes, ..., sum of a[7]'s lanes].
+__m256 hsum8(const __m256* a) {
+  const __m256 s01 = _mm256_hadd_ps(a[0], a[1]), s23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 s45 = _mm256_hadd_ps(a[4], a[5]), s67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
+                       _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+// out[j] = scale * q . key_j for the n <= 8 key rows at keys + j * stride, Dh a multiple of 8.
+// Always eight rows in registers (rows past n repeat the last one and are not stored).
+void dots8(const float* q, const float* keys, int64_t stride, int64_t n, int64_t Dh, float scale,
+           float* out) {
+  const float* row[8];
+  for (int64_t j = 0; j < 8; ++j) row[j] = keys + std::min(j, n - 1) * stride;
+  __m256 acc[8];
+  for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < Dh; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(row[j] + d), acc[j]);
+  }
+  detail::st(out, n, _mm256_mul_ps(_mm256_set1_ps(scale), hsum8(acc)));
+}
+
+// o[0, Dh) += sum over j < n of p[j] * value_j (at values + j * stride), Dh a multiple of 8:
+// eight columns of o stay in a register across the rows.
+void axpy_rows(const float* p, const float* values, int64_t stride, int64_t n, int64_t Dh,
+               float* o) {
+  for (int64_t d = 0; d < Dh; d += 8) {
+    __m256 acc = _mm256_loadu_ps(o + d);
+    for (int64_t j = 0; j < n; ++j)
+      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(values + j * stride + d),
+                            acc);
+    _mm256_storeu_ps(o + d, acc);
+  }
+}
+
+// Asks for the next block's rows of one kv head (`rows` rows of Dh floats, `stride` apart) while
+// the current one is worked on: each block is its own few KiB of the pool, where the hardware's
+// stream prefetch stops.
+void prefetch_rows(const float* first, int64_t rows, int64_t stride, int64_t Dh) {
+  for (int64_t j = 0; j < rows; ++j)
+    for (int64_t d = 0; d < Dh; d += 16)
+      _mm_prefetch(reinterpret_cast<const char*>(first + j * stride + d), _MM_HINT_T0);
+}
+
+// At most this many query rows per kv head (query heads of the group x rows of the chunk) are
+// attended in place; more go through the gathered rows and sgemm, which then pay for the copy.
+constexpr int64_t kInPlaceRows = 16;
+
+// One sequence's kv head in place: the `heads` query heads of its group, T rows each, against
+// the cached keys and values read once, block by block, where they live (device pool, host pool
+// or staging). Query row (t, h) at q + t * qstride + h * Dh, its output at the same offset of
+// out; `scores` holds heads * T rows of len. The order of every sum depends on the shapes only,
+// never on where a block lives.
+void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer,
+                     int64_t kvh, int64_t len, int64_t T, int64_t heads, float scale,
+                     const float* q, float* out, int64_t qstride, float* scores) {
+  const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
+  const int64_t rows = heads * T;
+  for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
+    const float* keys = pool.at(trow, b, p0, layer, 0, slot) + kvh * Dh;
+    slot += trow[p0 / BT] >= pool.blocks;
+    if (p0 + BT < len)
+      prefetch_rows(pool.at(trow, b, p0 + BT, layer, 0, slot) + kvh * Dh,
+                    std::min(BT, len - p0 - BT), stride, Dh);
+    for (int64_t j = 0, n = std::min(BT, len - p0); j < n; j += 8) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* qr = q + (r % T) * qstride + (r / T) * Dh;
+        float* out_r = scores + r * len + p0 + j;
+        const int64_t m = std::min<int64_t>(8, n - j);
+        if (Dh % 8 == 0) {
+          dots8(qr, keys + j * stride, stride, m, Dh, scale, out_r);
+          continue;
+        }
+        for (int64_t i = 0; i < m; ++i) {
+          const float* key = keys + (j + i) * stride;
+          float dot = 0;
+          for (int64_t d = 0; d < Dh; ++d) dot += qr[d] * key[d];
+          out_r[i] = scale * dot;
+        }
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) softmax_row(scores + r * len, len - T + 1 + r % T);
+  for (int64_t r = 0; r < rows; ++r) std::fill_n(out + (r % T) * qstride + (r / T) * Dh, Dh, 0.0f);
+  for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
+    const float* values = pool.at(trow, b, p0, layer, 1, slot) + kvh * Dh;
+    slot += trow[p0 / BT] >= pool.blocks;
+    if (p0 + BT < len)
+      prefetch_rows(pool.at(trow, b, p0 + BT, layer, 1, slot) + kvh * Dh,
+                    std::min(BT, len - p0 - BT), stride, Dh);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = r % T;
+      // The positions of this block row t may see (up to len - T + t).
+      const int64_t n = std::min(std::min(BT, len - p0), len - T + t + 1 - p0);
+      const float* p = scores + r * len + p0;
+      float* o = out + t * qstride + (r / T) * Dh;
+      if (Dh % 8 == 0) {
+        axpy_rows(p, values, stride, n, Dh, o);
+        continue;
+      }
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t d = 0; d < Dh; ++d) o[d] += p[j] * values[j * stride + d];
+    }
   }
 }
 
 // Per sequence and kv head: its cached keys and values gathered into contiguous rows, then for
 // each query head of the group S = scale Q K^T [T, len], the causal softmax, and out = S V, the
-// two products on the backend's sgemm (strided over q's and out's [B, T, H, Dh] layout).
+// two products on the backend's sgemm (strided over q's and out's [B, T, H, Dh] layout). A decode
+// step (few rows per kv head) reads the blocks in place instead (attend_in_place), each
+// (sequence, kv head) on its own thread.
 void paged_attention(KernelArgs& k) {
   const PoolView pool(*k.in[1], *k.in[2], k.in.size() > 4 ? k.in[4] : nullptr,
                       k.node.attrs.i("fetch_slots", 0));
@@ -127,6 +250,34 @@ void paged_attention(KernelArgs& k) {
   // Sized to the longest sequence, not the table's capacity, and left uninitialised: every row
   // read is written first (gather, then the products).
   const int64_t most = *std::max_element(lens, lens + B);
+  const int64_t first_kvh = off / group, kvhs = (off + H - 1) / group - first_kvh + 1;
+  if (group * T <= kInPlaceRows) {
+    const int64_t items = B * kvhs;
+    const int team = detail::team_size(context(k), items * most * Dh);
+    // Kept by the thread across calls: a decode step runs this once per layer and token, and a
+    // fresh buffer of this size would be mapped and faulted in each time.
+    thread_local std::vector<float> scores;
+    if (scores.size() < size_t(team * group * T * most))
+      scores.resize(size_t(team * group * T * most));
+    std::vector<std::exception_ptr> failed(static_cast<size_t>(items));  // a bad block id, per item
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (int64_t i = 0; i < items; ++i) {
+      const int64_t b = i / kvhs, kvh = first_kvh + i % kvhs;
+      const int64_t h0 = std::max<int64_t>(0, kvh * group - off);
+      const int64_t h1 = std::min(H, (kvh + 1) * group - off);
+      const int64_t first = (b * T * H + h0) * Dh;
+      try {
+        attend_in_place(pool, table + b * pool.max_blocks, b, layer, kvh, lens[b], T, h1 - h0,
+                        scale, k.in[0]->f32() + first, k.out[0]->f32() + first, H * Dh,
+                        scores.data() + size_t(omp_get_thread_num() * group * T * most));
+      } catch (...) {
+        failed[size_t(i)] = std::current_exception();
+      }
+    }
+    for (const auto& e : failed)
+      if (e) std::rethrow_exception(e);
+    return;
+  }
   const std::unique_ptr<float[]> keys(new float[size_t(most * Dh)]),
       values(new float[size_t(most * Dh)]), scores(new float[size_t(T * most)]);
   const Context ctx = context(k);
