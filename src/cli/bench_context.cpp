@@ -35,12 +35,12 @@ struct Search {
 // The longest prompt in [1, hi] that runs under `budget` with `mode` (0 when none does).
 Search longest(const io::ModelConfig& cfg, const io::TensorMap& params,
                const infer::EngineOptions& eo, int64_t hi, int64_t tokens, size_t budget,
-               const std::string& mode) {
+               const std::string& mode, const std::string& offload_dir = {}) {
   Search s;
   auto probe = [&](int64_t p) {
     try {
       PlannedRun run = run_planned(cfg, params, {probe_request(p, tokens, cfg.vocab)}, eo,
-                                   memory::Budget{budget, 0}, mode);
+                                   memory::Budget{budget, 0}, mode, offload_dir);
       s.max = p;
       s.mode = run.plan.mode;
       s.tokens = run.results[0].tokens;
@@ -81,7 +81,8 @@ int bench_context(const std::vector<std::string>& argv) {
   eo.prefill_chunk = a.i64("prefill-chunk");
   eo.threads = int(a.i64("threads"));
   const Search resident = longest(cfg, params, eo, hi, tokens, budget, "none");
-  const Search offload = longest(cfg, params, eo, hi, tokens, budget, a.str("kv-offload"));
+  const Search offload = longest(cfg, params, eo, hi, tokens, budget, a.str("kv-offload"),
+                                 a.has("offload-dir") ? a.str("offload-dir") : "");
   // At the offloaded maximum: the same tokens without a budget, bitwise; and the refusal of the
   // resident plan.
   bool equal = false;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -90,6 +91,7 @@ struct GenerateJob {
   infer::EngineOptions engine;
   memory::Budget device_memory;  // --device-memory; unlimited: none
   std::string kv_offload = "auto";
+  std::string offload_dir;  // --offload-dir (disk KV)
   bool recompute = false, json = false;
   TextCodec codec;
   Placement place;  // one device unless --devices or --strategy
@@ -140,6 +142,7 @@ GenerateJob read_job(const Args& a) {
   j.engine.max_batch = j.batch;
   if (a.has("device-memory")) j.device_memory = memory::parse_budget(a.str("device-memory"));
   j.kv_offload = a.str("kv-offload");
+  if (a.has("offload-dir")) j.offload_dir = a.str("offload-dir");
   j.recompute = a.flag("recompute");
   j.json = a.flag("json");
   j.codec = TextCodec::load(a.has("tokenizer") ? a.str("tokenizer") : "");
@@ -340,7 +343,6 @@ std::vector<infer::Result> sharded_generate(const GenerateJob& job, const io::Mo
   return out;
 }
 
-
 int64_t longest_context(const io::ModelConfig& cfg, const std::vector<infer::Request>& reqs) {
   int64_t context = 1;
   for (const auto& r : reqs)
@@ -357,7 +359,8 @@ size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo
 
 PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
                        const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
-                       const memory::Budget& budget, const std::string& mode) {
+                       const memory::Budget& budget, const std::string& mode,
+                       const std::string& offload_dir) {
   const int64_t context = longest_context(cfg, reqs);
   PlannedRun out;
   out.plan = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget), mode);
@@ -367,6 +370,12 @@ PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
   memory::TieredPool tiers(device, 0);
   eo = out.plan.engine(eo);
   eo.kv.host = tiers.host();
+  if (out.plan.tier == "disk") {
+    auto disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);
+    disk->set_file_backing(offload_dir.empty() ? std::filesystem::temp_directory_path().string()
+                                               : offload_dir);
+    eo.kv.host = disk;
+  }
   io::TensorMap on_device;
   for (const auto& [name, t] : params) on_device.emplace(name, t.clone(device));
   {
@@ -398,8 +407,8 @@ int cmd_generate(const std::vector<std::string>& argv) {
     print_results(job, reqs, res, nullptr);
     return 0;
   }
-  const PlannedRun run =
-      run_planned(cfg, params, reqs, job.engine, job.device_memory, job.kv_offload);
+  const PlannedRun run = run_planned(cfg, params, reqs, job.engine, job.device_memory,
+                                     job.kv_offload, job.offload_dir);
   if (!job.json && !job.device_memory.unlimited())
     std::fprintf(stderr, "%s", run.plan.explain().c_str());
   print_results(job, reqs, run.results, &run);

@@ -47,10 +47,12 @@ struct PlannedRun {
 };
 // Throws hp::OutOfMemory before running when the plan cannot meet the budget. `budget` as
 // --device-memory (a percentage: of the plan's unconstrained device bytes); `mode` as
-// --kv-offload.
+// --kv-offload; `offload_dir`: where "disk" puts the offloaded blocks' file (empty: the
+// system's temporary directory).
 PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
                        const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
-                       const memory::Budget& budget, const std::string& mode);
+                       const memory::Budget& budget, const std::string& mode,
+                       const std::string& offload_dir = {});
 // The budget in bytes: a percentage of what the whole cache needs on the device at `context`.
 size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo, int64_t context,
                       const memory::Budget& budget);

@@ -1,9 +1,13 @@
 // Budgeted, peak-tracking allocator and Storage.
 #include "hp/core/allocator.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "hp/core/error.hpp"
@@ -31,6 +35,7 @@ Allocator::~Allocator() {
 
 void Allocator::set_caching(bool on) {
   std::lock_guard<std::mutex> lk(mu_);
+  HP_CHECK(!on || file_dir_.empty(), "[allocator ", name_, "] a file-backed tier does not cache");
   caching_ = on;
   if (on) return;
   for (auto& [size, p] : cache_) std::free(p);
@@ -92,6 +97,37 @@ static size_t rounded_size(size_t bytes) {
   return bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
 }
 
+// A file of `bytes` in `dir` with no name (O_TMPFILE, else created and unlinked at once), mapped
+// shared; null when the system refuses (errno says why).
+static void* file_alloc(const std::string& dir, size_t bytes) {
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::string path = dir + "/hp-kv-XXXXXX";
+    fd = mkostemp(path.data(), O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    unlink(path.c_str());
+  }
+  void* p = nullptr;
+  if (ftruncate(fd, off_t(bytes)) == 0)
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int err = errno;
+  close(fd);  // the mapping keeps the file
+  errno = err;
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void Allocator::set_file_backing(const std::string& dir) {
+  HP_CHECK(live_.load() == 0, "[allocator ", name_,
+           "] file backing must be set before the first allocation");
+  void* probe = file_alloc(dir, 64);
+  HP_CHECK(probe, "[allocator ", name_, "] cannot back allocations with files in '", dir,
+           "': ", std::strerror(errno));
+  munmap(probe, 64);
+  set_caching(false);
+  std::lock_guard<std::mutex> lk(mu_);
+  file_dir_ = dir;
+}
+
 void* Allocator::allocate(size_t bytes) {
   const size_t rounded = rounded_size(bytes);
   std::unique_lock<std::mutex> lk(mu_, std::defer_lock);
@@ -116,11 +152,13 @@ void* Allocator::allocate(size_t bytes) {
     }
   }
   charge(bytes);
-  void* p = system_alloc(rounded);
+  void* p = file_dir_.empty() ? system_alloc(rounded) : file_alloc(file_dir_, rounded);
   if (!p) {
+    const int err = errno;
     release(bytes);
-    throw OutOfMemory(
-        detail::cat("[allocator ", name_, "] system allocation of ", mib(bytes), " failed"));
+    throw OutOfMemory(detail::cat("[allocator ", name_, "] ",
+                                  file_dir_.empty() ? "system allocation" : "file in " + file_dir_,
+                                  " of ", mib(bytes), " failed: ", std::strerror(err)));
   }
   if (caching_) note_reserved();
   return p;
@@ -136,7 +174,10 @@ void Allocator::deallocate(void* p, size_t bytes) {
       return;
     }
   }
-  std::free(p);
+  if (!file_dir_.empty())
+    munmap(p, rounded_size(bytes));
+  else
+    std::free(p);
   release(bytes);
 }
 

@@ -85,10 +85,11 @@ std::string KvPlan::explain(double bw) const {
                 mib(double(scratch_bytes)).c_str(), mib(double(min_budget)).c_str());
   s += line;
   std::snprintf(line, sizeof line,
-                "  per layer: blocks [0, %lld) of each sequence resident (%s), [%lld, %lld) on the "
-                "host (%s)%s\n",
+                "  per layer: blocks [0, %lld) of each sequence resident (%s), [%lld, %lld) %s "
+                "(%s)%s\n",
                 (long long)resident, mib(double(kv_device_bytes) / double(layers)).c_str(),
                 (long long)resident, (long long)blocks_per_seq,
+                tier == "disk" ? "on disk (a memory-mapped file)" : "on the host",
                 mib(double(kv_host_bytes) / double(layers)).c_str(),
                 mode == "fetch"    ? ", fetched into device staging before the layer's attention"
                 : mode == "direct" ? ", attended where they live"
@@ -114,8 +115,6 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
                const std::string& mode) {
   HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" || mode == "disk",
            "--kv-offload must be auto, host, direct, disk or none, got '", mode, "'");
-  HP_CHECK(mode != "disk",
-           "--kv-offload disk: the KV pool has no disk tier yet; use host or direct");
   HP_CHECK(context > 0 && context <= cfg.max_seq, "[kv plan] a context of ", context,
            " positions: needs 1 to the model's ", cfg.max_seq);
   KvPlan p;
@@ -158,7 +157,7 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
                         " bytes" + " (or allow offload: --kv-offload auto)");
     p.resident = N;
   } else {
-    const bool fetch = m == "host";
+    const bool fetch = m == "host" || m == "disk";
     p.min_budget = device(0, fetch, true);
     if (!fits(p.min_budget))
       throw OutOfMemory("[kv plan] --kv-offload " + mode + ": " + std::to_string(context) +
@@ -181,6 +180,7 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
     p.fetch_slots = m == "fetch" ? N - lo : 0;
   }
   p.mode = m;
+  if (mode == "disk" && m != "resident") p.tier = "disk";
   const ProgramBytes& pb = memo.at({p.fetch_slots, m != "resident"});
   p.program_bytes = pb.held;
   p.scratch_bytes = pb.scratch;

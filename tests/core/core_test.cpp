@@ -1,8 +1,11 @@
 // Core: dtypes, shapes, tensors and the budgeted allocator.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "hp/core/bytes.hpp"
@@ -92,6 +95,43 @@ TEST(Allocator, BudgetPeakAndClearError) {
 
 // Caching: a freed block is handed back for the next request of its size; cached bytes count
 // against the budget and the largest are given back when a request would not fit otherwise.
+// A file-backed tier: memory that reads back what was written, in a file with no name (nothing
+// listed in the directory while it lives or after), its bytes counted as any tier's; refused in
+// a directory that does not exist, after a first allocation, and with caching.
+TEST(Allocator, FileBackedTierLeavesNothingInItsDirectory) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("hp-filetier-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    auto a = std::make_shared<Allocator>("disk", 0, Tier::kDisk);
+    a->set_file_backing(dir.string());
+    EXPECT_EQ(a->file_backing(), dir.string());
+    {
+      Storage s(a, size_t(3) << 20);
+      auto* f = static_cast<float*>(s.data());
+      for (size_t i = 0; i < (size_t(3) << 20) / 4; ++i) f[i] = float(i);
+      EXPECT_EQ(f[12345], 12345.0f);
+      EXPECT_EQ(a->live_bytes(), size_t(3) << 20);
+      EXPECT_TRUE(std::filesystem::is_empty(dir));
+      // The mapping is a file: /proc/self/maps names it in the directory, deleted.
+      std::ifstream maps("/proc/self/maps");
+      std::string line, found;
+      while (std::getline(maps, line))
+        if (line.find(dir.string()) != std::string::npos) found = line;
+      EXPECT_NE(found.find("(deleted)"), std::string::npos) << found;
+      EXPECT_THROW(a->set_caching(true), Error);
+    }
+    EXPECT_EQ(a->live_bytes(), 0u);
+    auto b = std::make_shared<Allocator>("late", 0, Tier::kDisk);
+    Storage s(b, 64);
+    EXPECT_THROW(b->set_file_backing(dir.string()), Error);
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+  auto c = std::make_shared<Allocator>("nowhere", 0, Tier::kDisk);
+  EXPECT_THROW(c->set_file_backing((dir / "missing").string()), Error);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Allocator, CachingReusesBlocksWithinTheBudget) {
   auto a = std::make_shared<Allocator>("dev0", 4096);
   a->set_caching(true);

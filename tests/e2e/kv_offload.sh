@@ -1,8 +1,9 @@
 # KV offload under --device-memory (docs/inference.md, "KV offload"), on a small Llama of 512
 # positions with random weights:
-# - greedy tokens with the host blocks fetched per layer (host) or attended in place (direct)
-#   equal the unconstrained run's, with KV really offloaded and the measured device peak under
-#   the budget;
+# - greedy tokens with the host blocks fetched per layer (host), attended in place (direct) or
+#   fetched from a memory-mapped file (disk) equal the unconstrained run's, with KV really
+#   offloaded, the measured device peak under the budget, and nothing left in the disk tier's
+#   directory; a directory that cannot hold the file is refused;
 # - --kv-offload none at a context over the budget, and an offload budget under the smallest
 #   feasible one, are refused before running, naming the budget that would do;
 # - hp plan --infer-context prints the same plan without running;
@@ -21,9 +22,11 @@ gen() {
 }
 free=$(gen) || fail "hp generate: $free"
 [[ $(field kv_offloaded_bytes <<<"$free") == 0 ]] || fail "offloaded without a budget: $free"
-for mode in host:fetch:1100 direct:direct:1000; do
+mkdir -p "$WORK/kvdisk"
+for mode in host:fetch:1100 direct:direct:1000 disk:fetch:1100; do
   IFS=: read -r flag plan kib <<<"$mode"
-  out=$(gen --device-memory "${kib}KiB" --kv-offload "$flag") || fail "--kv-offload $flag: $out"
+  out=$(gen --device-memory "${kib}KiB" --kv-offload "$flag" --offload-dir "$WORK/kvdisk") ||
+    fail "--kv-offload $flag: $out"
   [[ $(field kv_plan <<<"$out") == "\"$plan\"" ]] || fail "--kv-offload $flag: not $plan: $out"
   [[ $(field tokens <<<"$out") == "$(field tokens <<<"$free")" ]] ||
     fail "--kv-offload $flag: greedy tokens differ: $out vs $free"
@@ -31,6 +34,9 @@ for mode in host:fetch:1100 direct:direct:1000; do
   peak=$(field peak_device_bytes <<<"$out")
   ((peak > 0 && peak <= kib * 1024)) || fail "--kv-offload $flag: peak $peak over ${kib}KiB"
 done
+[[ -z $(ls -A "$WORK/kvdisk") ]] || fail "--kv-offload disk left files: $(ls -A "$WORK/kvdisk")"
+expect_fail "cannot back allocations with files in '$WORK/missing'" \
+  gen --device-memory 1100KiB --kv-offload disk --offload-dir "$WORK/missing"
 expect_fail "the smallest budget that holds it is" gen --device-memory 1000KiB --kv-offload none
 expect_fail "the smallest feasible budget is" gen --device-memory 900KiB --kv-offload host
 p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 1100KiB \

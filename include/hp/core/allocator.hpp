@@ -41,6 +41,14 @@ class Allocator : public std::enable_shared_from_this<Allocator> {
     return r > p ? r : p;
   }
 
+  // Backs every later allocation with a file of its own in `dir`, memory-mapped and unlinked at
+  // once (nothing is left in `dir`, even after a crash): a disk tier that kernels address like
+  // memory, whose pages the operating system keeps in its page cache while the machine's memory
+  // holds them and writes to the file when it needs the memory. Caching stays off for it. Set
+  // before the first allocation; throws hp::Error when `dir` is not a writable directory.
+  void set_file_backing(const std::string& dir);
+  const std::string& file_backing() const { return file_dir_; }
+
   size_t live_bytes() const { return live_.load(); }
   size_t peak_bytes() const { return peak_.load(); }
   size_t budget() const { return budget_; }
@@ -61,6 +69,7 @@ class Allocator : public std::enable_shared_from_this<Allocator> {
   std::atomic<size_t> reserved_peak_{0};
   mutable std::mutex mu_;
   bool caching_ = false;
+  std::string file_dir_;                // set: allocations are files mapped from here
   std::multimap<size_t, void*> cache_;  // rounded size -> free block
   size_t cached_ = 0;
   void note_reserved();

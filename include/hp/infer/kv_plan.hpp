@@ -19,6 +19,9 @@ namespace hp::infer {
 // they live by the attention kernel ("direct"); "resident": no host blocks.
 struct KvPlan {
   std::string mode;
+  // Where the offloaded blocks live: "host" memory, or "disk": a file in the offload directory,
+  // memory-mapped (infer::disk_tier), fetched as host blocks are.
+  std::string tier = "host";
   int64_t batch = 1, context = 0, block_tokens = 16, layers = 1;
   int64_t blocks_per_seq = 0;  // ceil(context / block_tokens)
   int64_t resident = 0;        // per sequence, on the device
@@ -52,11 +55,12 @@ struct KvPlan {
   std::string explain(double bw = 0) const;
 };
 
-// mode: "none" (every block on the device), "host" (fetch), "direct", or "auto" (the fastest
-// that fits: resident first, then direct on a backend whose kernels read host memory, which the
-// CPU's do, else fetch). Throws hp::OutOfMemory before anything runs when the budget cannot hold
-// the plan, naming the smallest budget that could ("none" at a too-long context: the budget the
-// whole cache needs), and hp::Error for a mode it does not know ("disk" is not wired yet).
+// mode: "none" (every block on the device), "host" (fetch), "direct", "disk" (fetch, the
+// offloaded blocks in a file), or "auto" (the fastest that fits: resident first, then direct on
+// a backend whose kernels read host memory, which the CPU's do, else fetch). Throws
+// hp::OutOfMemory before anything runs when the budget cannot hold the plan, naming the smallest
+// budget that could ("none" at a too-long context: the budget the whole cache needs), and
+// hp::Error for a mode it does not know.
 KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& engine, int64_t context,
                size_t budget, const std::string& mode);
 
