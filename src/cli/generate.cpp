@@ -216,6 +216,7 @@ void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs
         {"kv_cache", !j.recompute}};
     if (run) {
       rec["kv_plan"] = run->plan.mode;
+      rec["kv_disk_bytes"] = run->kv_disk_bytes;
       rec["device_budget"] = run->plan.budget;
       rec["kv_dtype"] = "f32";
     }
@@ -370,8 +371,9 @@ PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
   memory::TieredPool tiers(device, 0);
   eo = out.plan.engine(eo);
   eo.kv.host = tiers.host();
+  std::shared_ptr<Allocator> disk;
   if (out.plan.tier == "disk") {
-    auto disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);
+    disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);
     disk->set_file_backing(offload_dir.empty() ? std::filesystem::temp_directory_path().string()
                                                : offload_dir);
     eo.kv.host = disk;
@@ -384,6 +386,7 @@ PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
     out.kv_offloaded_bytes = engine.pool().host_bytes();
   }
   out.peak_device_bytes = device->peak_bytes();
+  if (disk) out.kv_disk_bytes = disk->peak_bytes();
   return out;
 }
 

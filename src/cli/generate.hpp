@@ -44,6 +44,7 @@ struct PlannedRun {
   std::vector<infer::Result> results;
   size_t peak_device_bytes = 0;   // the device allocator's measured peak
   size_t kv_offloaded_bytes = 0;  // the host pool
+  size_t kv_disk_bytes = 0;       // of it, what the disk tier's file held (its allocator's peak)
 };
 // Throws hp::OutOfMemory before running when the plan cannot meet the budget. `budget` as
 // --device-memory (a percentage: of the plan's unconstrained device bytes); `mode` as

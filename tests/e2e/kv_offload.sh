@@ -31,6 +31,12 @@ for mode in host:fetch:1100 direct:direct:1000 disk:fetch:1100; do
   [[ $(field tokens <<<"$out") == "$(field tokens <<<"$free")" ]] ||
     fail "--kv-offload $flag: greedy tokens differ: $out vs $free"
   (($(field kv_offloaded_bytes <<<"$out") > 0)) || fail "--kv-offload $flag: nothing offloaded"
+  disk_bytes=$(field kv_disk_bytes <<<"$out")
+  if [[ $flag == disk ]]; then
+    ((disk_bytes == $(field kv_offloaded_bytes <<<"$out"))) || fail "disk tier not used: $out"
+  else
+    ((disk_bytes == 0)) || fail "--kv-offload $flag used the disk tier: $out"
+  fi
   peak=$(field peak_device_bytes <<<"$out")
   ((peak > 0 && peak <= kib * 1024)) || fail "--kv-offload $flag: peak $peak over ${kib}KiB"
 done
