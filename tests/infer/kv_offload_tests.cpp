@@ -158,7 +158,16 @@ TEST(KvOffload, InfeasibleBudgetNamesTheSmallest) {
   // auto takes what fits: resident when it does, else offload.
   EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, whole, "auto").mode, "resident");
   EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, whole - 1, "auto").mode, "direct");
-  EXPECT_THROW(plan_kv(cfg, small_blocks(), 100, whole, "disk"), Error);
+  // disk is the fetch plan with the offloaded blocks on disk; resident when everything fits.
+  const KvPlan host = plan_kv(cfg, small_blocks(), 100, whole - 1, "host"),
+               disk = plan_kv(cfg, small_blocks(), 100, whole - 1, "disk");
+  EXPECT_EQ(disk.mode, "fetch");
+  EXPECT_EQ(disk.tier, "disk");
+  EXPECT_EQ(host.tier, "host");
+  EXPECT_EQ(disk.resident, host.resident);
+  EXPECT_EQ(disk.device_bytes(), host.device_bytes());
+  EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, whole, "disk").tier, "host");  // nothing offloaded
+  EXPECT_THROW(plan_kv(cfg, small_blocks(), 100, whole, "tape"), Error);
 }
 
 void check_reference(const std::string& name) {

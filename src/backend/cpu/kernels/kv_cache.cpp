@@ -167,6 +167,23 @@ void prefetch_rows(const float* first, int64_t rows, int64_t stride, int64_t Dh)
 // attended in place; more go through the gathered rows and sgemm, which then pay for the copy.
 constexpr int64_t kInPlaceRows = 16;
 
+// fn(p0, n, rows) for each block of positions [p0, p0 + n) below len of one kv head's keys
+// (kind 0) or values (kind 1): its rows where the block lives, `stride` floats apart; the next
+// block's rows are prefetched first.
+template <typename Fn>
+void for_each_block(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer, int kind,
+                    int64_t kvh, int64_t len, const Fn& fn) {
+  const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
+  for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
+    const float* rows = pool.at(trow, b, p0, layer, kind, slot) + kvh * Dh;
+    slot += trow[p0 / BT] >= pool.blocks;
+    if (p0 + BT < len)
+      prefetch_rows(pool.at(trow, b, p0 + BT, layer, kind, slot) + kvh * Dh,
+                    std::min(BT, len - p0 - BT), stride, Dh);
+    fn(p0, std::min(BT, len - p0), rows);
+  }
+}
+
 // One sequence's kv head in place: the `heads` query heads of its group, T rows each, against
 // the cached keys and values read once, block by block, where they live (device pool, host pool
 // or staging). Query row (t, h) at q + t * qstride + h * Dh, its output at the same offset of
@@ -175,15 +192,10 @@ constexpr int64_t kInPlaceRows = 16;
 void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer,
                      int64_t kvh, int64_t len, int64_t T, int64_t heads, float scale,
                      const float* q, float* out, int64_t qstride, float* scores) {
-  const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
+  const int64_t Dh = pool.head_dim, stride = pool.kv_heads * Dh;
   const int64_t rows = heads * T;
-  for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
-    const float* keys = pool.at(trow, b, p0, layer, 0, slot) + kvh * Dh;
-    slot += trow[p0 / BT] >= pool.blocks;
-    if (p0 + BT < len)
-      prefetch_rows(pool.at(trow, b, p0 + BT, layer, 0, slot) + kvh * Dh,
-                    std::min(BT, len - p0 - BT), stride, Dh);
-    for (int64_t j = 0, n = std::min(BT, len - p0); j < n; j += 8) {
+  for_each_block(pool, trow, b, layer, 0, kvh, len, [&](int64_t p0, int64_t n, const float* keys) {
+    for (int64_t j = 0; j < n; j += 8) {
       for (int64_t r = 0; r < rows; ++r) {
         const float* qr = q + (r % T) * qstride + (r / T) * Dh;
         float* out_r = scores + r * len + p0 + j;
@@ -200,29 +212,25 @@ void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64
         }
       }
     }
-  }
+  });
   for (int64_t r = 0; r < rows; ++r) softmax_row(scores + r * len, len - T + 1 + r % T);
   for (int64_t r = 0; r < rows; ++r) std::fill_n(out + (r % T) * qstride + (r / T) * Dh, Dh, 0.0f);
-  for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
-    const float* values = pool.at(trow, b, p0, layer, 1, slot) + kvh * Dh;
-    slot += trow[p0 / BT] >= pool.blocks;
-    if (p0 + BT < len)
-      prefetch_rows(pool.at(trow, b, p0 + BT, layer, 1, slot) + kvh * Dh,
-                    std::min(BT, len - p0 - BT), stride, Dh);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t t = r % T;
-      // The positions of this block row t may see (up to len - T + t).
-      const int64_t n = std::min(std::min(BT, len - p0), len - T + t + 1 - p0);
-      const float* p = scores + r * len + p0;
-      float* o = out + t * qstride + (r / T) * Dh;
-      if (Dh % 8 == 0) {
-        axpy_rows(p, values, stride, n, Dh, o);
-        continue;
-      }
-      for (int64_t j = 0; j < n; ++j)
-        for (int64_t d = 0; d < Dh; ++d) o[d] += p[j] * values[j * stride + d];
-    }
-  }
+  for_each_block(pool, trow, b, layer, 1, kvh, len,
+                 [&](int64_t p0, int64_t n, const float* values) {
+                   for (int64_t r = 0; r < rows; ++r) {
+                     const int64_t t = r % T;
+                     // The positions of this block row t may see (up to len - T + t).
+                     const int64_t seen = std::min(n, len - T + t + 1 - p0);
+                     const float* p = scores + r * len + p0;
+                     float* o = out + t * qstride + (r / T) * Dh;
+                     if (Dh % 8 == 0) {
+                       axpy_rows(p, values, stride, seen, Dh, o);
+                       continue;
+                     }
+                     for (int64_t j = 0; j < seen; ++j)
+                       for (int64_t d = 0; d < Dh; ++d) o[d] += p[j] * values[j * stride + d];
+                   }
+                 });
 }
 
 // Per sequence and kv head: its cached keys and values gathered into contiguous rows, then for
