@@ -100,6 +100,15 @@ std::string KvPlan::explain(double bw) const {
                 mib(decode_device_bytes).c_str(), mib(decode_host_bytes).c_str(),
                 mib(decode_fetch_bytes).c_str());
   s += line;
+  std::snprintf(line, sizeof line,
+                "  int8 KV (q8_0, %.4f B/element; costed, not built): %lld of the %lld positions "
+                "resident%s, decode reads %s per token\n",
+                kKvInt8BytesPerElement, (long long)int8_resident_context, (long long)context,
+                int8_resident_context >= context && resident < blocks_per_seq
+                    ? " (the whole context: no offload needed)"
+                    : "",
+                mib(int8_decode_device_bytes).c_str());
+  s += line;
   if (bw > 0) {
     std::snprintf(line, sizeof line,
                   "  predicted decode: %.2f ms/token at %.1f GB/s shared memory; overlapped over a "
@@ -196,6 +205,17 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
     p.decode_fetch_bytes = host_kv;
     p.decode_device_bytes += host_kv;  // the staging is read by the attention
   }
+  // int8 KV, every block resident: what the device has left for blocks of int8 size.
+  const double int8_block = double(p.block_bytes) / 4 * kKvInt8BytesPerElement;
+  const size_t fixed =
+      device(N, false, false) - size_t(std::max<int64_t>(1, p.batch * N)) * p.block_bytes;
+  const int64_t int8_blocks =
+      budget == 0 ? N * p.batch
+                  : (budget > fixed ? int64_t(double(budget - fixed) / int8_block) : 0);
+  p.int8_resident_context = std::min(context, int8_blocks / p.batch * o.block_tokens);
+  p.int8_decode_device_bytes = double(p.weight_bytes) + double(p.batch) *
+                                                            double(p.int8_resident_context) *
+                                                            int8_block / double(o.block_tokens);
   return p;
 }
 

@@ -168,6 +168,20 @@ TEST(KvOffload, InfeasibleBudgetNamesTheSmallest) {
   EXPECT_EQ(disk.device_bytes(), host.device_bytes());
   EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, whole, "disk").tier, "host");  // nothing offloaded
   EXPECT_THROW(plan_kv(cfg, small_blocks(), 100, whole, "tape"), Error);
+  // int8 KV is costed beside every plan: 4 / 1.0625 times the blocks in the same bytes, so what
+  // f32 needs a budget just short of the whole cache for fits whole in int8; at a budget where
+  // f32 offloads part, int8 keeps over 3 times the positions f32 keeps resident (or all).
+  EXPECT_EQ(host.int8_resident_context, 100);
+  EXPECT_EQ(plan_kv(cfg, small_blocks(), 100, 0, "none").int8_resident_context, 100);
+  const KvPlan tight = plan_kv(cfg, small_blocks(), 100, (host.min_budget + whole) / 2, "host");
+  ASSERT_GT(tight.resident, 0);
+  ASSERT_LT(tight.resident, tight.blocks_per_seq);
+  const double per_position = double(tight.block_bytes) / double(tight.block_tokens);
+  EXPECT_GT(tight.int8_resident_context,
+            std::min<int64_t>(99, 3 * tight.resident * tight.block_tokens));
+  EXPECT_DOUBLE_EQ(tight.int8_decode_device_bytes,
+                   double(tight.weight_bytes) + double(tight.int8_resident_context) * per_position /
+                                                    4 * kKvInt8BytesPerElement);
 }
 
 void check_reference(const std::string& name) {

@@ -15,6 +15,8 @@
 
 namespace hp::infer {
 
+constexpr double kKvInt8BytesPerElement = 34.0 / 32.0;  // q8_0: 32 int8 and one f16 scale
+
 // How host blocks are attended: fetched into device staging per layer ("fetch"), or read where
 // they live by the attention kernel ("direct"); "resident": no host blocks.
 struct KvPlan {
@@ -35,6 +37,12 @@ struct KvPlan {
   // Per decode token at the full context: bytes read on the device (weights, resident and staged
   // KV), bytes read in the host tier by the attention (direct), bytes copied host to device.
   double decode_device_bytes = 0, decode_host_bytes = 0, decode_fetch_bytes = 0;
+  // The alternative of int8 KV (llama.cpp's q8_0: blocks of 32 int8 values and an f16 scale,
+  // kKvInt8BytesPerElement), costed, not built: with every block on the device, the longest
+  // context whose blocks fit beside the weights, programs and scratch (the whole one when it
+  // fits: then int8 would need no offload at all), and the bytes one decode token reads then.
+  int64_t int8_resident_context = 0;
+  double int8_decode_device_bytes = 0;
 
   // Device memory the plan holds: weights, resident KV, staging, programs (arenas, outputs,
   // inputs) and the largest kernel scratch.
