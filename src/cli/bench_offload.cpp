@@ -180,7 +180,7 @@ int bench_offload(const std::vector<std::string>& argv) {
   // Timed steps round-robin over the rows, so that a slow spell of a shared machine falls on
   // all of them alike. The link is calibrated again before every round and after the last: a
   // shared machine's memory bandwidth drifts (by 2x within a minute here), and the prediction
-  // takes the median of the calibrations made around the timed steps.
+  // takes the best of the calibrations made around the timed steps (best_link).
   std::vector<Link> inline_links = {inline_link}, thread_links = {thread_link};
   for (int64_t s = 0; s <= steps; ++s) {
     if (s > 0) {
@@ -214,8 +214,6 @@ int bench_offload(const std::vector<std::string>& argv) {
     const Link& link = inl ? inline_best : thread_best;
     CostModel cm;
     cm.gflops = gflops;
-    cm.link_bytes_per_s = link.gbps * 1e9;
-    cm.latency_s = link.latency_us * 1e-6;
     set_link(cm, link);
     cm.inline_copies = inl;
     const SimResult sim = simulate(*p, cm);

@@ -154,6 +154,8 @@ Link calibrate_link(memory::TransferEngine& engine, int busy_threads) {
 }
 
 void set_link(memory::CostModel& cm, const Link& l) {
+  cm.link_bytes_per_s = l.gbps * 1e9;
+  cm.latency_s = l.latency_us * 1e-6;
   cm.writeback_bytes_per_s = l.writeback_gbps * 1e9;
   cm.writeback_cached_bytes = l.writeback_cached_bytes;
 }

@@ -41,7 +41,7 @@ struct Link {
   double gbps = 0, latency_us = 0, writeback_gbps = 0;
   size_t writeback_cached_bytes = 0;
 };
-// `writeback_gbps` and `writeback_cached_bytes` of `l` on a memory::CostModel.
+// The link's rates and fixed cost on a memory::CostModel.
 void set_link(memory::CostModel& cm, const Link& l);
 // With `busy_threads` > 0 the copies are timed while a team of that many threads runs sgemm, as
 // the compute does while a transfer thread copies in a step (on a CPU the two share the cores and
