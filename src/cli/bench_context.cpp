@@ -35,12 +35,12 @@ struct Search {
 // The longest prompt in [1, hi] that runs under `budget` with `mode` (0 when none does).
 Search longest(const io::ModelConfig& cfg, const io::TensorMap& params,
                const infer::EngineOptions& eo, int64_t hi, int64_t tokens, size_t budget,
-               const std::string& mode, const std::string& offload_dir = {}) {
+               const OffloadChoice& offload) {
   Search s;
   auto probe = [&](int64_t p) {
     try {
       PlannedRun run = run_planned(cfg, params, {probe_request(p, tokens, cfg.vocab)}, eo,
-                                   memory::Budget{budget, 0}, mode, offload_dir);
+                                   memory::Budget{budget, 0}, offload);
       s.max = p;
       s.mode = run.plan.mode;
       s.tokens = run.results[0].tokens;
@@ -80,9 +80,12 @@ int bench_context(const std::vector<std::string>& argv) {
   eo.block_tokens = a.i64("block-tokens");
   eo.prefill_chunk = a.i64("prefill-chunk");
   eo.threads = int(a.i64("threads"));
-  const Search resident = longest(cfg, params, eo, hi, tokens, budget, "none");
-  const Search offload = longest(cfg, params, eo, hi, tokens, budget, a.str("kv-offload"),
-                                 a.has("offload-dir") ? a.str("offload-dir") : "");
+  const Search resident = longest(cfg, params, eo, hi, tokens, budget,
+                                  OffloadChoice{.mode = "none", .dir = "", .weights = false});
+  const Search offload = longest(cfg, params, eo, hi, tokens, budget,
+                                 {.mode = a.str("kv-offload"),
+                                  .dir = a.has("offload-dir") ? a.str("offload-dir") : "",
+                                  .weights = false});
   // At the offloaded maximum: the same tokens without a budget, bitwise; and the refusal of the
   // resident plan.
   bool equal = false;
@@ -93,8 +96,9 @@ int bench_context(const std::vector<std::string>& argv) {
     } catch (const OutOfMemory& e) {
       refusal = e.what();
     }
-    const PlannedRun free_run = run_planned(
-        cfg, params, {probe_request(offload.max, tokens, cfg.vocab)}, eo, memory::Budget{}, "none");
+    const PlannedRun free_run =
+        run_planned(cfg, params, {probe_request(offload.max, tokens, cfg.vocab)}, eo,
+                    memory::Budget{}, OffloadChoice{.mode = "none", .dir = "", .weights = false});
     equal = free_run.results[0].tokens == offload.tokens;
   }
   const double ratio = resident.max > 0 ? double(offload.max) / double(resident.max) : 0;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "cli/args.hpp"
@@ -90,8 +91,7 @@ struct GenerateJob {
   infer::Request request;  // everything but the prompt
   infer::EngineOptions engine;
   memory::Budget device_memory;  // --device-memory; unlimited: none
-  std::string kv_offload = "auto";
-  std::string offload_dir;  // --offload-dir (disk KV)
+  OffloadChoice offload;         // --kv-offload, --offload-dir, --offload-weights
   bool recompute = false, json = false;
   TextCodec codec;
   Placement place;  // one device unless --devices or --strategy
@@ -141,8 +141,9 @@ GenerateJob read_job(const Args& a) {
   j.engine.threads = int(a.i64("threads"));
   j.engine.max_batch = j.batch;
   if (a.has("device-memory")) j.device_memory = memory::parse_budget(a.str("device-memory"));
-  j.kv_offload = a.str("kv-offload");
-  if (a.has("offload-dir")) j.offload_dir = a.str("offload-dir");
+  j.offload.mode = a.str("kv-offload");
+  if (a.has("offload-dir")) j.offload.dir = a.str("offload-dir");
+  j.offload.weights = a.flag("offload-weights");
   j.recompute = a.flag("recompute");
   j.json = a.flag("json");
   j.codec = TextCodec::load(a.has("tokenizer") ? a.str("tokenizer") : "");
@@ -217,6 +218,7 @@ void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs
     if (run) {
       rec["kv_plan"] = run->plan.mode;
       rec["kv_disk_bytes"] = run->kv_disk_bytes;
+      rec["weight_host_bytes"] = run->plan.weight_host_bytes;
       rec["device_budget"] = run->plan.budget;
       rec["kv_dtype"] = "f32";
     }
@@ -360,11 +362,11 @@ size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo
 
 PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
                        const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
-                       const memory::Budget& budget, const std::string& mode,
-                       const std::string& offload_dir) {
+                       const memory::Budget& budget, const OffloadChoice& offload) {
   const int64_t context = longest_context(cfg, reqs);
   PlannedRun out;
-  out.plan = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget), mode);
+  out.plan = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget),
+                            offload.mode, offload.weights);
   // The allocator holds what the plan places; the kernels' scratch is kept free beside it.
   auto device = std::make_shared<Allocator>(
       "device", out.plan.budget ? out.plan.budget - out.plan.scratch_bytes : 0);
@@ -374,12 +376,14 @@ PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
   std::shared_ptr<Allocator> disk;
   if (out.plan.tier == "disk") {
     disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);
-    disk->set_file_backing(offload_dir.empty() ? std::filesystem::temp_directory_path().string()
-                                               : offload_dir);
+    disk->set_file_backing(offload.dir.empty() ? std::filesystem::temp_directory_path().string()
+                                               : offload.dir);
     eo.kv.host = disk;
   }
-  io::TensorMap on_device;
-  for (const auto& [name, t] : params) on_device.emplace(name, t.clone(device));
+  io::TensorMap on_device;  // and the weights the plan leaves in the host tier
+  const std::set<std::string> host(out.plan.host_weights.begin(), out.plan.host_weights.end());
+  for (const auto& [name, t] : params)
+    on_device.emplace(name, t.clone(host.count(name) ? tiers.host() : device));
   {
     infer::Engine engine(cfg, on_device, eo, device);
     out.results = engine.generate(reqs);
@@ -410,8 +414,7 @@ int cmd_generate(const std::vector<std::string>& argv) {
     print_results(job, reqs, res, nullptr);
     return 0;
   }
-  const PlannedRun run = run_planned(cfg, params, reqs, job.engine, job.device_memory,
-                                     job.kv_offload, job.offload_dir);
+  const PlannedRun run = run_planned(cfg, params, reqs, job.engine, job.device_memory, job.offload);
   if (!job.json && !job.device_memory.unlimited())
     std::fprintf(stderr, "%s", run.plan.explain().c_str());
   print_results(job, reqs, run.results, &run);

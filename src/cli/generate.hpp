@@ -46,14 +46,17 @@ struct PlannedRun {
   size_t kv_offloaded_bytes = 0;  // the host pool
   size_t kv_disk_bytes = 0;       // of it, what the disk tier's file held (its allocator's peak)
 };
+// What may leave the device: `mode` as --kv-offload; `dir`: where "disk" puts the offloaded
+// blocks' file (empty: the system's temporary directory); `weights` as --offload-weights.
+struct OffloadChoice {
+  std::string mode = "auto", dir;
+  bool weights = false;
+};
 // Throws hp::OutOfMemory before running when the plan cannot meet the budget. `budget` as
-// --device-memory (a percentage: of the plan's unconstrained device bytes); `mode` as
-// --kv-offload; `offload_dir`: where "disk" puts the offloaded blocks' file (empty: the
-// system's temporary directory).
+// --device-memory (a percentage: of the plan's unconstrained device bytes).
 PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
                        const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
-                       const memory::Budget& budget, const std::string& mode,
-                       const std::string& offload_dir = {});
+                       const memory::Budget& budget, const OffloadChoice& offload);
 // The budget in bytes: a percentage of what the whole cache needs on the device at `context`.
 size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo, int64_t context,
                       const memory::Budget& budget);

@@ -370,6 +370,9 @@ inline const Command& plan_command() {
           .kind = Kind::kEnum,
           .dflt = "auto",
           .choices = {"auto", "host", "direct", "disk", "none"},
+          .help = "with --infer-context: as hp generate's"},
+         {.name = "offload-weights",
+          .kind = Kind::kFlag,
           .help = "with --infer-context: as hp generate's"}}},
        devices_group(),
        offload_group(),
@@ -505,6 +508,10 @@ inline const Command& generate_command() {
           .computed = "the system's temporary directory",
           .help = "with --kv-offload disk: where the offloaded blocks' file goes (unlinked at "
                   "once: nothing is left there)"},
+         {.name = "offload-weights",
+          .kind = Kind::kFlag,
+          .help = "weights may stay in the host tier too, read there: the gathered embedding "
+                  "tables first, others only when the KV cannot fit even fully offloaded"},
          {.name = "json",
           .kind = Kind::kFlag,
           .help = "one JSON record per sequence instead of the text"}}},

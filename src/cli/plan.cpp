@@ -145,7 +145,7 @@ int plan_inference(const Args& a) {
   const memory::Budget budget =
       a.has("device-memory") ? memory::parse_budget(a.str("device-memory")) : memory::Budget{};
   const infer::KvPlan p = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget),
-                                         a.str("kv-offload"));
+                                         a.str("kv-offload"), a.flag("offload-weights"));
   const double bw = 2e9 * memcpy_gbps(size_t(64) << 20);
   std::fputs(p.explain(bw).c_str(), stdout);
   return 0;

@@ -74,15 +74,15 @@ std::string KvPlan::explain(double bw) const {
                 mode.c_str(), (long long)batch, (long long)context, (long long)block_tokens,
                 mib(double(block_bytes)).c_str());
   s += line;
-  std::snprintf(line, sizeof line,
-                "  device: %s of %s budget (weights %s, resident KV %s, staging %s, programs %s, "
-                "scratch %s); "
-                "smallest budget for this mode %s\n",
-                mib(double(device_bytes())).c_str(),
-                budget ? mib(double(budget)).c_str() : "an unlimited",
-                mib(double(weight_bytes)).c_str(), mib(double(kv_device_bytes)).c_str(),
-                mib(double(staging_bytes)).c_str(), mib(double(program_bytes)).c_str(),
-                mib(double(scratch_bytes)).c_str(), mib(double(min_budget)).c_str());
+  std::snprintf(
+      line, sizeof line,
+      "  device: %s of %s budget (weights %s, resident KV %s, staging %s, programs %s, "
+      "scratch %s); "
+      "smallest budget for this mode %s\n",
+      mib(double(device_bytes())).c_str(), budget ? mib(double(budget)).c_str() : "an unlimited",
+      mib(double(weight_bytes - weight_host_bytes)).c_str(), mib(double(kv_device_bytes)).c_str(),
+      mib(double(staging_bytes)).c_str(), mib(double(program_bytes)).c_str(),
+      mib(double(scratch_bytes)).c_str(), mib(double(min_budget)).c_str());
   s += line;
   std::snprintf(line, sizeof line,
                 "  per layer: blocks [0, %lld) of each sequence resident (%s), [%lld, %lld) %s "
@@ -95,6 +95,12 @@ std::string KvPlan::explain(double bw) const {
                 : mode == "direct" ? ", attended where they live"
                                    : "");
   s += line;
+  if (!host_weights.empty()) {
+    std::snprintf(
+        line, sizeof line, "  weights on the host, read there: %s in %zu tensors (first: %s)\n",
+        mib(double(weight_host_bytes)).c_str(), host_weights.size(), host_weights[0].c_str());
+    s += line;
+  }
   std::snprintf(line, sizeof line,
                 "  per decode token: device reads %s, host reads %s, fetched %s\n",
                 mib(decode_device_bytes).c_str(), mib(decode_host_bytes).c_str(),
@@ -120,8 +126,64 @@ std::string KvPlan::explain(double bw) const {
   return s;
 }
 
+namespace {
+
+// A weight the plan may leave in the host tier: its bytes and what a decode token reads of it.
+struct HostWeight {
+  std::string name;
+  size_t bytes = 0;
+  double read_per_token = 0;  // per sequence
+};
+
+// The weights in the order the plan leaves them on the host: gathered tables first (a token reads
+// one row), then the others, largest first.
+std::vector<HostWeight> weight_order(const io::ModelConfig& cfg) {
+  std::vector<HostWeight> rows, rest;
+  auto ends = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const nn::ParamInfo& i : nn::param_infos(cfg)) {
+    const size_t bytes = size_t(numel(i.shape)) * 4;
+    const bool gathered =
+        i.name == "wpe.weight" ||
+        (!cfg.tied_embeddings && (i.name == "wte.weight" || ends(i.name, "embed_tokens.weight")));
+    if (gathered)
+      rows.push_back({i.name, bytes, double(i.shape.back()) * 4});
+    else
+      rest.push_back({i.name, bytes, double(bytes)});
+  }
+  auto larger = [](const HostWeight& a, const HostWeight& b) { return a.bytes > b.bytes; };
+  std::stable_sort(rows.begin(), rows.end(), larger);
+  std::stable_sort(rest.begin(), rest.end(), larger);
+  rows.insert(rows.end(), rest.begin(), rest.end());
+  return rows;
+}
+
+KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
+                 const std::string& mode, const std::vector<HostWeight>& host);
+
+}  // namespace
+
 KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
-               const std::string& mode) {
+               const std::string& mode, bool weights) {
+  if (!weights) return plan_with(cfg, o, context, budget, mode, {});
+  const std::vector<HostWeight> order = weight_order(cfg);
+  size_t k = 0;  // the gathered tables always go
+  while (k < order.size() && order[k].read_per_token < double(order[k].bytes)) ++k;
+  for (;; ++k) {
+    try {
+      return plan_with(cfg, o, context, budget, mode, {order.begin(), order.begin() + long(k)});
+    } catch (const OutOfMemory& e) {
+      if (k == order.size())
+        throw OutOfMemory(std::string(e.what()) + ", every weight in the host tier");
+    }
+  }
+}
+
+namespace {
+
+KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
+                 const std::string& mode, const std::vector<HostWeight>& host) {
   HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" || mode == "disk",
            "--kv-offload must be auto, host, direct, disk or none, got '", mode, "'");
   HP_CHECK(context > 0 && context <= cfg.max_seq, "[kv plan] a context of ", context,
@@ -135,6 +197,13 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
   p.layers = cfg.n_layer;
   p.block_bytes = size_t(cfg.n_layer * 2 * o.block_tokens * cfg.n_kv_head * cfg.head_dim) * 4;
   p.weight_bytes = size_t(cfg.parameter_count()) * 4;
+  double host_weight_reads = 0;  // per decode token
+  for (const HostWeight& w : host) {
+    p.host_weights.push_back(w.name);
+    p.weight_host_bytes += w.bytes;
+    host_weight_reads += double(p.batch) * w.read_per_token;
+  }
+  const size_t device_weights = p.weight_bytes - p.weight_host_bytes;
   const int64_t N = p.blocks_per_seq;
   // Device bytes with `r` resident blocks per sequence, fetching (or not) the others.
   std::map<std::pair<int64_t, bool>, ProgramBytes> memo;
@@ -147,7 +216,7 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
                .first;
     // The staging: one layer of the fetched blocks of every sequence.
     const size_t staging = size_t(p.batch * slots) * p.block_bytes / size_t(cfg.n_layer);
-    return p.weight_bytes + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes + staging +
+    return device_weights + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes + staging +
            it->second.held + it->second.scratch;
   };
   auto fits = [&](size_t bytes) { return budget == 0 || bytes <= budget; };
@@ -199,8 +268,9 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
   const double per_pos = double(p.block_bytes) / double(o.block_tokens);
   const double dev_pos = double(std::min(context, p.resident * o.block_tokens));
   const double host_kv = double(p.batch) * double(context - int64_t(dev_pos)) * per_pos;
-  p.decode_device_bytes = double(p.weight_bytes) + double(p.batch) * dev_pos * per_pos;
-  if (m == "direct") p.decode_host_bytes = host_kv;
+  p.decode_device_bytes = double(device_weights) + double(p.batch) * dev_pos * per_pos;
+  p.decode_host_bytes = host_weight_reads;
+  if (m == "direct") p.decode_host_bytes += host_kv;
   if (m == "fetch") {
     p.decode_fetch_bytes = host_kv;
     p.decode_device_bytes += host_kv;  // the staging is read by the attention
@@ -213,10 +283,12 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
       budget == 0 ? N * p.batch
                   : (budget > fixed ? int64_t(double(budget - fixed) / int8_block) : 0);
   p.int8_resident_context = std::min(context, int8_blocks / p.batch * o.block_tokens);
-  p.int8_decode_device_bytes = double(p.weight_bytes) + double(p.batch) *
+  p.int8_decode_device_bytes = double(device_weights) + double(p.batch) *
                                                             double(p.int8_resident_context) *
                                                             int8_block / double(o.block_tokens);
   return p;
 }
+
+}  // namespace
 
 }  // namespace hp::infer

@@ -43,6 +43,16 @@ done
 [[ -z $(ls -A "$WORK/kvdisk") ]] || fail "--kv-offload disk left files: $(ls -A "$WORK/kvdisk")"
 expect_fail "cannot back allocations with files in '$WORK/missing'" \
   gen --device-memory 1100KiB --kv-offload disk --offload-dir "$WORK/missing"
+# --offload-weights: under a budget too small for the weights beside one layer's staging, the
+# gathered embedding and then the largest weights stay in the host tier, read there; the same
+# tokens, the device peak under the budget; below what even that needs, refused.
+out=$(gen --device-memory 900KiB --kv-offload host --offload-weights) || fail "--offload-weights: $out"
+[[ $(field tokens <<<"$out") == "$(field tokens <<<"$free")" ]] ||
+  fail "--offload-weights: greedy tokens differ: $out vs $free"
+(($(field weight_host_bytes <<<"$out") > 0)) || fail "--offload-weights: no weight on the host: $out"
+(($(field peak_device_bytes <<<"$out") <= 900 * 1024)) || fail "--offload-weights: over budget: $out"
+expect_fail "every weight in the host tier" gen --device-memory 500KiB --kv-offload host \
+  --offload-weights
 expect_fail "the smallest budget that holds it is" gen --device-memory 1000KiB --kv-offload none
 expect_fail "the smallest feasible budget is" gen --device-memory 900KiB --kv-offload host
 p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 1100KiB \

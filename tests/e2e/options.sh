@@ -45,13 +45,13 @@ expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain tim
   "${devices[@]}" \
   "${offload[@]}" "cluster=none" global-batch=512 micro-batch=searched schedule=searched \
   recompute=searched offload=searched top=1 json emit=none infer-context=none infer-batch=1 \
-  kv-offload=auto
+  kv-offload=auto offload-weights
 expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
   "prompt=And God said" prompt-file=none prompt-tokens=none batch=1 tokens=200 temperature=0.8 \
   top-k=40 top-p=1 min-p=0 repetition-penalty=1 presence-penalty=0 frequency-penalty=0 \
   stop=none eos=-1 seed=1 block-tokens=16 prefill-chunk=64 token-budget=0 threads=1 recompute \
   json tokenizer=bytes device-memory=none kv-offload=auto \
-  "offload-dir=the system's temporary directory" "${devices[@]}"
+  "offload-dir=the system's temporary directory" offload-weights "${devices[@]}"
 expect_help serve ckpt=none model=none "init=random weights (seed 1)" host=127.0.0.1 port=8000 \
   max-queue=16 request-timeout=300 max-batch=4 max-batch-tokens=0 block-tokens=16 \
   prefill-chunk=64 threads=1 tokenizer=bytes

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "hp/infer/engine.hpp"
 #include "hp/io/model_config.hpp"
@@ -31,6 +32,12 @@ struct KvPlan {
   size_t budget = 0;           // 0: unlimited
   size_t block_bytes = 0;      // one block, every layer
   size_t weight_bytes = 0, program_bytes = 0, scratch_bytes = 0;
+  // Weights left in the host tier and read there by the kernels (weights = true in plan_kv):
+  // first the tables a token only gathers a row of (untied input embeddings, positions), which
+  // cost a decode token nearly nothing, then, only when the KV cannot fit even fully offloaded,
+  // the largest others until it does.
+  std::vector<std::string> host_weights;
+  size_t weight_host_bytes = 0;
   size_t kv_device_bytes = 0, kv_host_bytes = 0;  // resident and offloaded blocks
   size_t staging_bytes = 0;  // fetch: one layer of every sequence's host blocks, on the device
   size_t min_budget = 0;     // the smallest budget this mode fits in at this context
@@ -47,7 +54,8 @@ struct KvPlan {
   // Device memory the plan holds: weights, resident KV, staging, programs (arenas, outputs,
   // inputs) and the largest kernel scratch.
   size_t device_bytes() const {
-    return weight_bytes + kv_device_bytes + staging_bytes + program_bytes + scratch_bytes;
+    return weight_bytes - weight_host_bytes + kv_device_bytes + staging_bytes + program_bytes +
+           scratch_bytes;
   }
   // Seconds per decode token when device and host share one memory of `bw` bytes/s and copies run
   // on the compute cores (nothing overlaps): every byte read once, a fetched byte read and written.
@@ -69,7 +77,9 @@ struct KvPlan {
 // hp::OutOfMemory before anything runs when the budget cannot hold the plan, naming the smallest
 // budget that could ("none" at a too-long context: the budget the whole cache needs), and
 // hp::Error for a mode it does not know.
+// With `weights`, weights may stay in the host tier too (KvPlan::host_weights); an unmeetable
+// budget then names the smallest feasible one with every weight there.
 KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& engine, int64_t context,
-               size_t budget, const std::string& mode);
+               size_t budget, const std::string& mode, bool weights = false);
 
 }  // namespace hp::infer
