@@ -184,6 +184,35 @@ TEST(KvOffload, InfeasibleBudgetNamesTheSmallest) {
                                                     4 * kKvInt8BytesPerElement);
 }
 
+// Weights in the host tier: the gathered input embedding always (a decode token reads one row
+// of it), others only under a budget the KV cannot meet even fully offloaded, largest first, as
+// few as fit; what a decode token reads of them counted on the host side.
+TEST(KvOffload, WeightsLeaveTheDeviceOnlyWhenTheKvCannotMakeRoom) {
+  const io::ModelConfig cfg = long_llama();  // untied: its embedding is only gathered
+  const size_t least = plan_kv(cfg, small_blocks(), 100, 0, "host").min_budget;
+  const KvPlan roomy = plan_kv(cfg, small_blocks(), 100, least, "host", true);
+  ASSERT_EQ(roomy.host_weights, std::vector<std::string>{"model.embed_tokens.weight"});
+  const size_t table = size_t(cfg.vocab * cfg.d_model) * 4;
+  EXPECT_EQ(roomy.weight_host_bytes, table);
+  EXPECT_DOUBLE_EQ(roomy.decode_host_bytes, double(cfg.d_model) * 4);  // one row per token
+  EXPECT_GT(roomy.resident, plan_kv(cfg, small_blocks(), 100, least, "host").resident);
+
+  const size_t tight = least - table - 1;  // the table alone no longer makes room
+  const KvPlan p = plan_kv(cfg, small_blocks(), 100, tight, "host", true);
+  ASSERT_GE(p.host_weights.size(), 2u);
+  EXPECT_EQ(p.host_weights[0], "model.embed_tokens.weight");
+  EXPECT_LE(p.device_bytes(), tight);
+  EXPECT_GT(p.decode_host_bytes, double(cfg.d_model) * 4);
+  EXPECT_THROW(plan_kv(cfg, small_blocks(), 100, tight, "host"), OutOfMemory);  // without
+  try {
+    plan_kv(cfg, small_blocks(), 100, 1, "host", true);
+    ADD_FAILURE() << "a 1-byte budget was accepted";
+  } catch (const OutOfMemory& e) {
+    EXPECT_NE(std::string(e.what()).find("every weight in the host tier"), std::string::npos)
+        << e.what();
+  }
+}
+
 void check_reference(const std::string& name) {
   const fs::path dir = fs::path(HP_SHARED_DIR) / "reference" / name;
   HP_REQUIRE_INPUT(fs::exists(dir / "case.json"), dir.string());
