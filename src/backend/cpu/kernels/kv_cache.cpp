@@ -1,7 +1,8 @@
 // CPU kernels of the KV-cache ops (src/ops/kv_cache.cpp): kv_write copies one layer's new keys
-// and values into their blocks of the pool; paged_attention gathers a sequence's cached keys and
-// values through its block table and runs the query rows of a chunk (or the one row of a decode
-// step) against them with two sgemm products and a causal softmax between.
+// and values into their blocks of the pool; paged_attention reads a sequence's cached keys and
+// values through its block table: a decode step (few query rows per kv head) in place, block by
+// block, for the whole GQA group at once; a prefill chunk by gathering them into rows and running
+// two sgemm products with a causal softmax between. kv_fetch stages a layer's host blocks.
 #include <omp.h>
 #include <algorithm>
 #include <cmath>
