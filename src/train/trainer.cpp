@@ -73,11 +73,17 @@ Trainer::Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Comm
 void Trainer::init_pipeline(const io::TensorMap& params) {
   HP_CHECK(world_, "[train] a pipeline step needs its rank's communicator");
   const memory::OffloadOptions& off = opt_.offload;
-  HP_CHECK(off.device_budget.unlimited() && off.optimizer_state == Tier::kDevice,
-           "[train] offload under a pipeline strategy is not supported yet");
-  device_ = std::make_shared<Allocator>("device" + std::to_string(world_->rank()), 0);
+  HP_CHECK(off.device_budget.unlimited(),
+           "[train] a device budget under a pipeline strategy is not supported yet (each stage's "
+           "optimizer state can go to the host or disk: --optimizer-state host|disk)");
+  const int rank = world_->rank();
+  device_ = std::make_shared<Allocator>("device" + std::to_string(rank), 0);
   rc_ = std::make_unique<shard::RankComm>(plan_.strategy.mesh, *world_);
-  pool_ = std::make_unique<memory::TieredPool>(device_, off.host_budget, fs::path());
+  // Each stage's optimizer state in the tier asked for; on disk, each rank its own files.
+  const bool disk = off.optimizer_state == Tier::kDisk;
+  pool_ = std::make_unique<memory::TieredPool>(
+      device_, off.host_budget,
+      disk ? off.offload_dir / ("rank" + std::to_string(rank)) : fs::path());
   engine_ = std::make_unique<memory::TransferEngine>(off.transfer_threads);
   stage_ = std::make_unique<StageRunner>(plan_, *world_, opt_.threads, device_, rc_->timeout());
   std::vector<optim::ParamRef> refs;
@@ -89,7 +95,7 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
     refs.push_back({pi.name, params_.back(), pi.decay});
   }
   stage_->bind_params(params_);
-  adam_ = std::make_unique<OffloadedAdamW>(opt_.adam, refs, Tier::kDevice, *pool_, *engine_,
+  adam_ = std::make_unique<OffloadedAdamW>(opt_.adam, refs, off.optimizer_state, *pool_, *engine_,
                                            std::chrono::milliseconds(off.timeout_ms));
   for (const Tensor& p : params_) accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, device_));
   state_bytes_ = device_->live_bytes();
