@@ -102,7 +102,7 @@ static size_t rounded_size(size_t bytes) {
 static void* file_alloc(const std::string& dir, size_t bytes) {
   int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) {
-    std::string path = dir + "/hp-kv-XXXXXX";
+    std::string path = dir + "/hp-tier-XXXXXX";
     fd = mkostemp(path.data(), O_CLOEXEC);
     if (fd < 0) return nullptr;
     unlink(path.c_str());
