@@ -168,16 +168,30 @@ KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t conte
                const std::string& mode, bool weights) {
   if (!weights) return plan_with(cfg, o, context, budget, mode, {});
   const std::vector<HostWeight> order = weight_order(cfg);
-  size_t k = 0;  // the gathered tables always go
-  while (k < order.size() && order[k].read_per_token < double(order[k].bytes)) ++k;
-  for (;; ++k) {
+  size_t lo = 0;  // the gathered tables always go
+  while (lo < order.size() && order[lo].read_per_token < double(order[lo].bytes)) ++lo;
+  auto plan = [&](size_t k) {
+    return plan_with(cfg, o, context, budget, mode, {order.begin(), order.begin() + long(k)});
+  };
+  // The fewest weights on the host that fit (each one more only frees device bytes): a binary
+  // search, each probe a plan of its own.
+  size_t hi = order.size();
+  KvPlan best;
+  try {
+    best = plan(hi);
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory(std::string(e.what()) + ", every weight in the host tier");
+  }
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
     try {
-      return plan_with(cfg, o, context, budget, mode, {order.begin(), order.begin() + long(k)});
-    } catch (const OutOfMemory& e) {
-      if (k == order.size())
-        throw OutOfMemory(std::string(e.what()) + ", every weight in the host tier");
+      best = plan(mid);
+      hi = mid;
+    } catch (const OutOfMemory&) {
+      lo = mid + 1;
     }
   }
+  return best;  // the plan of the last hi, the fewest that fit
 }
 
 namespace {
