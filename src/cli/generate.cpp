@@ -360,37 +360,42 @@ size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo
   return budget.resolve(infer::plan_kv(cfg, eo, context, 0, "none").device_bytes());
 }
 
+PlannedModel place_model(const io::ModelConfig& cfg, const io::TensorMap& params,
+                         infer::EngineOptions eo, int64_t context, const memory::Budget& budget,
+                         const OffloadChoice& offload) {
+  PlannedModel p;
+  p.plan = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget), offload.mode,
+                          offload.weights);
+  p.device = std::make_shared<Allocator>("device",
+                                         p.plan.budget ? p.plan.budget - p.plan.scratch_bytes : 0);
+  p.tiers = std::make_unique<memory::TieredPool>(p.device, 0);
+  p.engine = p.plan.engine(eo);
+  p.engine.kv.host = p.tiers->host();
+  if (p.plan.tier == "disk") {
+    p.disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);
+    p.disk->set_file_backing(offload.dir.empty() ? std::filesystem::temp_directory_path().string()
+                                                 : offload.dir);
+    p.engine.kv.host = p.disk;
+  }
+  const std::set<std::string> host(p.plan.host_weights.begin(), p.plan.host_weights.end());
+  for (const auto& [name, t] : params)
+    p.params.emplace(name, t.clone(host.count(name) ? p.tiers->host() : p.device));
+  return p;
+}
+
 PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
                        const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
                        const memory::Budget& budget, const OffloadChoice& offload) {
-  const int64_t context = longest_context(cfg, reqs);
+  PlannedModel p = place_model(cfg, params, eo, longest_context(cfg, reqs), budget, offload);
   PlannedRun out;
-  out.plan = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget),
-                            offload.mode, offload.weights);
-  // The allocator holds what the plan places; the kernels' scratch is kept free beside it.
-  auto device = std::make_shared<Allocator>(
-      "device", out.plan.budget ? out.plan.budget - out.plan.scratch_bytes : 0);
-  memory::TieredPool tiers(device, 0);
-  eo = out.plan.engine(eo);
-  eo.kv.host = tiers.host();
-  std::shared_ptr<Allocator> disk;
-  if (out.plan.tier == "disk") {
-    disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);
-    disk->set_file_backing(offload.dir.empty() ? std::filesystem::temp_directory_path().string()
-                                               : offload.dir);
-    eo.kv.host = disk;
-  }
-  io::TensorMap on_device;  // and the weights the plan leaves in the host tier
-  const std::set<std::string> host(out.plan.host_weights.begin(), out.plan.host_weights.end());
-  for (const auto& [name, t] : params)
-    on_device.emplace(name, t.clone(host.count(name) ? tiers.host() : device));
   {
-    infer::Engine engine(cfg, on_device, eo, device);
+    infer::Engine engine(cfg, p.params, p.engine, p.device);
     out.results = engine.generate(reqs);
     out.kv_offloaded_bytes = engine.pool().host_bytes();
   }
-  out.peak_device_bytes = device->peak_bytes();
-  if (disk) out.kv_disk_bytes = disk->peak_bytes();
+  out.plan = p.plan;
+  out.peak_device_bytes = p.device->peak_bytes();
+  if (p.disk) out.kv_disk_bytes = p.disk->peak_bytes();
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/memory/options.hpp"
+#include "hp/memory/tiers.hpp"
 
 namespace hp::cli {
 
@@ -52,8 +53,23 @@ struct OffloadChoice {
   std::string mode = "auto", dir;
   bool weights = false;
 };
-// Throws hp::OutOfMemory before running when the plan cannot meet the budget. `budget` as
-// --device-memory (a percentage: of the plan's unconstrained device bytes).
+// What a KV plan runs on, for an engine built on it (and outliving it): the device allocator
+// holds what the plan places (its budget less the kernels' scratch, which it does not see), the
+// offloaded blocks go to the host tier or the disk tier's file, the weights to the device or, as
+// the plan says, to the host tier. Throws hp::OutOfMemory when the plan cannot meet the budget
+// (`budget` as --device-memory: a percentage is of the plan's unconstrained device bytes).
+struct PlannedModel {
+  infer::KvPlan plan;
+  std::shared_ptr<Allocator> device, disk;
+  std::unique_ptr<memory::TieredPool> tiers;
+  infer::EngineOptions engine;  // with the plan's pool and placement
+  io::TensorMap params;         // the weights where the plan keeps them
+};
+PlannedModel place_model(const io::ModelConfig& cfg, const io::TensorMap& params,
+                         infer::EngineOptions eo, int64_t context, const memory::Budget& budget,
+                         const OffloadChoice& offload);
+
+// Throws hp::OutOfMemory before running when the plan cannot meet the budget.
 PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
                        const std::vector<infer::Request>& reqs, infer::EngineOptions eo,
                        const memory::Budget& budget, const OffloadChoice& offload);

@@ -86,6 +86,32 @@ inline Option tokenizer_option() {
               "encoded and output decoded with it"};
 }
 
+// hp generate's and hp serve's device budget: what leaves the device and where it goes
+// (docs/inference.md, "KV offload").
+inline OptionGroup inference_offload_group() {
+  return {"Device memory",
+          {{.name = "device-memory",
+            .meta = "SIZE|P%",
+            .computed = "none",
+            .help = "device budget (64MiB, or a share of what the whole cache needs); KV blocks "
+                    "that do not fit go to the host"},
+           {.name = "kv-offload",
+            .kind = Kind::kEnum,
+            .dflt = "auto",
+            .choices = {"auto", "host", "direct", "disk", "none"},
+            .help = "host: fetched per layer; direct: attended in the host tier; disk: fetched "
+                    "per layer from a memory-mapped file in --offload-dir; none: all resident"},
+           {.name = "offload-dir",
+            .meta = "DIR",
+            .computed = "the system's temporary directory",
+            .help = "with --kv-offload disk: where the offloaded blocks' file goes (unlinked at "
+                    "once: nothing is left there)"},
+           {.name = "offload-weights",
+            .kind = Kind::kFlag,
+            .help = "weights may stay in the host tier too, read there: the gathered embedding "
+                    "tables first, others only when the KV cannot fit even fully offloaded"}}};
+}
+
 // hp generate's devices: the model cut over tp, the requests over dp (docs/inference.md).
 inline OptionGroup inference_devices_group() {
   OptionGroup g = devices_group();
@@ -492,29 +518,10 @@ inline const Command& generate_command() {
          {.name = "recompute",
           .kind = Kind::kFlag,
           .help = "no KV cache: recompute the padded window per token (for comparison)"},
-         {.name = "device-memory",
-          .meta = "SIZE|P%",
-          .computed = "none",
-          .help = "device budget (64MiB, or a share of what the whole cache needs); KV blocks "
-                  "that do not fit go to the host"},
-         {.name = "kv-offload",
-          .kind = Kind::kEnum,
-          .dflt = "auto",
-          .choices = {"auto", "host", "direct", "disk", "none"},
-          .help = "host: fetched per layer; direct: attended in the host tier; disk: fetched per "
-                  "layer from a memory-mapped file in --offload-dir; none: all resident"},
-         {.name = "offload-dir",
-          .meta = "DIR",
-          .computed = "the system's temporary directory",
-          .help = "with --kv-offload disk: where the offloaded blocks' file goes (unlinked at "
-                  "once: nothing is left there)"},
-         {.name = "offload-weights",
-          .kind = Kind::kFlag,
-          .help = "weights may stay in the host tier too, read there: the gathered embedding "
-                  "tables first, others only when the KV cannot fit even fully offloaded"},
          {.name = "json",
           .kind = Kind::kFlag,
           .help = "one JSON record per sequence instead of the text"}}},
+       inference_offload_group(),
        inference_devices_group()}};
   return c;
 }
@@ -551,7 +558,8 @@ inline const Command& serve_command() {
          count("max-batch-tokens", 0, 0, "tokens per engine step; 0: prefill-chunk + max-batch"),
          count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
          count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
-         count("threads", 1, 1, "compute threads of the engine")}}}};
+         count("threads", 1, 1, "compute threads of the engine")}},
+       inference_offload_group()}};
   return c;
 }
 

@@ -244,12 +244,17 @@ class Scheduler {
 
 // What the handlers share.
 struct Service {
-  Service(serve::Limits l, Scheduler& s, std::chrono::milliseconds t, int64_t blocks)
-      : limits(std::move(l)), scheduler(s), timeout(t), kv_blocks(blocks) {}
+  Service(serve::Limits l, Scheduler& s, std::chrono::milliseconds t, int64_t blocks,
+          int64_t host_blocks)
+      : limits(std::move(l)),
+        scheduler(s),
+        timeout(t),
+        kv_blocks(blocks),
+        kv_host_blocks(host_blocks) {}
   serve::Limits limits;
   Scheduler& scheduler;
   std::chrono::milliseconds timeout;  // a request's whole time, queue included
-  int64_t kv_blocks = 0;
+  int64_t kv_blocks = 0, kv_host_blocks = 0;
   int64_t created = std::time(nullptr);
   std::atomic<int64_t> next_id{1};
   std::atomic<int64_t> prompt_tokens{0};
@@ -425,7 +430,10 @@ std::string metrics_text(Service& svc) {
   metric("hp_tokens_per_second", "gauge", "Tokens generated per second over the last 10 s.",
          g.tokens_per_s.load());
   metric("hp_kv_free_blocks", "gauge", "Free blocks of the KV pool.", g.free_blocks.load());
-  metric("hp_kv_blocks", "gauge", "Blocks of the KV pool.", svc.kv_blocks);
+  metric("hp_kv_blocks", "gauge", "Blocks of the KV pool on the device.", svc.kv_blocks);
+  metric("hp_kv_host_blocks", "gauge",
+         "Blocks of the KV pool offloaded by a --device-memory plan (host or disk tier).",
+         svc.kv_host_blocks);
   o << "# HELP hp_responses_total Responses by HTTP status.\n"
     << "# TYPE hp_responses_total counter\n";
   std::lock_guard lock(svc.counts_m);
@@ -505,16 +513,31 @@ int cmd_serve(const std::vector<std::string>& argv) {
 
   auto [cfg, params] = load_model(source);
   codec.check_model(cfg);
-  infer::Engine engine(cfg, params, eo, default_allocator());
+  // Under --device-memory the KV plan places the pool (and weights, with --offload-weights) for
+  // max-batch requests of the model's whole context each: a request's context is its own.
+  std::optional<PlannedModel> placed;
+  if (a.has("device-memory")) {
+    const OffloadChoice off{.mode = a.str("kv-offload"),
+                            .dir = a.has("offload-dir") ? a.str("offload-dir") : "",
+                            .weights = a.flag("offload-weights")};
+    placed = place_model(cfg, params, eo, cfg.max_seq, memory::parse_budget(a.str("device-memory")),
+                         off);
+    std::fprintf(stderr, "%s", placed->plan.explain().c_str());
+  }
+  infer::Engine engine(cfg, placed ? placed->params : params, placed ? placed->engine : eo,
+                       placed ? placed->device : default_allocator());
   Scheduler scheduler(engine, eo.max_batch + max_queue);
   serve::Limits limits;
   limits.model = source.ckpt.empty() ? source.model : source.ckpt;
   limits.max_seq = cfg.max_seq;
   limits.vocab = cfg.vocab;
   limits.codec = codec;
-  limits.pool_positions = engine.pool().blocks() * engine.pool().block_tokens();
+  // Each running request's positions: the whole pool without a plan, else its resident and its
+  // offloaded blocks.
+  limits.pool_positions = placed ? placed->plan.blocks_per_seq * placed->plan.block_tokens
+                                 : engine.pool().blocks() * engine.pool().block_tokens();
   Service svc(limits, scheduler, std::chrono::milliseconds(int64_t(timeout_s * 1000)),
-              engine.pool().blocks());
+              engine.pool().blocks(), engine.pool().placement().host_blocks);
   std::atomic<bool> stopping{false};
 
   httplib::Server http;

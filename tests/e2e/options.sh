@@ -54,7 +54,8 @@ expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
   "offload-dir=the system's temporary directory" offload-weights "${devices[@]}"
 expect_help serve ckpt=none model=none "init=random weights (seed 1)" host=127.0.0.1 port=8000 \
   max-queue=16 request-timeout=300 max-batch=4 max-batch-tokens=0 block-tokens=16 \
-  prefill-chunk=64 threads=1 tokenizer=bytes
+  prefill-chunk=64 threads=1 tokenizer=bytes device-memory=none kv-offload=auto \
+  "offload-dir=the system's temporary directory" offload-weights
 expect_help ckpt to=none
 expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \
   devices=threads:2

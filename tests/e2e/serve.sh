@@ -1,8 +1,9 @@
 # hp serve over loopback (the client checks are tests/e2e/serve_client.py): every endpoint,
 # greedy and seeded text equal to hp generate's, streaming, chat, bad requests answered 4xx with
 # an OpenAI error body, concurrent streams, a full queue (429), clients gone mid-stream (their
-# blocks back, the next request served), a request timeout (504), and SIGTERM and SIGINT
-# stopping the server (503 to a stream in flight, exit 0).
+# blocks back, the next request served), a request timeout (504), a request longer than the
+# resident blocks of a --device-memory plan (the text of hp generate without a budget), and
+# SIGTERM and SIGINT stopping the server (503 to a stream in flight, exit 0).
 source "$(dirname "$0")/lib.sh"
 # llama-kjv's shape with 1024 positions: small and fast, with room for long requests (and its
 # random weights, unlike GPT-2's, do not decode greedily to one repeated byte).
@@ -51,6 +52,33 @@ stop_server() {
 start_server "$WORK/main.out" "$WORK/long.json" --max-batch 2 --max-queue 2
 timeout 300 python3 "$ROOT/tests/e2e/serve_client.py" "$HP" "$WORK/long.json" "$port" ||
   { kill -9 "$pid" 2>/dev/null; fail "the client checks failed (server log: $(cat "$WORK/main.out.err"))"; }
+stop_server TERM
+
+# Under --device-memory the KV plan places the pool: a request longer than its resident blocks
+# (offloaded blocks fetched per layer) completes with the text hp generate gives without a budget.
+start_server "$WORK/budget.out" "$WORK/long.json" --max-batch 2 --device-memory 80% \
+  --kv-offload host
+grep -q "kv plan: fetch" "$WORK/budget.out.err" || fail "no offload plan: $(cat "$WORK/budget.out.err")"
+prompt=$(python3 -c 'print("And God said, Let there be light. " * 16, end="")')  # 528 positions
+expected=$("$HP" generate --model "$WORK/long.json" --threads 1 --prompt "$prompt" --tokens 24 \
+  --temperature 0 --json | python3 -c 'import json, sys; print(json.dumps(json.loads(sys.stdin.readline())["text"]))') ||
+  fail "hp generate for the budget check"
+got=$(python3 - "$port" "$prompt" <<'PY'
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=120)
+c.request("POST", "/v1/completions",
+          body=json.dumps({"prompt": sys.argv[2], "max_tokens": 24, "temperature": 0}))
+r = c.getresponse()
+body = json.loads(r.read())
+assert r.status == 200, (r.status, body)
+print(json.dumps(body["choices"][0]["text"]))
+PY
+) || { kill -9 "$pid" 2>/dev/null; fail "the request under a budget failed"; }
+[[ $got == "$expected" ]] || { kill -9 "$pid" 2>/dev/null; fail "text under a budget: $got, not $expected"; }
+host_blocks=$(python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=30).read().decode())' "$port" |
+  awk '$1 == "hp_kv_host_blocks" { print $2 }')
+((host_blocks > 0)) || { kill -9 "$pid" 2>/dev/null; fail "no offloaded KV blocks: '$host_blocks'"; }
 stop_server TERM
 
 # A request past --request-timeout: 504, and the server goes on; then SIGINT stops it.
