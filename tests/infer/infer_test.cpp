@@ -32,15 +32,8 @@ io::ModelConfig gpt2_config() {
       "gpt2");
 }
 
-io::ModelConfig llama_config() {  // GQA: 4 query heads over 2 kv heads
-  return io::ModelConfig::from_json(
-      io::parse_json(R"({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 32,
-                         "intermediate_size": 48, "num_attention_heads": 4,
-                         "num_key_value_heads": 2, "max_position_embeddings": 40,
-                         "vocab_size": 50, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-                         "tie_word_embeddings": false})",
-                     "llama"),
-      "llama");
+io::ModelConfig llama_config() {
+  return test::small_llama(40);
 }
 
 std::vector<int64_t> random_tokens(int64_t n, int64_t vocab, uint64_t stream) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hp/core/rng.hpp"
+#include "hp/io/json.hpp"
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
 #include "hp/nn/model.hpp"
@@ -27,6 +28,18 @@ inline std::vector<float> recompute(const io::ModelConfig& cfg, const io::Tensor
   ex.run();
   const float* l = ex.get(tr.logits.id).f32() + (T - 1) * cfg.vocab;
   return std::vector<float>(l, l + cfg.vocab);
+}
+
+// A small Llama with GQA (4 query heads over 2 kv heads, 2 layers of 32) and `positions`
+// positions.
+inline io::ModelConfig small_llama(int64_t positions) {
+  io::Json j = io::parse_json(R"({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 32,
+                                  "intermediate_size": 48, "num_attention_heads": 4,
+                                  "num_key_value_heads": 2, "vocab_size": 50, "rms_norm_eps": 1e-6,
+                                  "rope_theta": 10000.0, "tie_word_embeddings": false})",
+                              "llama");
+  j["max_position_embeddings"] = positions;
+  return io::ModelConfig::from_json(j, "llama");
 }
 
 // Random weights large enough that attention is far from uniform: init value + N(0, 0.2).

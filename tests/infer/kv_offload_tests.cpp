@@ -28,15 +28,8 @@ using test::recompute;
 
 namespace fs = std::filesystem;
 
-io::ModelConfig long_llama() {  // GQA, 128 positions
-  return io::ModelConfig::from_json(
-      io::parse_json(R"({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 32,
-                         "intermediate_size": 48, "num_attention_heads": 4,
-                         "num_key_value_heads": 2, "max_position_embeddings": 128,
-                         "vocab_size": 50, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-                         "tie_word_embeddings": false})",
-                     "llama"),
-      "llama");
+io::ModelConfig long_llama() {
+  return test::small_llama(128);
 }
 
 std::vector<int64_t> prompt_of(int64_t n, int64_t vocab) {
