@@ -160,43 +160,6 @@ std::vector<HostWeight> weight_order(const io::ModelConfig& cfg) {
 }
 
 KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
-                 const std::string& mode, const std::vector<HostWeight>& host);
-
-}  // namespace
-
-KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
-               const std::string& mode, bool weights) {
-  if (!weights) return plan_with(cfg, o, context, budget, mode, {});
-  const std::vector<HostWeight> order = weight_order(cfg);
-  size_t lo = 0;  // the gathered tables always go
-  while (lo < order.size() && order[lo].read_per_token < double(order[lo].bytes)) ++lo;
-  auto plan = [&](size_t k) {
-    return plan_with(cfg, o, context, budget, mode, {order.begin(), order.begin() + long(k)});
-  };
-  // The fewest weights on the host that fit (each one more only frees device bytes): a binary
-  // search, each probe a plan of its own.
-  size_t hi = order.size();
-  KvPlan best;
-  try {
-    best = plan(hi);
-  } catch (const OutOfMemory& e) {
-    throw OutOfMemory(std::string(e.what()) + ", every weight in the host tier");
-  }
-  while (lo < hi) {
-    const size_t mid = (lo + hi) / 2;
-    try {
-      best = plan(mid);
-      hi = mid;
-    } catch (const OutOfMemory&) {
-      lo = mid + 1;
-    }
-  }
-  return best;  // the plan of the last hi, the fewest that fit
-}
-
-namespace {
-
-KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
                  const std::string& mode, const std::vector<HostWeight>& host) {
   HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" || mode == "disk",
            "--kv-offload must be auto, host, direct, disk or none, got '", mode, "'");
@@ -304,5 +267,35 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
 }
 
 }  // namespace
+
+KvPlan plan_kv(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
+               const std::string& mode, bool weights) {
+  if (!weights) return plan_with(cfg, o, context, budget, mode, {});
+  const std::vector<HostWeight> order = weight_order(cfg);
+  size_t lo = 0;  // the gathered tables always go
+  while (lo < order.size() && order[lo].read_per_token < double(order[lo].bytes)) ++lo;
+  auto plan = [&](size_t k) {
+    return plan_with(cfg, o, context, budget, mode, {order.begin(), order.begin() + long(k)});
+  };
+  // The fewest weights on the host that fit (each one more only frees device bytes): a binary
+  // search, each probe a plan of its own.
+  size_t hi = order.size();
+  KvPlan best;
+  try {
+    best = plan(hi);
+  } catch (const OutOfMemory& e) {
+    throw OutOfMemory(std::string(e.what()) + ", every weight in the host tier");
+  }
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    try {
+      best = plan(mid);
+      hi = mid;
+    } catch (const OutOfMemory&) {
+      lo = mid + 1;
+    }
+  }
+  return best;  // the plan of the last hi, the fewest that fit
+}
 
 }  // namespace hp::infer
