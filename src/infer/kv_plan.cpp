@@ -159,6 +159,7 @@ std::vector<HostWeight> weight_order(const io::ModelConfig& cfg) {
   return rows;
 }
 
+// The plan with the weights `host` left in the host tier (the rest on the device).
 KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context, size_t budget,
                  const std::string& mode, const std::vector<HostWeight>& host) {
   HP_CHECK(mode == "none" || mode == "auto" || mode == "host" || mode == "direct" || mode == "disk",
