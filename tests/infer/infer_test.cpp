@@ -88,6 +88,34 @@ TEST(KvCache, LlamaGqaPrefillAndDecodeMatchRecompute) {
   check_cache_matches_recompute(llama_config());
 }
 
+// Long enough contexts that decode attention runs on a team (two sequences x two kv heads x
+// 700 positions x head size 8 is over the kernels' threading threshold): every decode step's
+// logits near the full recompute on one thread and on two.
+TEST(KvCache, DecodeOnATeamMatchesRecompute) {
+  const io::ModelConfig cfg = test::small_llama(1024);
+  const io::TensorMap params = random_params(cfg, 12);
+  for (int threads : {1, 2}) {
+    std::vector<std::vector<int64_t>> seqs{random_tokens(700, cfg.vocab, 3),
+                                           random_tokens(650, cfg.vocab, 4)};
+    EngineOptions o;
+    o.max_batch = 2;
+    o.threads = threads;
+    Engine e(cfg, params, o, default_allocator());
+    std::vector<SeqKv> kv(2);
+    for (size_t s = 0; s < 2; ++s) e.prefill(kv[s], seqs[s]);
+    for (int64_t step = 0; step < 3; ++step) {
+      const std::vector<float> got = e.decode({&kv[0], &kv[1]}, std::vector<int64_t>{step, 7});
+      seqs[0].push_back(step);
+      seqs[1].push_back(7);
+      for (size_t s = 0; s < 2; ++s) {
+        const std::span<const float> row(got.data() + s * size_t(cfg.vocab), size_t(cfg.vocab));
+        EXPECT_LE(relative_error(row, recompute(cfg, params, seqs[s])), 1e-5)
+            << threads << " threads, sequence " << s << ", step " << step;
+      }
+    }
+  }
+}
+
 TEST(KvCache, PoolRefusesBeyondItsBlocksAndMaxSeq) {
   KvPool pool(gpt2_config(), 3, 4, default_allocator());
   SeqKv a, b;

@@ -94,16 +94,21 @@ void gather(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer,
   }
 }
 
-// softmax of r[0, n) in place, eight lanes at a time.
-void softmax_row(float* r, int64_t n) {
+// r[0, n) = exp(r - mx) in place, eight lanes at a time; returns their sum.
+float exp_row(float* r, int64_t n, float mx) {
   using namespace detail;
-  const __m256 mx = _mm256_set1_ps(row_max(r, n));
-  const float z = row_reduce(n, [&](int64_t i, int64_t k) {
-    const __m256 e = vexp(_mm256_sub_ps(ld(r + i, k), mx));
+  const __m256 m = _mm256_set1_ps(mx);
+  return row_reduce(n, [&](int64_t i, int64_t k) {
+    const __m256 e = vexp(_mm256_sub_ps(ld(r + i, k), m));
     st(r + i, k, e);
     return e;
   });
-  const __m256 inv = _mm256_set1_ps(1.0f / z);
+}
+
+// softmax of r[0, n) in place.
+void softmax_row(float* r, int64_t n) {
+  using namespace detail;
+  const __m256 inv = _mm256_set1_ps(1.0f / exp_row(r, n, row_max(r, n)));
   row_for(n, [&](int64_t i, int64_t k) { st(r + i, k, _mm256_mul_ps(ld(r + i, k), inv)); });
 }
 
@@ -127,111 +132,177 @@ __m256 hsum8(const __m256* a) {
                        _mm256_permute2f128_ps(s0123, s4567, 0x31));
 }
 
-// out[j] = scale * q . key_j for the n <= 8 key rows at keys + j * stride, Dh a multiple of 8.
-// Always eight rows in registers (rows past n repeat the last one and are not stored).
-void dots8(const float* q, const float* keys, int64_t stride, int64_t n, int64_t Dh, float scale,
-           float* out) {
-  const float* row[8];
-  for (int64_t j = 0; j < 8; ++j) row[j] = keys + std::min(j, n - 1) * stride;
+// [scale * q . key_0, ..., scale * q . key_7] for the eight key rows `key` (Dh floats each, Dh
+// a multiple of 8).
+__m256 dots8(const float* q, const float* const* key, int64_t Dh, float scale) {
   __m256 acc[8];
   for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
   for (int64_t d = 0; d < Dh; d += 8) {
     const __m256 qv = _mm256_loadu_ps(q + d);
-    for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(row[j] + d), acc[j]);
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(key[j] + d), acc[j]);
   }
-  detail::st(out, n, _mm256_mul_ps(_mm256_set1_ps(scale), hsum8(acc)));
+  return _mm256_mul_ps(_mm256_set1_ps(scale), hsum8(acc));
 }
 
-// o[0, Dh) += sum over j < n of p[j] * value_j (at values + j * stride), Dh a multiple of 8:
-// eight columns of o stay in a register across the rows.
-void axpy_rows(const float* p, const float* values, int64_t stride, int64_t n, int64_t Dh,
-               float* o) {
-  for (int64_t d = 0; d < Dh; d += 8) {
-    __m256 acc = _mm256_loadu_ps(o + d);
-    for (int64_t j = 0; j < n; ++j)
-      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(values + j * stride + d),
-                            acc);
-    _mm256_storeu_ps(o + d, acc);
+// o_r[0, Dh) += sum over j < n of p_r[j] * value_j (at values + j * stride) for the R query rows
+// r, columns [d, d + 8 C): R x C registers of the outputs stay put across the block's rows, each
+// row of values is loaded once for all R query rows, and the R x C sums are independent chains.
+template <int R, int C>
+void axpy_tile(const float* const* p, const float* values, int64_t stride, int64_t n,
+               float* const* o, int64_t d) {
+  __m256 acc[R * C];  // row r, columns [d + 8 c, d + 8 c + 8) at acc[r * C + c]
+#pragma GCC unroll 8
+  for (int i = 0; i < R * C; ++i) acc[i] = _mm256_loadu_ps(o[i / C] + d + 8 * (i % C));
+  for (int64_t j = 0; j < n; ++j) {
+    __m256 v[C];
+#pragma GCC unroll 2
+    for (int c = 0; c < C; ++c) v[c] = _mm256_loadu_ps(values + j * stride + d + 8 * c);
+#pragma GCC unroll 8
+    for (int i = 0; i < R * C; ++i)
+      acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p[i / C] + j), v[i % C], acc[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R * C; ++i) _mm256_storeu_ps(o[i / C] + d + 8 * (i % C), acc[i]);
+}
+
+// axpy_tile over `rows` query rows and Dh columns (a multiple of 8), in tiles of at most four
+// rows by sixteen columns. Each output's sum runs over j in order, whatever the tiling.
+void axpy_rows(const float* const* p, const float* values, int64_t stride, int64_t n, int64_t Dh,
+               int64_t rows, float* const* o) {
+  for (int64_t r = 0; r < rows; r += 4) {
+    const int64_t R = std::min<int64_t>(4, rows - r);
+    for (int64_t d = 0; d < Dh; d += 16) {
+      const bool two = d + 16 <= Dh;
+      const auto tile = R == 4   ? (two ? axpy_tile<4, 2> : axpy_tile<4, 1>)
+                        : R == 3 ? (two ? axpy_tile<3, 2> : axpy_tile<3, 1>)
+                        : R == 2 ? (two ? axpy_tile<2, 2> : axpy_tile<2, 1>)
+                                 : (two ? axpy_tile<1, 2> : axpy_tile<1, 1>);
+      tile(p + r, values, stride, n, o + r, d);
+    }
   }
 }
 
-// Asks for the next block's rows of one kv head (`rows` rows of Dh floats, `stride` apart) while
-// the current one is worked on: each block is its own few KiB of the pool, where the hardware's
-// stream prefetch stops.
+// Asks for a block's rows of one kv head (`rows` rows of Dh floats, `stride` apart) ahead of
+// their use: each block is its own few KiB of the pool, where the hardware's stream prefetch
+// stops.
+template <int Hint>
 void prefetch_rows(const float* first, int64_t rows, int64_t stride, int64_t Dh) {
   for (int64_t j = 0; j < rows; ++j)
     for (int64_t d = 0; d < Dh; d += 16)
-      _mm_prefetch(reinterpret_cast<const char*>(first + j * stride + d), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(first + j * stride + d), _mm_hint(Hint));
 }
 
 // At most this many query rows per kv head (query heads of the group x rows of the chunk) are
 // attended in place; more go through the gathered rows and sgemm, which then pay for the copy.
 constexpr int64_t kInPlaceRows = 16;
 
+// A block of one kv head is a few KiB worked through in a few hundred cycles, less than a trip
+// to memory: the block this far ahead is asked for into the last-level cache, and the one this
+// near into the first (the far one took a fifth off llama-long's decode attention at 10240
+// positions on two cores).
+constexpr int64_t kFarBlocks = 8, kNearBlocks = 2;
+
 // fn(p0, n, rows) for each block of positions [p0, p0 + n) below len of one kv head's keys
-// (kind 0) or values (kind 1): its rows where the block lives, `stride` floats apart; the next
-// block's rows are prefetched first.
+// (kind 0) or values (kind 1): its rows where the block lives, `stride` floats apart, after
+// asking for the rows of the blocks kNearBlocks and kFarBlocks further on.
 template <typename Fn>
 void for_each_block(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer, int kind,
                     int64_t kvh, int64_t len, const Fn& fn) {
   const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
-  for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
-    const float* rows = pool.at(trow, b, p0, layer, kind, slot) + kvh * Dh;
-    slot += trow[p0 / BT] >= pool.blocks;
-    if (p0 + BT < len)
-      prefetch_rows(pool.at(trow, b, p0 + BT, layer, kind, slot) + kvh * Dh,
-                    std::min(BT, len - p0 - BT), stride, Dh);
-    fn(p0, std::min(BT, len - p0), rows);
+  const int64_t blocks = (len + BT - 1) / BT;
+  std::vector<const float*> rows(static_cast<size_t>(blocks));
+  for (int64_t c = 0, slot = 0; c < blocks; ++c) {
+    rows[size_t(c)] = pool.at(trow, b, c * BT, layer, kind, slot) + kvh * Dh;
+    slot += trow[c] >= pool.blocks;
+  }
+  const auto rows_of = [&](int64_t c) { return std::min(BT, len - c * BT); };
+  for (int64_t c = 0; c < std::min(kNearBlocks, blocks); ++c)
+    prefetch_rows<_MM_HINT_T0>(rows[size_t(c)], rows_of(c), stride, Dh);
+  for (int64_t c = 0; c < blocks; ++c) {
+    if (c + kNearBlocks < blocks)
+      prefetch_rows<_MM_HINT_T0>(rows[size_t(c + kNearBlocks)], rows_of(c + kNearBlocks), stride,
+                                 Dh);
+    if (c + kFarBlocks < blocks)
+      prefetch_rows<_MM_HINT_T2>(rows[size_t(c + kFarBlocks)], rows_of(c + kFarBlocks), stride, Dh);
+    fn(c * BT, rows_of(c), rows[size_t(c)]);
   }
 }
 
 // One sequence's kv head in place: the `heads` query heads of its group, T rows each, against
 // the cached keys and values read once, block by block, where they live (device pool, host pool
-// or staging). Query row (t, h) at q + t * qstride + h * Dh, its output at the same offset of
-// out; `scores` holds heads * T rows of len. The order of every sum depends on the shapes only,
-// never on where a block lives.
+// or staging). The keys' pass writes each row's scores and keeps their running maximum over the
+// positions the row may see; the weights exp(score - maximum) are not normalised: the values'
+// pass sums them into the output, which is divided by their sum at the end. Query row (t, h) at
+// q + t * qstride + h * Dh, its output at the same offset of out; `scores` holds heads * T rows
+// of len. The order of every sum depends on the shapes only, never on where a block lives.
 void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer,
                      int64_t kvh, int64_t len, int64_t T, int64_t heads, float scale,
                      const float* q, float* out, int64_t qstride, float* scores) {
   const int64_t Dh = pool.head_dim, stride = pool.kv_heads * Dh;
   const int64_t rows = heads * T;
+  // Row r = (query head r / T, chunk row t = r % T): its query, its output, the positions it may
+  // see (up to len - T + t).
+  const float* qr[kInPlaceRows];
+  float* o[kInPlaceRows];
+  int64_t seen[kInPlaceRows];
+  __m256 most[kInPlaceRows];
+  for (int64_t r = 0; r < rows; ++r) {
+    qr[r] = q + (r % T) * qstride + (r / T) * Dh;
+    o[r] = out + (r % T) * qstride + (r / T) * Dh;
+    seen[r] = len - T + 1 + r % T;
+    most[r] = _mm256_set1_ps(-INFINITY);
+  }
   for_each_block(pool, trow, b, layer, 0, kvh, len, [&](int64_t p0, int64_t n, const float* keys) {
     for (int64_t j = 0; j < n; j += 8) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* qr = q + (r % T) * qstride + (r / T) * Dh;
-        float* out_r = scores + r * len + p0 + j;
-        const int64_t m = std::min<int64_t>(8, n - j);
-        if (Dh % 8 == 0) {
-          dots8(qr, keys + j * stride, stride, m, Dh, scale, out_r);
-          continue;
+      const int64_t m = std::min<int64_t>(8, n - j);
+      if (Dh % 8 == 0) {
+        const float* key[8];  // rows past m repeat the last one (not stored)
+        for (int64_t i = 0; i < 8; ++i) key[i] = keys + (j + std::min(i, m - 1)) * stride;
+        for (int64_t r = 0; r < rows; ++r) {
+          const __m256 v = dots8(qr[r], key, Dh, scale);
+          detail::st(scores + r * len + p0 + j, m, v);
+          const int64_t visible = seen[r] - p0 - j;  // of these eight lanes
+          if (visible > 0)
+            most[r] = _mm256_max_ps(
+                most[r], visible >= 8
+                             ? v
+                             : _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v,
+                                                _mm256_castsi256_ps(detail::tail_mask(visible))));
         }
+        continue;
+      }
+      for (int64_t r = 0; r < rows; ++r)
         for (int64_t i = 0; i < m; ++i) {
           const float* key = keys + (j + i) * stride;
           float dot = 0;
-          for (int64_t d = 0; d < Dh; ++d) dot += qr[d] * key[d];
-          out_r[i] = scale * dot;
+          for (int64_t d = 0; d < Dh; ++d) dot += qr[r][d] * key[d];
+          scores[r * len + p0 + j + i] = scale * dot;
+          if (p0 + j + i < seen[r]) most[r] = _mm256_max_ps(most[r], _mm256_set1_ps(scale * dot));
         }
-      }
     }
   });
-  for (int64_t r = 0; r < rows; ++r) softmax_row(scores + r * len, len - T + 1 + r % T);
-  for (int64_t r = 0; r < rows; ++r) std::fill_n(out + (r % T) * qstride + (r / T) * Dh, Dh, 0.0f);
+  // Each row's weights over the positions it may see, zero after them (so that the values' pass
+  // runs every row over whole blocks), and their sum.
+  float sum[kInPlaceRows];
+  for (int64_t r = 0; r < rows; ++r) {
+    float* s = scores + r * len;
+    sum[r] = exp_row(s, seen[r], detail::hmax(most[r]));
+    std::fill(s + seen[r], s + len, 0.0f);
+    std::fill_n(o[r], Dh, 0.0f);
+  }
+  const float* p[kInPlaceRows];
   for_each_block(pool, trow, b, layer, 1, kvh, len,
                  [&](int64_t p0, int64_t n, const float* values) {
-                   for (int64_t r = 0; r < rows; ++r) {
-                     const int64_t t = r % T;
-                     // The positions of this block row t may see (up to len - T + t).
-                     const int64_t seen = std::min(n, len - T + t + 1 - p0);
-                     const float* p = scores + r * len + p0;
-                     float* o = out + t * qstride + (r / T) * Dh;
-                     if (Dh % 8 == 0) {
-                       axpy_rows(p, values, stride, seen, Dh, o);
-                       continue;
-                     }
-                     for (int64_t j = 0; j < seen; ++j)
-                       for (int64_t d = 0; d < Dh; ++d) o[d] += p[j] * values[j * stride + d];
-                   }
+                   for (int64_t r = 0; r < rows; ++r) p[r] = scores + r * len + p0;
+                   if (Dh % 8 == 0) return axpy_rows(p, values, stride, n, Dh, rows, o);
+                   for (int64_t r = 0; r < rows; ++r)
+                     for (int64_t j = 0; j < n; ++j)
+                       for (int64_t d = 0; d < Dh; ++d) o[r][d] += p[r][j] * values[j * stride + d];
                  });
+  for (int64_t r = 0; r < rows; ++r) {
+    const float inv = 1.0f / sum[r];
+    for (int64_t d = 0; d < Dh; ++d) o[r][d] *= inv;
+  }
 }
 
 // Per sequence and kv head: its cached keys and values gathered into contiguous rows, then for
@@ -265,9 +336,11 @@ void paged_attention(KernelArgs& k) {
     const int team = detail::team_size(context(k), items * most * Dh);
     // Kept by the thread across calls: a decode step runs this once per layer and token, and a
     // fresh buffer of this size would be mapped and faulted in each time.
+    // The calling thread's buffer, shared out to the team below.
     thread_local std::vector<float> scores;
     if (scores.size() < size_t(team * group * T * most))
       scores.resize(size_t(team * group * T * most));
+    float* const shared_scores = scores.data();
     std::vector<std::exception_ptr> failed(static_cast<size_t>(items));  // a bad block id, per item
 #pragma omp parallel for num_threads(team) schedule(static)
     for (int64_t i = 0; i < items; ++i) {
@@ -278,7 +351,7 @@ void paged_attention(KernelArgs& k) {
       try {
         attend_in_place(pool, table + b * pool.max_blocks, b, layer, kvh, lens[b], T, h1 - h0,
                         scale, k.in[0]->f32() + first, k.out[0]->f32() + first, H * Dh,
-                        scores.data() + size_t(omp_get_thread_num() * group * T * most));
+                        shared_scores + size_t(omp_get_thread_num() * group * T * most));
       } catch (...) {
         failed[size_t(i)] = std::current_exception();
       }
@@ -310,7 +383,7 @@ void paged_attention(KernelArgs& k) {
 
 // Per sequence, its host blocks (ids >= device_blocks) holding positions below its length, in
 // table order: one contiguous [2, block_tokens, Hkv, Dh] slice of `layer` each, into its rows of
-// the staging.
+// the staging; the slices copied by the team.
 void kv_fetch(KernelArgs& k) {
   const Tensor& host = *k.in[1];
   const Shape& hs = host.shape();
@@ -318,7 +391,8 @@ void kv_fetch(KernelArgs& k) {
   const int64_t layer = k.node.attrs.i("layer"), D = k.node.attrs.i("device_blocks");
   const int64_t slots = k.node.attrs.i("fetch_slots"), max_blocks = k.in[2]->shape()[1];
   const int64_t B = k.in[2]->shape()[0], *table = k.in[2]->i64(), *lens = k.in[3]->i64();
-  float* out = const_cast<float*>(k.in[0]->f32());  // the staging is written in place
+  float* out = const_cast<float*>(k.in[0]->f32());      // the staging is written in place
+  std::vector<std::pair<const float*, float*>> copies;  // (host slice, staging rows)
   for (int64_t b = 0; b < B; ++b) {
     const int64_t* row = table + b * max_blocks;
     int64_t slot = 0;
@@ -327,12 +401,16 @@ void kv_fetch(KernelArgs& k) {
       HP_CHECK(row[c] - D < hs[0], "block ", row[c], " outside the ", D, " device and ", hs[0],
                " host blocks");
       HP_CHECK(slot < slots, "sequence ", b, " holds more than the ", slots, " staged host blocks");
-      std::copy_n(host.f32() + ((row[c] - D) * layers + layer) * piece, piece,
-                  out + (b * slots + slot) * piece);
+      copies.emplace_back(host.f32() + ((row[c] - D) * layers + layer) * piece,
+                          out + (b * slots + slot) * piece);
       ++slot;
     }
     k.out[0]->i64()[b] = lens[b];
   }
+  const int64_t n = int64_t(copies.size());
+#pragma omp parallel for num_threads(detail::team_size(context(k), n* piece)) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    std::copy_n(copies[size_t(i)].first, piece, copies[size_t(i)].second);
 }
 
 }  // namespace
