@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "cli/devices.hpp"
 #include "cli/generate.hpp"
 #include "cli/options.hpp"
 #include "hp/core/rng.hpp"
@@ -79,7 +80,7 @@ int bench_context(const std::vector<std::string>& argv) {
   infer::EngineOptions eo;
   eo.block_tokens = a.i64("block-tokens");
   eo.prefill_chunk = a.i64("prefill-chunk");
-  eo.threads = int(a.i64("threads"));
+  eo.threads = threads_per_rank(a, Devices{});  // one device
   const Search resident = longest(cfg, params, eo, hi, tokens, budget,
                                   OffloadChoice{.mode = "none", .dir = "", .weights = false});
   const Search offload = longest(cfg, params, eo, hi, tokens, budget,

@@ -141,6 +141,12 @@ shard::Topology planning_topology() {
   return shard::Topology::uniform(20e9, 5e-6, "threads");
 }
 
+int threads_per_rank(const Args& a, const Devices& dev) {
+  if (a.has("threads")) return int(a.i64("threads"));
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return int(std::max<int64_t>(1, cores / (dev.mpi ? 1 : dev.count)));
+}
+
 bool overlap_pays(const Devices& dev, int threads_per_rank) {
   if (dev.kind == "mpi") return true;
   const int64_t cores = std::max(1u, std::thread::hardware_concurrency());

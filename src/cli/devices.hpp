@@ -64,6 +64,9 @@ Placement parse_placement(const Args& a);
 // that pays (overlap_pays).
 std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Placement& p,
                                           int64_t batch, int64_t seq, int threads_per_rank);
+// --threads of `a`, else this process's cores shared among the ranks it holds (all of them on one
+// device or under mpi, where a process is one rank).
+int threads_per_rank(const Args& a, const Devices& dev);
 // Whether collectives should run on each rank's progress thread beside its compute (start/wait
 // split) rather than inline: only when the ranks of this process leave a core free for those
 // threads. On the threads backend with every core computing, the progress threads take cores

@@ -138,7 +138,6 @@ GenerateJob read_job(const Args& a) {
   j.engine.block_tokens = a.i64("block-tokens");
   j.engine.prefill_chunk = a.i64("prefill-chunk");
   j.engine.token_budget = a.i64("token-budget");
-  j.engine.threads = int(a.i64("threads"));
   j.engine.max_batch = j.batch;
   if (a.has("device-memory")) j.device_memory = memory::parse_budget(a.str("device-memory"));
   j.offload.mode = a.str("kv-offload");
@@ -149,6 +148,7 @@ GenerateJob read_job(const Args& a) {
   j.codec = TextCodec::load(a.has("tokenizer") ? a.str("tokenizer") : "");
   j.engine.token_text = j.codec.token_text();
   j.place = parse_placement(a);
+  j.engine.threads = threads_per_rank(a, j.place.dev);
   HP_CHECK(!j.place.pipeline, "hp generate: --strategy ", j.place.spec,
            " is a pipeline; inference runs dp and tp strategies");
   HP_CHECK(!j.recompute || !j.place.mesh(), "option --recompute runs on one device only");

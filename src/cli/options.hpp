@@ -147,6 +147,17 @@ inline Option count_option(const char* name, int64_t dflt, int64_t min, const ch
                 .help = help};
 }
 
+// --threads: unless given, the cores of the process shared among the ranks it holds
+// (threads_per_rank).
+inline Option threads_option(const char* help) {
+  return Option{.name = "threads",
+                .kind = Kind::kInt,
+                .meta = "K",
+                .computed = "the cores shared among the ranks of the process",
+                .min = 1,
+                .help = help};
+}
+
 inline const Command& train_command() {
   static const Command c{
       "hp train [options]",
@@ -210,12 +221,7 @@ inline const Command& train_command() {
           .dflt = "1",
           .min = 1,
           .help = "micro-batches per optimizer step"},
-         {.name = "threads",
-          .kind = Kind::kInt,
-          .meta = "K",
-          .computed = "the cores shared among the ranks of the process",
-          .min = 1,
-          .help = "CPU threads of the kernels, per rank"}}},
+         threads_option("CPU threads of the kernels, per rank")}},
        {"Optimizer (AdamW, linear warm-up then cosine decay to lr * min-lr-ratio)",
         {{.name = "lr", .kind = Kind::kFloat, .dflt = "3e-4", .min = 0, .help = "peak rate"},
          {.name = "warmup",
@@ -510,11 +516,7 @@ inline const Command& generate_command() {
         {count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
          count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
          count("token-budget", e.token_budget, 0, "tokens per step; 0: prefill-chunk + batch"),
-         {.name = "threads",
-          .kind = Kind::kInt,
-          .meta = "K",
-          .dflt = std::to_string(d.threads),
-          .min = 1},
+         threads_option("compute threads of the engine, per rank"),
          {.name = "recompute",
           .kind = Kind::kFlag,
           .help = "no KV cache: recompute the padded window per token (for comparison)"},
@@ -558,7 +560,7 @@ inline const Command& serve_command() {
          count("max-batch-tokens", 0, 0, "tokens per engine step; 0: prefill-chunk + max-batch"),
          count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
          count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
-         count("threads", 1, 1, "compute threads of the engine")}},
+         threads_option("compute threads of the engine")}},
        inference_offload_group()}};
   return c;
 }
@@ -746,7 +748,7 @@ inline const Command& bench_context_command() {
          count_option("max-prompt", 0, 0, "the longest prompt tried; 0: max positions - tokens"),
          count_option("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
          count_option("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run"),
-         {.name = "threads", .kind = Kind::kInt, .meta = "K", .dflt = "1", .min = 1},
+         threads_option("compute threads of the engine"),
          {.name = "json", .kind = Kind::kFlag, .help = "one JSON record on stdout"}}}}};
   return c;
 }

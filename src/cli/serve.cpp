@@ -27,6 +27,7 @@
 
 #include "cli/args.hpp"
 #include "cli/common.hpp"
+#include "cli/devices.hpp"
 #include "cli/generate.hpp"
 #include "cli/options.hpp"
 #include "cli/serve_api.hpp"
@@ -503,7 +504,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   eo.token_budget = a.i64("max-batch-tokens");
   eo.block_tokens = a.i64("block-tokens");
   eo.prefill_chunk = a.i64("prefill-chunk");
-  eo.threads = int(a.i64("threads"));
+  eo.threads = threads_per_rank(a, Devices{});  // one device
   const int64_t max_queue = a.i64("max-queue");
   const double timeout_s = a.f64("request-timeout");
   const std::string host = a.str("host");

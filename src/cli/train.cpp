@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <thread>
 
 #include "cli/args.hpp"
 #include "cli/ckpt_save.hpp"
@@ -100,10 +99,7 @@ train::TrainOptions step_options(const Args& a, const TrainJob& job) {
   // A vision-language model's positions start with its image's tokens.
   opt.seq = a.has("seq") ? a.i64("seq")
                          : std::min<int64_t>(128, job.cfg.max_seq - job.cfg.vision.tokens());
-  const Devices& dev = job.place.dev;
-  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-  opt.threads = int(a.has("threads") ? a.i64("threads")
-                                     : std::max<int64_t>(1, cores / (dev.mpi ? 1 : dev.count)));
+  opt.threads = threads_per_rank(a, job.place.dev);
   opt.adam.lr = a.f64("lr");
   opt.adam.beta1 = a.f64("beta1");
   opt.adam.beta2 = a.f64("beta2");
