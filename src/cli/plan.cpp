@@ -136,17 +136,19 @@ int print_pipeline(const train::StepPlan& plan, const PlanOptions& po) {
 
 namespace {
 // hp plan --infer-context N: the KV offload plan of an inference job, with the decode time
-// predicted from this machine's memory bandwidth (a memcpy moves each byte twice: read, write).
+// predicted from this machine's memory: what the engine's threads read, all at once.
 int plan_inference(const Args& a) {
   const io::ModelConfig cfg = resolve_model(a.str("model"));
   infer::EngineOptions eo;
   eo.max_batch = a.i64("infer-batch");
+  eo.threads = threads_per_rank(a, Devices{});  // one device
   const int64_t context = a.i64("infer-context");
   const memory::Budget budget =
       a.has("device-memory") ? memory::parse_budget(a.str("device-memory")) : memory::Budget{};
   const infer::KvPlan p = infer::plan_kv(cfg, eo, context, resolve_budget(cfg, eo, context, budget),
                                          a.str("kv-offload"), a.flag("offload-weights"));
-  const double bw = 2e9 * memcpy_gbps(size_t(64) << 20);
+  // 64 MiB per thread, well beyond the last-level cache.
+  const double bw = 1e9 * eo.threads * read_gbps(size_t(64) << 20, eo.threads);
   std::fputs(p.explain(bw).c_str(), stdout);
   return 0;
 }

@@ -116,11 +116,11 @@ std::string KvPlan::explain(double bw) const {
                 mib(int8_decode_device_bytes).c_str());
   s += line;
   if (bw > 0) {
-    std::snprintf(line, sizeof line,
-                  "  predicted decode: %.2f ms/token at %.1f GB/s shared memory; overlapped over a "
-                  "link rho=4: %.2f ms, rho=10: %.2f ms\n",
-                  shared_memory_s(bw) * 1e3, bw / 1e9, overlapped_s(bw, 4) * 1e3,
-                  overlapped_s(bw, 10) * 1e3);
+    std::snprintf(
+        line, sizeof line,
+        "  predicted decode: %.2f ms/token reading %.1f GB/s of shared memory; overlapped over a "
+        "link rho=4: %.2f ms, rho=10: %.2f ms\n",
+        shared_memory_s(bw) * 1e3, bw / 1e9, overlapped_s(bw, 4) * 1e3, overlapped_s(bw, 10) * 1e3);
     s += line;
   }
   return s;

@@ -57,10 +57,12 @@ struct KvPlan {
     return weight_bytes - weight_host_bytes + kv_device_bytes + staging_bytes + program_bytes +
            scratch_bytes;
   }
-  // Seconds per decode token when device and host share one memory of `bw` bytes/s and copies run
-  // on the compute cores (nothing overlaps): every byte read once, a fetched byte read and written.
+  // Seconds per decode token when device and host share one memory that reads `bw` bytes/s and
+  // copies run on the compute cores (nothing overlaps): the two byte terms, device and link, over
+  // it. A fetched byte is read once in the host tier; its copy in the staging is read among the
+  // device bytes.
   double shared_memory_s(double bw) const {
-    return (decode_device_bytes + decode_host_bytes + 2 * decode_fetch_bytes) / bw;
+    return (decode_device_bytes + decode_host_bytes + decode_fetch_bytes) / bw;
   }
   // With a link `rho` times slower than the device memory, fetches overlapped with compute:
   // max(device bytes / bw, link bytes / (bw / rho)) (host reads count as link bytes).
