@@ -90,16 +90,18 @@ TEST(KvCache, LlamaGqaPrefillAndDecodeMatchRecompute) {
 
 // Long enough contexts that decode attention runs on a team (two sequences x two kv heads x
 // 700 positions x head size 8 is over the kernels' threading threshold): every decode step's
-// logits near the full recompute on one thread and on two.
+// logits near the full recompute on one thread and on two, with blocks of 16 positions (whole
+// vectors of keys) and of 12 (eight in a vector, four one by one).
 TEST(KvCache, DecodeOnATeamMatchesRecompute) {
   const io::ModelConfig cfg = test::small_llama(1024);
   const io::TensorMap params = random_params(cfg, 12);
-  for (int threads : {1, 2}) {
+  for (const auto& [threads, block] : {std::pair{1, 16}, std::pair{2, 16}, std::pair{2, 12}}) {
     std::vector<std::vector<int64_t>> seqs{random_tokens(700, cfg.vocab, 3),
                                            random_tokens(650, cfg.vocab, 4)};
     EngineOptions o;
     o.max_batch = 2;
     o.threads = threads;
+    o.block_tokens = block;
     Engine e(cfg, params, o, default_allocator());
     std::vector<SeqKv> kv(2);
     for (size_t s = 0; s < 2; ++s) e.prefill(kv[s], seqs[s]);
@@ -110,7 +112,8 @@ TEST(KvCache, DecodeOnATeamMatchesRecompute) {
       for (size_t s = 0; s < 2; ++s) {
         const std::span<const float> row(got.data() + s * size_t(cfg.vocab), size_t(cfg.vocab));
         EXPECT_LE(relative_error(row, recompute(cfg, params, seqs[s])), 1e-5)
-            << threads << " threads, sequence " << s << ", step " << step;
+            << threads << " threads, blocks of " << block << ", sequence " << s << ", step "
+            << step;
       }
     }
   }

@@ -19,10 +19,14 @@ namespace hp::cpu {
 
 namespace {
 
-// Where one layer's keys (kind 0) and values (kind 1) of a token lie, for a sequence's block table
+// Where one layer's keys (kind 0) and values (kind 1) of a block lie, for a sequence's block table
 // row: in the pool [blocks, layers, 2, block_tokens, Hkv, Dh] for ids below its block count, else
 // in the host pool (id - blocks) or, fetched, in the staging [rows, 2, block_tokens, Hkv, Dh]
-// (sequence b's host blocks in table order from row b * slots).
+// (sequence b's host blocks in table order from row b * slots). A block's slice of one layer and
+// kind holds its kv heads one after another, Dh x block_tokens floats each: keys transposed (the
+// element (t, h, d) at (h * Dh + d) * block_tokens + t, so that a vector holds eight positions'
+// element d), values by position (at (h * block_tokens + t) * Dh + d). Only these kernels read
+// or write the pool, and kv_fetch copies whole slices, so the layout is theirs alone.
 struct PoolView {
   float* base;
   float* host = nullptr;  // the host pool or the staging; null: every block on the device
@@ -42,40 +46,44 @@ struct PoolView {
         max_blocks(table.shape()[1]),
         slots(host_t ? (fetch_slots > 0 ? fetch_slots : host_t->shape()[0]) : 0) {}
 
-  // The first float of (block table row `row` of sequence `b`, position `pos`, layer, kind);
-  // `slot`: the host blocks before it in the row (fetched only). Throws when the position lies
-  // beyond the table or its block outside the pool.
-  float* at(const int64_t* row, int64_t b, int64_t pos, int64_t layer, int kind,
-            int64_t slot = 0) const {
+  // The first float of kv head `kvh`'s part (Dh x block_tokens floats) of the (layer, kind)
+  // slice of the block holding position `pos` in block table row `row` of sequence `b`; `slot`:
+  // the host blocks before it in the row (fetched only). Throws when the position lies beyond the
+  // table or its block outside the pool.
+  float* head(const int64_t* row, int64_t b, int64_t pos, int64_t layer, int kind, int64_t kvh,
+              int64_t slot = 0) const {
     HP_CHECK(pos >= 0 && pos < max_blocks * block_tokens, "position ", pos,
              " outside the block table's ", max_blocks * block_tokens, " positions");
-    const int64_t col = pos / block_tokens, blk = row[col], r = pos % block_tokens;
-    const int64_t token = kv_heads * head_dim;
-    if (blk >= 0 && blk < blocks)
-      return base + (((blk * layers + layer) * 2 + kind) * block_tokens + r) * token;
+    const int64_t blk = row[pos / block_tokens], piece = block_tokens * kv_heads * head_dim;
+    const int64_t part = kvh * head_dim * block_tokens;
+    if (blk >= 0 && blk < blocks) return base + ((blk * layers + layer) * 2 + kind) * piece + part;
     HP_CHECK(host && blk >= blocks && (fetched || blk - blocks < slots), "block ", blk,
              " (position ", pos, ") outside the pool's ", blocks, " blocks and ",
              fetched ? 0 : slots, " host blocks");
-    if (!fetched)
-      return host + ((((blk - blocks) * layers + layer) * 2 + kind) * block_tokens + r) * token;
+    if (!fetched) return host + (((blk - blocks) * layers + layer) * 2 + kind) * piece + part;
     HP_CHECK(slot < slots, "host block ", blk, " beyond the ", slots, " staged blocks");
-    return host + (((b * slots + slot) * 2 + kind) * block_tokens + r) * token;
+    return host + ((b * slots + slot) * 2 + kind) * piece + part;
   }
 };
 
 void kv_write(KernelArgs& k) {
   const PoolView pool(*k.in[0], *k.in[3], k.in.size() > 5 ? k.in[5] : nullptr);
   const Shape& s = k.in[1]->shape();
-  const int64_t B = s[0], T = s[1], row = s[2] * s[3];
+  const int64_t B = s[0], T = s[1], Hkv = s[2], Dh = s[3], BT = pool.block_tokens;
   const int64_t layer = k.node.attrs.i("layer");
   const int64_t* table = k.in[3]->i64();
   const int64_t* pos = k.in[4]->i64();
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t i = b * T + t;
+      const int64_t i = b * T + t, r = pos[i] % BT;
       const int64_t* trow = table + b * pool.max_blocks;
-      std::copy_n(k.in[1]->f32() + i * row, row, pool.at(trow, b, pos[i], layer, 0));
-      std::copy_n(k.in[2]->f32() + i * row, row, pool.at(trow, b, pos[i], layer, 1));
+      for (int64_t h = 0; h < Hkv; ++h) {
+        const float* key = k.in[1]->f32() + (i * Hkv + h) * Dh;
+        float* keys = pool.head(trow, b, pos[i], layer, 0, h);
+        for (int64_t d = 0; d < Dh; ++d) keys[d * BT + r] = key[d];
+        std::copy_n(k.in[2]->f32() + (i * Hkv + h) * Dh, Dh,
+                    pool.head(trow, b, pos[i], layer, 1, h) + r * Dh);
+      }
     }
     k.out[0]->i64()[b] = T > 0 ? pos[b * T + T - 1] + 1 : 0;
   }
@@ -85,12 +93,17 @@ void kv_write(KernelArgs& k) {
 // into rows [len, Dh], one block at a time.
 void gather(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer, int kind,
             int64_t kvh, int64_t len, float* rows) {
-  const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
+  const int64_t Dh = pool.head_dim, BT = pool.block_tokens;
   for (int64_t p0 = 0, slot = 0; p0 < len; p0 += BT) {
-    const float* src = pool.at(trow, b, p0, layer, kind, slot) + kvh * Dh;
+    const float* src = pool.head(trow, b, p0, layer, kind, kvh, slot);
     slot += trow[p0 / BT] >= pool.blocks;
-    for (int64_t j = 0, n = std::min(BT, len - p0); j < n; ++j)
-      std::copy_n(src + j * stride, Dh, rows + (p0 + j) * Dh);
+    const int64_t n = std::min(BT, len - p0);
+    if (kind == 1) {
+      std::copy_n(src, n * Dh, rows + p0 * Dh);
+      continue;
+    }
+    for (int64_t d = 0; d < Dh; ++d)
+      for (int64_t j = 0; j < n; ++j) rows[(p0 + j) * Dh + d] = src[d * BT + j];
   }
 }
 
@@ -123,25 +136,39 @@ void causal_softmax(float* s, int64_t T, int64_t len) {
   }
 }
 
-// [sum of a[0]'s lanes, ..., sum of a[7]'s lanes].
-__m256 hsum8(const __m256* a) {
-  const __m256 s01 = _mm256_hadd_ps(a[0], a[1]), s23 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 s45 = _mm256_hadd_ps(a[4], a[5]), s67 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
-  return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
-                       _mm256_permute2f128_ps(s0123, s4567, 0x31));
+// out[r * C + c] = scale * [q_r . key_j for j in [8c, 8c + 8)] for the R query rows q[r] and
+// sixteen or eight positions of one kv head's block of keys, stored transposed (key_j's element d
+// at keys[d * BT + j]): the R x C sums stay in registers across Dh, each vector of keys loaded
+// once for the R rows, each query element broadcast once for the C vectors.
+template <int R, int C>
+void qk_tile(const float* const* q, const float* keys, int64_t BT, int64_t Dh, float scale,
+             __m256* out) {
+  __m256 acc[R * C];
+#pragma GCC unroll 8
+  for (int i = 0; i < R * C; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < Dh; ++d) {
+    __m256 k[C];
+#pragma GCC unroll 2
+    for (int c = 0; c < C; ++c) k[c] = _mm256_loadu_ps(keys + d * BT + 8 * c);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 qd = _mm256_broadcast_ss(q[r] + d);
+#pragma GCC unroll 2
+      for (int c = 0; c < C; ++c) acc[r * C + c] = _mm256_fmadd_ps(qd, k[c], acc[r * C + c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R * C; ++i) out[i] = _mm256_mul_ps(_mm256_set1_ps(scale), acc[i]);
 }
 
-// [scale * q . key_0, ..., scale * q . key_7] for the eight key rows `key` (Dh floats each, Dh
-// a multiple of 8).
-__m256 dots8(const float* q, const float* const* key, int64_t Dh, float scale) {
-  __m256 acc[8];
-  for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
-  for (int64_t d = 0; d < Dh; d += 8) {
-    const __m256 qv = _mm256_loadu_ps(q + d);
-    for (int j = 0; j < 8; ++j) acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(key[j] + d), acc[j]);
-  }
-  return _mm256_mul_ps(_mm256_set1_ps(scale), hsum8(acc));
+using QkTile = void (*)(const float* const*, const float*, int64_t, int64_t, float, __m256*);
+// qk_tile<R, C> for R in [1, 4], C in [1, 2].
+QkTile qk_tile_for(int64_t R, int64_t C) {
+  static constexpr QkTile tiles[4][2] = {{qk_tile<1, 1>, qk_tile<1, 2>},
+                                         {qk_tile<2, 1>, qk_tile<2, 2>},
+                                         {qk_tile<3, 1>, qk_tile<3, 2>},
+                                         {qk_tile<4, 1>, qk_tile<4, 2>}};
+  return tiles[R - 1][C - 1];
 }
 
 // o_r[0, Dh) += sum over j < n of p_r[j] * value_j (at values + j * stride) for the R query rows
@@ -182,14 +209,12 @@ void axpy_rows(const float* const* p, const float* values, int64_t stride, int64
   }
 }
 
-// Asks for a block's rows of one kv head (`rows` rows of Dh floats, `stride` apart) ahead of
-// their use: each block is its own few KiB of the pool, where the hardware's stream prefetch
-// stops.
+// Asks for `floats` floats from `first` ahead of their use: each block is its own few KiB of the
+// pool, where the hardware's stream prefetch stops.
 template <int Hint>
-void prefetch_rows(const float* first, int64_t rows, int64_t stride, int64_t Dh) {
-  for (int64_t j = 0; j < rows; ++j)
-    for (int64_t d = 0; d < Dh; d += 16)
-      _mm_prefetch(reinterpret_cast<const char*>(first + j * stride + d), _mm_hint(Hint));
+void prefetch_span(const float* first, int64_t floats) {
+  for (int64_t i = 0; i < floats; i += 16)
+    _mm_prefetch(reinterpret_cast<const char*>(first + i), _mm_hint(Hint));
 }
 
 // At most this many query rows per kv head (query heads of the group x rows of the chunk) are
@@ -202,29 +227,25 @@ constexpr int64_t kInPlaceRows = 16;
 // positions on two cores).
 constexpr int64_t kFarBlocks = 8, kNearBlocks = 2;
 
-// fn(p0, n, rows) for each block of positions [p0, p0 + n) below len of one kv head's keys
-// (kind 0) or values (kind 1): its rows where the block lives, `stride` floats apart, after
-// asking for the rows of the blocks kNearBlocks and kFarBlocks further on.
+// fn(p0, n, part) for each block of positions [p0, p0 + n) below len: kv head kvh's part of the
+// block's keys (kind 0) or values (kind 1) where the block lives (PoolView::head), after asking
+// for the parts of the blocks kNearBlocks and kFarBlocks further on.
 template <typename Fn>
 void for_each_block(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer, int kind,
                     int64_t kvh, int64_t len, const Fn& fn) {
-  const int64_t Dh = pool.head_dim, BT = pool.block_tokens, stride = pool.kv_heads * Dh;
+  const int64_t BT = pool.block_tokens, part = BT * pool.head_dim;
   const int64_t blocks = (len + BT - 1) / BT;
-  std::vector<const float*> rows(static_cast<size_t>(blocks));
+  std::vector<const float*> parts(static_cast<size_t>(blocks));
   for (int64_t c = 0, slot = 0; c < blocks; ++c) {
-    rows[size_t(c)] = pool.at(trow, b, c * BT, layer, kind, slot) + kvh * Dh;
+    parts[size_t(c)] = pool.head(trow, b, c * BT, layer, kind, kvh, slot);
     slot += trow[c] >= pool.blocks;
   }
-  const auto rows_of = [&](int64_t c) { return std::min(BT, len - c * BT); };
   for (int64_t c = 0; c < std::min(kNearBlocks, blocks); ++c)
-    prefetch_rows<_MM_HINT_T0>(rows[size_t(c)], rows_of(c), stride, Dh);
+    prefetch_span<_MM_HINT_T0>(parts[size_t(c)], part);
   for (int64_t c = 0; c < blocks; ++c) {
-    if (c + kNearBlocks < blocks)
-      prefetch_rows<_MM_HINT_T0>(rows[size_t(c + kNearBlocks)], rows_of(c + kNearBlocks), stride,
-                                 Dh);
-    if (c + kFarBlocks < blocks)
-      prefetch_rows<_MM_HINT_T2>(rows[size_t(c + kFarBlocks)], rows_of(c + kFarBlocks), stride, Dh);
-    fn(c * BT, rows_of(c), rows[size_t(c)]);
+    if (c + kNearBlocks < blocks) prefetch_span<_MM_HINT_T0>(parts[size_t(c + kNearBlocks)], part);
+    if (c + kFarBlocks < blocks) prefetch_span<_MM_HINT_T2>(parts[size_t(c + kFarBlocks)], part);
+    fn(c * BT, std::min(BT, len - c * BT), parts[size_t(c)]);
   }
 }
 
@@ -238,7 +259,7 @@ void for_each_block(const PoolView& pool, const int64_t* trow, int64_t b, int64_
 void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64_t layer,
                      int64_t kvh, int64_t len, int64_t T, int64_t heads, float scale,
                      const float* q, float* out, int64_t qstride, float* scores) {
-  const int64_t Dh = pool.head_dim, stride = pool.kv_heads * Dh;
+  const int64_t Dh = pool.head_dim, BT = pool.block_tokens;
   const int64_t rows = heads * T;
   // Row r = (query head r / T, chunk row t = r % T): its query, its output, the positions it may
   // see (up to len - T + t).
@@ -253,31 +274,36 @@ void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64
     most[r] = _mm256_set1_ps(-INFINITY);
   }
   for_each_block(pool, trow, b, layer, 0, kvh, len, [&](int64_t p0, int64_t n, const float* keys) {
-    for (int64_t j = 0; j < n; j += 8) {
-      const int64_t m = std::min<int64_t>(8, n - j);
-      if (Dh % 8 == 0) {
-        const float* key[8];  // rows past m repeat the last one (not stored)
-        for (int64_t i = 0; i < 8; ++i) key[i] = keys + (j + std::min(i, m - 1)) * stride;
-        for (int64_t r = 0; r < rows; ++r) {
-          const __m256 v = dots8(qr[r], key, Dh, scale);
-          detail::st(scores + r * len + p0 + j, m, v);
-          const int64_t visible = seen[r] - p0 - j;  // of these eight lanes
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      const int64_t R = std::min<int64_t>(4, rows - r0);
+      int64_t j = 0;
+      // Sixteen or eight positions at a time while whole vectors lie in the block's rows.
+      for (int64_t C; j < n && (C = j + 16 <= BT && n - j > 8 ? 2
+                                    : j + 8 <= BT             ? 1
+                                                              : 0) > 0;
+           j += 8 * C) {
+        __m256 v[8];
+        qk_tile_for(R, C)(qr + r0, keys + j, BT, Dh, scale, v);
+        for (int64_t i = 0; i < R * C; ++i) {
+          const int64_t r = r0 + i / C, at = j + 8 * (i % C);
+          const int64_t m = std::min<int64_t>(8, n - at);  // lanes past m: not this sequence's
+          if (m <= 0) continue;
+          detail::st(scores + r * len + p0 + at, m, v[i]);
+          const int64_t visible = std::min(m, seen[r] - p0 - at);
           if (visible > 0)
             most[r] = _mm256_max_ps(
-                most[r], visible >= 8
-                             ? v
-                             : _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v,
+                most[r], visible == 8
+                             ? v[i]
+                             : _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v[i],
                                                 _mm256_castsi256_ps(detail::tail_mask(visible))));
         }
-        continue;
       }
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t i = 0; i < m; ++i) {
-          const float* key = keys + (j + i) * stride;
+      for (; j < n; ++j)  // a block size that is not a multiple of eight: the last few positions
+        for (int64_t r = r0; r < r0 + R; ++r) {
           float dot = 0;
-          for (int64_t d = 0; d < Dh; ++d) dot += qr[r][d] * key[d];
-          scores[r * len + p0 + j + i] = scale * dot;
-          if (p0 + j + i < seen[r]) most[r] = _mm256_max_ps(most[r], _mm256_set1_ps(scale * dot));
+          for (int64_t d = 0; d < Dh; ++d) dot += qr[r][d] * keys[d * BT + j];
+          scores[r * len + p0 + j] = scale * dot;
+          if (p0 + j < seen[r]) most[r] = _mm256_max_ps(most[r], _mm256_set1_ps(scale * dot));
         }
     }
   });
@@ -294,10 +320,10 @@ void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64
   for_each_block(pool, trow, b, layer, 1, kvh, len,
                  [&](int64_t p0, int64_t n, const float* values) {
                    for (int64_t r = 0; r < rows; ++r) p[r] = scores + r * len + p0;
-                   if (Dh % 8 == 0) return axpy_rows(p, values, stride, n, Dh, rows, o);
+                   if (Dh % 8 == 0) return axpy_rows(p, values, Dh, n, Dh, rows, o);
                    for (int64_t r = 0; r < rows; ++r)
                      for (int64_t j = 0; j < n; ++j)
-                       for (int64_t d = 0; d < Dh; ++d) o[r][d] += p[r][j] * values[j * stride + d];
+                       for (int64_t d = 0; d < Dh; ++d) o[r][d] += p[r][j] * values[j * Dh + d];
                  });
   for (int64_t r = 0; r < rows; ++r) {
     const float inv = 1.0f / sum[r];
