@@ -16,7 +16,8 @@ namespace hp::cli {
 // copied, like algbw). With threads = ranks this is what the data movement allows each rank
 // when every rank copies through the same memory system at the same time.
 double memcpy_gbps(size_t bytes, int threads = 1);
-// Best-of-5 read of `bytes` (summed) by each of `threads` threads at once, as GB/s per thread.
+// Median of 15 reads of `bytes` (summed) by each of `threads` threads at once, as GB/s per
+// thread: the median, as neighbours on a shared machine move the best and the worst.
 double read_gbps(size_t bytes, int threads = 1);
 
 enum class Coll { kAllReduce, kAllGather, kReduceScatter };

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Long-context decode against the plan's bound (docs/inference.md): llama-long, a 10240-token
+# prompt and 128 more tokens under 40 MiB of device memory, per round and mode: `hp plan
+# --infer-context` (its read probe, just before) and the best of three decodes. Modes: the
+# plan's choice (auto), the fetch into staging (host), and every block resident without a
+# budget (none). Prints one row per round and mode.
+# Usage: bench/decode_bound.sh HP [ROUNDS] [PROMPT] [BUDGET]
+set -euo pipefail
+hp=${1:?usage: decode_bound.sh HP [ROUNDS] [PROMPT] [BUDGET]}
+rounds=${2:-3}
+prompt=${3:-10240}
+budget=${4:-40MiB}
+tokens=129
+context=$((prompt + tokens))
+echo "| round | mode | plan | read rate | bound ms/token | measured ms/token | measured / bound |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+for ((r = 1; r <= rounds; r++)); do
+  for mode in auto host none; do
+    limit=(--device-memory "$budget" --kv-offload "$mode")
+    [[ $mode == none ]] && limit=(--kv-offload none)
+    line=$("$hp" plan --model llama-long --infer-context "$context" "${limit[@]}" |
+      grep 'predicted decode')
+    bound=$(sed 's/.*decode: \([0-9.]*\) ms.*/\1/' <<<"$line")
+    rate=$(sed 's/.* reading \([0-9.]*\) GB.*/\1/' <<<"$line")
+    best=""
+    for _ in 1 2 3; do
+      rec=$("$hp" generate --model llama-long --prompt-tokens "$prompt" --temperature 0 --json \
+        --tokens "$tokens" "${limit[@]}" | tail -1)
+      ms=$(python3 -c 'import json,sys; print(1000 / json.loads(sys.argv[1])["decode_tok_s"])' "$rec")
+      plan=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kv_plan"])' "$rec")
+      best=$(python3 -c 'import sys; a=sys.argv[1:]; print(min(float(x) for x in a if x))' "$ms" $best)
+    done
+    python3 -c 'import sys
+r, mode, plan, rate, bound, best = sys.argv[1:]
+print("| %s | %s | %s | %s GB/s | %s | %.3f | %.2f |" % (r, mode, plan, rate, bound, float(best), float(best) / float(bound)))' \
+      "$r" "$mode" "$plan" "$rate" "$bound" "$best"
+  done
+done
