@@ -277,16 +277,16 @@ void attend_in_place(const PoolView& pool, const int64_t* trow, int64_t b, int64
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
       const int64_t R = std::min<int64_t>(4, rows - r0);
       int64_t j = 0;
-      // Sixteen or eight positions at a time while whole vectors lie in the block's rows.
-      for (int64_t C; j < n && (C = j + 16 <= BT && n - j > 8 ? 2
-                                    : j + 8 <= BT             ? 1
-                                                              : 0) > 0;
-           j += 8 * C) {
+      // Vectors of eight positions (two, or one, or none left) whose lanes lie in the block's rows.
+      const auto vectors = [&](int64_t j) -> int64_t {
+        return j + 16 <= BT && n - j > 8 ? 2 : j + 8 <= BT && j < n ? 1 : 0;
+      };
+      for (int64_t C; (C = vectors(j)) > 0; j += 8 * C) {
         __m256 v[8];
         qk_tile_for(R, C)(qr + r0, keys + j, BT, Dh, scale, v);
         for (int64_t i = 0; i < R * C; ++i) {
           const int64_t r = r0 + i / C, at = j + 8 * (i % C);
-          const int64_t m = std::min<int64_t>(8, n - at);  // lanes past m: not this sequence's
+          const int64_t m = std::min<int64_t>(8, n - at);  // lanes past m: rows beyond the sequence
           if (m <= 0) continue;
           detail::st(scores + r * len + p0 + at, m, v[i]);
           const int64_t visible = std::min(m, seen[r] - p0 - at);
@@ -360,9 +360,9 @@ void paged_attention(KernelArgs& k) {
   if (group * T <= kInPlaceRows) {
     const int64_t items = B * kvhs;
     const int team = detail::team_size(context(k), items * most * Dh);
-    // Kept by the thread across calls: a decode step runs this once per layer and token, and a
-    // fresh buffer of this size would be mapped and faulted in each time.
-    // The calling thread's buffer, shared out to the team below.
+    // The calling thread's buffer, kept across calls (a decode step runs this once per layer and
+    // token, and a fresh buffer of this size would be mapped and faulted in each time) and shared
+    // out to the team below.
     thread_local std::vector<float> scores;
     if (scores.size() < size_t(team * group * T * most))
       scores.resize(size_t(team * group * T * most));
