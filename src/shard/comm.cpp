@@ -294,10 +294,55 @@ void RankComm::run(runtime::KernelArgs& k, const Plan& plan) {
     HP_CHECK(lay == plan.to, "[shard] redistribute ended in ", lay.str(), ", not ", plan.to.str());
     return;
   }
+  if (plan.steps.size() == 1 && (plan.steps[0].kind == StepKind::kAllGather ||
+                                 plan.steps[0].kind == StepKind::kReduceScatter))
+    return run_one_collective(k, plan);
   Tensor r = move(*k.in[0], plan.shape, plan.from, plan.to, plan.steps);
   HP_CHECK(r.shape() == k.out[0]->shape(), "[shard] redistribute produced ", shape_str(r.shape()),
            ", the node needs ", shape_str(k.out[0]->shape()));
   if (r.nbytes()) std::memcpy(k.out[0]->raw(), r.raw(), r.nbytes());
+}
+
+void RankComm::run_one_collective(runtime::KernelArgs& k, const Plan& plan) {
+  const Step& s = plan.steps[0];
+  const Tensor& in = *k.in[0];
+  Tensor& out = *k.out[0];
+  const size_t w = dtype_size(in.dtype());
+  const Box mine = local_box(plan.shape, plan.from, mesh_, rank_);
+  const Box nb = local_box(plan.shape, s.after, mesh_, rank_);
+  HP_CHECK(mine.extent == in.shape() && nb.extent == out.shape() && out.dtype() == in.dtype() &&
+               s.after == plan.to,
+           "[shard] redistribute of ", shape_str(in.shape()), " (", plan.from.str(), ") into ",
+           shape_str(out.shape()), " (", plan.to.str(), ")");
+  // The group's pieces: before the gather, or after the scatter.
+  const bool gather = s.kind == StepKind::kAllGather;
+  std::vector<Box> pieces;
+  std::vector<size_t> counts;
+  size_t total = 0;
+  for (int r : mesh_.group(rank_, {s.axis})) {
+    pieces.push_back(local_box(plan.shape, gather ? plan.from : s.after, mesh_, r));
+    counts.push_back(size_t(pieces.back().numel()));
+    total += counts.back();
+  }
+  if (staging_.size() < total * w) staging_.resize(total * w);
+  comm::Communicator& c = group({s.axis});
+  size_t off = 0;
+  if (gather) {
+    comm::Work work = c.all_gather(in.raw(), staging_.data(), counts, in.dtype());
+    ++issued_;
+    wait_work(work);
+    for (size_t j = 0; j < pieces.size(); off += counts[j], ++j)
+      copy_region(staging_.data() + off * w, pieces[j], static_cast<char*>(out.raw()), nb,
+                  intersect(pieces[j], nb), w);
+    return;
+  }
+  for (size_t j = 0; j < pieces.size(); off += counts[j], ++j)
+    copy_region(static_cast<const char*>(in.raw()), mine, staging_.data() + off * w, pieces[j],
+                pieces[j], w);
+  comm::Work work =
+      c.reduce_scatter(staging_.data(), out.raw(), counts, in.dtype(), plan.from.reduce);
+  ++issued_;
+  wait_work(work);
 }
 
 void RankComm::start(runtime::KernelArgs& k, const Plan* plan) {

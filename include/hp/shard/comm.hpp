@@ -59,6 +59,10 @@ class RankComm {
  private:
   class Runner;
   void run(runtime::KernelArgs& k, const Plan& plan);
+  // A plan of one all-gather or reduce-scatter (sequence parallelism's moves, fsdp's gathers):
+  // from the input and into the output directly, through staging_, where the general path
+  // copies into fresh, zeroed buffers at each step.
+  void run_one_collective(runtime::KernelArgs& k, const Plan& plan);
   void start(runtime::KernelArgs& k, const Plan* plan);  // plan: null for a bucket
   void finish(runtime::KernelArgs& k);
   std::unique_ptr<Move> begin_move(const Tensor& local, const Shape& global, const Layout& from,
@@ -73,7 +77,8 @@ class RankComm {
   std::chrono::milliseconds timeout_;
   std::map<std::vector<std::string>, std::unique_ptr<comm::Communicator>> groups_;
   std::map<int64_t, std::unique_ptr<Move>> pending_;  // started, not yet finished, by key
-  std::map<int64_t, std::vector<char>> spare_;  // finished buckets' buffers, reused by key
+  std::map<int64_t, std::vector<char>> spare_;        // finished buckets' buffers, reused by key
+  std::vector<char> staging_;  // run_one_collective's gathered or to-be-scattered pieces
   std::vector<std::unique_ptr<Runner>> runners_;
   double blocked_s_ = 0;
   int64_t issued_ = 0;
