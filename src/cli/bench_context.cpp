@@ -78,7 +78,7 @@ int bench_context(const std::vector<std::string>& argv) {
   HP_CHECK(hi >= 1, "--tokens ", tokens, " leaves no room for a prompt in ", cfg.max_seq,
            " positions");
   infer::EngineOptions eo;
-  eo.block_tokens = a.i64("block-tokens");
+  eo.block_tokens = block_tokens_of(a, cfg);
   eo.prefill_chunk = a.i64("prefill-chunk");
   eo.threads = threads_per_rank(a, Devices{});  // one device
   const Search resident = longest(cfg, params, eo, hi, tokens, budget,

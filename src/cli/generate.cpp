@@ -135,7 +135,6 @@ GenerateJob read_job(const Args& a) {
   j.request.max_tokens = a.i64("tokens");
   if (a.has("stop")) j.request.stop = {a.str("stop")};
   j.request.eos = a.i64("eos");
-  j.engine.block_tokens = a.i64("block-tokens");
   j.engine.prefill_chunk = a.i64("prefill-chunk");
   j.engine.token_budget = a.i64("token-budget");
   j.engine.max_batch = j.batch;
@@ -399,11 +398,16 @@ PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
   return out;
 }
 
+int64_t block_tokens_of(const Args& a, const io::ModelConfig& cfg) {
+  return a.has("block-tokens") ? a.i64("block-tokens") : infer::block_tokens_for(cfg);
+}
+
 int cmd_generate(const std::vector<std::string>& argv) {
   Args a(argv, generate_command());
   if (printed_help(a)) return 0;
-  const GenerateJob job = read_job(a);
+  GenerateJob job = read_job(a);
   auto [cfg, params] = load_model(job.source);
+  job.engine.block_tokens = block_tokens_of(a, cfg);
   job.codec.check_model(cfg);
   const std::vector<infer::Request> reqs = requests_of(job, cfg);
   std::vector<infer::Result> res;

@@ -34,6 +34,9 @@ ModelSource model_source(const Args& a);
 // The model's config and weights (a checkpoint's latest step, or the step-<N> directory given).
 std::pair<io::ModelConfig, io::TensorMap> load_model(const ModelSource& m);
 
+// --block-tokens, else the model's (infer::block_tokens_for).
+int64_t block_tokens_of(const Args& a, const io::ModelConfig& cfg);
+
 // The text of generated ids: the byte of each id below 256 (the byte vocabulary).
 std::string text_of(const std::vector<int64_t>& tokens);
 

@@ -147,6 +147,16 @@ inline Option count_option(const char* name, int64_t dflt, int64_t min, const ch
                 .help = help};
 }
 
+// --block-tokens: unless given, infer::block_tokens_for the model.
+inline Option block_tokens_option() {
+  return Option{.name = "block-tokens",
+                .kind = Kind::kInt,
+                .meta = "N",
+                .computed = "chosen per model",
+                .min = 1,
+                .help = "positions per KV pool block"};
+}
+
 // --threads: unless given, the cores of the process shared among the ranks it holds
 // (threads_per_rank).
 inline Option threads_option(const char* help) {
@@ -513,7 +523,7 @@ inline const Command& generate_command() {
           .dflt = std::to_string(d.seed),
           .min = 0}}},
        {"Engine",
-        {count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
+        {block_tokens_option(),
          count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
          count("token-budget", e.token_budget, 0, "tokens per step; 0: prefill-chunk + batch"),
          threads_option("compute threads of the engine, per rank"),
@@ -558,7 +568,7 @@ inline const Command& serve_command() {
        {"Engine",
         {count("max-batch", 4, 1, "requests running at once, each with its whole context"),
          count("max-batch-tokens", 0, 0, "tokens per engine step; 0: prefill-chunk + max-batch"),
-         count("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
+         block_tokens_option(),
          count("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run at most"),
          threads_option("compute threads of the engine")}},
        inference_offload_group()}};
@@ -746,7 +756,7 @@ inline const Command& bench_context_command() {
           .computed = "the system's temporary directory",
           .help = "with --kv-offload disk: where the offloaded blocks' file goes"},
          count_option("max-prompt", 0, 0, "the longest prompt tried; 0: max positions - tokens"),
-         count_option("block-tokens", e.block_tokens, 1, "positions per KV pool block"),
+         block_tokens_option(),
          count_option("prefill-chunk", e.prefill_chunk, 1, "prompt tokens per program run"),
          threads_option("compute threads of the engine"),
          {.name = "json", .kind = Kind::kFlag, .help = "one JSON record on stdout"}}}}};

@@ -142,6 +142,7 @@ int plan_inference(const Args& a) {
   infer::EngineOptions eo;
   eo.max_batch = a.i64("infer-batch");
   eo.threads = threads_per_rank(a, Devices{});  // one device
+  eo.block_tokens = infer::block_tokens_for(cfg);
   const int64_t context = a.i64("infer-context");
   const memory::Budget budget =
       a.has("device-memory") ? memory::parse_budget(a.str("device-memory")) : memory::Budget{};

@@ -502,7 +502,6 @@ int cmd_serve(const std::vector<std::string>& argv) {
   infer::EngineOptions eo;
   eo.max_batch = a.i64("max-batch");
   eo.token_budget = a.i64("max-batch-tokens");
-  eo.block_tokens = a.i64("block-tokens");
   eo.prefill_chunk = a.i64("prefill-chunk");
   eo.threads = threads_per_rank(a, Devices{});  // one device
   const int64_t max_queue = a.i64("max-queue");
@@ -514,6 +513,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
 
   auto [cfg, params] = load_model(source);
   codec.check_model(cfg);
+  eo.block_tokens = block_tokens_of(a, cfg);
   // Under --device-memory the KV plan places the pool (and weights, with --offload-weights) for
   // max-batch requests of the model's whole context each: a request's context is its own.
   std::optional<PlannedModel> placed;

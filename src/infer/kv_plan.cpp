@@ -50,6 +50,13 @@ ProgramBytes program_bytes(const io::ModelConfig& cfg, const EngineOptions& o, i
 
 }  // namespace
 
+int64_t block_tokens_for(const io::ModelConfig& cfg) {
+  const int64_t row = cfg.n_kv_head * cfg.head_dim * int64_t(sizeof(float));  // a position's keys
+  int64_t bt = 16;
+  while (bt * row < 4096 && bt < 256) bt += 8;
+  return std::min(bt, std::max<int64_t>(8, (cfg.max_seq + 7) / 8 * 8));
+}
+
 double KvPlan::overlapped_s(double bw, double rho) const {
   return std::max(decode_device_bytes / bw, (decode_host_bytes + decode_fetch_bytes) * rho / bw);
 }

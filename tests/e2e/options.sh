@@ -49,11 +49,11 @@ expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain tim
 expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
   "prompt=And God said" prompt-file=none prompt-tokens=none batch=1 tokens=200 temperature=0.8 \
   top-k=40 top-p=1 min-p=0 repetition-penalty=1 presence-penalty=0 frequency-penalty=0 \
-  stop=none eos=-1 seed=1 block-tokens=16 prefill-chunk=64 token-budget=0 "threads=the cores" recompute \
+  stop=none eos=-1 seed=1 "block-tokens=chosen per model" prefill-chunk=64 token-budget=0 "threads=the cores" recompute \
   json tokenizer=bytes device-memory=none kv-offload=auto \
   "offload-dir=the system's temporary directory" offload-weights "${devices[@]}"
 expect_help serve ckpt=none model=none "init=random weights (seed 1)" host=127.0.0.1 port=8000 \
-  max-queue=16 request-timeout=300 max-batch=4 max-batch-tokens=0 block-tokens=16 \
+  max-queue=16 request-timeout=300 max-batch=4 max-batch-tokens=0 "block-tokens=chosen per model" \
   prefill-chunk=64 "threads=the cores" tokenizer=bytes device-memory=none kv-offload=auto \
   "offload-dir=the system's temporary directory" offload-weights
 expect_help ckpt to=none

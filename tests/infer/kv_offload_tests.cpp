@@ -92,6 +92,27 @@ size_t mixed_budget(const io::ModelConfig& cfg, int64_t context, const std::stri
   return (least + whole) / 2;
 }
 
+// The pool's block size follows the model, not the budget: the fewest positions (a multiple of
+// 8, at least 16) whose keys of one layer fill a 4 KiB page, within the model's positions.
+TEST(KvPlan, BlockSizeIsChosenPerModel) {
+  io::ModelConfig c = test::small_llama(4096);  // 2 kv heads of 8: 64 bytes a position
+  EXPECT_EQ(block_tokens_for(c), 64);
+  c.max_seq = 40;  // a block need not outgrow the context
+  EXPECT_EQ(block_tokens_for(c), 40);
+  c.max_seq = 4096;
+  c.n_kv_head = 1;
+  c.head_dim = 4;  // 16 bytes: a page would take 256 positions, the most a block holds
+  EXPECT_EQ(block_tokens_for(c), 256);
+  c.n_kv_head = 12;
+  c.head_dim = 64;  // 3 KiB a position (gpt2-124m): the floor of 16
+  EXPECT_EQ(block_tokens_for(c), 16);
+  c.n_kv_head = 2;
+  c.head_dim = 32;  // 256 bytes (llama-long): 16 fill the page exactly
+  EXPECT_EQ(block_tokens_for(c), 16);
+  c.head_dim = 24;  // 192 bytes: 21.3 positions, rounded up to a multiple of 8
+  EXPECT_EQ(block_tokens_for(c), 24);
+}
+
 TEST(KvOffload, FetchedAndDirectEqualResidentBitwise) {
   const io::ModelConfig cfg = long_llama();
   const io::TensorMap params = random_params(cfg, 7);

@@ -18,6 +18,12 @@ namespace hp::infer {
 
 constexpr double kKvInt8BytesPerElement = 34.0 / 32.0;  // q8_0: 32 int8 and one f16 scale
 
+// The pool's positions per block for a model, chosen once per model and never per budget: a
+// multiple of 8 (the attention kernel's vectors of keys), at least 16, and the fewest with which
+// one layer's keys (or values) of a block fill a 4 KiB page, so that each is at least a page to
+// fetch, write back and prefetch; at most 256, and no more than the model's positions need.
+int64_t block_tokens_for(const io::ModelConfig& cfg);
+
 // How host blocks are attended: fetched into device staging per layer ("fetch"), or read where
 // they live by the attention kernel ("direct"); "resident": no host blocks.
 struct KvPlan {
