@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
 # Long-context decode against the plan's bound (docs/inference.md): llama-long, a 10240-token
 # prompt and 128 more tokens under 40 MiB of device memory, per round and mode: `hp plan
-# --infer-context` (its read probe) and a decode, three times in turn, their medians. Modes: the
+# --infer-context` (its read probe) and a decode, REPS times in turn, their medians. Modes: the
 # plan's choice (auto), the fetch into staging (host), and every block resident without a
 # budget (none). Prints one row per round and mode.
-# Usage: bench/decode_bound.sh HP [ROUNDS] [PROMPT] [BUDGET]
+# Usage: [REPS=3] [MODES="auto host none"] bench/decode_bound.sh HP [ROUNDS] [PROMPT] [BUDGET]
 set -euo pipefail
 hp=${1:?usage: decode_bound.sh HP [ROUNDS] [PROMPT] [BUDGET]}
 rounds=${2:-3}
 prompt=${3:-10240}
 budget=${4:-40MiB}
 tokens=129
+reps=${REPS:-3}   # plan and decode in turn this many times per round and mode
+modes=${MODES:-auto host none}
 context=$((prompt + tokens))
 echo "| round | mode | plan | read rate | bound ms/token | measured ms/token | measured / bound |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 for ((r = 1; r <= rounds; r++)); do
-  for mode in auto host none; do
+  for mode in $modes; do
     limit=(--device-memory "$budget" --kv-offload "$mode")
     [[ $mode == none ]] && limit=(--kv-offload none)
     bounds=() rates=() times=()
-    for _ in 1 2 3; do  # plan (its probe), decode, in turn: both see the same neighbours
+    for ((k = 0; k < reps; k++)); do  # plan (its probe), decode, in turn: both see the same neighbours
       line=$("$hp" plan --model llama-long --infer-context "$context" "${limit[@]}" |
         grep 'predicted decode')
       bounds+=("$(sed 's/.*decode: \([0-9.]*\) ms.*/\1/' <<<"$line")")
