@@ -196,16 +196,16 @@ void axpy_tile(const float* const* p, const float* values, int64_t stride, int64
 // rows by sixteen columns. Each output's sum runs over j in order, whatever the tiling.
 void axpy_rows(const float* const* p, const float* values, int64_t stride, int64_t n, int64_t Dh,
                int64_t rows, float* const* o) {
+  using AxpyTile =
+      void (*)(const float* const*, const float*, int64_t, int64_t, float* const*, int64_t);
+  static constexpr AxpyTile tiles[4][2] = {{axpy_tile<1, 1>, axpy_tile<1, 2>},
+                                           {axpy_tile<2, 1>, axpy_tile<2, 2>},
+                                           {axpy_tile<3, 1>, axpy_tile<3, 2>},
+                                           {axpy_tile<4, 1>, axpy_tile<4, 2>}};
   for (int64_t r = 0; r < rows; r += 4) {
     const int64_t R = std::min<int64_t>(4, rows - r);
-    for (int64_t d = 0; d < Dh; d += 16) {
-      const bool two = d + 16 <= Dh;
-      const auto tile = R == 4   ? (two ? axpy_tile<4, 2> : axpy_tile<4, 1>)
-                        : R == 3 ? (two ? axpy_tile<3, 2> : axpy_tile<3, 1>)
-                        : R == 2 ? (two ? axpy_tile<2, 2> : axpy_tile<2, 1>)
-                                 : (two ? axpy_tile<1, 2> : axpy_tile<1, 1>);
-      tile(p + r, values, stride, n, o + r, d);
-    }
+    for (int64_t d = 0; d < Dh; d += 16)
+      tiles[R - 1][d + 16 <= Dh ? 1 : 0](p + r, values, stride, n, o + r, d);
   }
 }
 
