@@ -702,6 +702,10 @@ inline const Command& bench_pipeline_command() {
           .meta = "LIST",
           .dflt = "gpipe,1f1b,interleaved,zb-h1,zbv",
           .help = "comma-separated schedules"},
+         {.name = "reorder",
+          .kind = Kind::kFlag,
+          .help = "after profiling, run each schedule's policy ordered at the profiled costs "
+                  "(mpmd::schedule_at_costs) instead of its unit-cost order"},
          {.name = "devices", .meta = "threads:N", .dflt = "threads:2"},
          {.name = "timeline",
           .meta = "DIR",

@@ -114,6 +114,15 @@ ListPolicy clamped(ListPolicy p, const ChunkGraph& g, const CostModel& costs) {
 
 }  // namespace
 
+Schedule schedule_at_costs(ScheduleKind kind, const ChunkGraph& g, int microbatches,
+                           const CostModel& costs) {
+  if (kind == ScheduleKind::kAuto) return synthesise(g, microbatches, costs).schedule;
+  costs.check(g);
+  const ListPolicy p = policy_for(kind, g, microbatches);
+  return with_communication(schedule_name(kind), g, microbatches, p.split_backward,
+                            list_schedule(g, microbatches, p, list_costs(g, costs)));
+}
+
 LowerBound lower_bound(const ChunkGraph& g, int microbatches, const CostModel& costs) {
   g.check();
   costs.check(g);

@@ -8,6 +8,9 @@
 #include "hp/autodiff/grad.hpp"
 #include "hp/io/box_file.hpp"
 #include "hp/ir/split.hpp"
+#include "hp/mpmd/simulate.hpp"
+#include "hp/mpmd/synth.hpp"
+#include "hp/mpmd/verify.hpp"
 #include "hp/runtime/backend.hpp"
 #include "hp/shard/layout.hpp"
 
@@ -114,6 +117,7 @@ StageRunner::StageRunner(const StepPlan& plan, comm::Communicator& world, int th
                          std::shared_ptr<Allocator> device, std::chrono::milliseconds timeout)
     : plan_(plan),
       pp_(*plan.pipeline),
+      schedule_(pp_.schedule),
       world_(world),
       ctx_{threads},
       device_(std::move(device)),
@@ -442,7 +446,7 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  for (const mpmd::Action& a : pp_.schedule.actions[size_t(stage_)]) {
+  for (const mpmd::Action& a : schedule_.actions[size_t(stage_)]) {
     const double start = seconds();
     if (a.kind != mpmd::ActionKind::kOpt) timeline_.push_back({start, start, a});
     switch (a.kind) {
@@ -547,6 +551,17 @@ double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {
   for (auto& [w, buf] : sends_) w.wait(timeout_);
   sends_.clear();
   return broadcast_loss(loss);
+}
+
+bool StageRunner::reorder(const mpmd::CostModel& costs) {
+  mpmd::Schedule s = mpmd::schedule_at_costs(pp_.spec.schedule, pp_.schedule.graph,
+                                             pp_.schedule.microbatches, costs);
+  if (s.split_backward != schedule_.split_backward ||
+      mpmd::simulate(s, costs).step_time >= mpmd::simulate(schedule_, costs).step_time)
+    return false;
+  mpmd::verify(s);  // throws, with the trace that breaks
+  schedule_ = std::move(s);
+  return true;
 }
 
 std::vector<mpmd::ChunkCost> StageRunner::measured_costs() {

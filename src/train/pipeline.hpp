@@ -83,6 +83,13 @@ class StageRunner {
   // a stage of several devices) seconds in the last run(), mean over its micro-batches, for every
   // chunk (collective): the costs of a profiling step.
   std::vector<mpmd::ChunkCost> measured_costs();
+  // Runs the schedule's policy ordered at `costs` from the next run() on (mpmd::schedule_at_costs,
+  // verified; every rank must pass the same costs, as measured_costs gives them) when the
+  // simulator says it is faster at those costs. Keeps the current order, returning false, when it
+  // is not, or when it splits the backward differently from what this rank's programs were built
+  // for.
+  bool reorder(const mpmd::CostModel& costs);
+  const mpmd::Schedule& schedule() const { return schedule_; }
   // Every action of the last run() (compute, SEND, RECV) with its start and end, seconds from the
   // run's start.
   const std::vector<mpmd::Interval>& timeline() const { return timeline_; }
@@ -130,6 +137,7 @@ class StageRunner {
 
   const StepPlan& plan_;
   const PipelinePlan& pp_;
+  mpmd::Schedule schedule_;  // pp_.schedule, or its policy reordered at measured costs
   comm::Communicator& world_;
   runtime::Context ctx_;
   std::shared_ptr<Allocator> device_;

@@ -191,6 +191,16 @@ mpmd::CostModel Trainer::measured_pipeline_costs() {
   return costs;
 }
 
+bool Trainer::reorder_pipeline(const mpmd::CostModel& costs) {
+  HP_CHECK(stage_ != nullptr, "[train] reorder_pipeline: not a pipeline step");
+  return stage_->reorder(costs);
+}
+
+const mpmd::Schedule& Trainer::pipeline_schedule() const {
+  HP_CHECK(stage_ != nullptr, "[train] pipeline_schedule: not a pipeline step");
+  return stage_->schedule();
+}
+
 const RankProgram& Trainer::rank_program() const {
   HP_CHECK(rp_ != nullptr, "[train] a pipeline rank has one program per chunk, not one");
   return *rp_;

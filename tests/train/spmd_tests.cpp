@@ -162,7 +162,8 @@ TEST(SpmdOffload, PerRankPlansAreBitwiseIdentical) {
 // A pipeline step against one device: losses of three steps and an eval, the step-0 gradients
 // (summed over micro-batches, the tied embedding over both stages holding it) and the final
 // weights, for a pipeline of 4 blocks over `ranks` devices, with a batch of 4.
-void expect_pipeline_matches(io::Architecture arch, const mpmd::PipelineSpec& spec, int ranks) {
+void expect_pipeline_matches(io::Architecture arch, const mpmd::PipelineSpec& spec, int ranks,
+                             const mpmd::CostModel* reorder_at = nullptr) {
   SCOPED_TRACE(spec.str());
   io::ModelConfig cfg = tiny(arch);
   cfg.n_layer = 4;
@@ -189,6 +190,10 @@ void expect_pipeline_matches(io::Architecture arch, const mpmd::PipelineSpec& sp
   comm::ThreadWorld(ranks).run([&](comm::Communicator& c) {
     Trainer tr(*plan, c, init, opt);
     for (int s = 0; s < 3; ++s) {
+      if (s == 1 && reorder_at) {
+        EXPECT_TRUE(tr.reorder_pipeline(*reorder_at));
+        EXPECT_NE(tr.pipeline_schedule().compact(), plan->pipeline->schedule.compact());
+      }
       got[size_t(c.rank())].push_back(tr.step(tokens, targets).loss);
       io::TensorMap g = tr.grads();  // collective
       if (s == 0 && c.rank() == 0) got_grads = g;
@@ -236,6 +241,20 @@ TEST(Pipeline, EveryScheduleMatchesOneDevice) {
   using K = mpmd::ScheduleKind;
   for (K k : {K::kGpipe, K::k1F1B, K::kInterleaved, K::kZbH1, K::kZbV, K::kAuto})
     expect_pipeline_matches(io::Architecture::kGpt2, "pp2", 2, k, 3);
+}
+
+// A schedule reordered between steps at measured costs (Trainer::reorder_pipeline; the zbv of
+// MpmdSynth.ANamedPolicyOrderedAtMeasuredCostsReachesTheBound, faster in the simulator at these
+// GPT-2 costs) runs other actions in another order, and the steps after it still match one
+// device.
+TEST(Pipeline, ReorderedAtMeasuredCostsStillMatchesOneDevice) {
+  const mpmd::PipelineSpec spec =
+      mpmd::pipeline_from_preset("pp2", 2, 4, mpmd::ScheduleKind::kZbV, 4, 2);
+  mpmd::CostModel costs = mpmd::CostModel::uniform(spec.chunk_graph());
+  const double f[] = {3.0, 2.73, 2.75, 3.32}, b[] = {0.005, 3.45, 3.45, 3.70},
+               w[] = {5.87, 2.50, 2.44, 2.70};
+  for (size_t c = 0; c < 4; ++c) costs.chunks[c] = mpmd::ChunkCost{.f = f[c], .b = b[c], .w = w[c]};
+  expect_pipeline_matches(io::Architecture::kGpt2, spec, 2, &costs);
 }
 
 // Under a schedule with B and W apart, a one-device stage runs two programs: the first chunk's B

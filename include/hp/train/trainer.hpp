@@ -75,6 +75,12 @@ class Trainer {
   // A pipeline rank (plan_pipeline): every chunk's forward and backward seconds in the last step
   // (a profiling step), as the schedule simulator's costs (collective).
   mpmd::CostModel measured_pipeline_costs();
+  // A pipeline rank: the schedule's policy ordered at `costs` from the next step on
+  // (StageRunner::reorder; collective in effect: every rank passes the same costs). False when
+  // it kept the order it had.
+  bool reorder_pipeline(const mpmd::CostModel& costs);
+  // A pipeline rank: the schedule it runs.
+  const mpmd::Schedule& pipeline_schedule() const;
   // What this rank did in its last step, seconds from the step's start: a pipeline rank's
   // schedule actions of every batch (compute, SEND, RECV); otherwise one BW (chunk 0) per
   // micro-batch, the step's program; then OPT, clipping and the optimizer.
