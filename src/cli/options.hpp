@@ -331,7 +331,11 @@ inline const Command& train_command() {
           .meta = "FILE.json",
           .computed = "none",
           .help = "every rank's measured timeline of every step (pipeline actions, or the step's "
-                  "program and optimizer), gathered to rank 0, as Chrome-trace JSON (Perfetto)"}}},
+                  "program and optimizer), gathered to rank 0, as Chrome-trace JSON (Perfetto)"},
+         {.name = "reorder-pipeline",
+          .kind = Kind::kFlag,
+          .help = "a pipeline strategy: after the second step, run the schedule's policy ordered "
+                  "at that step's measured action times when the simulator finds it faster"}}},
        offload_group(),
        train_devices_group()}};
   return c;

@@ -87,7 +87,8 @@ struct TrainJob {
   bool ckpt_single = false;  // --ckpt-format single: gathered to rank 0, one file per kind
   bool ckpt_async = true;    // --ckpt-mode async: shards written on a thread while training goes on
   bool json = false;
-  std::string trace;  // --trace: the measured timeline's Chrome-trace file, or none
+  std::string trace;     // --trace: the measured timeline's Chrome-trace file, or none
+  bool reorder = false;  // --reorder-pipeline
 };
 
 // The step's options from the command line (and the YAML applied to it). Unless given, the
@@ -181,6 +182,9 @@ TrainJob read_job(Args& a) {
   job.resume = a.flag("no-resume") ? "false" : a.flag("resume") ? "true" : a.str("resume-mode");
   job.json = a.flag("json");
   job.trace = a.has("trace") ? a.str("trace") : "";
+  job.reorder = a.flag("reorder-pipeline");
+  HP_CHECK(!job.reorder || job.place.pipeline,
+           "option --reorder-pipeline needs a pipeline strategy (ppN or a pipeline: section)");
   return job;
 }
 
@@ -490,6 +494,13 @@ int RankLoop::run() {
       }
     }
     done = s + 1;
+    // The second step's action times (the first compiles and warms up), the same on every rank.
+    if (job_.reorder && s == start + 1) {
+      const bool changed = tr_.reorder_pipeline(tr_.measured_pipeline_costs());
+      if (lead_)
+        std::fprintf(stderr, "pipeline schedule %s at the measured costs\n",
+                     changed ? "reordered" : "kept: its order is no slower");
+    }
     if (s > start) spent += dt, ++timed;  // the first step warms caches up
     if (lead_) report(s, r, dt, timed ? spent / double(timed) : dt, flops);
     if (R_.val && job_.val_every > 0 && (done % job_.val_every == 0 || done == job_.steps))

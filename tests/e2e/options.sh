@@ -38,7 +38,8 @@ expect_help train config=none model=gpt2-kjv "init=fresh init" data=kjv data-for
   min-lr-ratio=0.1 beta1=0.9 beta2=0.95 eps=1e-8 weight-decay=0.1 clip=1.0 val-fraction=0.05 \
   val-every=0 val-batches=4 ckpt-dir=none ckpt-every=0 keep=3 ckpt-format=sharded \
   ckpt-mode=async resume no-resume \
-  resume-mode=false log-every=10 sample-tokens=0 trace=none "${offload[@]}" "${devices[@]}" \
+  resume-mode=false log-every=10 sample-tokens=0 trace=none reorder-pipeline "${offload[@]}" \
+  "${devices[@]}" \
   cluster=local
 expect_help check threads=1 "steps=the case's" "${devices[@]}" "${offload[@]}"
 expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain timeline=none profile \

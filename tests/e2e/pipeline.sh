@@ -50,5 +50,17 @@ if [[ $(basename "$CASE") == gpt2-tiny ]]; then
   "$HP" train "${t[@]}" --steps 3 --resume > "$TMP/resumed.txt" 2> "$TMP/err.txt" ||
     { cat "$TMP/err.txt" >&2; fail "resuming a pp2 checkpoint on one device"; }
   grep -q '"step": 2,' "$TMP/resumed.txt" || fail "the resumed run did not continue at step 2"
+  # --reorder-pipeline: after the second step every rank runs the order the measured costs favour
+  # (or keeps its own); refused without a pipeline.
+  r=(--model gpt2-tiny --data kjv --batch 4 --seq 32 --json --steps 3)
+  "$HP" train "${r[@]}" --devices threads:2 --strategy pp2 --reorder-pipeline > /dev/null \
+    2> "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "pp2 with --reorder-pipeline"; }
+  grep -Eq "^pipeline schedule (reordered|kept: its order is no slower) at the measured costs$" \
+    "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "--reorder-pipeline said nothing"; }
+  if "$HP" train "${r[@]}" --reorder-pipeline > /dev/null 2> "$TMP/err.txt" ||
+    ! grep -q "needs a pipeline strategy" "$TMP/err.txt"; then
+    cat "$TMP/err.txt" >&2
+    fail "--reorder-pipeline on one device was not refused"
+  fi
 fi
 echo PASS
