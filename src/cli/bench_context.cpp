@@ -33,6 +33,9 @@ struct Search {
   size_t peak = 0;
 };
 
+// Every block on the device.
+const OffloadChoice kResident{.mode = "none", .dir = "", .weights = false};
+
 // The longest prompt in [1, hi] that runs under `budget` with `mode` (0 when none does).
 Search longest(const io::ModelConfig& cfg, const io::TensorMap& params,
                const infer::EngineOptions& eo, int64_t hi, int64_t tokens, size_t budget,
@@ -81,8 +84,7 @@ int bench_context(const std::vector<std::string>& argv) {
   eo.block_tokens = block_tokens_of(a, cfg);
   eo.prefill_chunk = a.i64("prefill-chunk");
   eo.threads = threads_per_rank(a, Devices{});  // one device
-  const Search resident = longest(cfg, params, eo, hi, tokens, budget,
-                                  OffloadChoice{.mode = "none", .dir = "", .weights = false});
+  const Search resident = longest(cfg, params, eo, hi, tokens, budget, kResident);
   const Search offload = longest(cfg, params, eo, hi, tokens, budget,
                                  {.mode = a.str("kv-offload"),
                                   .dir = a.has("offload-dir") ? a.str("offload-dir") : "",
@@ -99,7 +101,7 @@ int bench_context(const std::vector<std::string>& argv) {
     }
     const PlannedRun free_run =
         run_planned(cfg, params, {probe_request(offload.max, tokens, cfg.vocab)}, eo,
-                    memory::Budget{}, OffloadChoice{.mode = "none", .dir = "", .weights = false});
+                    memory::Budget{}, kResident);
     equal = free_run.results[0].tokens == offload.tokens;
   }
   const double ratio = resident.max > 0 ? double(offload.max) / double(resident.max) : 0;

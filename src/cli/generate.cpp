@@ -139,9 +139,7 @@ GenerateJob read_job(const Args& a) {
   j.engine.token_budget = a.i64("token-budget");
   j.engine.max_batch = j.batch;
   if (a.has("device-memory")) j.device_memory = memory::parse_budget(a.str("device-memory"));
-  j.offload.mode = a.str("kv-offload");
-  if (a.has("offload-dir")) j.offload.dir = a.str("offload-dir");
-  j.offload.weights = a.flag("offload-weights");
+  j.offload = offload_choice(a);
   j.recompute = a.flag("recompute");
   j.json = a.flag("json");
   j.codec = TextCodec::load(a.has("tokenizer") ? a.str("tokenizer") : "");
@@ -357,6 +355,12 @@ size_t resolve_budget(const io::ModelConfig& cfg, const infer::EngineOptions& eo
                       const memory::Budget& budget) {
   if (budget.bytes != 0 || budget.unlimited()) return budget.bytes;
   return budget.resolve(infer::plan_kv(cfg, eo, context, 0, "none").device_bytes());
+}
+
+OffloadChoice offload_choice(const Args& a) {
+  return {.mode = a.str("kv-offload"),
+          .dir = a.has("offload-dir") ? a.str("offload-dir") : "",
+          .weights = a.flag("offload-weights")};
 }
 
 PlannedModel place_model(const io::ModelConfig& cfg, const io::TensorMap& params,

@@ -68,6 +68,8 @@ struct PlannedModel {
   infer::EngineOptions engine;  // with the plan's pool and placement
   io::TensorMap params;         // the weights where the plan keeps them
 };
+// --kv-offload, --offload-dir and --offload-weights of `a`.
+OffloadChoice offload_choice(const Args& a);
 PlannedModel place_model(const io::ModelConfig& cfg, const io::TensorMap& params,
                          infer::EngineOptions eo, int64_t context, const memory::Budget& budget,
                          const OffloadChoice& offload);

@@ -21,41 +21,39 @@ namespace hp::cli {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+
+// Seconds each of `reps` rounds took, a round being job(t) on `threads` threads at once.
+template <typename Job>
+std::vector<double> round_seconds(int threads, int reps, const Job& job) {
+  std::vector<double> out;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { job(size_t(t)); });
+    for (auto& th : pool) th.join();
+    out.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return out;
+}
 }  // namespace
 
 double memcpy_gbps(size_t bytes, int threads) {
   std::vector<std::vector<char>> a(size_t(threads), std::vector<char>(bytes, 1)),
       b(size_t(threads), std::vector<char>(bytes, 2));
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    auto t0 = Clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] { std::memcpy(b[size_t(t)].data(), a[size_t(t)].data(), bytes); });
-    for (auto& th : pool) th.join();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return double(bytes) / best / 1e9;
+  const std::vector<double> t =
+      round_seconds(threads, 5, [&](size_t i) { std::memcpy(b[i].data(), a[i].data(), bytes); });
+  return double(bytes) / *std::min_element(t.begin(), t.end()) / 1e9;
 }
 
 double read_gbps(size_t bytes, int threads) {
   std::vector<std::vector<uint64_t>> a(size_t(threads), std::vector<uint64_t>(bytes / 8, 1));
   std::vector<uint64_t> sums(static_cast<size_t>(threads));
-  std::vector<double> times;
-  for (int i = 0; i < 15; ++i) {
-    auto t0 = Clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        sums[size_t(t)] = std::accumulate(a[size_t(t)].begin(), a[size_t(t)].end(), uint64_t{0});
-      });
-    for (auto& th : pool) th.join();
-    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-    for (uint64_t s : sums)
-      HP_CHECK(s == bytes / 8, "read probe summed ", s, " ones of ", bytes / 8);
-  }
-  std::nth_element(times.begin(), times.begin() + 7, times.end());
-  return double(bytes / 8 * 8) / times[7] / 1e9;
+  std::vector<double> t = round_seconds(threads, 15, [&](size_t i) {
+    sums[i] = std::accumulate(a[i].begin(), a[i].end(), uint64_t{0});
+  });
+  for (uint64_t s : sums) HP_CHECK(s == bytes / 8, "read probe summed ", s, " ones of ", bytes / 8);
+  std::nth_element(t.begin(), t.begin() + 7, t.end());
+  return double(bytes / 8 * 8) / t[7] / 1e9;
 }
 
 const char* coll_name(Coll c) {

@@ -518,11 +518,8 @@ int cmd_serve(const std::vector<std::string>& argv) {
   // max-batch requests of the model's whole context each: a request's context is its own.
   std::optional<PlannedModel> placed;
   if (a.has("device-memory")) {
-    const OffloadChoice off{.mode = a.str("kv-offload"),
-                            .dir = a.has("offload-dir") ? a.str("offload-dir") : "",
-                            .weights = a.flag("offload-weights")};
     placed = place_model(cfg, params, eo, cfg.max_seq, memory::parse_budget(a.str("device-memory")),
-                         off);
+                         offload_choice(a));
     std::fprintf(stderr, "%s", placed->plan.explain().c_str());
   }
   infer::Engine engine(cfg, placed ? placed->params : params, placed ? placed->engine : eo,
