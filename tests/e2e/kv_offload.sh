@@ -58,6 +58,11 @@ expect_fail "the smallest feasible budget is" gen --device-memory 900KiB --kv-of
 p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 1100KiB \
   --kv-offload host) || fail "hp plan --infer-context: $p"
 grep -q "kv plan: fetch" <<<"$p" || fail "hp plan --infer-context: no fetch plan: $p"
+# The predicted decode: a time and the read rate the probe measured, both finite and positive
+# (a memory read rate between 0.1 and 10000 GB/s).
+rate=$(sed -n 's/.*predicted decode: \([0-9.]*\) ms\/token reading \([0-9.]*\) GB\/s.*/\1 \2/p' <<<"$p")
+awk -v r="$rate" 'BEGIN { split(r, x, " "); exit !(x[1] > 0 && x[2] >= 0.1 && x[2] <= 10000) }' ||
+  fail "hp plan --infer-context: predicted decode and read rate '$rate' in: $p"
 grep -q "per decode token: device reads" <<<"$p" || fail "hp plan: no decode bytes: $p"
 
 b=$("$HP" bench context --model "$WORK/small.json" --device-memory 1100KiB --tokens 8 \
