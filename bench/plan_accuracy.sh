@@ -21,7 +21,7 @@ mkdir -p "$W"
 common=(--model "$MODEL" --global-batch "$BATCH" --seq "$SEQ")
 
 # The five strategies as files: what hp plan fixes and hp train runs (micro-batch: the batch per
-# replica; pp2: 1F1B over 4 micro-batches, whose stages' backward recomputes the forward).
+# replica; pp2: 1F1B over 4 micro-batches on one-device stages, which keep their forward's values).
 half=$((BATCH / 2))
 cat >"$W/dp2.yaml" <<Y
 mesh: {dp: 2}
@@ -55,7 +55,7 @@ cat >"$W/pp2.yaml" <<Y
 mesh: {pp: 2}
 pipeline: {schedule: 1f1b, microbatches: 4}
 micro_batch: $((BATCH / 4))
-recompute: full
+recompute: selective
 zero: none
 Y
 "$HP" plan "${common[@]}" --cluster "$W/local.yaml" --emit "$W/top.yaml" --json >"$W/top.json"

@@ -67,9 +67,10 @@ bool has_pipeline_section(const std::string& path) {
 
 // The planner's keys of a strategy file (hp plan --emit: micro_batch, recompute, zero) against
 // what this run does: one warning each where the trainer runs something else, since it only
-// reads them. `microbatches`: the pipeline's, 0 without one.
+// reads them. `pipeline`: the run's pipeline, null without one.
 std::vector<std::string> planner_key_warnings(const std::string& path, int64_t batch,
-                                              int64_t microbatches) {
+                                              const mpmd::PipelineSpec* pipeline) {
+  const int64_t microbatches = pipeline ? pipeline->microbatches : 0;
   std::vector<std::string> out;
   const io::YamlNode root = io::YamlNode::load_file(path);
   int64_t replicas = 1;
@@ -83,12 +84,19 @@ std::vector<std::string> planner_key_warnings(const std::string& path, int64_t b
                   " is not what this run does (" + std::to_string(mb) +
                   " rows per micro-batch: the batch over " +
                   (microbatches > 0 ? "the pipeline's micro-batches)" : "the data axes)"));
-  const std::string runs = microbatches > 0 ? "full" : "selective";
-  if (auto r = root.get("recompute"); r && r->as_string() != runs && r->as_string() != "none")
+  // A stage of several devices recomputes its forward in its backward; a one-device stage keeps
+  // its forward's values, as a step without a pipeline does (the attention recomputes its scores).
+  int64_t sharded = 0;
+  if (pipeline)
+    for (const mpmd::StageSpec& st : pipeline->stages) sharded += st.devices > 1;
+  const bool full = pipeline && sharded == int64_t(pipeline->stages.size());
+  const std::string runs = full ? "full" : "selective";
+  if (auto r = root.get("recompute");
+      r && r->as_string() != runs && r->as_string() != "none" && (sharded == 0 || full))
     out.push_back(r->where() + ": recompute " + r->as_string() + " is not what this run does (" +
                   runs + ": " +
-                  (microbatches > 0 ? "a stage's backward recomputes its forward)"
-                                    : "the attention recomputes its scores, nothing else)"));
+                  (full ? "a stage of several devices recomputes its forward in its backward)"
+                        : "the attention recomputes its scores, nothing else)"));
   if (auto z = root.get("zero"); z && z->as_string() == "optimizer")
     out.push_back(z->where() +
                   ": zero optimizer (ZeRO-1) is not run here: the optimizer state is sharded with "
@@ -96,9 +104,9 @@ std::vector<std::string> planner_key_warnings(const std::string& path, int64_t b
   return out;
 }
 
-void warn_planner_keys(const Placement& p, int64_t batch, int64_t microbatches) {
+void warn_planner_keys(const Placement& p, int64_t batch, const mpmd::PipelineSpec* pipeline) {
   if (p.dev.rank != 0 || !std::filesystem::is_regular_file(p.spec)) return;
-  for (const std::string& w : planner_key_warnings(p.spec, batch, microbatches))
+  for (const std::string& w : planner_key_warnings(p.spec, batch, pipeline))
     std::fprintf(stderr, "warning: [strategy] %s\n", w.c_str());
 }
 
@@ -164,12 +172,12 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
             : mpmd::pipeline_from_preset(
                   p.spec, world, cfg.blocks(), mpmd::ScheduleKind::k1F1B,
                   std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
-    warn_planner_keys(p, batch, spec.microbatches);
+    warn_planner_keys(p, batch, &spec);
     auto plan = train::plan_pipeline(cfg, spec, batch, seq, planning_topology());
     plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);  // inside stages of several
     return plan;
   }
-  warn_planner_keys(p, batch, 0);
+  warn_planner_keys(p, batch, nullptr);
   auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());
   plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);
   if (p.dev.rank == 0)

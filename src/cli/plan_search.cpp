@@ -57,8 +57,8 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
 // does that), full sharding but not ZeRO-1, no optimizer offload (the offload: options do that).
 // Recomputation: the CPU backend's fused attention recomputes its core in the backward (selective);
 // a pipeline stage of several devices recomputes its whole forward in its backward
-// (train::modelled_costs: B = 3 F), i.e. full recomputation of every block (a one-device stage
-// keeps its forward's values: modelled here as full recomputation all the same).
+// (train::modelled_costs: B = 3 F), i.e. full recomputation of every block; a one-device stage
+// keeps its forward's values, selective as without a pipeline.
 void runtime_space(planner::Space& s) {
   s.pipeline_outermost = true;
   s.one_microbatch = true;

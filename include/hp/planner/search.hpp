@@ -27,8 +27,8 @@ struct Space {
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
   std::vector<Recompute> recomputes;  // empty: all
-  // With pp > 1, instead of `recomputes` when not empty (a runtime whose pipeline stages
-  // recompute differently from its other steps).
+  // With pp > 1 and stages of several devices, instead of `recomputes` when not empty (a
+  // runtime whose sharded pipeline stages recompute differently from its other steps).
   std::vector<Recompute> pipeline_recomputes;
   int64_t recompute_blocks = 0;           // with full: blocks per stage recomputed; 0: searched;
                                           // kAllBlocks: all of them
