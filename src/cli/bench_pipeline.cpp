@@ -78,8 +78,9 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
                       int64_t profile_steps, const io::TensorMap& params,
                       const std::vector<std::pair<Tensor, Tensor>>& batches,
                       const std::string& timeline_dir, bool reorder) {
+  const mpmd::BalanceInput costs = train::block_costs(cfg, opt.seq);
   const auto spec = mpmd::pipeline_from_preset("pp" + std::to_string(dev.count), dev.count,
-                                               cfg.n_layer, kind, m, 2);
+                                               cfg.n_layer, kind, m, 2, &costs);
   auto plan = train::plan_pipeline(cfg, spec, opt.batch, opt.seq);
   Measured out;
   const size_t n = size_t(dev.count);

@@ -166,12 +166,13 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
   if (!p.mesh()) return train::plan_step(cfg, batch, seq);
   if (p.pipeline) {  // a preset: 1F1B over as many micro-batches as stages (rows permitting)
     const int64_t world = p.dev.count;
+    const mpmd::BalanceInput costs = train::block_costs(cfg, seq);  // blocks balanced by FLOPs
     const mpmd::PipelineSpec spec =
         std::filesystem::is_regular_file(p.spec)
-            ? mpmd::load_pipeline(p.spec, world, cfg.blocks())
+            ? mpmd::load_pipeline(p.spec, world, cfg.blocks(), &costs)
             : mpmd::pipeline_from_preset(
                   p.spec, world, cfg.blocks(), mpmd::ScheduleKind::k1F1B,
-                  std::min(mpmd::split_pp_preset(p.spec, world).stages, batch));
+                  std::min(mpmd::split_pp_preset(p.spec, world).stages, batch), 2, &costs);
     warn_planner_keys(p, batch, &spec);
     auto plan = train::plan_pipeline(cfg, spec, batch, seq, planning_topology());
     plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);  // inside stages of several

@@ -73,15 +73,44 @@ std::unique_ptr<StepPlan> plan_step(const io::ModelConfig& cfg, const shard::Str
   return P;
 }
 
+namespace {
+
+// Forward FLOPs of one row of `seq` tokens through chunk `k`, from its nodes' op records.
+double chunk_flops(const io::ModelConfig& cfg, int64_t seq, const nn::Chunk& k) {
+  const nn::Traced t = nn::trace_chunk(cfg, 1, seq, k, k.head);
+  double f = 0;
+  for (const ir::Node& n : t.graph->nodes()) f += ir::node_cost(*t.graph, n).flops;
+  return f;
+}
+
+}  // namespace
+
+mpmd::BalanceInput block_costs(const io::ModelConfig& cfg, int64_t seq) {
+  mpmd::BalanceInput in;
+  in.cost.assign(size_t(cfg.blocks()), 1.0);
+  if (cfg.has_vision()) {
+    in.first_cost = in.last_cost = 1;
+    return in;
+  }
+  // Every decoder block has the same shapes: one traced block prices them all.
+  const double block = chunk_flops(cfg, seq, {0, 0, false, false});
+  HP_CHECK(block > 0, "[pipeline] a block of ", cfg.model_type(), " has no FLOPs to balance by");
+  in.first_cost = chunk_flops(cfg, seq, {0, -1, true, false}) / block;
+  in.last_cost = chunk_flops(cfg, seq, {cfg.blocks(), cfg.blocks() - 1, false, true}) / block;
+  return in;
+}
+
 mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks,
-                               const mpmd::PipelineSpec& spec) {
+                               const mpmd::PipelineSpec& spec, const mpmd::BalanceInput& in) {
   mpmd::CostModel costs = mpmd::CostModel::uniform(g);
   for (size_t c = 0; c < chunks.size(); ++c) {
     const nn::Chunk& k = chunks[c];
-    const double f = double(k.last - k.first + 1 + k.embed + k.head);
+    double f = (k.embed ? in.first_cost : 0) + (k.head ? in.last_cost : 0);
+    for (int64_t b = k.first; b <= k.last; ++b) f += in.cost.at(size_t(b));
     const bool kept = spec.stages[size_t(g.rank_of[c])].devices == 1;
-    costs.chunks[c] = kept ? mpmd::ChunkCost{.f = f, .b = f, .w = f}
-                           : mpmd::ChunkCost{.f = f, .b = 3 * f, .w = 0};
+    costs.chunks[c] = !kept     ? mpmd::ChunkCost{.f = f, .b = 3 * f, .w = 0}
+                      : k.embed ? mpmd::ChunkCost{.f = f, .b = 0, .w = 2 * f}
+                                : mpmd::ChunkCost{.f = f, .b = f, .w = f};
   }
   return costs;
 }
@@ -89,11 +118,12 @@ mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::
 namespace {
 
 // The schedule a pipeline spec asks for; `auto` is synthesised from modelled costs.
-mpmd::Schedule pipeline_schedule(const mpmd::PipelineSpec& spec, const std::vector<nn::Chunk>& cs) {
+mpmd::Schedule pipeline_schedule(const io::ModelConfig& cfg, int64_t seq,
+                                 const mpmd::PipelineSpec& spec, const std::vector<nn::Chunk>& cs) {
   const mpmd::ChunkGraph g = spec.chunk_graph();
   const int m = int(spec.microbatches);
   if (spec.schedule != mpmd::ScheduleKind::kAuto) return mpmd::schedule_on(spec.schedule, g, m);
-  return mpmd::synthesise(g, m, modelled_costs(g, cs, spec)).schedule;
+  return mpmd::synthesise(g, m, modelled_costs(g, cs, spec, block_costs(cfg, seq))).schedule;
 }
 
 }  // namespace
@@ -194,7 +224,7 @@ std::unique_ptr<StepPlan> plan_pipeline(const io::ModelConfig& cfg, const mpmd::
   for (size_t c = 0; c < chunks.size(); ++c)
     pp.chunks.push_back(
         {chunks[c].first.first, chunks[c].first.last, c == 0, c + 1 == chunks.size()});
-  pp.schedule = pipeline_schedule(spec, pp.chunks);
+  pp.schedule = pipeline_schedule(cfg, seq, spec, pp.chunks);
   mpmd::verify(pp.schedule);
   P->pipeline = std::move(pp);
   return P;

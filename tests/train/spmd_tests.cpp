@@ -359,5 +359,35 @@ TEST(Pipeline, RefusesWhatItCannotRun) {
   EXPECT_THROW(plan_pipeline(cfg, spec, 4, 8), Error);  // idem on a one-device stage
 }
 
+// Blocks are balanced and chunks priced by the FLOPs of their op records: a GPT-2 124M-shaped
+// head (768 x 50304) costs about 2 d V / (24 d^2 + 4 T d) blocks' forward (5.31 at 128 tokens),
+// so two stages split 12 blocks 9 | 3 + head, not 6 | 6; the first chunk, whose input needs no
+// gradient, does its whole backward in W.
+TEST(Pipeline, BlocksBalancedByTheirFlops) {
+  const io::ModelConfig cfg = io::ModelConfig::from_json({{"model_type", "gpt2"},
+                                                          {"n_layer", 12},
+                                                          {"n_embd", 768},
+                                                          {"n_head", 12},
+                                                          {"n_positions", 128},
+                                                          {"vocab_size", 50304}});
+  const mpmd::BalanceInput in = block_costs(cfg, 128);
+  ASSERT_EQ(in.cost.size(), 12u);
+  for (double c : in.cost) EXPECT_DOUBLE_EQ(c, 1.0);
+  EXPECT_NEAR(in.last_cost, 2.0 * 50304 / (24 * 768 + 4 * 128), 0.15);
+  EXPECT_GE(in.first_cost, 0.0);
+  EXPECT_LT(in.first_cost, 0.05);  // a gather and a sum
+  const mpmd::PipelineSpec spec =
+      mpmd::pipeline_from_preset("pp2", 2, 12, mpmd::ScheduleKind::k1F1B, 4, 2, &in);
+  EXPECT_EQ(spec.stages[0].blocks[0].last, 8);
+  EXPECT_EQ(spec.stages[1].blocks[0].first, 9);
+  const std::vector<nn::Chunk> chunks = {{0, 8, true, false}, {9, 11, false, true}};
+  const mpmd::CostModel costs = modelled_costs(spec.chunk_graph(), chunks, spec, in);
+  EXPECT_NEAR(costs.chunks[0].f, 9 + in.first_cost, 1e-9);
+  EXPECT_EQ(costs.chunks[0].b, 0.0);
+  EXPECT_NEAR(costs.chunks[0].w, 2 * costs.chunks[0].f, 1e-9);
+  EXPECT_NEAR(costs.chunks[1].f, 3 + in.last_cost, 1e-9);
+  EXPECT_EQ(costs.chunks[1].b, costs.chunks[1].f);
+}
+
 }  // namespace
 }  // namespace hp::train

@@ -111,12 +111,20 @@ std::unique_ptr<StepPlan> plan_pipeline(
     const io::ModelConfig& cfg, const mpmd::PipelineSpec& spec, int64_t batch, int64_t seq,
     const shard::Topology& topo = shard::Topology::uniform(20e9, 5e-6, "threads"));
 
+// The forward's cost of each transformer block, the embeddings (first_cost) and the final norm,
+// head and loss (last_cost), in units of one decoder block's forward: the FLOPs the op records
+// give for the traced chunks at `seq` tokens a row. What balances a pipeline's blocks
+// (mpmd::balance_blocks) and prices its chunks (modelled_costs). A vision model's encoder goes
+// whole with the embeddings: each of its blocks counts 1, the embeddings and the head 1 each.
+mpmd::BalanceInput block_costs(const io::ModelConfig& cfg, int64_t seq);
+
 // Costs for the schedule simulator and `auto` without measurements: a chunk's forward costs its
-// blocks (the embeddings and the head one block each); on a one-device stage (forward values
-// kept) its input gradient and its weight gradients one forward each; on a stage of several
-// devices its backward three times the forward, which it recomputes, and W nothing.
+// blocks, embeddings and head (`costs`, block_costs); on a one-device stage (forward values kept)
+// its input gradient and its weight gradients one forward each (the first chunk, whose input has
+// no gradient, does its whole backward in W); on a stage of several devices its backward three
+// times the forward, which it recomputes, and W nothing.
 mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks,
-                               const mpmd::PipelineSpec& spec);
+                               const mpmd::PipelineSpec& spec, const mpmd::BalanceInput& costs);
 
 using shard::logical_layout;  // the step's parameters are traced in logical shapes
 
