@@ -4,8 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "hp/core/error.hpp"
+#include "hp/mpmd/schedule.hpp"
+#include "hp/mpmd/simulate.hpp"
 
 namespace hp::planner {
 
@@ -188,6 +193,23 @@ double bubble_microbatches(Schedule s, int64_t p, int64_t v) {
   return gap;
 }
 
+double simulated_bubble_microbatches(Schedule s, int64_t p, int64_t v, int64_t m) {
+  const double closed = bubble_microbatches(s, p, v);
+  if (s == Schedule::kNone || p < 2 || p * v * m > kSimulatedChunkSteps) return closed;
+  static std::mutex mu;
+  static std::map<std::tuple<Schedule, int64_t, int64_t, int64_t>, double> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_tuple(s, p, v, m);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const mpmd::ScheduleKind kind = mpmd::parse_schedule_kind(schedule_name(s));
+  const mpmd::Schedule sched = mpmd::make_schedule(kind, int(p), int(m), int(v));
+  mpmd::CostModel costs = mpmd::CostModel::uniform(sched.graph);
+  costs.chunks[0].b = 0, costs.chunks[0].w = 2;
+  const double per_mb = 3 * double(sched.graph.chunks() / p);  // a rank's chunks, F + B + W
+  const double sim = (mpmd::simulate(sched, costs).step_time - double(m) * per_mb) / per_mb;
+  return cache[key] = std::max(sim, closed);
+}
+
 double inflight_microbatches(Schedule s, int64_t p, int64_t m, int64_t v) {
   switch (s) {
     case Schedule::kNone:
@@ -365,7 +387,8 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   e.tp_s = double(mb) * tp_mb;
   e.pp_s = double(mb) * pp_mb;
   e.act_offload_s = double(mb) * act_exposed;
-  e.bubble_s = bubble_microbatches(c.schedule, c.pp, c.virtual_stages) * (core_mb + fsdp_exposed);
+  e.bubble_s = simulated_bubble_microbatches(c.schedule, c.pp, c.virtual_stages, mb) *
+               (core_mb + fsdp_exposed);
   if (c.dp > 1) {  // once per step, after the last backward: reduce-scatter (+ all-gather)
     const double rs = all_gather_s(cl, c.dp, dstride, kFp32 * p_dev, eff.network) + per_call;
     e.dp_s = c.zero == Zero::kNone ? 2 * rs

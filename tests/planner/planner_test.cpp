@@ -310,6 +310,28 @@ TEST(Cost, BubbleMatchesTheEventSimulator) {
       }
 }
 
+// The bubble the estimate charges: the generated schedule simulated, the first chunk's backward
+// in W. Above the closed forms where they assume too much: fewer micro-batches than stages (zb-h1,
+// p 4, m 2: 5/3 of a micro-batch, not 1), and zbv's first chunk, whose weight gradients come
+// last (p 2: 1/3, not 1/6); equal to them otherwise; the closed form past the simulated size.
+TEST(Cost, SimulatedBubble) {
+  EXPECT_NEAR(simulated_bubble_microbatches(Schedule::kZbH1, 4, 1, 2), 5.0 / 3, 1e-9);
+  EXPECT_NEAR(simulated_bubble_microbatches(Schedule::kZbV, 2, 2, 8), 1.0 / 3, 1e-9);
+  EXPECT_NEAR(simulated_bubble_microbatches(Schedule::k1F1B, 4, 1, 8), 3, 1e-9);
+  EXPECT_NEAR(simulated_bubble_microbatches(Schedule::kInterleaved, 4, 2, 8), 1.5, 1e-9);
+  EXPECT_EQ(simulated_bubble_microbatches(Schedule::kNone, 1, 1, 8), 0);
+  const int64_t m = kSimulatedChunkSteps;  // 4 x 2 x m chunk-micro-batches: not simulated
+  EXPECT_EQ(simulated_bubble_microbatches(Schedule::kZbV, 4, 2, m),
+            bubble_microbatches(Schedule::kZbV, 4, 2));
+  // The estimate charges it: zbv over 2 stages, 2 micro-batches per replica (16 rows over dp 8).
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  Workload w{gpt(8, 256, 8), 16, 512};
+  Config c;
+  c.pp = 2, c.dp = 8, c.micro_batch = 1, c.schedule = Schedule::kZbV, c.virtual_stages = 2;
+  const Estimate e = estimate(w, cl, c);
+  EXPECT_NEAR(e.bubble_s / (e.compute_s + e.recompute_s + e.tp_s + e.pp_s) * 2, 1.0 / 3, 1e-9);
+}
+
 TEST(Cost, MemoryAccounting) {
   const Cluster cl = parse_cluster_text(kSmallCluster, "small");
   Workload w{gpt(8, 256, 8), 64, 512};

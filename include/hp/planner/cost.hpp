@@ -128,9 +128,18 @@ double all_gather_s(const Cluster& c, int64_t n, int64_t stride, double bytes, d
 // the slowest hop (the tier holding the whole group) sets the pace.
 const Tier& p2p_tier(const Cluster& c, int64_t n, int64_t stride);
 
-// The pipeline's idle share per stage as a multiple of one micro-batch's stage time:
-// (p-1) for gpipe and 1f1b, (p-1)/v interleaved, (p-1)/3 zb-h1, (p-1)/6 zbv, 0 without pp.
+// The pipeline's idle share per stage as a multiple of one micro-batch's stage time, closed
+// forms: (p-1) for gpipe and 1f1b, (p-1)/v interleaved, (p-1)/3 zb-h1, (p-1)/6 zbv, 0 without pp.
 double bubble_microbatches(Schedule s, int64_t p, int64_t v);
+// The same for `m` micro-batches from the HyperMPMD event simulator: the schedule the runtime
+// generates (mpmd::make_schedule), every chunk's F, B and W one unit each except the first
+// chunk's, whose input needs no gradient (B 0, W 2, as a one-device stage runs it), cached per
+// (schedule, p, v, m). Where the closed forms assume m >= p and equal chunks, this sees fewer
+// micro-batches than stages and the first chunk's late weight gradients. Schedules of more than
+// kSimulatedChunkSteps chunk-micro-batches (p v m) take the closed form, and no result is below
+// it: the search prunes with the closed forms as the bubbles' floors.
+inline constexpr int64_t kSimulatedChunkSteps = 8192;
+double simulated_bubble_microbatches(Schedule s, int64_t p, int64_t v, int64_t m);
 // The micro-batches' activations a stage holds at its peak, in units of one micro-batch of the
 // whole stage: m for gpipe, min(p, m) for 1f1b, zb-h1 and zbv, p(1 + (p-1)/(pv)) interleaved.
 double inflight_microbatches(Schedule s, int64_t p, int64_t m, int64_t v);
