@@ -66,7 +66,7 @@ double share(const io::YamlNode& n, const std::string& key, double most = 1) {
 // The `efficiency:` section: every key optional but the ones given checked.
 Efficiency parse_efficiency(const io::YamlNode& e) {
   e.check_keys({"gemm", "attention", "memory", "network", "usable_memory", "overlap",
-                "per_tensor_collectives"});
+                "per_tensor_collectives", "pipeline_fused", "pipeline_split"});
   Efficiency eff;
   if (auto g = e.get("gemm")) {
     if (g->is_sequence()) {
@@ -90,6 +90,8 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
   if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
   if (auto o = e.get("overlap")) eff.overlap = o->as_bool();
   if (auto o = e.get("per_tensor_collectives")) eff.per_tensor_collectives = o->as_bool();
+  if (e.has("pipeline_fused")) eff.pipeline_fused = positive(e, "pipeline_fused");
+  if (e.has("pipeline_split")) eff.pipeline_split = positive(e, "pipeline_split");
   return eff;
 }
 
@@ -188,7 +190,9 @@ std::string cluster_yaml(const Cluster& c, const std::string& comment) {
   }
   y << "  attention: " << e.attention << "\n  memory: " << e.memory << "\n  network: " << e.network
     << "\n  usable_memory: " << e.usable_memory << "\n  overlap: " << (e.overlap ? "true" : "false")
-    << "\n  per_tensor_collectives: " << (e.per_tensor_collectives ? "true" : "false") << "\n";
+    << "\n  per_tensor_collectives: " << (e.per_tensor_collectives ? "true" : "false")
+    << "\n  pipeline_fused: " << e.pipeline_fused << "\n  pipeline_split: " << e.pipeline_split
+    << "\n";
   return y.str();
 }
 

@@ -342,11 +342,17 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double head = 3 * tokens * 2 * h * double(m.vocab) / t /
                       (cl.peak_flops * eff.gemm_share(tokens, h, double(m.vocab) / t));
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);
+  // One-device pipeline stages run the step cut in parts (the runtime's F, B, W), at the
+  // efficiency the cluster measured for them.
+  const bool split = c.schedule == Schedule::kZbH1 || c.schedule == Schedule::kZbV;
+  const double cut =
+      c.pp > 1 && c.dp * c.tp == 1 ? (split ? eff.pipeline_split : eff.pipeline_fused) : 1;
   // Fully recomputed blocks repeat their forward; the rest recompute the attention core.
   const double full = double(full_blocks(c, blocks));
-  const double stage_rc = c.recompute == Recompute::kNone ? 0
-                                                          : full * (gemm_f + attn_f + elem_f) +
-                                                                (double(blocks) - full) * attn_f;
+  const double stage_rc =
+      c.recompute == Recompute::kNone
+          ? 0
+          : cut * (full * (gemm_f + attn_f + elem_f) + (double(blocks) - full) * attn_f);
   // Exposed tp collectives: two per block forward, two backward, two more when recomputed.
   const double tp_one =
       c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * elem, eff.network) : 0;
@@ -371,7 +377,7 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
     const double gathers = full > 0 ? 3 : 2;
     fsdp_mb = gathers * (all_gather_s(cl, c.dp, dstride, elem * p_dev, eff.network) + per_call);
   }
-  const double compute_mb = double(blocks) * block_fb + head;
+  const double compute_mb = cut * (double(blocks) * block_fb + head);
   const double fsdp_exposed = eff.overlap ? std::max(0.0, fsdp_mb - compute_mb) : fsdp_mb;
   const Activations act = microbatch_activations(w, c, bc, blocks, elem);
   // Offloaded activations go down after each block's forward and come back before its

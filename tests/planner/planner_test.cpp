@@ -93,6 +93,8 @@ efficiency:
   network: 1
   overlap: false
   per_tensor_collectives: true
+  pipeline_fused: 1.25
+  pipeline_split: 1.5
 )";
 
 TEST(Cluster, CalibrationRoundTrip) {
@@ -117,6 +119,8 @@ TEST(Cluster, CalibrationRoundTrip) {
   EXPECT_DOUBLE_EQ(b.efficiency->memory, 0.9);
   EXPECT_FALSE(b.efficiency->overlap);
   EXPECT_TRUE(b.efficiency->per_tensor_collectives);
+  EXPECT_DOUBLE_EQ(b.efficiency->pipeline_fused, 1.25);
+  EXPECT_DOUBLE_EQ(b.efficiency->pipeline_split, 1.5);
   // A preset has no efficiency section and keeps its bf16 peak through the round trip.
   const Cluster h = resolve_cluster("h100-dgx:16");
   const Cluster h2 = parse_cluster_text(cluster_yaml(h), "h.yaml");
@@ -330,6 +334,29 @@ TEST(Cost, SimulatedBubble) {
   c.pp = 2, c.dp = 8, c.micro_batch = 1, c.schedule = Schedule::kZbV, c.virtual_stages = 2;
   const Estimate e = estimate(w, cl, c);
   EXPECT_NEAR(e.bubble_s / (e.compute_s + e.recompute_s + e.tp_s + e.pp_s) * 2, 1.0 / 3, 1e-9);
+}
+
+// The measured pipeline efficiencies scale the compute of one-device stages only: fused for
+// 1f1b, split for zb-h1; stages of several devices (recomputing) and no pipeline are untouched.
+TEST(Cost, PipelineEfficiencyScalesOneDeviceStages) {
+  const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  Efficiency plain = *cl.efficiency;
+  plain.pipeline_fused = plain.pipeline_split = 1;
+  Workload w{gpt(8, 256, 8), 16, 128};
+  auto ratio = [&](Config c) {
+    const Estimate a = estimate(w, cl, c, *cl.efficiency), b = estimate(w, cl, c, plain);
+    return (a.compute_s + a.recompute_s) / (b.compute_s + b.recompute_s);
+  };
+  Config c;
+  c.pp = 2, c.micro_batch = 4, c.schedule = Schedule::k1F1B;
+  EXPECT_NEAR(ratio(c), 1.25, 1e-12);
+  c.schedule = Schedule::kZbH1;
+  EXPECT_NEAR(ratio(c), 1.5, 1e-12);
+  c.dp = 2, c.micro_batch = 2;  // a stage of two devices
+  EXPECT_NEAR(ratio(c), 1.0, 1e-12);
+  Config none;
+  none.dp = 2, none.micro_batch = 8;
+  EXPECT_NEAR(ratio(none), 1.0, 1e-12);
 }
 
 TEST(Cost, MemoryAccounting) {
