@@ -67,10 +67,9 @@ bool has_pipeline_section(const std::string& path) {
 
 // The planner's keys of a strategy file (hp plan --emit: micro_batch, recompute, zero) against
 // what this run does: one warning each where the trainer runs something else, since it only
-// reads them. `pipeline`: the run's pipeline, null without one.
+// reads them. `microbatches`: the pipeline's, 0 without one.
 std::vector<std::string> planner_key_warnings(const std::string& path, int64_t batch,
-                                              const mpmd::PipelineSpec* pipeline) {
-  const int64_t microbatches = pipeline ? pipeline->microbatches : 0;
+                                              int64_t microbatches) {
   std::vector<std::string> out;
   const io::YamlNode root = io::YamlNode::load_file(path);
   int64_t replicas = 1;
@@ -84,19 +83,13 @@ std::vector<std::string> planner_key_warnings(const std::string& path, int64_t b
                   " is not what this run does (" + std::to_string(mb) +
                   " rows per micro-batch: the batch over " +
                   (microbatches > 0 ? "the pipeline's micro-batches)" : "the data axes)"));
-  // A stage of several devices recomputes its forward in its backward; a one-device stage keeps
-  // its forward's values, as a step without a pipeline does (the attention recomputes its scores).
-  int64_t sharded = 0;
-  if (pipeline)
-    for (const mpmd::StageSpec& st : pipeline->stages) sharded += st.devices > 1;
-  const bool full = pipeline && sharded == int64_t(pipeline->stages.size());
-  const std::string runs = full ? "full" : "selective";
+  // The attention recomputes its scores in the backward, nothing else is recomputed (pipeline
+  // stages keep their forward's values).
   if (auto r = root.get("recompute");
-      r && r->as_string() != runs && r->as_string() != "none" && (sharded == 0 || full))
-    out.push_back(r->where() + ": recompute " + r->as_string() + " is not what this run does (" +
-                  runs + ": " +
-                  (full ? "a stage of several devices recomputes its forward in its backward)"
-                        : "the attention recomputes its scores, nothing else)"));
+      r && r->as_string() != "selective" && r->as_string() != "none")
+    out.push_back(r->where() + ": recompute " + r->as_string() +
+                  " is not what this run does (selective: the attention recomputes its scores, "
+                  "nothing else)");
   if (auto z = root.get("zero"); z && z->as_string() == "optimizer")
     out.push_back(z->where() +
                   ": zero optimizer (ZeRO-1) is not run here: the optimizer state is sharded with "
@@ -104,9 +97,9 @@ std::vector<std::string> planner_key_warnings(const std::string& path, int64_t b
   return out;
 }
 
-void warn_planner_keys(const Placement& p, int64_t batch, const mpmd::PipelineSpec* pipeline) {
+void warn_planner_keys(const Placement& p, int64_t batch, int64_t microbatches) {
   if (p.dev.rank != 0 || !std::filesystem::is_regular_file(p.spec)) return;
-  for (const std::string& w : planner_key_warnings(p.spec, batch, pipeline))
+  for (const std::string& w : planner_key_warnings(p.spec, batch, microbatches))
     std::fprintf(stderr, "warning: [strategy] %s\n", w.c_str());
 }
 
@@ -173,12 +166,12 @@ std::unique_ptr<train::StepPlan> plan_for(const io::ModelConfig& cfg, const Plac
             : mpmd::pipeline_from_preset(
                   p.spec, world, cfg.blocks(), mpmd::ScheduleKind::k1F1B,
                   std::min(mpmd::split_pp_preset(p.spec, world).stages, batch), 2, &costs);
-    warn_planner_keys(p, batch, &spec);
+    warn_planner_keys(p, batch, spec.microbatches);
     auto plan = train::plan_pipeline(cfg, spec, batch, seq, planning_topology());
     plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);  // inside stages of several
     return plan;
   }
-  warn_planner_keys(p, batch, nullptr);
+  warn_planner_keys(p, batch, 0);
   auto plan = train::plan_step(cfg, *p.strategy, batch, seq, planning_topology());
   plan->lower.overlap = overlap_pays(p.dev, threads_per_rank);
   if (p.dev.rank == 0)

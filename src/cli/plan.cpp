@@ -115,7 +115,7 @@ int print_pipeline(const train::StepPlan& plan, const PlanOptions& po) {
   std::printf("schedule (verified):\n%s\n", pp.schedule.compact().c_str());
   const mpmd::CostModel costs = po.profile
                                     ? profiled_costs(plan, po)
-                                    : train::modelled_costs(pp.schedule.graph, pp.chunks, pp.spec,
+                                    : train::modelled_costs(pp.schedule.graph, pp.chunks,
                                                             train::block_costs(po.cfg, plan.seq));
   const mpmd::Simulation sim = mpmd::simulate(pp.schedule, costs);
   std::printf("simulated, %s: %s\n",

@@ -55,18 +55,13 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
 // What hp train runs, where the options left the choice open: pipelines with pp outermost and
 // the mesh's other axes inside every stage, no accumulation within a step without pp (--grad-accum
 // does that), full sharding but not ZeRO-1, no optimizer offload (the offload: options do that).
-// Recomputation: the CPU backend's fused attention recomputes its core in the backward (selective);
-// a pipeline stage of several devices recomputes its whole forward in its backward
-// (train::modelled_costs: B = 3 F), i.e. full recomputation of every block; a one-device stage
-// keeps its forward's values, selective as without a pipeline.
+// Recomputation: the CPU backend's fused attention recomputes its core in the backward
+// (selective); nothing else is recomputed, pipeline stages keep their forward's values too.
 void runtime_space(planner::Space& s) {
   s.pipeline_outermost = true;
   s.one_microbatch = true;
   s.zeros = {planner::Zero::kNone, planner::Zero::kFull};
-  if (s.recomputes.empty()) {
-    s.recomputes = {planner::Recompute::kSelective};
-    s.pipeline_recomputes = {planner::Recompute::kFull};
-  }
+  if (s.recomputes.empty()) s.recomputes = {planner::Recompute::kSelective};
   if (s.recompute_blocks == 0) s.recompute_blocks = planner::kAllBlocks;  // all blocks or none
   if (s.offloads.empty()) s.offloads = {false};
   s.activation_offloads = {false};  // the trainer's offload is budget-driven (--device-memory)

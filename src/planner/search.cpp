@@ -66,10 +66,7 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
   }
   const std::vector<Recompute> all_rc = {Recompute::kNone, Recompute::kSelective, Recompute::kFull};
   const int64_t blocks = stage_blocks(w.model, pp);
-  const std::vector<Recompute>& rcs = pp > 1 && dp * tp > 1 && !s.pipeline_recomputes.empty()
-                                          ? s.pipeline_recomputes
-                                          : s.recomputes;
-  for (Recompute r : rcs.empty() ? all_rc : rcs) {
+  for (Recompute r : s.recomputes.empty() ? all_rc : s.recomputes) {
     if (r != Recompute::kFull) {
       c.recomputes.push_back({r, 0});
       continue;

@@ -96,9 +96,17 @@ struct StageRunner::Programs {
     return false;
   }
 
+  // This rank's value of a value of the chunk's step; -1 for none (a chunk without that input).
   ir::ValueId local(ir::ValueId global) const {
-    return lowered.graph ? lowered.map[size_t(global)] : global;
+    return global < 0 || !lowered.graph ? global : lowered.map.at(size_t(global));
   }
+  // The outputs, in the layouts the stage delivers them in (local ids): the loss (the head's,
+  // or the training step's), parameter j's gradient and x_in's (training), x_out (a forward, or
+  // a training step that is not the head's).
+  ir::ValueId loss() const { return outs.front(); }
+  ir::ValueId grad(size_t j) const { return outs[1 + j]; }
+  ir::ValueId x_in_grad() const { return outs[1 + traced.params.size()]; }
+  ir::ValueId x_out() const { return outs.back(); }
   // The layout of an input on the stage's mesh (none on one device).
   shard::Layout layout(ir::ValueId v) const {
     return lowered.graph ? prop.layout[size_t(v)] : shard::Layout();
@@ -129,8 +137,7 @@ StageRunner::StageRunner(const StepPlan& plan, comm::Communicator& world, int th
   stage_ = pp_.stage_of(world.rank());
   const StagePlan& st = stage_plan();
   local_ = world.rank() - st.first_rank;
-  keep_ = !st.sharded;
-  split_ = keep_ && pp_.schedule.split_backward;
+  split_ = pp_.schedule.split_backward;
   if (st.sharded) {  // the stage's own communicator and mesh (collective over the stage)
     std::vector<int> ranks(size_t(st.size()));
     for (int r = 0; r < st.size(); ++r) ranks[size_t(r)] = st.first_rank + r;
@@ -188,45 +195,56 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
     for (size_t j = 0; j < P->traced.params.size(); ++j)
       layouts.push_back(st.grad_layout(P->traced.param_index[j]));
     if (!k.embed) layouts.push_back(st.boundary);
+    if (!k.head) {  // F's output, sent on in the boundary layout
+      outs.push_back(P->traced.x_out.id);
+      layouts.push_back(st.boundary);
+    }
   }
-  if (train && keep_) {  // F: x_out (the head: its loss); B: x_in's gradient; W: the parameters'
-    std::vector<ir::ValueId> f{k.head ? P->traced.loss.id : P->traced.x_out.id}, b, w;
-    if (!k.embed) b.push_back(P->grads.back().id);
-    for (size_t j = 0; j < P->traced.params.size(); ++j) w.push_back(P->grads[j].id);
+  // The program's graph: the chunk's step itself on one device, lowered for this rank on several.
+  const ir::Graph* step = P->traced.graph.get();
+  if (st.sharded) {
+    P->prop = propagate_chunk(st, P->traced, outs, layouts, pp_.topo);
+    P->lowered = shard::lower(*P->traced.graph, P->prop, local_, plan_.lower);
+    P->outs = P->lowered.outputs;
+    step = P->lowered.graph.get();
+  } else {
+    P->outs = std::move(outs);
+  }
+  runtime::CommRunner* comm = st.sharded ? &rc_->runner(P->lowered.plans) : nullptr;
+  // The parameter tensor a value of the step stands for, or null.
+  auto param_of = [&](ir::ValueId v) -> const Tensor* {
+    for (size_t j = 0; j < P->traced.params.size(); ++j)
+      if (P->local(P->traced.params[j].id) == v) {
+        const auto it = std::lower_bound(ids_.begin(), ids_.end(), P->traced.param_index[j]);
+        return &params_[size_t(it - ids_.begin())];
+      }
+    return nullptr;
+  };
+  if (train) {  // F: x_out (the head: its loss); B: x_in's gradient; W: the parameters'
+    std::vector<ir::ValueId> f{k.head ? P->loss() : P->x_out()}, b, w;
+    if (!k.embed) b.push_back(P->x_in_grad());
+    for (size_t j = 0; j < P->traced.params.size(); ++j) w.push_back(P->grad(j));
     if (!split_) b.insert(b.end(), w.begin(), w.end());
-    P->parts = ir::split_graph(*P->traced.graph, split_ ? std::vector{f, b, w} : std::vector{f, b});
+    P->parts = ir::split_graph(*step, split_ ? std::vector{f, b, w} : std::vector{f, b});
     for (const ir::GraphPart& part : P->parts) {
       std::vector<ir::ValueId> outs;
       for (const auto& o : part.outputs) outs.push_back(o.second);
       P->part_programs.push_back(runtime::compile(*part.graph, outs));
     }
-    for (const runtime::Program& prog : P->part_programs)  // the programs no longer move
-      P->part_ex.push_back(std::make_unique<runtime::Executor>(prog, device_, ctx_));
-    for (size_t i = 0; i < P->parts.size(); ++i)  // every part reads the same parameter tensors
-      for (const auto& [v, in] : P->parts[i].inputs)
-        for (size_t j = 0; j < P->traced.params.size(); ++j)
-          if (P->traced.params[j].id == v) {
-            const auto it = std::lower_bound(ids_.begin(), ids_.end(), P->traced.param_index[j]);
-            P->part_ex[i]->bind(in, params_[size_t(it - ids_.begin())]);
-          }
+    for (size_t i = 0; i < P->parts.size(); ++i) {  // the programs no longer move
+      P->part_ex.push_back(std::make_unique<runtime::Executor>(P->part_programs[i], device_, ctx_));
+      if (comm) P->part_ex[i]->set_comm_runner(comm);
+      for (const auto& [v, in] : P->parts[i].inputs)  // every part reads the same tensors
+        if (const Tensor* t = param_of(v)) P->part_ex[i]->bind(in, *t);
+    }
     slot = std::move(P);
     return *slot;
   }
-  if (st.sharded) {
-    P->prop = propagate_chunk(st, P->traced, outs, layouts, pp_.topo);
-    P->lowered = shard::lower(*P->traced.graph, P->prop, local_, plan_.lower);
-    P->outs = P->lowered.outputs;
-    P->program = runtime::compile(*P->lowered.graph, P->outs);
-  } else {
-    P->outs = std::move(outs);
-    P->program = runtime::compile(*P->traced.graph, P->outs);
-  }
+  P->program = runtime::compile(*step, P->outs);
   P->ex = std::make_unique<runtime::Executor>(P->program, device_, ctx_);
-  if (st.sharded) P->ex->set_comm_runner(&rc_->runner(P->lowered.plans));
-  for (size_t j = 0; j < P->traced.params.size(); ++j) {
-    const auto it = std::lower_bound(ids_.begin(), ids_.end(), P->traced.param_index[j]);
-    P->ex->bind(P->local(P->traced.params[j].id), params_[size_t(it - ids_.begin())]);
-  }
+  if (comm) P->ex->set_comm_runner(comm);
+  for (ir::ValueId v : P->program.sources)
+    if (const Tensor* t = param_of(v)) P->ex->bind(v, *t);
   slot = std::move(P);
   return *slot;
 }
@@ -293,32 +311,19 @@ Tensor StageRunner::input_piece(const Tensor& t, int64_t first, int64_t n,
 
 void StageRunner::forward(int chunk, int mb) {
   const nn::Chunk& k = pp_.chunks[size_t(chunk)];
-  if (k.head && !keep_)
-    return;  // the head's forward runs inside its backward, which needs its loss
   Flight& f = flights_[{chunk, mb}];
   const auto [first, n] = rows_[size_t(mb)];
-  Tensor x;
-  if (keep_) {
-    if (k.embed) f.input = rows_of(tokens_, first, n);
-    HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
-             " before its input arrived");
-    std::vector<Tensor> none;
-    Programs& P = programs(chunk, n, true);
-    const auto outs = run_part(chunk, 0, f, mb, none);
-    if (k.head) {
-      loss_ += weights_[size_t(mb)] * double(outs.at(P.traced.loss.id).f32()[0]);
-      return;
-    }
-    x = outs.at(P.traced.x_out.id).clone();
-  } else {
-    Programs& P = programs(chunk, n, false);
-    if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
-    HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
-             " before its input arrived");
-    P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
-    P.ex->run();
-    x = P.ex->get(P.outs[0]).clone();
+  Programs& P = programs(chunk, n, true);
+  if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
+  HP_CHECK(f.input.defined(), "[pipeline] forward of chunk ", chunk, " micro-batch ", mb,
+           " before its input arrived");
+  std::vector<Tensor> none;
+  const auto outs = run_part(chunk, 0, f, mb, none);
+  if (k.head) {
+    loss_ += weights_[size_t(mb)] * double(outs.at(P.loss()).f32()[0]);
+    return;
   }
+  Tensor x = outs.at(P.x_out()).clone();
   if (rank_of_chunk(chunk + 1) == stage_)
     flights_[{chunk + 1, mb}].input = x;
   else
@@ -332,13 +337,14 @@ std::map<ir::ValueId, Tensor> StageRunner::run_part(int chunk, size_t k, Flight&
   const ir::GraphPart& part = P.parts[k];
   runtime::Executor& ex = *P.part_ex[k];
   for (const auto& [v, in] : part.inputs) {  // parameters are bound once
-    if (v == P.traced.tokens.id || v == P.traced.x_in.id) ex.bind(in, f.input);
-    if (v == P.traced.g_out.id) {
+    if (v == P.local(P.traced.tokens.id) || v == P.local(P.traced.x_in.id)) ex.bind(in, f.input);
+    if (v == P.local(P.traced.g_out.id)) {
       HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
                " before its output's gradient arrived");
       ex.bind(in, f.g_out);
     }
-    if (v == P.traced.targets.id) ex.bind(in, rows_of(targets_, first, n));
+    if (v == P.local(P.traced.targets.id))
+      ex.bind(in, input_piece(targets_, first, n, P.layout(P.traced.targets.id)));
     if (auto it = f.kept.find(v); it != f.kept.end()) ex.bind(in, it->second);
   }
   if (!part.outputs.empty()) ex.run();                 // a first chunk's B has nothing to compute
@@ -353,7 +359,7 @@ std::map<ir::ValueId, Tensor> StageRunner::run_part(int chunk, size_t k, Flight&
   // gradients that flow from it (the other chunks' arrive weighted).
   const float scale = pp_.chunks[size_t(chunk)].head ? float(weights_[size_t(mb)]) : 1.0f;
   for (size_t j = 0; j < P.traced.params.size(); ++j)
-    if (auto it = outs.find(P.grads[j].id); it != outs.end())
+    if (auto it = outs.find(P.grad(j)); it != outs.end())
       accumulate(P, j, it->second, scale, accum);
   return outs;
 }
@@ -368,40 +374,19 @@ void StageRunner::accumulate(const Programs& P, size_t j, const Tensor& g, float
 
 void StageRunner::backward(int chunk, int mb, std::vector<Tensor>& accum) {
   const nn::Chunk& k = pp_.chunks[size_t(chunk)];
-  Flight f;  // a chunk with the embeddings reads the tokens; the others, what arrived
+  Flight f;  // its input and what its forward kept
   if (auto it = flights_.find({chunk, mb}); it != flights_.end()) {
     f = std::move(it->second);
     flights_.erase(it);
   }
-  HP_CHECK(k.embed || f.input.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ",
-           mb, " before its forward");
-  const auto [first, n] = rows_[size_t(mb)];
-  Programs& P = programs(chunk, n, true);
+  HP_CHECK(f.input.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
+           " before its forward");
+  Programs& P = programs(chunk, rows_[size_t(mb)].second, true);
   const float scale = k.head ? float(weights_[size_t(mb)]) : 1.0f;
+  const auto outs = run_part(chunk, 1, f, mb, accum);
   Tensor gin;
-  if (keep_) {
-    HP_CHECK(f.input.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
-             " before its forward");
-    const auto outs = run_part(chunk, 1, f, mb, accum);
-    if (!k.embed) gin = outs.at(P.grads.back().id).clone();
-    if (split_) flights_[{chunk, mb}] = std::move(f);  // its W reads what B kept
-  } else {
-    if (k.embed) f.input = input_piece(tokens_, first, n, P.layout(P.traced.tokens.id));
-    P.ex->bind(P.local(k.embed ? P.traced.tokens.id : P.traced.x_in.id), f.input);
-    if (k.head) {
-      P.ex->bind(P.local(P.traced.targets.id),
-                 input_piece(targets_, first, n, P.layout(P.traced.targets.id)));
-    } else {
-      HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
-               " before its output's gradient arrived");
-      P.ex->bind(P.local(P.traced.g_out.id), f.g_out);
-    }
-    P.ex->run();
-    if (k.head) loss_ += double(weights_[size_t(mb)]) * double(P.ex->get(P.outs[0]).f32()[0]);
-    for (size_t j = 0; j < P.traced.params.size(); ++j)
-      accumulate(P, j, P.ex->get(P.outs[1 + j]), scale, accum);
-    if (!k.embed) gin = P.ex->get(P.outs.back()).clone();
-  }
+  if (!k.embed) gin = outs.at(P.x_in_grad()).clone();
+  if (split_) flights_[{chunk, mb}] = std::move(f);  // its W reads what B kept
   if (k.embed) return;
   if (scale != 1.0f) runtime::default_backend().scale(ctx_, gin.f32(), gin.numel(), scale);
   if (rank_of_chunk(chunk - 1) == stage_)
@@ -603,7 +588,6 @@ double StageRunner::flops_per_batch() {
       const Programs& P = programs(c, n, true);
       f += P.program.flops;
       for (const runtime::Program& part : P.part_programs) f += part.flops;
-      if (!keep_ && !pp_.chunks[size_t(c)].head) f += programs(c, n, false).program.flops;
     }
   }
   return f;

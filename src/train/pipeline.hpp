@@ -1,18 +1,17 @@
 // StageRunner: one rank's part of a pipeline step. It runs the verified schedule's actions for the
-// chunks this rank holds. On a one-device stage the chunk's training step (the forward, then the
-// gradients of sum(x_out * g_out), or of the head's loss, with respect to its parameters and
-// x_in) is cut in parts (ir::split_graph): F runs the forward and keeps the values the backward
-// reads; B computes x_in's gradient and W the parameter gradients (schedules with B and W apart,
-// zero-bubble), or BW both; the weighted parameter gradients go into the accumulators and x_in's
-// gradient goes back. A stage of several devices runs each chunk SPMD on its own sub-mesh (the
-// chunk's step propagated over the stage's strategy and lowered per rank, its collectives over the
-// stage's communicator): there F runs a forward program and B (or BW) the whole training program,
-// recomputing the forward from the chunk's input, the only value kept in between; W is empty.
-// Programs are compiled per micro-batch row count (at most two when the rows do not divide
-// evenly). Activations and their gradients cross the boundary between two stages as the parts
-// each receiving rank's piece needs, sent point-to-point by the one copy of each part on the
-// sending stage (boundary_parts). Used by train::Trainer; not a trainer itself: clipping and
-// AdamW stay there.
+// chunks this rank holds. A chunk's training step (the forward, then the gradients of
+// sum(x_out * g_out), or of the head's loss, with respect to its parameters and x_in) is cut in
+// parts (ir::split_graph): F runs the forward and keeps the values the backward reads; B computes
+// x_in's gradient and W the parameter gradients (schedules with B and W apart, zero-bubble), or BW
+// both; the weighted parameter gradients go into the accumulators and x_in's gradient goes back.
+// On a stage of several devices the step cut is the chunk's step propagated over the stage's
+// strategy and lowered for this rank (SPMD on the stage's own sub-mesh, its collectives over the
+// stage's communicator, in the parts that need them: every rank of the stage runs the same parts
+// in the same order). Programs are compiled per micro-batch row count (at most two when the rows
+// do not divide evenly). Activations and their gradients cross the boundary between two stages
+// as the parts each receiving rank's piece needs, sent point-to-point by the one copy of each
+// part on the sending stage (boundary_parts). Used by train::Trainer; not a trainer itself:
+// clipping and AdamW stay there.
 #pragma once
 #include <chrono>
 #include <map>
@@ -75,8 +74,7 @@ class StageRunner {
   void reduce_grads(std::vector<Tensor>& accum);
   // The loss of one global batch, forward only, as one micro-batch through the chunks in order.
   double eval(const Tensor& tokens, const Tensor& targets);
-  // FLOPs of one global batch's forwards and backwards on this rank (recomputed forwards
-  // included on a stage of several devices).
+  // FLOPs of one global batch's forwards and backwards on this rank.
   double flops_per_batch();
 
   // Each chunk's forward (F), input-gradient (B or BW) and weight-gradient (W; 0 when fused or on
@@ -143,8 +141,7 @@ class StageRunner {
   std::shared_ptr<Allocator> device_;
   std::chrono::milliseconds timeout_;
   int stage_ = 0, local_ = 0;
-  bool keep_ = false;   // the step cut in parts, F's values kept (a one-device stage)
-  bool split_ = false;  // and B apart from W (a schedule with W)
+  bool split_ = false;                               // B apart from W (a schedule with W)
   std::unique_ptr<comm::Communicator> stage_world_;  // the stage's ranks (several devices)
   std::unique_ptr<shard::RankComm> rc_;              // its mesh over them
   std::vector<size_t> ids_;

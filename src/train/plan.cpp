@@ -101,16 +101,14 @@ mpmd::BalanceInput block_costs(const io::ModelConfig& cfg, int64_t seq) {
 }
 
 mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks,
-                               const mpmd::PipelineSpec& spec, const mpmd::BalanceInput& in) {
+                               const mpmd::BalanceInput& in) {
   mpmd::CostModel costs = mpmd::CostModel::uniform(g);
   for (size_t c = 0; c < chunks.size(); ++c) {
     const nn::Chunk& k = chunks[c];
     double f = (k.embed ? in.first_cost : 0) + (k.head ? in.last_cost : 0);
     for (int64_t b = k.first; b <= k.last; ++b) f += in.cost.at(size_t(b));
-    const bool kept = spec.stages[size_t(g.rank_of[c])].devices == 1;
-    costs.chunks[c] = !kept     ? mpmd::ChunkCost{.f = f, .b = 3 * f, .w = 0}
-                      : k.embed ? mpmd::ChunkCost{.f = f, .b = 0, .w = 2 * f}
-                                : mpmd::ChunkCost{.f = f, .b = f, .w = f};
+    costs.chunks[c] = k.embed ? mpmd::ChunkCost{.f = f, .b = 0, .w = 2 * f}
+                              : mpmd::ChunkCost{.f = f, .b = f, .w = f};
   }
   return costs;
 }
@@ -123,7 +121,7 @@ mpmd::Schedule pipeline_schedule(const io::ModelConfig& cfg, int64_t seq,
   const mpmd::ChunkGraph g = spec.chunk_graph();
   const int m = int(spec.microbatches);
   if (spec.schedule != mpmd::ScheduleKind::kAuto) return mpmd::schedule_on(spec.schedule, g, m);
-  return mpmd::synthesise(g, m, modelled_costs(g, cs, spec, block_costs(cfg, seq))).schedule;
+  return mpmd::synthesise(g, m, modelled_costs(g, cs, block_costs(cfg, seq))).schedule;
 }
 
 }  // namespace

@@ -37,10 +37,10 @@ for r in recs:
     assert r["pp"] in (1, 2) and (r["pp"] == 1 or r["dp"] * r["tp"] == 1), r
     assert r["pp"] > 1 or r["micro_batch"] * r["dp"] == 8, r  # no accumulation without pp
 PY
-# A stage of several devices recomputes its whole forward in its backward.
+# Stages of several devices keep their forward's values too.
 out=$("$HP" plan --model gpt2-tiny --cluster local:4 --strategy pp2xdp2 --global-batch 8 --seq 32 \
   --json --top 1)
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["recompute"] == "full", r' \
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["recompute"] == "selective", r' \
   "$out" || fail "pp2xdp2 on local:4: $out"
 "$HP" plan --model "$ROOT/../shared/reference/gpt2-deep" --cluster "$WORK/local.yaml:2" \
   --global-batch 16 --seq 32 >/dev/null || fail "hp plan on gpt2-deep"
@@ -74,8 +74,8 @@ printf 'mesh: {dp: 2}\npresets: [dp]\nmicro_batch: 2\nrecompute: full\nzero: opt
 for key in "other.yaml:3:14 (micro_batch)" "other.yaml:4:12 (recompute)" "other.yaml:5:7 (zero)"; do
   grep -qF "$key" "$WORK/other.txt" || fail "no warning at $key: $(cat "$WORK/other.txt")"
 done
-# One-device pipeline stages keep their forward's values: `recompute: full` is warned of, and
-# `selective` is what runs.
+# Pipeline stages keep their forward's values: `recompute: full` is warned of, and `selective` is
+# what runs.
 for rc in full selective; do
   printf 'mesh: {pp: 2}\npipeline: {schedule: 1f1b, microbatches: 4}\nmicro_batch: 2\nrecompute: %s\n' \
     "$rc" >"$WORK/pp-$rc.yaml"

@@ -287,6 +287,23 @@ TEST(Pipeline, SplitSchedulesComputeWeightGradientsInW) {
     }
     EXPECT_GT(costs[1].b, 0.0);  // the head's B: its input gradient
   }
+  // The same on a stage of two devices (tp2): its chunk's lowered step is cut in F, B and W, and
+  // nothing is recomputed (B alone no longer holds the whole backward).
+  const mpmd::PipelineSpec spec = mpmd::parse_pipeline_text(
+      "pipeline:\n  schedule: zb-h1\n  microbatches: 3\n  stages:\n    - blocks: \"0-1\"\n"
+      "      devices: 1\n    - blocks: \"2-3\"\n      devices: 2\n      strategy: tp2\n",
+      3, 4);
+  auto plan = plan_pipeline(cfg, spec, 4, 8);
+  std::vector<mpmd::ChunkCost> costs;
+  comm::ThreadWorld(3).run([&](comm::Communicator& c) {
+    Trainer tr(*plan, c, init, opt);
+    tr.step(tokens, targets);
+    const mpmd::CostModel m = tr.measured_pipeline_costs();
+    if (c.rank() == 0) costs = m.chunks;
+  });
+  ASSERT_EQ(costs.size(), 2u);
+  EXPECT_GT(costs[1].w, 0.0);
+  EXPECT_GT(costs[1].b, 0.0);
 }
 
 TEST(Pipeline, UnevenStagesAndMicroBatches) {
@@ -308,6 +325,10 @@ TEST(Pipeline, StagesOnSubMeshesMatchOneDevice) {
   expect_pipeline_matches(io::Architecture::kGpt2, "pp2xfsdp2", 4, K::kZbH1, 2);
   expect_pipeline_matches(io::Architecture::kGpt2, two_plus_one("tp2", "1f1b", 3), 3);
   expect_pipeline_matches(io::Architecture::kLlama, two_plus_one("dp2", "gpipe", 3), 3);
+  // B and W apart on stages of several devices: the lowered step cut in parts too.
+  expect_pipeline_matches(io::Architecture::kGpt2, two_plus_one("tp2", "zb-h1", 3), 3);
+  expect_pipeline_matches(io::Architecture::kLlama, two_plus_one("dp2", "zb-h1", 3), 3);
+  expect_pipeline_matches(io::Architecture::kLlama, "pp2xtp2", 4, K::kZbV, 4);
 }
 
 // A rank failing inside a stage of two devices: its stage peer (in a collective) and the next
@@ -381,7 +402,7 @@ TEST(Pipeline, BlocksBalancedByTheirFlops) {
   EXPECT_EQ(spec.stages[0].blocks[0].last, 8);
   EXPECT_EQ(spec.stages[1].blocks[0].first, 9);
   const std::vector<nn::Chunk> chunks = {{0, 8, true, false}, {9, 11, false, true}};
-  const mpmd::CostModel costs = modelled_costs(spec.chunk_graph(), chunks, spec, in);
+  const mpmd::CostModel costs = modelled_costs(spec.chunk_graph(), chunks, in);
   EXPECT_NEAR(costs.chunks[0].f, 9 + in.first_cost, 1e-9);
   EXPECT_EQ(costs.chunks[0].b, 0.0);
   EXPECT_NEAR(costs.chunks[0].w, 2 * costs.chunks[0].f, 1e-9);

@@ -26,10 +26,7 @@ struct Space {
   std::vector<Schedule> schedules;     // empty: all (with pp > 1)
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
-  std::vector<Recompute> recomputes;  // empty: all
-  // With pp > 1 and stages of several devices, instead of `recomputes` when not empty (a
-  // runtime whose sharded pipeline stages recompute differently from its other steps).
-  std::vector<Recompute> pipeline_recomputes;
+  std::vector<Recompute> recomputes;      // empty: all
   int64_t recompute_blocks = 0;           // with full: blocks per stage recomputed; 0: searched;
                                           // kAllBlocks: all of them
   std::vector<bool> offloads;             // optimizer state on the host; empty: off and on

@@ -119,12 +119,11 @@ std::unique_ptr<StepPlan> plan_pipeline(
 mpmd::BalanceInput block_costs(const io::ModelConfig& cfg, int64_t seq);
 
 // Costs for the schedule simulator and `auto` without measurements: a chunk's forward costs its
-// blocks, embeddings and head (`costs`, block_costs); on a one-device stage (forward values kept)
-// its input gradient and its weight gradients one forward each (the first chunk, whose input has
-// no gradient, does its whole backward in W); on a stage of several devices its backward three
-// times the forward, which it recomputes, and W nothing.
+// blocks, embeddings and head (`costs`, block_costs); its input gradient and its weight gradients
+// one forward each (the forward's values are kept), the first chunk's whole backward in W (its
+// input has no gradient). The same on a stage of several devices: its devices share the work.
 mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::Chunk>& chunks,
-                               const mpmd::PipelineSpec& spec, const mpmd::BalanceInput& costs);
+                               const mpmd::BalanceInput& costs);
 
 using shard::logical_layout;  // the step's parameters are traced in logical shapes
 

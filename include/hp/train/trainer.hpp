@@ -133,7 +133,7 @@ class Trainer {
   size_t kernel_scratch_bytes() const { return rp_ ? rp_->request.scratch_bytes : 0; }
   double stall_seconds() const { return stall_s_; }  // waiting on transfers, last step
   // FLOPs of one micro-batch's forward+backward on this rank, from the ops' cost functions (a
-  // pipeline rank: its chunks' over one global batch, recomputed forwards included).
+  // pipeline rank: its chunks' over one global batch).
   double flops_per_micro_batch();
 
  private:
