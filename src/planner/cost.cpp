@@ -342,11 +342,10 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double head = 3 * tokens * 2 * h * double(m.vocab) / t /
                       (cl.peak_flops * eff.gemm_share(tokens, h, double(m.vocab) / t));
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);
-  // One-device pipeline stages run the step cut in parts (the runtime's F, B, W), at the
-  // efficiency the cluster measured for them.
+  // Pipeline stages run the step cut in parts (the runtime's F, B, W), at the efficiency the
+  // cluster measured for them.
   const bool split = c.schedule == Schedule::kZbH1 || c.schedule == Schedule::kZbV;
-  const double cut =
-      c.pp > 1 && c.dp * c.tp == 1 ? (split ? eff.pipeline_split : eff.pipeline_fused) : 1;
+  const double cut = c.pp > 1 ? (split ? eff.pipeline_split : eff.pipeline_fused) : 1;
   // Fully recomputed blocks repeat their forward; the rest recompute the attention core.
   const double full = double(full_blocks(c, blocks));
   const double stage_rc =

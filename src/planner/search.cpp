@@ -136,9 +136,8 @@ double compute_floor(const Workload& w, const Cluster& cl, const Efficiency& eff
     best.gemm_shapes.clear();
   }
   const double head = 6 * double(w.model.d_model * w.model.vocab) / t / (cl.peak_flops * best.gemm);
-  // One-device pipeline stages at their measured efficiency (estimate's `cut`), the better one.
-  const double cut =
-      pp > 1 && dp * tp == 1 ? std::min({1.0, eff.pipeline_fused, eff.pipeline_split}) : 1;
+  // Pipeline stages at their measured efficiency (estimate's `cut`), the better one.
+  const double cut = pp > 1 ? std::min({1.0, eff.pipeline_fused, eff.pipeline_split}) : 1;
   return cut *
          (3 * blocks * (tokens * per_token + block_gemm_s(bc, tokens, t, cl.peak_flops, best)) +
           tokens * head);

@@ -53,8 +53,8 @@ struct Efficiency {
   // full sharding's gathers and reduce-scatters) rather than one per bucket, as this project's
   // trainer does: each call then pays the tiers' latency. hp calibrate sets it.
   bool per_tensor_collectives = false;
-  // What a one-device pipeline stage's actions take over the same blocks and rows run as one
-  // fused forward and backward: F and a fused BW (gpipe, 1f1b, interleaved), or F, B and W
+  // What a pipeline stage's actions take over the same blocks and rows run as one fused forward
+  // and backward: F and a fused BW (gpipe, 1f1b, interleaved), or F, B and W
   // (zb-h1, zbv). The cut step copies the values it keeps, accumulates gradients per micro-batch
   // and switches programs between micro-batches. hp calibrate measures them; 1 for the presets,
   // whose runtimes fuse the accumulation into the GEMMs.
