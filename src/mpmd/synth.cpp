@@ -17,6 +17,7 @@ namespace hp::mpmd {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int kOrderEvaluations = 100;  // schedule_at_costs' search over a policy's ordering
 
 // Costs and transfer delays the list scheduler orders by: the real ones, not unit costs.
 ListCosts list_costs(const ChunkGraph& g, const CostModel& costs) {
@@ -118,9 +119,24 @@ Schedule schedule_at_costs(ScheduleKind kind, const ChunkGraph& g, int microbatc
                            const CostModel& costs) {
   if (kind == ScheduleKind::kAuto) return synthesise(g, microbatches, costs).schedule;
   costs.check(g);
-  const ListPolicy p = policy_for(kind, g, microbatches);
-  return with_communication(schedule_name(kind), g, microbatches, p.split_backward,
-                            list_schedule(g, microbatches, p, list_costs(g, costs)));
+  const ListCosts lc = list_costs(g, costs);
+  const ListPolicy base = policy_for(kind, g, microbatches);
+  // The policy at these costs, then hill climbing over its ordering alone (when W runs, forward
+  // or backward first, alternation, rounds): its caps, the memory it holds, and its B/W split
+  // stay the named schedule's. Never slower at these costs than the generator's order.
+  const Schedule generated = schedule_on(kind, g, microbatches);
+  Scored best = evaluate(g, microbatches, costs, lc, base, &generated);
+  Scored current = evaluate(g, microbatches, costs, lc, base);
+  if (current.better_than(best)) best = current;
+  for (int i = 0; i < kOrderEvaluations; ++i) {
+    ListPolicy p = mutate(current.policy, g, microbatches, 1, uint64_t(i));
+    p.cap = base.cap, p.hold_cap = base.hold_cap, p.split_backward = base.split_backward;
+    Scored s = evaluate(g, microbatches, costs, lc, p);
+    if (!current.better_than(s)) current = s;
+    if (s.better_than(best)) best = std::move(s);
+  }
+  best.schedule.name = schedule_name(kind);
+  return std::move(best.schedule);
 }
 
 LowerBound lower_bound(const ChunkGraph& g, int microbatches, const CostModel& costs) {

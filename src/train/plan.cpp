@@ -115,13 +115,17 @@ mpmd::CostModel modelled_costs(const mpmd::ChunkGraph& g, const std::vector<nn::
 
 namespace {
 
-// The schedule a pipeline spec asks for; `auto` is synthesised from modelled costs.
+// The schedule a pipeline spec asks for; `auto` is synthesised from modelled costs, and the
+// zero-bubble schedules (B and W apart, whose generators order for equal F, B and W) are ordered
+// at them (mpmd::schedule_at_costs: the first chunk's backward is all W, the head costs more).
 mpmd::Schedule pipeline_schedule(const io::ModelConfig& cfg, int64_t seq,
                                  const mpmd::PipelineSpec& spec, const std::vector<nn::Chunk>& cs) {
+  using K = mpmd::ScheduleKind;
   const mpmd::ChunkGraph g = spec.chunk_graph();
   const int m = int(spec.microbatches);
-  if (spec.schedule != mpmd::ScheduleKind::kAuto) return mpmd::schedule_on(spec.schedule, g, m);
-  return mpmd::synthesise(g, m, modelled_costs(g, cs, block_costs(cfg, seq))).schedule;
+  const K k = spec.schedule;
+  if (k != K::kAuto && k != K::kZbH1 && k != K::kZbV) return mpmd::schedule_on(k, g, m);
+  return mpmd::schedule_at_costs(k, g, m, modelled_costs(g, cs, block_costs(cfg, seq)));
 }
 
 }  // namespace
