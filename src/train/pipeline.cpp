@@ -72,10 +72,10 @@ int64_t counted_targets(const Tensor& targets, int64_t first, int64_t n) {
 
 }  // namespace
 
-// One chunk's program for one row count: the forward (to x_out; the head chunk: to its loss) or
-// the training program (loss, then the gradient of every chunk parameter, then x_in's). On a
-// stage of several devices the program is the chunk's step lowered for this rank; on one device
-// the training program is cut in parts (F, then B and W or BW), each with its own executor.
+// One chunk's programs for one row count: the forward (to x_out; the head chunk: to its loss;
+// for eval), or the training step (the loss, every chunk parameter's gradient, x_in's, then
+// x_out) cut in parts (F, then B and W or BW), each with its own executor. On a stage of several
+// devices the step is first lowered for this rank.
 struct StageRunner::Programs {
   nn::Traced traced;
   std::vector<ir::Var> grads;
@@ -84,7 +84,7 @@ struct StageRunner::Programs {
   std::vector<ir::ValueId> outs;  // the program's outputs (local ids), in the order traced
   runtime::Program program;
   std::unique_ptr<runtime::Executor> ex;
-  std::vector<ir::GraphPart> parts;  // a one-device training step cut in parts
+  std::vector<ir::GraphPart> parts;  // the training step cut in parts
   std::vector<runtime::Program> part_programs;
   std::vector<std::unique_ptr<runtime::Executor>> part_ex;
 

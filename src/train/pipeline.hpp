@@ -77,8 +77,8 @@ class StageRunner {
   // FLOPs of one global batch's forwards and backwards on this rank.
   double flops_per_batch();
 
-  // Each chunk's forward (F), input-gradient (B or BW) and weight-gradient (W; 0 when fused or on
-  // a stage of several devices) seconds in the last run(), mean over its micro-batches, for every
+  // Each chunk's forward (F), input-gradient (B or BW) and weight-gradient (W; 0 when fused)
+  // seconds in the last run(), mean over its micro-batches, for every
   // chunk (collective): the costs of a profiling step.
   std::vector<mpmd::ChunkCost> measured_costs();
   // Runs the schedule's policy ordered at `costs` from the next run() on (mpmd::schedule_at_costs,
