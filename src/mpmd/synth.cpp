@@ -17,7 +17,10 @@ namespace hp::mpmd {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int kOrderEvaluations = 100;  // schedule_at_costs' search over a policy's ordering
+// schedule_at_costs' search over a policy's ordering: at most this many candidates, and no more
+// than keep its simulated actions (each candidate's F, B and W of every chunk and micro-batch)
+// within the budget: a second or two for 32 ranks of 256 micro-batches.
+constexpr int64_t kOrderEvaluations = 100, kOrderActionBudget = 200000;
 
 // Costs and transfer delays the list scheduler orders by: the real ones, not unit costs.
 ListCosts list_costs(const ChunkGraph& g, const CostModel& costs) {
@@ -128,7 +131,8 @@ Schedule schedule_at_costs(ScheduleKind kind, const ChunkGraph& g, int microbatc
   Scored best = evaluate(g, microbatches, costs, lc, base, &generated);
   Scored current = evaluate(g, microbatches, costs, lc, base);
   if (current.better_than(best)) best = current;
-  for (int i = 0; i < kOrderEvaluations; ++i) {
+  const int64_t actions = 3 * int64_t(g.chunks()) * microbatches;
+  for (int64_t i = 0; i < std::min(kOrderEvaluations, kOrderActionBudget / actions); ++i) {
     ListPolicy p = mutate(current.policy, g, microbatches, 1, uint64_t(i));
     p.cap = base.cap, p.hold_cap = base.hold_cap, p.split_backward = base.split_backward;
     Scored s = evaluate(g, microbatches, costs, lc, p);

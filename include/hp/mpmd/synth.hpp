@@ -52,7 +52,8 @@ struct SynthResult {
 // faster. A schedule generated under unit costs can leave a bubble the same policy avoids at the
 // real costs (zbv over 4 micro-batches on 2 ranks: 11.9% against 3.4%, the lower bound, at one
 // profiled set of GPT-2 chunk costs; with B 1.37 times F and W, 30.44 against 28.33, the bound
-// 27.96). Deterministic. kAuto: synthesised at `costs`.
+// 27.96). Deterministic; the search shrinks with the schedule's size (about 2 s for zbv over
+// 32 ranks and 256 micro-batches). kAuto: synthesised at `costs`.
 Schedule schedule_at_costs(ScheduleKind kind, const ChunkGraph& g, int microbatches,
                            const CostModel& costs);
 
