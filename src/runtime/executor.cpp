@@ -60,6 +60,21 @@ void Executor::bind(ValueId v, Tensor t) {
   tensors_[size_t(v)] = std::move(t);
 }
 
+void Executor::unbind(const std::vector<ValueId>& sources) {
+  const ir::Graph& g = *program_.graph;
+  for (ValueId v : sources) {
+    HP_CHECK(g.value(v).kind != ir::ValueKind::kNode, "[executor] %", v, " is not a source");
+    tensors_.at(size_t(v)) = Tensor();
+  }
+  std::vector<bool> kept(tensors_.size(), false);
+  for (ValueId o : program_.outputs) kept[size_t(o)] = true;
+  for (const Instr& ins : program_.instrs) {
+    if (ins.kind != InstrKind::kCompute) continue;
+    const ir::Node& n = g.node(ins.node);
+    if (n.def->view && !kept[size_t(n.outputs[0])]) tensors_[size_t(n.outputs[0])] = Tensor();
+  }
+}
+
 const Tensor& Executor::get(ValueId v) const {
   const Tensor& t = tensors_.at(size_t(v));
   HP_CHECK(t.defined(), "[executor] %", v, " has no buffer (not an output or source)");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
+#include <set>
 
 #include "hp/autodiff/grad.hpp"
 #include "hp/io/box_file.hpp"
@@ -62,6 +63,10 @@ Tensor rows_of(const Tensor& t, int64_t first, int64_t n) {
   Tensor out(s, t.dtype());
   std::memcpy(out.raw(), static_cast<const char*>(t.raw()) + size_t(first) * row, size_t(n) * row);
   return out;
+}
+
+size_t type_bytes(const ir::TensorType& t) {
+  return size_t(numel(t.shape)) * dtype_size(t.dtype);
 }
 
 int64_t counted_targets(const Tensor& targets, int64_t first, int64_t n) {
@@ -336,16 +341,21 @@ std::map<ir::ValueId, Tensor> StageRunner::run_part(int chunk, size_t k, Flight&
   Programs& P = programs(chunk, n, true);
   const ir::GraphPart& part = P.parts[k];
   runtime::Executor& ex = *P.part_ex[k];
-  for (const auto& [v, in] : part.inputs) {  // parameters are bound once
-    if (v == P.local(P.traced.tokens.id) || v == P.local(P.traced.x_in.id)) ex.bind(in, f.input);
+  std::vector<ir::ValueId> bound;  // this micro-batch's inputs; parameters are bound once
+  for (const auto& [v, in] : part.inputs) {
+    Tensor t;
+    if (v == P.local(P.traced.tokens.id) || v == P.local(P.traced.x_in.id)) t = f.input;
     if (v == P.local(P.traced.g_out.id)) {
       HP_CHECK(f.g_out.defined(), "[pipeline] backward of chunk ", chunk, " micro-batch ", mb,
                " before its output's gradient arrived");
-      ex.bind(in, f.g_out);
+      t = f.g_out;
     }
     if (v == P.local(P.traced.targets.id))
-      ex.bind(in, input_piece(targets_, first, n, P.layout(P.traced.targets.id)));
-    if (auto it = f.kept.find(v); it != f.kept.end()) ex.bind(in, it->second);
+      t = input_piece(targets_, first, n, P.layout(P.traced.targets.id));
+    if (auto it = f.kept.find(v); it != f.kept.end()) t = it->second;
+    if (!t.defined()) continue;
+    ex.bind(in, std::move(t));
+    bound.push_back(in);
   }
   if (!part.outputs.empty()) ex.run();                 // a first chunk's B has nothing to compute
   for (auto it = f.kept.begin(); it != f.kept.end();)  // what no later part reads is done with
@@ -353,8 +363,9 @@ std::map<ir::ValueId, Tensor> StageRunner::run_part(int chunk, size_t k, Flight&
   std::map<ir::ValueId, Tensor> outs;
   for (const auto& [v, o] : part.outputs) {
     outs[v] = ex.get(o);
-    if (P.read_after(k, v)) f.kept[v] = outs[v].clone();  // the next micro-batch reuses buffers
+    if (P.read_after(k, v)) f.kept[v] = outs[v].clone(device_);  // buffers are reused
   }
+  ex.unbind(bound);  // the micro-batch's values are held no longer than its flight
   // The head's loss is its micro-batch's mean: weighted into the batch's, and so are all the
   // gradients that flow from it (the other chunks' arrive weighted).
   const float scale = pp_.chunks[size_t(chunk)].head ? float(weights_[size_t(mb)]) : 1.0f;
@@ -503,6 +514,37 @@ void StageRunner::reduce_grads(std::vector<Tensor>& accum) {
       at += size_t(accum[k].numel());
     }
   }
+}
+
+StageRunner::DeviceNeeds StageRunner::prepare_device() {
+  const int m = pp_.schedule.microbatches, C = int(pp_.chunks.size());
+  DeviceNeeds out;
+  out.act.assign(size_t(C), 0.0);
+  out.w.assign(size_t(C), 0.0);
+  std::set<int64_t> rows;
+  for (int mb = 0; mb < m; ++mb) rows.insert(shard::split_range(plan_.batch, m, mb).second);
+  for (int c = 0; c < C; ++c) {
+    if (rank_of_chunk(c) != stage_) continue;
+    for (int64_t n : rows) {
+      Programs& P = programs(c, n, true);
+      for (const runtime::Program& prog : P.part_programs)
+        out.scratch = std::max(out.scratch, runtime::scratch_bytes(prog, ctx_.threads));
+      if (n != *rows.rbegin()) continue;
+      // After part k: what later parts read of the values parts 0..k computed.
+      auto kept_after = [&](size_t k) {
+        double bytes = 0;
+        for (size_t j = 0; j <= k; ++j)
+          for (const auto& [v, o] : P.parts[j].outputs)
+            if (P.read_after(k, v)) bytes += double(type_bytes(P.parts[j].graph->value(o).type));
+        return bytes;
+      };
+      out.act[size_t(c)] = kept_after(0);
+      if (split_) out.w[size_t(c)] = kept_after(1);
+    }
+    Programs& E = programs(c, plan_.batch, false);  // eval's forward over the whole batch
+    out.scratch = std::max(out.scratch, runtime::scratch_bytes(E.program, ctx_.threads));
+  }
+  return out;
 }
 
 double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {

@@ -74,6 +74,18 @@ class StageRunner {
   void reduce_grads(std::vector<Tensor>& accum);
   // The loss of one global batch, forward only, as one micro-batch through the chunks in order.
   double eval(const Tensor& tokens, const Tensor& targets);
+  // What this rank holds on its device besides its parameters, gradients and optimizer state,
+  // for a budget checked before the first step: compiles every program its chunks run (each
+  // training micro-batch row count, and the forward over the whole batch for eval), whose arenas
+  // and outputs are then allocated, and gives per chunk of the schedule (0 for other ranks'
+  // chunks) the bytes one micro-batch keeps on the device from its F to the end of its B or BW
+  // (`act`) and from its B to its W (`w`), at the largest row count; and the kernels' largest
+  // workspace. Kept values live on the device allocator from then on.
+  struct DeviceNeeds {
+    std::vector<double> act, w;
+    size_t scratch = 0;
+  };
+  DeviceNeeds prepare_device();
   // FLOPs of one global batch's forwards and backwards on this rank.
   double flops_per_batch();
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "hp/mpmd/verify.hpp"
 #include "hp/runtime/backend.hpp"
 #include "train/pipeline.hpp"
 
@@ -73,9 +74,6 @@ Trainer::Trainer(std::unique_ptr<StepPlan> own, const StepPlan* plan, comm::Comm
 void Trainer::init_pipeline(const io::TensorMap& params) {
   HP_CHECK(world_, "[train] a pipeline step needs its rank's communicator");
   const memory::OffloadOptions& off = opt_.offload;
-  HP_CHECK(off.device_budget.unlimited(),
-           "[train] a device budget under a pipeline strategy is not supported yet (each stage's "
-           "optimizer state can go to the host or disk: --optimizer-state host|disk)");
   const int rank = world_->rank();
   device_ = std::make_shared<Allocator>("device" + std::to_string(rank), 0);
   rc_ = std::make_unique<shard::RankComm>(plan_.strategy.mesh, *world_);
@@ -99,6 +97,62 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
                                            std::chrono::milliseconds(off.timeout_ms));
   for (const Tensor& p : params_) accum_.push_back(Tensor::zeros(p.shape(), DType::kF32, device_));
   state_bytes_ = device_->live_bytes();
+  if (!off.device_budget.unlimited()) check_pipeline_budget();
+}
+
+// Every stage's device bytes: what it holds throughout (parameters, gradient accumulators,
+// optimizer state on the device, its programs' arenas and outputs, the kernels' largest
+// workspace) plus the activations its micro-batches keep between F and their backward at the
+// schedule's peak, as the verifier replays it with each rank's budget. The same numbers on every
+// rank (all-reduced), so every rank refuses alike, naming the smallest budget that fits. Then the
+// device allocator holds the rest of the step to the budget.
+void Trainer::check_pipeline_budget() {
+  const StageRunner::DeviceNeeds needs = stage_->prepare_device();
+  const auto& pp = *plan_.pipeline;
+  const size_t stages = pp.stages.size(), chunks = needs.act.size();
+  // Per chunk its act and w bytes, per stage its fixed bytes: each rank fills its own, the
+  // largest over a stage's ranks counts (a tp piece may be one row longer).
+  std::vector<int64_t> v(2 * chunks + stages, 0);
+  for (size_t c = 0; c < chunks; ++c)
+    v[c] = int64_t(needs.act[c]), v[chunks + c] = int64_t(needs.w[c]);
+  v[2 * chunks + size_t(stage_->stage())] = int64_t(device_->live_bytes() + needs.scratch);
+  world_->all_reduce(v.data(), v.data(), v.size(), DType::kI64, comm::ReduceOp::kMax)
+      .wait(rc_->timeout());
+  mpmd::CostModel costs = mpmd::CostModel::uniform(pp.schedule.graph);
+  for (size_t c = 0; c < chunks; ++c)
+    costs.chunks[c].act_bytes = double(v[c]), costs.chunks[c].w_bytes = double(v[chunks + c]);
+  const std::vector<double> peak = mpmd::verify(pp.schedule, costs).peak_memory;
+  size_t smallest = 0;  // what the most demanding stage needs
+  std::vector<size_t> need(stages);
+  std::string each;  // "stage 0: 52.1 MiB held + 34.1 MiB of activations at the peak; ..."
+  for (size_t s = 0; s < stages; ++s) {
+    need[s] = size_t(v[2 * chunks + s]) + size_t(peak[s]);
+    smallest = std::max(smallest, need[s]);
+    each += detail::cat(s ? "; " : "", "stage ", s, " ",
+                        memory::format_bytes(size_t(v[2 * chunks + s])), " held + ",
+                        memory::format_bytes(size_t(peak[s])),
+                        " of activations at the schedule's peak");
+  }
+  const memory::Budget& budget = opt_.offload.device_budget;
+  costs.memory_budget.resize(stages);
+  for (size_t s = 0; s < stages; ++s)
+    costs.memory_budget[s] = double(budget.resolve(need[s])) - double(v[2 * chunks + s]);
+  const size_t mine = budget.resolve(need[size_t(stage_->stage())]);
+  try {
+    if (std::any_of(costs.memory_budget.begin(), costs.memory_budget.end(),
+                    [](double b) { return b < 0; }))
+      throw Error("a stage's parameters, gradients, optimizer state and programs alone exceed it");
+    mpmd::verify(pp.schedule, costs);
+  } catch (const Error& e) {
+    throw OutOfMemory(detail::cat(
+        "[train] device budget ", budget.str(), " under pipeline ", pp.schedule.name, ": ",
+        e.what(), "; per device, ", each, ": the smallest budget this pipeline fits in is ",
+        smallest, " bytes (", memory::format_bytes(smallest), ")",
+        opt_.offload.optimizer_state == Tier::kDevice
+            ? " (less with the optimizer state off the device: --optimizer-state host|disk)"
+            : ""));
+  }
+  device_->set_budget(mine - needs.scratch);
 }
 
 Tensor Trainer::stage_piece(size_t i, const Tensor& global) const {

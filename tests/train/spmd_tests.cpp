@@ -427,5 +427,59 @@ TEST(Pipeline, ZeroBubbleSchedulesOrderedAtModelledCosts) {
   EXPECT_TRUE(pp.schedule.split_backward);
 }
 
+// A device budget under a pipeline (tp2 stage then one device, zb-h1): below what a stage holds
+// plus its activations at the schedule's peak, every rank refuses before running, naming the
+// smallest budget; at that budget the steps run, equal to the unbudgeted ones, and every rank's
+// device allocator peak plus the kernels' workspace stays within it.
+TEST(Pipeline, DeviceBudgetCheckedThenHeld) {
+  io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
+  cfg.n_layer = 4;
+  const io::TensorMap init = nn::init_params(cfg, 7);
+  const auto [tokens, targets] = batch(cfg.vocab);
+  auto plan = plan_pipeline(cfg, two_plus_one("tp2", "zb-h1", 3), 4, 8);
+  std::vector<std::string> refused(3);  // each rank's own refusal
+  auto losses = [&](size_t budget, std::vector<size_t>* peaks) {
+    TrainOptions opt;
+    opt.batch = 4;
+    opt.seq = 8;
+    opt.offload.device_budget.bytes = budget;
+    std::vector<double> out(3);
+    comm::ThreadWorld(3).run([&](comm::Communicator& c) {
+      std::unique_ptr<Trainer> made;
+      try {
+        made = std::make_unique<Trainer>(*plan, c, init, opt);
+      } catch (const OutOfMemory& e) {
+        refused[size_t(c.rank())] = e.what();
+        throw;
+      }
+      Trainer& tr = *made;
+      for (int s = 0; s < 3; ++s) {
+        const double l = tr.step(tokens, targets).loss;
+        if (c.rank() == 0) out[size_t(s)] = l;
+      }
+      if (peaks) (*peaks)[size_t(c.rank())] = tr.device().peak_bytes();
+    });
+    return out;
+  };
+  size_t smallest = 0;
+  try {
+    losses(4096, nullptr);
+    ADD_FAILURE() << "a 4 KiB budget was accepted";
+  } catch (const OutOfMemory& e) {
+    const std::string what = e.what();
+    const size_t at = what.find("fits in is ");
+    ASSERT_NE(at, std::string::npos) << what;
+    smallest = std::stoull(what.substr(at + 11));
+  }
+  for (const std::string& r : refused)  // every rank, the same budget
+    EXPECT_NE(r.find("fits in is " + std::to_string(smallest) + " bytes"), std::string::npos) << r;
+  ASSERT_GT(smallest, 4096u);
+  EXPECT_THROW(losses(smallest - 1, nullptr), OutOfMemory);
+  std::vector<size_t> peaks(3);
+  const std::vector<double> held = losses(smallest, &peaks);
+  EXPECT_EQ(held, losses(0, nullptr));
+  for (size_t p : peaks) EXPECT_LE(p, smallest);
+}
+
 }  // namespace
 }  // namespace hp::train

@@ -36,6 +36,10 @@ class Executor {
   void bind(ir::ValueId v, Tensor t);
   // Runs every instruction. Throws naming the node when a kernel fails.
   void run();
+  // Lets go of the bound sources `sources` (bind them again before the next run) and of the
+  // views this run made (recomputed by every run), so that memory they point to outside the
+  // arena, such as one micro-batch's inputs, is not held until the next run. Outputs stay.
+  void unbind(const std::vector<ir::ValueId>& sources);
   // An output (or bound source) after run().
   const Tensor& get(ir::ValueId v) const;
   Tensor& get_mut(ir::ValueId v);

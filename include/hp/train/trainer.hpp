@@ -156,6 +156,7 @@ class Trainer {
   // A pipeline rank: its stage's parameters, gradients summed with the other holders of tied ones,
   // and a parameter's value from the rank that owns it (collective).
   void init_pipeline(const io::TensorMap& params);
+  void check_pipeline_budget();  // a device budget under a pipeline: checked, then held
   void exchange_shared_grads();
   Tensor from_owner(size_t i, const std::function<Tensor(size_t)>& local);
   // This rank's piece of parameter i's global tensor on its stage's mesh (whole on one device).
