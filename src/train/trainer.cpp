@@ -124,7 +124,7 @@ void Trainer::check_pipeline_budget() {
   const std::vector<double> peak = mpmd::verify(pp.schedule, costs).peak_memory;
   size_t smallest = 0;  // what the most demanding stage needs
   std::vector<size_t> need(stages);
-  std::string each;  // "stage 0: 52.1 MiB held + 34.1 MiB of activations at the peak; ..."
+  std::string each;  // "stage 0 52.10 MiB held + 34.10 MiB of activations at the ...; ..."
   for (size_t s = 0; s < stages; ++s) {
     need[s] = size_t(v[2 * chunks + s]) + size_t(peak[s]);
     smallest = std::max(smallest, need[s]);
