@@ -4,6 +4,7 @@
 #include "hp/mpmd/verify.hpp"
 
 #include <algorithm>
+#include <iomanip>
 #include <map>
 #include <set>
 #include <sstream>
@@ -247,9 +248,9 @@ std::vector<double> check_memory(const Schedule& s, const CostModel& costs) {
       }
       peaks[size_t(r)] = std::max(peaks[size_t(r)], held);
       if (budget <= 0 || held <= budget * (1 + 1e-12)) continue;
-      std::ostringstream os;
-      os << "rank " << r << " holds " << held << " of activations after #" << i << " " << a.str()
-         << ", over its budget of " << budget << "; live forwards:";
+      std::ostringstream os;  // every digit: the units may be bytes
+      os << std::setprecision(15) << "rank " << r << " holds " << held << " of activations after #"
+         << i << " " << a.str() << ", over its budget of " << budget << "; live forwards:";
       for (const auto& [cm, fi] : live) os << " #" << fi << " F c" << cm.first << " m" << cm.second;
       fail(s, os.str());
     }
