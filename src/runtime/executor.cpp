@@ -38,6 +38,12 @@ Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, Co
   if (program_.arena_bytes > 0) arena_ = std::make_shared<Storage>(device_, program_.arena_bytes);
   std::vector<bool> is_output(g.values().size(), false);
   for (ValueId o : program_.outputs) is_output[size_t(program_.root[size_t(o)])] = true;
+  std::vector<bool> out(g.values().size(), false);
+  for (ValueId o : program_.outputs) out[size_t(o)] = true;
+  for (const Instr& ins : program_.instrs)
+    if (ins.kind == InstrKind::kCompute && g.node(ins.node).def->view &&
+        !out[size_t(g.node(ins.node).outputs[0])])
+      transient_views_.push_back(g.node(ins.node).outputs[0]);
   for (size_t v = 0; v < g.values().size() && !program_.placed_at_run_time; ++v) {
     const auto& t = g.value(ValueId(v)).type;
     if (program_.offset[v] >= 0) {
@@ -66,13 +72,7 @@ void Executor::unbind(const std::vector<ValueId>& sources) {
     HP_CHECK(g.value(v).kind != ir::ValueKind::kNode, "[executor] %", v, " is not a source");
     tensors_.at(size_t(v)) = Tensor();
   }
-  std::vector<bool> kept(tensors_.size(), false);
-  for (ValueId o : program_.outputs) kept[size_t(o)] = true;
-  for (const Instr& ins : program_.instrs) {
-    if (ins.kind != InstrKind::kCompute) continue;
-    const ir::Node& n = g.node(ins.node);
-    if (n.def->view && !kept[size_t(n.outputs[0])]) tensors_[size_t(n.outputs[0])] = Tensor();
-  }
+  for (ValueId v : transient_views_) tensors_[size_t(v)] = Tensor();
 }
 
 const Tensor& Executor::get(ValueId v) const {

@@ -65,10 +65,6 @@ Tensor rows_of(const Tensor& t, int64_t first, int64_t n) {
   return out;
 }
 
-size_t type_bytes(const ir::TensorType& t) {
-  return size_t(numel(t.shape)) * dtype_size(t.dtype);
-}
-
 int64_t counted_targets(const Tensor& targets, int64_t first, int64_t n) {
   const int64_t per_row = targets.numel() / targets.shape()[0];
   const int64_t* t = targets.i64() + first * per_row;
@@ -535,7 +531,10 @@ StageRunner::DeviceNeeds StageRunner::prepare_device() {
         double bytes = 0;
         for (size_t j = 0; j <= k; ++j)
           for (const auto& [v, o] : P.parts[j].outputs)
-            if (P.read_after(k, v)) bytes += double(type_bytes(P.parts[j].graph->value(o).type));
+            if (P.read_after(k, v)) {
+              const ir::TensorType& t = P.parts[j].graph->value(o).type;
+              bytes += double(byte_count(t.shape, dtype_size(t.dtype)));
+            }
         return bytes;
       };
       out.act[size_t(c)] = kept_after(0);

@@ -139,8 +139,9 @@ void Trainer::check_pipeline_budget() {
     costs.memory_budget[s] = double(budget.resolve(need[s])) - double(v[2 * chunks + s]);
   const size_t mine = budget.resolve(need[size_t(stage_->stage())]);
   try {
+    // Nothing left for activations (the verifier reads a budget <= 0 as unlimited).
     if (std::any_of(costs.memory_budget.begin(), costs.memory_budget.end(),
-                    [](double b) { return b < 0; }))
+                    [](double b) { return b <= 0; }))
       throw Error("a stage's parameters, gradients, optimizer state and programs alone exceed it");
     mpmd::verify(pp.schedule, costs);
   } catch (const Error& e) {

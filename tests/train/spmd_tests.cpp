@@ -302,8 +302,8 @@ TEST(Pipeline, SplitSchedulesComputeWeightGradientsInW) {
     if (c.rank() == 0) costs = m.chunks;
   });
   ASSERT_EQ(costs.size(), 2u);
-  EXPECT_GT(costs[1].w, 0.0);
   EXPECT_GT(costs[1].b, 0.0);
+  EXPECT_GT(costs[1].w, 20e-6) << costs[1].b;  // real work, not an empty call
 }
 
 TEST(Pipeline, UnevenStagesAndMicroBatches) {

@@ -67,7 +67,8 @@ class Executor {
   const Backend& backend_;
   std::vector<const Kernel*> kernels_;  // per node id; null for nodes not computed (views)
   std::shared_ptr<Storage> arena_;
-  std::vector<Tensor> tensors_;  // per value id
+  std::vector<Tensor> tensors_;               // per value id
+  std::vector<ir::ValueId> transient_views_;  // views recomputed per run, not outputs (unbind)
   MoveHandler* mover_ = nullptr;
   CommRunner* comm_ = nullptr;
   bool profile_ = false;
