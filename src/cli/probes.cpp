@@ -145,11 +145,6 @@ Link calibrate_link(memory::TransferEngine& engine, int busy_threads) {
   // per transfer (submission, waking the team) from what the smaller one takes beyond it.
   const size_t big = size_t(8) << 20, small = size_t(1) << 20;
   const double t_big = median_seconds(big, 33), t_small = median_seconds(small, 65);
-  const double bw = t_big > t_small ? double(big - small) / (t_big - t_small) : double(big) / t_big;
-  Link l;
-  l.gbps = bw / 1e9;
-  l.latency_us = std::max(0.0, t_small - double(small) / bw) * 1e6;
-
   // Write-backs: the source written just before (as the op producing the value leaves it), the
   // destination one of 16 rotating buffers (64 MiB in all), so it is not in cache.
   const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE) > 0 ? sysconf(_SC_LEVEL3_CACHE_SIZE)
@@ -167,7 +162,11 @@ Link calibrate_link(memory::TransferEngine& engine, int busy_threads) {
     t.push_back(time_copy(static_cast<char*>(dst[size_t(r) % dst.size()]->data()),
                           static_cast<const char*>(src.data()), wb));
   }
-  l.writeback_gbps = double(wb) / std::max(1e-9, median(t) - l.latency_us * 1e-6) / 1e9;
+  const memory::LinkFit f = memory::fit_link(small, t_small, big, t_big, wb, median(t));
+  Link l;
+  l.gbps = f.bytes_per_s / 1e9;
+  l.latency_us = f.latency_s * 1e6;
+  l.writeback_gbps = f.writeback_bytes_per_s / 1e9;
   l.writeback_cached_bytes = llc > 0 ? size_t(llc) / 2 : 0;
   return l;
 }

@@ -26,6 +26,24 @@ double CostModel::transfer_seconds(size_t bytes, bool to_device) const {
   return latency_s + double(bytes) / (cached ? writeback_bytes_per_s : link_bytes_per_s);
 }
 
+LinkFit fit_link(size_t small, double small_s, size_t big, double big_s, size_t writeback,
+                 double writeback_s) {
+  HP_CHECK(small > 0 && small < big && writeback > 0, "[offload] link fit: sizes ", small, " < ",
+           big, " and ", writeback, " must be positive and increasing");
+  HP_CHECK(small_s > 0 && big_s > 0 && writeback_s > 0, "[offload] link fit: times ", small_s, ", ",
+           big_s, " and ", writeback_s, " s must be positive");
+  LinkFit f;
+  if (big_s > small_s) {
+    f.bytes_per_s = double(big - small) / (big_s - small_s);
+    f.latency_s = std::max(0.0, small_s - double(small) / f.bytes_per_s);
+  } else {
+    f.bytes_per_s = double(big) / big_s;
+  }
+  f.writeback_bytes_per_s =
+      double(writeback) / std::max(writeback_s - f.latency_s, writeback_s / 2);
+  return f;
+}
+
 namespace {
 
 constexpr int kInf = std::numeric_limits<int>::max();

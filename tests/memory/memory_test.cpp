@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -119,6 +120,32 @@ TEST(ModelSize, ParameterCountMatchesParamInfos) {
     for (const auto& pi : nn::param_infos(c)) n += numel(pi.shape);
     EXPECT_EQ(c.parameter_count(), n) << text;
   }
+}
+
+// The link fit recovers a link's rates and fixed cost from exact timings, and stays finite when
+// the fixed cost (from the two copy sizes) exceeds a whole write-back, as a busy spell of another
+// process on a shared machine makes it: that once gave write-backs at petabytes per second.
+TEST(LinkFit, RecoversTheLinkAndBoundsAWriteBackByItsTime) {
+  const size_t small = size_t(1) << 20, big = size_t(8) << 20, wb = size_t(4) << 20;
+  const double rate = 12e9, lat = 30e-6, wb_rate = 25e9;
+  LinkFit f = fit_link(small, lat + double(small) / rate, big, lat + double(big) / rate, wb,
+                       lat + double(wb) / wb_rate);
+  EXPECT_NEAR(f.bytes_per_s, rate, 1e-6 * rate);
+  EXPECT_NEAR(f.latency_s, lat, 1e-12);
+  EXPECT_NEAR(f.writeback_bytes_per_s, wb_rate, 1e-6 * wb_rate);
+  // The small copies slowed by 500 us each: the fixed cost is larger than the write-back's
+  // 200 us; its rate is then at most twice what its time alone gives.
+  const double wb_s = 200e-6;
+  f = fit_link(small, 500e-6 + double(small) / rate, big, 500e-6 + double(big) / rate, wb, wb_s);
+  EXPECT_NEAR(f.latency_s, 500e-6, 1e-9);
+  EXPECT_NEAR(f.writeback_bytes_per_s, 2 * double(wb) / wb_s, 1e-3);
+  // The big copy no faster than the small: the rate from the big one alone, no fixed cost.
+  f = fit_link(small, 1e-3, big, 1e-3, wb, wb_s);
+  EXPECT_NEAR(f.bytes_per_s, double(big) / 1e-3, 1e-3);
+  EXPECT_EQ(f.latency_s, 0.0);
+  EXPECT_THROW(fit_link(small, 0.0, big, 1e-3, wb, wb_s), Error);
+  EXPECT_THROW(fit_link(big, 1e-3, small, 1e-3, wb, wb_s), Error);
+  EXPECT_THROW(fit_link(small, std::nan(""), big, 1e-3, wb, wb_s), Error);
 }
 
 TEST(TransferEngine, OverlapsWithCompute) {

@@ -31,6 +31,19 @@ struct CostModel {
   double transfer_seconds(size_t bytes, bool to_device = true) const;
 };
 
+// The link's cost fitted from copies timed through a TransferEngine: the medians of copies of
+// `small` and `big` bytes give the rate (from their difference) and the fixed cost per transfer
+// (what the small one took beyond that rate, never negative), or, when the big one was not the
+// slower, the rate from the big one alone and no fixed cost; the median of write-backs of
+// `writeback` bytes, whose source was just written, gives their rate, less the fixed cost but never
+// less than half the time: the fixed cost comes from other copies and on a busy machine can exceed
+// a whole write-back. Throws hp::Error for a size or time that is not positive, or small >= big.
+struct LinkFit {
+  double bytes_per_s = 0, latency_s = 0, writeback_bytes_per_s = 0;
+};
+LinkFit fit_link(size_t small, double small_s, size_t big, double big_s, size_t writeback,
+                 double writeback_s);
+
 struct PlanRequest {
   size_t device_budget = 0;   // bytes for the program plus resident_bytes (0: unlimited)
   size_t resident_bytes = 0;  // kept on the device outside the program (optimizer state)
