@@ -114,6 +114,9 @@ Placement place(Devices dev, const std::string& spec) {
     p.strategy = shard::Strategy{};
     p.strategy->mesh = shard::Mesh({"pp"}, {dev.count});
     p.strategy->file = spec;
+    if (file)  // its offload: section holds for every stage
+      if (auto off = io::YamlNode::load_file(spec).get("offload"))
+        p.strategy->offload = YAML::Clone(off->raw());
     p.dev = std::move(dev);
     return p;
   }

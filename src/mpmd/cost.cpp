@@ -19,6 +19,7 @@ double CostModel::duration(const Action& a) const {
   if (!is_compute(a.kind)) return 0;
   const ChunkCost& c = chunks.at(size_t(a.chunk));
   const double k = scale(a.chunk, a.microbatch);
+  if (is_move(a.kind)) return host_link.time(c.act_bytes);
   switch (a.kind) {
     case ActionKind::kF:
       return k * c.f;

@@ -26,6 +26,10 @@ std::string kind_name(ActionKind k) {
       return "RECV";
     case ActionKind::kOpt:
       return "OPT";
+    case ActionKind::kOffload:
+      return "OFFLOAD";
+    case ActionKind::kReload:
+      return "RELOAD";
   }
   return "?";
 }

@@ -36,7 +36,8 @@ std::string Simulation::str() const {
 namespace {
 
 // Memory after each compute action, in list order (a rank runs one action at a time, so list
-// order is time order): F allocates at its start, B / W / BW free at their end.
+// order is time order): F and RELOAD allocate at their start, B / W / BW and OFFLOAD free at
+// their end.
 void memory_of(Simulation& sim, const CostModel& costs) {
   for (size_t r = 0; r < sim.timeline.size(); ++r) {
     double held = 0;
@@ -51,6 +52,8 @@ void memory_of(Simulation& sim, const CostModel& costs) {
       if (a.kind == ActionKind::kB) held -= c.act_bytes - c.w_bytes;
       if (a.kind == ActionKind::kW) held -= c.w_bytes;
       if (a.kind == ActionKind::kBW) held -= c.act_bytes;
+      if (a.kind == ActionKind::kOffload) held -= c.act_bytes;  // on the host once copied
+      if (a.kind == ActionKind::kReload) held += c.act_bytes, t = iv.start;
       if (pts.back().time == t)
         pts.back().bytes = held;
       else

@@ -29,6 +29,10 @@ const char* colour(ActionKind k) {
       return "#9c9c9c";
     case ActionKind::kRecv:  // a measured timeline's wait for a message
       return "#e15759";
+    case ActionKind::kOffload:
+      return "#b07aa1";
+    case ActionKind::kReload:
+      return "#76b7b2";
     default:
       return "#bab0ac";
   }
@@ -55,11 +59,11 @@ void legend(std::ostringstream& os, const Simulation& sim, double x0) {
     for (const auto& iv : row) used[iv.action.kind] |= iv.end > iv.start;
   double x = x0;
   for (auto k : {ActionKind::kF, ActionKind::kB, ActionKind::kW, ActionKind::kBW, ActionKind::kOpt,
-                 ActionKind::kSend, ActionKind::kRecv}) {
+                 ActionKind::kOffload, ActionKind::kReload, ActionKind::kSend, ActionKind::kRecv}) {
     if (!used[k]) continue;
     os << "<rect x='" << x << "' y='30' width='12' height='12' fill='" << colour(k) << "'/>"
        << "<text x='" << x + 16 << "' y='40'>" << kind_name(k) << "</text>\n";
-    x += 60;
+    x += 28 + 8 * double(kind_name(k).size());
   }
   if (std::any_of(sim.transfers.begin(), sim.transfers.end(),
                   [](const TransferInterval& t) { return t.end > t.start; }))

@@ -91,6 +91,15 @@ std::map<Key, Pos> check_once(const Schedule& s) {
     if (!where.count(k))
       fail(s, what + " is missing: rank " + std::to_string(rank) + " never runs it");
   };
+  // An offloaded micro-batch comes back: each OFFLOAD has its RELOAD and each RELOAD its OFFLOAD.
+  for (const auto& [k, p] : where) {
+    const ActionKind kind = ActionKind(std::get<0>(k));
+    if (!is_move(kind)) continue;
+    Action other = s.actions[size_t(p.first)][p.second];
+    other.kind = kind == ActionKind::kOffload ? ActionKind::kReload : ActionKind::kOffload;
+    if (!where.count(key_of(other)))
+      fail(s, other.str() + " is missing: " + at(s, p) + " has no counterpart");
+  }
   for (int c = 0; c < g.chunks(); ++c) {
     int r = g.rank_of[size_t(c)];
     for (int mb = 0; mb < s.microbatches; ++mb) {
@@ -164,6 +173,7 @@ void check_dependencies(const Schedule& s, const std::map<Key, Pos>& where) {
       fail(s, at(s, {r, i}) + " runs before " + what + ", which is " + where_is(s, where, k));
     };
     const ActionKind bk = s.split_backward ? ActionKind::kB : ActionKind::kBW;
+    std::set<std::pair<int, int>> on_host;  // offloaded, not yet reloaded
     for (size_t i = 0; i < s.actions[size_t(r)].size(); ++i) {
       const Action& a = s.actions[size_t(r)][i];
       int c = a.chunk, mb = a.microbatch;
@@ -180,6 +190,10 @@ void check_dependencies(const Schedule& s, const std::map<Key, Pos>& where) {
         case ActionKind::kB:
         case ActionKind::kBW:
           require(i, compute_key(ActionKind::kF, c, mb), "its forward");
+          if (on_host.count({c, mb}))
+            fail(s, at(s, {r, i}) + " runs while its forward's values are on the host: " +
+                        "RELOAD c" + std::to_string(c) + " m" + std::to_string(mb) + " is " +
+                        where_is(s, where, compute_key(ActionKind::kReload, c, mb)));
           for (int t : succs[size_t(c)]) local_or_recv(t, true);
           ++backwards;
           break;
@@ -194,6 +208,17 @@ void check_dependencies(const Schedule& s, const std::map<Key, Pos>& where) {
           if (backwards < needed)
             fail(s, at(s, {r, i}) + " runs before all of rank " + std::to_string(r) +
                         "'s gradients: " + std::to_string(needed - backwards) + " still to come");
+          break;
+        case ActionKind::kOffload:
+          require(i, compute_key(ActionKind::kF, c, mb), "its forward");
+          if (done.count(compute_key(bk, c, mb)))
+            fail(s, at(s, {r, i}) + " runs after its backward, which is " +
+                        where_is(s, where, compute_key(bk, c, mb)));
+          on_host.insert({c, mb});
+          break;
+        case ActionKind::kReload:
+          require(i, compute_key(ActionKind::kOffload, c, mb), "its OFFLOAD");
+          on_host.erase({c, mb});
           break;
         case ActionKind::kRecv:
           break;
@@ -241,6 +266,8 @@ std::vector<double> check_memory(const Schedule& s, const CostModel& costs) {
       if (!is_compute(a.kind) || a.kind == ActionKind::kOpt) continue;
       const ChunkCost& c = costs.chunks[size_t(a.chunk)];
       if (a.kind == ActionKind::kF) held += c.act_bytes, live[{a.chunk, a.microbatch}] = i;
+      if (a.kind == ActionKind::kOffload) held -= c.act_bytes, live.erase({a.chunk, a.microbatch});
+      if (a.kind == ActionKind::kReload) held += c.act_bytes, live[{a.chunk, a.microbatch}] = i;
       if (a.kind == ActionKind::kB) held -= c.act_bytes - c.w_bytes;
       if (a.kind == ActionKind::kW || a.kind == ActionKind::kBW) {
         held -= a.kind == ActionKind::kW ? c.w_bytes : c.act_bytes;

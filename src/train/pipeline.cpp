@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iterator>
 #include <set>
+#include <utility>
 
 #include "hp/autodiff/grad.hpp"
 #include "hp/io/box_file.hpp"
@@ -412,6 +413,23 @@ void StageRunner::weight_grads(int chunk, int mb, std::vector<Tensor>& accum) {
   run_part(chunk, 2, f, mb, accum);
 }
 
+void StageRunner::move_kept(int chunk, int mb, bool to_host) {
+  auto it = flights_.find({chunk, mb});
+  HP_CHECK(it != flights_.end() && copies_ != nullptr, "[pipeline] ",
+           to_host ? "OFFLOAD" : "RELOAD", " of chunk ", chunk, " micro-batch ", mb,
+           copies_ ? " with nothing in flight" : " without a host tier");
+  const std::shared_ptr<Allocator>& to = to_host ? host_ : device_;
+  std::vector<memory::Transfer> pending;
+  std::vector<Tensor> sources;  // freed once every copy has landed
+  for (auto& [v, t] : it->second.kept) {
+    Tensor moved(t.shape(), t.dtype(), to);
+    pending.push_back(copies_->copy(moved.raw(), t.raw(), t.nbytes(),
+                                    to_host ? "activation offload" : "activation reload"));
+    sources.push_back(std::exchange(t, std::move(moved)));
+  }
+  for (const memory::Transfer& x : pending) x.wait(timeout_);
+}
+
 double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weight,
                         std::vector<Tensor>& accum) {
   const nn::BatchShapes shapes = nn::batch_shapes(plan_.cfg, plan_.batch, plan_.seq);
@@ -453,6 +471,10 @@ double StageRunner::run(const Tensor& tokens, const Tensor& targets, double weig
         weight_grads(a.chunk, a.microbatch, accum);
         break;
       case mpmd::ActionKind::kOpt:  // the trainer's, after the batch
+        break;
+      case mpmd::ActionKind::kOffload:
+      case mpmd::ActionKind::kReload:
+        move_kept(a.chunk, a.microbatch, a.kind == mpmd::ActionKind::kOffload);
         break;
       case mpmd::ActionKind::kSend: {
         auto it = outgoing_.find({a.chunk, a.microbatch, a.grad});
@@ -579,7 +601,15 @@ double StageRunner::eval(const Tensor& tokens, const Tensor& targets) {
   return broadcast_loss(loss);
 }
 
+void StageRunner::offload_activations(mpmd::Schedule s, std::shared_ptr<Allocator> host,
+                                      memory::TransferEngine& copies) {
+  schedule_ = std::move(s);
+  host_ = std::move(host);
+  copies_ = &copies;
+}
+
 bool StageRunner::reorder(const mpmd::CostModel& costs) {
+  if (copies_) return false;  // the moves are planned for this order
   mpmd::Schedule s = mpmd::schedule_at_costs(pp_.spec.schedule, pp_.schedule.graph,
                                              pp_.schedule.microbatches, costs);
   if (s.split_backward != schedule_.split_backward ||
@@ -597,7 +627,7 @@ std::vector<mpmd::ChunkCost> StageRunner::measured_costs() {
   // Per chunk: F, B (or BW) and W seconds summed over the step's micro-batches, and their count.
   std::vector<double> sum(size_t(3 * C), 0.0), count(size_t(3 * C), 0.0);
   for (const mpmd::Interval& iv : timeline_) {
-    if (!mpmd::is_compute(iv.action.kind)) continue;
+    if (!mpmd::is_compute(iv.action.kind) || mpmd::is_move(iv.action.kind)) continue;
     const int part = iv.action.kind == mpmd::ActionKind::kF   ? 0
                      : iv.action.kind == mpmd::ActionKind::kW ? 2
                                                               : 1;

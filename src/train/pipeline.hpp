@@ -10,8 +10,10 @@
 // in the same order). Programs are compiled per micro-batch row count (at most two when the rows
 // do not divide evenly). Activations and their gradients cross the boundary between two stages
 // as the parts each receiving rank's piece needs, sent point-to-point by the one copy of each
-// part on the sending stage (boundary_parts). Used by train::Trainer; not a trainer itself:
-// clipping and AdamW stay there.
+// part on the sending stage (boundary_parts). A schedule with OFFLOAD and RELOAD actions
+// (mpmd::plan_activation_offload, adopted by offload_activations) moves what a micro-batch's
+// forward kept to the host tier and back, by the transfer engine. Used by train::Trainer; not a
+// trainer itself: clipping and AdamW stay there.
 #pragma once
 #include <chrono>
 #include <map>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "hp/comm/communicator.hpp"
+#include "hp/memory/transfer.hpp"
 #include "hp/mpmd/simulate.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/shard/comm.hpp"
@@ -99,6 +102,12 @@ class StageRunner {
   // is not, or when it splits the backward differently from what this rank's programs were built
   // for.
   bool reorder(const mpmd::CostModel& costs);
+  // Runs `s` (this schedule with OFFLOAD / RELOAD actions, verified by the caller) from the next
+  // run() on: an OFFLOAD copies the micro-batch's kept values into `host` and frees their device
+  // buffers, a RELOAD copies them back; both by `copies`, waited for at once. `host` and
+  // `copies` must outlive the runner. reorder() keeps such a schedule as it is.
+  void offload_activations(mpmd::Schedule s, std::shared_ptr<Allocator> host,
+                           memory::TransferEngine& copies);
   const mpmd::Schedule& schedule() const { return schedule_; }
   // Every action of the last run() (compute, SEND, RECV) with its start and end, seconds from the
   // run's start.
@@ -125,6 +134,8 @@ class StageRunner {
   void forward(int chunk, int mb);
   void backward(int chunk, int mb, std::vector<Tensor>& accum);      // B or BW
   void weight_grads(int chunk, int mb, std::vector<Tensor>& accum);  // W
+  // OFFLOAD (to `host_`) or RELOAD (to the device) of a micro-batch's kept values.
+  void move_kept(int chunk, int mb, bool to_host);
   // Runs part `k` of the chunk's cut step for a micro-batch in flight: binds its inputs from the
   // flight, keeps in it what later parts read, adds the parameter gradients it computes into
   // `accum`; returns its outputs by value of the chunk's step (valid until its next run).
@@ -150,7 +161,8 @@ class StageRunner {
   mpmd::Schedule schedule_;  // pp_.schedule, or its policy reordered at measured costs
   comm::Communicator& world_;
   runtime::Context ctx_;
-  std::shared_ptr<Allocator> device_;
+  std::shared_ptr<Allocator> device_, host_;  // host_: the tier OFFLOAD moves to
+  memory::TransferEngine* copies_ = nullptr;
   std::chrono::milliseconds timeout_;
   int stage_ = 0, local_ = 0;
   bool split_ = false;                               // B apart from W (a schedule with W)

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "hp/mpmd/offload.hpp"
 #include "hp/mpmd/verify.hpp"
 #include "hp/runtime/backend.hpp"
 #include "train/pipeline.hpp"
@@ -83,6 +84,8 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
       device_, off.host_budget,
       disk ? off.offload_dir / ("rank" + std::to_string(rank)) : fs::path());
   engine_ = std::make_unique<memory::TransferEngine>(off.transfer_threads);
+  if (off.copies == memory::CopyMode::kInline)
+    copies_ = std::make_unique<memory::TransferEngine>(opt_.threads, memory::CopyMode::kInline);
   stage_ = std::make_unique<StageRunner>(plan_, *world_, opt_.threads, device_, rc_->timeout());
   std::vector<optim::ParamRef> refs;
   for (size_t i : stage_->param_ids()) {
@@ -103,9 +106,11 @@ void Trainer::init_pipeline(const io::TensorMap& params) {
 // Every stage's device bytes: what it holds throughout (parameters, gradient accumulators,
 // optimizer state on the device, its programs' arenas and outputs, the kernels' largest
 // workspace) plus the activations its micro-batches keep between F and their backward at the
-// schedule's peak, as the verifier replays it with each rank's budget. The same numbers on every
-// rank (all-reduced), so every rank refuses alike, naming the smallest budget that fits. Then the
-// device allocator holds the rest of the step to the budget.
+// schedule's peak, as the verifier replays it with each rank's budget. Over it, and with
+// activations allowed off the device (offload: activations, the default), the schedule gains
+// OFFLOAD / RELOAD actions (mpmd::plan_activation_offload) and is verified again. The same
+// numbers on every rank (all-reduced), so every rank plans or refuses alike, naming the smallest
+// budget that fits. Then the device allocator holds the rest of the step to the budget.
 void Trainer::check_pipeline_budget() {
   const StageRunner::DeviceNeeds needs = stage_->prepare_device();
   const auto& pp = *plan_.pipeline;
@@ -133,6 +138,15 @@ void Trainer::check_pipeline_budget() {
                         memory::format_bytes(size_t(peak[s])),
                         " of activations at the schedule's peak");
   }
+  // With activation offload, what the most demanding stage needs when every micro-batch but the
+  // one an action works on may wait on the host.
+  const bool offload = opt_.offload.activations;
+  if (offload) {
+    const std::vector<double> least = mpmd::least_offload_budget(pp.schedule, costs);
+    smallest = 0;
+    for (size_t s = 0; s < stages; ++s)
+      smallest = std::max(smallest, size_t(v[2 * chunks + s]) + size_t(least[s]));
+  }
   const memory::Budget& budget = opt_.offload.device_budget;
   costs.memory_budget.resize(stages);
   for (size_t s = 0; s < stages; ++s)
@@ -143,17 +157,28 @@ void Trainer::check_pipeline_budget() {
     if (std::any_of(costs.memory_budget.begin(), costs.memory_budget.end(),
                     [](double b) { return b <= 0; }))
       throw Error("a stage's parameters, gradients, optimizer state and programs alone exceed it");
-    mpmd::verify(pp.schedule, costs);
+    try {
+      mpmd::verify(pp.schedule, costs);
+    } catch (const Error&) {  // over a budget: the schedule was verified without one
+      if (!offload) throw;
+      // Every rank plans the same schedule from the same all-reduced numbers.
+      mpmd::Schedule moved = mpmd::plan_activation_offload(pp.schedule, costs);
+      mpmd::verify(moved, costs);
+      stage_->offload_activations(std::move(moved), pool_->host(), copies_ ? *copies_ : *engine_);
+    }
   } catch (const Error& e) {
     throw OutOfMemory(detail::cat(
         "[train] device budget ", budget.str(), " under pipeline ", pp.schedule.name, ": ",
         e.what(), "; per device, ", each, ": the smallest budget this pipeline fits in is ",
         smallest, " bytes (", memory::format_bytes(smallest), ")",
+        offload ? " with activations offloaded" : "",
         opt_.offload.optimizer_state == Tier::kDevice
             ? " (less with the optimizer state off the device: --optimizer-state host|disk)"
             : ""));
   }
   device_->set_budget(mine - needs.scratch);
+  pipeline_budget_ = mine;
+  pipeline_scratch_ = needs.scratch;
 }
 
 Tensor Trainer::stage_piece(size_t i, const Tensor& global) const {

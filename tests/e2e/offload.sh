@@ -63,16 +63,39 @@ for case in gpt2-tiny llama-tiny; do
   [[ -z "$(find "$WORK/pp-$case" -type f 2> /dev/null)" ]] ||
     fail "$case pp2: the stages' disk tiers left files behind"
   # A device budget under a pipeline is checked before running: half of what a stage needs is
-  # refused naming the smallest budget, which then runs with the losses of no budget.
-  err=$("$HP" check "$REF/$case" --devices threads:2 --strategy pp2 --device-memory 50% 2>&1 \
-    > /dev/null) && fail "$case pp2: a 50% budget was accepted"
-  smallest=$(sed -n 's/.*fits in is \([0-9]*\) bytes.*/\1/p' <<< "$err")
-  [[ -n $smallest ]] || fail "$case pp2 50%: $err"
-  "$HP" check "$REF/$case" --devices threads:2 --strategy pp2 --device-memory "$smallest" \
-    > "$WORK/$case.pp2.budget" 2> "$WORK/$case.pp2.err" ||
-    fail "hp check $case pp2 --device-memory $smallest: $(cat "$WORK/$case.pp2.err")"
-  diff <(losses "$WORK/$case.pp2.plain") <(losses "$WORK/$case.pp2.budget") ||
-    fail "$case pp2: losses under the budget differ"
+  # refused naming the smallest budget, with the activations the forwards keep offloaded to the
+  # host between F and their backward (the default) or kept (offload: params,grads). Each
+  # smallest budget then runs with the losses of no budget, every rank's peak under it. GPipe
+  # over 2 micro-batches holds both on both stages, so moving them needs less, and rank 0's
+  # peak is below its peak with room: activations did move.
+  peaks() { grep '"memory": "device"' "$1" | sed 's/.*"budget": \([0-9]*\), "peak": \([0-9]*\).*/\1 \2/'; }
+  printf 'mesh: {pp: 2}\npipeline: {schedule: gpipe, microbatches: 2}\n' > "$WORK/pp2-moved.yaml"
+  cp "$WORK/pp2-moved.yaml" "$WORK/pp2-kept.yaml"
+  echo 'offload: {offload: "params,grads"}' >> "$WORK/pp2-kept.yaml"
+  "$HP" check "$REF/$case" --devices threads:2 --strategy "$WORK/pp2-moved.yaml" \
+    --device-memory 1GiB > "$WORK/$case.pp2.roomy" 2> /dev/null ||
+    fail "hp check $case pp2 gpipe --device-memory 1GiB"
+  for kind in moved kept; do
+    strategy="$WORK/pp2-$kind.yaml"
+    err=$("$HP" check "$REF/$case" --devices threads:2 --strategy "$strategy" --device-memory 50% \
+      2>&1 > /dev/null) && fail "$case pp2 ($kind): a 50% budget was accepted"
+    smallest=$(sed -n 's/.*fits in is \([0-9]*\) bytes.*/\1/p' <<< "$err")
+    [[ -n $smallest ]] || fail "$case pp2 50% ($kind): $err"
+    [[ $kind == moved ]] && { grep -q "with activations offloaded" <<< "$err" ||
+      fail "$case pp2 50%: the smallest budget is not the offloaded one: $err"; moved=$smallest; }
+    "$HP" check "$REF/$case" --devices threads:2 --strategy "$strategy" --device-memory "$smallest" \
+      > "$WORK/$case.pp2.$kind" 2> "$WORK/$case.pp2.err" ||
+      fail "hp check $case pp2 ($kind) --device-memory $smallest: $(cat "$WORK/$case.pp2.err")"
+    diff <(losses "$WORK/$case.pp2.plain") <(losses "$WORK/$case.pp2.$kind") ||
+      fail "$case pp2 ($kind): losses under the budget differ"
+    peaks "$WORK/$case.pp2.$kind" | awk -v w="$case pp2 $kind" -v b="$smallest" \
+      'NF == 2 { n++ } $1 != b || $2 > $1 { print "FAIL: " w ": peak " $2 " over budget " $1; bad = 1 }
+       END { exit bad || n != 2 }' || fail "$case pp2 ($kind): a rank above its budget"
+  done
+  ((moved < smallest)) || fail "$case pp2: offloading activations needs $moved, keeping them $smallest"
+  roomy=$(peaks "$WORK/$case.pp2.roomy" | head -1 | cut -d' ' -f2)
+  under=$(peaks "$WORK/$case.pp2.moved" | head -1 | cut -d' ' -f2)
+  ((under < roomy)) || fail "$case pp2: rank 0 peaks at $under under $moved, $roomy with room"
 done
 
 # hp train with offload (a share of the peak and the disk tier, from the YAML config's offload:

@@ -8,6 +8,7 @@
 #include "hp/core/error.hpp"
 #include "hp/mpmd/schedule.hpp"
 #include "hp/mpmd/verify.hpp"
+#include "mpmd/find_action.hpp"
 
 namespace hp::mpmd {
 namespace {
@@ -24,17 +25,11 @@ std::string error_of(const Schedule& s, const CostModel* costs = nullptr) {
   return "";
 }
 
-size_t find(const std::vector<Action>& list, const std::string& what) {
-  for (size_t i = 0; i < list.size(); ++i)
-    if (list[i].str() == what) return i;
-  ADD_FAILURE() << "no action " << what;
-  return 0;
-}
-
 TEST(MpmdVerify, SwappedReceivesOfOnePairAreAnOrderMismatch) {
   Schedule s = gpipe(chain_graph(2), 2);
   auto& r1 = s.actions[1];
-  std::swap(r1[find(r1, "RECV act c0->c1 m0 from r0")], r1[find(r1, "RECV act c0->c1 m1 from r0")]);
+  std::swap(r1[find_action(r1, "RECV act c0->c1 m0 from r0")],
+            r1[find_action(r1, "RECV act c0->c1 m1 from r0")]);
   std::string e = error_of(s);
   EXPECT_NE(e.find("sends and receives of r0->r1 are in different orders: message 0 is sent as "
                    "r0 #1 SEND act c0->c1 m0 to r1 but received as r1 #0 RECV act c0->c1 m1"),
@@ -53,7 +48,7 @@ TEST(MpmdVerify, ASendMovedAfterAReceiveIsADeadlockCycle) {
     else
       ++it;
   }
-  size_t recv = find(r0, "RECV grad c1->c0 m0 from r1");
+  size_t recv = find_action(r0, "RECV grad c1->c0 m0 from r1");
   r0.insert(r0.begin() + long(recv) + 1, sends.begin(), sends.end());
   std::string e = error_of(s);
   EXPECT_NE(e.find("deadlock: ranks wait on each other in a cycle:"), std::string::npos) << e;
@@ -67,7 +62,7 @@ TEST(MpmdVerify, ASendMovedAfterAReceiveIsADeadlockCycle) {
 TEST(MpmdVerify, AMissingActionIsNamedWithItsRank) {
   Schedule s = one_f_one_b(chain_graph(3), 4);
   auto& r1 = s.actions[1];
-  r1.erase(r1.begin() + long(find(r1, "BW c1 m2")));
+  r1.erase(r1.begin() + long(find_action(r1, "BW c1 m2")));
   std::string e = error_of(s);
   EXPECT_NE(e.find("BW c1 m2 is missing: rank 1 never runs it"), std::string::npos) << e;
 }
@@ -75,7 +70,7 @@ TEST(MpmdVerify, AMissingActionIsNamedWithItsRank) {
 TEST(MpmdVerify, AnActionBeforeItsInputIsNamedWithWhereTheInputIs) {
   Schedule s = one_f_one_b(chain_graph(2), 2);
   auto& r1 = s.actions[1];
-  size_t recv = find(r1, "RECV act c0->c1 m1 from r0"), f = find(r1, "F c1 m1");
+  size_t recv = find_action(r1, "RECV act c0->c1 m1 from r0"), f = find_action(r1, "F c1 m1");
   std::swap(r1[recv], r1[f]);
   std::string e = error_of(s);
   EXPECT_NE(e.find("r1 #" + std::to_string(recv) +

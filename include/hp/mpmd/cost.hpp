@@ -37,6 +37,9 @@ struct CostModel {
   std::vector<double> opt;             // per rank optimizer step time; empty: 0
   std::vector<double> memory_budget;   // per rank, in act_bytes units; empty or <= 0: unlimited
   std::function<Link(int, int)> link;  // (from rank, to rank); empty: free and instantaneous
+  // Each rank's link to its host tier, in act_bytes units: an OFFLOAD or RELOAD copies a
+  // micro-batch's act_bytes over it on the rank's own time (copies on the compute cores).
+  Link host_link;
   // Per chunk and micro-batch, a factor on f, b and w (inputs whose work varies by micro-batch:
   // images per sample); empty: 1. The synthesiser schedules on the chunk costs (the mean, when
   // these average 1) and simulates with the factors.

@@ -11,8 +11,10 @@
 namespace hp::mpmd {
 
 // F: forward of a chunk; B: input gradient; W: weight gradient; BW: B and W fused; SEND / RECV:
-// an activation (forward) or gradient (backward) crossing ranks; OPT: the optimizer step.
-enum class ActionKind { kF, kB, kW, kBW, kSend, kRecv, kOpt };
+// an activation (forward) or gradient (backward) crossing ranks; OPT: the optimizer step;
+// OFFLOAD / RELOAD: what a micro-batch's forward keeps for its backward moves to the host tier
+// and back (plan_activation_offload), local to the rank like a compute action.
+enum class ActionKind { kF, kB, kW, kBW, kSend, kRecv, kOpt, kOffload, kReload };
 std::string kind_name(ActionKind k);
 
 struct Action {
@@ -27,8 +29,12 @@ struct Action {
   bool operator==(const Action& o) const = default;
 };
 
+// Local to the rank (no message): compute, OPT and the offload moves.
 inline bool is_compute(ActionKind k) {
   return k != ActionKind::kSend && k != ActionKind::kRecv;
+}
+inline bool is_move(ActionKind k) {
+  return k == ActionKind::kOffload || k == ActionKind::kReload;
 }
 
 // The sub-programs of one step and where they run: chunk c runs on rank rank_of[c] and needs the

@@ -126,11 +126,13 @@ class Trainer {
   const memory::OffloadPlan* offload_plan() const {
     return rp_ && rp_->offload ? &*rp_->offload : nullptr;
   }
-  size_t device_budget() const { return rp_ ? rp_->budget : 0; }
+  size_t device_budget() const { return rp_ ? rp_->budget : pipeline_budget_; }
   size_t unconstrained_peak() const { return rp_ ? rp_->peak : 0; }  // bytes with no offload
   // The kernels' own workspace, kept free of the budget: device().peak_bytes() plus this stays
   // within device_budget().
-  size_t kernel_scratch_bytes() const { return rp_ ? rp_->request.scratch_bytes : 0; }
+  size_t kernel_scratch_bytes() const {
+    return rp_ ? rp_->request.scratch_bytes : pipeline_scratch_;
+  }
   double stall_seconds() const { return stall_s_; }  // waiting on transfers, last step
   // FLOPs of one micro-batch's forward+backward on this rank, from the ops' cost functions (a
   // pipeline rank: its chunks' over one global batch).
@@ -178,6 +180,7 @@ class Trainer {
   std::unique_ptr<runtime::Executor> exec_, eval_exec_;
   std::unique_ptr<StageRunner> stage_;  // a pipeline plan: this rank's chunks and the schedule
   size_t state_bytes_ = 0;
+  size_t pipeline_budget_ = 0, pipeline_scratch_ = 0;  // check_pipeline_budget's
   double stall_s_ = 0;
   std::vector<mpmd::Interval> timeline_;  // the last step's (step_timeline)
 };
