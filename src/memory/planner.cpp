@@ -186,6 +186,8 @@ Analysis analyse(const runtime::Program& p, const PlanRequest& req) {
     if (g.value(ValueId(v)).kind != ir::ValueKind::kNode) {
       a.cls[v] = Class::kSource;
       a.offloadable[v] = req.params;
+      if (std::find(req.fixed.begin(), req.fixed.end(), ValueId(v)) != req.fixed.end())
+        a.offloadable[v] = false, a.bytes[v] = 0;  // where bound, outside the budget
     } else if (is_out[v]) {
       a.cls[v] = Class::kOutput;
       a.offloadable[v] = req.grads;
@@ -260,7 +262,10 @@ Residency plan_residency(const Analysis& a, size_t avail) {
   res.mem_at.assign(size_t(n_steps), 0);
   std::vector<bool> on_dev(nv, false), home_valid(nv, false), in_need(nv, false);
   std::vector<int> last_touch(nv, -1);
-  for (size_t v = 0; v < nv; ++v) home_valid[v] = a.cls[v] == Class::kSource;
+  for (size_t v = 0; v < nv; ++v) {
+    home_valid[v] = a.cls[v] == Class::kSource;
+    on_dev[v] = home_valid[v] && a.bytes[v] == 0;  // fixed: read where bound
+  }
   std::vector<ValueId> resident;
   size_t mem = 0;
   auto drop = [&](ValueId r) {
@@ -501,7 +506,13 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   plan.budget = req.device_budget;
   plan.resident_bytes = req.resident_bytes;
   plan.scratch_bytes = req.scratch_bytes;
+  plan.fixed = req.fixed;
   plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes, req.scratch_bytes);
+  for (ValueId f : req.fixed) {
+    HP_CHECK(std::find(p.sources.begin(), p.sources.end(), f) != p.sources.end(), "[offload] %",
+             f, " is fixed but not a source of the program");
+    plan.unconstrained_peak -= value_bytes(g, f);
+  }
   // What never moves: resident state and the kernels' workspace, counted from the start.
   const size_t reserved = req.resident_bytes + req.scratch_bytes;
   if (req.recompute && req.activations && req.device_budget != 0 &&

@@ -415,6 +415,38 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
   }
 }
 
+// A fixed source is read where it is bound: never moved, not counted, placed by the runner.
+TEST(Planner, FixedSourcesStayWhereBoundOutsideTheBudget) {
+  Synthetic s(6, 64);
+  runtime::Program prog = runtime::compile(s.g, s.outs);
+  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1});
+  for (auto& [id, t] : s.feeds) ref.bind(id, t);
+  ref.run();
+  const ir::ValueId x = s.feeds[0].first;
+  const size_t x_bytes = s.feeds[0].second.nbytes();
+  PlanRequest req;
+  const OffloadPlan all = plan_offload(prog, req);
+  req.fixed = {x};
+  req.device_budget = plan_offload(prog, req).min_budget;
+  EXPECT_LE(req.device_budget, all.min_budget);
+  const OffloadPlan plan = plan_offload(prog, req);
+  EXPECT_EQ(plan.unconstrained_peak + x_bytes, all.unconstrained_peak);
+  EXPECT_FALSE(plan.transfers.empty());
+  for (const PlannedTransfer& t : plan.transfers) EXPECT_NE(t.value, x);
+  auto device = std::make_shared<Allocator>("dev", req.device_budget);
+  TieredPool pool(device, 0);
+  TransferEngine engine(1, CopyMode::kInline);
+  runtime::Executor ex(plan.program, device, runtime::Context{1});
+  OffloadRunner runner(plan, pool, engine, 5000ms);
+  for (auto& [id, t] : s.feeds) runner.bind(id, t);
+  runner.run(ex);
+  for (ir::ValueId o : s.outs)
+    ASSERT_EQ(0, std::memcmp(runner.result(o).raw(), ref.get(o).raw(), ref.get(o).nbytes()));
+  EXPECT_LE(device->peak_bytes(), req.device_budget);
+  req.fixed = {s.outs[0]};  // not a source
+  EXPECT_THROW(plan_offload(prog, req), Error);
+}
+
 TEST(Planner, RecomputesCheapProducersUnderPressure) {
   Synthetic s(6, 64);
   runtime::Program prog = runtime::compile(s.g, s.outs);

@@ -52,6 +52,10 @@ struct PlanRequest {
   bool grads = true;          // outputs are written back to the host after their last use
   bool activations = true;    // intermediates may be evicted and prefetched back
   bool recompute = true;      // cheap elementwise producers may be re-run instead
+  // Sources read and written where the caller binds them, never moved and not counted: what
+  // lives outside the budget's accounting (an inference engine's KV pool, which it sizes apart,
+  // and its token, position and block-table inputs).
+  std::vector<ir::ValueId> fixed;
   CostModel cost;
 };
 
@@ -66,6 +70,7 @@ struct PlannedTransfer {
 
 struct OffloadPlan {
   runtime::Program program;  // the annotated copy (placed_at_run_time)
+  std::vector<ir::ValueId> fixed;  // PlanRequest::fixed: the runner places them as bound
   size_t budget = 0;         // device bytes the plan keeps under (0: unlimited)
   size_t resident_bytes = 0;
   size_t scratch_bytes = 0;       // kernel workspace kept free, counted in every figure below
