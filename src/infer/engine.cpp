@@ -3,7 +3,9 @@
 #include "hp/infer/engine.hpp"
 
 #include <algorithm>
+#include <optional>
 
+#include "hp/memory/runner.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/shard/lower.hpp"
 
@@ -13,7 +15,9 @@ struct Engine::Compiled {
   nn::InferTraced tr;
   shard::Lowered lowered;  // on a mesh: this rank's graph, which prog refers to
   runtime::Program prog;
-  std::unique_ptr<runtime::Executor> ex;  // refers to prog: built after it, never moved
+  std::optional<memory::OffloadPlan> plan;  // streamed weights: prog annotated with their moves
+  std::unique_ptr<runtime::Executor> ex;    // refers to prog (or plan): built after, never moved
+  std::unique_ptr<memory::OffloadRunner> runner;  // carries the plan out on ex
   Tensor tokens, positions, table;
   ir::ValueId logits = -1;  // in prog's graph
 };
@@ -59,6 +63,23 @@ EngineMesh fitted(EngineMesh m, int64_t kv_heads) {
 
 }  // namespace
 
+memory::PlanRequest streamed_weights_request(const nn::InferTraced& tr, const io::ModelConfig& cfg,
+                                             const std::set<std::string>& names) {
+  memory::PlanRequest req;
+  req.grads = req.activations = req.recompute = false;  // the weights alone move
+  const auto infos = nn::param_infos(cfg);
+  std::set<ir::ValueId> moving;
+  for (size_t i = 0; i < infos.size(); ++i)
+    if (names.count(infos[i].name)) moving.insert(tr.params[i].id);
+  HP_CHECK(moving.size() == names.size(), "[engine] ", names.size() - moving.size(),
+           " streamed weight(s) are not parameters of the model");
+  for (size_t v = 0; v < tr.graph->values().size(); ++v)
+    if (tr.graph->value(ir::ValueId(v)).kind != ir::ValueKind::kNode &&
+        !moving.count(ir::ValueId(v)))
+      req.fixed.push_back(ir::ValueId(v));
+  return req;
+}
+
 shard::Strategy replica_strategy(const shard::Strategy& s) {
   if (!s.mesh.has_axis("dp")) return s;
   shard::Strategy r = s;
@@ -98,6 +119,10 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
   HP_CHECK(o.threads > 0, "[engine] threads must be positive, got ", o.threads);
   if (o_.token_budget == 0) o_.token_budget = o_.prefill_chunk + o_.max_batch;
   o_.prefill_chunk = std::min(o_.prefill_chunk, cfg.max_seq);
+  HP_CHECK(o_.weights.names.empty() ||
+               (o_.weights.budget > 0 && o_.weights.tiers && o_.weights.engine && !on_mesh(mesh_)),
+           "[engine] streamed weights need a budget, a tiered pool and a transfer engine, on one "
+           "device");
   if (!on_mesh(mesh_)) return;
   HP_CHECK(o_.kv.host_blocks == 0,
            "[engine] KV offload under a strategy is not supported: run on one device, or give "
@@ -146,20 +171,37 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
     c->logits = c->tr.logits.id;
     c->prog = runtime::compile(*c->tr.graph, {c->logits});
   }
-  c->ex = std::make_unique<runtime::Executor>(c->prog, device_, runtime::Context{o_.threads});
+  const StreamedWeights& sw = o_.weights;
+  if (!sw.names.empty()) {  // the training offload planner streams them within the budget
+    memory::PlanRequest req = streamed_weights_request(c->tr, cfg_, sw.names);
+    req.device_budget = sw.budget;
+    req.cost = sw.cost;
+    c->plan = memory::plan_offload(c->prog, req);
+  }
+  c->ex = std::make_unique<runtime::Executor>(c->plan ? c->plan->program : c->prog, device_,
+                                              runtime::Context{o_.threads});
+  if (c->plan)
+    c->runner =
+        std::make_unique<memory::OffloadRunner>(*c->plan, *sw.tiers, *sw.engine, sw.timeout);
   if (on_mesh(mesh_)) c->ex->set_comm_runner(&mesh_.comm->runner(c->lowered.plans));
+  auto bind = [&c](ir::ValueId v, const Tensor& t) {
+    if (c->runner)
+      c->runner->bind(v, t);
+    else
+      c->ex->bind(v, t);
+  };
   const auto infos = nn::param_infos(cfg_);
   for (size_t i = 0; i < infos.size(); ++i)
-    c->ex->bind(local(c->tr.params[i].id), params_.at(infos[i].name));
+    bind(local(c->tr.params[i].id), params_.at(infos[i].name));
   c->tokens = Tensor({batch, seq}, DType::kI64, device_);
   c->positions = Tensor({batch, seq}, DType::kI64, device_);
   c->table = Tensor({batch, pool_.max_blocks()}, DType::kI64, device_);
-  c->ex->bind(local(c->tr.tokens.id), c->tokens);
-  c->ex->bind(local(c->tr.positions.id), c->positions);
-  c->ex->bind(local(c->tr.block_table.id), c->table);
-  c->ex->bind(local(c->tr.pool.id), pool_.tensor());
-  if (c->tr.host_pool.defined()) c->ex->bind(local(c->tr.host_pool.id), pool_.host_tensor());
-  if (c->tr.staging.defined()) c->ex->bind(local(c->tr.staging.id), pool_.staging_tensor());
+  bind(local(c->tr.tokens.id), c->tokens);
+  bind(local(c->tr.positions.id), c->positions);
+  bind(local(c->tr.block_table.id), c->table);
+  bind(local(c->tr.pool.id), pool_.tensor());
+  if (c->tr.host_pool.defined()) bind(local(c->tr.host_pool.id), pool_.host_tensor());
+  if (c->tr.staging.defined()) bind(local(c->tr.staging.id), pool_.staging_tensor());
   slot = std::move(c);
   return *slot;
 }
@@ -181,9 +223,12 @@ std::vector<float> Engine::run(const std::vector<SeqKv*>& seqs, std::span<const 
       pos[b * seq + t] = s.length + t;
     }
   }
-  c.ex->run();
+  if (c.runner)
+    c.runner->run(*c.ex);
+  else
+    c.ex->run();
   for (SeqKv* s : seqs) s->length += seq;
-  const Tensor& l = c.ex->get(c.logits);
+  const Tensor l = c.runner ? c.runner->result(c.logits) : c.ex->get(c.logits);
   return std::vector<float>(l.f32(), l.f32() + l.numel());
 }
 

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 
+#include "hp/memory/planner.hpp"
 #include "hp/nn/model.hpp"
 #include "hp/runtime/program.hpp"
 
@@ -23,12 +25,16 @@ std::string bytes_str(size_t b) {
 
 // Device bytes of every program the engine may compile (prefill chunks of batch 1, decode of 1 to
 // max_batch sequences) with `slots` staged host blocks per sequence, and their largest scratch.
+// With `streamed` weights (the offload planner prefetches them for each run and drops them
+// after), a program's arena, outputs and streamed weights are held only while it runs: the
+// largest smallest budget the planner finds for one of them (`planned`), instead of their sum.
 struct ProgramBytes {
   size_t held = 0, scratch = 0;
+  size_t planned = 0;  // of held: what one run of the streamed programs needs at most
 };
 
 ProgramBytes program_bytes(const io::ModelConfig& cfg, const EngineOptions& o, int64_t context,
-                           int64_t slots, bool host) {
+                           int64_t slots, bool host, const std::set<std::string>& streamed) {
   std::vector<std::pair<int64_t, int64_t>> shapes;  // [B, T]
   const int64_t chunk = std::min(o.prefill_chunk, cfg.max_seq);
   if (chunk <= context) shapes.push_back({1, chunk});
@@ -42,9 +48,16 @@ ProgramBytes program_bytes(const io::ModelConfig& cfg, const EngineOptions& o, i
     nn::InferTraced tr = nn::trace_infer(cfg, B, T, 1, o.block_tokens, host || slots > 0 ? 1 : 0,
                                          slots, slots * o.max_batch);
     runtime::Program p = runtime::compile(*tr.graph, {tr.logits.id});
-    out.held += p.arena_bytes + p.output_bytes + size_t(B * (2 * T + max_blocks)) * 8;
+    out.held += size_t(B * (2 * T + max_blocks)) * 8;  // tokens, positions and block table
     out.scratch = std::max(out.scratch, runtime::scratch_bytes(p, o.threads));
+    if (streamed.empty()) {
+      out.held += p.arena_bytes + p.output_bytes;
+      continue;
+    }
+    memory::PlanRequest req = streamed_weights_request(tr, cfg, streamed);
+    out.planned = std::max(out.planned, memory::plan_offload(p, req).min_budget);
   }
+  out.held += out.planned;
   return out;
 }
 
@@ -69,6 +82,8 @@ EngineOptions KvPlan::engine(EngineOptions base) const {
   base.kv.resident = resident;
   base.kv.fetch_slots = fetch_slots;
   base.kv.staging_blocks = batch * fetch_slots;
+  base.weights.budget = stream_budget;
+  base.weights.names = std::set<std::string>(streamed_weights.begin(), streamed_weights.end());
   return base;
 }
 
@@ -103,10 +118,18 @@ std::string KvPlan::explain(double bw) const {
                                    : "");
   s += line;
   if (!host_weights.empty()) {
-    std::snprintf(
-        line, sizeof line, "  weights on the host, read there: %s in %zu tensors (first: %s)\n",
-        mib(double(weight_host_bytes)).c_str(), host_weights.size(), host_weights[0].c_str());
+    std::snprintf(line, sizeof line, "  weights on the host: %s in %zu tensors (first: %s)",
+                  mib(double(weight_host_bytes)).c_str(), host_weights.size(),
+                  host_weights[0].c_str());
     s += line;
+    if (streamed_weights.size() < host_weights.size())
+      s += detail::cat(", ", host_weights.size() - streamed_weights.size(), " read there");
+    if (!streamed_weights.empty())
+      s += detail::cat(", ", streamed_weights.size(),
+                       " prefetched before their use and dropped after by the offload planner "
+                       "within ",
+                       mib(double(stream_budget)), " for a program's values and those weights");
+    s += "\n";
   }
   std::snprintf(line, sizeof line,
                 "  per decode token: device reads %s, host reads %s, fetched %s\n",
@@ -182,11 +205,19 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
   p.layers = cfg.n_layer;
   p.block_bytes = size_t(cfg.n_layer * 2 * o.block_tokens * cfg.n_kv_head * cfg.head_dim) * 4;
   p.weight_bytes = size_t(cfg.parameter_count()) * 4;
-  double host_weight_reads = 0;  // per decode token
+  // Host weights are read where they live, except when KV blocks are fetched: then those a token
+  // reads whole are fetched too, streamed by the offload planner (the gathered tables, of which
+  // a token reads a row, are still read in place).
+  double host_weight_reads = 0, streamed_reads = 0;  // per decode token
+  std::set<std::string> streamed;
   for (const HostWeight& w : host) {
     p.host_weights.push_back(w.name);
     p.weight_host_bytes += w.bytes;
     host_weight_reads += double(p.batch) * w.read_per_token;
+    if (w.read_per_token >= double(w.bytes)) {
+      streamed.insert(w.name);
+      streamed_reads += double(p.batch) * w.read_per_token;
+    }
   }
   const size_t device_weights = p.weight_bytes - p.weight_host_bytes;
   const int64_t N = p.blocks_per_seq;
@@ -197,7 +228,8 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
     auto it = memo.find({slots, host && r < N});
     if (it == memo.end())
       it = memo.emplace(std::pair{slots, host && r < N},
-                        program_bytes(cfg, o, context, slots, host && r < N))
+                        program_bytes(cfg, o, context, slots,
+                                      host && r<N, slots> 0 ? streamed : std::set<std::string>{}))
                .first;
     // The staging: one layer of the fetched blocks of every sequence.
     const size_t staging = size_t(p.batch * slots) * p.block_bytes / size_t(cfg.n_layer);
@@ -247,6 +279,11 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
   const ProgramBytes& pb = memo.at({p.fetch_slots, m != "resident"});
   p.program_bytes = pb.held;
   p.scratch_bytes = pb.scratch;
+  if (m == "fetch") {
+    p.streamed_weights.assign(streamed.begin(), streamed.end());
+    p.stream_budget = pb.planned;
+    host_weight_reads -= streamed_reads;
+  }
   p.kv_device_bytes = size_t(std::max<int64_t>(1, p.batch * p.resident)) * p.block_bytes;
   p.staging_bytes = size_t(p.batch * p.fetch_slots) * p.block_bytes / size_t(cfg.n_layer);
   p.kv_host_bytes = size_t(p.batch * (N - p.resident)) * p.block_bytes;
@@ -256,9 +293,9 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
   p.decode_device_bytes = double(device_weights) + double(p.batch) * dev_pos * per_pos;
   p.decode_host_bytes = host_weight_reads;
   if (m == "direct") p.decode_host_bytes += host_kv;
-  if (m == "fetch") {
-    p.decode_fetch_bytes = host_kv;
-    p.decode_device_bytes += host_kv;  // the staging is read by the attention
+  if (m == "fetch") {  // the staging and the streamed weights are read on the device
+    p.decode_fetch_bytes = host_kv + streamed_reads;
+    p.decode_device_bytes += host_kv + streamed_reads;
   }
   // int8 KV, every block resident: what the device has left for blocks of int8 size.
   const double int8_block = double(p.block_bytes) / 4 * kKvInt8BytesPerElement;

@@ -28,9 +28,10 @@ std::string explain(const OffloadPlan& plan, const SimResult& sim, int rows) {
   os << "offload plan: budget " << (plan.budget ? format_bytes(plan.budget) : "unlimited")
      << ", peak without offload " << format_bytes(plan.unconstrained_peak) << ", smallest feasible "
      << format_bytes(plan.min_budget) << ", resident " << format_bytes(plan.resident_bytes)
-     << ", kernel workspace " << format_bytes(plan.scratch_bytes) << "\n  planned peak: device " << format_bytes(plan.peak_device) << ", host "
-     << format_bytes(plan.peak_host) << "\n  transfers: " << plan.transfers.size() << " ("
-     << format_bytes(plan.bytes_to_device) << " to device, " << format_bytes(plan.bytes_to_host)
+     << ", kernel workspace " << format_bytes(plan.scratch_bytes) << "\n  planned peak: device "
+     << format_bytes(plan.peak_device) << ", host " << format_bytes(plan.peak_host)
+     << "\n  transfers: " << plan.transfers.size() << " (" << format_bytes(plan.bytes_to_device)
+     << " to device, " << format_bytes(plan.bytes_to_host)
      << " to host), recomputed nodes: " << plan.recomputed << " (" << plan.recompute_flops
      << " flops)\n  simulated: compute " << sim.compute_s * 1e3 << " ms, step " << sim.step_s * 1e3
      << " ms, stall " << sim.stall_s * 1e3 << " ms, link busy " << sim.link_busy_s * 1e3 << " ms\n";

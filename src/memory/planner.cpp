@@ -509,8 +509,8 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   plan.fixed = req.fixed;
   plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes, req.scratch_bytes);
   for (ValueId f : req.fixed) {
-    HP_CHECK(std::find(p.sources.begin(), p.sources.end(), f) != p.sources.end(), "[offload] %",
-             f, " is fixed but not a source of the program");
+    HP_CHECK(std::find(p.sources.begin(), p.sources.end(), f) != p.sources.end(), "[offload] %", f,
+             " is fixed but not a source of the program");
     plan.unconstrained_peak -= value_bytes(g, f);
   }
   // What never moves: resident state and the kernels' workspace, counted from the start.

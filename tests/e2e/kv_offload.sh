@@ -44,15 +44,43 @@ done
 expect_fail "cannot back allocations with files in '$WORK/missing'" \
   gen --device-memory 1100KiB --kv-offload disk --offload-dir "$WORK/missing"
 # --offload-weights: under a budget too small for the weights beside one layer's staging, the
-# gathered embedding and then the largest weights stay in the host tier, read there; the same
-# tokens, the device peak under the budget; below what even that needs, refused.
-out=$(gen --device-memory 900KiB --kv-offload host --offload-weights) || fail "--offload-weights: $out"
-[[ $(field tokens <<<"$out") == "$(field tokens <<<"$free")" ]] ||
-  fail "--offload-weights: greedy tokens differ: $out vs $free"
-(($(field weight_host_bytes <<<"$out") > 0)) || fail "--offload-weights: no weight on the host: $out"
-(($(field peak_device_bytes <<<"$out") <= 900 * 1024)) || fail "--offload-weights: over budget: $out"
-expect_fail "every weight in the host tier" gen --device-memory 500KiB --kv-offload host \
+# gathered embedding and then the largest weights stay in the host tier. Attended in place
+# (direct) they are read there; with the blocks fetched (host) the weights a token reads whole
+# are streamed too: the offload planner of training prefetches them for each program run and
+# drops them after, which needs only one program's share at a time, so host mode runs at a
+# budget direct cannot meet. The same tokens, the device peak under the budget; below what
+# even streaming needs, refused.
+for spec in "900KiB direct 0" "900KiB host 1" "500KiB host 2"; do
+  read -r budget mode least <<<"$spec"
+  out=$(gen --device-memory "$budget" --kv-offload "$mode" --offload-weights) ||
+    fail "--offload-weights $mode at $budget: $out"
+  [[ $(field tokens <<<"$out") == "$(field tokens <<<"$free")" ]] ||
+    fail "--offload-weights $mode at $budget: greedy tokens differ: $out vs $free"
+  (($(field weight_host_bytes <<<"$out") > 0)) || fail "--offload-weights: no weight on the host: $out"
+  (($(field peak_device_bytes <<<"$out") <= ${budget%KiB} * 1024)) ||
+    fail "--offload-weights $mode at $budget: over budget: $out"
+  streamed=$(field weights_streamed <<<"$out")
+  if [[ $mode == direct ]]; then
+    ((streamed == 0)) || fail "--offload-weights direct streamed weights: $out"
+  else
+    ((streamed >= least)) || fail "--offload-weights $mode at $budget: $streamed streamed: $out"
+    # Each of the at least 20 program runs fetched them: all host weights but the 64 KiB table.
+    fetched=$(field weight_bytes_fetched <<<"$out") host=$(field weight_host_bytes <<<"$out")
+    ((fetched >= 20 * (host - 65536))) ||
+      fail "--offload-weights $mode at $budget: $fetched bytes fetched for $host on the host: $out"
+  fi
+done
+expect_fail "every weight in the host tier" gen --device-memory 500KiB --kv-offload direct \
   --offload-weights
+expect_fail "every weight in the host tier" gen --device-memory 300KiB --kv-offload host \
+  --offload-weights
+# hp plan --explain shows the decode step's plan as the training planner's: each streamed weight
+# prefetched before the matmul that reads it.
+p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 500KiB \
+  --kv-offload host --offload-weights --explain) || fail "hp plan --explain, streamed: $p"
+grep -q "11 weights streamed by the offload planner" <<<"$p" || fail "hp plan: no streamed plan: $p"
+grep -qE "prefetch +[0-9.]+ MiB +[0-9]+ -> [0-9]+ +lm_head.weight" <<<"$p" ||
+  fail "hp plan --explain: lm_head.weight not prefetched: $p"
 expect_fail "the smallest budget that holds it is" gen --device-memory 1000KiB --kv-offload none
 expect_fail "the smallest feasible budget is" gen --device-memory 900KiB --kv-offload host
 p=$("$HP" plan --model "$WORK/small.json" --infer-context 320 --device-memory 1100KiB \

@@ -200,7 +200,9 @@ TEST(KvOffload, InfeasibleBudgetNamesTheSmallest) {
 
 // Weights in the host tier: the gathered input embedding always (a decode token reads one row
 // of it), others only under a budget the KV cannot meet even fully offloaded, largest first, as
-// few as fit; what a decode token reads of them counted on the host side.
+// few as fit. Attended in place (direct), what a decode token reads of them is counted on the
+// host side; with the blocks fetched (host), those read whole are streamed by the offload
+// planner: fetched, and read on the device.
 TEST(KvOffload, WeightsLeaveTheDeviceOnlyWhenTheKvCannotMakeRoom) {
   const io::ModelConfig cfg = long_llama();  // untied: its embedding is only gathered
   const size_t least = plan_kv(cfg, small_blocks(), 100, 0, "host").min_budget;
@@ -211,13 +213,23 @@ TEST(KvOffload, WeightsLeaveTheDeviceOnlyWhenTheKvCannotMakeRoom) {
   EXPECT_DOUBLE_EQ(roomy.decode_host_bytes, double(cfg.d_model) * 4);  // one row per token
   EXPECT_GT(roomy.resident, plan_kv(cfg, small_blocks(), 100, least, "host").resident);
 
+  EXPECT_TRUE(roomy.streamed_weights.empty());  // the table is read in place
+
   const size_t tight = least - table - 1;  // the table alone no longer makes room
   const KvPlan p = plan_kv(cfg, small_blocks(), 100, tight, "host", true);
   ASSERT_GE(p.host_weights.size(), 2u);
   EXPECT_EQ(p.host_weights[0], "model.embed_tokens.weight");
   EXPECT_LE(p.device_bytes(), tight);
-  EXPECT_GT(p.decode_host_bytes, double(cfg.d_model) * 4);
+  EXPECT_EQ(p.streamed_weights.size(), p.host_weights.size() - 1);
+  EXPECT_GT(p.stream_budget, 0u);
+  EXPECT_DOUBLE_EQ(p.decode_host_bytes, double(cfg.d_model) * 4);
+  EXPECT_GE(p.decode_fetch_bytes, double(p.weight_host_bytes - table));
   EXPECT_THROW(plan_kv(cfg, small_blocks(), 100, tight, "host"), OutOfMemory);  // without
+  const size_t direct_least = plan_kv(cfg, small_blocks(), 100, 0, "direct").min_budget;
+  const KvPlan d = plan_kv(cfg, small_blocks(), 100, direct_least - table - 1, "direct", true);
+  ASSERT_GE(d.host_weights.size(), 2u);
+  EXPECT_TRUE(d.streamed_weights.empty());
+  EXPECT_GT(d.decode_host_bytes, double(cfg.d_model) * 4);  // read where they live
   try {
     plan_kv(cfg, small_blocks(), 100, 1, "host", true);
     ADD_FAILURE() << "a 1-byte budget was accepted";

@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -26,11 +27,38 @@
 #include "hp/infer/sampling.hpp"
 #include "hp/io/model_config.hpp"
 #include "hp/io/safetensors.hpp"
+#include "hp/memory/planner.hpp"
+#include "hp/memory/tiers.hpp"
+#include "hp/memory/transfer.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/shard/comm.hpp"
 #include "hp/shard/strategy.hpp"
 
+namespace hp::nn {
+struct InferTraced;
+}
+
 namespace hp::infer {
+
+// Weights streamed by the offload planner of training: the parameters named here live in the
+// host tier and every program run prefetches them before their use and drops them after
+// (memory::plan_offload over the program, memory::OffloadRunner on `engine`), within `budget`
+// device bytes for the program's own values and those weights. Empty names: every weight is read
+// where its tensor lies.
+struct StreamedWeights {
+  std::set<std::string> names;
+  size_t budget = 0;
+  memory::TieredPool* tiers = nullptr;       // its device allocator is the engine's
+  memory::TransferEngine* engine = nullptr;  // the copies
+  memory::CostModel cost;
+  std::chrono::milliseconds timeout{60000};  // each wait on a copy
+};
+
+// The offload planner's request for a program traced as `tr` that streams the weights `names`
+// (params may move, nothing else does: every other source, the pool and the inputs included,
+// fixed where bound); no budget or cost set.
+memory::PlanRequest streamed_weights_request(const nn::InferTraced& tr, const io::ModelConfig& cfg,
+                                             const std::set<std::string>& names);
 
 struct EngineOptions {
   int64_t block_tokens = 16;   // positions per pool block
@@ -39,6 +67,7 @@ struct EngineOptions {
   int64_t token_budget = 0;    // tokens per step; 0: prefill_chunk + max_batch
   int64_t pool_blocks = 0;     // on the device; 0: max_batch contexts of max_seq positions
   KvPlacement kv;              // offloaded blocks (infer::plan_kv); default: none
+  StreamedWeights weights;     // streamed weights (infer::plan_kv, fetch mode); default: none
   int threads = 1;
   // The bytes of a token, which stop strings are matched on; empty: ids below 256 are bytes and
   // others none (the byte vocabulary).

@@ -44,6 +44,12 @@ struct KvPlan {
   // the largest others until it does.
   std::vector<std::string> host_weights;
   size_t weight_host_bytes = 0;
+  // Fetch mode: of host_weights, those a decode token reads whole, prefetched for each program
+  // run by the offload planner of training (memory::plan_offload, fixed: every other source) and
+  // dropped after, within `stream_budget` device bytes for a program's own values and them (the
+  // largest smallest budget of the programs; counted once in program_bytes).
+  std::vector<std::string> streamed_weights;
+  size_t stream_budget = 0;
   size_t kv_device_bytes = 0, kv_host_bytes = 0;  // resident and offloaded blocks
   size_t staging_bytes = 0;  // fetch: one layer of every sequence's host blocks, on the device
   size_t min_budget = 0;     // the smallest budget this mode fits in at this context

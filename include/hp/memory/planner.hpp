@@ -69,9 +69,9 @@ struct PlannedTransfer {
 };
 
 struct OffloadPlan {
-  runtime::Program program;  // the annotated copy (placed_at_run_time)
+  runtime::Program program;        // the annotated copy (placed_at_run_time)
   std::vector<ir::ValueId> fixed;  // PlanRequest::fixed: the runner places them as bound
-  size_t budget = 0;         // device bytes the plan keeps under (0: unlimited)
+  size_t budget = 0;               // device bytes the plan keeps under (0: unlimited)
   size_t resident_bytes = 0;
   size_t scratch_bytes = 0;       // kernel workspace kept free, counted in every figure below
   size_t min_budget = 0;          // the smallest budget any plan of this program can meet
