@@ -252,7 +252,8 @@ struct Residency {
 
 // Demand pass (Belady): residency per step; evictions placed right after the victim's last
 // touch, loads collected for hoisting.
-Residency plan_residency(const Analysis& a, size_t avail) {
+Residency plan_residency(const Analysis& a, size_t avail,
+                         const std::vector<std::pair<ValueId, ir::NodeId>>& not_before) {
   const ir::Graph& g = *a.g;
   const size_t nv = a.cls.size();
   const int n_steps = int(a.steps.size());
@@ -300,7 +301,15 @@ Residency plan_residency(const Analysis& a, size_t avail) {
       if (on_dev[size_t(r)]) continue;
       HP_CHECK(home_valid[size_t(r)], "[offload] internal: %", r, " is needed by ",
                step_name(g, s.node), " but has no copy");
-      res.loads.push_back({r, i, last_touch[size_t(r)] + 1});
+      int lo = last_touch[size_t(r)] + 1;
+      for (const auto& [v, node] : not_before)
+        if (v == r)
+          for (int k = i - 1; k >= lo; --k)
+            if (a.steps[size_t(k)].node == node) {
+              lo = k + 1;
+              break;
+            }
+      res.loads.push_back({r, i, lo});
       on_dev[size_t(r)] = true;
       mem += a.bytes[size_t(r)];
       resident.push_back(r);
@@ -533,7 +542,7 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   const size_t avail = req.device_budget == 0 ? std::numeric_limits<size_t>::max() / 2
                                               : req.device_budget - reserved;
 
-  Residency res = plan_residency(a, avail);
+  Residency res = plan_residency(a, avail, req.not_before);
   const Prefetches pf = place_prefetches(a, res, req.cost, avail);
   Emitter emitter(a, p, req.device_budget, reserved, plan);
   for (int i = 0; i < int(a.steps.size()); ++i) emitter.step(i, res, pf);

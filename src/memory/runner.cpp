@@ -93,6 +93,16 @@ void OffloadRunner::bind(ValueId v, Tensor home) {
   slots_[size_t(v)].home_valid = true;
 }
 
+void OffloadRunner::bind_fill(ValueId v, Fill fill) {
+  const ir::Value& val = plan_.program.graph->value(v);
+  HP_CHECK(size_t(v) < is_source_.size() && is_source_[size_t(v)] && fill, "[offload] %", v, " ('",
+           val.name, "') is not a source of the plan, or no fill was given");
+  HP_CHECK(std::find(plan_.fixed.begin(), plan_.fixed.end(), v) == plan_.fixed.end(), "[offload] '",
+           val.name, "' is fixed: it is read where bound, never filled");
+  slots_[size_t(v)].fill = std::move(fill);
+  slots_[size_t(v)].home_valid = true;
+}
+
 void OffloadRunner::place(runtime::Executor& ex, ValueId r, const DeviceBuf& b) {
   const ir::Graph& g = *plan_.program.graph;
   for (ValueId v : views_[size_t(r)]) {
@@ -120,19 +130,28 @@ void OffloadRunner::count_inline(std::chrono::steady_clock::time_point t0) {
 void OffloadRunner::flush(runtime::Executor&) {
   if (batch_.empty()) return;
   // One job per group of prefetches: fewer, larger submissions keep the link streaming.
-  std::vector<std::pair<DeviceBuf, Tensor>> copies;
+  struct Copy {
+    DeviceBuf dst;
+    Tensor src;
+    Fill fill;
+  };
+  std::vector<Copy> copies;
   size_t bytes = 0;
   for (ValueId r : batch_) {
-    copies.emplace_back(slots_[size_t(r)].device, slots_[size_t(r)].home);
-    bytes += slots_[size_t(r)].device.bytes;
+    const Slot& s = slots_[size_t(r)];
+    copies.push_back({s.device, s.home, s.fill});
+    bytes += s.device.bytes;
   }
   const auto t0 = std::chrono::steady_clock::now();
   Transfer t =
       engine_.submit(hp::detail::cat("prefetch of ", batch_.size(), " values starting with ",
                                      plan_.value_name(batch_[0])),
                      bytes, [this, copies = std::move(copies)] {
-                       for (auto& [dst, src] : copies)
-                         engine_.copy_bytes(dst.data(), src.raw(), dst.bytes);
+                       for (const Copy& c : copies)
+                         if (c.fill)
+                           c.fill(c.dst.data(), c.dst.bytes);
+                         else
+                           engine_.copy_bytes(c.dst.data(), c.src.raw(), c.dst.bytes);
                      });
   count_inline(t0);
   for (ValueId r : batch_) slots_[size_t(r)].pending = t;
@@ -162,8 +181,8 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
       }
       break;
     case InstrKind::kPrefetch: {
-      HP_CHECK(s.home_valid && s.home.defined(), "[offload] prefetch of ", plan_.value_name(r),
-               ": no copy off the device (is the source bound?)");
+      HP_CHECK(s.home_valid && (s.home.defined() || s.fill), "[offload] prefetch of ",
+               plan_.value_name(r), ": no copy off the device (is the source bound?)");
       HP_CHECK(!s.device, "[offload] prefetch of ", plan_.value_name(r), ": already on device");
       HP_CHECK(s.pending.done(), "[offload] prefetch of ", plan_.value_name(r),
                " while its write-back is in flight");
@@ -211,7 +230,7 @@ void OffloadRunner::move(const runtime::Instr& ins, runtime::Executor& ex) {
 void OffloadRunner::run(runtime::Executor& ex) {
   HP_CHECK(&ex.program() == &plan_.program, "[offload] the executor runs another program");
   for (ValueId v : plan_.program.sources)
-    HP_CHECK(slots_[size_t(v)].home.defined(), "[offload] source '",
+    HP_CHECK(slots_[size_t(v)].home.defined() || slots_[size_t(v)].fill, "[offload] source '",
              plan_.program.graph->value(v).name, "' is not bound");
   stall_s_ = 0;
   batch_.clear();

@@ -289,8 +289,9 @@ struct Synthetic {
     ir::Var h = x;
     std::vector<ir::Var> keep, pre;
     for (int l = 0; l < layers; ++l) {
-      g.set_scope("layer" + std::to_string(l));
-      ir::Var w = g.param("w" + std::to_string(l), {n, n});
+      const std::string index = std::to_string(l);
+      g.set_scope(std::string("layer").append(index));
+      ir::Var w = g.param(std::string("w").append(index), {n, n});
       feeds.push_back({w.id, Tensor::zeros({n, n})});
       ir::Var a = g.apply1(ops::op_def(ir::OpId::kMatmul), {h, w});
       ir::Var b = g.apply1(ops::op_def(ir::OpId::kGelu), {a});
@@ -445,6 +446,68 @@ TEST(Planner, FixedSourcesStayWhereBoundOutsideTheBudget) {
   EXPECT_LE(device->peak_bytes(), req.device_budget);
   req.fixed = {s.outs[0]};  // not a source
   EXPECT_THROW(plan_offload(prog, req), Error);
+}
+
+// A source without a home is gathered by its prefetch (bind_fill), and a source whose home a
+// node completes is not prefetched before that node.
+TEST(Planner, FilledSourcesAndPrefetchesAfterANode) {
+  Synthetic s(6, 64);
+  runtime::Program prog = runtime::compile(s.g, s.outs);
+  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1});
+  for (auto& [id, t] : s.feeds) ref.bind(id, t);
+  ref.run();
+  const ir::ValueId w5 = s.feeds.back().first;  // the last layer's weight
+  ir::NodeId first_gelu = -1;                   // layer 0's, long before w5's use
+  for (const runtime::Instr& ins : prog.instrs)
+    if (ins.kind == runtime::InstrKind::kCompute && first_gelu < 0 &&
+        s.g.node(ins.node).def->id == ir::OpId::kGelu)
+      first_gelu = ins.node;
+  ASSERT_GE(first_gelu, 0);
+  PlanRequest req;
+  req.cost.link_bytes_per_s = 1e3;  // so slow that every prefetch is hoisted as far as it may
+  req.not_before = {{w5, first_gelu}};
+  const OffloadPlan plan = plan_offload(prog, req);
+  int gelu_at = -1, w5_at = -1;
+  for (size_t k = 0; k < plan.program.instrs.size(); ++k) {
+    const runtime::Instr& ins = plan.program.instrs[k];
+    if (ins.kind == runtime::InstrKind::kCompute && ins.node == first_gelu) gelu_at = int(k);
+    if (ins.kind == runtime::InstrKind::kPrefetch && ins.value == w5) w5_at = int(k);
+  }
+  ASSERT_GE(w5_at, 0);
+  EXPECT_GT(w5_at, gelu_at);
+  req.not_before.clear();  // unconstrained, the same prefetch goes before any compute
+  const OffloadPlan free = plan_offload(prog, req);
+  size_t first_compute = free.program.instrs.size(), free_w5 = first_compute;
+  for (size_t k = free.program.instrs.size(); k-- > 0;) {
+    const runtime::Instr& ins = free.program.instrs[k];
+    if (ins.kind == runtime::InstrKind::kCompute) first_compute = k;
+    if (ins.kind == runtime::InstrKind::kPrefetch && ins.value == w5) free_w5 = k;
+  }
+  EXPECT_LT(free_w5, first_compute);
+  auto device = std::make_shared<Allocator>("dev", 0);
+  TieredPool pool(device, 0);
+  TransferEngine engine(1, CopyMode::kInline);
+  runtime::Executor ex(plan.program, device, runtime::Context{1});
+  OffloadRunner runner(plan, pool, engine, 5000ms);
+  int fills = 0;
+  for (auto& [id, t] : s.feeds) {
+    if (id != w5) {
+      runner.bind(id, t);
+      continue;
+    }
+    const Tensor home = t;
+    runner.bind_fill(id, [home, &fills](char* dst, size_t bytes) {
+      std::memcpy(dst, home.raw(), std::min(bytes, home.nbytes()));
+      fills += bytes == home.nbytes() ? 1 : 1000;
+    });
+  }
+  EXPECT_THROW(runner.bind_fill(w5, nullptr), Error);
+  for (int rep = 0; rep < 2; ++rep) {
+    runner.run(ex);
+    for (ir::ValueId o : s.outs)
+      ASSERT_EQ(0, std::memcmp(runner.result(o).raw(), ref.get(o).raw(), ref.get(o).nbytes()));
+  }
+  EXPECT_EQ(fills, 2);
 }
 
 TEST(Planner, RecomputesCheapProducersUnderPressure) {

@@ -56,6 +56,9 @@ struct PlanRequest {
   // lives outside the budget's accounting (an inference engine's KV pool, which it sizes apart,
   // and its token, position and block-table inputs).
   std::vector<ir::ValueId> fixed;
+  // A source whose home is only complete once a node of the program has run (what the node
+  // writes where the source's copy is made from): its prefetch is issued after that node.
+  std::vector<std::pair<ir::ValueId, ir::NodeId>> not_before;
   CostModel cost;
 };
 

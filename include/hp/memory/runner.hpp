@@ -7,6 +7,7 @@
 // Not a planner: it never decides what moves, and it fails loudly when the plan is inconsistent.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,6 +27,10 @@ class OffloadRunner : public runtime::MoveHandler {
 
   // Binds a source value to its home: a contiguous tensor of exactly its type, kept by handle.
   void bind(ir::ValueId source, Tensor home);
+  // Binds a source that has no home of its own: each prefetch of it runs `fill` on the transfer
+  // engine with the device buffer (its exact bytes), to gather it from wherever it lives.
+  using Fill = std::function<void(char* dst, size_t bytes)>;
+  void bind_fill(ir::ValueId source, Fill fill);
   // Runs the plan on `ex` (built on plan.program) and waits for every write-back.
   void run(runtime::Executor& ex);
   // An output after run(): its host copy when written back, else its device buffer.
@@ -51,6 +56,7 @@ class OffloadRunner : public runtime::MoveHandler {
   struct Slot {
     DeviceBuf device;  // the device copy, while the plan keeps one
     Tensor home;       // host copy (sources: the bound tensor)
+    Fill fill;         // a source gathered by its prefetch (bind_fill)
     bool home_valid = false;
     Transfer pending;  // the last prefetch or write-back
   };
