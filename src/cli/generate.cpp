@@ -217,7 +217,7 @@ void print_results(const GenerateJob& j, const std::vector<infer::Request>& reqs
       rec["kv_disk_bytes"] = run->kv_disk_bytes;
       rec["weight_host_bytes"] = run->plan.weight_host_bytes;
       rec["weights_streamed"] = run->plan.streamed_weights.size();
-      rec["weight_bytes_fetched"] = run->weight_bytes_fetched;
+      rec["planner_bytes_fetched"] = run->planner_bytes_fetched;
       rec["device_budget"] = run->plan.budget;
       rec["kv_dtype"] = "f32";
     }
@@ -376,7 +376,7 @@ PlannedModel place_model(const io::ModelConfig& cfg, const io::TensorMap& params
   p.tiers = std::make_unique<memory::TieredPool>(p.device, 0);
   p.engine = p.plan.engine(eo);
   p.engine.kv.host = p.tiers->host();
-  if (!p.engine.weights.names.empty()) {  // copies on the compute cores, where they are issued
+  if (p.engine.weights.budget > 0) {  // fetch: copies on the compute cores, where issued
     p.copies = std::make_unique<memory::TransferEngine>(eo.threads, memory::CopyMode::kInline);
     p.engine.weights.tiers = p.tiers.get();
     p.engine.weights.engine = p.copies.get();
@@ -406,7 +406,7 @@ PlannedRun run_planned(const io::ModelConfig& cfg, const io::TensorMap& params,
   }
   out.plan = p.plan;
   out.peak_device_bytes = p.device->peak_bytes();
-  if (p.copies) out.weight_bytes_fetched = p.copies->bytes_moved();
+  if (p.copies) out.planner_bytes_fetched = p.copies->bytes_moved();
   if (p.disk) out.kv_disk_bytes = p.disk->peak_bytes();
   return out;
 }

@@ -46,10 +46,10 @@ std::string text_of(const std::vector<int64_t>& tokens);
 struct PlannedRun {
   infer::KvPlan plan;
   std::vector<infer::Result> results;
-  size_t peak_device_bytes = 0;     // the device allocator's measured peak
-  size_t kv_offloaded_bytes = 0;    // the host pool
-  size_t kv_disk_bytes = 0;         // of it, what the disk tier's file held (its allocator's peak)
-  size_t weight_bytes_fetched = 0;  // streamed weights copied to the device, every run together
+  size_t peak_device_bytes = 0;      // the device allocator's measured peak
+  size_t kv_offloaded_bytes = 0;     // the host pool
+  size_t kv_disk_bytes = 0;          // of it, what the disk tier's file held (its allocator's peak)
+  size_t planner_bytes_fetched = 0;  // stagings and streamed weights the offload planner copied
 };
 // What may leave the device: `mode` as --kv-offload; `dir`: where "disk" puts the offloaded
 // blocks' file (empty: the system's temporary directory); `weights` as --offload-weights.

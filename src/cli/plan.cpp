@@ -152,7 +152,7 @@ int plan_inference(const Args& a) {
   // 64 MiB per thread, well beyond the last-level cache.
   const double bw = 1e9 * eo.threads * read_gbps(size_t(64) << 20, eo.threads);
   std::fputs(p.explain(bw).c_str(), stdout);
-  if (!a.flag("explain") || p.streamed_weights.empty()) return 0;
+  if (!a.flag("explain") || p.mode != "fetch") return 0;
   // The decode step's plan from the offload planner of training, as hp train --explain shows a
   // step's: copies on the compute cores at the memory's read rate.
   const infer::EngineOptions e = p.engine(eo);
@@ -160,13 +160,15 @@ int plan_inference(const Args& a) {
       nn::trace_infer(cfg, p.batch, 1, e.pool_blocks, e.block_tokens, e.kv.host_blocks,
                       e.kv.fetch_slots, e.kv.staging_blocks);
   const runtime::Program prog = runtime::compile(*tr.graph, {tr.logits.id});
-  memory::PlanRequest req = infer::streamed_weights_request(tr, cfg, e.weights.names);
+  memory::PlanRequest req = infer::streamed_request(tr, cfg, e.weights.names);
   req.device_budget = e.weights.budget;
   req.cost.inline_copies = true;
   req.cost.link_bytes_per_s = req.cost.mem_bytes_per_s = bw;
   const memory::OffloadPlan op = memory::plan_offload(prog, req);
-  std::printf("decode step of %lld sequence(s), %zu weights streamed by the offload planner:\n",
-              (long long)p.batch, p.streamed_weights.size());
+  std::printf(
+      "decode step of %lld sequence(s): each layer's staging and %zu weights streamed by the "
+      "offload planner:\n",
+      (long long)p.batch, p.streamed_weights.size());
   std::fputs(memory::explain(op, memory::simulate(op, req.cost), 30).c_str(), stdout);
   return 0;
 }

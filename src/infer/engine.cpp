@@ -63,16 +63,20 @@ EngineMesh fitted(EngineMesh m, int64_t kv_heads) {
 
 }  // namespace
 
-memory::PlanRequest streamed_weights_request(const nn::InferTraced& tr, const io::ModelConfig& cfg,
-                                             const std::set<std::string>& names) {
+memory::PlanRequest streamed_request(const nn::InferTraced& tr, const io::ModelConfig& cfg,
+                                     const std::set<std::string>& names) {
   memory::PlanRequest req;
-  req.grads = req.activations = req.recompute = false;  // the weights alone move
+  req.grads = req.activations = req.recompute = false;  // sources alone move
   const auto infos = nn::param_infos(cfg);
   std::set<ir::ValueId> moving;
   for (size_t i = 0; i < infos.size(); ++i)
     if (names.count(infos[i].name)) moving.insert(tr.params[i].id);
   HP_CHECK(moving.size() == names.size(), "[engine] ", names.size() - moving.size(),
            " streamed weight(s) are not parameters of the model");
+  for (size_t l = 0; l < tr.staging.size(); ++l) {
+    moving.insert(tr.staging[l].id);
+    req.not_before.push_back({tr.staging[l].id, tr.kv_writes.at(l)});
+  }
   for (size_t v = 0; v < tr.graph->values().size(); ++v)
     if (tr.graph->value(ir::ValueId(v)).kind != ir::ValueKind::kNode &&
         !moving.count(ir::ValueId(v)))
@@ -119,10 +123,10 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
   HP_CHECK(o.threads > 0, "[engine] threads must be positive, got ", o.threads);
   if (o_.token_budget == 0) o_.token_budget = o_.prefill_chunk + o_.max_batch;
   o_.prefill_chunk = std::min(o_.prefill_chunk, cfg.max_seq);
-  HP_CHECK(o_.weights.names.empty() ||
+  HP_CHECK((o_.weights.names.empty() && o_.kv.fetch_slots == 0) ||
                (o_.weights.budget > 0 && o_.weights.tiers && o_.weights.engine && !on_mesh(mesh_)),
-           "[engine] streamed weights need a budget, a tiered pool and a transfer engine, on one "
-           "device");
+           "[engine] streamed weights and fetched KV blocks need a budget, a tiered pool and a "
+           "transfer engine, on one device");
   if (!on_mesh(mesh_)) return;
   HP_CHECK(o_.kv.host_blocks == 0,
            "[engine] KV offload under a strategy is not supported: run on one device, or give "
@@ -172,8 +176,8 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
     c->prog = runtime::compile(*c->tr.graph, {c->logits});
   }
   const StreamedWeights& sw = o_.weights;
-  if (!sw.names.empty()) {  // the training offload planner streams them within the budget
-    memory::PlanRequest req = streamed_weights_request(c->tr, cfg_, sw.names);
+  if (!sw.names.empty() || !c->tr.staging.empty()) {  // the training offload planner's
+    memory::PlanRequest req = streamed_request(c->tr, cfg_, sw.names);
     req.device_budget = sw.budget;
     req.cost = sw.cost;
     c->plan = memory::plan_offload(c->prog, req);
@@ -201,7 +205,10 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   bind(local(c->tr.block_table.id), c->table);
   bind(local(c->tr.pool.id), pool_.tensor());
   if (c->tr.host_pool.defined()) bind(local(c->tr.host_pool.id), pool_.host_tensor());
-  if (c->tr.staging.defined()) bind(local(c->tr.staging.id), pool_.staging_tensor());
+  for (size_t l = 0; l < c->tr.staging.size(); ++l)  // gathered by its prefetch
+    c->runner->bind_fill(c->tr.staging[l].id, [this, l](char* dst, size_t bytes) {
+      pool_.gather(int64_t(l), fill_seqs_, fill_lengths_, dst, bytes, *o_.weights.engine);
+    });
   slot = std::move(c);
   return *slot;
 }
@@ -223,6 +230,9 @@ std::vector<float> Engine::run(const std::vector<SeqKv*>& seqs, std::span<const 
       pos[b * seq + t] = s.length + t;
     }
   }
+  fill_seqs_.assign(seqs.begin(), seqs.end());
+  fill_lengths_.clear();
+  for (SeqKv* s : seqs) fill_lengths_.push_back(s->length + seq);  // after this run's writes
   if (c.runner)
     c.runner->run(*c.ex);
   else

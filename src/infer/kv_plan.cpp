@@ -25,9 +25,10 @@ std::string bytes_str(size_t b) {
 
 // Device bytes of every program the engine may compile (prefill chunks of batch 1, decode of 1 to
 // max_batch sequences) with `slots` staged host blocks per sequence, and their largest scratch.
-// With `streamed` weights (the offload planner prefetches them for each run and drops them
-// after), a program's arena, outputs and streamed weights are held only while it runs: the
-// largest smallest budget the planner finds for one of them (`planned`), instead of their sum.
+// With fetched blocks (`slots` > 0) or `streamed` weights, the offload planner prefetches each
+// layer's staging and those weights for every run and drops them after: a program's arena,
+// outputs and what it streams are held only while it runs, so they count as the largest
+// smallest budget the planner finds for one of them (`planned`), not as a sum.
 struct ProgramBytes {
   size_t held = 0, scratch = 0;
   size_t planned = 0;  // of held: what one run of the streamed programs needs at most
@@ -50,11 +51,11 @@ ProgramBytes program_bytes(const io::ModelConfig& cfg, const EngineOptions& o, i
     runtime::Program p = runtime::compile(*tr.graph, {tr.logits.id});
     out.held += size_t(B * (2 * T + max_blocks)) * 8;  // tokens, positions and block table
     out.scratch = std::max(out.scratch, runtime::scratch_bytes(p, o.threads));
-    if (streamed.empty()) {
+    if (streamed.empty() && slots == 0) {
       out.held += p.arena_bytes + p.output_bytes;
       continue;
     }
-    memory::PlanRequest req = streamed_weights_request(tr, cfg, streamed);
+    memory::PlanRequest req = streamed_request(tr, cfg, streamed);
     out.planned = std::max(out.planned, memory::plan_offload(p, req).min_budget);
   }
   out.held += out.planned;
@@ -98,12 +99,12 @@ std::string KvPlan::explain(double bw) const {
   s += line;
   std::snprintf(
       line, sizeof line,
-      "  device: %s of %s budget (weights %s, resident KV %s, staging %s, programs %s, "
-      "scratch %s); "
+      "  device: %s of %s budget (weights %s, resident KV %s, programs %s%s, scratch %s); "
       "smallest budget for this mode %s\n",
       mib(double(device_bytes())).c_str(), budget ? mib(double(budget)).c_str() : "an unlimited",
       mib(double(weight_bytes - weight_host_bytes)).c_str(), mib(double(kv_device_bytes)).c_str(),
-      mib(double(staging_bytes)).c_str(), mib(double(program_bytes)).c_str(),
+      mib(double(program_bytes)).c_str(),
+      staging_bytes ? (" with a layer's staging of " + mib(double(staging_bytes))).c_str() : "",
       mib(double(scratch_bytes)).c_str(), mib(double(min_budget)).c_str());
   s += line;
   std::snprintf(line, sizeof line,
@@ -231,9 +232,8 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
                         program_bytes(cfg, o, context, slots,
                                       host && r<N, slots> 0 ? streamed : std::set<std::string>{}))
                .first;
-    // The staging: one layer of the fetched blocks of every sequence.
-    const size_t staging = size_t(p.batch * slots) * p.block_bytes / size_t(cfg.n_layer);
-    return device_weights + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes + staging +
+    // A layer's staging is among the planned programs' values.
+    return device_weights + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes +
            it->second.held + it->second.scratch;
   };
   auto fits = [&](size_t bytes) { return budget == 0 || bytes <= budget; };
@@ -279,7 +279,7 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
   const ProgramBytes& pb = memo.at({p.fetch_slots, m != "resident"});
   p.program_bytes = pb.held;
   p.scratch_bytes = pb.scratch;
-  if (m == "fetch") {
+  if (m == "fetch") {  // the stagings and these weights through the offload planner
     p.streamed_weights.assign(streamed.begin(), streamed.end());
     p.stream_budget = pb.planned;
     host_weight_reads -= streamed_reads;

@@ -21,9 +21,6 @@ KvPool::KvPool(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens,
     HP_CHECK(placement_.staging_blocks >= placement_.fetch_slots, "[kv pool] ",
              placement_.staging_blocks, " staging blocks for ", placement_.fetch_slots,
              " fetch slots per sequence");
-    staging_ =
-        Tensor::zeros({placement_.staging_blocks, 2, block_tokens, cfg.n_kv_head, cfg.head_dim},
-                      DType::kF32, device);
   }
   pool_ =
       Tensor::zeros(nn::kv_pool_shape(cfg, blocks, block_tokens), DType::kF32, std::move(device));
@@ -55,6 +52,31 @@ void KvPool::reserve(SeqKv& s, int64_t positions) {
   for (int64_t i = 0; i < host; ++i) {
     s.blocks.push_back(host_free_.back());
     host_free_.pop_back();
+  }
+}
+
+void KvPool::gather(int64_t layer, const std::vector<const SeqKv*>& seqs,
+                    const std::vector<int64_t>& lengths, char* staging, size_t bytes,
+                    memory::TransferEngine& copies) const {
+  const Shape& hs = host_.shape();  // [host blocks, layers, 2, block_tokens, Hkv, Dh]
+  const size_t piece = size_t(2 * hs[3] * hs[4] * hs[5]) * sizeof(float);
+  const int64_t slots = placement_.fetch_slots, D = blocks();
+  HP_CHECK(seqs.size() == lengths.size() && bytes >= seqs.size() * size_t(slots) * piece,
+           "[kv pool] a staging of ", bytes, " bytes for ", seqs.size(), " sequences of ", slots,
+           " slots of ", piece, " bytes");
+  const char* host = static_cast<const char*>(host_.raw());
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    int64_t slot = 0;
+    const std::vector<int64_t>& table = seqs[b]->blocks;
+    for (size_t c = 0; int64_t(c) * block_tokens_ < lengths[b] && c < table.size(); ++c) {
+      if (table[c] < D) continue;
+      HP_CHECK(slot < slots, "[kv pool] sequence ", b, " holds more than the ", slots,
+               " staged host blocks");
+      copies.copy_bytes(staging + (size_t(b) * size_t(slots) + size_t(slot)) * piece,
+                        host + (size_t(table[c] - D) * size_t(hs[1]) + size_t(layer)) * piece,
+                        piece);
+      ++slot;
+    }
   }
 }
 

@@ -423,16 +423,16 @@ InferTraced trace_infer(const ModelConfig& c, int64_t batch, int64_t seq, int64_
     t.host_pool =
         g.input("kv_host_pool", {kv_pool_shape(c, host_blocks, block_tokens), DType::kF32});
   if (host_blocks > 0 && fetch_slots > 0)
-    t.staging = g.input("kv_staging",
-                        {{staging_blocks, 2, block_tokens, c.n_kv_head, c.head_dim}, DType::kF32});
-  hk.attend = [&t, pool_blocks, fetch_slots](int64_t layer, Var q, Var k, Var v) {
+    for (int64_t l = 0; l < c.n_layer; ++l)
+      t.staging.push_back(
+          g.input("kv_staging." + std::to_string(l),
+                  {{staging_blocks, 2, block_tokens, c.n_kv_head, c.head_dim}, DType::kF32}));
+  hk.attend = [&t, &g, fetch_slots](int64_t layer, Var q, Var k, Var v) {
     Var lengths = kv_write(t.pool, k, v, t.block_table, t.positions, layer, t.host_pool);
-    if (t.staging.defined())
-      lengths =
-          kv_fetch(t.staging, t.host_pool, t.block_table, lengths, layer, pool_blocks, fetch_slots);
+    t.kv_writes.push_back(g.value(lengths.id).producer);
     return paged_attention(q, t.pool, t.block_table, lengths, layer,
                            1.0 / std::sqrt(double(q.dim(3))),
-                           t.staging.defined() ? t.staging : t.host_pool, fetch_slots);
+                           t.staging.empty() ? t.host_pool : t.staging[size_t(layer)], fetch_slots);
   };
   Var x = embed(g, c, P, t.tokens, t.positions);
   for (int64_t i = 0; i < c.n_layer; ++i) x = block(c, P, i, x, hk);

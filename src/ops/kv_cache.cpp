@@ -1,10 +1,10 @@
 // The KV-cache ops of the inference programs (docs/inference.md): kv_write stores one layer's new
 // keys and values in the paged pool, paged_attention attends over a sequence's cached positions
-// through its block table, and kv_fetch copies one layer of a sequence's offloaded (host) blocks
-// into device staging before the layer's attention. All run only forward (no VJP). Sharded
-// (tensor-parallel) inference splits the pool's kv heads with the query heads, or keeps every kv
-// head on every rank when there are fewer kv heads than ranks, as attention does with k and v;
-// kv_fetch and the host pool have no sharding rule (offload is for one device).
+// through its block table, reading offloaded (host) blocks in the host pool or in a staging of
+// one layer gathered beforehand. Both run only forward (no VJP). Sharded (tensor-parallel)
+// inference splits the pool's kv heads with the query heads, or keeps every kv head on every rank
+// when there are fewer kv heads than ranks, as attention does with k and v; the host pool and the
+// staging have no sharding rule (offload is for one device).
 // Not an allocator: which blocks a sequence holds is the caller's (hp/infer/kv_pool.hpp).
 #include "hp/ops/ops.hpp"
 #include "ops/common.hpp"
@@ -34,7 +34,7 @@ void expect_host(const TensorType& host, const TensorType& pool) {
            "host pool ", type_str(host), " does not match the pool ", type_str(pool));
 }
 
-// kv_fetch's staging: [rows, 2, block_tokens, Hkv, Dh], rows for fetch_slots blocks of each of
+// A layer's staging: [rows, 2, block_tokens, Hkv, Dh], rows for fetch_slots blocks of each of
 // `batch` sequences.
 void expect_staging(const TensorType& st, const TensorType& pool, int64_t batch, const Attrs& at) {
   const Shape& s = st.shape;
@@ -88,7 +88,7 @@ void add_kv_write(Table& t) {
 void add_paged_attention(Table& t) {
   OpDef a;
   // (q [B, T, H, Dh], pool, block_table [B, max_blocks], lengths [B] [, host]) -> out [B, T, H,
-  // Dh]; attrs: layer, scale, fetch_slots (> 0: host is kv_fetch's staging, else the host pool);
+  // Dh]; attrs: layer, scale, fetch_slots (> 0: host is a layer's staging, else the host pool);
   // group and head_offset when this rank holds only some query heads of a group with their whole
   // kv head (SPMD lowering sets them).
   a.id = OpId::kPagedAttention;
@@ -150,39 +150,11 @@ void add_paged_attention(Table& t) {
   t.push_back(std::move(a));
 }
 
-void add_kv_fetch(Table& t) {
-  OpDef f;
-  // (staging, host pool, block_table [B, max_blocks], lengths [B]) -> lengths [B]; attrs: layer,
-  // device_blocks, fetch_slots. Writes into the staging input in place; lengths orders it after
-  // the layer's kv_write.
-  f.id = OpId::kKvFetch;
-  f.infer = [](const Types& in, const Attrs& at) {
-    expect_arity(in, 4);
-    expect_pool(in[1], at.i("layer"));
-    const int64_t B = in[3].shape.empty() ? -1 : in[3].shape[0];
-    expect_table(in[2], B);
-    expect_i64(in[3], {B}, "lengths");
-    HP_CHECK(at.i("fetch_slots") > 0 && at.i("device_blocks") >= 0, "fetch_slots ",
-             at.i("fetch_slots"), " and device_blocks ", at.i("device_blocks"),
-             " must be positive and >= 0");
-    expect_staging(in[0], in[1], B, at);
-    return Types{in[3]};
-  };
-  f.cost = [](const Types& in, const Types&, const Attrs& at) {
-    // The link bytes at most: every staged block read from the host and written on the device.
-    const Shape& s = in[0].shape;
-    return Cost{
-        0, 2.0 * double(in[3].shape[0] * at.i("fetch_slots") * s[1] * s[2] * s[3] * s[4]) * 4.0};
-  };
-  t.push_back(std::move(f));
-}
-
 }  // namespace
 
 void register_kv_cache(Table& t) {
   add_kv_write(t);
   add_paged_attention(t);
-  add_kv_fetch(t);
 }
 
 }  // namespace hp::ops
@@ -201,11 +173,4 @@ Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer
   return q.g->apply1(ops::op_def(ir::OpId::kPagedAttention), in,
                      {{"layer", layer}, {"scale", scale}, {"fetch_slots", fetch_slots}});
 }
-Var kv_fetch(Var staging, Var host, Var block_table, Var lengths, int64_t layer,
-             int64_t device_blocks, int64_t slots) {
-  return host.g->apply1(
-      ops::op_def(ir::OpId::kKvFetch), {staging, host, block_table, lengths},
-      {{"layer", layer}, {"device_blocks", device_blocks}, {"fetch_slots", slots}});
-}
-
 }  // namespace hp

@@ -61,7 +61,14 @@ Generated run(const io::ModelConfig& cfg, const io::TensorMap& params,
   r.plan = plan_kv(cfg, small_blocks(), context, budget, mode);
   auto device = std::make_shared<Allocator>("device", budget ? budget - r.plan.scratch_bytes : 0);
   EngineOptions eo = r.plan.engine(small_blocks());
-  eo.kv.host = std::make_shared<Allocator>("host", 0, Tier::kHost);
+  memory::TieredPool tiers(device, 0);
+  memory::TransferEngine copies(1, memory::CopyMode::kInline);
+  eo.kv.host = tiers.host();
+  if (eo.weights.budget > 0) {  // fetch: the stagings go through the offload planner
+    eo.weights.tiers = &tiers;
+    eo.weights.engine = &copies;
+    eo.weights.cost.inline_copies = true;
+  }
   io::TensorMap on_device;
   for (const auto& [name, t] : params) on_device.emplace(name, t.clone(device));
   {

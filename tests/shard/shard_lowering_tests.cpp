@@ -364,8 +364,8 @@ TEST(ShardTableCoverage, EveryRegisteredOpHasARow) {
   }
   // The KV-cache ops write their pool input in place, which this table's one-device comparison
   // cannot hold; tests/infer/infer_shard_tests.cpp checks their rules (tp2 and tp4 programs
-  // against a one-device recompute). kv_fetch (offload, one device only) has no rule.
-  const std::set<std::string> unsharded{"kv_write", "paged_attention", "kv_fetch"};
+  // against a one-device recompute).
+  const std::set<std::string> unsharded{"kv_write", "paged_attention"};
   for (size_t i = 0; i < ir::kOpCount; ++i) {
     const std::string& op = ir::op_name(ir::OpId(i));
     if (unsharded.count(op)) continue;

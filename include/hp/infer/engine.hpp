@@ -40,11 +40,11 @@ struct InferTraced;
 
 namespace hp::infer {
 
-// Weights streamed by the offload planner of training: the parameters named here live in the
-// host tier and every program run prefetches them before their use and drops them after
-// (memory::plan_offload over the program, memory::OffloadRunner on `engine`), within `budget`
-// device bytes for the program's own values and those weights. Empty names: every weight is read
-// where its tensor lies.
+// What the offload planner of training streams for the engine: the parameters named here (they
+// live in the host tier) and, with fetched KV blocks, each layer's staging (gathered from the
+// host pool). Every program run then goes through memory::plan_offload and a
+// memory::OffloadRunner on `engine`, within `budget` device bytes for the program's own values
+// and what it streams. No names and no fetch: the programs run as bound.
 struct StreamedWeights {
   std::set<std::string> names;
   size_t budget = 0;
@@ -54,11 +54,12 @@ struct StreamedWeights {
   std::chrono::milliseconds timeout{60000};  // each wait on a copy
 };
 
-// The offload planner's request for a program traced as `tr` that streams the weights `names`
-// (params may move, nothing else does: every other source, the pool and the inputs included,
-// fixed where bound); no budget or cost set.
-memory::PlanRequest streamed_weights_request(const nn::InferTraced& tr, const io::ModelConfig& cfg,
-                                             const std::set<std::string>& names);
+// The offload planner's request for a program traced as `tr` whose weights `names` and layer
+// stagings (fetch) it moves: each prefetched before its use (a staging once its layer's kv_write
+// has run: gathered from the host pool, the current positions included) and dropped after; every
+// other source, the pool and the inputs included, fixed where bound. No budget or cost set.
+memory::PlanRequest streamed_request(const nn::InferTraced& tr, const io::ModelConfig& cfg,
+                                     const std::set<std::string>& names);
 
 struct EngineOptions {
   int64_t block_tokens = 16;   // positions per pool block
@@ -67,7 +68,7 @@ struct EngineOptions {
   int64_t token_budget = 0;    // tokens per step; 0: prefill_chunk + max_batch
   int64_t pool_blocks = 0;     // on the device; 0: max_batch contexts of max_seq positions
   KvPlacement kv;              // offloaded blocks (infer::plan_kv); default: none
-  StreamedWeights weights;     // streamed weights (infer::plan_kv, fetch mode); default: none
+  StreamedWeights weights;     // streamed weights and stagings (infer::plan_kv, fetch mode)
   int threads = 1;
   // The bytes of a token, which stop strings are matched on; empty: ids below 256 are bytes and
   // others none (the byte vocabulary).
@@ -198,6 +199,10 @@ class Engine {
   EngineOptions o_;
   std::shared_ptr<Allocator> device_;
   KvPool pool_;
+  // The sequences of the run in progress and their lengths after it: what a staging's gather
+  // (its prefetch, during the run) reads.
+  std::vector<const SeqKv*> fill_seqs_;
+  std::vector<int64_t> fill_lengths_;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Compiled>> programs_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> active_;

@@ -45,14 +45,17 @@ struct KvPlan {
   std::vector<std::string> host_weights;
   size_t weight_host_bytes = 0;
   // Fetch mode: of host_weights, those a decode token reads whole, prefetched for each program
-  // run by the offload planner of training (memory::plan_offload, fixed: every other source) and
-  // dropped after, within `stream_budget` device bytes for a program's own values and them (the
-  // largest smallest budget of the programs; counted once in program_bytes).
+  // run by the offload planner of training (memory::plan_offload, with each layer's staging;
+  // fixed: every other source) and dropped after, within `stream_budget` device bytes for a
+  // program's own values and them (the largest smallest budget of the programs; counted once in
+  // program_bytes).
   std::vector<std::string> streamed_weights;
   size_t stream_budget = 0;
   size_t kv_device_bytes = 0, kv_host_bytes = 0;  // resident and offloaded blocks
-  size_t staging_bytes = 0;  // fetch: one layer of every sequence's host blocks, on the device
-  size_t min_budget = 0;     // the smallest budget this mode fits in at this context
+  // Fetch: a layer's staging (every sequence's host blocks of one layer), which the offload
+  // planner places among the program's values: part of program_bytes, not counted apart.
+  size_t staging_bytes = 0;
+  size_t min_budget = 0;  // the smallest budget this mode fits in at this context
   // Per decode token at the full context: bytes read on the device (weights, resident and staged
   // KV), bytes read in the host tier by the attention (direct), bytes copied host to device.
   double decode_device_bytes = 0, decode_host_bytes = 0, decode_fetch_bytes = 0;
@@ -63,11 +66,11 @@ struct KvPlan {
   int64_t int8_resident_context = 0;
   double int8_decode_device_bytes = 0;
 
-  // Device memory the plan holds: weights, resident KV, staging, programs (arenas, outputs,
-  // inputs) and the largest kernel scratch.
+  // Device memory the plan holds: weights, resident KV, programs (arenas, outputs, inputs, or
+  // under the offload planner one run's values and what it streams) and the largest kernel
+  // scratch.
   size_t device_bytes() const {
-    return weight_bytes - weight_host_bytes + kv_device_bytes + staging_bytes + program_bytes +
-           scratch_bytes;
+    return weight_bytes - weight_host_bytes + kv_device_bytes + program_bytes + scratch_bytes;
   }
   // Seconds per decode token when device and host share one memory that reads `bw` bytes/s and
   // copies run on the compute cores (nothing overlaps): the two byte terms, device and link, over

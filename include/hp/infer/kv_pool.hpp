@@ -15,6 +15,7 @@
 #include "hp/core/allocator.hpp"
 #include "hp/core/tensor.hpp"
 #include "hp/io/model_config.hpp"
+#include "hp/memory/transfer.hpp"
 
 namespace hp::infer {
 
@@ -43,8 +44,8 @@ class KvPool {
   KvPool(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens,
          std::shared_ptr<Allocator> device, KvPlacement placement = {});
   Tensor& tensor() { return pool_; }
-  Tensor& host_tensor() { return host_; }        // undefined without host blocks
-  Tensor& staging_tensor() { return staging_; }  // on the device; undefined without fetch slots
+  Tensor& host_tensor() { return host_; }  // undefined without host blocks
+
   const KvPlacement& placement() const { return placement_; }
   size_t host_bytes() const { return placement_.host_blocks > 0 ? host_.nbytes() : 0; }
   int64_t blocks() const { return pool_.shape()[0]; }  // on the device
@@ -55,6 +56,13 @@ class KvPool {
   // Takes blocks until `s` can hold `positions` positions; throws hp::Error naming the shortfall
   // when the pool has too few free blocks or `positions` exceeds the model's max_seq.
   void reserve(SeqKv& s, int64_t positions);
+  // Fetch: copies `layer` of each sequence's host blocks holding positions below its length, in
+  // table order, into `staging` (the device buffer of the layer's staging source: sequence b's
+  // at rows b * fetch_slots, ...), by `copies`. Throws when a sequence holds more host blocks
+  // than the placement's fetch_slots or the buffer is too small.
+  void gather(int64_t layer, const std::vector<const SeqKv*>& seqs,
+              const std::vector<int64_t>& lengths, char* staging, size_t bytes,
+              memory::TransferEngine& copies) const;
   // Gives back every block of `s` and empties it.
   void release(SeqKv& s);
   // Blocks that hold `positions` positions.
@@ -65,7 +73,7 @@ class KvPool {
  private:
   int64_t block_tokens_, max_blocks_, max_seq_;
   KvPlacement placement_;
-  Tensor pool_, host_, staging_;
+  Tensor pool_, host_;
   std::vector<int64_t> free_;       // a stack: the most recently freed block is reused first
   std::vector<int64_t> host_free_;  // ids from blocks() on
 };

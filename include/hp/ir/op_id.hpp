@@ -61,7 +61,6 @@ namespace hp::ir {
   X(kAttentionBwd, "attention_bwd")                \
   X(kKvWrite, "kv_write")                          \
   X(kPagedAttention, "paged_attention")            \
-  X(kKvFetch, "kv_fetch")                          \
   X(kRedistribute, "redistribute")                 \
   X(kRedistributeStart, "redistribute_start")      \
   X(kRedistributeWait, "redistribute_wait")

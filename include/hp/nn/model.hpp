@@ -114,8 +114,13 @@ struct InferTraced {
   ir::Var block_table;  // i64 [B, kv_max_blocks]: each sequence's pool blocks, in order
   ir::Var pool;         // f32 kv_pool_shape(): bound by the caller, written in place
   ir::Var host_pool;    // f32 kv_pool_shape() of the host blocks; undefined: none
-  ir::Var staging;      // f32 [staging blocks, 2, block_tokens, kv heads, head dim]; or undefined
-  ir::Var logits;       // f32 [B, V]
+  // Per layer, f32 [staging blocks, 2, block_tokens, kv heads, head dim]: the layer's host
+  // blocks gathered for its attention (fetch); empty otherwise.
+  std::vector<ir::Var> staging;
+  // Per layer, the kv_write node: a staging is complete only after it (the current positions
+  // may fall in host blocks).
+  std::vector<ir::NodeId> kv_writes;
+  ir::Var logits;               // f32 [B, V]
   std::vector<ir::Var> params;  // same order as param_infos()
 };
 
@@ -125,9 +130,10 @@ int64_t kv_max_blocks(const io::ModelConfig& cfg, int64_t block_tokens);
 Shape kv_pool_shape(const io::ModelConfig& cfg, int64_t blocks, int64_t block_tokens);
 // Throws when seq exceeds the model's max positions. With host_blocks > 0 the block ids from
 // pool_blocks on name blocks of the host pool: each layer's attention reads them there
-// (fetch_slots 0) or from the device staging (a source of staging_blocks >= batch x fetch_slots
-// blocks of one layer, bound by the caller) that a kv_fetch fills just before it. `options`: as
-// trace's (logical shapes for programs that are sharded).
+// (fetch_slots 0) or from its layer's staging (a source of staging_blocks >= batch x
+// fetch_slots blocks, which the caller gathers from the host pool once the layer's kv_write has
+// run: the offload planner's prefetch of it). `options`: as trace's (logical shapes for
+// programs that are sharded).
 InferTraced trace_infer(const io::ModelConfig& cfg, int64_t batch, int64_t seq, int64_t pool_blocks,
                         int64_t block_tokens, int64_t host_blocks = 0, int64_t fetch_slots = 0,
                         int64_t staging_blocks = 0, TraceOptions options = {});

@@ -74,17 +74,11 @@ Var kv_write(Var pool, Var k, Var v, Var block_table, Var positions, int64_t lay
 // Causal attention of q [B, T, H, Dh] (the last T positions of each sequence, which end at
 // lengths[b]) over the pool's keys and values of `layer` at positions [0, lengths[b]). Blocks
 // with ids >= the pool's block count are read from `host`: the host pool itself (attention where
-// the KV lives, fetch_slots 0), or the staging kv_fetch filled (fetch_slots per sequence).
+// the KV lives, fetch_slots 0), or a staging f32 [rows, 2, block_tokens, Hkv, Dh] of `layer`'s
+// host blocks gathered beforehand (fetch_slots per sequence: sequence b's host blocks in table
+// order at rows b * slots, b * slots + 1, ...; infer::KvPool::gather).
 Var paged_attention(Var q, Var pool, Var block_table, Var lengths, int64_t layer, double scale,
                     Var host = {}, int64_t fetch_slots = 0);
-// Copies `layer` of each sequence's host blocks (ids >= device_blocks, up to lengths[b]) from
-// `host` into `staging` f32 [rows, 2, block_tokens, Hkv, Dh] in place, sequence b's host blocks
-// in table order at rows b * slots, b * slots + 1, ...: the fetch of an offloaded KV cache just
-// before the layer's attention. Returns `lengths` (i64 [B]) for the attention to read, which
-// orders it after the fetch. Throws when a sequence holds more than `slots` host blocks.
-Var kv_fetch(Var staging, Var host, Var block_table, Var lengths, int64_t layer,
-             int64_t device_blocks, int64_t slots);
-
 // Layout. reshape accepts one -1.
 Var reshape(Var x, Shape shape);
 Var permute(Var x, std::vector<int64_t> perm);

@@ -2,7 +2,7 @@
 // and values into their blocks of the pool; paged_attention reads a sequence's cached keys and
 // values through its block table: a decode step (few query rows per kv head) in place, block by
 // block, for the whole GQA group at once; a prefill chunk by gathering them into rows and running
-// two sgemm products with a causal softmax between. kv_fetch stages a layer's host blocks.
+// two sgemm products with a causal softmax between.
 #include <omp.h>
 #include <algorithm>
 #include <cmath>
@@ -26,7 +26,8 @@ namespace {
 // kind holds its kv heads one after another, Dh x block_tokens floats each: keys transposed (the
 // element (t, h, d) at (h * Dh + d) * block_tokens + t, so that a vector holds eight positions'
 // element d), values by position (at (h * block_tokens + t) * Dh + d). Only these kernels read
-// or write the pool, and kv_fetch copies whole slices, so the layout is theirs alone.
+// or write the pool, and infer::KvPool::gather copies whole slices, so the layout is theirs
+// alone.
 struct PoolView {
   float* base;
   float* host = nullptr;  // the host pool or the staging; null: every block on the device
@@ -407,43 +408,10 @@ void paged_attention(KernelArgs& k) {
   }
 }
 
-// Per sequence, its host blocks (ids >= device_blocks) holding positions below its length, in
-// table order: one contiguous [2, block_tokens, Hkv, Dh] slice of `layer` each, into its rows of
-// the staging; the slices copied by the team.
-void kv_fetch(KernelArgs& k) {
-  const Tensor& host = *k.in[1];
-  const Shape& hs = host.shape();
-  const int64_t layers = hs[1], piece = 2 * hs[3] * hs[4] * hs[5], BT = hs[3];
-  const int64_t layer = k.node.attrs.i("layer"), D = k.node.attrs.i("device_blocks");
-  const int64_t slots = k.node.attrs.i("fetch_slots"), max_blocks = k.in[2]->shape()[1];
-  const int64_t B = k.in[2]->shape()[0], *table = k.in[2]->i64(), *lens = k.in[3]->i64();
-  float* out = const_cast<float*>(k.in[0]->f32());      // the staging is written in place
-  std::vector<std::pair<const float*, float*>> copies;  // (host slice, staging rows)
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t* row = table + b * max_blocks;
-    int64_t slot = 0;
-    for (int64_t c = 0; c * BT < lens[b] && c < max_blocks; ++c) {
-      if (row[c] < D) continue;
-      HP_CHECK(row[c] - D < hs[0], "block ", row[c], " outside the ", D, " device and ", hs[0],
-               " host blocks");
-      HP_CHECK(slot < slots, "sequence ", b, " holds more than the ", slots, " staged host blocks");
-      copies.emplace_back(host.f32() + ((row[c] - D) * layers + layer) * piece,
-                          out + (b * slots + slot) * piece);
-      ++slot;
-    }
-    k.out[0]->i64()[b] = lens[b];
-  }
-  const int64_t n = int64_t(copies.size());
-#pragma omp parallel for num_threads(detail::team_size(context(k), n* piece)) schedule(static)
-  for (int64_t i = 0; i < n; ++i)
-    std::copy_n(copies[size_t(i)].first, piece, copies[size_t(i)].second);
-}
-
 }  // namespace
 
 void add_kv_cache_kernels(KernelTable& t) {
   t.add(OpId::kKvWrite, kernel(kv_write));
-  t.add(OpId::kKvFetch, kernel(kv_fetch));
   // The gathered keys and values of one kv head and the scores of one query head, at the block
   // table's capacity, and the products' own workspace.
   t.add(OpId::kPagedAttention, kernel(paged_attention, [](const Types& in, const ir::Attrs&, int) {
