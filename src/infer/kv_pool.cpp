@@ -65,6 +65,7 @@ void KvPool::gather(int64_t layer, const std::vector<const SeqKv*>& seqs,
            "[kv pool] a staging of ", bytes, " bytes for ", seqs.size(), " sequences of ", slots,
            " slots of ", piece, " bytes");
   const char* host = static_cast<const char*>(host_.raw());
+  std::vector<memory::TransferEngine::Piece> pieces;
   for (size_t b = 0; b < seqs.size(); ++b) {
     int64_t slot = 0;
     const std::vector<int64_t>& table = seqs[b]->blocks;
@@ -72,12 +73,12 @@ void KvPool::gather(int64_t layer, const std::vector<const SeqKv*>& seqs,
       if (table[c] < D) continue;
       HP_CHECK(slot < slots, "[kv pool] sequence ", b, " holds more than the ", slots,
                " staged host blocks");
-      copies.copy_bytes(staging + (size_t(b) * size_t(slots) + size_t(slot)) * piece,
-                        host + (size_t(table[c] - D) * size_t(hs[1]) + size_t(layer)) * piece,
-                        piece);
+      pieces.push_back({staging + (size_t(b) * size_t(slots) + size_t(slot)) * piece,
+                        host + (size_t(table[c] - D) * size_t(hs[1]) + size_t(layer)) * piece});
       ++slot;
     }
   }
+  copies.copy_pieces(pieces, piece);
 }
 
 void KvPool::release(SeqKv& s) {

@@ -183,6 +183,19 @@ TEST(TransferEngine, InlineRunsOnTheCallerAndCopiesExactly) {
     engine.copy(dst.data(), src.data(), n).wait(5000ms);
     EXPECT_EQ(src, dst) << n << " bytes";
   }
+  // A gather of pieces: each lands at its own place, on the team or on a worker.
+  for (CopyMode mode : {CopyMode::kInline, CopyMode::kThreads}) {
+    TransferEngine e(2, mode);
+    const size_t piece = 4096 + 8;
+    std::vector<char> src = pattern(9 * piece, 7), dst(9 * piece, 0);
+    std::vector<TransferEngine::Piece> pieces;
+    for (size_t i = 0; i < 9; ++i)  // reversed
+      pieces.push_back({dst.data() + i * piece, src.data() + (8 - i) * piece});
+    e.submit("gather", 9 * piece, [&] { e.copy_pieces(pieces, piece); }).wait(5000ms);
+    for (size_t i = 0; i < 9; ++i)
+      EXPECT_EQ(0, std::memcmp(dst.data() + i * piece, src.data() + (8 - i) * piece, piece))
+          << copy_mode_name(mode) << " piece " << i;
+  }
   Transfer bad = engine.submit("bad", 8, [] { throw Error("[copy] no"); });
   EXPECT_TRUE(bad.done());
   EXPECT_THROW(bad.wait(10ms), Error);

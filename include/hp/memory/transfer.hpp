@@ -59,6 +59,13 @@ class TransferEngine {
   Transfer submit(std::string what, size_t bytes, std::function<void()> job);
   // memcpy for jobs: chunked on a worker, or over the inline team.
   void copy_bytes(void* dst, const void* src, size_t n) const;
+  // Many copies of `bytes` each (a gather or scatter of equal pieces), for jobs: one after the
+  // other on a worker, or the pieces split over the inline team.
+  struct Piece {
+    void* dst;
+    const void* src;
+  };
+  void copy_pieces(const std::vector<Piece>& pieces, size_t bytes) const;
   // memcpy of `n` bytes in large chunks on a transfer thread. Both buffers must outlive it.
   Transfer copy(void* dst, const void* src, size_t n, std::string what = "copy");
   // Waits for every transfer submitted so far; throws hp::Timeout or the first failure.
