@@ -15,7 +15,7 @@ struct Engine::Compiled {
   nn::InferTraced tr;
   shard::Lowered lowered;  // on a mesh: this rank's graph, which prog refers to
   runtime::Program prog;
-  std::optional<memory::OffloadPlan> plan;  // streamed weights: prog annotated with their moves
+  std::optional<memory::OffloadPlan> plan;  // fetch: prog with its stagings' and weights' moves
   std::unique_ptr<runtime::Executor> ex;    // refers to prog (or plan): built after, never moved
   std::unique_ptr<memory::OffloadRunner> runner;  // carries the plan out on ex
   Tensor tokens, positions, table;
