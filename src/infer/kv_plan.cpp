@@ -226,12 +226,14 @@ KvPlan plan_with(const io::ModelConfig& cfg, const EngineOptions& o, int64_t con
   std::map<std::pair<int64_t, bool>, ProgramBytes> memo;
   auto device = [&](int64_t r, bool fetch, bool host) {
     const int64_t slots = fetch && r < N ? N - r : 0;
-    auto it = memo.find({slots, host && r < N});
-    if (it == memo.end())
-      it = memo.emplace(std::pair{slots, host && r < N},
-                        program_bytes(cfg, o, context, slots,
-                                      host && r<N, slots> 0 ? streamed : std::set<std::string>{}))
+    const bool offloaded = host && r < N;
+    auto it = memo.find({slots, offloaded});
+    if (it == memo.end()) {
+      const std::set<std::string> moving = slots > 0 ? streamed : std::set<std::string>{};
+      it = memo.emplace(std::pair{slots, offloaded},
+                        program_bytes(cfg, o, context, slots, offloaded, moving))
                .first;
+    }
     // A layer's staging is among the planned programs' values.
     return device_weights + size_t(std::max<int64_t>(1, p.batch * r)) * p.block_bytes +
            it->second.held + it->second.scratch;
