@@ -6,6 +6,7 @@
 // Not the preset matrix: tests/e2e/spmd.sh runs every preset on the shared reference cases.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -431,13 +432,15 @@ TEST(Pipeline, ZeroBubbleSchedulesOrderedAtModelledCosts) {
 // plus its activations at the schedule's peak, every rank refuses before running, naming the
 // smallest budget; at that budget the steps run, equal to the unbudgeted ones, and every rank's
 // device allocator peak plus the kernels' workspace stays within it.
-TEST(Pipeline, DeviceBudgetCheckedThenHeld) {
+// `schedule` over the 2+1 layout; with `moved`, the smallest budget needs activations offloaded.
+void check_device_budget(const std::string& schedule, bool moved) {
   io::ModelConfig cfg = tiny(io::Architecture::kGpt2);
   cfg.n_layer = 4;
   const io::TensorMap init = nn::init_params(cfg, 7);
   const auto [tokens, targets] = batch(cfg.vocab);
-  auto plan = plan_pipeline(cfg, two_plus_one("tp2", "zb-h1", 3), 4, 8);
+  auto plan = plan_pipeline(cfg, two_plus_one("tp2", schedule, 3), 4, 8);
   std::vector<std::string> refused(3);  // each rank's own refusal
+  std::atomic<int> moves{0};            // OFFLOAD actions in the schedule the trainers run
   auto losses = [&](size_t budget, std::vector<size_t>* peaks) {
     TrainOptions opt;
     opt.batch = 4;
@@ -458,6 +461,9 @@ TEST(Pipeline, DeviceBudgetCheckedThenHeld) {
         if (c.rank() == 0) out[size_t(s)] = l;
       }
       if (peaks) (*peaks)[size_t(c.rank())] = tr.device().peak_bytes();
+      if (c.rank() == 0)
+        for (const auto& list : tr.pipeline_schedule().actions)
+          for (const mpmd::Action& a : list) moves += a.kind == mpmd::ActionKind::kOffload;
     });
     return out;
   };
@@ -477,8 +483,20 @@ TEST(Pipeline, DeviceBudgetCheckedThenHeld) {
   EXPECT_THROW(losses(smallest - 1, nullptr), OutOfMemory);
   std::vector<size_t> peaks(3);
   const std::vector<double> held = losses(smallest, &peaks);
+  // Under gpipe every stage holds all 3 micro-batches: the smallest budget holds only with kept
+  // activations on the host (the tp2 stage's pieces among them), moved and brought back without
+  // changing a bit. zb-h1's last stage holds one at a time, which sets its smallest budget.
+  EXPECT_EQ(moves.load() > 0, moved) << schedule;
+  EXPECT_NE(refused[0].find("with activations offloaded"), std::string::npos) << refused[0];
+  moves = 0;
   EXPECT_EQ(held, losses(0, nullptr));
+  EXPECT_EQ(moves.load(), 0);
   for (size_t p : peaks) EXPECT_LE(p, smallest);
+}
+
+TEST(Pipeline, DeviceBudgetCheckedThenHeld) {
+  check_device_budget("zb-h1", false);
+  check_device_budget("gpipe", true);
 }
 
 }  // namespace
