@@ -59,6 +59,22 @@ if [[ -n "$MPIEXEC" ]]; then
     timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3
   check "pp2xdp2 under mpirun -np 4" mpi pp2xdp2 \
     timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 4
+  # A device budget that only holds with kept activations on the host (gpipe keeps every
+  # micro-batch on every stage, the tp2 stage's pieces among them): a 4 KiB one is refused on
+  # every process naming the smallest, which then runs (the strategy file's offload: section)
+  # with the checks and losses of no budget.
+  err=$(timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3 "$HP" check "$CASE" \
+    --devices mpi --strategy "$TMP/tp2+1-gpipe.yaml" --device-memory 4096 2>&1 > /dev/null) &&
+    fail "tp2+1 gpipe under mpirun: a 4 KiB budget was accepted"
+  smallest=$(sed -n 's/.*fits in is \([0-9]*\) bytes.*/\1/p' <<<"$err" | head -1)
+  grep -q "with activations offloaded" <<<"$err" || fail "tp2+1 gpipe under mpirun: $err"
+  cp "$TMP/tp2+1-gpipe.yaml" "$TMP/tp2+1-gpipe-budget.yaml"
+  echo "offload: {device_budget: $smallest}" >> "$TMP/tp2+1-gpipe-budget.yaml"
+  check "tp2+1 gpipe at $smallest bytes under mpirun -np 3" mpi "$TMP/tp2+1-gpipe-budget.yaml" \
+    timeout 180 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 3
+  grep '"memory": "device"' "$TMP/out.txt" | sed 's/.*"budget": \([0-9]*\), "peak": \([0-9]*\).*/\1 \2/' |
+    awk -v b="$smallest" '$1 != b || $2 > $1 { bad = 1 } { n++ } END { exit bad || n != 3 }' ||
+    fail "tp2+1 gpipe under mpirun: a process above its budget: $(cat "$TMP/out.txt")"
 fi
 
 # Checkpoints across layouts, each resumed at step 2 with the losses of an uninterrupted
