@@ -329,12 +329,23 @@ struct Synthetic {
   }
 };
 
-TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
-  Synthetic s(6, 64);
+// The synthetic program compiled and run once by the plain executor: the outputs every plan's
+// run must match bitwise.
+struct SyntheticRun {
+  Synthetic s{6, 64};
   runtime::Program prog = runtime::compile(s.g, s.outs);
-  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1});
-  for (auto& [id, t] : s.feeds) ref.bind(id, t);
-  ref.run();
+  runtime::Executor ref{prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1}};
+  SyntheticRun() {
+    for (auto& [id, t] : s.feeds) ref.bind(id, t);
+    ref.run();
+  }
+};
+
+TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
+  SyntheticRun run;
+  Synthetic& s = run.s;
+  const runtime::Program& prog = run.prog;
+  const runtime::Executor& ref = run.ref;
 
   const size_t peak = unconstrained_peak(prog, 0, 0);
   PlanRequest probe;
@@ -431,11 +442,10 @@ TEST(Planner, SyntheticProgramMeetsBudgetAndMatchesBitwise) {
 
 // A fixed source is read where it is bound: never moved, not counted, placed by the runner.
 TEST(Planner, FixedSourcesStayWhereBoundOutsideTheBudget) {
-  Synthetic s(6, 64);
-  runtime::Program prog = runtime::compile(s.g, s.outs);
-  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1});
-  for (auto& [id, t] : s.feeds) ref.bind(id, t);
-  ref.run();
+  SyntheticRun run;
+  Synthetic& s = run.s;
+  const runtime::Program& prog = run.prog;
+  const runtime::Executor& ref = run.ref;
   const ir::ValueId x = s.feeds[0].first;
   const size_t x_bytes = s.feeds[0].second.nbytes();
   PlanRequest req;
@@ -464,11 +474,10 @@ TEST(Planner, FixedSourcesStayWhereBoundOutsideTheBudget) {
 // A source without a home is gathered by its prefetch (bind_fill), and a source whose home a
 // node completes is not prefetched before that node.
 TEST(Planner, FilledSourcesAndPrefetchesAfterANode) {
-  Synthetic s(6, 64);
-  runtime::Program prog = runtime::compile(s.g, s.outs);
-  runtime::Executor ref(prog, std::make_shared<Allocator>("ref", 0), runtime::Context{1});
-  for (auto& [id, t] : s.feeds) ref.bind(id, t);
-  ref.run();
+  SyntheticRun run;
+  Synthetic& s = run.s;
+  const runtime::Program& prog = run.prog;
+  const runtime::Executor& ref = run.ref;
   const ir::ValueId w5 = s.feeds.back().first;  // the last layer's weight
   ir::NodeId first_gelu = -1;                   // layer 0's, long before w5's use
   for (const runtime::Instr& ins : prog.instrs)
