@@ -71,6 +71,7 @@ struct Analysis {
   std::vector<std::vector<int>> uses_at, defs_at;  // per root, sorted positions
   std::vector<Class> cls;
   std::vector<bool> offloadable;
+  std::vector<bool> fixed;  // PlanRequest::fixed: on the device where bound, never counted
   std::vector<size_t> bytes;
 
   void index(size_t nv) {
@@ -178,6 +179,8 @@ Analysis analyse(const runtime::Program& p, const PlanRequest& req) {
     if (ins.kind == InstrKind::kCompute) a.steps.push_back(make_step(g, p, ins.node, req.cost));
   a.cls.assign(nv, Class::kIntermediate);
   a.offloadable.assign(nv, req.activations);
+  a.fixed.assign(nv, false);
+  for (ValueId f : req.fixed) a.fixed.at(size_t(f)) = true;
   a.bytes.assign(nv, 0);
   std::vector<bool> is_out(nv, false);
   for (ValueId o : p.outputs) is_out[size_t(p.root[size_t(o)])] = true;
@@ -186,8 +189,7 @@ Analysis analyse(const runtime::Program& p, const PlanRequest& req) {
     if (g.value(ValueId(v)).kind != ir::ValueKind::kNode) {
       a.cls[v] = Class::kSource;
       a.offloadable[v] = req.params;
-      if (std::find(req.fixed.begin(), req.fixed.end(), ValueId(v)) != req.fixed.end())
-        a.offloadable[v] = false, a.bytes[v] = 0;  // where bound, outside the budget
+      if (a.fixed[v]) a.offloadable[v] = false, a.bytes[v] = 0;  // outside the budget
     } else if (is_out[v]) {
       a.cls[v] = Class::kOutput;
       a.offloadable[v] = req.grads;
@@ -265,7 +267,7 @@ Residency plan_residency(const Analysis& a, size_t avail,
   std::vector<int> last_touch(nv, -1);
   for (size_t v = 0; v < nv; ++v) {
     home_valid[v] = a.cls[v] == Class::kSource;
-    on_dev[v] = home_valid[v] && a.bytes[v] == 0;  // fixed: read where bound
+    on_dev[v] = a.fixed[v];  // read where bound
   }
   std::vector<ValueId> resident;
   size_t mem = 0;
@@ -509,6 +511,9 @@ size_t unconstrained_peak(const runtime::Program& p, size_t resident_bytes, size
 OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   HP_CHECK(p.graph != nullptr, "[offload] the program has no graph");
   const ir::Graph& g = *p.graph;
+  for (ValueId f : req.fixed)
+    HP_CHECK(std::find(p.sources.begin(), p.sources.end(), f) != p.sources.end(), "[offload] %", f,
+             " is fixed but not a source of the program");
   Analysis a = analyse(p, req);
 
   OffloadPlan plan;
@@ -517,11 +522,7 @@ OffloadPlan plan_offload(const runtime::Program& p, const PlanRequest& req) {
   plan.scratch_bytes = req.scratch_bytes;
   plan.fixed = req.fixed;
   plan.unconstrained_peak = unconstrained_peak(p, req.resident_bytes, req.scratch_bytes);
-  for (ValueId f : req.fixed) {
-    HP_CHECK(std::find(p.sources.begin(), p.sources.end(), f) != p.sources.end(), "[offload] %", f,
-             " is fixed but not a source of the program");
-    plan.unconstrained_peak -= value_bytes(g, f);
-  }
+  for (ValueId f : req.fixed) plan.unconstrained_peak -= value_bytes(g, f);
   // What never moves: resident state and the kernels' workspace, counted from the start.
   const size_t reserved = req.resident_bytes + req.scratch_bytes;
   if (req.recompute && req.activations && req.device_budget != 0 &&

@@ -244,13 +244,9 @@ void OffloadRunner::run(runtime::Executor& ex) {
   }
   for (ValueId f : plan_.fixed) {  // read and written where bound
     const Tensor& home = slots_[size_t(f)].home;
-    for (ValueId v : views_[size_t(f)]) {
-      const auto& t = plan_.program.graph->value(v).type;
-      ex.place(v, Tensor(home.storage(),
-                         size_t(static_cast<const char*>(home.raw()) -
-                                static_cast<const char*>(home.storage()->data())),
-                         t.shape, t.dtype));
-    }
+    const auto* base = static_cast<const char*>(home.storage()->data());
+    place(ex, f,
+          {home.storage(), size_t(static_cast<const char*>(home.raw()) - base), home.nbytes()});
   }
   ex.set_move_handler(this);
   try {
