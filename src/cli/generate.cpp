@@ -376,11 +376,11 @@ PlannedModel place_model(const io::ModelConfig& cfg, const io::TensorMap& params
   p.tiers = std::make_unique<memory::TieredPool>(p.device, 0);
   p.engine = p.plan.engine(eo);
   p.engine.kv.host = p.tiers->host();
-  if (p.engine.weights.budget > 0) {  // fetch: copies on the compute cores, where issued
+  if (p.engine.streaming.budget > 0) {  // fetch: copies on the compute cores, where issued
     p.copies = std::make_unique<memory::TransferEngine>(eo.threads, memory::CopyMode::kInline);
-    p.engine.weights.tiers = p.tiers.get();
-    p.engine.weights.engine = p.copies.get();
-    p.engine.weights.cost.inline_copies = true;
+    p.engine.streaming.tiers = p.tiers.get();
+    p.engine.streaming.engine = p.copies.get();
+    p.engine.streaming.cost.inline_copies = true;
   }
   if (p.plan.tier == "disk") {
     p.disk = std::make_shared<Allocator>("kv-disk", 0, Tier::kDisk);

@@ -66,7 +66,7 @@ struct PlannedModel {
   infer::KvPlan plan;
   std::shared_ptr<Allocator> device, disk;
   std::unique_ptr<memory::TieredPool> tiers;
-  std::unique_ptr<memory::TransferEngine> copies;  // the streamed weights' (inline)
+  std::unique_ptr<memory::TransferEngine> copies;  // the stagings' and streamed weights' (inline)
   infer::EngineOptions engine;                     // with the plan's pool and placement
   io::TensorMap params;                            // the weights where the plan keeps them
 };

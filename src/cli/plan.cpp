@@ -160,8 +160,8 @@ int plan_inference(const Args& a) {
       nn::trace_infer(cfg, p.batch, 1, e.pool_blocks, e.block_tokens, e.kv.host_blocks,
                       e.kv.fetch_slots, e.kv.staging_blocks);
   const runtime::Program prog = runtime::compile(*tr.graph, {tr.logits.id});
-  memory::PlanRequest req = infer::streamed_request(tr, cfg, e.weights.names);
-  req.device_budget = e.weights.budget;
+  memory::PlanRequest req = infer::streamed_request(tr, cfg, e.streaming.names);
+  req.device_budget = e.streaming.budget;
   req.cost.inline_copies = true;
   req.cost.link_bytes_per_s = req.cost.mem_bytes_per_s = bw;
   const memory::OffloadPlan op = memory::plan_offload(prog, req);

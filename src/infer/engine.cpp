@@ -123,10 +123,11 @@ Engine::Engine(const io::ModelConfig& cfg, const io::TensorMap& params, EngineOp
   HP_CHECK(o.threads > 0, "[engine] threads must be positive, got ", o.threads);
   if (o_.token_budget == 0) o_.token_budget = o_.prefill_chunk + o_.max_batch;
   o_.prefill_chunk = std::min(o_.prefill_chunk, cfg.max_seq);
-  HP_CHECK((o_.weights.names.empty() && o_.kv.fetch_slots == 0) ||
-               (o_.weights.budget > 0 && o_.weights.tiers && o_.weights.engine && !on_mesh(mesh_)),
-           "[engine] streamed weights and fetched KV blocks need a budget, a tiered pool and a "
-           "transfer engine, on one device");
+  HP_CHECK(
+      (o_.streaming.names.empty() && o_.kv.fetch_slots == 0) ||
+          (o_.streaming.budget > 0 && o_.streaming.tiers && o_.streaming.engine && !on_mesh(mesh_)),
+      "[engine] streamed weights and fetched KV blocks need a budget, a tiered pool and a "
+      "transfer engine, on one device");
   if (!on_mesh(mesh_)) return;
   HP_CHECK(o_.kv.host_blocks == 0,
            "[engine] KV offload under a strategy is not supported: run on one device, or give "
@@ -175,7 +176,7 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
     c->logits = c->tr.logits.id;
     c->prog = runtime::compile(*c->tr.graph, {c->logits});
   }
-  const StreamedWeights& sw = o_.weights;
+  const Streaming& sw = o_.streaming;
   if (!sw.names.empty() || !c->tr.staging.empty()) {  // the training offload planner's
     memory::PlanRequest req = streamed_request(c->tr, cfg_, sw.names);
     req.device_budget = sw.budget;
@@ -207,7 +208,7 @@ Engine::Compiled& Engine::program(int64_t batch, int64_t seq) {
   if (c->tr.host_pool.defined()) bind(local(c->tr.host_pool.id), pool_.host_tensor());
   for (size_t l = 0; l < c->tr.staging.size(); ++l)  // gathered by its prefetch
     c->runner->bind_fill(c->tr.staging[l].id, [this, l](char* dst, size_t bytes) {
-      pool_.gather(int64_t(l), fill_seqs_, fill_lengths_, dst, bytes, *o_.weights.engine);
+      pool_.gather(int64_t(l), fill_seqs_, fill_lengths_, dst, bytes, *o_.streaming.engine);
     });
   slot = std::move(c);
   return *slot;

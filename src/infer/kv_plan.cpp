@@ -83,8 +83,8 @@ EngineOptions KvPlan::engine(EngineOptions base) const {
   base.kv.resident = resident;
   base.kv.fetch_slots = fetch_slots;
   base.kv.staging_blocks = batch * fetch_slots;
-  base.weights.budget = stream_budget;
-  base.weights.names = std::set<std::string>(streamed_weights.begin(), streamed_weights.end());
+  base.streaming.budget = stream_budget;
+  base.streaming.names = std::set<std::string>(streamed_weights.begin(), streamed_weights.end());
   return base;
 }
 

@@ -64,10 +64,10 @@ Generated run(const io::ModelConfig& cfg, const io::TensorMap& params,
   memory::TieredPool tiers(device, 0);
   memory::TransferEngine copies(1, memory::CopyMode::kInline);
   eo.kv.host = tiers.host();
-  if (eo.weights.budget > 0) {  // fetch: the stagings go through the offload planner
-    eo.weights.tiers = &tiers;
-    eo.weights.engine = &copies;
-    eo.weights.cost.inline_copies = true;
+  if (eo.streaming.budget > 0) {  // fetch: the stagings go through the offload planner
+    eo.streaming.tiers = &tiers;
+    eo.streaming.engine = &copies;
+    eo.streaming.cost.inline_copies = true;
   }
   io::TensorMap on_device;
   for (const auto& [name, t] : params) on_device.emplace(name, t.clone(device));

@@ -45,7 +45,7 @@ namespace hp::infer {
 // host pool). Every program run then goes through memory::plan_offload and a
 // memory::OffloadRunner on `engine`, within `budget` device bytes for the program's own values
 // and what it streams. No names and no fetch: the programs run as bound.
-struct StreamedWeights {
+struct Streaming {
   std::set<std::string> names;
   size_t budget = 0;
   memory::TieredPool* tiers = nullptr;       // its device allocator is the engine's
@@ -68,7 +68,7 @@ struct EngineOptions {
   int64_t token_budget = 0;    // tokens per step; 0: prefill_chunk + max_batch
   int64_t pool_blocks = 0;     // on the device; 0: max_batch contexts of max_seq positions
   KvPlacement kv;              // offloaded blocks (infer::plan_kv); default: none
-  StreamedWeights weights;     // streamed weights and stagings (infer::plan_kv, fetch mode)
+  Streaming streaming;         // the stagings and streamed weights (infer::plan_kv, fetch)
   int threads = 1;
   // The bytes of a token, which stop strings are matched on; empty: ids below 256 are bytes and
   // others none (the byte vocabulary).
