@@ -31,11 +31,13 @@ struct Measured {
 };
 
 // The schedule's closed-form bubble as a share of the step, under equal costs per stage
-// (docs/mpmd.md): x = (p-1)/m for gpipe and 1f1b, (p-1)/(vm) interleaved, (p-1)/(3m) zb-h1 over
-// the ideal step; zbv about none.
+// (docs/mpmd.md): x = (p-1)/m for gpipe and 1f1b, (p-1)/(vm) interleaved, (p-1)/(3m) zb-h1 and
+// (p-1)/(6m) zbv over the ideal step. Zbv's is the synchronous step's (the last rank waits for p-1
+// half-stage forwards); its published "about 0" needs the next step to start before this one's
+// optimizer, which a step with a global clipping norm does not allow.
 double closed_form_bubble(mpmd::ScheduleKind kind, int p, int64_t m, int v) {
   using K = mpmd::ScheduleKind;
-  const double x = kind == K::kZbV           ? 0.0
+  const double x = kind == K::kZbV           ? double(p - 1) / double(6 * m)
                    : kind == K::kInterleaved ? double(p - 1) / double(v * m)
                    : kind == K::kZbH1        ? double(p - 1) / double(3 * m)
                                              : double(p - 1) / double(m);

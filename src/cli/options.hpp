@@ -698,10 +698,10 @@ inline const Command& bench_pipeline_command() {
          {.name = "profile-steps",
           .kind = Kind::kInt,
           .meta = "N",
-          .dflt = "3",
+          .dflt = "5",
           .min = 1,
           .help = "profiling steps after the warm-up: the median of their action times is the "
-                  "simulator's costs"},
+                  "simulator's costs (five outvote two steps slowed by a neighbour)"},
          {.name = "schedules",
           .meta = "LIST",
           .dflt = "gpipe,1f1b,interleaved,zb-h1,zbv",

@@ -65,7 +65,7 @@ expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 b
 expect_help calibrate "out=\$XDG_CONFIG_HOME/hp/cluster-local.yaml" devices=threads:2 quick
 expect_help "bench comm" devices=threads:4 min-bytes=1KiB max-bytes=64MiB iters=20 warmup=3
 expect_help "bench pipeline" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 microbatches=4 \
-  threads=1 steps=6 profile-steps=3 schedules=gpipe,1f1b,interleaved,zb-h1,zbv devices=threads:2 \
+  threads=1 steps=6 profile-steps=5 schedules=gpipe,1f1b,interleaved,zb-h1,zbv devices=threads:2 \
   timeline=none reorder
 # Ranges and choices are shown with the default. (grep reads to the end in these pipelines:
 # grep -q would close the pipe early, and under pipefail the writer's SIGPIPE fails the check.)

@@ -29,8 +29,8 @@ std::string bound(ScheduleKind k, int p, int m, int v) {
     case ScheduleKind::kZbH1:
       std::snprintf(buf, sizeof buf, "(p-1)/(3m) = %.1f%%", 100.0 * (p - 1) / (3 * m));
       break;
-    default:
-      std::snprintf(buf, sizeof buf, "~0");
+    default:  // zbv: the synchronous step's (p-1 half-stage units over 6m)
+      std::snprintf(buf, sizeof buf, "(p-1)/(6m) = %.1f%%", 100.0 * (p - 1) / (6 * m));
       break;
   }
   return buf;
@@ -99,6 +99,10 @@ void synth_table() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+    std::fprintf(stderr, "usage: mpmd_tables [DIR]  (the tables on stdout; with DIR, timelines)\n");
+    return 2;
+  }
   builtin_table();
   synth_table();
   if (argc > 1) {
