@@ -63,6 +63,30 @@ Box full_box(const Shape& s) {
   return Box{Shape(s.size(), 0), s};
 }
 
+// Whether `pieces`, in order, are consecutive ranges of `whole`'s row-major buffer covering it:
+// each a run of whole rows past some dimension (extent 1 before it). A collective's buffer of
+// the pieces in group order is then `whole`'s own buffer, with no staging copy.
+bool tiles_in_order(const std::vector<Box>& pieces, const Box& whole) {
+  const size_t nd = whole.extent.size();
+  int64_t next = 0;
+  for (const Box& p : pieces) {
+    if (p.numel() == 0) continue;
+    if (!whole.contains(p)) return false;
+    size_t k = 0;  // the first dimension the piece does not span as a single index
+    while (k < nd && p.extent[k] == 1) ++k;
+    for (size_t d = k + 1; d < nd; ++d)
+      if (p.extent[d] != whole.extent[d]) return false;
+    int64_t at = 0, stride = 1;
+    for (size_t d = nd; d-- > 0;) {
+      at += (p.offset[d] - whole.offset[d]) * stride;
+      stride *= whole.extent[d];
+    }
+    if (at != next) return false;
+    next += p.numel();
+  }
+  return next == whole.numel();
+}
+
 }  // namespace
 
 RankComm::RankComm(const Mesh& mesh, comm::Communicator& world, std::chrono::milliseconds timeout)
@@ -324,8 +348,16 @@ void RankComm::run_one_collective(runtime::KernelArgs& k, const Plan& plan) {
     counts.push_back(size_t(pieces.back().numel()));
     total += counts.back();
   }
-  if (staging_.size() < total * w) staging_.resize(total * w);
   comm::Communicator& c = group({s.axis});
+  if (tiles_in_order(pieces, gather ? nb : mine)) {  // straight from the input into the output
+    comm::Work work =
+        gather ? c.all_gather(in.raw(), out.raw(), counts, in.dtype())
+               : c.reduce_scatter(in.raw(), out.raw(), counts, in.dtype(), plan.from.reduce);
+    ++issued_;
+    wait_work(work);
+    return;
+  }
+  if (staging_.size() < total * w) staging_.resize(total * w);
   size_t off = 0;
   if (gather) {
     comm::Work work = c.all_gather(in.raw(), staging_.data(), counts, in.dtype());
