@@ -2,7 +2,8 @@
 // YAML named `local` (docs/planner.md#the-local-cluster): every rank of --devices measures at
 // once, one thread each, as `hp train --devices` runs them: the CPU backend's sgemm at shapes
 // typical of the models (the efficiency table by shape, and the peak), its fused attention, the
-// memory bandwidth every rank gets while all copy, one GPT-2 block run forward and backward by
+// memory bandwidth every rank gets while all copy, the trainer's AdamW step over 4M parameters
+// (the optimizer's share of that bandwidth), one GPT-2 block run forward and backward by
 // the executor (the element-wise share: what the GEMMs and attention leave of its time), the
 // same blocks as one-device pipeline stages run them (the pipeline's efficiencies), the
 // communicator's all-reduce (latency and bandwidth), the offload transfer engine's host link.
@@ -32,6 +33,7 @@
 #include "hp/data/loader.hpp"
 #include "hp/mpmd/pipeline.hpp"
 #include "hp/nn/model.hpp"
+#include "hp/optim/adamw.hpp"
 #include "hp/ops/ops.hpp"
 #include "hp/planner/cost.hpp"
 #include "hp/runtime/executor.hpp"
@@ -220,6 +222,18 @@ double all_reduce_s(comm::Communicator& c, size_t bytes, int iters, int trials) 
   return best;
 }
 
+// Bytes per second of the trainer's AdamW step (optim::AdamW, one thread) over 4M parameters on
+// every rank at once, counted as the cost model counts them: 28 bytes a parameter (the parameter,
+// m and v read and written, the gradient read); 64 MiB of state a rank, as a model's.
+double optimizer_bytes_per_s(comm::Communicator& c, int reps) {
+  const int64_t n = int64_t(4) << 20;
+  Tensor param = filled({n}, 0.02f), grad = filled({n}, 0.001f);
+  optim::AdamW adam({}, {{"w", param, true}}, default_allocator());
+  const std::vector<const Tensor*> grads{&grad};
+  const runtime::Context one{1};
+  return 28.0 * double(n) / timed(c, reps, [&] { adam.step(one, grads, 1e-4); });
+}
+
 // Bytes per second one rank copies (64 MiB) while every rank copies at once, in CPU time.
 double copy_bytes_per_s(comm::Communicator& c, int reps) {
   const size_t n = size_t(64) << 20;
@@ -241,7 +255,7 @@ std::string cpu_name() {
 
 struct Measured {
   std::vector<planner::GemmShape> gemm;  // shares filled in
-  double peak = 0, attention = 0, block_s = 0, copy_gbps = 0;
+  double peak = 0, attention = 0, block_s = 0, copy_gbps = 0, optimizer_gbps = 0;
   double fused_row_s = 0, split_row_s = 0;  // pipeline_block_row_s; infinite: one rank
   double ar_small_s = 0, ar_big_s = 0;
   Link link;
@@ -264,13 +278,14 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     // Each probe's best over the rounds: another process busy during one round (the machine
     // may be shared) only makes that round's figures worse.
     std::vector<double> flops(kGemmShapes.size(), 0.0);
-    double attn = 0, block = INFINITY, copy = 0, fused = INFINITY, split = INFINITY;
+    double attn = 0, block = INFINITY, copy = 0, adam = 0, fused = INFINITY, split = INFINITY;
     for (int r = 0; r < rounds; ++r) {
       for (size_t i = 0; i < flops.size(); ++i)
         flops[i] = std::max(flops[i], gemm_flops(c, kGemmShapes[i], reps));
       attn = std::max(attn, attention_flops(c, reps));
       block = std::min(block, block_seconds(c, reps));
       copy = std::max(copy, copy_bytes_per_s(c, reps) / 1e9);  // every rank at once
+      adam = std::max(adam, optimizer_bytes_per_s(c, reps) / 1e9);
       if (c.size() == 1) continue;                             // no pipeline of one rank
       fused = std::min(fused, pipeline_block_row_s(c, false, reps));
       split = std::min(split, pipeline_block_row_s(c, true, reps));
@@ -282,7 +297,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     m.gemm = kGemmShapes;
     for (size_t i = 0; i < flops.size(); ++i) m.peak = std::max(m.peak, flops[i]);
     for (size_t i = 0; i < flops.size(); ++i) m.gemm[i].share = flops[i] / m.peak;
-    m.attention = attn, m.block_s = block, m.copy_gbps = copy;
+    m.attention = attn, m.block_s = block, m.copy_gbps = copy, m.optimizer_gbps = adam;
     m.fused_row_s = fused, m.split_row_s = split;
     m.ar_small_s = ar_small, m.ar_big_s = ar_big;
   });
@@ -321,6 +336,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   const double row_s = m.block_s / double(kBlockBatch);
   if (std::isfinite(m.fused_row_s)) eff.pipeline_fused = std::max(1.0, m.fused_row_s / row_s);
   if (std::isfinite(m.split_row_s)) eff.pipeline_split = std::max(1.0, m.split_row_s / row_s);
+  eff.optimizer = std::min(planner::kMaxMemoryShare, m.optimizer_gbps * 1e9 / cl.memory_bandwidth);
   cl.efficiency = eff;
   cl.efficiency->memory = elementwise_share(cl, m.block_s);
   const double spent = std::chrono::duration<double>(Clock::now() - t0).count();

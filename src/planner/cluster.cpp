@@ -66,7 +66,7 @@ double share(const io::YamlNode& n, const std::string& key, double most = 1) {
 // The `efficiency:` section: every key optional but the ones given checked.
 Efficiency parse_efficiency(const io::YamlNode& e) {
   e.check_keys({"gemm", "attention", "memory", "network", "usable_memory", "overlap",
-                "per_tensor_collectives", "pipeline_fused", "pipeline_split"});
+                "per_tensor_collectives", "pipeline_fused", "pipeline_split", "optimizer"});
   Efficiency eff;
   if (auto g = e.get("gemm")) {
     if (g->is_sequence()) {
@@ -86,6 +86,7 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
   }
   if (e.has("attention")) eff.attention = share(e, "attention");
   if (e.has("memory")) eff.memory = share(e, "memory", kMaxMemoryShare);
+  if (e.has("optimizer")) eff.optimizer = share(e, "optimizer", kMaxMemoryShare);
   if (e.has("network")) eff.network = share(e, "network");
   if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
   if (auto o = e.get("overlap")) eff.overlap = o->as_bool();
@@ -193,6 +194,7 @@ std::string cluster_yaml(const Cluster& c, const std::string& comment) {
     << "\n  per_tensor_collectives: " << (e.per_tensor_collectives ? "true" : "false")
     << "\n  pipeline_fused: " << e.pipeline_fused << "\n  pipeline_split: " << e.pipeline_split
     << "\n";
+  if (e.optimizer > 0) y << "  optimizer: " << e.optimizer << "\n";
   return y.str();
 }
 

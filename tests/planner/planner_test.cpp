@@ -95,6 +95,7 @@ efficiency:
   per_tensor_collectives: true
   pipeline_fused: 1.25
   pipeline_split: 1.5
+  optimizer: 1.6
 )";
 
 TEST(Cluster, CalibrationRoundTrip) {
@@ -121,6 +122,7 @@ TEST(Cluster, CalibrationRoundTrip) {
   EXPECT_TRUE(b.efficiency->per_tensor_collectives);
   EXPECT_DOUBLE_EQ(b.efficiency->pipeline_fused, 1.25);
   EXPECT_DOUBLE_EQ(b.efficiency->pipeline_split, 1.5);
+  EXPECT_DOUBLE_EQ(b.efficiency->optimizer, 1.6);
   // A preset has no efficiency section and keeps its bf16 peak through the round trip.
   const Cluster h = resolve_cluster("h100-dgx:16");
   const Cluster h2 = parse_cluster_text(cluster_yaml(h), "h.yaml");
@@ -357,6 +359,27 @@ TEST(Cost, PipelineEfficiencyScalesPipelineStages) {
   Config none;
   none.dp = 2, none.micro_batch = 8;
   EXPECT_NEAR(ratio(none), 1.0, 1e-12);
+}
+
+// The optimizer step streams 32 bytes a parameter (AdamW's 28, the clipping norm's read of the
+// gradient) at the optimizer's measured share of the memory bandwidth; without one, at the
+// element-wise share, never above 1.
+TEST(Cost, OptimizerAtItsMeasuredShare) {
+  const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  const Workload w{gpt(8, 256, 8), 16, 128};
+  Config c;
+  c.dp = 2, c.micro_batch = 8;
+  const double params = device_params(w.model, 1, 1);
+  const Estimate e = estimate(w, cl, c, *cl.efficiency);
+  EXPECT_NEAR(e.optimizer_s, 32 * params / (20e9 * 1.6), 1e-12);
+  Efficiency unmeasured = *cl.efficiency;
+  unmeasured.optimizer = 0;
+  EXPECT_NEAR(estimate(w, cl, c, unmeasured).optimizer_s, 32 * params / (20e9 * 0.9), 1e-12);
+  unmeasured.memory = 3;  // element-wise work from cache: the state still streams from memory
+  EXPECT_NEAR(estimate(w, cl, c, unmeasured).optimizer_s, 32 * params / 20e9, 1e-12);
+  std::string bad = kLocalCluster;
+  bad.replace(bad.find("optimizer: 1.6"), 14, "optimizer: 0");
+  EXPECT_THROW(parse_cluster_text(bad, "bad.yaml"), Error);
 }
 
 TEST(Cost, MemoryAccounting) {

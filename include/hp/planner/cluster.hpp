@@ -44,6 +44,10 @@ struct Efficiency {
   // Of the memory bandwidth, for element-wise work and the optimizer; a measured one may exceed
   // 1 (up to kMaxMemoryShare) where the element-wise work runs from cache.
   double memory = 0.7;
+  // Of the memory bandwidth, for the optimizer step (AdamW's 28 bytes a parameter, 30 with a
+  // bf16 copy); 0: the `memory` share, at most 1 (the state streams from memory). hp calibrate
+  // times the trainer's AdamW.
+  double optimizer = 0;
   double network = 0.8;  // of each tier's bandwidth, for collectives and point-to-point
   double usable_memory = 0.9;
   // Whether collectives run beside compute (a GPU's copy engines, spare cores): without it the
