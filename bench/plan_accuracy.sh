@@ -15,7 +15,7 @@
 set -euo pipefail
 HP=${1:-build/bin/hp}
 W=${2:-/tmp/hp_plan_accuracy}
-ROUNDS=${3:-3}
+ROUNDS=${3:-5}
 MODEL=${4:-gpt2-kjv}
 BATCH=${5:-8}
 SEQ=${6:-128}
