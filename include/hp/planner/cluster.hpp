@@ -41,12 +41,12 @@ struct Efficiency {
   // log m*k*n, clamped at the ends) instead of `gemm`.
   std::vector<GemmShape> gemm_shapes;
   double attention = 0.5;  // of the peak, for the attention core (s^2 terms, flash-style)
-  // Of the memory bandwidth, for element-wise work and the optimizer; a measured one may exceed
-  // 1 (up to kMaxMemoryShare) where the element-wise work runs from cache.
+  // Of the memory bandwidth, for element-wise work (and the optimizer without `optimizer`); a
+  // measured one may exceed 1 (up to kMaxMemoryShare) where the element-wise work runs from cache.
   double memory = 0.7;
-  // Of the memory bandwidth, for the optimizer step (AdamW's 28 bytes a parameter, 30 with a
-  // bf16 copy); 0: the `memory` share, at most 1 (the state streams from memory). hp calibrate
-  // times the trainer's AdamW.
+  // Of the memory bandwidth, for the optimizer step (32 bytes a parameter: AdamW's 28 and the
+  // clipping norm's read of the gradient; 34 writing a bf16 copy); 0: the `memory` share, at
+  // most 1 (the state streams from memory). hp calibrate times the trainer's AdamW.
   double optimizer = 0;
   double network = 0.8;  // of each tier's bandwidth, for collectives and point-to-point
   double usable_memory = 0.9;
