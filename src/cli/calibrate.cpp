@@ -33,8 +33,8 @@
 #include "hp/data/loader.hpp"
 #include "hp/mpmd/pipeline.hpp"
 #include "hp/nn/model.hpp"
-#include "hp/optim/adamw.hpp"
 #include "hp/ops/ops.hpp"
+#include "hp/optim/adamw.hpp"
 #include "hp/planner/cost.hpp"
 #include "hp/runtime/executor.hpp"
 #include "hp/train/trainer.hpp"
@@ -286,7 +286,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
       block = std::min(block, block_seconds(c, reps));
       copy = std::max(copy, copy_bytes_per_s(c, reps) / 1e9);  // every rank at once
       adam = std::max(adam, optimizer_bytes_per_s(c, reps) / 1e9);
-      if (c.size() == 1) continue;                             // no pipeline of one rank
+      if (c.size() == 1) continue;  // no pipeline of one rank
       fused = std::min(fused, pipeline_block_row_s(c, false, reps));
       split = std::min(split, pipeline_block_row_s(c, true, reps));
     }

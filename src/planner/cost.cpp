@@ -408,9 +408,9 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
     // clipping norm reads the gradient once more. At the optimizer's own measured share, else the
     // element-wise one but no share above the bandwidth (the state streams from memory; an
     // element-wise share above 1 is activations served from cache).
-    e.optimizer_s = (elem < kFp32 ? 34 : 32) * p_opt /
-                    (cl.memory_bandwidth *
-                     (eff.optimizer > 0 ? eff.optimizer : std::min(eff.memory, 1.0)));
+    e.optimizer_s =
+        (elem < kFp32 ? 34 : 32) * p_opt /
+        (cl.memory_bandwidth * (eff.optimizer > 0 ? eff.optimizer : std::min(eff.memory, 1.0)));
   e.step_s = double(mb) * core_mb + e.bubble_s + e.dp_s + e.optimizer_s + e.offload_s;
   const double step_tokens = double(w.global_batch * w.seq);
   const double share = full / double(blocks);  // of all blocks, fully recomputed
