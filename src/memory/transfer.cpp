@@ -84,7 +84,7 @@ void TransferEngine::copy_bytes(void* dst, const void* src, size_t n) const {
 
 void TransferEngine::copy_pieces(const std::vector<Piece>& pieces, size_t bytes) const {
   const int64_t n = int64_t(pieces.size());
-  const int team =
+  [[maybe_unused]] const int team =  // unused where OpenMP is off (the fuzz build)
       mode_ == CopyMode::kInline ? int(std::clamp<int64_t>(n, 1, int64_t(threads_))) : 1;
 #pragma omp parallel for num_threads(team) schedule(static)
   for (int64_t i = 0; i < n; ++i) std::memcpy(pieces[size_t(i)].dst, pieces[size_t(i)].src, bytes);
