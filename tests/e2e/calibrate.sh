@@ -17,6 +17,9 @@ grep -q '^name: local$' "$WORK/local.yaml" || fail "no name: local in $(cat "$WO
 grep -q 'peak_f32_tflops' "$WORK/local.yaml" || fail "no f32 peak in $(cat "$WORK/local.yaml")"
 grep -q '^  gemm:$' "$WORK/local.yaml" || fail "no gemm table in $(cat "$WORK/local.yaml")"
 grep -q '^devices: 2$' "$WORK/local.yaml" || fail "not 2 devices: $(cat "$WORK/local.yaml")"
+# The trainer's AdamW timed (the file is parsed back, which checks the share's range).
+grep -qE '^  optimizer: [0-9.e+-]+$' "$WORK/local.yaml" ||
+  fail "no optimizer share in $(cat "$WORK/local.yaml")"
 
 expect_fail "has 4 devices but --devices gives 2" "$HP" train --model gpt2-tiny --data random \
   --steps 1 --devices threads:2 --strategy auto --cluster "$WORK/local.yaml:4"
