@@ -355,7 +355,13 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   // Exposed tp collectives: two per block forward, two backward, two more when recomputed.
   const double tp_one =
       c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * elem, eff.network) : 0;
-  const double tp_mb = (4 * double(blocks) + 2 * full) * tp_one;
+  // Activations are [batch, sequence, width] in this runtime: with sp, a sequence shard of a
+  // micro-batch of several rows is not one contiguous piece, so each reduce-scatter and all-gather
+  // also copies the whole activation through a staging buffer (shard::RankComm), read and written
+  // at the memory's rate; a single row's shard is contiguous and moves in place.
+  const double sp_staging =
+      c.sp && c.micro_batch > 1 ? 2 * (2 * tokens * h * elem) / cl.memory_bandwidth : 0;
+  const double tp_mb = (4 * double(blocks) + 2 * full) * (tp_one + sp_staging);
   double pp_mb = 0;
   if (c.pp > 1) {  // activations forward and their gradients back, per chunk, split over tp
     const Tier& tier = p2p_tier(cl, c.pp, c.stride('p'));

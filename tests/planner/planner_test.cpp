@@ -496,6 +496,23 @@ TEST(Cost, PerTensorCollectivesPayTheLatencyPerTensor) {
               3 * (tensors - 1) * latency, 1e-12);
 }
 
+// With sp, a sequence shard of several rows is not contiguous: each of a block's reduce-scatters
+// and all-gathers (two of each forward, two backward) copies the whole activation through a
+// staging buffer; one row's shard moves in place.
+TEST(Cost, SequenceParallelStagesTheShardsOfSeveralRows) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  const Workload w{gpt(4, 256, 4, 128), 8, 128};
+  Config sp;
+  sp.tp = 2, sp.sp = true, sp.micro_batch = 8;
+  Config tp = sp;
+  tp.sp = false;
+  const double bytes = 8 * 128 * 256 * cl.element_bytes;  // one micro-batch's activation
+  const double copy = 2 * bytes / cl.memory_bandwidth;    // read and written
+  EXPECT_NEAR(estimate(w, cl, sp).tp_s - estimate(w, cl, tp).tp_s, 4 * 8 * copy, 1e-15);
+  sp.micro_batch = tp.micro_batch = 1;  // 8 micro-batches of one row: no staging
+  EXPECT_DOUBLE_EQ(estimate(w, cl, sp).tp_s, estimate(w, cl, tp).tp_s);
+}
+
 Workload small_workload() {
   return {gpt(8, 512, 8, 512), 32, 512};
 }
