@@ -3,14 +3,14 @@
 # tp2+sp and pp2 (one thread per rank) the step time hp plan --cluster predicts against the one
 # hp train measures running the same strategy file; then the planner's own top choice. Each round
 # runs hp calibrate, then every strategy in turn, so a slow spell on a shared machine hits them
-# all. Other tenants only ever add time, so both sides take the least disturbed figure: a
-# strategy's measured step is the best of its timed steps (the first step of each run is a
-# warm-up) over all rounds (its median beside it), and the prediction comes from the round's
-# calibration that predicts the five fastest (the least disturbed one). The top choice is the
-# planner's under that calibration; where it is one of the five files (the same keys), its
-# measured step is that file's, else it runs as many rounds afterwards. Beside the steps, the CPU
-# time per rank per step (a run's CPU seconds less a one-step run's), which other processes do not
-# inflate but which does not see time spent waiting (pipeline bubbles, the slower rank).
+# all. Other tenants only ever add time: a strategy's measured step is the best of its timed steps
+# (the first step of each run is a warm-up) over all rounds (its median beside it), and each
+# calibration keeps its probes' best of three rounds; the prediction comes from the median
+# round's calibration (below). The top choice is the planner's under that calibration; where it
+# is one of the five files (the same keys), its measured step is that file's, else it runs as many
+# rounds afterwards. Beside the steps, the CPU time per rank per step (a run's CPU seconds less a
+# one-step run's), which other processes do not inflate but which does not see time spent waiting
+# (pipeline bubbles, the slower rank).
 # usage: bench/plan_accuracy.sh [HP] [WORK_DIR] [ROUNDS] [MODEL] [BATCH] [SEQ]
 set -euo pipefail
 HP=${1:-build/bin/hp}
@@ -87,15 +87,15 @@ for round in $(seq "$ROUNDS"); do
   "$HP" calibrate --devices threads:2 --out "$W/local-$round.yaml" >/dev/null
   for n in "${five[@]}"; do measure "$n"; done
 done
-# The least disturbed calibration: the one predicting the five fastest in sum.
-best=
+# The median calibration: the one whose predictions of the five sum to the median. Each is already
+# its probes' best of three rounds; the fastest of the rounds again would be the lowest of several
+# noisy estimates (the calibration block alone scatters by 5-8% between quiet rounds), the median
+# stands for them all and a single disturbed round does not move it.
 for round in $(seq "$ROUNDS"); do
   for n in "${five[@]}"; do predict "$n" "$W/local-$round.yaml" >"$W/$n.predicted-$round"; done
-  sum=$(cat "$W"/*.predicted-"$round" | awk '{ s += $1 } END { print s }')
-  if [ -z "$best" ] || awk -v a="$sum" -v b="$best_sum" 'BEGIN { exit !(a < b) }'; then
-    best=$round best_sum=$sum
-  fi
-done
+  echo "$(cat "$W"/*.predicted-"$round" | awk '{ s += $1 } END { print s }') $round"
+done | sort -g >"$W/rounds"
+best=$(awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }' "$W/rounds")
 cp "$W/local-$best.yaml" "$W/local.yaml"
 for n in "${five[@]}"; do cp "$W/$n.predicted-$best" "$W/$n.predicted"; done
 "$HP" plan "${common[@]}" --cluster "$W/local.yaml" --emit "$W/top.yaml" --json >"$W/top.json"
