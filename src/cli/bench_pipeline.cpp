@@ -2,11 +2,13 @@
 // After a warm-up step, profiling steps measure each chunk's F, B and W (their median is the
 // cost); the schedule simulator predicts the step from those costs; then the other steps are
 // measured. Prints per schedule the predicted and measured time of the schedule's part of the step
-// (the optimizer after it is printed apart), the error, the bubble (idle share of that time, mean
-// over ranks) of each and the schedule's closed-form bubble under equal stage costs. Not a
+// (the optimizer after it is printed apart), the error, the bubble (idle share of the schedule's
+// span, first action to last, mean over ranks) of each and the schedule's closed-form bubble under
+// equal stage costs. Not a
 // correctness test: tests/e2e/pipeline.sh compares losses.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -86,7 +88,9 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
   auto plan = train::plan_pipeline(cfg, spec, opt.batch, opt.seq);
   Measured out;
   const size_t n = size_t(dev.count);
-  std::vector<std::vector<double>> busy(n), phase(n), optim(n);
+  // Per rank and timed step: compute time, the schedule's first start and last end (steady clock),
+  // the step less its optimizer, the optimizer.
+  std::vector<std::vector<double>> busy(n), first(n), last(n), phase(n), optim(n);
   mpmd::Simulation predicted, measured;  // --timeline
   run_ranks(dev, [&](comm::Communicator& c) {
     train::Trainer tr(*plan, c, params, opt);
@@ -120,12 +124,15 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
           iv.start += at, iv.end += at;
           timed.back().push_back(iv);
         }
-      double b = 0;
-      for (const mpmd::Interval& iv : tr.step_timeline())
-        if (mpmd::is_compute(iv.action.kind) && iv.action.kind != mpmd::ActionKind::kOpt)
-          b += iv.end - iv.start;
+      double b = 0, lo = INFINITY, hi = -INFINITY;
+      for (const mpmd::Interval& iv : timed.back()) {
+        lo = std::min(lo, iv.start), hi = std::max(hi, iv.end);
+        if (mpmd::is_compute(iv.action.kind)) b += iv.end - iv.start;
+      }
       const size_t me = size_t(c.rank());
       busy[me].push_back(b);
+      first[me].push_back(lo);
+      last[me].push_back(hi);
       phase[me].push_back(dt - r.optimizer_seconds);
       optim[me].push_back(r.optimizer_seconds);
     }
@@ -153,12 +160,16 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
     mpmd::write_timeline_svg(predicted, dir / (name + "-predicted.svg"), span);
     mpmd::write_timeline_svg(measured, dir / (name + "-measured.svg"), span);
   }
-  // The schedule's time is the slowest rank's (ranks end together only at the next step).
+  // The schedule's time is the slowest rank's (ranks end together only at the next step); its
+  // bubble is each rank's idle share of the schedule's span, from the first action on any rank to
+  // the last (the step's work outside the schedule, the gradients' reduction and the tied
+  // embedding's exchange, is not idle time, and the simulator does not predict it).
   std::vector<double> step_times, bubbles;
   for (size_t s = 0; s < phase[0].size(); ++s) {
-    double t = 0, idle = 0;
-    for (size_t r = 0; r < n; ++r) t = std::max(t, phase[r][s]);
-    for (size_t r = 0; r < n; ++r) idle += (t - busy[r][s]) / t / double(n);
+    double t = 0, lo = INFINITY, hi = -INFINITY, idle = 0;
+    for (size_t r = 0; r < n; ++r)
+      t = std::max(t, phase[r][s]), lo = std::min(lo, first[r][s]), hi = std::max(hi, last[r][s]);
+    for (size_t r = 0; r < n; ++r) idle += (hi - lo - busy[r][s]) / (hi - lo) / double(n);
     step_times.push_back(t);
     bubbles.push_back(idle);
   }
