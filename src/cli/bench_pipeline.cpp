@@ -4,8 +4,7 @@
 // measured. Prints per schedule the predicted and measured time of the schedule's part of the step
 // (the optimizer after it is printed apart), the error, the bubble (idle share of the schedule's
 // span, first action to last, mean over ranks) of each and the schedule's closed-form bubble under
-// equal stage costs. Not a
-// correctness test: tests/e2e/pipeline.sh compares losses.
+// equal stage costs. Not a correctness test: tests/e2e/pipeline.sh compares losses.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
