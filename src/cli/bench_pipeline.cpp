@@ -7,7 +7,6 @@
 // equal stage costs. Not a correctness test: tests/e2e/pipeline.sh compares losses.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -87,10 +86,9 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
   auto plan = train::plan_pipeline(cfg, spec, opt.batch, opt.seq);
   Measured out;
   const size_t n = size_t(dev.count);
-  // Per rank and timed step: compute time, the schedule's first start and last end (steady clock),
-  // the step less its optimizer, the optimizer.
-  std::vector<std::vector<double>> busy(n), first(n), last(n), phase(n), optim(n);
-  mpmd::Simulation predicted, measured;  // --timeline
+  std::vector<std::vector<double>> phase(n), optim(n);  // per rank and timed step
+  std::vector<double> bubbles;                          // per timed step
+  mpmd::Simulation predicted, measured;                 // --timeline
   run_ranks(dev, [&](comm::Communicator& c) {
     train::Trainer tr(*plan, c, params, opt);
     tr.step(batches[0].first, batches[0].second);  // warm-up: programs compiled, buffers placed
@@ -123,18 +121,18 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
           iv.start += at, iv.end += at;
           timed.back().push_back(iv);
         }
-      double b = 0, lo = INFINITY, hi = -INFINITY;
-      for (const mpmd::Interval& iv : timed.back()) {
-        lo = std::min(lo, iv.start), hi = std::max(hi, iv.end);
-        if (mpmd::is_compute(iv.action.kind)) b += iv.end - iv.start;
-      }
-      const size_t me = size_t(c.rank());
-      busy[me].push_back(b);
-      first[me].push_back(lo);
-      last[me].push_back(hi);
-      phase[me].push_back(dt - r.optimizer_seconds);
-      optim[me].push_back(r.optimizer_seconds);
+      phase[size_t(c.rank())].push_back(dt - r.optimizer_seconds);
+      optim[size_t(c.rank())].push_back(r.optimizer_seconds);
     }
+    // Each step's schedule from every rank: the bubble is each rank's idle share of the schedule's
+    // span, from the first action on any rank to the last (the step's work outside the schedule,
+    // the gradients' reduction and the tied embedding's exchange, is not idle time, and the
+    // simulator does not predict it).
+    std::vector<mpmd::Simulation> sims;
+    for (const auto& iv : timed)
+      sims.push_back(gather_timeline(c, iv, "measured", tr.rank_comm().timeout()));
+    if (c.rank() == 0)
+      for (const mpmd::Simulation& sim : sims) bubbles.push_back(sim.mean_bubble());
     if (!timeline_dir.empty()) {  // the step whose slowest rank's time is the median
       std::vector<int64_t> ns;
       for (double t : phase[size_t(c.rank())]) ns.push_back(int64_t(1e9 * t));
@@ -143,9 +141,7 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
       std::vector<size_t> order(ns.size());
       for (size_t i = 0; i < order.size(); ++i) order[i] = i;
       std::sort(order.begin(), order.end(), [&](size_t x, size_t y) { return ns[x] < ns[y]; });
-      mpmd::Simulation sim =
-          gather_timeline(c, timed[order[order.size() / 2]], "measured", tr.rank_comm().timeout());
-      if (c.rank() == 0) measured = std::move(sim);
+      if (c.rank() == 0) measured = std::move(sims[order[order.size() / 2]]);
     }
   });
   if (!timeline_dir.empty()) {  // both drawn over the longer of the two steps
@@ -159,18 +155,12 @@ Measured run_schedule(const io::ModelConfig& cfg, const train::TrainOptions& opt
     mpmd::write_timeline_svg(predicted, dir / (name + "-predicted.svg"), span);
     mpmd::write_timeline_svg(measured, dir / (name + "-measured.svg"), span);
   }
-  // The schedule's time is the slowest rank's (ranks end together only at the next step); its
-  // bubble is each rank's idle share of the schedule's span, from the first action on any rank to
-  // the last (the step's work outside the schedule, the gradients' reduction and the tied
-  // embedding's exchange, is not idle time, and the simulator does not predict it).
-  std::vector<double> step_times, bubbles;
+  // The schedule's time is the slowest rank's (ranks end together only at the next step).
+  std::vector<double> step_times;
   for (size_t s = 0; s < phase[0].size(); ++s) {
-    double t = 0, lo = INFINITY, hi = -INFINITY, idle = 0;
-    for (size_t r = 0; r < n; ++r)
-      t = std::max(t, phase[r][s]), lo = std::min(lo, first[r][s]), hi = std::max(hi, last[r][s]);
-    for (size_t r = 0; r < n; ++r) idle += (hi - lo - busy[r][s]) / (hi - lo) / double(n);
+    double t = 0;
+    for (size_t r = 0; r < n; ++r) t = std::max(t, phase[r][s]);
     step_times.push_back(t);
-    bubbles.push_back(idle);
   }
   out.schedule_s = median(step_times);
   out.bubble = median(bubbles);
