@@ -151,6 +151,25 @@ double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,
   return s;
 }
 
+double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens, int64_t seq,
+                            const BlockTiming& t) {
+  HP_CHECK(cl.efficiency.has_value() && t.s > 0 && t.gemm > 0 && t.attention > 0 &&
+               t.gemm + t.attention < 1,
+           "[planner] fit_block_efficiency: a block of ", t.s, " s, ", t.gemm, " GEMMs, ",
+           t.attention, " attention");
+  Efficiency& e = *cl.efficiency;
+  const BlockCost bc = block_cost(m, seq, cl.element_bytes);
+  const double scale = 3 * block_gemm_s(bc, tokens, 1, cl.peak_flops, e) / (t.s * t.gemm);
+  e.gemm = std::min(1.0, e.gemm * scale);
+  for (GemmShape& g : e.gemm_shapes) g.share = std::min(1.0, g.share * scale);
+  // Forward, backward (twice the forward) and the backward's recomputation of the scores.
+  e.attention = std::min(1.0, 4 * tokens * bc.attn_flops / (cl.peak_flops * t.s * t.attention));
+  const double bytes = 3 * tokens * (bc.elementwise_whole + bc.elementwise_split);
+  const double rest = t.s * (1 - t.gemm - t.attention);
+  e.memory = std::min(kMaxMemoryShare, bytes / rest / cl.memory_bandwidth);
+  return scale;
+}
+
 double all_reduce_s(const Cluster& c, int64_t n, int64_t stride, double bytes, double net_eff) {
   return 2 * all_gather_s(c, n, stride, bytes, net_eff);
 }

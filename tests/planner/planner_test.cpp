@@ -202,6 +202,32 @@ TEST(Cost, GemmShareByShape) {
   EXPECT_DOUBLE_EQ(f.elementwise_whole, 2 * b.elementwise_whole);
 }
 
+TEST(Cost, FitBlockGivesEachTermItsMeasuredTime) {
+  Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  const Efficiency before = *cl.efficiency;
+  const io::ModelConfig m = gpt(1, 256, 4, 128);
+  const double tokens = 512;
+  const double scale = fit_block_efficiency(cl, m, tokens, 128, {0.03, 0.8, 0.1});
+  const Efficiency& e = *cl.efficiency;
+  const BlockCost bc = block_cost(m, 128, cl.element_bytes);
+  // The GEMMs (forward and backward), the attention (four forwards' FLOPs) and the element-wise
+  // bytes take the block's measured parts.
+  EXPECT_NEAR(3 * block_gemm_s(bc, tokens, 1, cl.peak_flops, e), 0.8 * 0.03, 1e-12);
+  EXPECT_NEAR(4 * tokens * bc.attn_flops / (cl.peak_flops * e.attention), 0.1 * 0.03, 1e-12);
+  EXPECT_NEAR(
+      3 * tokens * (bc.elementwise_whole + bc.elementwise_split) / (cl.memory_bandwidth * e.memory),
+      0.1 * 0.03, 1e-12);
+  // One factor over the whole table: the shapes keep their ratios.
+  ASSERT_EQ(e.gemm_shapes.size(), before.gemm_shapes.size());
+  EXPECT_LT(scale, 1);
+  for (size_t i = 0; i < e.gemm_shapes.size(); ++i)
+    EXPECT_DOUBLE_EQ(e.gemm_shapes[i].share, before.gemm_shapes[i].share * scale);
+  EXPECT_NE(error_of([&] {
+              fit_block_efficiency(cl, m, tokens, 128, {0.03, 0.9, 0.1});
+            }).find("fit_block_efficiency: a block of 0.03 s, 0.9 GEMMs, 0.1 attention"),
+            std::string::npos);
+}
+
 TEST(Search, RuntimeRestrictions) {
   const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
   Workload w{gpt(4, 256, 4, 128), 8, 128};

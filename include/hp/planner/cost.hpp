@@ -154,6 +154,19 @@ Memory memory_floor(const Workload& w, const Config& c, double element_bytes = 2
 // split over tp), at the share of the peak `eff` gives each shape.
 double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,
                     const Efficiency& eff);
+// A block's forward and backward as a runtime ran it: its seconds, and the shares of that time
+// its GEMMs and its attention (forward and backward) took.
+struct BlockTiming {
+  double s = 0, gemm = 0, attention = 0;
+};
+// Fits `cl`'s efficiency to a measured block of `m` (`tokens` rows of sequence `seq`, forward and
+// backward, no recomputation) so that the per-block terms estimate() adds up take the time the
+// block's parts took, each to the ops it names: the GEMM shares scaled by one factor (returned),
+// the attention's share, and the memory share, which the element-wise bytes thereby carry for
+// every other op of the block (at most kMaxMemoryShare). Needs the peak, the memory bandwidth
+// and the GEMM table already set.
+double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens, int64_t seq,
+                            const BlockTiming& t);
 // Costs one admissible configuration.
 Estimate estimate(const Workload& w, const Cluster& cl, const Config& c,
                   const Efficiency& eff = {});
