@@ -201,14 +201,12 @@ int cmd_plan(const std::vector<std::string>& argv) {
   std::printf("model %s, batch %lld x %lld, mesh %s, mode %s\n", cfg.model_type(), (long long)batch,
               (long long)seq, p.mesh.str().c_str(), shard::mode_name(plan->strategy.mode).c_str());
   if (po.explain) std::fputs(p.str(g).c_str(), stdout);
+  // As the lowering runs them: a value moved into a layout once, whoever else reads it so.
   std::printf("collectives per step:\n");
   int64_t total = 0;
-  for (const auto& r : p.redistributions) {
-    bool comm = false;
-    for (const auto& st : r.plan.steps)
-      comm =
-          comm || (st.kind != shard::StepKind::kSlice && st.kind != shard::StepKind::kMakePartial);
-    if (!comm) continue;
+  for (const shard::Redistribution* rp : shard::performed(g, p)) {
+    const shard::Redistribution& r = *rp;
+    if (!shard::communicates(r.plan)) continue;
     const auto& v = g.value(r.value);
     std::string steps, name = v.name;
     for (const auto& st : r.plan.steps) {
@@ -234,7 +232,7 @@ int cmd_plan(const std::vector<std::string>& argv) {
     const size_t st = train::planned_state_bytes(*plan, r);
     std::printf("  rank %d: %s (%.1f%%) | %s, %d collectives\n", r, human_bytes(double(st)).c_str(),
                 100.0 * double(st) / double(single),
-                human_bytes(double(rp->program.arena_bytes)).c_str(), rp->lowered.collectives);
+                human_bytes(double(rp->program.arena_bytes)).c_str(), rp->lowered.exchanges);
     if (!off.enabled()) continue;
     if (!rp->offload) {
       std::printf("    offload: nothing to offload (device peak %s)\n",

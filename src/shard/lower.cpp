@@ -9,6 +9,7 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -34,12 +35,6 @@ std::string layer_of(const std::string& scope) {
                              d > 0 && std::isdigit((unsigned char)s[d - 1]))
     s = s.substr(0, d);
   return bwd ? s + ".grad" : s;
-}
-
-bool communicates(const Plan& plan) {
-  for (const Step& s : plan.steps)
-    if (s.kind != StepKind::kSlice && s.kind != StepKind::kMakePartial) return true;
-  return false;
 }
 
 int64_t axes_size(const Mesh& m, const std::vector<std::string>& axes) {
@@ -139,6 +134,13 @@ struct Bucket {
 // A value moved into a layout: (global value, target layout, a parameter in the backward).
 using MoveKey = std::tuple<ValueId, std::string, bool>;
 
+// The move of redistribution `r` at a node's input: a parameter is gathered again for the
+// backward (its gathered copy need not live across the step); any other value moves once.
+MoveKey move_key(const ir::Graph& g, const Redistribution& r) {
+  const bool param = g.value(r.value).kind == ir::ValueKind::kParam;
+  return {r.value, r.plan.to.str(), param && backward_scope(g.node(r.node).scope)};
+}
+
 // One rank's lowering; run() calls the phases in order: where overlapped gathers start, the
 // sources, every live node (its inputs, its localize hook, its outputs), the graph outputs.
 class Lowering {
@@ -177,6 +179,7 @@ class Lowering {
   int64_t add_plan(const Plan& plan) {
     L_.plans.push_back(plan);
     ++L_.collectives;
+    L_.exchanges += communicates(plan);
     return int64_t(L_.plans.size()) - 1;
   }
 
@@ -229,6 +232,7 @@ class Lowering {
     std::vector<ir::Var> ins;
     for (ValueId v : bucket_.locals) ins.push_back(lg().var(v));
     ++L_.collectives;
+    ++L_.exchanges;
     ValueId tok = lg().apply1(ops::op_def(ir::OpId::kRedistributeStart), ins, at).id;
     for (size_t i = 0; i < bucket_.outs.size(); ++i)
       out_started_[bucket_.outs[i]] = {next_key_, tok, int64_t(i), bucket_.shapes[i]};
@@ -282,8 +286,8 @@ class Lowering {
         if (it == at_input_.end() || g_.value(n.inputs[i]).kind != ir::ValueKind::kParam ||
             !communicates(it->second->plan))
           continue;
-        MoveKey key{n.inputs[i], it->second->plan.to.str(), backward_scope(n.scope)};
-        first_use.emplace(key, std::make_pair(run_first.size() - 1, it->second));
+        first_use.emplace(move_key(g_, *it->second),
+                          std::make_pair(run_first.size() - 1, it->second));
       }
     }
     for (auto& [key, use] : first_use)
@@ -302,7 +306,6 @@ class Lowering {
   // (value, layout, backward), or waited for when its gather was started ahead.
   std::vector<ir::Var> lower_inputs(size_t ni) {
     const auto& n = g_.node(NodeId(ni));
-    const bool bwd = backward_scope(n.scope);
     if (auto sb = start_before_.find(ni); sb != start_before_.end())
       for (auto& [key, r] : sb->second)
         param_started_[key] =
@@ -314,8 +317,7 @@ class Lowering {
       HP_CHECK(lv >= 0, "[shard] node ", ni, " reads %", v, ", which was not lowered");
       auto it = at_input_.find({NodeId(ni), int(i)});
       if (it != at_input_.end()) {
-        const bool param = g_.value(v).kind == ir::ValueKind::kParam;
-        MoveKey key{v, it->second->plan.to.str(), param && bwd};
+        const MoveKey key = move_key(g_, *it->second);
         auto m = moved_.find(key);
         auto ps = param_started_.find(key);
         lv = m != moved_.end()            ? m->second
@@ -405,6 +407,20 @@ class Lowering {
 };
 
 }  // namespace
+
+bool communicates(const Plan& plan) {
+  for (const Step& s : plan.steps)
+    if (s.kind != StepKind::kSlice && s.kind != StepKind::kMakePartial) return true;
+  return false;
+}
+
+std::vector<const Redistribution*> performed(const ir::Graph& g, const Propagation& p) {
+  std::vector<const Redistribution*> out;
+  std::set<MoveKey> seen;
+  for (const Redistribution& r : p.redistributions)
+    if (r.node < 0 || seen.insert(move_key(g, r)).second) out.push_back(&r);
+  return out;
+}
 
 Lowered lower(const ir::Graph& g, const Propagation& p, int rank, const LowerOptions& opt) {
   return Lowering(g, p, rank, opt).run();

@@ -404,6 +404,34 @@ TEST(LoweredPlans, NodesIndexTheTable) {
 
 // Every rule written in a strategy must match some named value: strict mode rejects one that
 // matches nothing when the step is planned, naming its pattern; warn mode reports it.
+// A partial sum read by two ops that need it whole is all-reduced once: the lowering reuses the
+// moved value, performed() lists that one move, and the lowered graph counts one exchange.
+TEST(LoweredPlans, AValueMovesOnceForAllItsReaders) {
+  ir::Graph g;
+  const Var x = g.param("x", {4, 8}), w = g.param("w", {8, 6});
+  const Var y = matmul(x, w);  // contracted dim split below: y is a partial sum
+  const Var out = exp(y) + tanh(y);
+  Strategy s;
+  s.mesh = Mesh({"x"}, {2});
+  const std::map<ir::ValueId, Layout> src = {{x.id, Layout::parse("[-, x]")},
+                                             {w.id, Layout::parse("[x, -]")}};
+  const Propagation p =
+      propagate(g, {out.id}, {Layout::replicated(2)}, s, Topology::uniform(1e9, 1e-6), src);
+  int planned = 0;
+  for (const Redistribution& r : p.redistributions) planned += r.value == y.id;
+  EXPECT_EQ(planned, 2);  // one per reader
+  int listed = 0;
+  for (const Redistribution* r : performed(g, p)) listed += r->value == y.id;
+  EXPECT_EQ(listed, 1);
+  LowerOptions opt;
+  opt.overlap = false;
+  const Lowered L = lower(g, p, 0, opt);
+  int nodes = 0;
+  for (const auto& n : L.graph->nodes()) nodes += n.def->name == "redistribute";
+  EXPECT_EQ(nodes, 1);
+  EXPECT_EQ(L.exchanges, 1);
+}
+
 TEST(StrictMode, PlanRejectsARuleThatMatchesNothing) {
   io::ModelConfig c;
   c.arch = io::Architecture::kGpt2;

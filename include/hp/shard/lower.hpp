@@ -19,6 +19,7 @@ struct Lowered {
   std::vector<ir::ValueId> map;      // global value id -> local value id (-1: not lowered)
   std::vector<ir::ValueId> outputs;  // local ids of the propagation's outputs, in their layouts
   int collectives = 0;               // redistribute nodes inserted
+  int exchanges = 0;                 // of those, the ones that move data between ranks
   // The moves the communication nodes carry out: attribute "plan" of a "redistribute" node or of
   // a one-input "redistribute_start" is an index into this table (a bucket of all-reduces,
   // "redistribute_start" with attributes "axis" and "reduce", needs no plan).
@@ -35,6 +36,14 @@ struct LowerOptions {
   bool overlap = true;
   size_t bucket_bytes = size_t(2) << 20;
 };
+
+// Whether `plan` moves data between ranks (not only slices or makes a partial sum locally).
+bool communicates(const Plan& plan);
+
+// The redistributions a lowering performs, in p's order: at a node's input the first of each
+// move of a value into a layout (later readers of it reuse the moved value; a parameter moves
+// again for the backward, see lower()); every graph output's and named value's own.
+std::vector<const Redistribution*> performed(const ir::Graph& g, const Propagation& p);
 
 // The local graph of `rank` (a rank of p.mesh). Parameters split over a data axis are gathered
 // once for the forward and once for the backward (scopes ending in ".grad"), so the gathered
