@@ -321,10 +321,31 @@ void RankComm::run(runtime::KernelArgs& k, const Plan& plan) {
   if (plan.steps.size() == 1 && (plan.steps[0].kind == StepKind::kAllGather ||
                                  plan.steps[0].kind == StepKind::kReduceScatter))
     return run_one_collective(k, plan);
+  if (plan.steps.size() == 1 && plan.steps[0].kind == StepKind::kMakePartial &&
+      local_box(plan.shape, plan.from, mesh_, rank_) ==
+          local_box(plan.shape, plan.to, mesh_, rank_))
+    return make_partial(k, plan);
   Tensor r = move(*k.in[0], plan.shape, plan.from, plan.to, plan.steps);
   HP_CHECK(r.shape() == k.out[0]->shape(), "[shard] redistribute produced ", shape_str(r.shape()),
            ", the node needs ", shape_str(k.out[0]->shape()));
   if (r.nbytes()) std::memcpy(k.out[0]->raw(), r.raw(), r.nbytes());
+}
+
+void RankComm::make_partial(runtime::KernelArgs& k, const Plan& plan) {
+  const Step& s = plan.steps[0];
+  const Tensor& in = *k.in[0];
+  Tensor& out = *k.out[0];
+  HP_CHECK(in.shape() == out.shape() && in.dtype() == out.dtype() && s.after == plan.to,
+           "[shard] make_partial of ", shape_str(in.shape()), " (", plan.from.str(), ") into ",
+           shape_str(out.shape()), " (", plan.to.str(), ")");
+  const bool split = plan.from.dim_of(s.axis) >= 0, sum = s.after.reduce == ReduceOp::kSum;
+  HP_CHECK(sum || !split, "[shard] make_partial of a split dim needs a sum");
+  const bool first = mesh_.coords(rank_)[mesh_.axis_index(s.axis)] == 0;
+  if (split || first || !sum) {
+    if (out.raw() != in.raw() && in.nbytes()) std::memcpy(out.raw(), in.raw(), in.nbytes());
+  } else if (out.nbytes()) {
+    std::memset(out.raw(), 0, out.nbytes());
+  }
 }
 
 void RankComm::run_one_collective(runtime::KernelArgs& k, const Plan& plan) {

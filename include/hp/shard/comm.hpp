@@ -63,6 +63,10 @@ class RankComm {
   // from the input and into the output directly, through staging_, where the general path
   // copies into fresh, zeroed buffers at each step.
   void run_one_collective(runtime::KernelArgs& k, const Plan& plan);
+  // A plan of one make-partial step that keeps the piece's box (a replicated value added to a
+  // partial sum: tp's residual stream): the input, or zeros, straight into the output, where the
+  // general path copies through fresh buffers.
+  void make_partial(runtime::KernelArgs& k, const Plan& plan);
   void start(runtime::KernelArgs& k, const Plan* plan);  // plan: null for a bucket
   void finish(runtime::KernelArgs& k);
   std::unique_ptr<Move> begin_move(const Tensor& local, const Shape& global, const Layout& from,
