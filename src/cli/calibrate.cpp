@@ -315,9 +315,10 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   eff.optimizer = std::min(planner::kMaxMemoryShare, m.optimizer_gbps * 1e9 / cl.memory_bandwidth);
   cl.efficiency = eff;
   // The calibration block's GEMMs, attention and the rest, each to the cost model's term for it:
-  // the GEMM probes run on operands hot in cache, the block's from memory (5-10% slower on the
-  // 2-core AMD EPYC); charging that shortfall to the element-wise bytes instead overstated them
-  // 2-fold, and so every strategy that splits the GEMMs but not the norms (tp without sp).
+  // the block's GEMMs run 2-9% below the probes' rates on the 2-core AMD EPYC (the probes reuse
+  // one set of buffers, the block reads many); charging that shortfall to the element-wise bytes
+  // instead overstated them 2-fold, and so every strategy that splits the GEMMs but not the norms
+  // (tp without sp).
   const double scale = planner::fit_block_efficiency(
       cl, calibration_block(), double(kBlockBatch * kBlockSeq), kBlockSeq, m.block);
   const double spent = std::chrono::duration<double>(Clock::now() - t0).count();
