@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "cli/args.hpp"
@@ -47,11 +48,16 @@ constexpr auto kWait = std::chrono::minutes(5);
 
 // GEMM shapes (rows m, inner k, columns n) of the models hp trains: a block's matrices at the
 // widths of gpt2-tiny (64), the benchmark models (256) and GPT-2 124M (768), split over tp, at
-// the rows of one micro-batch per rank. Sorted by m*k*n, the planner's lookup key.
+// the rows of one micro-batch per rank; the benchmark models' four at 256, 512 and 1024 rows and
+// split over tp2 at 1024 (one size m*k*n runs at different rates in different shapes, which the
+// planner looks up by shape). Sorted by m*k*n.
 const std::vector<planner::GemmShape> kGemmShapes = {
-    {128, 64, 64, 0},     {256, 64, 192, 0},   {512, 256, 128, 0},
-    {512, 256, 384, 0},   {1024, 256, 384, 0}, {1024, 256, 768, 0},
-    {1024, 1024, 256, 0}, {2048, 768, 768, 0}, {2048, 768, 2304, 0},
+    {128, 64, 64, 0},    {256, 64, 192, 0},    {256, 256, 256, 0},   {512, 256, 128, 0},
+    {512, 256, 256, 0},  {1024, 128, 256, 0},  {256, 256, 768, 0},   {512, 256, 384, 0},
+    {256, 256, 1024, 0}, {256, 1024, 256, 0},  {1024, 256, 256, 0},  {512, 256, 768, 0},
+    {1024, 256, 384, 0}, {512, 256, 1024, 0},  {512, 1024, 256, 0},  {1024, 256, 512, 0},
+    {1024, 512, 256, 0}, {1024, 256, 768, 0},  {1024, 256, 1024, 0}, {1024, 1024, 256, 0},
+    {2048, 768, 768, 0}, {2048, 768, 2304, 0},
 };
 
 // This thread's CPU seconds: the time it ran, not the time other processes of a shared machine
@@ -150,6 +156,24 @@ planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
   };
   b.gemm = share(ir::OpId::kMatmul);
   b.attention = share(ir::OpId::kAttention) + share(ir::OpId::kAttentionBwd);
+  // The other ops' time on the model's width: each op's time in proportion to the bytes its
+  // nodes that write that width move (norms, residual adds, their backward; not the activation
+  // function, the heads' splits and concatenations).
+  std::map<std::string, std::pair<double, double>> bytes;  // op: (on the model's width, all)
+  for (const ir::Node& n : g.nodes()) {
+    const double moved = ir::node_cost(g, n).bytes;
+    const Shape& out = g.value(n.outputs[0]).type.shape;
+    auto& [width, all_bytes] = bytes[n.def->name];
+    all_bytes += moved;
+    if (!out.empty() && out.back() == D) width += moved;
+  }
+  for (const auto& [op, s] : ex.profile()) {
+    const auto it = bytes.find(op);
+    if (op == ir::op_name(ir::OpId::kMatmul) || op == ir::op_name(ir::OpId::kAttention) ||
+        op == ir::op_name(ir::OpId::kAttentionBwd) || it == bytes.end() || it->second.second <= 0)
+      continue;
+    b.whole += s / all * it->second.first / it->second.second;
+  }
   return b;
 }
 
@@ -322,7 +346,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   const double scale = planner::fit_block_efficiency(
       cl, calibration_block(), double(kBlockBatch * kBlockSeq), kBlockSeq, m.block);
   const double spent = std::chrono::duration<double>(Clock::now() - t0).count();
-  char comment[512];
+  char comment[640];
   std::snprintf(comment, sizeof comment,
                 "Written by hp calibrate%s in %.1f s: %d ranks (%s), one thread each, measured at "
                 "once, each probe's best of %d rounds.\nPeak: the best sgemm rate of one thread; "
@@ -330,9 +354,11 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
                 "calibration block's GEMMs reached of the table). Memory: machine memory shared "
                 "by the ranks;\nhost link: the offload transfer engine's copy (latency %.1f us). "
                 "The calibration block\n(GPT-2 width 256, 4 x 128 tokens, forward and backward): "
-                "%.1f ms, %.0f%% GEMMs, %.0f%% attention.",
+                "%.1f ms, %.0f%% GEMMs, %.0f%% attention,\n%.0f%% other ops on the model's "
+                "width.",
                 quick ? " --quick" : "", spent, dev.count, dev.kind.c_str(), rounds, scale,
-                m.link.latency_us, m.block.s * 1e3, 100 * m.block.gemm, 100 * m.block.attention);
+                m.link.latency_us, m.block.s * 1e3, 100 * m.block.gemm, 100 * m.block.attention,
+                100 * m.block.whole);
   const std::string yaml = planner::cluster_yaml(cl, comment);
   planner::parse_cluster_text(yaml, out.string());  // what --cluster will read back
   if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());

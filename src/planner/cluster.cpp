@@ -65,8 +65,9 @@ double share(const io::YamlNode& n, const std::string& key, double most = 1) {
 
 // The `efficiency:` section: every key optional but the ones given checked.
 Efficiency parse_efficiency(const io::YamlNode& e) {
-  e.check_keys({"gemm", "attention", "memory", "network", "usable_memory", "overlap",
-                "per_tensor_collectives", "pipeline_fused", "pipeline_split", "optimizer"});
+  e.check_keys({"gemm", "attention", "memory", "memory_split", "network", "usable_memory",
+                "overlap", "per_tensor_collectives", "pipeline_fused", "pipeline_split",
+                "optimizer"});
   Efficiency eff;
   if (auto g = e.get("gemm")) {
     if (g->is_sequence()) {
@@ -86,6 +87,7 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
   }
   if (e.has("attention")) eff.attention = share(e, "attention");
   if (e.has("memory")) eff.memory = share(e, "memory", kMaxMemoryShare);
+  if (e.has("memory_split")) eff.memory_split = share(e, "memory_split", kMaxMemoryShare);
   if (e.has("optimizer")) eff.optimizer = share(e, "optimizer", kMaxMemoryShare);
   if (e.has("network")) eff.network = share(e, "network");
   if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
@@ -100,16 +102,14 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
 
 double Efficiency::gemm_share(double m, double k, double n) const {
   if (gemm_shapes.empty()) return gemm;
-  const double x = std::log(m * k * n);
-  const GemmShape* lo = &gemm_shapes.front();
-  if (x <= std::log(lo->m * lo->k * lo->n)) return lo->share;
-  for (const GemmShape& hi : gemm_shapes) {
-    const double xl = std::log(lo->m * lo->k * lo->n), xh = std::log(hi.m * hi.k * hi.n);
-    if (x <= xh)
-      return xh > xl ? lo->share + (hi.share - lo->share) * (x - xl) / (xh - xl) : hi.share;
-    lo = &hi;
+  double sum = 0, weights = 0;
+  for (const GemmShape& g : gemm_shapes) {
+    const double dm = std::log(m / g.m), dk = std::log(k / g.k), dn = std::log(n / g.n);
+    const double d2 = dm * dm + dk * dk + dn * dn;
+    if (d2 < 1e-18) return g.share;
+    sum += g.share / (d2 * d2), weights += 1 / (d2 * d2);
   }
-  return gemm_shapes.back().share;
+  return sum / weights;
 }
 
 const Tier& Cluster::tier_for_span(int64_t span) const {
@@ -194,6 +194,7 @@ std::string cluster_yaml(const Cluster& c, const std::string& comment) {
     << "\n  per_tensor_collectives: " << (e.per_tensor_collectives ? "true" : "false")
     << "\n  pipeline_fused: " << e.pipeline_fused << "\n  pipeline_split: " << e.pipeline_split
     << "\n";
+  if (e.memory_split > 0) y << "  memory_split: " << e.memory_split << "\n";
   if (e.optimizer > 0) y << "  optimizer: " << e.optimizer << "\n";
   return y.str();
 }

@@ -146,17 +146,21 @@ double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,
                     const Efficiency& eff) {
   if (eff.gemm_shapes.empty()) return tokens * bc.gemm_flops / tp / (peak * eff.gemm);
   double s = 0;
-  for (const auto& [k, n] : bc.matrices)
-    s += 2 * tokens * k * n / tp / (peak * eff.gemm_share(tokens, k, n / tp));
+  for (size_t i = 0; i < bc.matrices.size(); ++i) {
+    const auto [k, n] = bc.matrices[i];
+    const bool row = i % 2 == 1;  // the output projection and MLP out: row-parallel
+    s += 2 * tokens * k * n / tp /
+         (peak * eff.gemm_share(tokens, row ? k / tp : k, row ? n : n / tp));
+  }
   return s;
 }
 
 double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens, int64_t seq,
                             const BlockTiming& t) {
-  HP_CHECK(cl.efficiency.has_value() && t.s > 0 && t.gemm > 0 && t.attention > 0 &&
-               t.gemm + t.attention < 1,
+  HP_CHECK(cl.efficiency.has_value() && t.s > 0 && t.gemm > 0 && t.attention > 0 && t.whole > 0 &&
+               t.gemm + t.attention + t.whole < 1,
            "[planner] fit_block_efficiency: a block of ", t.s, " s, ", t.gemm, " GEMMs, ",
-           t.attention, " attention");
+           t.attention, " attention, ", t.whole, " on the model's width");
   Efficiency& e = *cl.efficiency;
   const BlockCost bc = block_cost(m, seq, cl.element_bytes);
   const double scale = 3 * block_gemm_s(bc, tokens, 1, cl.peak_flops, e) / (t.s * t.gemm);
@@ -164,9 +168,11 @@ double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens
   for (GemmShape& g : e.gemm_shapes) g.share = std::min(1.0, g.share * scale);
   // Forward, backward (twice the forward) and the backward's recomputation of the scores.
   e.attention = std::min(1.0, 4 * tokens * bc.attn_flops / (cl.peak_flops * t.s * t.attention));
-  const double bytes = 3 * tokens * (bc.elementwise_whole + bc.elementwise_split);
-  const double rest = t.s * (1 - t.gemm - t.attention);
-  e.memory = std::min(kMaxMemoryShare, bytes / rest / cl.memory_bandwidth);
+  const double rest = t.s * (1 - t.gemm - t.attention - t.whole);
+  e.memory = std::min(kMaxMemoryShare,
+                      3 * tokens * bc.elementwise_whole / (t.s * t.whole) / cl.memory_bandwidth);
+  e.memory_split =
+      std::min(kMaxMemoryShare, 3 * tokens * bc.elementwise_split / rest / cl.memory_bandwidth);
   return scale;
 }
 
@@ -351,13 +357,15 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double t = double(c.tp), tokens = double(c.micro_batch * w.seq);
   const double attn_rate = cl.peak_flops * eff.attention;
   const double mem_rate = cl.memory_bandwidth * eff.memory, h = double(m.d_model);
+  const double split_rate =
+      eff.memory_split > 0 ? cl.memory_bandwidth * eff.memory_split : mem_rate;
   Estimate e;
   e.microbatches = mb;
   // One block, one micro-batch, forward, per device.
   const double gemm_f = block_gemm_s(bc, tokens, t, cl.peak_flops, eff);
   const double attn_f = tokens * bc.attn_flops / t / attn_rate;
-  const double elem_f =
-      tokens * (bc.elementwise_whole / (c.sp ? t : 1) + bc.elementwise_split / t) / mem_rate;
+  const double elem_f = tokens * (bc.elementwise_whole / (c.sp ? t : 1) / mem_rate +
+                                  bc.elementwise_split / t / split_rate);
   const double head = 3 * tokens * 2 * h * double(m.vocab) / t /
                       (cl.peak_flops * eff.gemm_share(tokens, h, double(m.vocab) / t));
   const double block_fb = 3 * (gemm_f + attn_f + elem_f);

@@ -180,22 +180,39 @@ TEST(Cluster, LocalNamesCalibrate) {
 TEST(Cost, GemmShareByShape) {
   const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
   const Efficiency& e = *cl.efficiency;
-  EXPECT_DOUBLE_EQ(e.gemm_share(64, 64, 64), 0.4);       // below the table: its first
-  EXPECT_DOUBLE_EQ(e.gemm_share(4096, 1024, 768), 0.8);  // above: its last
+  // A measured shape: its own share.
   EXPECT_DOUBLE_EQ(e.gemm_share(128, 64, 64), 0.4);
-  // Halfway in log(m k n) between the two shapes: halfway between their shares.
-  const double mid = std::sqrt(128.0 * 64 * 64 * 1024 * 256 * 768);
-  EXPECT_NEAR(e.gemm_share(mid, 1, 1), 0.6, 1e-12);
+  EXPECT_DOUBLE_EQ(e.gemm_share(1024, 256, 768), 0.8);
+  // Halfway in (log m, log k, log n) between the two shapes: halfway between their shares.
+  EXPECT_NEAR(e.gemm_share(std::sqrt(128.0 * 1024), std::sqrt(64.0 * 256), std::sqrt(64.0 * 768)),
+              0.6, 1e-12);
+  // Elsewhere the nearer shape dominates (weights 1 / d^4), within the measured shares.
+  const double near_small = e.gemm_share(64, 64, 64), near_big = e.gemm_share(4096, 1024, 768);
+  EXPECT_GT(near_small, 0.4);
+  EXPECT_LT(near_small, 0.401);
+  EXPECT_LT(near_big, 0.8);
+  EXPECT_GT(near_big, 0.79);
+  // By shape, not by size: the same m*k*n in two shapes, each nearer one measured shape.
+  Efficiency two;
+  two.gemm_shapes = {{512, 256, 1024, 0.5}, {1024, 256, 512, 0.9}};
+  EXPECT_LT(two.gemm_share(512, 256, 900), 0.6);
+  EXPECT_GT(two.gemm_share(900, 256, 512), 0.8);
   // Without a table every shape gets the one share, and the block's GEMMs take
   // tokens x flops / tp / (peak x share), as before.
   Efficiency flat;
   EXPECT_DOUBLE_EQ(flat.gemm_share(1, 1, 1), flat.gemm);
   const BlockCost b = block_cost(gpt(2, 256, 4, 128), 128);
   EXPECT_DOUBLE_EQ(block_gemm_s(b, 1024, 2, 1e12, flat), 1024 * b.gemm_flops / 2 / (1e12 * 0.7));
-  double by_shape = 0;
-  for (const auto& [k, n] : b.matrices)
-    by_shape += 2 * 1024 * k * n / 2 / (0.2e12 * e.gemm_share(1024, k, n / 2));
-  EXPECT_DOUBLE_EQ(block_gemm_s(b, 1024, 2, 0.2e12, e), by_shape);
+  // tp splits QKV's and MLP in's columns, the output projection's and MLP out's inner dim.
+  const auto [qk, qn] = b.matrices[0];
+  const auto [ok, on] = b.matrices[1];
+  const auto [ik, in] = b.matrices[2];
+  const auto [fk, fn] = b.matrices[3];
+  const double by_shape =
+      2 * 1024 / 2.0 / 0.2e12 *
+      (qk * qn / e.gemm_share(1024, qk, qn / 2) + ok * on / e.gemm_share(1024, ok / 2, on) +
+       ik * in / e.gemm_share(1024, ik, in / 2) + fk * fn / e.gemm_share(1024, fk / 2, fn));
+  EXPECT_NEAR(block_gemm_s(b, 1024, 2, 0.2e12, e), by_shape, 1e-12 * by_shape);
   // f32: twice the activation bytes of bf16.
   const BlockCost f = block_cost(gpt(2, 256, 4, 128), 128, 4);
   EXPECT_DOUBLE_EQ(f.act_split, 2 * b.act_split);
@@ -207,24 +224,37 @@ TEST(Cost, FitBlockGivesEachTermItsMeasuredTime) {
   const Efficiency before = *cl.efficiency;
   const io::ModelConfig m = gpt(1, 256, 4, 128);
   const double tokens = 512;
-  const double scale = fit_block_efficiency(cl, m, tokens, 128, {0.03, 0.8, 0.1});
+  const double scale = fit_block_efficiency(cl, m, tokens, 128, {0.03, 0.8, 0.1, 0.04});
   const Efficiency& e = *cl.efficiency;
   const BlockCost bc = block_cost(m, 128, cl.element_bytes);
-  // The GEMMs (forward and backward), the attention (four forwards' FLOPs) and the element-wise
-  // bytes take the block's measured parts.
+  // The GEMMs (forward and backward), the attention (four forwards' FLOPs), the element-wise
+  // bytes on the model's width and those on the split width take the block's measured parts.
   EXPECT_NEAR(3 * block_gemm_s(bc, tokens, 1, cl.peak_flops, e), 0.8 * 0.03, 1e-12);
   EXPECT_NEAR(4 * tokens * bc.attn_flops / (cl.peak_flops * e.attention), 0.1 * 0.03, 1e-12);
-  EXPECT_NEAR(
-      3 * tokens * (bc.elementwise_whole + bc.elementwise_split) / (cl.memory_bandwidth * e.memory),
-      0.1 * 0.03, 1e-12);
+  EXPECT_NEAR(3 * tokens * bc.elementwise_whole / (cl.memory_bandwidth * e.memory), 0.04 * 0.03,
+              1e-12);
+  EXPECT_NEAR(3 * tokens * bc.elementwise_split / (cl.memory_bandwidth * e.memory_split),
+              (1 - 0.8 - 0.1 - 0.04) * 0.03, 1e-12);
   // One factor over the whole table: the shapes keep their ratios.
   ASSERT_EQ(e.gemm_shapes.size(), before.gemm_shapes.size());
   EXPECT_LT(scale, 1);
   for (size_t i = 0; i < e.gemm_shapes.size(); ++i)
     EXPECT_DOUBLE_EQ(e.gemm_shapes[i].share, before.gemm_shapes[i].share * scale);
+  // The estimate charges the split width at its own share: tp2 (norms whole, the rest split)
+  // against one device, the same blocks and rows per device.
+  Workload w{gpt(2, 256, 4, 128), 8, 128};
+  Config tp2;
+  tp2.tp = 2;
+  tp2.micro_batch = 8;
+  Efficiency slow_split = e;
+  slow_split.memory_split = e.memory_split / 2;
+  const double extra = 3 * 2 * 8 * 128 * bc.elementwise_split / 2 /
+                       (cl.memory_bandwidth * e.memory_split);  // twice the time, 2 blocks
+  EXPECT_NEAR(estimate(w, cl, tp2, slow_split).compute_s - estimate(w, cl, tp2, e).compute_s, extra,
+              1e-9 * extra);
   EXPECT_NE(error_of([&] {
-              fit_block_efficiency(cl, m, tokens, 128, {0.03, 0.9, 0.1});
-            }).find("fit_block_efficiency: a block of 0.03 s, 0.9 GEMMs, 0.1 attention"),
+              fit_block_efficiency(cl, m, tokens, 128, {0.03, 0.8, 0.1, 0.1});
+            }).find("fit_block_efficiency: a block of 0.03 s, 0.8 GEMMs, 0.1 attention, 0.1 on"),
             std::string::npos);
 }
 

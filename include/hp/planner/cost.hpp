@@ -65,7 +65,7 @@ struct Config {
 struct BlockCost {
   // The block's weight matrices as (inner k, outer n) of the GEMM each is (QKV, output
   // projection, MLP in, MLP out; Llama's gate and up as one): what a GEMM's efficiency is looked
-  // up by.
+  // up by. tp splits QKV's and MLP in's n (column-parallel), the others' k (row-parallel).
   std::array<std::pair<double, double>, 4> matrices{};
   double gemm_flops = 0;  // per token: 2 x the block's matrix parameters
   double attn_flops = 0;  // per token at sequence length seq: 4 x seq x heads x head_dim
@@ -155,16 +155,17 @@ Memory memory_floor(const Workload& w, const Config& c, double element_bytes = 2
 double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,
                     const Efficiency& eff);
 // A block's forward and backward as a runtime ran it: its seconds, and the shares of that time
-// its GEMMs and its attention (forward and backward) took.
+// its GEMMs, its attention (forward and backward) and its other ops that write the model's width
+// (norms, residual adds) took; the rest is the other ops on other widths.
 struct BlockTiming {
-  double s = 0, gemm = 0, attention = 0;
+  double s = 0, gemm = 0, attention = 0, whole = 0;
 };
 // Fits `cl`'s efficiency to a measured block of `m` (`tokens` rows of sequence `seq`, forward and
 // backward, no recomputation) so that the per-block terms estimate() adds up take the time the
 // block's parts took, each to the ops it names: the GEMM shares scaled by one factor (returned),
-// the attention's share, and the memory share, which the element-wise bytes thereby carry for
-// every other op of the block (at most kMaxMemoryShare). Needs the peak, the memory bandwidth
-// and the GEMM table already set.
+// the attention's share, the memory share of the element-wise bytes on the model's width and
+// that of those on the tp-split width, which thereby carry every other op of the block (each at
+// most kMaxMemoryShare). Needs the peak, the memory bandwidth and the GEMM table already set.
 double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens, int64_t seq,
                             const BlockTiming& t);
 // Costs one admissible configuration.
