@@ -48,7 +48,7 @@ struct Efficiency {
   double memory = 0.7;
   // The same for the element-wise work on the tp-split width (the activation function, RoPE);
   // 0: `memory`. hp calibrate measures the two apart: per byte counted, the norms and residual
-  // adds on the model's width ran 3.3-3.7 times faster than the activation function here (GPT's
+  // adds on the model's width ran 3.3-4.0 times faster than the activation function here (GPT's
   // count includes dropouts, which this runtime does not run).
   double memory_split = 0;
   // Of the memory bandwidth, for the optimizer step (32 bytes a parameter: AdamW's 28 and the
