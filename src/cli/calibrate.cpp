@@ -255,6 +255,7 @@ std::string cpu_name() {
 struct Measured {
   std::vector<planner::GemmShape> gemm;  // shares filled in
   planner::BlockTiming block;
+  double block_slowest = 0;  // of the rounds' best block times: how far apart they were
   double peak = 0, copy_gbps = 0, optimizer_gbps = 0;
   double fused_row_s = 0, split_row_s = 0;  // pipeline_block_row_s; infinite: one rank
   double ar_small_s = 0, ar_big_s = 0;
@@ -279,12 +280,14 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     // may be shared) only makes that round's figures worse.
     std::vector<double> flops(kGemmShapes.size(), 0.0);
     planner::BlockTiming block{INFINITY};
+    double block_slowest = 0;
     double copy = 0, adam = 0, fused = INFINITY, split = INFINITY;
     for (int r = 0; r < rounds; ++r) {
       for (size_t i = 0; i < flops.size(); ++i)
         flops[i] = std::max(flops[i], gemm_flops(c, kGemmShapes[i], reps));
       const planner::BlockTiming b = block_timing(c, reps);
       if (b.s < block.s) block = b;
+      block_slowest = std::max(block_slowest, b.s);
       copy = std::max(copy, copy_bytes_per_s(c, reps) / 1e9);  // every rank at once
       adam = std::max(adam, optimizer_bytes_per_s(c, reps) / 1e9);
       if (c.size() == 1) continue;  // no pipeline of one rank
@@ -298,7 +301,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
     m.gemm = kGemmShapes;
     for (size_t i = 0; i < flops.size(); ++i) m.peak = std::max(m.peak, flops[i]);
     for (size_t i = 0; i < flops.size(); ++i) m.gemm[i].share = flops[i] / m.peak;
-    m.block = block, m.copy_gbps = copy, m.optimizer_gbps = adam;
+    m.block = block, m.block_slowest = block_slowest, m.copy_gbps = copy, m.optimizer_gbps = adam;
     m.fused_row_s = fused, m.split_row_s = split;
     m.ar_small_s = ar_small, m.ar_big_s = ar_big;
   });
@@ -354,11 +357,19 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
                 "calibration block's GEMMs reached of the table). Memory: machine memory shared "
                 "by the ranks;\nhost link: the offload transfer engine's copy (latency %.1f us). "
                 "The calibration block\n(GPT-2 width 256, 4 x 128 tokens, forward and backward): "
-                "%.1f ms, %.0f%% GEMMs, %.0f%% attention,\n%.0f%% other ops on the model's "
-                "width.",
+                "%.1f ms\n(its rounds' best %.1f-%.1f ms), %.0f%% GEMMs, %.0f%% attention, %.0f%% "
+                "other ops on the model's width.",
                 quick ? " --quick" : "", spent, dev.count, dev.kind.c_str(), rounds, scale,
-                m.link.latency_us, m.block.s * 1e3, 100 * m.block.gemm, 100 * m.block.attention,
-                100 * m.block.whole);
+                m.link.latency_us, m.block.s * 1e3, m.block.s * 1e3, m.block_slowest * 1e3,
+                100 * m.block.gemm, 100 * m.block.attention, 100 * m.block.whole);
+  // The rounds apart: another process was busy during some (each round's figure is already its
+  // best of several runs), and predictions made from this file carry that spread.
+  if (m.block_slowest > 1.1 * m.block.s)
+    std::fprintf(stderr,
+                 "hp calibrate: warning: the calibration block's rounds took %.1f-%.1f ms, %.0f%% "
+                 "apart: another process was busy; calibrate again on a quiet machine for "
+                 "predictions within 10%%\n",
+                 m.block.s * 1e3, m.block_slowest * 1e3, 100 * (m.block_slowest / m.block.s - 1));
   const std::string yaml = planner::cluster_yaml(cl, comment);
   planner::parse_cluster_text(yaml, out.string());  // what --cluster will read back
   if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());

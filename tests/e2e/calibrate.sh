@@ -17,6 +17,11 @@ grep -q '^name: local$' "$WORK/local.yaml" || fail "no name: local in $(cat "$WO
 grep -q 'peak_f32_tflops' "$WORK/local.yaml" || fail "no f32 peak in $(cat "$WORK/local.yaml")"
 grep -q '^  gemm:$' "$WORK/local.yaml" || fail "no gemm table in $(cat "$WORK/local.yaml")"
 grep -q '^devices: 2$' "$WORK/local.yaml" || fail "not 2 devices: $(cat "$WORK/local.yaml")"
+# The calibration block split into the cost model's terms, and how far apart its rounds were.
+grep -qE "^# \(its rounds' best [0-9.]+-[0-9.]+ ms\), [0-9]+% GEMMs, [0-9]+% attention, [0-9]+% other" \
+  "$WORK/local.yaml" || fail "no calibration block line in $(cat "$WORK/local.yaml")"
+grep -qE '^  memory_split: [0-9.e+-]+$' "$WORK/local.yaml" ||
+  fail "no memory_split share in $(cat "$WORK/local.yaml")"
 # The trainer's AdamW timed (the file is parsed back, which checks the share's range).
 grep -qE '^  optimizer: [0-9.e+-]+$' "$WORK/local.yaml" ||
   fail "no optimizer share in $(cat "$WORK/local.yaml")"
