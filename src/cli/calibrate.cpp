@@ -118,8 +118,8 @@ constexpr int64_t kBlockBatch = 4, kBlockSeq = 128;
 // One GPT-2 block's forward and backward as the trainer runs it: traced by nn::block,
 // differentiated, compiled and run by the executor on the CPU backend (one thread), every op of
 // the block included, not only those the cost model names: its seconds (the best of the runs)
-// and the shares of the executor's profiled op time (over the runs) its matmuls and its fused
-// attention took.
+// and the shares of the executor's profiled op time (over the runs) its matmuls, its fused
+// attention and its other ops on the model's width took.
 planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
   const io::ModelConfig cfg = calibration_block();
   const int64_t B = kBlockBatch, T = kBlockSeq, D = cfg.d_model;
@@ -161,6 +161,9 @@ planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
   // function, the heads' splits and concatenations).
   std::map<std::string, std::pair<double, double>> bytes;  // op: (on the model's width, all)
   for (const ir::Node& n : g.nodes()) {
+    const ir::OpId op = n.def->id;
+    if (op == ir::OpId::kMatmul || op == ir::OpId::kAttention || op == ir::OpId::kAttentionBwd)
+      continue;  // their own terms
     const double moved = ir::node_cost(g, n).bytes;
     const Shape& out = g.value(n.outputs[0]).type.shape;
     auto& [width, all_bytes] = bytes[n.def->name];
@@ -169,10 +172,8 @@ planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
   }
   for (const auto& [op, s] : ex.profile()) {
     const auto it = bytes.find(op);
-    if (op == ir::op_name(ir::OpId::kMatmul) || op == ir::op_name(ir::OpId::kAttention) ||
-        op == ir::op_name(ir::OpId::kAttentionBwd) || it == bytes.end() || it->second.second <= 0)
-      continue;
-    b.whole += s / all * it->second.first / it->second.second;
+    if (it != bytes.end() && it->second.second > 0)
+      b.whole += s / all * it->second.first / it->second.second;
   }
   return b;
 }

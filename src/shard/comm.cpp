@@ -87,6 +87,15 @@ bool tiles_in_order(const std::vector<Box>& pieces, const Box& whole) {
   return next == whole.numel();
 }
 
+// Whether `rank` keeps its piece when a value in layout `from` becomes a partial sum over
+// `s.axis` (else it contributes zeros): where the axis splits a dim, for a reduction other than a
+// sum (every member holds the value), and on the axis's first member.
+bool keeps_piece(const Mesh& mesh, int rank, const Layout& from, const Step& s) {
+  const bool split = from.dim_of(s.axis) >= 0, sum = s.after.reduce == ReduceOp::kSum;
+  HP_CHECK(sum || !split, "[shard] make_partial of a split dim needs a sum");
+  return split || !sum || mesh.coords(rank)[mesh.axis_index(s.axis)] == 0;
+}
+
 }  // namespace
 
 RankComm::RankComm(const Mesh& mesh, comm::Communicator& world, std::chrono::milliseconds timeout)
@@ -233,11 +242,7 @@ void RankComm::advance(Move& m, bool async) {
       case StepKind::kMakePartial: {
         Box nb = local_box(global, s.after, mesh_, rank_);
         Bytes out(size_t(nb.numel()) * w, 0);
-        const bool keep_all = s.after.reduce != ReduceOp::kSum;
-        HP_CHECK(!keep_all || m.lay.dim_of(s.axis) < 0,
-                 "[shard] make_partial of a split dim needs a sum");
-        const bool first = mesh_.coords(rank_)[mesh_.axis_index(s.axis)] == 0;
-        if (m.lay.dim_of(s.axis) >= 0 || first || keep_all)
+        if (keeps_piece(mesh_, rank_, m.lay, s))
           copy_region(m.buf.data(), m.box, out.data(), nb, m.box, w);
         m.buf.swap(out);
         m.box = nb;
@@ -338,10 +343,7 @@ void RankComm::make_partial(runtime::KernelArgs& k, const Plan& plan) {
   HP_CHECK(in.shape() == out.shape() && in.dtype() == out.dtype() && s.after == plan.to,
            "[shard] make_partial of ", shape_str(in.shape()), " (", plan.from.str(), ") into ",
            shape_str(out.shape()), " (", plan.to.str(), ")");
-  const bool split = plan.from.dim_of(s.axis) >= 0, sum = s.after.reduce == ReduceOp::kSum;
-  HP_CHECK(sum || !split, "[shard] make_partial of a split dim needs a sum");
-  const bool first = mesh_.coords(rank_)[mesh_.axis_index(s.axis)] == 0;
-  if (split || first || !sum) {
+  if (keeps_piece(mesh_, rank_, plan.from, s)) {
     if (out.raw() != in.raw() && in.nbytes()) std::memcpy(out.raw(), in.raw(), in.nbytes());
   } else if (out.nbytes()) {
     std::memset(out.raw(), 0, out.nbytes());
