@@ -1,6 +1,7 @@
 // Executor: wraps arena slots and output buffers as tensors once, then runs kernels in order.
 #include "hp/runtime/executor.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "hp/ir/op_def.hpp"
@@ -35,6 +36,7 @@ Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, Co
   HP_CHECK(ctx_.threads >= 1, "[executor] threads must be >= 1, got ", ctx_.threads);
   const ir::Graph& g = *program_.graph;
   tensors_.resize(g.values().size());
+  own_buffer_.resize(g.values().size(), false);
   if (program_.arena_bytes > 0) arena_ = std::make_shared<Storage>(device_, program_.arena_bytes);
   std::vector<bool> is_output(g.values().size(), false);
   for (ValueId o : program_.outputs) is_output[size_t(program_.root[size_t(o)])] = true;
@@ -51,6 +53,7 @@ Executor::Executor(const Program& program, std::shared_ptr<Allocator> device, Co
     } else if (is_output[v] && program_.root[v] == ValueId(v) &&
                g.value(ValueId(v)).kind == ir::ValueKind::kNode) {
       tensors_[v] = Tensor::zeros(t.shape, t.dtype, device_);
+      own_buffer_[v] = true;
     }
   }
 }
@@ -84,6 +87,31 @@ Tensor& Executor::get_mut(ValueId v) {
   Tensor& t = tensors_.at(size_t(v));
   HP_CHECK(t.defined(), "[executor] %", v, " has no buffer (not an output or source)");
   return t;
+}
+
+std::vector<Tensor> Executor::take(const std::vector<ValueId>& vs) {
+  std::vector<Tensor> out;
+  std::vector<ValueId> roots;  // the buffers handed over
+  for (ValueId v : vs) {
+    const ValueId r = program_.root.at(size_t(v));
+    if (!own_buffer_[size_t(r)]) {
+      out.push_back(get(v).clone(device_));
+      continue;
+    }
+    out.push_back(get(v));
+    if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+  }
+  for (ValueId r : roots) {
+    Tensor& t = tensors_[size_t(r)];
+    t = Tensor(t.shape(), t.dtype(), device_);  // every kernel writes all of its output
+  }
+  // Views of a buffer handed over are recomputed by the next run; held here, they would keep it.
+  for (size_t w = 0; w < tensors_.size(); ++w) {
+    const ValueId r = program_.root[w];
+    if (r != ValueId(w) && std::find(roots.begin(), roots.end(), r) != roots.end())
+      tensors_[w] = Tensor();
+  }
+  return out;
 }
 
 void Executor::run() {

@@ -358,10 +358,13 @@ std::map<ir::ValueId, Tensor> StageRunner::run_part(int chunk, size_t k, Flight&
   for (auto it = f.kept.begin(); it != f.kept.end();)  // what no later part reads is done with
     it = P.read_after(k, it->first) ? std::next(it) : f.kept.erase(it);
   std::map<ir::ValueId, Tensor> outs;
+  std::vector<ir::ValueId> kept, taken;  // what later parts read leaves with its buffer
   for (const auto& [v, o] : part.outputs) {
     outs[v] = ex.get(o);
-    if (P.read_after(k, v)) f.kept[v] = outs[v].clone(device_);  // buffers are reused
+    if (P.read_after(k, v)) kept.push_back(v), taken.push_back(o);
   }
+  const std::vector<Tensor> held = ex.take(taken);
+  for (size_t i = 0; i < kept.size(); ++i) outs[kept[i]] = f.kept[kept[i]] = held[i];
   ex.unbind(bound);  // the micro-batch's values are held no longer than its flight
   // The head's loss is its micro-batch's mean: weighted into the batch's, and so are all the
   // gradients that flow from it (the other chunks' arrive weighted).

@@ -124,6 +124,44 @@ TEST(Graph, StrListsSourcesNodesAttrsTypesAndScopes) {
   EXPECT_NE(g.str().find(": f32[5, 7] f32[5] f32[5]"), std::string::npos) << g.str();
 }
 
+// An output taken from the executor keeps the run's values through the next run, and so does a
+// view output of it, without a copy; the executor then holds no reference to the buffer handed
+// over.
+TEST(Executor, TakenOutputsOutliveTheNextRunAndAreReleased) {
+  Graph g;
+  Var x = g.input("x", {{4, 3}});
+  Var a = tanh(x);
+  Var flat = reshape(a, {-1});  // a view of a
+  Var b = neg(x);
+  const runtime::Program p = runtime::compile(g, {a.id, flat.id, b.id});
+  auto device = std::make_shared<Allocator>("device", 0);
+  runtime::Executor e(p, device, runtime::Context{1});
+  auto input = [](float v) { return Tensor::from_f32({4, 3}, std::vector<float>(12, v)); };
+  e.bind(x.id, input(0.5f));
+  e.run();
+  const void* buffer = e.get(a.id).raw();
+  const size_t held_bytes = e.get(a.id).nbytes();
+  std::vector<Tensor> held = e.take({a.id, flat.id});
+  ASSERT_EQ(held.size(), 2u);
+  EXPECT_EQ(held[0].raw(), buffer);  // handed over, not copied
+  EXPECT_EQ(held[1].raw(), buffer);  // the view shares it
+  EXPECT_EQ(held[1].shape(), (Shape{12}));
+  e.bind(x.id, input(-2.0f));
+  e.run();
+  for (const Tensor& t : held)
+    for (float v : t.to_f32_vector()) EXPECT_FLOAT_EQ(v, std::tanh(0.5f));
+  EXPECT_NE(e.get(a.id).raw(), buffer);
+  for (float v : e.get(a.id).to_f32_vector()) EXPECT_FLOAT_EQ(v, std::tanh(-2.0f));
+  for (float v : e.get(flat.id).to_f32_vector()) EXPECT_FLOAT_EQ(v, std::tanh(-2.0f));
+  for (float v : e.get(b.id).to_f32_vector()) EXPECT_FLOAT_EQ(v, 2.0f);
+  // Once the caller lets go, the buffer goes back to the allocator: nothing in the executor
+  // (not the view of it the earlier run made) still holds it.
+  held = e.take({a.id, flat.id});
+  const size_t live = device->live_bytes();
+  held.clear();
+  EXPECT_EQ(live - device->live_bytes(), held_bytes);
+}
+
 // ---- runtime::compile liveness ----------------------------------------------------------------
 
 TEST(Liveness, ElementwiseChainReusesTwoBuffersAndKeepsOutputs) {

@@ -43,6 +43,12 @@ class Executor {
   // An output (or bound source) after run().
   const Tensor& get(ir::ValueId v) const;
   Tensor& get_mut(ir::ValueId v);
+  // Hands over outputs `vs` as the last run() left them, and gives each buffer handed over a new
+  // one from the device allocator for the next run: outputs that must outlive the next run,
+  // without a copy. An output whose buffer is a view of another's hands that buffer over; one
+  // without a buffer of its own (a program placed at run time) is copied. The views of a buffer
+  // handed over have no buffer until the next run.
+  std::vector<Tensor> take(const std::vector<ir::ValueId>& vs);
 
   // Routes every non-compute instruction to `h` (required by programs placed at run time);
   // not owned, must outlive run().
@@ -68,6 +74,7 @@ class Executor {
   std::vector<const Kernel*> kernels_;  // per node id; null for nodes not computed (views)
   std::shared_ptr<Storage> arena_;
   std::vector<Tensor> tensors_;               // per value id
+  std::vector<bool> own_buffer_;              // per value id: an output with a buffer of its own
   std::vector<ir::ValueId> transient_views_;  // views recomputed per run, not outputs (unbind)
   MoveHandler* mover_ = nullptr;
   CommRunner* comm_ = nullptr;
