@@ -67,7 +67,7 @@ double share(const io::YamlNode& n, const std::string& key, double most = 1) {
 Efficiency parse_efficiency(const io::YamlNode& e) {
   e.check_keys({"gemm", "attention", "memory", "memory_split", "network", "usable_memory",
                 "overlap", "per_tensor_collectives", "pipeline_fused", "pipeline_split",
-                "optimizer"});
+                "optimizer", "attention_in_memory"});
   Efficiency eff;
   if (auto g = e.get("gemm")) {
     if (g->is_sequence()) {
@@ -93,6 +93,7 @@ Efficiency parse_efficiency(const io::YamlNode& e) {
   if (e.has("usable_memory")) eff.usable_memory = share(e, "usable_memory");
   if (auto o = e.get("overlap")) eff.overlap = o->as_bool();
   if (auto o = e.get("per_tensor_collectives")) eff.per_tensor_collectives = o->as_bool();
+  if (auto o = e.get("attention_in_memory")) eff.attention_in_memory = o->as_bool();
   if (e.has("pipeline_fused")) eff.pipeline_fused = positive(e, "pipeline_fused");
   if (e.has("pipeline_split")) eff.pipeline_split = positive(e, "pipeline_split");
   return eff;
@@ -196,6 +197,7 @@ std::string cluster_yaml(const Cluster& c, const std::string& comment) {
     << "\n";
   if (e.memory_split > 0) y << "  memory_split: " << e.memory_split << "\n";
   if (e.optimizer > 0) y << "  optimizer: " << e.optimizer << "\n";
+  if (e.attention_in_memory) y << "  attention_in_memory: true\n";
   return y.str();
 }
 

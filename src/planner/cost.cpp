@@ -126,6 +126,9 @@ BlockCost block_cost(const io::ModelConfig& m, int64_t seq, double element_bytes
   // GELU reads and writes f, SwiGLU reads gate and up and writes f, RoPE rewrites q and k.
   b.elementwise_whole = elem * (gpt ? 16 * h : 10 * h);
   b.elementwise_split = elem * (gpt ? 2 * f : 3 * f + 2 * (q + kv));
+  const double mask = gpt ? 0.5 : 0;  // GPT's attention dropout, a 1-byte mask per score
+  b.score_bytes_f = elem * (gpt ? 6 + mask : 4);
+  b.score_bytes_b = elem * (gpt ? 9 + mask : 7);
   return b;
 }
 
@@ -324,10 +327,11 @@ Memory stage_memory(const Workload& w, const Config& c, const BlockCost& bc, dou
 // scores without recomputation). `working`: one block's activations while it is recomputed,
 // held once whatever the micro-batches in flight.
 Activations microbatch_activations(const Workload& w, const Config& c, const BlockCost& bc,
-                                   int64_t blocks, double elem) {
+                                   int64_t blocks, double elem, bool scores_in_memory) {
   const double tokens = double(c.micro_batch * w.seq), t = double(c.tp);
   const double whole = bc.act_whole / (c.sp ? t : 1), split = bc.act_split / t;
-  const double scores = 5 * double(w.model.n_head) * double(w.seq) / t;  // softmax, dropout
+  const double scores =  // softmax, dropout
+      scores_in_memory ? 5 * double(w.model.n_head) * double(w.seq) / t : 0;
   const double kept = whole + split + (c.recompute == Recompute::kNone ? scores : 0);
   const double full = double(full_blocks(c, blocks));
   const double input = elem * double(w.model.d_model) / (c.sp ? t : 1);
@@ -340,11 +344,13 @@ double device_params(const io::ModelConfig& m, int64_t tp, int64_t pp) {
   return stage_params(m, block_cost(m, 1), stage_blocks(m, pp)) / double(tp);
 }
 
-Memory memory_floor(const Workload& w, const Config& c, double element_bytes) {
+Memory memory_floor(const Workload& w, const Config& c, double element_bytes,
+                    bool scores_in_memory) {
   const BlockCost bc = block_cost(w.model, w.seq, element_bytes);
   const int64_t blocks = stage_blocks(w.model, c.pp);
   return stage_memory(w, c, bc, stage_params(w.model, bc, blocks) / double(c.tp),
-                      microbatch_activations(w, c, bc, blocks, element_bytes), 1, element_bytes);
+                      microbatch_activations(w, c, bc, blocks, element_bytes, scores_in_memory), 1,
+                      element_bytes);
 }
 
 Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const Efficiency& eff) {
@@ -368,17 +374,23 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
                                   bc.elementwise_split / t / split_rate);
   const double head = 3 * tokens * 2 * h * double(m.vocab) / t /
                       (cl.peak_flops * eff.gemm_share(tokens, h, double(m.vocab) / t));
-  const double block_fb = 3 * (gemm_f + attn_f + elem_f);
+  // Scores kept in memory: each of the micro-batch's heads on this device, s x s of them.
+  const double scores = eff.attention_in_memory ? double(c.micro_batch) * double(m.n_head) / t *
+                                                      double(w.seq) * double(w.seq)
+                                                : 0;
+  const double score_f = scores * bc.score_bytes_f / mem_rate;
+  const double block_fb =
+      3 * (gemm_f + attn_f + elem_f) + score_f + scores * bc.score_bytes_b / mem_rate;
   // Pipeline stages run the step cut in parts (the runtime's F, B, W), at the efficiency the
   // cluster measured for them.
   const bool split = c.schedule == Schedule::kZbH1 || c.schedule == Schedule::kZbV;
   const double cut = c.pp > 1 ? (split ? eff.pipeline_split : eff.pipeline_fused) : 1;
   // Fully recomputed blocks repeat their forward; the rest recompute the attention core.
   const double full = double(full_blocks(c, blocks));
-  const double stage_rc =
-      c.recompute == Recompute::kNone
-          ? 0
-          : cut * (full * (gemm_f + attn_f + elem_f) + (double(blocks) - full) * attn_f);
+  const double stage_rc = c.recompute == Recompute::kNone
+                              ? 0
+                              : cut * (full * (gemm_f + attn_f + elem_f + score_f) +
+                                       (double(blocks) - full) * (attn_f + score_f));
   // Exposed tp collectives: two per block forward, two backward, two more when recomputed.
   const double tp_one =
       c.tp > 1 ? all_reduce_s(cl, c.tp, c.stride('t'), tokens * h * elem, eff.network) : 0;
@@ -411,7 +423,7 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   }
   const double compute_mb = cut * (double(blocks) * block_fb + head);
   const double fsdp_exposed = eff.overlap ? std::max(0.0, fsdp_mb - compute_mb) : fsdp_mb;
-  const Activations act = microbatch_activations(w, c, bc, blocks, elem);
+  const Activations act = microbatch_activations(w, c, bc, blocks, elem, eff.attention_in_memory);
   // Offloaded activations go down after each block's forward and come back before its
   // backward, on the host link while the micro-batch computes.
   const double act_link = c.offload_activations ? 2 * (act.stored - device_stored(w, c, act)) /

@@ -47,8 +47,8 @@ Choices choices(const Workload& w, const Space& s, int64_t dp, int64_t tp, int64
          std::find(s.micro_batches.begin(), s.micro_batches.end(), b) != s.micro_batches.end()) &&
         (!s.one_microbatch || pp > 1 || b == w.global_batch / dp))
       c.micro_batches.push_back(b);
-  if (pp == 1) {
-    if (s.schedules.empty()) c.schedules.push_back({Schedule::kNone, 1});
+  if (pp == 1) {  // no pipeline: the schedules asked for are the pipelined layouts' choice
+    c.schedules.push_back({Schedule::kNone, 1});
   } else {
     const std::vector<Schedule> all = {Schedule::kGpipe, Schedule::k1F1B, Schedule::kInterleaved,
                                        Schedule::kZbH1, Schedule::kZbV};
@@ -174,7 +174,8 @@ double time_floor(const Workload& w, const Cluster& cl, const Efficiency& eff, c
 // No configuration of the layout needs less memory: one micro-batch in flight, the smallest
 // micro-batch, the most sparing sp and offload the space allows, the least of its sharding and
 // recomputation choices.
-double memory_floor_of(const Workload& w, const Choices& ch, Config c, double element_bytes) {
+double memory_floor_of(const Workload& w, const Choices& ch, Config c, double element_bytes,
+                       bool scores_in_memory) {
   c.sp = ch.sp.back();
   c.micro_batch = ch.micro_batches.front();
   c.offload = ch.offloads.back();
@@ -183,7 +184,7 @@ double memory_floor_of(const Workload& w, const Choices& ch, Config c, double el
   for (Zero z : ch.zero)
     for (const auto& [r, k] : ch.recomputes) {
       c.zero = z, c.recompute = r, c.recompute_blocks = k;
-      best = std::min(best, memory_floor(w, c, element_bytes).total());
+      best = std::min(best, memory_floor(w, c, element_bytes, scores_in_memory).total());
     }
   return best;
 }
@@ -274,7 +275,8 @@ SearchResult search(const Workload& w, const Cluster& cl, const Space& s, const 
     Config c;
     c.dp = l.dp, c.tp = l.tp, c.pp = l.pp;
     c.schedule = ch.schedules.front().first, c.virtual_stages = ch.schedules.front().second;
-    const bool too_big = o.prune && memory_floor_of(w, ch, c, cl.element_bytes) > usable;
+    const bool too_big = o.prune && memory_floor_of(w, ch, c, cl.element_bytes,
+                                                    o.efficiency.attention_in_memory) > usable;
     for (const std::string& order : orders(s, l.dp, l.tp, l.pp)) {
       c.order = order;
       if (o.prune &&

@@ -130,6 +130,13 @@ TEST(Cluster, CalibrationRoundTrip) {
   EXPECT_FALSE(h2.efficiency.has_value());
   EXPECT_DOUBLE_EQ(h2.peak_flops, h.peak_flops);
   EXPECT_EQ(h2.tiers.size(), 2u);
+  // Selene's runs kept the attention's scores in memory; the preset says so, and so does its
+  // round trip.
+  const Cluster a100 = resolve_cluster("a100-selene");
+  ASSERT_TRUE(a100.efficiency.has_value());
+  EXPECT_TRUE(a100.efficiency->attention_in_memory);
+  EXPECT_DOUBLE_EQ(a100.efficiency->gemm, Efficiency{}.gemm);
+  EXPECT_TRUE(parse_cluster_text(cluster_yaml(a100), "a.yaml").efficiency->attention_in_memory);
 }
 
 TEST(Cluster, CalibrationErrorsNameFileLineAndKey) {
@@ -294,6 +301,39 @@ TEST(Search, RuntimeRestrictions) {
   EXPECT_TRUE(excluded);
 }
 
+// A schedule set is the pipelined layouts' choice: a layout without a pipeline stays in the search
+// (a published run's options name its schedules whatever its pp), with no schedule.
+TEST(Search, ScheduleSetLeavesUnpipelinedLayoutsAlone) {
+  const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  Workload w{gpt(4, 256, 4, 128), 8, 128};
+  Cluster four = cl;
+  four.devices = 4;
+  SearchOptions o;
+  o.top = 1000;
+  o.efficiency = *cl.efficiency;
+  Space s;
+  s.schedules = {Schedule::k1F1B, Schedule::kInterleaved};
+  const SearchResult r = search(w, four, s, o);
+  bool flat = false, piped = false;
+  for (const Plan& p : r.plans) {
+    const Config& c = p.config;
+    if (c.pp == 1) {
+      EXPECT_EQ(c.schedule, Schedule::kNone) << c.strategy();
+      flat = true;
+    } else {
+      EXPECT_TRUE(c.schedule == Schedule::k1F1B || c.schedule == Schedule::kInterleaved)
+          << c.strategy();
+      piped = true;
+    }
+  }
+  EXPECT_TRUE(flat);
+  EXPECT_TRUE(piped);
+  s.dp = 2, s.tp = 2, s.pp = 1;  // fixed degrees without a pipeline
+  const SearchResult fixed = search(w, four, s, o);
+  ASSERT_FALSE(fixed.plans.empty());
+  EXPECT_EQ(fixed.plans[0].config.schedule, Schedule::kNone);
+}
+
 TEST(Cost, BlockOfGptByHand) {
   const BlockCost b = block_cost(gpt(2, 4, 2, 8), 8);
   EXPECT_DOUBLE_EQ(b.gemm_flops, 24 * 4 * 4);    // 2 x 12 h^2
@@ -455,15 +495,21 @@ TEST(Cost, MemoryAccounting) {
   EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.optimizer, 0);
   EXPECT_GT(estimate(w, cl, c).offload_s, 0);
   // Activations: one micro-batch of 4 x 512 tokens, 8 blocks, no recomputation, no tp:
-  // (10 + 24) s b h + 5 a s^2 b per block, and the fp32 logits and their gradient.
+  // (10 + 24) s b h per block, and the fp32 logits and their gradient; with the attention's
+  // scores in memory also Korthikanti's 5 a s^2 b per block, which selective recomputation drops.
   c = Config{};
   c.dp = 16, c.micro_batch = 4;
   const double tokens = 4 * 512.0, h = 256;
-  const double act = 8 * tokens * (34 * h + 5 * 8 * 512) + 2 * 4 * tokens * 1024;
-  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations, act);
+  const double logits = 2 * 4 * tokens * 1024;
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations, 8 * tokens * 34 * h + logits);
+  Efficiency in_memory;
+  in_memory.attention_in_memory = true;
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c, in_memory).memory.activations,
+                   8 * tokens * (34 * h + 5 * 8 * 512) + logits);
+  EXPECT_DOUBLE_EQ(memory_floor(w, c, 2, true).activations,
+                   estimate(w, cl, c, in_memory).memory.activations);
   c.recompute = Recompute::kSelective;
-  EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations,
-                   8 * tokens * 34 * h + 2 * 4 * tokens * 1024);
+  EXPECT_DOUBLE_EQ(estimate(w, cl, c, in_memory).memory.activations, 8 * tokens * 34 * h + logits);
   // 1F1B holds p micro-batches on its first stage; gpipe all of them.
   c = Config{};
   c.dp = 4, c.pp = 4, c.schedule = Schedule::k1F1B, c.recompute = Recompute::kSelective;
@@ -472,6 +518,30 @@ TEST(Cost, MemoryAccounting) {
   EXPECT_DOUBLE_EQ(e.memory.activations, 4 * one + 2 * 4 * 512.0 * 1024);
   c.schedule = Schedule::kGpipe;
   EXPECT_DOUBLE_EQ(estimate(w, cl, c).memory.activations, 16 * one + 2 * 4 * 512.0 * 1024);
+}
+
+// With the attention's scores in memory every score of the micro-batch's heads moves GPT's 6.5
+// elements forward and 9.5 backward at the memory's rate, once more where the attention core is
+// recomputed; fused (flash-style) attention moves none.
+TEST(Cost, ScoresInMemoryCostTheirTraffic) {
+  const Cluster cl = parse_cluster_text(kSmallCluster, "small");
+  Workload w{gpt(8, 256, 8), 64, 512};
+  const BlockCost bc = block_cost(w.model, 512);
+  EXPECT_DOUBLE_EQ(bc.score_bytes_f, 2 * 6.5);
+  EXPECT_DOUBLE_EQ(bc.score_bytes_b, 2 * 9.5);
+  Config c;
+  c.dp = 8, c.tp = 2, c.micro_batch = 4, c.recompute = Recompute::kSelective;
+  Efficiency fused, in_memory;
+  in_memory.attention_in_memory = true;
+  const Estimate a = estimate(w, cl, c, fused), b = estimate(w, cl, c, in_memory);
+  const double scores = 4.0 * (8 / 2) * 512 * 512;  // one block, one micro-batch, 4 heads here
+  const double rate = 1000e9 * fused.memory;
+  const double mb = 64.0 / (8 * 4), blocks = 8;
+  const double fwd_bwd = mb * blocks * scores * (13 + 19) / rate,
+               again = mb * blocks * scores * 13 / rate;
+  EXPECT_NEAR(b.compute_s - a.compute_s, fwd_bwd, 1e-9 * fwd_bwd);
+  EXPECT_NEAR(b.recompute_s - a.recompute_s, again, 1e-9 * again);
+  EXPECT_NEAR(b.step_s - a.step_s, fwd_bwd + again, 1e-9 * (fwd_bwd + again));
 }
 
 TEST(Cost, ActivationOffloadMovesWhatTheDeviceNoLongerHolds) {

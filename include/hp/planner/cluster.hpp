@@ -43,6 +43,12 @@ struct Efficiency {
   // where 1024 x 256 x 512 reached 0.91 (hp calibrate on the 2-core AMD EPYC).
   std::vector<GemmShape> gemm_shapes;
   double attention = 0.5;  // of the peak, for the attention core (s^2 terms, flash-style)
+  // The attention core writes its scores and probabilities to memory instead of fusing them
+  // away (flash-style): the runtimes before FlashAttention (2022), Megatron-LM's on Selene among
+  // them, ran QK^T, a fused scale-mask-softmax, dropout and AV as kernels apart. Every score is
+  // then written and read several times at the memory's rate, and the scores of the blocks not
+  // recomputed are kept for the backward (Korthikanti et al.'s 5as^2b).
+  bool attention_in_memory = false;
   // Of the memory bandwidth, for element-wise work (and the optimizer without `optimizer`); a
   // measured one may exceed 1 (up to kMaxMemoryShare) where the element-wise work runs from cache.
   double memory = 0.7;

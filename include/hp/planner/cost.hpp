@@ -77,6 +77,14 @@ struct BlockCost {
   // dropout on the model width (replicated across tp without sp), and the activation function
   // and rotary embedding on the tp-split width.
   double elementwise_whole = 0, elementwise_split = 0;
+  // Bytes each score (one head, query and key) moves in the forward and in the backward when the
+  // attention core keeps its scores in memory (Efficiency::attention_in_memory): the forward
+  // writes the scores, the softmax reads them and writes probabilities, GPT's dropout reads those
+  // and writes them with a 1-byte mask, AV reads them; the backward writes the probabilities'
+  // gradient, the dropout's backward reads it with the mask and writes it, the softmax's reads it
+  // and the probabilities and writes the scores' gradient, which the QK^T backward reads twice (Q
+  // and K), and AV's backward reads the probabilities.
+  double score_bytes_f = 0, score_bytes_b = 0;
 };
 // Activation bytes at `element_bytes` per element (2: bf16, 4: f32, the cluster's precision).
 BlockCost block_cost(const io::ModelConfig& m, int64_t seq, double element_bytes = 2);
@@ -149,7 +157,9 @@ double inflight_microbatches(Schedule s, int64_t p, int64_t m, int64_t v);
 bool admissible(const Workload& w, const Config& c, std::string* why = nullptr);
 // The memory of `c` with a single micro-batch in flight: no schedule holds less (parameters and
 // activations at `element_bytes` each, the cluster's precision).
-Memory memory_floor(const Workload& w, const Config& c, double element_bytes = 2);
+// `scores_in_memory`: the cluster's Efficiency::attention_in_memory.
+Memory memory_floor(const Workload& w, const Config& c, double element_bytes = 2,
+                    bool scores_in_memory = false);
 // Seconds of the GEMMs of `tokens` rows through the block's matrices (forward: one GEMM each,
 // split over tp), at the share of the peak `eff` gives each shape.
 double block_gemm_s(const BlockCost& bc, double tokens, double tp, double peak,

@@ -23,7 +23,7 @@ struct Space {
   std::optional<Zero> zero;
   std::vector<Zero> zeros;             // the sharding choices allowed (empty: all)
   std::vector<int64_t> micro_batches;  // empty: every divisor of the batch per replica
-  std::vector<Schedule> schedules;     // empty: all (with pp > 1)
+  std::vector<Schedule> schedules;     // pipelined layouts: among these (empty: all); pp 1: none
   int64_t virtual_stages = 0;          // interleaved's v; 0: every v in [2, max_virtual]
   int64_t max_virtual = 8;
   std::vector<Recompute> recomputes;      // empty: all
