@@ -378,9 +378,9 @@ Estimate estimate(const Workload& w, const Cluster& cl, const Config& c, const E
   const double scores = eff.attention_in_memory ? double(c.micro_batch) * double(m.n_head) / t *
                                                       double(w.seq) * double(w.seq)
                                                 : 0;
-  const double score_f = scores * bc.score_bytes_f / mem_rate;
-  const double block_fb =
-      3 * (gemm_f + attn_f + elem_f) + score_f + scores * bc.score_bytes_b / mem_rate;
+  const double score_f = scores * bc.score_bytes_f / mem_rate,
+               score_b = scores * bc.score_bytes_b / mem_rate;
+  const double block_fb = 3 * (gemm_f + attn_f + elem_f) + score_f + score_b;
   // Pipeline stages run the step cut in parts (the runtime's F, B, W), at the efficiency the
   // cluster measured for them.
   const bool split = c.schedule == Schedule::kZbH1 || c.schedule == Schedule::kZbV;
