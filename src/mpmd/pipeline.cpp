@@ -158,6 +158,10 @@ std::vector<StageSpec> balanced_stages(ScheduleKind kind, int64_t count, int64_t
   HP_CHECK(int64_t(in.cost.size()) == num_blocks, "[mpmd] ", where, ": block costs for ",
            in.cost.size(), " blocks, the model has ", num_blocks);
   in.parts = int(count * v);
+  HP_CHECK(num_blocks >= in.parts, "[mpmd] ", where, ": ", count, " stages",
+           v > 1 ? " of " + std::to_string(v) + " chunks each" : std::string(), " need ", in.parts,
+           " chunks of at least one block, the model has ", num_blocks, " blocks: use fewer stages",
+           kind == ScheduleKind::kInterleaved && v > 1 ? " or a smaller virtual" : "");
   // Per-stage caps hold v chunks each: each chunk gets its share (the DP places chunks).
   if (!in.memory_cap.empty() && in.memory_cap.size() == size_t(count)) {
     std::vector<double> per_chunk(size_t(in.parts));

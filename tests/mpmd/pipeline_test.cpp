@@ -126,11 +126,20 @@ TEST(MpmdPipeline, ErrorsNameTheFileLineAndField) {
       {"pipeline: {schedule: interleaved, stages: [{blocks: \"0-3\", devices: 2}]}\n",
        "stage 0 lists 1 block ranges; interleaved with virtual 2 needs one per chunk"},
       {"mesh: {dp: 2}\n", "missing key 'pipeline'"},
+      {"pipeline: {schedule: interleaved, virtual: 3}\n",
+       "s.yaml:1:11 (pipeline): 2 stages of 3 chunks each need 6 chunks of at least one block, "
+       "the model has 4 blocks: use fewer stages or a smaller virtual"},
   };
   for (const auto& c : cases) {
     std::string e = error_of(c.yaml, 2, 4);
     EXPECT_NE(e.find(c.want), std::string::npos) << "[" << c.yaml << "] -> " << e;
   }
+  const std::string e = error_of("pipeline: {schedule: zbv}\n", 3, 4);  // a V of 6 chunks
+  EXPECT_NE(e.find("3 stages of 2 chunks each need 6 chunks of at least one block, the model has 4 "
+                   "blocks: use fewer stages"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(e.find("smaller virtual"), std::string::npos) << e;  // zbv's V has exactly 2
 }
 
 TEST(MpmdPipeline, WithoutStagesBlocksAreBalancedOverTheWorldOrThePpAxis) {
