@@ -6,6 +6,7 @@
 // goes into Lowered::plans; its nodes carry the index.
 #include "hp/shard/lower.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <functional>
 #include <map>
@@ -250,7 +251,8 @@ class Lowering {
       if (it == at_output_.end() || !communicates(it->second->plan)) continue;
       const Plan& plan = it->second->plan;
       const auto& t = g_.value(v).type;
-      if (plan.steps.size() != 1 || plan.steps[0].kind != StepKind::kAllReduce) {
+      if (plan.steps.size() != 1 || plan.steps[0].kind != StepKind::kAllReduce ||
+          std::find(opt_.unbucketed.begin(), opt_.unbucketed.end(), v) != opt_.unbucketed.end()) {
         out_started_[k] = emit_start(v, lv, plan);
         continue;
       }

@@ -206,7 +206,13 @@ StageRunner::Programs& StageRunner::programs(int chunk, int64_t rows, bool train
   const ir::Graph* step = P->traced.graph.get();
   if (st.sharded) {
     P->prop = propagate_chunk(st, P->traced, outs, layouts, pp_.topo);
-    P->lowered = shard::lower(*P->traced.graph, P->prop, local_, plan_.lower);
+    // What F and B hand over (the loss or x_out, x_in's gradient) is reduced on its own: in a
+    // bucket it would wait for gradients a later part computes.
+    shard::LowerOptions lo = plan_.lower;
+    lo.unbucketed = {outs.front()};
+    if (train && !k.embed) lo.unbucketed.push_back(P->grads.back().id);
+    if (train && !k.head) lo.unbucketed.push_back(P->traced.x_out.id);
+    P->lowered = shard::lower(*P->traced.graph, P->prop, local_, lo);
     P->outs = P->lowered.outputs;
     step = P->lowered.graph.get();
   } else {

@@ -35,6 +35,10 @@ struct LowerOptions {
   // gather starts one layer (run of nodes in one layer scope) ahead of its first use.
   bool overlap = true;
   size_t bucket_bytes = size_t(2) << 20;
+  // Graph outputs (global ids) whose reduction starts on its own, never packed into a bucket that
+  // waits for outputs produced after them: where the graph is cut into programs run apart
+  // (ir::split_graph), a value an earlier part hands over must not depend on a later part's.
+  std::vector<ir::ValueId> unbucketed;
 };
 
 // Whether `plan` moves data between ranks (not only slices or makes a partial sum locally).
