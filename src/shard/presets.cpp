@@ -146,11 +146,26 @@ void fit_presets_to_kv_heads(Strategy& strategy, int64_t kv_heads) {
   }
 }
 
+namespace {
+
+// Presets that fit a world of n devices, as examples for an error.
+std::string preset_examples(int64_t n) {
+  const std::string w = std::to_string(n);
+  std::string s = "dp" + w + ", fsdp" + w + ", tp" + w + "+sp";
+  if (n > 2 && n % 2 == 0) {
+    const std::string h = std::to_string(n / 2);
+    s += ", hsdp2, dp" + h + "xtp2, fsdp" + h + "xtp2";
+  }
+  return s;
+}
+
+}  // namespace
+
 Strategy preset_strategy(const std::string& expr, int64_t world_size) {
   HP_CHECK(world_size >= 1, "[strategy] world size ", world_size);
   auto fail = [&](const std::string& what) -> Error {
-    return Error("[strategy] preset '" + expr + "': " + what +
-                 " (expected e.g. dp2, fsdp4, hsdp2, dp2xtp2, fsdp2xtp2, tp2+sp)");
+    return Error("[strategy] preset '" + expr + "': " + what + " (expected e.g., for a world of " +
+                 std::to_string(world_size) + ": " + preset_examples(world_size) + ")");
   };
   std::string base = expr;
   bool sp = false;

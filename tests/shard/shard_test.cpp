@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 
 #include "hp/core/error.hpp"
 #include "hp/shard/layout.hpp"
@@ -597,6 +598,21 @@ TEST(Presets, BadExpressionsAreRejected) {
   EXPECT_NE(
       error_of([] { preset_strategy("dp2xtp2", 8); }).find("uses 4 devices but the world has 8"),
       std::string::npos);
+  // The examples an error offers are presets for the world at hand.
+  for (int64_t world : {1, 2, 3, 4, 8}) {
+    const std::string e = error_of([&] { preset_strategy("tp5", world); });
+    const std::string head = "for a world of " + std::to_string(world) + ": ";
+    const size_t at = e.find(head);
+    ASSERT_NE(at, std::string::npos) << e;
+    std::stringstream list(e.substr(at + head.size(), e.rfind(')') - at - head.size()));
+    int n = 0;
+    for (std::string ex; std::getline(list, ex, ',');) {
+      if (ex.front() == ' ') ex.erase(0, 1);
+      EXPECT_EQ(preset_strategy(ex, world).mesh.size(), world) << ex;
+      ++n;
+    }
+    EXPECT_GE(n, 3) << e;
+  }
   EXPECT_NE(error_of([] { preset_strategy("pp2", 2); }).find("unknown term 'pp2'"),
             std::string::npos);
   EXPECT_NE(error_of([] { preset_strategy("dp2+sp", 2); }).find("add 'tp'"), std::string::npos);
