@@ -69,6 +69,21 @@ foreach(case gpt2-tiny llama-tiny gpt2-deep llama-deep)
     set_tests_properties(e2e_${script}_${case} PROPERTIES LABELS "${labels}" TIMEOUT 300)
   endforeach()
 endforeach()
+# The same on a case kept in the repository (scripts/reference_case.py): a Llama of 4 blocks with
+# one key/value head and its head tied to the embedding, whose tp2 stages end in a reduction on
+# the chunk's output (overlapped lowering, as under mpirun, once bucketed it with the gradients).
+set(mqa_mpi "")
+set(mqa_labels e2e)
+if(MPI_FOUND AND MPIEXEC_EXECUTABLE)
+  set(mqa_mpi ${MPIEXEC_EXECUTABLE})
+  set(mqa_labels "e2e;mpi")
+endif()
+foreach(script pipeline pipeline_submesh)
+  add_test(NAME e2e_${script}_llama-mqa
+           COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${script}.sh $<TARGET_FILE:hp>
+                   ${PROJECT_SOURCE_DIR}/tests/reference/llama-mqa ${mqa_mpi})
+  set_tests_properties(e2e_${script}_llama-mqa PROPERTIES LABELS "${mqa_labels}" TIMEOUT 300)
+endforeach()
 
 # Sharded checkpoints: save under fsdp4, resume under other worlds and strategies, corruption,
 # failed writers (tests/e2e/ckpt_sharded.sh); hp ckpt export/import (tests/e2e/ckpt_tools.sh).
