@@ -9,8 +9,11 @@ wte) and Llama (RMSNorm, rotary positions in HF's rotate-half layout, grouped ke
 SwiGLU, the head tied to embed_tokens when tie_word_embeddings is true).
 
 Usage: /usr/bin/python3 scripts/reference_case.py CONFIG.json BATCH SEQ SEED OUT_DIR
+       /usr/bin/python3 scripts/reference_case.py --check CASE_DIR...
 (needs python3-torch: scripts/setup.sh --bench). Not a trainer: one fixed batch, every step on
-it, as hp check replays it.
+it, as hp check replays it. --check replays existing cases (GPT-2 or Llama, from their weights
+and batch) and prints how far these models are from their expected losses, step-0 gradients and
+final weights.
 """
 import json
 import math
@@ -130,7 +133,63 @@ def loss_of(cfg, p, tokens):
                                              tokens[:, 1:].reshape(-1))
 
 
+def read_safetensors(path):
+    """name -> torch tensor (F32 or I32) of a safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = {"F32": torch.float32, "I32": torch.int32}[t["dtype"]]
+        begin, end = t["data_offsets"]
+        raw = bytearray(data[8 + n + begin:8 + n + end])
+        out[name] = torch.frombuffer(raw, dtype=dtype).reshape(t["shape"])
+    return out
+
+
+def train(cfg, weights, tokens):
+    """STEPS AdamW steps in float64: the losses, step-0 gradients and final weights."""
+    params = {k: v.to(torch.float64).clone().requires_grad_(True) for k, v in weights.items()}
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in params.values() if p.dim() >= 2],
+          "weight_decay": OPT["weight_decay"]},
+         {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}],
+        lr=OPT["lr"], betas=tuple(OPT["betas"]), eps=OPT["eps"])
+    grads, losses = {}, []
+    for step in range(STEPS):
+        opt.zero_grad()
+        loss = loss_of(cfg, params, tokens.to(torch.long))
+        loss.backward()
+        losses.append(loss.item())
+        if step == 0:
+            grads = {k: p.grad.clone() for k, p in params.items()}
+        opt.step()
+    return losses, grads, {k: p.detach() for k, p in params.items()}
+
+
+def check(case_dir):
+    case = json.load(open(os.path.join(case_dir, "case.json")))
+    if case.get("optimizer", OPT) != OPT or case.get("steps", STEPS) != STEPS:
+        sys.exit(f"{case_dir}: an optimizer or step count other than this script's")
+    weights = read_safetensors(os.path.join(case_dir, case["weights"]))
+    tokens = read_safetensors(os.path.join(case_dir, case["batch"]))["tokens"]
+    want = read_safetensors(os.path.join(case_dir, case["expected"]))
+    losses, grads, final = train(case["model"], weights, tokens)
+    loss_err = max(abs(a - float(b)) / abs(float(b)) for a, b in zip(losses, want["loss"]))
+    grad_err = max(float((g - want["grad/" + k].double()).abs().max()) for k, g in grads.items())
+    final_err = max(float((w - want["final/" + k].double()).abs().max()) for k, w in final.items())
+    print(json.dumps({"case": case_dir, "loss_max_rel_err": loss_err,
+                      "grad_max_abs_err": grad_err, "final_max_abs_err": final_err}))
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "--check":
+        for case_dir in sys.argv[2:]:
+            check(case_dir)
+        return
     if len(sys.argv) != 6:
         sys.exit(__doc__)
     cfg = json.load(open(sys.argv[1]))
@@ -149,25 +208,10 @@ def main():
     write_safetensors(os.path.join(out, "weights.safetensors"), weights)
     write_safetensors(os.path.join(out, "batch.safetensors"), {"tokens": tokens})
 
-    params = {k: v.to(torch.float64).clone().requires_grad_(True) for k, v in weights.items()}
-    opt = torch.optim.AdamW(
-        [{"params": [p for p in params.values() if p.dim() >= 2],
-          "weight_decay": OPT["weight_decay"]},
-         {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0}],
-        lr=OPT["lr"], betas=tuple(OPT["betas"]), eps=OPT["eps"])
-    expected, losses = {}, []
-    for step in range(STEPS):
-        opt.zero_grad()
-        loss = loss_of(cfg, params, tokens.to(torch.long))
-        loss.backward()
-        losses.append(loss.item())
-        if step == 0:
-            for k, p in params.items():
-                expected["grad/" + k] = p.grad.to(torch.float32)
-        opt.step()
-    expected = {"loss": torch.tensor(losses, dtype=torch.float32), **expected}
-    for k, p in params.items():
-        expected["final/" + k] = p.detach().to(torch.float32)
+    losses, grads, final = train(cfg, weights, tokens)
+    expected = {"loss": torch.tensor(losses, dtype=torch.float32)}
+    expected.update({"grad/" + k: g.to(torch.float32) for k, g in grads.items()})
+    expected.update({"final/" + k: w.to(torch.float32) for k, w in final.items()})
     write_safetensors(os.path.join(out, "expected.safetensors"), expected)
     case = {"model": cfg, "weights": "weights.safetensors", "batch": "batch.safetensors",
             "expected": "expected.safetensors", "steps": STEPS, "optimizer": OPT,
