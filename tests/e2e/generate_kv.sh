@@ -70,4 +70,12 @@ expect_fail "give one of --prompt, --prompt-file and --prompt-tokens" \
 expect_fail "option --init needs --model" gen --ckpt "$WORK" --init x.safetensors
 expect_fail "option --prompt-file: cannot read" gen --model gpt2-tiny --prompt-file "$WORK/none"
 expect_fail "more than the model's 32 positions" gen --model gpt2-tiny --prompt-tokens 33
+# A vocabulary smaller than the bytes': text prompts need a tokenizer, random ids do not.
+sed -n '/"model": {/,/}/p' "$ROOT/tests/reference/llama-mqa/case.json" | sed '1s/.*/{/;$s/},*/}/' \
+  > "$WORK/v128.json"
+expect_fail "makes ids up to 255 but the model's vocabulary has 128" \
+  gen --model "$WORK/v128.json" --prompt "x"
+small=$(gen --model "$WORK/v128.json" --prompt-tokens 5 --tokens 4 --temperature 0 --json) ||
+  fail "random prompt ids on a 128-token vocabulary: $small"
+[[ $(field tokens <<<"$small" | tr -cd "," | wc -c) == 3 ]] || fail "not 4 tokens: $small"
 echo "generate_kv: ok"
