@@ -381,7 +381,8 @@ inline const Command& plan_command() {
          {.name = "seq",
           .kind = Kind::kInt,
           .meta = "T",
-          .computed = "128 or the model's positions if fewer",
+          .computed = "128 or the model's positions if fewer; with --cluster, the model's "
+                      "positions (less a vision model's image tokens)",
           .min = 1},
          {.name = "threads",
           .kind = Kind::kInt,
