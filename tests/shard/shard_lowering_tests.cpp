@@ -432,6 +432,39 @@ TEST(LoweredPlans, AValueMovesOnceForAllItsReaders) {
   EXPECT_EQ(L.exchanges, 1);
 }
 
+// Overlapped, two outputs' all-reduces share one bucket, started once both are produced; an
+// output named unbucketed starts on its own right after its producer, so a program cut after it
+// (a pipeline's forward) does not read the later output's inputs.
+TEST(LoweredPlans, UnbucketedOutputsStartOnTheirOwn) {
+  ir::Graph g;
+  const Var x = g.param("x", {4, 8}), w1 = g.param("w1", {8, 6}), w2 = g.param("w2", {8, 6});
+  const Var y1 = matmul(x, w1), y2 = matmul(tanh(x), w2);  // partial sums over x
+  Strategy s;
+  s.mesh = Mesh({"x"}, {2});
+  const std::map<ir::ValueId, Layout> src = {{x.id, Layout::parse("[-, x]")},
+                                             {w1.id, Layout::parse("[x, -]")},
+                                             {w2.id, Layout::parse("[x, -]")}};
+  const Propagation p = propagate(g, {y1.id, y2.id}, {Layout::replicated(2), Layout::replicated(2)},
+                                  s, Topology::uniform(1e9, 1e-6), src);
+  // The inputs of each redistribute_start, as the lowered graph's values.
+  auto starts = [](const Lowered& L) {
+    std::vector<std::vector<ir::ValueId>> out;
+    for (const auto& n : L.graph->nodes())
+      if (n.def->name == "redistribute_start") out.push_back(n.inputs);
+    return out;
+  };
+  LowerOptions opt;  // overlap on, buckets of 2 MiB
+  const Lowered both = lower(g, p, 0, opt);
+  ASSERT_EQ(starts(both).size(), 1u);
+  EXPECT_EQ(starts(both)[0].size(), 2u);
+  opt.unbucketed = {y1.id};
+  const Lowered apart = lower(g, p, 0, opt);
+  const auto st = starts(apart);
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0], std::vector<ir::ValueId>{apart.map[size_t(y1.id)]});
+  EXPECT_EQ(st[1], std::vector<ir::ValueId>{apart.map[size_t(y2.id)]});
+}
+
 TEST(StrictMode, PlanRejectsARuleThatMatchesNothing) {
   io::ModelConfig c;
   c.arch = io::Architecture::kGpt2;
