@@ -145,7 +145,7 @@ std::string strategy_yaml(const Plan& p, const Workload& w, const Cluster& cl) {
   std::snprintf(line, sizeof line,
                 "# hp plan: %s, %lld layers, d %lld, on %s (%lld devices), global batch %lld x "
                 "%lld tokens\n# predicted step %.4g s, %.3g TFLOP/s per device, MFU %.1f%%, "
-                "peak memory %.1f GiB of %.1f GiB\n",
+                "peak memory %.3g GiB of %.3g GiB\n",
                 io::architecture_name(w.model.arch), (long long)w.model.n_layer,
                 (long long)w.model.d_model, cl.name.c_str(), (long long)cl.devices,
                 (long long)w.global_batch, (long long)w.seq, e.step_s, e.tflops_per_device,
