@@ -10,6 +10,7 @@
 #include "cli/common.hpp"
 #include "hp/core/error.hpp"
 #include "hp/io/json.hpp"
+#include "hp/nn/model.hpp"
 #include "hp/planner/search.hpp"
 
 namespace hp::cli {
@@ -191,11 +192,7 @@ int plan_search(const Args& a) {
   w.model = resolve_model(a.str("model"));
   w.global_batch = a.i64("global-batch");
   w.seq = a.has("seq") ? a.i64("seq") : w.model.max_seq - w.model.vision.tokens();
-  HP_CHECK(w.seq + w.model.vision.tokens() <= w.model.max_seq, "--seq ", w.seq, ": the model ",
-           a.str("model"), " has ", w.model.max_seq, " positions",
-           w.model.vision.tokens() > 0
-               ? ", " + std::to_string(w.model.vision.tokens()) + " of them its image's tokens"
-               : std::string());
+  nn::check_tokens(w.model, w.global_batch, w.seq);  // what hp train would refuse
   const planner::Cluster cl = planner::resolve_cluster(a.str("cluster"));
   planner::Space space = read_space(a, w, cl.devices);
   if (cl.name == "local") runtime_space(space);  // this machine: what hp train runs here

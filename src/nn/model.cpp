@@ -203,17 +203,6 @@ Var llama_block(ir::Graph& g, const ModelConfig& c, const ParamVars& P, int64_t 
   return x + matmul(gate * up, P.at(l + "mlp.down_proj.weight"), false, true);
 }
 
-// Throws unless batch and seq are positive and seq (after a vision-language model's image
-// tokens) fits the model's positions.
-void check_tokens(const ModelConfig& c, int64_t batch, int64_t seq) {
-  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
-           seq);
-  const int64_t image = c.vision.tokens();
-  HP_CHECK(image + seq <= c.max_seq, "[model] sequence length ", seq,
-           image ? " after " + std::to_string(image) + " image tokens" : std::string(),
-           " exceeds the model's ", c.max_seq, " positions");
-}
-
 // Pre-norm ViT block `i` on x [B, N, Dv]: bidirectional attention (every patch attends to every
 // patch, composed of batched products and a softmax), then a gelu MLP; nn.Linear weights.
 Var vision_block(ir::Graph& g, const io::VisionConfig& v, const ParamVars& P, int64_t i, Var x) {
@@ -303,6 +292,15 @@ Var head(ir::Graph& g, const ModelConfig& c, const ParamVars& P, Var x) {
 }
 
 }  // namespace
+
+void check_tokens(const ModelConfig& c, int64_t batch, int64_t seq) {
+  HP_CHECK(batch > 0 && seq > 0, "[model] batch and seq must be positive, got ", batch, " and ",
+           seq);
+  const int64_t image = c.vision.tokens();
+  HP_CHECK(image + seq <= c.max_seq, "[model] sequence length ", seq,
+           image ? " after " + std::to_string(image) + " image tokens" : std::string(),
+           " exceeds the model's ", c.max_seq, " positions");
+}
 
 Var block(const ModelConfig& c, const ParamVars& P, int64_t layer, Var x, const BlockHooks& hk) {
   return c.arch == Architecture::kGpt2 ? gpt2_block(*x.g, c, P, layer, x, hk)

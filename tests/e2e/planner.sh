@@ -61,9 +61,9 @@ expect_fail "has what the options fix" "$HP" plan --model gpt2-tiny --cluster h1
 expect_fail "fits on" "$HP" plan --model megatron-1t --cluster h100-dgx:8 --global-batch 8 --seq 2048
 # Sequences the model cannot hold: past its learned positions; a vision model's image tokens
 # take positions too, and its default sequence leaves them room.
-expect_fail "--seq 4096: the model gpt3-175b has 2048 positions" "$HP" plan --model gpt3-175b \
+expect_fail "sequence length 4096 exceeds the model's 2048 positions" "$HP" plan --model gpt3-175b \
   --cluster h100-dgx:64 --global-batch 64 --seq 4096
-expect_fail "the model vlm-tiny has 64 positions, 16 of them its image's tokens" "$HP" plan \
+expect_fail "sequence length 64 after 16 image tokens exceeds the model's 64 positions" "$HP" plan \
   --model vlm-tiny --cluster h100-dgx:8 --global-batch 8 --seq 64
 "$HP" plan --model vlm-tiny --cluster h100-dgx:8 --global-batch 8 --json --top 1 |
   grep -q '"step_s"' || fail "vlm-tiny at its default sequence"

@@ -81,6 +81,10 @@ struct TraceOptions {
   bool logical_qkv = false;
 };
 
+// Throws unless batch and seq are positive and seq (after a vision-language model's image
+// tokens) fits the model's positions.
+void check_tokens(const io::ModelConfig& c, int64_t batch, int64_t seq);
+
 // Forward (and, when `with_loss`, mean cross-entropy against targets) for a [batch, seq] batch.
 // Throws when seq exceeds the model's max positions.
 Traced trace(const io::ModelConfig& cfg, int64_t batch, int64_t seq, bool with_loss = true,
