@@ -450,7 +450,12 @@ inline const Command& plan_command() {
           .kind = Kind::kEnum,
           .computed = "searched",
           .choices = {"none", "selective", "full"},
-          .help = "activation recomputation"},
+          .help = "activation recomputation (full: whole blocks, how many is --recompute-blocks)"},
+         {.name = "recompute-blocks",
+          .meta = "N|all",
+          .computed = "searched",
+          .help = "with --recompute full: blocks recomputed per pipeline stage, as Megatron's "
+                  "--recompute-num-layers; all: every block"},
          {.name = "offload",
           .kind = Kind::kEnum,
           .computed = "searched",

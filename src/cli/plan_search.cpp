@@ -1,6 +1,7 @@
 // `hp plan --cluster`: the strategy planner's front end. Reads the fixed parts of the search from
 // the options, runs hp::planner::search, prints the best plans (readable, or one JSON record
 // each) and writes the best one's strategy YAML (--emit).
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,16 @@
 namespace hp::cli {
 
 namespace {
+
+// --recompute-blocks: a positive count, or all.
+int64_t recompute_blocks(const std::string& v) {
+  if (v == "all") return planner::kAllBlocks;
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  HP_CHECK(ec == std::errc() && end == v.data() + v.size() && n >= 1,
+           "--recompute-blocks must be a positive integer or all, got '", v, "'");
+  return n;
+}
 
 planner::Space read_space(const Args& a, const planner::Workload& w, int64_t devices) {
   planner::Space s;
@@ -41,9 +52,13 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
         throw Error(std::string("--schedule: ") + e.what());
       }
   }
-  if (a.has("recompute")) {  // full: every block (partial counts are searched otherwise)
-    s.recomputes = {planner::parse_recompute(a.str("recompute"))};
-    if (s.recomputes[0] == planner::Recompute::kFull) s.recompute_blocks = planner::kAllBlocks;
+  // --recompute fixes the kind, as a strategy file's recompute: does; with full, how many of a
+  // stage's blocks are recomputed is searched unless --recompute-blocks fixes it.
+  if (a.has("recompute")) s.recomputes = {planner::parse_recompute(a.str("recompute"))};
+  if (a.has("recompute-blocks")) {
+    HP_CHECK(s.recomputes == std::vector{planner::Recompute::kFull},
+             "--recompute-blocks counts blocks recomputed whole: it needs --recompute full");
+    s.recompute_blocks = recompute_blocks(a.str("recompute-blocks"));
   }
   if (a.has("offload")) {  // on: optimizer state on the host, activations searched
     const std::string v = a.str("offload");  // one of the option's choices
@@ -120,7 +135,8 @@ void print_plan(const planner::Plan& p, const planner::Cluster& cl, const planne
   if (c.virtual_stages > 1) std::printf(" v%lld", (long long)c.virtual_stages);
   std::printf(", recompute %s", planner::recompute_name(c.recompute));
   if (c.recompute == planner::Recompute::kFull)
-    std::printf(" (%lld blocks per stage)", (long long)c.recompute_blocks);
+    std::printf(" (%lld block%s per stage)", (long long)c.recompute_blocks,
+                c.recompute_blocks == 1 ? "" : "s");
   const char* off = c.offload && c.offload_activations ? "optimizer state and activations"
                     : c.offload                        ? "optimizer state"
                     : c.offload_activations            ? "activations"

@@ -16,6 +16,11 @@ foreach(t train_resume train_cli generate generate_kv bad_input options signals 
   set_tests_properties(e2e_${t} PROPERTIES LABELS e2e)
 endforeach()
 
+# The planner's predictions of published runs, their layouts fixed, within tolerance.
+add_test(NAME e2e_published_runs COMMAND bash ${PROJECT_SOURCE_DIR}/bench/published_runs.sh
+                                         $<TARGET_FILE:hp>)
+set_tests_properties(e2e_published_runs PROPERTIES LABELS e2e)
+
 # hp generate under tp2, dp2 and dp2xtp2 on threads and tp2 under mpirun -np 2 (when MPI is
 # built) against one device.
 set(hp_mpiexec "")

@@ -45,7 +45,8 @@ expect_help check threads=1 "steps=the case's" "${devices[@]}" "${offload[@]}"
 expect_help plan model=gpt2-tiny batch=8 seq=128 "threads=all cores" explain timeline=none profile \
   "${devices[@]}" \
   "${offload[@]}" "cluster=none" global-batch=512 micro-batch=searched schedule=searched \
-  recompute=searched offload=searched top=1 json emit=none infer-context=none infer-batch=1 \
+  recompute=searched recompute-blocks=searched offload=searched top=1 json emit=none \
+  infer-context=none infer-batch=1 \
   kv-offload=auto offload-weights
 expect_help generate ckpt=none model=none "init=random weights (seed 1)" \
   "prompt=And God said" prompt-file=none prompt-tokens=none batch=1 tokens=200 temperature=0.8 \

@@ -48,6 +48,27 @@ grep -q "memory per device" "$WORK/two.txt" || fail "no memory line: $(cat "$WOR
 "$HP" plan --model gpt2-tiny --batch 8 --seq 32 --devices threads:2 --threads 1 \
   --strategy "$WORK/two_plan.yaml" >/dev/null || fail "hp plan refused $(cat "$WORK/two_plan.yaml")"
 
+# --recompute full fixes the kind and leaves the count of whole blocks recomputed per stage to
+# the search (as a strategy file's recompute: full does); --recompute-blocks fixes the count.
+# gpt3-175b on pp8 has 12 blocks per stage; recomputing fewer is faster where they fit.
+rc() {
+  "$HP" plan --model gpt3-175b --cluster h100-dgx:64 --strategy pp8xtp8 --global-batch 64 \
+    --seq 2048 --recompute full "$@" --json | head -1 |
+    python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["recompute"], r["recompute_blocks"], r["configs_covered"], r["step_s"])'
+}
+read -r kind n searched t_searched <<<"$(rc)"
+read -r _ all fixed t_all <<<"$(rc --recompute-blocks all)"
+read -r _ two _ _ <<<"$(rc --recompute-blocks 2)"
+[[ $kind == full && $all == 12 && $two == 2 && $n -ge 1 && $n -lt 12 ]] ||
+  fail "recompute blocks: searched $n, all $all, 2 gave $two ($kind)"
+(( searched == 12 * fixed )) || fail "the count searched covers $searched configurations, fixed $fixed"
+python3 -c "import sys; sys.exit(not $t_searched < $t_all)" ||
+  fail "recomputing $n blocks ($t_searched s) is not faster than all 12 ($t_all s)"
+expect_fail "it needs --recompute full" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
+  --recompute selective --recompute-blocks 2
+expect_fail "positive integer or all, got '0'" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
+  --recompute full --recompute-blocks 0
+
 expect_fail "neither a preset" "$HP" plan --model gpt2-tiny --cluster nowhere:8
 expect_fail "do not fill whole nvlink" "$HP" plan --model gpt2-tiny --cluster h100-dgx:12
 printf 'name: x\ndevices: 2\n' > "$WORK/bad.yaml"
