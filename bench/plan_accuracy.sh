@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The planner on this machine (docs/planner.md#accuracy-on-this-machine): for dp2, fsdp2, tp2,
 # tp2+sp and pp2 (one thread per rank) the step time hp plan --cluster predicts against the one
-# hp train measures running the same strategy file; then the planner's own top choice. Each round
-# runs hp calibrate, then every strategy in turn, so a slow spell on a shared machine hits them
-# all. Other tenants only ever add time: a strategy's measured step is the best of its timed steps
-# (the first step of each run is a warm-up) over all rounds (its median beside it), and each
-# calibration keeps its probes' best of three rounds; the prediction comes from the median
-# round's calibration (below). The top choice is the planner's under that calibration; where it
-# is one of the five files (the same keys), its measured step is that file's, else it runs as many
-# rounds afterwards. Beside the steps, the CPU time per rank per step (a run's CPU seconds less a
-# one-step run's), which other processes do not inflate but which does not see time spent waiting
-# (pipeline bubbles, the slower rank).
+# measured running the same strategy file. Each round runs hp calibrate, then `hp bench steps`
+# over the five files: one process holding a trainer per strategy on every rank, the strategies
+# taking one step each in turn, so that a slow spell of a shared machine falls on all of them
+# alike. Other tenants only ever add time: a strategy's measured step is the best of its timed
+# steps over all rounds (its median beside it), and each calibration keeps its probes' best of
+# three rounds; the prediction comes from the median round's calibration (below). The top choice
+# is the planner's under that calibration; where it is one of the five files (the same keys), its
+# measured step is that file's, else it runs as many rounds afterwards. Beside the steps, the CPU
+# time per rank per step, which other processes do not inflate but which does not see time spent
+# waiting (pipeline bubbles, the slower rank).
 # usage: bench/plan_accuracy.sh [HP] [WORK_DIR] [ROUNDS] [MODEL] [BATCH] [SEQ]
 set -euo pipefail
 HP=${1:-build/bin/hp}
@@ -62,30 +62,30 @@ recompute: selective
 zero: none
 Y
 five=(dp2 fsdp2 tp2 tp2+sp pp2)
-# CPU seconds (user + system) of a run of `$2` steps of strategy `$1`, its JSON records on stdout.
-cpu_of() {
-  /usr/bin/time -f "%U %S" -o "$W/time" "$HP" train --model "$MODEL" --data random \
-    --batch "$BATCH" --seq "$SEQ" --steps "$2" --devices threads:2 --threads 1 \
-    --strategy "$W/$1.yaml" --json 2>/dev/null
-  awk '{ print $1 + $2 }' "$W/time" >>"$W/$1.cpu$2"
-}
-# One round of strategy `$1`: its timed steps' seconds appended to $W/$1.measured.
+# One round of the strategies named: each one's timed steps' seconds appended to $W/NAME.measured,
+# its CPU seconds per rank per step to $W/NAME.cpu.
 measure() {
-  cpu_of "$1" "$STEPS" | python3 -c 'import json,sys
-for l in sys.stdin:
-    r = json.loads(l)
-    if "step_s" in r and r["step"] > 0: print(r["step_s"])' >>"$W/$1.measured"
-  cpu_of "$1" 1 >/dev/null
+  local files=() n
+  for n in "$@"; do files+=("$W/$n.yaml"); done
+  "$HP" bench steps --model "$MODEL" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
+    --devices threads:2 --threads 1 --strategies "$(IFS=,; echo "${files[*]}")" |
+    python3 -c 'import json, os, sys
+w = sys.argv[1]
+for line in sys.stdin:
+    r = json.loads(line)
+    n = os.path.basename(r["strategy"])[:-len(".yaml")]
+    with open(f"{w}/{n}.measured", "a") as f: f.writelines(f"{x}\n" for x in r["step_s"])
+    with open(f"{w}/{n}.cpu", "a") as f: f.writelines(f"{x}\n" for x in r["cpu_s"])' "$W"
 }
 # What hp plan predicts for strategy file `$1` on cluster file `$2`: step, strategy, schedule, mb.
 predict() {
   "$HP" plan "${common[@]}" --cluster "$2" --strategy "$W/$1.yaml" --json |
     python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); print(r["step_s"], r["strategy"], r["schedule"], r["micro_batch"])'
 }
-for n in "${five[@]}" top; do : >"$W/$n.measured" && : >"$W/$n.cpu$STEPS" && : >"$W/$n.cpu1"; done
+for n in "${five[@]}" top; do : >"$W/$n.measured" && : >"$W/$n.cpu"; done
 for round in $(seq "$ROUNDS"); do
   "$HP" calibrate --devices threads:2 --out "$W/local-$round.yaml" >/dev/null
-  for n in "${five[@]}"; do measure "$n"; done
+  measure "${five[@]}"
 done
 # The median calibration: the one whose predictions of the five sum to the median. Each is already
 # its probes' best of three rounds; the fastest of the rounds again would be the lowest of several
@@ -107,24 +107,20 @@ for n in "${five[@]}"; do
   if [ "$(keys "$W/top.yaml")" = "$(keys "$W/$n.yaml")" ]; then same=$n; fi
 done
 if [ -n "$same" ]; then
-  for f in measured "cpu$STEPS" cpu1; do cp "$W/$same.$f" "$W/top.$f"; done
+  for f in measured cpu; do cp "$W/$same.$f" "$W/top.$f"; done
 else
   for round in $(seq "$ROUNDS"); do measure top; done
 fi
 echo "calibration of round $best of $ROUNDS; the top choice's runs: ${same:-its own}"
-python3 - "$W" "$STEPS" "${five[@]}" top <<'PY'
+python3 - "$W" "${five[@]}" top <<'PY'
 import statistics, sys
-w, steps, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+w, names = sys.argv[1], sys.argv[2:]
 rows, errs = [], []
 for n in names:
     p = open(f"{w}/{n}.predicted").read().split()
     m = [float(x) for x in open(f"{w}/{n}.measured").read().split()]
     best, med = min(m), statistics.median(m)
-    # CPU per rank per step: the runs' CPU seconds less a one-step run's (start-up and the
-    # warm-up step), over the other steps and the 2 ranks; blind to waits and bubbles.
-    many = [float(x) for x in open(f"{w}/{n}.cpu{steps}").read().split()]
-    one = [float(x) for x in open(f"{w}/{n}.cpu1").read().split()]
-    cpu = statistics.median([(a - b) / (steps - 1) / 2 for a, b in zip(many, one)])
+    cpu = statistics.median(float(x) for x in open(f"{w}/{n}.cpu").read().split())
     err = (float(p[0]) - best) / best
     if n != "top": errs.append(abs(err))
     label = n if n != "top" else f"top choice: {p[1]} {p[2]} mb{p[3]}"

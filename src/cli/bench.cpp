@@ -1,5 +1,5 @@
-// `hp bench`: dispatches to `hp bench comm|spmd|pipeline|offload|context` (bench_comm.cpp,
-// bench_spmd.cpp, bench_pipeline.cpp, bench_offload.cpp, bench_context.cpp).
+// `hp bench`: dispatches to `hp bench comm|spmd|pipeline|offload|context|steps` (bench_comm.cpp,
+// bench_spmd.cpp, bench_pipeline.cpp, bench_offload.cpp, bench_context.cpp, bench_steps.cpp).
 #include <cstdio>
 
 #include "cli/args.hpp"
@@ -12,10 +12,11 @@ int bench_offload(const std::vector<std::string>& argv);   // bench_offload.cpp
 int bench_comm(const std::vector<std::string>& argv);      // bench_comm.cpp
 int bench_pipeline(const std::vector<std::string>& argv);  // bench_pipeline.cpp
 int bench_context(const std::vector<std::string>& argv);   // bench_context.cpp
+int bench_steps(const std::vector<std::string>& argv);     // bench_steps.cpp
 
 int cmd_bench(const std::vector<std::string>& argv) {
   const char* usage =
-      "usage: hp bench comm|spmd|pipeline|offload|context [options] (hp bench <name> --help)";
+      "usage: hp bench comm|spmd|pipeline|offload|context|steps [options] (hp bench <name> --help)";
   if (!argv.empty() && argv[0] == "--help") {
     std::puts(usage);
     return 0;
@@ -27,6 +28,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   if (argv[0] == "comm") return bench_comm(rest);
   if (argv[0] == "pipeline") return bench_pipeline(rest);
   if (argv[0] == "context") return bench_context(rest);
+  if (argv[0] == "steps") return bench_steps(rest);
   throw Error("unknown benchmark '" + argv[0] + "'");
 }
 

@@ -634,6 +634,36 @@ inline const Command& bench_spmd_command() {
   return c;
 }
 
+inline const Command& bench_steps_command() {
+  static const Command c{
+      "hp bench steps --strategies S[,S...] [options]",
+      "The step time of each strategy (a file or a preset) of one model on the same devices, "
+      "their steps\ninterleaved in one process (one step of each in turn); one JSON record per "
+      "strategy: the timed\nsteps' wall seconds (rank 0) and CPU seconds per rank.",
+      {{"Run",
+        {{.name = "strategies",
+          .meta = "S[,S...]",
+          .required = true,
+          .help = "strategy files or presets, comma-separated"},
+         {.name = "model", .meta = "NAME|CONFIG.json|DIR", .dflt = "gpt2-kjv"},
+         bench_int("batch", "8", "global batch"),
+         bench_int("seq", "128"),
+         {.name = "steps",
+          .kind = Kind::kInt,
+          .meta = "N",
+          .dflt = "6",
+          .min = 1,
+          .help = "timed steps per strategy, after one warm-up step each"},
+         {.name = "threads",
+          .kind = Kind::kInt,
+          .meta = "K",
+          .computed = "the cores shared by the ranks",
+          .min = 1,
+          .help = "threads per rank"},
+         {.name = "devices", .meta = "threads:N", .dflt = "threads:2"}}}}};
+  return c;
+}
+
 inline const Command& calibrate_command() {
   static const Command c{
       "hp calibrate [options]",

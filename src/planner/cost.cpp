@@ -179,6 +179,17 @@ double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens
   return scale;
 }
 
+double block_row_ratio(const Cluster& cl, const io::ModelConfig& m, int64_t seq, double gemm,
+                       int64_t rows, int64_t ref_rows) {
+  HP_CHECK(cl.efficiency.has_value() && gemm >= 0 && gemm <= 1 && rows > 0 && ref_rows > 0,
+           "[planner] block_row_ratio: GEMM share ", gemm, ", rows ", rows, " and ", ref_rows);
+  const BlockCost bc = block_cost(m, seq, cl.element_bytes);
+  const auto per_row = [&](int64_t r) {
+    return block_gemm_s(bc, double(r * seq), 1, cl.peak_flops, *cl.efficiency) / double(r);
+  };
+  return gemm * per_row(rows) / per_row(ref_rows) + (1 - gemm);
+}
+
 double all_reduce_s(const Cluster& c, int64_t n, int64_t stride, double bytes, double net_eff) {
   return 2 * all_gather_s(c, n, stride, bytes, net_eff);
 }

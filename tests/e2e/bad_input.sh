@@ -124,4 +124,18 @@ expect_fail "--devices: unknown world 'gpu' (expected threads:N or mpi)" hp benc
 expect_fail "bad device count in 'threads:0x2'" hp bench comm --devices threads:0x2
 expect_fail "option --iters must be at least 1, got '0'" hp bench comm --iters 0
 expect_fail "need 4 <= --min-bytes <= --max-bytes" hp bench comm --min-bytes 8K --max-bytes 4K
+# hp bench steps: one record per strategy, each with its timed steps; its errors name the input.
+hp bench steps --model gpt2-tiny --batch 4 --seq 32 --steps 2 --threads 1 \
+  --strategies dp2,tp2 >"$WORK/steps.json" || fail "hp bench steps"
+python3 - "$WORK/steps.json" <<'PY' || fail "hp bench steps printed: $(cat "$WORK/steps.json")"
+import json, math, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["strategy"] for r in recs] == ["dp2", "tp2"], recs
+for r in recs:
+    assert len(r["step_s"]) == 2 and len(r["cpu_s"]) == 2, r
+    assert all(math.isfinite(x) and 0 < x < 60 for x in r["step_s"] + r["cpu_s"]), r
+PY
+expect_fail "option --strategies is required" hp bench steps --model gpt2-tiny
+expect_fail "an empty entry in 'dp2,'" hp bench steps --model gpt2-tiny --strategies dp2,
+expect_fail "runs on threads:N" hp bench steps --model gpt2-tiny --strategies dp2 --devices mpi
 echo "bad_input: ok"

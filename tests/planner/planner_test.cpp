@@ -265,6 +265,26 @@ TEST(Cost, FitBlockGivesEachTermItsMeasuredTime) {
             std::string::npos);
 }
 
+// The block's time per row at another micro-batch: its GEMM share re-rated shape by shape by the
+// table, the rest alike per row; a table without shapes (one share) rates every size alike.
+TEST(Cost, BlockRowRatioReRatesTheGemmsOnly) {
+  Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
+  const io::ModelConfig m = gpt(1, 256, 4, 128);
+  const BlockCost bc = block_cost(m, 128, cl.element_bytes);
+  const auto per_row = [&](double rows) {
+    return block_gemm_s(bc, rows * 128, 1, cl.peak_flops, *cl.efficiency) / rows;
+  };
+  const double gemm_ratio = per_row(2) / per_row(4);
+  ASSERT_NE(gemm_ratio, 1.0);  // the table rates 256-row GEMMs apart from 512-row ones
+  EXPECT_NEAR(block_row_ratio(cl, m, 128, 0.8, 2, 4), 0.8 * gemm_ratio + 0.2, 1e-12);
+  EXPECT_DOUBLE_EQ(block_row_ratio(cl, m, 128, 0.0, 2, 4), 1.0);
+  EXPECT_DOUBLE_EQ(block_row_ratio(cl, m, 128, 0.8, 4, 4), 1.0);
+  cl.efficiency->gemm_shapes.clear();
+  EXPECT_NEAR(block_row_ratio(cl, m, 128, 0.8, 2, 4), 1.0, 1e-12);
+  EXPECT_NE(error_of([&] { block_row_ratio(cl, m, 128, 1.5, 2, 4); }).find("GEMM share 1.5"),
+            std::string::npos);
+}
+
 TEST(Search, RuntimeRestrictions) {
   const Cluster cl = parse_cluster_text(kLocalCluster, "local.yaml");
   Workload w{gpt(4, 256, 4, 128), 8, 128};

@@ -178,6 +178,13 @@ struct BlockTiming {
 // most kMaxMemoryShare). Needs the peak, the memory bandwidth and the GEMM table already set.
 double fit_block_efficiency(Cluster& cl, const io::ModelConfig& m, double tokens, int64_t seq,
                             const BlockTiming& t);
+// A block of `m`'s time per row at `rows` rows of sequence `seq` over that at `ref_rows`, as
+// estimate() charges it: its GEMMs, a share `gemm` of the block's time at `ref_rows`, rated by the
+// GEMM table shape by shape; the rest of the block per row alike. hp calibrate divides the
+// pipeline's measured actions (2-row micro-batches) by the 4-row block times this, so that the
+// pipeline's factor does not charge again what the table charges the smaller GEMMs.
+double block_row_ratio(const Cluster& cl, const io::ModelConfig& m, int64_t seq, double gemm,
+                       int64_t rows, int64_t ref_rows);
 // Costs one admissible configuration.
 Estimate estimate(const Workload& w, const Cluster& cl, const Config& c,
                   const Efficiency& eff = {});
