@@ -79,6 +79,14 @@ std::string builtin_models() {
   return out;
 }
 
+void check_strategy_path(const std::string& spec) {
+  const auto ends = [&](const std::string& x) {
+    return spec.size() >= x.size() && spec.compare(spec.size() - x.size(), x.size(), x) == 0;
+  };
+  if (spec.find('/') == std::string::npos && !ends(".yaml") && !ends(".yml")) return;
+  HP_CHECK(std::filesystem::is_regular_file(spec), "strategy file '", spec, "' not found");
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

@@ -34,6 +34,10 @@ AutoStrategy auto_strategy(const io::ModelConfig& cfg, int64_t batch, int64_t se
 // (name, config.json text), embedded by hp_embed (src/cli/CMakeLists.txt).
 const std::vector<std::pair<std::string, std::string>>& embedded_models();
 
+// A --strategy that names a file (a path with '/' or a .yaml/.yml name) must exist: otherwise it
+// would be read as a preset expression and refused for its terms.
+void check_strategy_path(const std::string& spec);
+
 // The embedded default job of `hp train`: examples/train_kjv.yaml, compiled in.
 extern const char* kDefaultTrainYaml;
 

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/common.hpp"
 #include "hp/comm/threads.hpp"
 #include "hp/core/error.hpp"
 #include "hp/mpmd/pipeline.hpp"
@@ -106,6 +107,7 @@ void warn_planner_keys(const Placement& p, int64_t batch, int64_t microbatches) 
 }  // namespace
 
 Placement place(Devices dev, const std::string& spec) {
+  check_strategy_path(spec);
   Placement p;
   p.spec = spec;
   const bool file = std::filesystem::is_regular_file(spec);

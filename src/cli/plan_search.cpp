@@ -32,6 +32,7 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
   planner::Space s;
   if (a.has("strategy")) {
     const std::string st = a.str("strategy");
+    check_strategy_path(st);
     if (std::filesystem::is_regular_file(st)) {
       std::ifstream in(st);
       std::stringstream text;

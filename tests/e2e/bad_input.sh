@@ -135,6 +135,11 @@ for r in recs:
     assert len(r["step_s"]) == 2 and len(r["cpu_s"]) == 2, r
     assert all(math.isfinite(x) and 0 < x < 60 for x in r["step_s"] + r["cpu_s"]), r
 PY
+# A strategy that names a file must exist, not be read as a preset and refused for its terms.
+expect_fail "strategy file '$WORK/none.yaml' not found" hp train --model gpt2-tiny --steps 1 \
+  --devices threads:2 --strategy "$WORK/none.yaml"
+expect_fail "strategy file 'none.yml' not found" hp plan --model gpt2-tiny --cluster h100-dgx:8 \
+  --strategy none.yml
 expect_fail "option --strategies is required" hp bench steps --model gpt2-tiny
 expect_fail "an empty entry in 'dp2,'" hp bench steps --model gpt2-tiny --strategies dp2,
 expect_fail "runs on threads:N" hp bench steps --model gpt2-tiny --strategies dp2 --devices mpi
