@@ -6,11 +6,11 @@
 # taking one step each in turn, so that a slow spell of a shared machine falls on all of them
 # alike. Other tenants only ever add time: a strategy's measured step is the best of its timed
 # steps over all rounds (its median beside it), and each calibration keeps its probes' best of
-# three rounds; the prediction comes from the median round's calibration (below). The top choice
-# is the planner's under that calibration; where it is one of the five files (the same keys), its
-# measured step is that file's, else it runs as many rounds afterwards. Beside the steps, the CPU
-# time per rank per step, which other processes do not inflate but which does not see time spent
-# waiting (pipeline bubbles, the slower rank).
+# three rounds; the prediction comes from the median of the rounds' calibrations, each figure on
+# its own (below). The top choice is the planner's under that calibration; where it is one of the
+# five files (the same keys), its measured step is that file's, else it runs as many rounds
+# afterwards. Beside the steps, the CPU time per rank per step, which other processes do not
+# inflate but which does not see time spent waiting (pipeline bubbles, the slower rank).
 # usage: bench/plan_accuracy.sh [HP] [WORK_DIR] [ROUNDS] [MODEL] [BATCH] [SEQ]
 set -euo pipefail
 HP=${1:-build/bin/hp}
@@ -87,17 +87,34 @@ for round in $(seq "$ROUNDS"); do
   "$HP" calibrate --devices threads:2 --out "$W/local-$round.yaml" >/dev/null
   measure "${five[@]}"
 done
-# The median calibration: the one whose predictions of the five sum to the median. Each is already
-# its probes' best of three rounds; the fastest of the rounds again would be the lowest of several
-# noisy estimates (the calibration block alone scatters by 5-8% between quiet rounds), the median
-# stands for them all and a single disturbed round does not move it.
-for round in $(seq "$ROUNDS"); do
-  for n in "${five[@]}"; do predict "$n" "$W/local-$round.yaml" >"$W/$n.predicted-$round"; done
-  echo "$(cat "$W"/*.predicted-"$round" | awk '{ s += $1 } END { print s }') $round"
-done | sort -g >"$W/rounds"
-best=$(awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }' "$W/rounds")
-cp "$W/local-$best.yaml" "$W/local.yaml"
-for n in "${five[@]}"; do cp "$W/$n.predicted-$best" "$W/$n.predicted"; done
+# The median calibration: every figure of the rounds' files (each GEMM shape's share, the
+# block's shares, the link and the collectives) the median of the rounds', each on its own. Each
+# file is already its probes' best of three rounds; the fastest of the rounds again would be the
+# lowest of several noisy estimates, and one whole round's file (the median one, until 2026-12-03)
+# carries its own draw of every shape: the GEMM time of tp2's shapes over dp2's came out 0.85 to
+# 1.03 in the files of one machine minutes apart. The median of each stands for them all.
+python3 - "$W" "$ROUNDS" <<'PY'
+import re, statistics, sys
+w, n = sys.argv[1], int(sys.argv[2])
+files = [open(f"{w}/local-{r}.yaml").read().splitlines() for r in range(1, n + 1)]
+assert len({len(f) for f in files}) == 1, "the calibrations' files differ in length"
+number = re.compile(r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+out = [f"# The median of {n} calibrations by hp calibrate, each figure on its own "
+       "(bench/plan_accuracy.sh)."]
+for lines in zip(*files):
+    if lines[0].lstrip().startswith("#"):
+        continue
+    texts = [number.split(l) for l in lines]
+    assert all(t == texts[0] for t in texts), f"the calibrations' files differ: {lines}"
+    values = [[float(x) for x in number.findall(l)] for l in lines]
+    medians = [statistics.median(v) for v in zip(*values)]
+    line = texts[0][0]
+    for m, t in zip(medians, texts[0][1:]):
+        line += f"{m:.6g}" + t
+    out.append(line)
+open(f"{w}/local.yaml", "w").write("\n".join(out) + "\n")
+PY
+for n in "${five[@]}"; do predict "$n" "$W/local.yaml" >"$W/$n.predicted"; done
 "$HP" plan "${common[@]}" --cluster "$W/local.yaml" --emit "$W/top.yaml" --json >"$W/top.json"
 predict top "$W/local.yaml" >"$W/top.predicted"
 # The same keys as one of the five (the comments and the validation mode aside): its runs.
@@ -111,7 +128,7 @@ if [ -n "$same" ]; then
 else
   for round in $(seq "$ROUNDS"); do measure top; done
 fi
-echo "calibration of round $best of $ROUNDS; the top choice's runs: ${same:-its own}"
+echo "calibration: the median of $ROUNDS rounds, each figure on its own; the top choice's runs: ${same:-its own}"
 python3 - "$W" "${five[@]}" top <<'PY'
 import statistics, sys
 w, names = sys.argv[1], sys.argv[2:]
