@@ -1,14 +1,14 @@
 // `hp calibrate`: measures this machine as the planner sees a cluster and writes it as a cluster
 // YAML named `local` (docs/planner.md#the-local-cluster): every rank of --devices measures at
-// once, one thread each, as `hp train --devices` runs them: the CPU backend's sgemm at shapes
-// typical of the models (the efficiency table by shape, and the peak), the memory bandwidth every
-// rank gets while all copy, the trainer's AdamW step over 4M parameters (the optimizer's share of
-// that bandwidth), one GPT-2 block run forward and backward by the executor (its GEMMs' time
-// scales the table, its fused attention's gives the attention's share, the rest the element-wise
-// share), the same blocks as one-device pipeline stages run them (the pipeline's efficiencies), the
-// communicator's all-reduce (latency and bandwidth), the offload transfer engine's host link.
-// Each probe's best of three rounds (one with --quick).
-// Not a model of anything else: the planner's cost model reads the file.
+// once, one thread each, as `hp train --devices` runs them: the runtime's matmul (forward and both
+// gradients) at shapes typical of the models (the efficiency table by shape, and the peak), the
+// memory bandwidth every rank gets while all copy, the trainer's AdamW step over 4M parameters (the
+// optimizer's share of that bandwidth), one GPT-2 block run forward and backward by the executor
+// (its GEMMs' time scales the table, its fused attention's gives the attention's share, the rest
+// the element-wise share), the same blocks as one-device pipeline stages run them (the pipeline's
+// efficiencies), the communicator's all-reduce (latency and bandwidth), the offload transfer
+// engine's host link. Each probe's best of three rounds (one with --quick). Not a model of anything
+// else: the planner's cost model reads the file.
 #include <time.h>
 
 #include <algorithm>
@@ -28,7 +28,6 @@
 #include "cli/options.hpp"
 #include "cli/probes.hpp"
 #include "hp/autodiff/grad.hpp"
-#include "hp/backend/cpu/gemm.hpp"
 #include "hp/core/error.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/mpmd/pipeline.hpp"
@@ -84,21 +83,6 @@ double timed(comm::Communicator& c, int reps, const std::function<void()>& fn) {
   return best;
 }
 
-// FLOP/s of one GEMM shape on one thread: the mean time of the three forms a linear layer runs
-// (forward X W, the input's gradient dY W^T, the weight's gradient X^T dY), all of m*k*n.
-double gemm_flops(comm::Communicator& c, const planner::GemmShape& s, int reps) {
-  const int64_t m = int64_t(s.m), k = int64_t(s.k), n = int64_t(s.n);
-  std::vector<float> a(size_t(m * std::max(k, n)), 0.5f), b(size_t(k * n), 0.25f),
-      out(size_t(std::max(m * std::max(k, n), k * n)));
-  const cpu::Context one{1};
-  const double t = timed(c, reps, [&] {
-    cpu::gemm(one, false, false, m, n, k, 1, a.data(), k, b.data(), n, 0, out.data(), n);
-    cpu::gemm(one, false, true, m, k, n, 1, a.data(), n, b.data(), n, 0, out.data(), k);
-    cpu::gemm(one, true, false, k, n, m, 1, a.data(), k, a.data(), n, 0, out.data(), n);
-  });
-  return 3 * 2 * s.m * s.k * s.n / t;
-}
-
 // A tensor of `shape` filled with `v` (the values do not change the kernels' time).
 Tensor filled(const Shape& shape, float v) {
   return Tensor::from_f32(shape, std::vector<float>(size_t(numel(shape)), v));
@@ -114,6 +98,40 @@ io::ModelConfig calibration_block() {
   return m;
 }
 constexpr int64_t kBlockBatch = 4, kBlockSeq = 128;
+
+// FLOP/s of one GEMM shape on one thread as the trainer runs a linear layer: X [m, k] (as
+// [m / 128, 128, k], the model's rows) times W [k, n], forward, and the input's and the weight's
+// gradients, traced, differentiated, compiled and run by the executor; the profiled matmul time
+// only (the loss's element-wise ops left out). A loop over the GEMM kernel with buffers of its own
+// (until 2026-12-03) rated the model's shapes apart from how its steps ran them: on the 2-core
+// AMD EPYC without AVX-512, tp2's matmuls took 0.84-0.85 of dp2's per step where that table said
+// 0.93.
+double gemm_flops(comm::Communicator& c, const planner::GemmShape& s, int reps) {
+  const int64_t m = int64_t(s.m), k = int64_t(s.k), n = int64_t(s.n);
+  const Shape xs = m % kBlockSeq == 0 ? Shape{m / kBlockSeq, kBlockSeq, k} : Shape{m, k};
+  Shape ys = xs;
+  ys.back() = n;
+  ir::Graph g;
+  const ir::Var x = g.param("x", xs), w = g.param("w", {k, n});
+  const ir::Var r = g.input("r", {ys, DType::kF32});
+  const ir::Var loss = sum(matmul(x, w) * r);
+  std::vector<ir::ValueId> outs{loss.id};
+  for (const ir::Var& gv : autodiff::grad(loss, {x, w})) outs.push_back(gv.id);
+  const runtime::Program prog = runtime::compile(g, outs);
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
+  const Tensor xt = filled(xs, 0.5f), wt = filled({k, n}, 0.25f), rt = filled(ys, 0.1f);
+  ex.bind(x.id, xt);
+  ex.bind(w.id, wt);
+  ex.bind(r.id, rt);
+  ex.run();  // buffers touched once before the profile starts
+  ex.set_profile(true);
+  const double t = timed(c, reps, [&] { ex.run(); });
+  double all = 0;
+  for (const auto& [op, sec] : ex.profile()) all += sec;
+  const auto mm = ex.profile().find(ir::op_name(ir::OpId::kMatmul));
+  HP_CHECK(mm != ex.profile().end() && all > 0, "[calibrate] the GEMM probe ran no matmul");
+  return 3 * 2 * s.m * s.k * s.n / (t * mm->second / all);
+}
 
 // One GPT-2 block's forward and backward as the trainer runs it: traced by nn::block,
 // differentiated, compiled and run by the executor on the CPU backend (one thread), every op of
@@ -360,7 +378,7 @@ int cmd_calibrate(const std::vector<std::string>& argv) {
   char comment[640];
   std::snprintf(comment, sizeof comment,
                 "Written by hp calibrate%s in %.1f s: %d ranks (%s), one thread each, measured at "
-                "once, each probe's best of %d rounds.\nPeak: the best sgemm rate of one thread; "
+                "once, each probe's best of %d rounds.\nPeak: the best matmul rate of one thread; "
                 "the gemm shares are each shape's rate over it, times %.3f\n(what the "
                 "calibration block's GEMMs reached of the table). Memory: machine memory shared "
                 "by the ranks;\nhost link: the offload transfer engine's copy (latency %.1f us). "

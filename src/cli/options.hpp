@@ -667,7 +667,7 @@ inline const Command& bench_steps_command() {
 inline const Command& calibrate_command() {
   static const Command c{
       "hp calibrate [options]",
-      "Measures this machine as the planner's `local` cluster (docs/planner.md): sgemm by shape "
+      "Measures this machine as the planner's `local` cluster (docs/planner.md): matmul by shape "
       "and its\npeak, attention, element-wise kernels and memory bandwidth, the communicator's "
       "all-reduce and\nthe offload host link, every rank of --devices at once with one thread "
       "each; writes a\ncluster YAML that `hp plan --cluster local` and `hp train --strategy "
