@@ -1,6 +1,7 @@
 // Option parsing and --help for the hp tool, from each command's option table.
 #include "cli/args.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -174,6 +175,18 @@ std::string Args::str(const std::string& k) const {
   if (it != values_.end()) return it->second;
   HP_CHECK(!o.dflt.empty(), "option --", k, " is required");
   return o.dflt;
+}
+
+std::vector<std::string> Args::list(const std::string& k) const {
+  const std::string v = str(k);
+  std::vector<std::string> out;
+  for (size_t at = 0;;) {
+    const size_t comma = std::min(v.find(',', at), v.size());
+    out.push_back(v.substr(at, comma - at));
+    HP_CHECK(!out.back().empty(), "option --", k, ": an empty entry in '", v, "'");
+    if (comma == v.size()) return out;
+    at = comma + 1;
+  }
 }
 
 int64_t Args::i64(const std::string& k) const {

@@ -61,6 +61,8 @@ class Args {
   bool flag(const std::string& k) const;
   // The value given, else the table's default; throws "option --k is required" with neither.
   std::string str(const std::string& k) const;
+  // A comma-separated value's entries, in order; an empty entry is an error naming the option.
+  std::vector<std::string> list(const std::string& k) const;
   int64_t i64(const std::string& k) const;
   double f64(const std::string& k) const;
   const std::vector<std::string>& positional() const { return pos_; }

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "cli/args.hpp"
+#include "cli/bench_options.hpp"
 #include "cli/devices.hpp"
-#include "cli/options.hpp"
 #include "cli/probes.hpp"
 #include "hp/comm/communicator.hpp"
 #include "hp/core/bytes.hpp"

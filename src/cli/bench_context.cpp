@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <optional>
 
+#include "cli/bench_options.hpp"
 #include "cli/devices.hpp"
 #include "cli/generate.hpp"
-#include "cli/options.hpp"
 #include "hp/core/rng.hpp"
 #include "hp/io/json.hpp"
 

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "cli/bench_options.hpp"
 #include "cli/common.hpp"
-#include "cli/options.hpp"
 #include "cli/probes.hpp"
 #include "hp/core/error.hpp"
 #include "hp/train/trainer.hpp"
@@ -41,7 +41,7 @@ Tensor random_tokens(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
 }
 
 // The benchmark's options: a GPT-2 shape, the run and where the disk tier goes (defaults:
-// bench_offload_command in options.hpp).
+// bench_offload_command in bench_options.hpp).
 struct BenchOptions {
   int64_t layers = 0, d = 0, heads = 0, seq = 0, batch = 0, vocab = 0, steps = 0;
   int threads = 0;

@@ -9,12 +9,11 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 
 #include "cli/args.hpp"
+#include "cli/bench_options.hpp"
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
-#include "cli/options.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/mpmd/pipeline.hpp"
 #include "hp/mpmd/synth.hpp"
@@ -201,8 +200,7 @@ int bench_pipeline(const std::vector<std::string>& argv) {
   std::printf("%-12s %13s %12s %8s %17s %16s %6s %11s %13s\n", "schedule", "predicted ms",
               "measured ms", "error", "predicted bubble", "measured bubble", "bound", "cost bound",
               "optimizer ms");
-  std::stringstream list(a.str("schedules"));
-  for (std::string name; std::getline(list, name, ',');) {
+  for (const std::string& name : a.list("schedules")) {
     const mpmd::ScheduleKind kind = mpmd::parse_schedule_kind(name);
     const Measured r = run_schedule(cfg, opt, dev, kind, m, steps, profile_steps, params, batches,
                                     a.has("timeline") ? a.str("timeline") : "", a.flag("reorder"));

@@ -11,9 +11,9 @@
 #include <thread>
 
 #include "cli/args.hpp"
+#include "cli/bench_options.hpp"
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
-#include "cli/options.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/json.hpp"
 
@@ -70,7 +70,8 @@ void run_round(const io::ModelConfig& cfg, const train::TrainOptions& opt, const
   for (double b : blocked) res.blocked_s += b / double(blocked.size());
 }
 
-// What hp bench spmd reads from its options, once (defaults: bench_spmd_command in options.hpp).
+// What hp bench spmd reads from its options, once (defaults: bench_spmd_command in
+// bench_options.hpp).
 struct SpmdBenchOptions {
   io::ModelConfig cfg;
   Devices dev;

@@ -6,15 +6,14 @@
 // rank over it. bench/plan_accuracy.sh measures the planner's predictions with it.
 #include <sys/resource.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 
 #include "cli/args.hpp"
+#include "cli/bench_options.hpp"
 #include "cli/common.hpp"
 #include "cli/devices.hpp"
-#include "cli/options.hpp"
 #include "hp/core/error.hpp"
 #include "hp/data/loader.hpp"
 #include "hp/io/json.hpp"
@@ -34,23 +33,12 @@ double process_cpu_s() {
          1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  for (size_t at = 0;;) {
-    const size_t comma = std::min(s.find(',', at), s.size());
-    out.push_back(s.substr(at, comma - at));
-    HP_CHECK(!out.back().empty(), "--strategies: an empty entry in '", s, "'");
-    if (comma == s.size()) return out;
-    at = comma + 1;
-  }
-}
-
 }  // namespace
 
 int bench_steps(const std::vector<std::string>& argv) {
   Args a(argv, bench_steps_command());
   if (printed_help(a)) return 0;
-  const std::vector<std::string> specs = split_list(a.str("strategies"));
+  const std::vector<std::string> specs = a.list("strategies");
   const io::ModelConfig cfg = resolve_model(a.str("model"));
   const Devices dev = parse_devices(a.str("devices"));
   HP_CHECK(dev.kind == "threads",

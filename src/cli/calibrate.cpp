@@ -99,13 +99,42 @@ io::ModelConfig calibration_block() {
 }
 constexpr int64_t kBlockBatch = 4, kBlockSeq = 128;
 
-// FLOP/s of one GEMM shape on one thread as the trainer runs a linear layer: X [m, k] (as
-// [m / 128, 128, k], the model's rows) times W [k, n], forward, and the input's and the weight's
-// gradients, traced, differentiated, compiled and run by the executor; the profiled matmul time
-// only (the loss's element-wise ops left out). A loop over the GEMM kernel with buffers of its own
-// (until 2026-12-03) rated the model's shapes apart from how its steps ran them: on the 2-core
-// AMD EPYC without AVX-512, tp2's matmuls took 0.84-0.85 of dp2's per step where that table said
-// 0.93.
+// A traced loss's forward and backward as the trainer runs them: differentiated with respect to
+// `wrt`, compiled and run by the executor on the CPU backend (one thread) with `feeds` bound; its
+// seconds (the best of the runs) and each op's share of the executor's profiled time over them.
+struct Profiled {
+  double s = 0;
+  std::map<std::string, double> share;  // op name: its share of the profiled time
+  double of(ir::OpId id) const {
+    const auto it = share.find(ir::op_name(id));
+    return it == share.end() ? 0.0 : it->second;
+  }
+};
+Profiled profiled_backward(comm::Communicator& c, int reps, const ir::Var& loss,
+                           const std::vector<ir::Var>& wrt,
+                           const std::vector<std::pair<ir::ValueId, Tensor>>& feeds) {
+  std::vector<ir::ValueId> outs{loss.id};
+  for (const ir::Var& gv : autodiff::grad(loss, wrt)) outs.push_back(gv.id);
+  const runtime::Program prog = runtime::compile(*loss.g, outs);
+  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
+  for (const auto& [v, t] : feeds) ex.bind(v, t);
+  ex.run();  // buffers touched once before the profile starts
+  ex.set_profile(true);
+  Profiled p;
+  p.s = timed(c, reps, [&] { ex.run(); });
+  double all = 0;
+  for (const auto& [op, sec] : ex.profile()) all += sec;
+  HP_CHECK(all > 0, "[calibrate] the executor profiled no op");
+  for (const auto& [op, sec] : ex.profile()) p.share[op] = sec / all;
+  return p;
+}
+
+// FLOP/s of one GEMM shape on one thread as the trainer runs a linear layer: X [m, k] (as [m / 128,
+// 128, k], the model's rows) times W [k, n], forward, and the input's and the weight's gradients
+// (profiled_backward); the profiled matmul time only (the loss's element-wise ops left out). A loop
+// over the GEMM kernel with buffers of its own (until 2026-12-03) rated the model's shapes apart
+// from how its steps ran them: on the 2-core AMD EPYC without AVX-512, tp2's matmuls took 0.84-0.85
+// of dp2's per step where that table said 0.93.
 double gemm_flops(comm::Communicator& c, const planner::GemmShape& s, int reps) {
   const int64_t m = int64_t(s.m), k = int64_t(s.k), n = int64_t(s.n);
   const Shape xs = m % kBlockSeq == 0 ? Shape{m / kBlockSeq, kBlockSeq, k} : Shape{m, k};
@@ -115,29 +144,18 @@ double gemm_flops(comm::Communicator& c, const planner::GemmShape& s, int reps) 
   const ir::Var x = g.param("x", xs), w = g.param("w", {k, n});
   const ir::Var r = g.input("r", {ys, DType::kF32});
   const ir::Var loss = sum(matmul(x, w) * r);
-  std::vector<ir::ValueId> outs{loss.id};
-  for (const ir::Var& gv : autodiff::grad(loss, {x, w})) outs.push_back(gv.id);
-  const runtime::Program prog = runtime::compile(g, outs);
-  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
-  const Tensor xt = filled(xs, 0.5f), wt = filled({k, n}, 0.25f), rt = filled(ys, 0.1f);
-  ex.bind(x.id, xt);
-  ex.bind(w.id, wt);
-  ex.bind(r.id, rt);
-  ex.run();  // buffers touched once before the profile starts
-  ex.set_profile(true);
-  const double t = timed(c, reps, [&] { ex.run(); });
-  double all = 0;
-  for (const auto& [op, sec] : ex.profile()) all += sec;
-  const auto mm = ex.profile().find(ir::op_name(ir::OpId::kMatmul));
-  HP_CHECK(mm != ex.profile().end() && all > 0, "[calibrate] the GEMM probe ran no matmul");
-  return 3 * 2 * s.m * s.k * s.n / (t * mm->second / all);
+  const Profiled p = profiled_backward(
+      c, reps, loss, {x, w},
+      {{x.id, filled(xs, 0.5f)}, {w.id, filled({k, n}, 0.25f)}, {r.id, filled(ys, 0.1f)}});
+  const double matmul_share = p.of(ir::OpId::kMatmul);
+  HP_CHECK(matmul_share > 0, "[calibrate] the GEMM probe ran no matmul");
+  return 3 * 2 * s.m * s.k * s.n / (p.s * matmul_share);
 }
 
-// One GPT-2 block's forward and backward as the trainer runs it: traced by nn::block,
-// differentiated, compiled and run by the executor on the CPU backend (one thread), every op of
-// the block included, not only those the cost model names: its seconds (the best of the runs)
-// and the shares of the executor's profiled op time (over the runs) its matmuls, its fused
-// attention and its other ops on the model's width took.
+// One GPT-2 block's forward and backward as the trainer runs it (traced by nn::block,
+// profiled_backward), every op of the block included, not only those the cost model names: its
+// seconds (the best of the runs) and the shares of the executor's profiled op time (over the runs)
+// its matmuls, its fused attention and its other ops on the model's width took.
 planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
   const io::ModelConfig cfg = calibration_block();
   const int64_t B = kBlockBatch, T = kBlockSeq, D = cfg.d_model;
@@ -157,23 +175,11 @@ planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
   feeds.push_back({r.id, filled({B, T, D}, 0.1f)});
   wrt.push_back(x);
   const ir::Var loss = sum(nn::block(cfg, P, 0, x) * r);
-  std::vector<ir::ValueId> outs{loss.id};
-  for (const ir::Var& gv : autodiff::grad(loss, wrt)) outs.push_back(gv.id);
-  const runtime::Program prog = runtime::compile(g, outs);
-  runtime::Executor ex(prog, default_allocator(), runtime::Context{1});
-  for (auto& [v, t] : feeds) ex.bind(v, t);
-  ex.run();  // buffers touched once before the profile starts
-  ex.set_profile(true);
+  const Profiled p = profiled_backward(c, reps, loss, wrt, feeds);
   planner::BlockTiming b;
-  b.s = timed(c, reps, [&] { ex.run(); });
-  double all = 0;
-  for (const auto& [op, s] : ex.profile()) all += s;
-  const auto share = [&](ir::OpId id) {
-    const auto it = ex.profile().find(ir::op_name(id));
-    return it == ex.profile().end() ? 0.0 : it->second / all;
-  };
-  b.gemm = share(ir::OpId::kMatmul);
-  b.attention = share(ir::OpId::kAttention) + share(ir::OpId::kAttentionBwd);
+  b.s = p.s;
+  b.gemm = p.of(ir::OpId::kMatmul);
+  b.attention = p.of(ir::OpId::kAttention) + p.of(ir::OpId::kAttentionBwd);
   // The other ops' time on the model's width: each op's time in proportion to the bytes its
   // nodes that write that width move (norms, residual adds, their backward; not the activation
   // function, the heads' splits and concatenations).
@@ -188,10 +194,10 @@ planner::BlockTiming block_timing(comm::Communicator& c, int reps) {
     all_bytes += moved;
     if (!out.empty() && out.back() == D) width += moved;
   }
-  for (const auto& [op, s] : ex.profile()) {
+  for (const auto& [op, share] : p.share) {
     const auto it = bytes.find(op);
     if (it != bytes.end() && it->second.second > 0)
-      b.whole += s / all * it->second.first / it->second.second;
+      b.whole += share * it->second.first / it->second.second;
   }
   return b;
 }

@@ -45,9 +45,7 @@ planner::Space read_space(const Args& a, const planner::Workload& w, int64_t dev
   if (a.has("micro-batch")) s.micro_batches = {a.i64("micro-batch")};
   if (a.has("schedule")) {
     s.schedules.clear();
-    std::stringstream ss(a.str("schedule"));
-    std::string one;
-    while (std::getline(ss, one, ',')) try {
+    for (const std::string& one : a.list("schedule")) try {
         s.schedules.push_back(planner::parse_schedule(one));
       } catch (const Error& e) {
         throw Error(std::string("--schedule: ") + e.what());

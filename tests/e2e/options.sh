@@ -62,7 +62,7 @@ expect_help ckpt to=none
 expect_help "bench spmd" layers=4 d=256 heads=4 vocab=256 seq=128 batch=8 threads=2 steps=8 rounds=3 \
   devices=threads:2
 expect_help "bench steps" strategies=required model=gpt2-kjv batch=8 seq=128 steps=6 \
-  "threads=the cores shared by the ranks" devices=threads:2
+  "threads=the cores shared among the ranks of the process" devices=threads:2
 expect_help "bench offload" layers=12 d-model=768 heads=12 vocab=50304 seq=128 batch=2 steps=3 \
   threads=2 offload-dir=offload_bench explain
 expect_help calibrate "out=\$XDG_CONFIG_HOME/hp/cluster-local.yaml" devices=threads:2 quick

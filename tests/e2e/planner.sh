@@ -75,6 +75,8 @@ printf 'name: x\ndevices: 2\n' > "$WORK/bad.yaml"
 expect_fail "bad.yaml" "$HP" plan --model gpt2-tiny --cluster "$WORK/bad.yaml"
 expect_fail "unknown term 'ep2'" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
   --strategy dp4xep2
+expect_fail "option --schedule: an empty entry in '1f1b,,zbv'" "$HP" plan --model gpt2-tiny \
+  --cluster h100-dgx:8 --schedule 1f1b,,zbv
 expect_fail "unknown schedule 'zb-h3'" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
   --schedule 1f1b,zb-h3
 expect_fail "has what the options fix" "$HP" plan --model gpt2-tiny --cluster h100-dgx:8 \
